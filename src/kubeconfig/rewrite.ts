@@ -1,0 +1,146 @@
+/**
+ * Turn a loaded kubeconfig into (a) the routes kubetrail serves and (b) a kubeconfig whose every cluster
+ * points at kubetrail. Names of clusters, users and contexts are kept, so `--context X` means the same
+ * thing before and after; users are copied as they are (exec plugins still run inside kubectl).
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import { KtError } from '../errors.ts';
+import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
+
+export interface ClusterRoute {
+  /** Path segment under /c/ on the kubetrail listener; stable for a given cluster name. */
+  id: string;
+  name: string;
+  /** The real apiserver, as the kubeconfig names it. */
+  server: URL;
+  caPem: Buffer | undefined;
+  insecureSkipTlsVerify: boolean;
+  tlsServerName: string | undefined;
+  proxyUrl: string | undefined;
+}
+
+export interface ClientIdentity {
+  /** kubeconfig user name (for logs and spans; never the key). */
+  user: string;
+  certPem: Buffer;
+  keyPem: Buffer;
+  /** SHA-256 of the certificate's DER bytes: the only way a presented certificate is matched. */
+  fingerprint: string;
+}
+
+export interface Routes {
+  clusters: Map<string, ClusterRoute>;
+  identities: Map<string, ClientIdentity>;
+}
+
+export const ROUTE_PREFIX = '/c/';
+
+export function routeId(clusterName: string): string {
+  const slug = clusterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+  const hash = createHash('sha256').update(clusterName).digest('hex').slice(0, 8);
+  return slug ? `${slug}-${hash}` : hash;
+}
+
+export function certFingerprint(der: Buffer): string {
+  return createHash('sha256').update(der).digest('hex');
+}
+
+function str(body: Entry, field: string): string | undefined {
+  const v = body[field];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+export function buildRoutes(kc: LoadedKubeconfig): Routes {
+  const clusters = new Map<string, ClusterRoute>();
+  for (const { name, body, origin } of kc.clusters.values()) {
+    const where = `${origin} cluster "${name}"`;
+    const server = str(body, 'server');
+    if (!server) throw new KtError('KT_ERR_KUBECONFIG_INVALID', `kubeconfig ${where}: no server`);
+    let url: URL;
+    try {
+      url = new URL(server);
+    } catch {
+      throw new KtError('KT_ERR_KUBECONFIG_INVALID', `kubeconfig ${where}: server "${server}" is not a URL`);
+    }
+    if (url.protocol !== 'https:') {
+      throw new KtError(
+        'KT_ERR_KUBECONFIG_INVALID',
+        `kubeconfig ${where}: server "${server}" is not https (kubetrail proxies TLS apiservers only)`,
+      );
+    }
+    const insecure = body['insecure-skip-tls-verify'] === true;
+    const caPem = dataOrFile(body, 'certificate-authority', where);
+    const proxyUrl = str(body, 'proxy-url');
+    if (proxyUrl && !/^https?:\/\//.test(proxyUrl)) {
+      throw new KtError(
+        'KT_ERR_KUBECONFIG_INVALID',
+        `kubeconfig ${where}: proxy-url "${proxyUrl}" is not supported (kubetrail supports http and https proxies)`,
+      );
+    }
+    const route: ClusterRoute = {
+      id: routeId(name),
+      name,
+      server: url,
+      caPem,
+      insecureSkipTlsVerify: insecure,
+      tlsServerName: str(body, 'tls-server-name'),
+      proxyUrl,
+    };
+    clusters.set(route.id, route);
+  }
+
+  const identities = new Map<string, ClientIdentity>();
+  for (const { name, body, origin } of kc.users.values()) {
+    const where = `${origin} user "${name}"`;
+    const certPem = dataOrFile(body, 'client-certificate', where);
+    const keyPem = dataOrFile(body, 'client-key', where);
+    if (!certPem || !keyPem) continue;
+    let der: Buffer;
+    try {
+      der = new X509Certificate(certPem).raw;
+    } catch {
+      throw new KtError('KT_ERR_KUBECONFIG_INVALID', `kubeconfig ${where}: client-certificate is not a PEM certificate`);
+    }
+    const fingerprint = certFingerprint(der);
+    if (!identities.has(fingerprint)) identities.set(fingerprint, { user: name, certPem, keyPem, fingerprint });
+  }
+  return { clusters, identities };
+}
+
+export interface RewriteOptions {
+  /** https://host:port of the kubetrail listener as kubectl must reach it. */
+  listenUrl: string;
+  /** PEM of kubetrail's local CA. */
+  caPem: string;
+  /** Override current-context (kubetrail's own --context flag). */
+  currentContext?: string | undefined;
+}
+
+/** The rewritten kubeconfig as a plain object, ready to be serialised. */
+export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): Entry {
+  const base = opts.listenUrl.replace(/\/$/, '');
+  const caData = Buffer.from(opts.caPem).toString('base64');
+  const clusters = [...kc.clusters.values()].map(({ name, body }) => {
+    const cluster: Entry = { ...body, server: `${base}${ROUTE_PREFIX}${routeId(name)}`, 'certificate-authority-data': caData };
+    for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url', 'tls-server-name']) delete cluster[k];
+    return { name, cluster };
+  });
+  const current = opts.currentContext ?? kc.currentContext;
+  if (opts.currentContext !== undefined && !kc.contexts.has(opts.currentContext)) {
+    throw new KtError(
+      'KT_ERR_KUBECONFIG_INVALID',
+      `kubeconfig ${kc.files.join(':')}: context "${opts.currentContext}" does not exist`,
+    );
+  }
+  const out: Entry = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters,
+    users: [...kc.users.values()].map(({ name, body }) => ({ name, user: body })),
+    contexts: [...kc.contexts.values()].map(({ name, body }) => ({ name, context: body })),
+  };
+  if (current !== undefined) out['current-context'] = current;
+  if (kc.preferences !== undefined) out.preferences = kc.preferences;
+  if (kc.extensions !== undefined) out.extensions = kc.extensions;
+  return out;
+}

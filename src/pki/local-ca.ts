@@ -1,0 +1,68 @@
+/**
+ * kubetrail's local CA and the serving certificate kubectl sees. Generated once, kept in the private state
+ * dir (key files 0600); the serving certificate is re-issued when it nears expiry or lacks a name.
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { KtError } from '../errors.ts';
+import { writePrivateFile } from '../kubeconfig/write.ts';
+import { createCA, issueCert, secondsToExpiry, type KeyPairPem } from './certs.ts';
+
+export interface LocalPki {
+  caPem: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+}
+
+const RENEW_BEFORE_S = 30 * 86_400;
+const DEFAULT_NAMES = ['127.0.0.1', '::1', 'localhost'];
+
+function splitPair(text: string, file: string): KeyPairPem {
+  const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(text)?.[0];
+  const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/.exec(text)?.[0];
+  if (!cert || !key) throw new KtError('KT_ERR_STATE_DIR', `${file}: not a certificate and key (delete it to regenerate)`);
+  return { certPem: cert, keyPem: key };
+}
+
+function readPair(file: string): KeyPairPem | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KtError('KT_ERR_STATE_DIR', `${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return splitPair(text, file);
+}
+
+function covers(certPem: string, names: string[]): boolean {
+  const san = new X509Certificate(certPem).subjectAltName ?? '';
+  return names.every((n) => san.includes(isIP(n) ? `IP Address:${n.toUpperCase()}` : `DNS:${n}`));
+}
+
+export async function ensureLocalPki(stateDir: string, extraNames: string[] = []): Promise<LocalPki> {
+  const caFile = join(stateDir, 'ca.pem');
+  let ca = readPair(caFile);
+  if (!ca) {
+    const fresh = await createCA('kubetrail local CA');
+    writePrivateFile(caFile, fresh.certPem + fresh.keyPem, { exclusive: true });
+    ca = readPair(caFile);
+    if (!ca) throw new KtError('KT_ERR_STATE_DIR', `${caFile}: vanished while being created`);
+  }
+  const names = [...new Set([...DEFAULT_NAMES, ...extraNames])];
+  const serverFile = join(stateDir, 'server.pem');
+  let server = readPair(serverFile);
+  const issuedByCa = server && new X509Certificate(server.certPem).checkIssued(new X509Certificate(ca.certPem));
+  if (!server || !issuedByCa || secondsToExpiry(server.certPem) < RENEW_BEFORE_S || !covers(server.certPem, names)) {
+    server = await issueCert(ca, {
+      commonName: 'kubetrail',
+      dnsNames: names.filter((n) => isIP(n) === 0),
+      ipAddresses: names.filter((n) => isIP(n) !== 0),
+      usage: 'server',
+    });
+    writePrivateFile(serverFile, server.certPem + server.keyPem);
+  }
+  return { caPem: ca.certPem, serverCertPem: server.certPem, serverKeyPem: server.keyPem };
+}
