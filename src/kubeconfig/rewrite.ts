@@ -34,6 +34,13 @@ export interface Routes {
 }
 
 export const ROUTE_PREFIX = '/c/';
+/**
+ * Each rewritten cluster also names its route in TLS SNI (`tls-server-name: <id>.kubetrail.localhost`):
+ * kubectl sends some requests with a server-relative URI that drops the server URL's path (`get --raw`,
+ * OpenAPI v3 `serverRelativeURL` fetches), and those are routed by SNI. The path prefix stays, because
+ * kubectl keys its discovery cache by host:port/path and two clusters must not share one.
+ */
+export const SNI_SUFFIX = '.kubetrail.localhost';
 
 export function routeId(clusterName: string): string {
   const slug = clusterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
@@ -121,8 +128,11 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
   const base = opts.listenUrl.replace(/\/$/, '');
   const caData = Buffer.from(opts.caPem).toString('base64');
   const clusters = [...kc.clusters.values()].map(({ name, body }) => {
-    const cluster: Entry = { ...body, server: `${base}${ROUTE_PREFIX}${routeId(name)}`, 'certificate-authority-data': caData };
-    for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url', 'tls-server-name']) delete cluster[k];
+    const cluster: Entry = { ...body };
+    for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) delete cluster[k];
+    cluster.server = `${base}${ROUTE_PREFIX}${routeId(name)}`;
+    cluster['certificate-authority-data'] = caData;
+    cluster['tls-server-name'] = `${routeId(name)}${SNI_SUFFIX}`;
     return { name, cluster };
   });
   const current = opts.currentContext ?? kc.currentContext;

@@ -8,7 +8,7 @@ import { webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 export interface KeyPairPem {
   certPem: string;
@@ -28,11 +28,11 @@ export interface IssueOptions {
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
 
-async function newKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+async function newKeys(): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']));
 }
 
-async function keyToPem(key: CryptoKey): Promise<string> {
+async function keyToPem(key: webcrypto.CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
@@ -59,7 +59,7 @@ export async function createCA(commonName: string, days = 3650): Promise<KeyPair
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
-async function importKey(keyPem: string): Promise<CryptoKey> {
+async function importKey(keyPem: string): Promise<webcrypto.CryptoKey> {
   const der = x509.PemConverter.decodeFirst(keyPem);
   return webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
 }

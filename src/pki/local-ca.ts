@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { KtError } from '../errors.ts';
+import { SNI_SUFFIX } from '../kubeconfig/rewrite.ts';
 import { writePrivateFile } from '../kubeconfig/write.ts';
 import { createCA, issueCert, secondsToExpiry, type KeyPairPem } from './certs.ts';
 
@@ -17,7 +18,7 @@ export interface LocalPki {
 }
 
 const RENEW_BEFORE_S = 30 * 86_400;
-const DEFAULT_NAMES = ['127.0.0.1', '::1', 'localhost'];
+const DEFAULT_NAMES = ['127.0.0.1', '::1', 'localhost', `*${SNI_SUFFIX}`];
 
 function splitPair(text: string, file: string): KeyPairPem {
   const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(text)?.[0];

@@ -116,7 +116,8 @@ describe('rewrite', () => {
     for (const c of clusters) {
       expect(c.cluster.server).toBe(`https://127.0.0.1:17443/c/${routeId(c.name)}`);
       expect(c.cluster['certificate-authority-data']).toBe(Buffer.from('LOCALCA').toString('base64'));
-      for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url', 'tls-server-name']) expect(c.cluster).not.toHaveProperty(k);
+      expect(c.cluster['tls-server-name']).toBe(`${routeId(c.name)}.kubetrail.localhost`);
+      for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) expect(c.cluster).not.toHaveProperty(k);
     }
     expect(out['current-context']).toBe('ctx-a');
     expect((out.users as { name: string }[]).map((u) => u.name)).toEqual(['u1', 'u2']);

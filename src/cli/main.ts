@@ -1,0 +1,105 @@
+/**
+ * kubetrail's command line. Flags come from the option registry (config/schema.ts); every failure that is
+ * the user's to fix is one line naming the file, flag or field, and exit code 2.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { resolveConfig, type RawValues } from '../config/load.ts';
+import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
+import { describeError, isKtError, KtError } from '../errors.ts';
+import { combineObservers } from '../proxy/events.ts';
+import { startProxy } from '../proxy/server.ts';
+import { requestLog } from '../report/request-log.ts';
+import { errLine, outLine } from './output.ts';
+import { listenUrl, prepare } from './setup.ts';
+import { wrap } from './wrap.ts';
+
+export const USAGE_EXIT = 2;
+
+function addOptions(cmd: Command): Command {
+  for (const def of OPTIONS as readonly OptionDef[]) {
+    const flag = def.type === 'boolean' ? `--${def.key}` : `--${def.key} <${def.metavar ?? 'VALUE'}>`;
+    cmd.addOption(new Option(flag, def.default !== undefined && typeof def.default !== 'function' && def.type !== 'boolean' ? `${def.help} (default ${String(def.default)})` : def.help));
+  }
+  return cmd;
+}
+
+/** Commander's camelCased option values → option keys, leaving out what was not given. */
+function flagValues(cmd: Command): RawValues {
+  const opts = cmd.optsWithGlobals<Record<string, string | boolean | undefined>>();
+  const out: RawValues = {};
+  for (const def of OPTIONS as readonly OptionDef[]) {
+    const v = opts[def.key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())];
+    if (v !== undefined) out[def.key] = v;
+  }
+  return out;
+}
+
+async function runStart(config: Config): Promise<number> {
+  const prepared = await prepare(config);
+  const observer = combineObservers(config.quiet ? [] : [requestLog(outLine)], (e) => errLine(`kubetrail: observer error: ${describeError(e)}`));
+  let proxy;
+  try {
+    proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer, onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`) });
+  } catch (err) {
+    const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+    throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${inUse ? 'address already in use (another kubetrail start?)' : describeError(err)}`, { cause: err });
+  }
+  outLine(`export KUBECONFIG=${prepared.writeKubeconfig(proxy.url)}`);
+  errLine(`kubetrail: listening on ${proxy.url} for ${prepared.routes.clusters.size} cluster(s); Ctrl-C to stop`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await proxy.close();
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let result: Promise<number> | undefined;
+  const program = addOptions(new Command('kubetrail'))
+    .description('Trace what kubectl does: a transparent HTTPS proxy that turns each kubectl command into one OpenTelemetry trace.')
+    .usage('[flags] -- <command...>')
+    .argument('[command...]', 'the command to run through kubetrail, e.g. kubectl get pods')
+    .passThroughOptions()
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
+    .action((command: string[], _opts, cmd: Command) => {
+      const config = resolveConfig(flagValues(cmd));
+      result = wrap(config, command, {
+        warn: errLine,
+      });
+    });
+
+  addOptions(program.command('start'))
+    .description('serve until SIGINT/SIGTERM; print `export KUBECONFIG=<path>` and one line per request')
+    .action((_opts, cmd: Command) => {
+      result = runStart(resolveConfig(flagValues(cmd)));
+    });
+
+  addOptions(program.command('kubeconfig'))
+    .description('write the rewritten kubeconfig and print its path')
+    .action((_opts, cmd: Command) => {
+      result = prepare(resolveConfig(flagValues(cmd))).then((p) => {
+        outLine(p.writeKubeconfig(listenUrl(p.listen)));
+        return 0;
+      });
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result ? await result : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return 0;
+      errLine(`kubetrail: ${err.message.replace(/^error: /, '')}`);
+      return USAGE_EXIT;
+    }
+    if (isKtError(err)) {
+      errLine(`kubetrail: ${err.message}`);
+      return USAGE_EXIT;
+    }
+    errLine(`kubetrail: unexpected error: ${describeError(err)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * What every command does first: read the kubeconfig, build routes, make sure the local CA exists and
+ * write the rewritten kubeconfig into the private state dir.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { parseListen, type ListenAddress } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
+import { buildRoutes, rewriteKubeconfig, type Routes } from '../kubeconfig/rewrite.ts';
+import { ensurePrivateDir, writeKubeconfig } from '../kubeconfig/write.ts';
+import { ensureLocalPki, type LocalPki } from '../pki/local-ca.ts';
+
+export interface Prepared {
+  listen: ListenAddress;
+  kubeconfig: LoadedKubeconfig;
+  routes: Routes;
+  pki: LocalPki;
+  /**
+   * Write the rewritten kubeconfig for the address kubetrail really listens on (with --listen HOST:0 it is
+   * known only after binding) and return its path (0600, in the 0700 state dir).
+   */
+  writeKubeconfig(url: string): string;
+}
+
+export function listenUrl(listen: ListenAddress): string {
+  return `https://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+}
+
+export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Prepared> {
+  const listen = parseListen(config.listen, config.allowNonLoopback);
+  const kubeconfig = loadKubeconfig({ explicitPath: config.kubeconfig, env });
+  const routes = buildRoutes(kubeconfig);
+  ensurePrivateDir(config.stateDir);
+  const pki = await ensureLocalPki(config.stateDir, listen.host === '127.0.0.1' || listen.host === '::1' ? [] : [listen.host]);
+  // Fail on a bad --context now, before anything listens.
+  rewriteKubeconfig(kubeconfig, { listenUrl: listenUrl(listen), caPem: pki.caPem, currentContext: config.context });
+  return {
+    listen,
+    kubeconfig,
+    routes,
+    pki,
+    writeKubeconfig(url) {
+      const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context });
+      // One file per (source files, context, listen address): stable across runs, so kubectl sees the
+      // same server URLs and keeps its caches.
+      const key = createHash('sha256')
+        .update(JSON.stringify([kubeconfig.files, config.context ?? null, url]))
+        .digest('hex')
+        .slice(0, 16);
+      const path = join(config.stateDir, 'kubeconfigs', `${key}.yaml`);
+      writeKubeconfig(path, rewritten);
+      return path;
+    },
+  };
+}

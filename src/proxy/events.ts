@@ -1,0 +1,113 @@
+/**
+ * The stage events the proxy core publishes. The core knows nothing of OpenTelemetry or the terminal:
+ * telemetry/ and report/ implement StageObserver. Payloads are plain facts and never carry a credential
+ * or a body: `auth` is already reduced to non-secret attributes, `statusBody` is the first few KiB of a
+ * failed (>= 400) JSON answer, kept for the rbac stage, which emits only reason and message.
+ *
+ * Lifecycle per request (docs/lifecycle.md): start → [upstream] → [response] → end, exactly once each,
+ * in that order; `end` is always called, whatever failed.
+ */
+import type { Attributes } from '../stages/attributes.ts';
+
+export interface RequestStart {
+  id: string;
+  /** Epoch ms, for span start times. */
+  startedAt: number;
+  /** performance.now() at arrival; every later `t` is on the same monotonic clock. */
+  t0: number;
+  method: string;
+  /** Path as the apiserver sees it, without kubetrail's route prefix or the server URL's own prefix. */
+  path: string;
+  /** Raw query string without '?'. */
+  query: string;
+  cluster: string;
+  upstream: { host: string; port: number };
+  upgrade: boolean;
+  userAgent: string | undefined;
+  kubectlCommand: string | undefined;
+  kubectlSession: string | undefined;
+  /** Audit-ID the client itself sent, if any. */
+  clientAuditId: string | undefined;
+  /** Non-secret identity facts from stages/auth. */
+  auth: Attributes;
+  /** True when the cluster is reached with insecure-skip-tls-verify. */
+  insecure: boolean;
+}
+
+export interface UpstreamConnected {
+  t: number;
+  reused: boolean;
+  /** Monotonic times of the TCP connect and TLS handshake ends, for a new connection. */
+  connectEnd?: number;
+  tlsEnd?: number;
+  /** When the request's head and body were fully handed to the socket. */
+  requestSent?: number;
+}
+
+export interface ResponseStart {
+  t: number;
+  statusCode: number;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  auditId: string | undefined;
+  flowSchemaUid: string | undefined;
+  priorityLevelUid: string | undefined;
+  retryAfter: string | undefined;
+  warnings: string[];
+}
+
+export type Outcome = 'complete' | 'client_abort' | 'upstream_error' | 'proxy_error';
+
+export interface RequestEnd {
+  t: number;
+  outcome: Outcome;
+  /** Body bytes relayed to the client (wire bytes, before any decoding). */
+  bytesDown: number;
+  /** Body bytes relayed to the apiserver. */
+  bytesUp: number;
+  /** Set when the proxy answered or failed itself; `code` is a KT_ERR_* code. */
+  error?: { code: string; message: string };
+  /** First bytes of a >= 400 JSON answer (at most STATUS_BODY_CAP), for the rbac stage. */
+  statusBody?: string;
+  /** Result of the decode tap, when a decoder ran. */
+  decode?: unknown;
+  /** Set when the time the request was fully sent is known (upgrades: never). */
+  requestSent?: number;
+}
+
+export interface StageObserver {
+  /** Return headers to add upstream (traceparent, Audit-ID). Must be fast and must not throw. */
+  onRequestStart(req: RequestStart): Record<string, string> | undefined;
+  onUpstreamConnected(id: string, ev: UpstreamConnected): void;
+  onResponseStart(id: string, ev: ResponseStart): void;
+  onRequestEnd(id: string, ev: RequestEnd): void;
+}
+
+export const STATUS_BODY_CAP = 16 * 1024;
+
+/** Fan one event stream out to several observers; one observer's exception never reaches another or the proxy. */
+export function combineObservers(observers: StageObserver[], onError: (err: unknown) => void): StageObserver | undefined {
+  if (observers.length === 0) return undefined;
+  const each = (fn: (o: StageObserver) => void): void => {
+    for (const o of observers) {
+      try {
+        fn(o);
+      } catch (err) {
+        onError(err);
+      }
+    }
+  };
+  return {
+    onRequestStart(req) {
+      let headers: Record<string, string> | undefined;
+      each((o) => {
+        const h = o.onRequestStart(req);
+        if (h) headers = { ...headers, ...h };
+      });
+      return headers;
+    },
+    onUpstreamConnected: (id, ev) => each((o) => o.onUpstreamConnected(id, ev)),
+    onResponseStart: (id, ev) => each((o) => o.onResponseStart(id, ev)),
+    onRequestEnd: (id, ev) => each((o) => o.onRequestEnd(id, ev)),
+  };
+}

@@ -1,0 +1,534 @@
+/**
+ * The listener and the forwarding path. kubectl speaks TLS to us (kubetrail's local CA); every request is
+ * forwarded as it came — method, path, query, headers (hop-by-hop ones aside), body — to the cluster its
+ * route names, and the answer is relayed as it comes: status, headers and body bytes unchanged, streamed
+ * both ways. HTTP/1.1 upgrades (WebSocket and SPDY: exec, attach, cp, port-forward) get a dedicated upstream
+ * connection and a raw tunnel; a non-101 answer is relayed verbatim so kubectl's fallback works.
+ *
+ * The core publishes stage events (events.ts) and never imports telemetry.
+ */
+import type { X509Certificate } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { createServer, request as httpsRequest, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { describeError, type ErrorCode } from '../errors.ts';
+import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
+import type { LocalPki } from '../pki/local-ca.ts';
+import { authAttributes } from '../stages/auth.ts';
+import { STATUS_BODY_CAP, type Outcome, type RequestEnd, type RequestStart, type StageObserver } from './events.ts';
+import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
+import { UpstreamPool } from './upstream.ts';
+
+export interface ProxyOptions {
+  routes: Routes;
+  pki: LocalPki;
+  host: string;
+  port: number;
+  observer?: StageObserver | undefined;
+  /** Called for failures inside kubetrail itself (never with a secret). */
+  onInternalError?: (err: unknown) => void;
+}
+
+export interface RunningProxy {
+  server: Server;
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export const CONTROL_PREFIX = '/.kubetrail/v1/';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+
+/** Copy raw headers (order, case and duplicates kept) minus hop-by-hop ones; optionally replace Host. */
+function forwardHeaders(raw: string[], opts: { keepUpgrade: boolean; host?: string; add?: Record<string, string> }): string[] {
+  const drop = new Set(HOP_BY_HOP);
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() === 'connection') {
+      for (const token of (raw[i + 1] ?? '').split(',')) drop.add(token.trim().toLowerCase());
+    }
+  }
+  if (opts.keepUpgrade) {
+    drop.delete('connection');
+    drop.delete('upgrade');
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    const lower = name.toLowerCase();
+    if (drop.has(lower)) continue;
+    if (lower === 'host' && opts.host !== undefined) {
+      out.push(name, opts.host);
+      continue;
+    }
+    if (opts.add && Object.keys(opts.add).some((k) => k.toLowerCase() === lower)) continue;
+    out.push(name, raw[i + 1] ?? '');
+  }
+  for (const [k, v] of Object.entries(opts.add ?? {})) out.push(k, v);
+  return out;
+}
+
+function header(raw: string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === name) return raw[i + 1];
+  return undefined;
+}
+
+function headerAll(raw: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === name) out.push(raw[i + 1] ?? '');
+  return out;
+}
+
+interface Target {
+  route: ClusterRoute;
+  path: string;
+  query: string;
+  /** Path and query to send upstream, with the server URL's own path prefix. */
+  upstreamPath: string;
+}
+
+function resolveTarget(routes: Routes, url: string, servername: string | false | undefined): Target | undefined {
+  if (!url.startsWith(ROUTE_PREFIX)) {
+    // A server-relative request (kubectl get --raw, OpenAPI v3 serverRelativeURL): route by SNI and
+    // forward the path as kubectl sent it, as it would reach the apiserver without kubetrail.
+    const id = typeof servername === 'string' && servername.endsWith(SNI_SUFFIX) ? servername.slice(0, -SNI_SUFFIX.length) : undefined;
+    const route = id === undefined ? undefined : routes.clusters.get(id);
+    if (!route) return undefined;
+    const q = url.indexOf('?');
+    return { route, path: q === -1 ? url : url.slice(0, q), query: q === -1 ? '' : url.slice(q + 1), upstreamPath: url };
+  }
+  const q = url.indexOf('?');
+  const pathPart = q === -1 ? url : url.slice(0, q);
+  const query = q === -1 ? '' : url.slice(q + 1);
+  const rest = pathPart.slice(ROUTE_PREFIX.length);
+  const slash = rest.indexOf('/');
+  const id = slash === -1 ? rest : rest.slice(0, slash);
+  const route = routes.clusters.get(id);
+  if (!route) return undefined;
+  const path = slash === -1 ? '/' : rest.slice(slash);
+  const base = route.server.pathname.replace(/\/+$/, '');
+  return { route, path, query, upstreamPath: `${base}${path}${q === -1 ? '' : `?${query}`}` };
+}
+
+interface PeerIdentity {
+  presented: X509Certificate | undefined;
+  identity: ClientIdentity | undefined;
+}
+
+export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
+  const pool = new UpstreamPool();
+  const observer = opts.observer;
+  const internalError = opts.onInternalError ?? (() => undefined);
+  const peers = new WeakMap<object, PeerIdentity>();
+  const openSockets = new Set<Duplex>();
+
+  function peerOf(socket: Socket): PeerIdentity {
+    let peer = peers.get(socket);
+    if (!peer) {
+      const presented = (socket as TLSSocket).getPeerX509Certificate?.();
+      // A presented certificate maps to a kubeconfig key pair only when its bytes are identical; the TLS
+      // handshake has already proved the client holds that certificate's private key.
+      const identity = presented ? opts.routes.identities.get(certFingerprint(presented.raw)) : undefined;
+      peer = { presented, identity };
+      peers.set(socket, peer);
+    }
+    return peer;
+  }
+
+  /** Why this request cannot be forwarded with the identity it has, if it cannot. */
+  function refuseIdentity(peer: PeerIdentity, raw: string[]): ProxyAnswer | undefined {
+    if (!peer.presented || peer.identity || header(raw, 'authorization') !== undefined) return undefined;
+    return {
+      code: 401,
+      ktCode: 'KT_ERR_CLIENT_CERT',
+      message: `kubetrail: the client certificate (${peer.presented.subject.replace(/\n/g, ', ')}) is not one the kubeconfig holds a key for, so kubetrail cannot present it to the apiserver`,
+    };
+  }
+
+  function startFacts(req: IncomingMessage, t: Target, peer: PeerIdentity, upgrade: boolean): RequestStart {
+    const raw = req.rawHeaders;
+    const subject = peer.presented ? parseSubject(peer.presented.subject) : undefined;
+    return {
+      id: randomUUID(),
+      startedAt: Date.now(),
+      t0: performance.now(),
+      method: req.method ?? 'GET',
+      path: t.path,
+      query: t.query,
+      cluster: t.route.name,
+      upstream: { host: t.route.server.hostname.replace(/^\[|\]$/g, ''), port: Number(t.route.server.port || 443) },
+      upgrade,
+      userAgent: header(raw, 'user-agent'),
+      kubectlCommand: header(raw, 'kubectl-command'),
+      kubectlSession: header(raw, 'kubectl-session'),
+      clientAuditId: header(raw, 'audit-id'),
+      auth: authAttributes({
+        authorization: header(raw, 'authorization'),
+        clientCert: subject,
+        clientCertForwarded: peer.identity !== undefined,
+        impersonateUser: header(raw, 'impersonate-user'),
+        impersonateGroups: headerAll(raw, 'impersonate-group'),
+        impersonateUid: header(raw, 'impersonate-uid'),
+      }),
+      insecure: t.route.insecureSkipTlsVerify,
+    };
+  }
+
+  function upstreamFailure(err: unknown, route: ClusterRoute): ProxyAnswer {
+    const e = err as NodeJS.ErrnoException;
+    const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME|SSL|TLS|ERR_SSL/.test(e.code);
+    const ktCode: ErrorCode = tls ? 'KT_ERR_UPSTREAM_TLS' : 'KT_ERR_UPSTREAM';
+    const what = tls ? 'TLS verification of' : 'cannot reach';
+    return {
+      code: 502,
+      ktCode,
+      message: `kubetrail: ${what} the kube-apiserver at ${route.server.origin} failed: ${e.code ? `${e.code}: ` : ''}${describeError(err)}`,
+    };
+  }
+
+  function handleControl(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    if (path === `${CONTROL_PREFIX}info`) {
+      const body = JSON.stringify({ kubetrail: true, pid: process.pid });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith(`${CONTROL_PREFIX}routes/`)) {
+      const id = decodeURIComponent(path.slice(`${CONTROL_PREFIX}routes/`.length));
+      res.writeHead(opts.routes.clusters.has(id) ? 204 : 404);
+      res.end();
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  }
+
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    if (url.startsWith(CONTROL_PREFIX)) {
+      handleControl(req, res);
+      return;
+    }
+    const target = resolveTarget(opts.routes, url, (req.socket as TLSSocket).servername ?? undefined);
+    if (!target) {
+      sendStatus(res, {
+        code: 404,
+        ktCode: 'KT_ERR_NO_ROUTE',
+        message: `kubetrail: no cluster route for ${url.split('?')[0]}; use the kubeconfig kubetrail wrote`,
+      });
+      return;
+    }
+    const peer = peerOf(req.socket);
+    const refused = refuseIdentity(peer, req.rawHeaders);
+    const facts = startFacts(req, target, peer, false);
+    const id = facts.id;
+    const added = observer?.onRequestStart(facts);
+
+    let ended = false;
+    let bytesUp = 0;
+    let bytesDown = 0;
+    let requestSent: number | undefined;
+    let statusBody: Buffer[] | undefined;
+    let statusLen = 0;
+    const finish = (outcome: Outcome, error?: ProxyAnswer): void => {
+      if (ended) return;
+      ended = true;
+      const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp };
+      if (requestSent !== undefined) ev.requestSent = requestSent;
+      if (error) ev.error = { code: error.ktCode, message: error.message };
+      if (statusBody) ev.statusBody = Buffer.concat(statusBody).toString('utf8');
+      observer?.onRequestEnd(id, ev);
+    };
+    const answer = (a: ProxyAnswer): void => {
+      sendStatus(res, a);
+      finish('proxy_error', a);
+    };
+
+    if (refused) {
+      req.resume();
+      answer(refused);
+      return;
+    }
+
+    const { route } = target;
+    const agent = pool.agentFor(route, peer.identity);
+    const up = httpsRequest({
+      agent,
+      host: facts.upstream.host,
+      port: facts.upstream.port,
+      method: req.method,
+      path: target.upstreamPath,
+      headers: forwardHeaders(req.rawHeaders, { keepUpgrade: false, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders,
+      setHost: false,
+    });
+
+    up.on('socket', (socket) => {
+      const t = performance.now();
+      if (up.reusedSocket) {
+        observer?.onUpstreamConnected(id, { t, reused: true });
+        return;
+      }
+      let connectEnd: number | undefined;
+      socket.once('connect', () => (connectEnd = performance.now()));
+      socket.once('secureConnect', () => {
+        observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() });
+      });
+    });
+    up.on('finish', () => (requestSent = performance.now()));
+
+    req.on('data', (chunk: Buffer) => (bytesUp += chunk.length));
+    req.pipe(up);
+
+    // The client went away (kubectl ^C, a watch cancelled): close the upstream request too.
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        up.destroy();
+        finish('client_abort');
+      }
+    });
+
+    up.on('error', (err) => {
+      if (ended) return;
+      if (!res.headersSent) {
+        answer(upstreamFailure(err, route));
+      } else {
+        // Mid-body: cut the client connection so kubectl sees a broken stream, never a truncated success.
+        res.destroy();
+        finish('upstream_error', upstreamFailure(err, route));
+      }
+    });
+
+    up.on('response', (upRes) => {
+      const raw = upRes.rawHeaders;
+      const status = upRes.statusCode ?? 502;
+      const contentType = header(raw, 'content-type');
+      observer?.onResponseStart(id, {
+        t: performance.now(),
+        statusCode: status,
+        contentType,
+        contentEncoding: header(raw, 'content-encoding'),
+        auditId: header(raw, 'audit-id'),
+        flowSchemaUid: header(raw, 'x-kubernetes-pf-flowschema-uid'),
+        priorityLevelUid: header(raw, 'x-kubernetes-pf-prioritylevel-uid'),
+        retryAfter: header(raw, 'retry-after'),
+        warnings: headerAll(raw, 'warning'),
+      });
+      if (observer && status >= 400 && contentType?.includes('json') && !header(raw, 'content-encoding')) statusBody = [];
+      try {
+        res.writeHead(status, upRes.statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
+      } catch (err) {
+        internalError(err);
+        upRes.destroy();
+        answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
+        return;
+      }
+      res.flushHeaders();
+      upRes.on('data', (chunk: Buffer) => {
+        bytesDown += chunk.length;
+        if (statusBody && statusLen < STATUS_BODY_CAP) {
+          const part = chunk.subarray(0, STATUS_BODY_CAP - statusLen);
+          statusBody.push(Buffer.from(part));
+          statusLen += part.length;
+        }
+      });
+      upRes.pipe(res);
+      upRes.on('end', () => finish('complete'));
+      upRes.on('error', (err) => {
+        res.destroy();
+        finish('upstream_error', upstreamFailure(err, route));
+      });
+      upRes.on('aborted', () => {
+        res.destroy();
+        finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+      });
+    });
+  }
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const url = req.url ?? '/';
+    const target = resolveTarget(opts.routes, url, (req.socket as TLSSocket).servername ?? undefined);
+    if (!target) {
+      sendStatusRaw(socket, { code: 404, ktCode: 'KT_ERR_NO_ROUTE', message: `kubetrail: no cluster route for ${url.split('?')[0]}` });
+      return;
+    }
+    const peer = peerOf(req.socket);
+    const facts = startFacts(req, target, peer, true);
+    const id = facts.id;
+    const added = observer?.onRequestStart(facts);
+    let ended = false;
+    let bytesUp = head.length;
+    let bytesDown = 0;
+    const finish = (outcome: Outcome, error?: ProxyAnswer): void => {
+      if (ended) return;
+      ended = true;
+      const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp };
+      if (error) ev.error = { code: error.ktCode, message: error.message };
+      observer?.onRequestEnd(id, ev);
+    };
+    const refused = refuseIdentity(peer, req.rawHeaders);
+    if (refused) {
+      sendStatusRaw(socket, refused);
+      finish('proxy_error', refused);
+      return;
+    }
+    const { route } = target;
+    openSockets.add(socket);
+    socket.on('close', () => openSockets.delete(socket));
+    const up = httpsRequest({
+      // A dedicated, never pooled connection: after a 101 it belongs to this tunnel.
+      agent: pool.agentFor(route, peer.identity, false),
+      host: facts.upstream.host,
+      port: facts.upstream.port,
+      method: req.method,
+      path: target.upstreamPath,
+      headers: forwardHeaders(req.rawHeaders, { keepUpgrade: true, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders,
+      setHost: false,
+    });
+    up.on('socket', (s) => {
+      const t = performance.now();
+      let connectEnd: number | undefined;
+      s.once('connect', () => (connectEnd = performance.now()));
+      s.once('secureConnect', () => observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }));
+    });
+    const responseStart = (status: number, raw: string[]): void =>
+      observer?.onResponseStart(id, {
+        t: performance.now(),
+        statusCode: status,
+        contentType: header(raw, 'content-type'),
+        contentEncoding: header(raw, 'content-encoding'),
+        auditId: header(raw, 'audit-id'),
+        flowSchemaUid: header(raw, 'x-kubernetes-pf-flowschema-uid'),
+        priorityLevelUid: header(raw, 'x-kubernetes-pf-prioritylevel-uid'),
+        retryAfter: header(raw, 'retry-after'),
+        warnings: headerAll(raw, 'warning'),
+      });
+    const headLines = (status: number, message: string | undefined, raw: string[]): string => {
+      let s = `HTTP/1.1 ${status} ${message ?? ''}\r\n`;
+      for (let i = 0; i < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`;
+      return `${s}\r\n`;
+    };
+
+    socket.on('close', () => {
+      up.destroy();
+      finish(bytesDown > 0 ? 'complete' : 'client_abort');
+    });
+    up.on('error', (err) => {
+      if (ended) return;
+      const a = upstreamFailure(err, route);
+      if (socket.writable) sendStatusRaw(socket, a);
+      finish('upstream_error', a);
+    });
+    up.on('upgrade', (upRes, upSocket, upHead) => {
+      responseStart(upRes.statusCode ?? 101, upRes.rawHeaders);
+      upSocket.on('error', () => socket.destroy());
+      const headBytes = headLines(upRes.statusCode ?? 101, upRes.statusMessage, upRes.rawHeaders);
+      bytesDown += upHead.length;
+      socket.write(headBytes);
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSocket.write(head);
+      upSocket.on('data', (c: Buffer) => (bytesDown += c.length));
+      socket.on('data', (c: Buffer) => (bytesUp += c.length));
+      upSocket.pipe(socket);
+      socket.pipe(upSocket);
+      upSocket.on('close', () => {
+        socket.destroy();
+        finish('complete');
+      });
+      socket.on('close', () => upSocket.destroy());
+    });
+    up.on('response', (upRes) => {
+      // Not upgraded (old server, forbidden, pod without a node...): relay the answer verbatim, then close,
+      // so kubectl reads the apiserver's own error or falls back from WebSocket to SPDY.
+      responseStart(upRes.statusCode ?? 502, upRes.rawHeaders);
+      const chunked = /chunked/i.test(header(upRes.rawHeaders, 'transfer-encoding') ?? '');
+      socket.write(headLines(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders));
+      upRes.on('data', (c: Buffer) => {
+        bytesDown += c.length;
+        socket.write(chunked ? Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n')]) : c);
+      });
+      upRes.on('end', () => {
+        socket.end(chunked ? '0\r\n\r\n' : undefined);
+        finish('complete');
+      });
+      upRes.on('error', () => socket.destroy());
+    });
+    up.end();
+  }
+
+  const server = createServer(
+    {
+      key: opts.pki.serverKeyPem,
+      cert: opts.pki.serverCertPem,
+      // Ask for a client certificate (kubectl sends the kubeconfig's), but let the handshake succeed
+      // without one: a token user presents none. Whether a certificate is used upstream is decided per
+      // request against the kubeconfig's own certificates, never against a CA.
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['http/1.1'],
+      keepAliveTimeout: 60_000,
+      headersTimeout: 60_000,
+      requestTimeout: 0,
+    },
+    (req, res) => {
+      try {
+        onRequest(req, res);
+      } catch (err) {
+        internalError(err);
+        sendStatus(res, { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: internal error: ${describeError(err)}` });
+      }
+    },
+  );
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      onUpgrade(req, socket, head);
+    } catch (err) {
+      internalError(err);
+      socket.destroy();
+    }
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('tlsClientError', () => undefined);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', internalError);
+  const port = (server.address() as AddressInfo).port;
+  const hostForUrl = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    server,
+    port,
+    url: `https://${hostForUrl}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const s of openSockets) s.destroy();
+        pool.destroy();
+      }),
+  };
+}
+
+/** `CN=alice\nO=dev\nO=ops` → { commonName, organizations }. */
+function parseSubject(subject: string): { commonName: string | undefined; organizations: string[] } {
+  let commonName: string | undefined;
+  const organizations: string[] = [];
+  for (const line of subject.split('\n')) {
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    if (key === 'CN') commonName = value;
+    else if (key === 'O') organizations.push(value);
+  }
+  return { commonName, organizations };
+}
