@@ -6,11 +6,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { resolveConfig, type RawValues } from '../config/load.ts';
 import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
-import { combineObservers } from '../proxy/events.ts';
 import { startProxy } from '../proxy/server.ts';
-import { requestLog } from '../report/request-log.ts';
 import { errLine, outLine } from './output.ts';
 import { listenUrl, prepare } from './setup.ts';
+import { instrument } from './telemetry-setup.ts';
 import { wrap } from './wrap.ts';
 
 export const USAGE_EXIT = 2;
@@ -36,7 +35,8 @@ function flagValues(cmd: Command): RawValues {
 
 async function runStart(config: Config): Promise<number> {
   const prepared = await prepare(config);
-  const observer = combineObservers(config.quiet ? [] : [requestLog(outLine)], (e) => errLine(`kubetrail: observer error: ${describeError(e)}`));
+  const telemetry = instrument(config, 'start');
+  const observer = telemetry.observer;
   let proxy;
   try {
     proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer, onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`) });
@@ -51,7 +51,21 @@ async function runStart(config: Config): Promise<number> {
     process.once('SIGTERM', () => resolve());
   });
   await proxy.close();
+  await telemetry.finish();
   return 0;
+}
+
+async function runWrap(config: Config, command: string[]): Promise<number> {
+  const telemetry = instrument(config, 'wrap');
+  return wrap(config, command, {
+    observer: telemetry.observer,
+    warn: errLine,
+    afterExit: async () => {
+      const commands = await telemetry.finish();
+      if (config.quiet) return;
+      for (const cmd of commands) for (const line of telemetry.waterfall(cmd)) errLine(line);
+    },
+  });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -65,10 +79,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
     .action((command: string[], _opts, cmd: Command) => {
-      const config = resolveConfig(flagValues(cmd));
-      result = wrap(config, command, {
-        warn: errLine,
-      });
+      result = runWrap(resolveConfig(flagValues(cmd)), command);
     });
 
   addOptions(program.command('start'))

@@ -8,6 +8,7 @@
  * in that order; `end` is always called, whatever failed.
  */
 import type { Attributes } from '../stages/attributes.ts';
+import type { DecodeResult } from '../stages/decode/index.ts';
 
 export interface RequestStart {
   id: string;
@@ -69,8 +70,8 @@ export interface RequestEnd {
   error?: { code: string; message: string };
   /** First bytes of a >= 400 JSON answer (at most STATUS_BODY_CAP), for the rbac stage. */
   statusBody?: string;
-  /** Result of the decode tap, when a decoder ran. */
-  decode?: unknown;
+  /** Result of the decode tap, when a decoder ran (only with an observer). */
+  decode?: DecodeResult;
   /** Set when the time the request was fully sent is known (upgrades: never). */
   requestSent?: number;
 }

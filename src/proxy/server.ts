@@ -19,6 +19,8 @@ import { describeError, type ErrorCode } from '../errors.ts';
 import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
 import type { LocalPki } from '../pki/local-ca.ts';
 import { authAttributes } from '../stages/auth.ts';
+import { createDecoder, type Decoder } from '../stages/decode/index.ts';
+import { parseRequestInfo } from '../stages/request-info.ts';
 import { STATUS_BODY_CAP, type Outcome, type RequestEnd, type RequestStart, type StageObserver } from './events.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
 import { UpstreamPool } from './upstream.ts';
@@ -235,10 +237,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let requestSent: number | undefined;
     let statusBody: Buffer[] | undefined;
     let statusLen = 0;
+    let decoder: Decoder | undefined;
     const finish = (outcome: Outcome, error?: ProxyAnswer): void => {
       if (ended) return;
       ended = true;
       const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp };
+      if (decoder) ev.decode = outcome === 'complete' ? decoder.end() : decoder.abort();
       if (requestSent !== undefined) ev.requestSent = requestSent;
       if (error) ev.error = { code: error.ktCode, message: error.message };
       if (statusBody) ev.statusBody = Buffer.concat(statusBody).toString('utf8');
@@ -318,7 +322,15 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         retryAfter: header(raw, 'retry-after'),
         warnings: headerAll(raw, 'warning'),
       });
-      if (observer && status >= 400 && contentType?.includes('json') && !header(raw, 'content-encoding')) statusBody = [];
+      if (observer) {
+        if (status >= 400 && contentType?.includes('json') && !header(raw, 'content-encoding')) statusBody = [];
+        decoder = createDecoder({
+          contentType,
+          contentEncoding: header(raw, 'content-encoding'),
+          statusCode: status,
+          isWatch: parseRequestInfo(facts.method, facts.path, facts.query).verb === 'watch',
+        });
+      }
       try {
         res.writeHead(status, upRes.statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
       } catch (err) {
@@ -330,6 +342,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       res.flushHeaders();
       upRes.on('data', (chunk: Buffer) => {
         bytesDown += chunk.length;
+        decoder?.write(chunk);
         if (statusBody && statusLen < STATUS_BODY_CAP) {
           const part = chunk.subarray(0, STATUS_BODY_CAP - statusLen);
           statusBody.push(Buffer.from(part));

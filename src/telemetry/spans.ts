@@ -1,0 +1,272 @@
+/**
+ * Stage events → OpenTelemetry spans. One trace per kubectl command (grouped by Kubectl-Session): a root
+ * span `kubectl <command>`, a SERVER span per HTTP request, and under it `auth`, `upstream` (CLIENT),
+ * `rbac` and `decode`, in that order and nested in time. The only file that starts or ends spans.
+ *
+ * Span times come from the proxy's monotonic clock, anchored to the request's epoch start.
+ */
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes as OtelAttributes, type Span, type Tracer } from '@opentelemetry/api';
+import type { RequestEnd, RequestStart, ResponseStart, StageObserver, UpstreamConnected } from '../proxy/events.ts';
+import { setAttr, type Attributes } from '../stages/attributes.ts';
+import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
+import { latencyAttributes } from '../stages/latency.ts';
+import { rbacAttributes } from '../stages/rbac.ts';
+import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName } from '../stages/request-info.ts';
+import { totals, type CommandSummary, type RequestSummary } from './commands.ts';
+import * as sc from './semconv.ts';
+
+interface Command {
+  key: string;
+  root: Span;
+  traceId: string;
+  command: string;
+  session: string | undefined;
+  startedAt: number;
+  /** Epoch ms of the last request end. */
+  lastEnd: number;
+  open: number;
+  requests: RequestSummary[];
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+interface Pending {
+  start: RequestStart;
+  command: Command;
+  span: Span;
+  upstream: Span;
+  connected?: UpstreamConnected;
+  response?: ResponseStart;
+  name: string;
+  discovery: boolean;
+}
+
+export interface SpanObserverOptions {
+  tracer: Tracer;
+  /** A command whose session saw no request for this long ends (start mode); 0 = only at finishAll(). */
+  idleMs: number;
+  onCommandFinished?: (summary: CommandSummary) => void;
+}
+
+export interface SpanObserver extends StageObserver {
+  /** End every open command (the wrapped kubectl exited, or kubetrail is stopping). */
+  finishAll(): void;
+}
+
+function redactQuery(query: string): string {
+  // A continue token is opaque and long; it adds nothing to a span but cardinality.
+  return query.replace(/(^|&)continue=[^&]*/g, '$1continue=REDACTED');
+}
+
+function toOtel(a: Attributes): OtelAttributes {
+  return a;
+}
+
+export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
+  const { tracer } = opts;
+  const commands = new Map<string, Command>();
+  const pending = new Map<string, Pending>();
+  const at = (start: RequestStart, t: number): number => start.startedAt + (t - start.t0);
+
+  function endCommand(cmd: Command): void {
+    if (!commands.delete(cmd.key)) return;
+    if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
+    const sum = totals(cmd.requests);
+    cmd.root.setAttributes({
+      [sc.ATTR_COMMAND_REQUESTS]: sum.requests,
+      [sc.ATTR_COMMAND_DISCOVERY_REQUESTS]: sum.discoveryRequests,
+      [sc.ATTR_COMMAND_DISCOVERY_MS]: sum.discoveryMs,
+      [sc.ATTR_COMMAND_ITEMS]: sum.items,
+      [sc.ATTR_COMMAND_PAGES]: sum.pages,
+      [sc.ATTR_COMMAND_BYTES]: sum.bytes,
+      [sc.ATTR_COMMAND_ERRORS]: sum.errors,
+    });
+    if (sum.errors > 0 && cmd.requests.some((r) => (r.statusCode ?? 0) >= 500 || r.outcome === 'upstream_error' || r.outcome === 'proxy_error')) {
+      cmd.root.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    cmd.root.end(cmd.lastEnd);
+    opts.onCommandFinished?.({
+      traceId: cmd.traceId,
+      command: cmd.command,
+      session: cmd.session,
+      startedAt: cmd.startedAt,
+      durationMs: cmd.lastEnd - cmd.startedAt,
+      requests: [...cmd.requests].sort((a, b) => a.startedAt - b.startedAt),
+    });
+  }
+
+  function commandFor(start: RequestStart, name: string): Command {
+    const key = start.kubectlSession ? `session:${start.kubectlSession}` : `request:${start.id}`;
+    let cmd = commands.get(key);
+    if (!cmd) {
+      const command = start.kubectlCommand ?? name;
+      const root = tracer.startSpan(command, { kind: SpanKind.INTERNAL, startTime: start.startedAt, root: true }, ROOT_CONTEXT);
+      const attrs: Attributes = {};
+      setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
+      setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
+      setAttr(attrs, sc.ATTR_K8S_CLUSTER_NAME, start.cluster);
+      setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start.userAgent);
+      root.setAttributes(toOtel(attrs));
+      cmd = {
+        key,
+        root,
+        traceId: root.spanContext().traceId,
+        command,
+        session: start.kubectlSession,
+        startedAt: start.startedAt,
+        lastEnd: start.startedAt,
+        open: 0,
+        requests: [],
+        idleTimer: undefined,
+      };
+      commands.set(key, cmd);
+    }
+    if (cmd.idleTimer) {
+      clearTimeout(cmd.idleTimer);
+      cmd.idleTimer = undefined;
+    }
+    cmd.open++;
+    return cmd;
+  }
+
+  return {
+    onRequestStart(start) {
+      const info = parseRequestInfo(start.method, start.path, start.query);
+      const name = spanName(info, start.method);
+      const discovery = isDiscovery(info);
+      const cmd = commandFor(start, name);
+      const attrs: Attributes = {
+        [sc.ATTR_HTTP_REQUEST_METHOD]: normalizeMethod(start.method),
+        [sc.ATTR_URL_PATH]: start.path,
+        [sc.ATTR_SERVER_ADDRESS]: start.upstream.host,
+        [sc.ATTR_SERVER_PORT]: start.upstream.port,
+        [sc.ATTR_K8S_CLUSTER_NAME]: start.cluster,
+        ...requestInfoAttributes(info),
+      };
+      setAttr(attrs, sc.ATTR_URL_QUERY, redactQuery(start.query));
+      setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start.userAgent);
+      setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
+      setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
+      if (start.upgrade) attrs[sc.ATTR_KUBETRAIL_UPGRADE] = true;
+      if (start.insecure) attrs[sc.ATTR_KUBETRAIL_INSECURE] = true;
+      const parent = trace.setSpan(ROOT_CONTEXT, cmd.root);
+      const span = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: start.startedAt, attributes: toOtel(attrs) }, parent);
+      const ctx = trace.setSpan(ROOT_CONTEXT, span);
+      tracer.startSpan('auth', { startTime: start.startedAt, attributes: toOtel(start.auth) }, ctx).end(start.startedAt);
+      const upstream = tracer.startSpan(
+        'upstream',
+        { kind: SpanKind.CLIENT, startTime: start.startedAt, attributes: { [sc.ATTR_SERVER_ADDRESS]: start.upstream.host, [sc.ATTR_SERVER_PORT]: start.upstream.port } },
+        ctx,
+      );
+      pending.set(start.id, { start, command: cmd, span, upstream, name, discovery });
+      // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
+      // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
+      const sc0 = upstream.spanContext();
+      const headers: Record<string, string> = { traceparent: `00-${sc0.traceId}-${sc0.spanId}-${sc0.traceFlags === 1 ? '01' : '00'}` };
+      if (!start.clientAuditId) headers['Audit-ID'] = sc0.traceId;
+      return headers;
+    },
+
+    onUpstreamConnected(id, ev) {
+      const p = pending.get(id);
+      if (p) p.connected = ev;
+    },
+
+    onResponseStart(id, ev) {
+      const p = pending.get(id);
+      if (p) p.response = ev;
+    },
+
+    onRequestEnd(id, ev: RequestEnd) {
+      const p = pending.get(id);
+      if (!p) return;
+      pending.delete(id);
+      const { start, span, upstream, connected, response, command } = p;
+      const endAt = at(start, ev.t);
+      const ctx = trace.setSpan(ROOT_CONTEXT, span);
+
+      const latency = latencyAttributes({
+        start: start.t0,
+        socketAssigned: connected?.t,
+        connectEnd: connected?.connectEnd,
+        tlsEnd: connected?.tlsEnd,
+        requestSent: ev.requestSent,
+        firstByte: response?.t,
+        end: response ? ev.t : undefined,
+        reused: connected?.reused ?? false,
+      });
+      upstream.setAttributes(toOtel(connected ? latency : {}));
+      if (response) upstream.setAttribute(sc.ATTR_HTTP_RESPONSE_STATUS_CODE, response.statusCode);
+      if (ev.error && ev.outcome !== 'proxy_error') {
+        upstream.setAttribute(sc.ATTR_ERROR_TYPE, ev.error.code);
+        upstream.setStatus({ code: SpanStatusCode.ERROR });
+      } else if (response && response.statusCode >= 400) {
+        upstream.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      upstream.end(endAt);
+
+      let rbac: Attributes = {};
+      if (response) {
+        rbac = rbacAttributes({ statusCode: response.statusCode, statusBody: ev.statusBody, retryAfter: response.retryAfter });
+        const rbacAt = at(start, response.t);
+        tracer.startSpan('rbac', { startTime: rbacAt, attributes: toOtel(rbac) }, ctx).end(rbacAt);
+      }
+      if (response && ev.decode) {
+        const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t), attributes: toOtel(decodeAttributes(ev.decode)) }, ctx);
+        for (const e of watchEventSpanEvents(ev.decode)) decodeSpan.addEvent(e.name, toOtel(e.attributes), at(start, e.atMs));
+        decodeSpan.end(endAt);
+      }
+
+      const attrs: Attributes = { [sc.ATTR_KUBETRAIL_OUTCOME]: ev.outcome, [sc.ATTR_KUBETRAIL_BYTES_DOWN]: ev.bytesDown, [sc.ATTR_KUBETRAIL_BYTES_UP]: ev.bytesUp };
+      if (response) {
+        attrs[sc.ATTR_HTTP_RESPONSE_STATUS_CODE] = response.statusCode;
+        setAttr(attrs, sc.ATTR_KUBE_AUDIT_ID, response.auditId);
+        setAttr(attrs, sc.ATTR_KUBE_APF_FLOW_SCHEMA_UID, response.flowSchemaUid);
+        setAttr(attrs, sc.ATTR_KUBE_APF_PRIORITY_LEVEL_UID, response.priorityLevelUid);
+        setAttr(attrs, sc.ATTR_KUBE_WARNINGS, response.warnings);
+      }
+      if (ev.error) {
+        attrs[sc.ATTR_ERROR_TYPE] = ev.error.code;
+        span.setStatus({ code: SpanStatusCode.ERROR, message: ev.error.message });
+      } else if (response && response.statusCode >= 500) {
+        attrs[sc.ATTR_ERROR_TYPE] = String(response.statusCode);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.setAttributes(toOtel(attrs));
+      span.end(endAt);
+
+      command.requests.push({
+        id,
+        name: p.name,
+        method: start.method,
+        path: start.path,
+        cluster: start.cluster,
+        discovery: p.discovery,
+        startedAt: start.startedAt,
+        durationMs: ev.t - start.t0,
+        statusCode: response?.statusCode,
+        outcome: ev.outcome,
+        errorCode: ev.error?.code,
+        bytes: ev.bytesDown,
+        items: ev.decode?.items,
+        page: /(^|&)continue=/.test(start.query),
+        watchEvents: ev.decode?.watch?.events,
+        connectMs: latency['upstream.connect_ms'] as number | undefined,
+        tlsMs: latency['upstream.tls_ms'] as number | undefined,
+        ttfbMs: latency['upstream.ttfb_ms'] as number | undefined,
+        transferMs: latency['upstream.transfer_ms'] as number | undefined,
+        reused: connected?.reused,
+        rbac,
+      });
+      command.lastEnd = Math.max(command.lastEnd, endAt);
+      command.open--;
+      if (command.open === 0 && opts.idleMs > 0) {
+        command.idleTimer = setTimeout(() => endCommand(command), opts.idleMs);
+        command.idleTimer.unref();
+      }
+    },
+
+    finishAll() {
+      for (const cmd of [...commands.values()]) endCommand(cmd);
+    },
+  };
+}
