@@ -1,0 +1,51 @@
+/**
+ * The `upstream` stage's timing attributes, from monotonic timestamps (ms, performance.now()).
+ * Pure: numbers in, attributes out. A duration whose ends are missing or out of order is omitted.
+ *
+ * - `upstream.connect_ms` = connectEnd − socketAssigned (or start): TCP connect, DNS included.
+ * - `upstream.tls_ms` = tlsEnd − connectEnd: the TLS handshake.
+ *   Both only for a new connection; a reused one reports `upstream.connection_reused=true` instead.
+ * - `upstream.ttfb_ms` = firstByte − requestSent: from the request (head and body) being handed
+ *   to the socket to the first response byte, so connect and TLS are never counted twice. When
+ *   requestSent is unknown (upgrades), the moment the connection could be written to stands in:
+ *   tlsEnd (or connectEnd) for a new connection, socketAssigned (or start) for a reused one.
+ * - `upstream.transfer_ms` = end − firstByte: reading the response to its last byte.
+ * Values are rounded to 0.1 ms.
+ */
+import { setAttr, type Attributes } from './attributes.ts';
+
+export interface UpstreamTimings {
+  /** The request reached the upstream stage. */
+  start: number;
+  /** The request got a socket (new or from the keep-alive pool). */
+  socketAssigned?: number | undefined;
+  /** TCP connected (new connections only). */
+  connectEnd?: number | undefined;
+  /** TLS handshake done (new connections only). */
+  tlsEnd?: number | undefined;
+  /** Request head and body fully handed to the socket. */
+  requestSent?: number | undefined;
+  /** First response byte (the response head) arrived. */
+  firstByte?: number | undefined;
+  /** Last response byte arrived. */
+  end?: number | undefined;
+  /** The socket came from the keep-alive pool. */
+  reused: boolean;
+}
+
+export function latencyAttributes(t: UpstreamTimings): Attributes {
+  const attrs: Attributes = { 'upstream.connection_reused': t.reused };
+  const writable = t.reused ? (t.socketAssigned ?? t.start) : (t.tlsEnd ?? t.connectEnd);
+  if (!t.reused) {
+    setAttr(attrs, 'upstream.connect_ms', duration(t.socketAssigned ?? t.start, t.connectEnd));
+    setAttr(attrs, 'upstream.tls_ms', duration(t.connectEnd, t.tlsEnd));
+  }
+  setAttr(attrs, 'upstream.ttfb_ms', duration(t.requestSent ?? writable, t.firstByte));
+  setAttr(attrs, 'upstream.transfer_ms', duration(t.firstByte, t.end));
+  return attrs;
+}
+
+function duration(from: number | undefined, to: number | undefined): number | undefined {
+  if (from === undefined || to === undefined || !(to >= from)) return undefined;
+  return Math.round((to - from) * 10) / 10;
+}
