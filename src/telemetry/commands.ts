@@ -66,12 +66,14 @@ export function coveredMs(requests: readonly RequestSummary[]): number {
 
 export function totals(requests: readonly RequestSummary[]): CommandTotals {
   const discovery = requests.filter((r) => r.discovery);
+  const resources = requests.filter((r) => !r.discovery);
   return {
     requests: requests.length,
     discoveryRequests: discovery.length,
     discoveryMs: Math.round(coveredMs(discovery) * 10) / 10,
-    items: requests.reduce((n, r) => n + (r.items ?? 0), 0),
-    pages: requests.filter((r) => r.items !== undefined && !r.discovery).length,
+    // Discovery documents have `items` too (API groups); the command's items are the resources it read.
+    items: resources.reduce((n, r) => n + (r.items ?? 0), 0),
+    pages: resources.filter((r) => r.items !== undefined).length,
     bytes: requests.reduce((n, r) => n + r.bytes, 0),
     errors: requests.filter((r) => r.outcome !== 'complete' || (r.statusCode ?? 0) >= 400).length,
   };
