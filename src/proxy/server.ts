@@ -59,17 +59,20 @@ function forwardHeaders(raw: string[], opts: { keepUpgrade: boolean; host?: stri
     drop.delete('upgrade');
   }
   const out: string[] = [];
+  let hostSeen = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? '';
     const lower = name.toLowerCase();
     if (drop.has(lower)) continue;
     if (lower === 'host' && opts.host !== undefined) {
-      out.push(name, opts.host);
+      if (!hostSeen) out.push(name, opts.host);
+      hostSeen = true;
       continue;
     }
     if (opts.add && Object.keys(opts.add).some((k) => k.toLowerCase() === lower)) continue;
     out.push(name, raw[i + 1] ?? '');
   }
+  if (opts.host !== undefined && !hostSeen) out.unshift('Host', opts.host);
   for (const [k, v] of Object.entries(opts.add ?? {})) out.push(k, v);
   return out;
 }
@@ -182,7 +185,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
   function upstreamFailure(err: unknown, route: ClusterRoute): ProxyAnswer {
     const e = err as NodeJS.ErrnoException;
-    const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME|SSL|TLS|ERR_SSL/.test(e.code);
+    const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME|HOSTNAME|ISSUER|VERIFY|SIGNATURE|SSL|TLS/.test(e.code);
     const ktCode: ErrorCode = tls ? 'KT_ERR_UPSTREAM_TLS' : 'KT_ERR_UPSTREAM';
     const what = tls ? 'TLS verification of' : 'cannot reach';
     return {
