@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readState, startStack, type Stack, type UserName } from './stack.ts';
+
+const KUBECTL = '/usr/lib/google-cloud-sdk/bin/kubectl.1.33';
+
+function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+describe('the end-to-end stack', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(() => stack?.stop());
+
+  const kubectl = async (context: UserName, ...args: string[]): Promise<{ ok: boolean; out: string }> =>
+    promisify(execFile)(KUBECTL, ['--kubeconfig', stack.kubeconfig, '--context', context, ...args]).then(
+      ({ stdout, stderr }) => ({ ok: true, out: stdout + stderr }),
+      (err: { stderr: string }) => ({ ok: false, out: err.stderr }),
+    );
+
+  it('serves the pinned Kubernetes version', async () => {
+    const { out } = await kubectl('admin', 'get', '--raw', '/version');
+    expect((JSON.parse(out) as { gitVersion: string }).gitVersion).toBe(stack.apiserverVersion);
+    expect(stack.apiserverVersion).toMatch(/^v1\.33\.\d+$/);
+  });
+
+  it.each(['admin', 'alice', 'tina'] as const)('lets %s list pods', async (user) => {
+    expect(await kubectl(user, 'get', 'pods')).toEqual({ ok: true, out: 'No resources found in default namespace.\n' });
+  });
+
+  it.each(['mallory', 'tom'] as const)('forbids %s to list pods', async (user) => {
+    const res = await kubectl(user, 'get', 'pods');
+    expect(res.ok).toBe(false);
+    expect(res.out).toContain(`Error from server (Forbidden): pods is forbidden: User "${user}" cannot list`);
+  });
+
+  it('exports the apiserver spans to Jaeger', async () => {
+    const services = async (): Promise<string[]> =>
+      ((await (await fetch(`${stack.jaegerUrl}/api/services`)).json()) as { data: string[] }).data;
+    for (let i = 0; i < 50 && !(await services()).includes('apiserver'); i++) await sleep(200);
+    expect(await services()).toContain('apiserver');
+  });
+
+  it('stop() ends every process and deletes the run dir', async () => {
+    const { procs } = readState(stack.runDir) ?? { procs: [] };
+    expect(procs.map((p) => p.name).sort()).toEqual(['etcd', 'jaeger', 'kube-apiserver']);
+    await stack.stop();
+    for (const { pid } of procs) expect(alive(pid)).toBe(false);
+    expect(existsSync(stack.runDir)).toBe(false);
+  });
+});
