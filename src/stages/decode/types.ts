@@ -1,0 +1,144 @@
+/**
+ * Public types of the decode tap. Plain data only: a DecodeResult can be logged, cloned, sent over
+ * a channel or turned into span attributes by `decodeAttributes` without touching the decoder.
+ */
+
+/** What the proxy knows about a response when its head arrives. */
+export interface DecodeInput {
+  /** The response `Content-Type` header, verbatim (parameters included). */
+  contentType: string | undefined;
+  /** The response `Content-Encoding` header, verbatim. */
+  contentEncoding: string | undefined;
+  /** HTTP status code. A watch answered with a status outside 2xx is decoded as one document. */
+  statusCode: number;
+  /** True when the request was a watch (RequestInfo verb `watch`). */
+  isWatch: boolean;
+}
+
+export interface DecoderOptions {
+  /** Per-event records kept for a watch stream; later events are only counted. Default 100. */
+  maxWatchRecords?: number;
+  /**
+   * Clock for `WatchEventRecord.atMs`. Default `performance.now`, the proxy's monotonic clock
+   * (the same clock as the `t` fields of the proxy's stage events).
+   */
+  now?: () => number;
+}
+
+/**
+ * How the body was read, decided from the headers alone:
+ * - `json`: one JSON document (object, list, Table, Status, discovery)
+ * - `json-watch`: a stream of JSON watch events
+ * - `protobuf`: `k8s\0` + runtime.Unknown
+ * - `protobuf-watch`: 4-byte big-endian length frames of WatchEvent
+ * - `text`: text/plain (logs); only lines are counted
+ * - `opaque`: anything else; only bytes are counted
+ */
+export type DecodeFormat = 'json' | 'json-watch' | 'protobuf' | 'protobuf-watch' | 'text' | 'opaque';
+
+/**
+ * Why a body could not be (fully) decoded. The bytes still passed through untouched; fields
+ * captured before the problem are kept in the result.
+ * - `invalid_json` / `invalid_protobuf`: the body does not follow the format its Content-Type names
+ * - `gzip_error`: the Content-Encoding stream is corrupt
+ * - `unsupported_encoding`: a Content-Encoding we do not decompress (br, zstd, ...)
+ * - `depth_exceeded`: JSON nested deeper than 512 containers
+ * - `truncated`: the body ended (`end()`) in the middle of a value, frame or gzip member
+ * - `internal_error`: a bug in the decoder; it stopped decoding instead of throwing
+ */
+export type DecodeErrorCode =
+  | 'invalid_json'
+  | 'invalid_protobuf'
+  | 'gzip_error'
+  | 'unsupported_encoding'
+  | 'depth_exceeded'
+  | 'truncated'
+  | 'internal_error';
+
+/** A Status body (kind `Status`), or the Status inside a watch ERROR event. */
+export interface DecodedStatus {
+  reason?: string;
+  /** Capped at 1 KiB of UTF-8. For the rbac stage; never put on the decode span. */
+  message?: string;
+  code?: number;
+}
+
+/** One watch event, as far as the bounded tap could see it. Strings are capped at 256 bytes. */
+export interface WatchEventRecord {
+  /** `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR` (or whatever the server sent). */
+  type: string;
+  /** `object.kind`; `Table` for kubectl's Table watches. */
+  kind?: string;
+  /** `object.metadata.name`, or for a Table the first row's `object.metadata.name`. */
+  name?: string;
+  namespace?: string;
+  resourceVersion?: string;
+  /** For ERROR events: the Status code and reason (e.g. 410 / Expired). */
+  code?: number;
+  reason?: string;
+  /** When the event's last byte was seen, on the `DecoderOptions.now` clock. */
+  atMs: number;
+}
+
+export interface WatchSummary {
+  events: number;
+  added: number;
+  modified: number;
+  deleted: number;
+  bookmark: number;
+  error: number;
+  /** Events with any other type. */
+  other: number;
+  /** The first `maxWatchRecords` events. */
+  records: WatchEventRecord[];
+  /** Events counted but not recorded because the record cap was reached. */
+  dropped: number;
+}
+
+export interface DecodeResult {
+  format: DecodeFormat;
+  /** Normalised media type: lower-cased `type/subtype` plus the `as`, `g`, `v`, `stream` parameters. */
+  contentType?: string;
+  /** Lower-cased Content-Encoding, when one was sent and is not `identity`. */
+  contentEncoding?: string;
+  /** Body bytes as they crossed the wire. */
+  bytes: number;
+  /**
+   * Body bytes after removing the Content-Encoding (equal to `bytes` without one; as far as it got
+   * when decompression failed). Absent when a Content-Encoding was not removed: `opaque` bodies are
+   * not decompressed since nothing in them is read, and unsupported encodings cannot be.
+   */
+  decodedBytes?: number;
+  /** Top-level `kind` (protobuf: runtime.Unknown typeMeta.kind). */
+  kind?: string;
+  apiVersion?: string;
+  /** Length of the top-level `items` array, or of `rows` for a Table. */
+  items?: number;
+  /** Top-level `metadata.resourceVersion`. */
+  resourceVersion?: string;
+  /** Set for lists: whether `metadata.continue` was non-empty. The token itself is never kept. */
+  continue?: boolean;
+  /** Top-level `metadata.remainingItemCount`. */
+  remainingItems?: number;
+  /** Present when `kind` is `Status`. */
+  status?: DecodedStatus;
+  /** Present for watch streams. */
+  watch?: WatchSummary;
+  /** Present for text bodies: newline count, plus one for a final unterminated line. */
+  lines?: number;
+  error?: DecodeErrorCode;
+  /** True when the proxy called `abort()`: the stream was cut before its end. */
+  aborted: boolean;
+}
+
+/** A tap on one response body. Never throws, never keeps a chunk beyond `write`. */
+export interface Decoder {
+  /** Observe the next body chunk. Cheap; memory does not grow with the body. */
+  write(chunk: Uint8Array): void;
+  /** The body ended normally. Idempotent: later calls return the same result. */
+  end(): DecodeResult;
+  /** The stream was cut. A document cut short is not an error here; `aborted` says so. */
+  abort(): DecodeResult;
+  /** Debug accessor: an estimate in bytes of what the decoder retains. Bounded by design. */
+  stateSize(): number;
+}
