@@ -26,6 +26,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
   const spans = createSpanObserver({
     tracer: tracing.tracer,
     idleMs: mode === 'start' ? config.sessionIdleMs : 0,
+    singleCommand: mode === 'wrap',
     onCommandFinished: (cmd) => {
       if (mode === 'wrap') {
         finished.push(cmd);

@@ -44,6 +44,11 @@ export interface SpanObserverOptions {
   tracer: Tracer;
   /** A command whose session saw no request for this long ends (start mode); 0 = only at finishAll(). */
   idleMs: number;
+  /**
+   * Wrap mode: every request belongs to the one wrapped command, including those kubectl sends without
+   * Kubectl-Session (the gcloud kubectl dispatcher's /version probe that picks the kubectl binary).
+   */
+  singleCommand?: boolean;
   onCommandFinished?: (summary: CommandSummary) => void;
 }
 
@@ -95,8 +100,16 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   }
 
   function commandFor(start: RequestStart, name: string): Command {
-    const key = start.kubectlSession ? `session:${start.kubectlSession}` : `request:${start.id}`;
+    const key = opts.singleCommand ? 'wrapped' : start.kubectlSession ? `session:${start.kubectlSession}` : `request:${start.id}`;
     let cmd = commands.get(key);
+    if (cmd && cmd.command !== start.kubectlCommand && cmd.session === undefined && start.kubectlCommand) {
+      // The first request had no Kubectl-Command (dispatcher probe): name the trace after kubectl's command.
+      cmd.command = start.kubectlCommand;
+      cmd.session = start.kubectlSession;
+      cmd.root.updateName(start.kubectlCommand);
+      cmd.root.setAttribute(sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
+      if (start.kubectlSession) cmd.root.setAttribute(sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
+    }
     if (!cmd) {
       const command = start.kubectlCommand ?? name;
       const root = tracer.startSpan(command, { kind: SpanKind.INTERNAL, startTime: start.startedAt, root: true }, ROOT_CONTEXT);

@@ -74,7 +74,7 @@ interface Payload {
 
 export async function startOtlpReceiver(mode: OtlpReceiver['mode'] = 'ok'): Promise<OtlpReceiver> {
   const hung = new Set<ServerResponse>();
-  const receiver: OtlpReceiver = { url: '', spans: [], raw: [], mode, close: async () => undefined };
+  const receiver: OtlpReceiver = { url: '', spans: [], raw: [], mode, close: () => Promise.resolve() };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
