@@ -7,7 +7,7 @@ import { resolveConfig, type RawValues } from '../config/load.ts';
 import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
 import { startProxy } from '../proxy/server.ts';
-import { errLine, outLine } from './output.ts';
+import { errLine, outLine, writeAll } from './output.ts';
 import { listenUrl, prepare } from './setup.ts';
 import { instrument } from './telemetry-setup.ts';
 import { wrap } from './wrap.ts';
@@ -77,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
     .passThroughOptions()
     .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
+    .configureOutput({ writeOut: (s) => writeAll(1, s), writeErr: (s) => writeAll(2, s), outputError: () => undefined })
     .action((command: string[], _opts, cmd: Command) => {
       result = runWrap(resolveConfig(flagValues(cmd)), command);
     });

@@ -1,6 +1,7 @@
 /**
  * Wires telemetry and the terminal report to the proxy's stage events for one kubetrail process.
  */
+import { isatty } from 'node:tty';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { combineObservers, type StageObserver } from '../proxy/events.ts';
@@ -47,8 +48,9 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     waterfall: (cmd) =>
       renderWaterfall(cmd, {
         jaegerUrl: config.jaegerUrl,
-        color: process.stderr.isTTY === true && !env.NO_COLOR,
-        width: process.stderr.columns,
+        // Called after the wrapped command exited, so opening process.stderr can no longer affect it.
+        color: isatty(2) && !env.NO_COLOR,
+        width: isatty(2) ? process.stderr.columns : undefined,
         exportNote: exportOff,
       }),
   };

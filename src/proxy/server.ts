@@ -22,6 +22,7 @@ import { authAttributes } from '../stages/auth.ts';
 import { createDecoder, type Decoder } from '../stages/decode/index.ts';
 import { parseRequestInfo } from '../stages/request-info.ts';
 import { STATUS_BODY_CAP, type Outcome, type RequestEnd, type RequestStart, type StageObserver } from './events.ts';
+import { relay } from './relay.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
 import { UpstreamPool } from './upstream.ts';
 
@@ -288,8 +289,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     });
     up.on('finish', () => (requestSent = performance.now()));
 
-    req.on('data', (chunk: Buffer) => (bytesUp += chunk.length));
-    req.pipe(up);
+    relay(req, up, (chunk) => (bytesUp += chunk.length));
 
     // The client went away (kubectl ^C, a watch cancelled): close the upstream request too.
     res.on('close', () => {
@@ -343,7 +343,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         return;
       }
       res.flushHeaders();
-      upRes.on('data', (chunk: Buffer) => {
+      relay(upRes, res, (chunk) => {
         bytesDown += chunk.length;
         decoder?.write(chunk);
         if (statusBody && statusLen < STATUS_BODY_CAP) {
@@ -352,7 +352,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           statusLen += part.length;
         }
       });
-      upRes.pipe(res);
       upRes.on('end', () => finish('complete'));
       upRes.on('error', (err) => {
         res.destroy();
@@ -448,10 +447,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       socket.write(headBytes);
       if (upHead.length > 0) socket.write(upHead);
       if (head.length > 0) upSocket.write(head);
-      upSocket.on('data', (c: Buffer) => (bytesDown += c.length));
-      socket.on('data', (c: Buffer) => (bytesUp += c.length));
-      upSocket.pipe(socket);
-      socket.pipe(upSocket);
+      relay(upSocket, socket, (c) => (bytesDown += c.length));
+      relay(socket, upSocket, (c) => (bytesUp += c.length));
       upSocket.on('close', () => {
         socket.destroy();
         finish('complete');

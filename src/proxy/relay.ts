@@ -1,0 +1,20 @@
+/**
+ * Move bytes from one stream to another with backpressure, calling `tap` on each chunk first.
+ *
+ * Not `Readable.pipe()`: pipe() reads `process.stdout` to decide whether to end its destination, and the
+ * first read of `process.stdout` opens a libuv handle that sets O_NONBLOCK on file descriptor 1. In wrap
+ * mode that descriptor is shared with kubectl, which then loses output on EAGAIN. The proxy core must never
+ * touch the process's stdio.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void): void {
+  src.on('data', (chunk: Buffer) => {
+    tap?.(chunk);
+    if (!dst.write(chunk)) {
+      src.pause();
+      dst.once('drain', () => src.resume());
+    }
+  });
+  src.once('end', () => dst.end());
+}

@@ -1,0 +1,146 @@
+/**
+ * The transparency promise, with the real kubectl: the same command direct and through kubetrail prints
+ * the same bytes and exits with the same code. Against the in-repo stand-in apiserver (real TLS, port 0).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compare, proxied, startProxied, type CompareOptions } from '../helpers/compare.ts';
+import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { kubectl, startKubectl, type KubectlVersion } from '../helpers/kubectl.ts';
+import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+
+let fake: FakeApiserver;
+let receiver: OtlpReceiver;
+let dir: string;
+let kubeconfig: string;
+
+const TOKEN = 'tina-token-3f9a1c';
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'kt-kubectl-'));
+  receiver = await startOtlpReceiver();
+  fake = await startFakeApiserver({
+    tokens: { [TOKEN]: { user: 'tina', groups: ['dev'] }, 'tom-token-77': { user: 'tom', groups: [] } },
+    // mallory and tom may only read the non-resource paths (discovery, /version), as with no RBAC bindings.
+    authorize: (user, attrs) => !['mallory', 'tom'].includes(user.name) || !attrs.isResourceRequest,
+    logFollow: { intervalMs: 20, count: 5 },
+  });
+  const alice = await fake.issueUser('alice', ['dev']);
+  const mallory = await fake.issueUser('mallory');
+  kubeconfig = await fake.writeKubeconfig(dir, {
+    users: [
+      { name: 'alice', cert: alice },
+      { name: 'tina', token: TOKEN },
+      { name: 'mallory', cert: mallory },
+      { name: 'tom', token: 'tom-token-77' },
+      { name: 'nobody', token: 'wrong-token' },
+    ],
+  });
+  for (let i = 0; i < 3; i++) fake.create(makePod(`web-${i}`, { ageSeconds: 86_400 * 3, restarts: i }));
+  fake.create(makePod('pending-0', { phase: 'Pending', ageSeconds: 86_400 * 3 }));
+  fake.create(makeConfigMap('settings', { mode: 'fast', 'level': '3' }));
+  for (let i = 0; i < 600; i++) fake.create(makePod(`batch-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 86_400 * 5 }));
+  fake.setLogs('default', 'web-0', ['line one', 'line two', 'line three']);
+});
+
+afterAll(async () => {
+  await fake.close();
+  await receiver.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function opts(version: KubectlVersion = '1.33', extra: Partial<CompareOptions> = {}): CompareOptions {
+  return { kubeconfig, version, otlpEndpoint: receiver.url, ...extra };
+}
+
+/** klog's line header (`E1124 08:30:46.743330   23489 `) differs run to run by nature: time and pid. */
+function klogless(stderr: string): string {
+  return stderr.replace(/^([EWIF])\d{4} \d\d:\d\d:\d\d\.\d{6}\s+\d+ /gm, '$1 ');
+}
+
+async function expectSame(args: string[], o: CompareOptions = opts()): Promise<void> {
+  const { direct, proxied: via } = await compare(args, o);
+  expect(via.stdout.toString(), `stdout of kubectl ${args.join(' ')}`).toBe(direct.stdout.toString());
+  expect(via.stdout.equals(direct.stdout)).toBe(true);
+  expect(klogless(via.stderr), `stderr of kubectl ${args.join(' ')}`).toBe(klogless(direct.stderr));
+  expect(via.code, `exit code of kubectl ${args.join(' ')}`).toBe(direct.code);
+}
+
+describe.each(['1.32', '1.33'] as const)('kubectl %s, direct vs through kubetrail', (version) => {
+  it('get pods (Table), as a certificate user and as a token user', async () => {
+    await expectSame(['--context', 'alice', 'get', 'pods'], opts(version));
+    await expectSame(['--context', 'tina', 'get', 'pods', '-o', 'wide'], opts(version));
+  });
+
+  it('-o json and -o yaml', async () => {
+    await expectSame(['--context', 'alice', 'get', 'pods', '-o', 'json'], opts(version));
+    await expectSame(['--context', 'tina', 'get', 'configmap', 'settings', '-o', 'yaml'], opts(version));
+  });
+
+  it('a forbidden user gets the same Forbidden line and exit code; a bad token the same Unauthorized', async () => {
+    await expectSame(['--context', 'mallory', 'get', 'pods'], opts(version));
+    await expectSame(['--context', 'tom', 'get', 'configmaps'], opts(version));
+    await expectSame(['--context', 'nobody', 'get', 'pods'], opts(version));
+  });
+
+  it('a 600-pod list arrives in pages of 500 and prints the same', async () => {
+    await expectSame(['--context', 'alice', 'get', 'pods', '-n', 'big'], opts(version));
+    const pages = fake.requests.filter((r) => r.path === '/api/v1/namespaces/big/pods' && r.query.limit?.[0] === '500');
+    expect(pages.some((r) => r.query.continue !== undefined)).toBe(true);
+  });
+
+  it('logs and logs -f', async () => {
+    await expectSame(['--context', 'alice', 'logs', 'web-0'], opts(version));
+    await expectSame(['--context', 'alice', 'logs', '-f', 'web-0'], opts(version));
+  });
+
+  it('get --raw /version (a server-relative request)', async () => {
+    await expectSame(['--context', 'alice', 'get', '--raw', '/version'], opts(version));
+  });
+
+  it('exec over WebSocket, and the apiserver\'s own error for a pod without a node', async () => {
+    await expectSame(['--context', 'alice', 'exec', 'web-1', '--', 'echo', 'hi'], opts(version));
+    await expectSame(['--context', 'alice', 'exec', 'pending-0', '--', 'echo', 'hi'], opts(version));
+  });
+});
+
+describe('kubectl 1.33, mutations and streams', () => {
+  it('create, apply and delete print the same', async () => {
+    for (const side of ['direct', 'proxied'] as const) {
+      const name = `cm-${side}`;
+      const run = (args: string[], stdin?: string) =>
+        side === 'direct'
+          ? kubectl(args, { kubeconfig, stdin, timeoutMs: 30_000 }).then((r) => ({ out: r.stdout.toString() + r.stderr, code: r.code }))
+          : proxied(args, { ...opts(), stdin }).then((r) => ({ out: r.stdout.toString() + r.stderr, code: r.code }));
+      // (`kubectl create configmap NAME` posts protobuf, which the stand-in does not speak; -f posts JSON.)
+      const cm = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  a: "1"\n`;
+      expect(await run(['--context', 'alice', 'create', '-f', '-'], cm)).toEqual({ out: `configmap/${name} created\n`, code: 0 });
+      const manifest = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-${side}\nspec:\n  containers:\n  - name: app\n    image: nginx\n`;
+      expect(await run(['--context', 'alice', 'apply', '-f', '-'], manifest)).toEqual({ out: `pod/pod-${side} created\n`, code: 0 });
+      expect(await run(['--context', 'alice', 'delete', 'pod', `pod-${side}`])).toEqual({ out: `pod "pod-${side}" deleted\n`, code: 0 });
+      expect(await run(['--context', 'alice', 'delete', 'configmap', name])).toEqual({ out: `configmap "${name}" deleted\n`, code: 0 });
+    }
+    const deletes = fake.requests.filter((r) => r.method === 'DELETE' && r.path.endsWith('/pods/pod-proxied'));
+    expect(deletes.length).toBe(1);
+  });
+
+  it('get pods -w shows a pod created during the watch, then exits 0 when the server ends the stream', async () => {
+    const outputs: string[] = [];
+    for (const side of ['direct', 'proxied'] as const) {
+      const args = ['--context', 'alice', 'get', 'pods', '-w', '-o', 'name'];
+      const p = side === 'direct' ? startKubectl(args, { kubeconfig, timeoutMs: 30_000 }) : startProxied(args, opts());
+      const wait = (re: RegExp) => ('waitForStdout' in p ? p.waitForStdout(re, 15_000).then(() => undefined) : p.waitFor(re));
+      await wait(/pod\/web-2\n/);
+      fake.create(makePod(`watched-${side}`, { ageSeconds: 1 }));
+      await wait(new RegExp(`pod/watched-${side}\\n`));
+      fake.endWatches();
+      const code = 'waitForStdout' in p ? (await p.result).code : (await p.done).code;
+      expect(code).toBe(0);
+      outputs.push(p.stdout().replace(`watched-${side}`, 'watched-X'));
+      fake.remove('pods', 'default', `watched-${side}`);
+    }
+    expect(outputs[1]).toBe(outputs[0]);
+  });
+});
