@@ -1,0 +1,217 @@
+/**
+ * The kubetrail command line as a user meets it: files it writes, the stable port and kubectl's caches,
+ * sharing a running `kubetrail start`, bad input, and identities presented by a real kubectl.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
+import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
+import { KUBETRAIL_BIN, runKubetrail } from '../helpers/run-kubetrail.ts';
+
+let fake: FakeApiserver;
+let dir: string;
+let kubeconfig: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'kt-cli-'));
+  fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
+  const alice = await fake.issueUser('alice', ['dev']);
+  kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-token' }] });
+  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
+});
+
+afterAll(async () => {
+  await fake.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A port nobody listens on right now (bound, read, released): only for the stable-port tests below. */
+async function reservePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function wrapped(args: string[], home: string, extra: string[] = []): ReturnType<typeof runKubetrail> {
+  return runKubetrail(['--kubeconfig', kubeconfig, '--quiet', ...extra, '--', kubectlPath('1.33'), ...args], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' } });
+}
+
+const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+const discovery = (f: FakeApiserver, since: number): string[] =>
+  f.requests.slice(since).map((r) => r.path).filter((p) => p === '/api' || p === '/apis' || p.startsWith('/apis/') && p.split('/').length <= 4);
+
+describe('files', () => {
+  it('writes the rewritten kubeconfig 0600 in a 0700 state dir, and leaves the original byte for byte', async () => {
+    const before = sha(kubeconfig);
+    const home = freshHome();
+    const r = await runKubetrail(['--kubeconfig', kubeconfig, 'kubeconfig'], { env: kubetrailEnv(home) });
+    expect(r.code).toBe(0);
+    const path = r.stdout.toString().trim();
+    expect(path.startsWith(join(home, 'kubetrail-state'))).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(join(home, 'kubetrail-state')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(home, 'kubetrail-state', 'ca.pem')).mode & 0o777).toBe(0o600);
+    expect(sha(kubeconfig)).toBe(before);
+    const rewritten = parse(readFileSync(path, 'utf8')) as { clusters: { cluster: { server: string } }[]; users: { name: string }[] };
+    expect(rewritten.clusters[0]?.cluster.server).toMatch(/^https:\/\/127\.0\.0\.1:17443\/c\/[a-z0-9-]+$/);
+    expect(rewritten.users.map((u) => u.name)).toEqual(['alice', 'tina']);
+  });
+});
+
+describe('the stable port and kubectl caches', () => {
+  it('a second wrapped `get pods` sends no discovery requests, exactly as a second direct run', async () => {
+    const port = await reservePort();
+    const home = freshHome();
+    let mark = fake.requests.length;
+    expect((await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`])).code).toBe(0);
+    expect(discovery(fake, mark).length).toBeGreaterThan(0);
+    mark = fake.requests.length;
+    const second = await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`]);
+    expect(second.code).toBe(0);
+    expect(second.stdout.toString()).toContain('web-0');
+    expect(discovery(fake, mark)).toEqual([]);
+    expect(fake.requests.slice(mark).map((r) => r.path)).toEqual(['/api/v1/namespaces/default/pods']);
+
+    // The same holds direct, which is what "transparent" means here.
+    const directHome = freshHome();
+    await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig, home: directHome });
+    mark = fake.requests.length;
+    await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig, home: directHome });
+    expect(discovery(fake, mark)).toEqual([]);
+  });
+
+  it('refuses a port held by another program, naming the flag, instead of quietly going cold', async () => {
+    const squatter: Server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
+    const port = (squatter.address() as AddressInfo).port;
+    try {
+      const r = await wrapped(['--context', 'alice', 'get', 'pods'], freshHome(), ['--listen', `127.0.0.1:${port}`]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim()).toBe(`kubetrail: --listen 127.0.0.1:${port} is in use by another program (or a kubetrail serving other clusters); stop it or pass --listen 127.0.0.1:<port>`);
+      expect(r.stdout.length).toBe(0);
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+  });
+
+  it('shares the port with a running `kubetrail start` for the same clusters; it logs the requests', async () => {
+    const port = await reservePort();
+    const home = freshHome();
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
+    try {
+      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+      const r = await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toContain('web-0');
+      expect(r.stderr).toContain(`using the kubetrail already listening on 127.0.0.1:${port}`);
+      await expect.poll(() => log, { timeout: 10_000 }).toMatch(/ 200 GET \/api\/v1\/namespaces\/default\/pods\?limit=500 [\d.]+ms \d+B/);
+    } finally {
+      start.kill('SIGTERM');
+      await new Promise((r) => start.on('close', r));
+    }
+  });
+});
+
+describe('the wrapped command', () => {
+  it("redirects kubectl's own --kubeconfig through kubetrail", async () => {
+    const mark = fake.requests.length;
+    const home = freshHome();
+    const r = await runKubetrail(['--listen', '127.0.0.1:0', '--', kubectlPath('1.33'), `--kubeconfig=${kubeconfig}`, '--context', 'tina', 'get', 'pods', '-o', 'name'], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true', NO_COLOR: '1' } });
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toBe('pod/web-0\n');
+    expect(r.stderr).toMatch(/trace: http:\/\/localhost:16686\/trace\/[0-9a-f]{32}/);
+    expect(fake.requests.length).toBeGreaterThan(mark);
+  });
+
+  it("exits with the command's own code and passes stdin through", async () => {
+    const r = await runKubetrail(['--kubeconfig', kubeconfig, '--quiet', '--listen', '127.0.0.1:0', '--', 'sh', '-c', 'cat; exit 7'], { env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' }, input: 'from stdin\n' });
+    expect(r.code).toBe(7);
+    expect(r.stdout.toString()).toBe('from stdin\n');
+  });
+
+  it("leaves the command's stdout and stderr blocking while it proxies (kubectl drops output on EAGAIN)", async () => {
+    const script = `${kubectlPath('1.33')} --context alice get pods -n default >/dev/null 2>&1; grep ^flags /proc/self/fdinfo/1 /proc/self/fdinfo/2`;
+    const r = await runKubetrail(['--kubeconfig', kubeconfig, '--quiet', '--listen', '127.0.0.1:0', '--', 'sh', '-c', script], { env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' } });
+    const flags = [...r.stdout.toString().matchAll(/flags:\s+([0-7]+)/g)].map((m) => parseInt(m[1] ?? '0', 8));
+    expect(flags).toHaveLength(2);
+    for (const f of flags) expect(f & 0o4000).toBe(0);
+  });
+});
+
+describe('identity presented by a real kubectl', () => {
+  it('a certificate kubectl holds but the proxied kubeconfig does not (same CN, other CA) never gets alice upstream', async () => {
+    const home = freshHome();
+    const written = await runKubetrail(['--kubeconfig', kubeconfig, 'kubeconfig', '--listen', '127.0.0.1:0'], { env: kubetrailEnv(home) });
+    expect(written.code).toBe(0);
+    // Serve the real kubeconfig...
+    const port = await reservePort();
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--quiet'], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    start.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      await expect.poll(() => out, { timeout: 15_000 }).toMatch(/export KUBECONFIG=(\S+)/);
+      const rewrittenPath = /export KUBECONFIG=(\S+)/.exec(out)?.[1] ?? '';
+      // ...and let someone else point a kubectl at it with an impostor "alice" from their own CA.
+      const { createCA, issueCert } = await import('../../src/pki/certs.ts');
+      const impostor = await issueCert(await createCA('evil'), { commonName: 'alice', organizations: ['dev'], usage: 'client' });
+      const doc = parse(readFileSync(rewrittenPath, 'utf8')) as { users: { name: string; user: Record<string, string> }[]; 'current-context': string };
+      doc.users = [{ name: 'alice', user: { 'client-certificate-data': Buffer.from(impostor.certPem).toString('base64'), 'client-key-data': Buffer.from(impostor.keyPem).toString('base64') } }];
+      doc['current-context'] = 'alice';
+      const evil = join(mkdtempSync(join(tmpdir(), 'kt-evil-')), 'config');
+      writeFileSync(evil, stringify(doc), { mode: 0o600 });
+      const mark = fake.requests.length;
+      const r = await kubectl(['get', 'pods'], { kubeconfig: evil });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('error: You must be logged in to the server');
+      expect(fake.requests.slice(mark)).toEqual([]);
+    } finally {
+      start.kill('SIGTERM');
+      await new Promise((r) => start.on('close', r));
+    }
+  });
+});
+
+describe('bad input: one line naming the file or flag, exit 2', () => {
+  it.each([
+    ['an unknown flag', ['--bogus', '--', 'true'], /^kubetrail: unknown option '--bogus'$/],
+    ['a kubeconfig that does not exist', ['--kubeconfig', '/nonexistent/kc', '--', 'true'], /^kubetrail: kubeconfig \/nonexistent\/kc: no such file$/],
+    ['a non-loopback --listen', ['--kubeconfig', 'KC', '--listen', '0.0.0.0:1', '--', 'true'], /^kubetrail: --listen "0\.0\.0\.0:1" is not a loopback address: .*--allow-non-loopback if you mean it$/],
+    ['a --context that does not exist', ['--kubeconfig', 'KC', '--context', 'nope', '--', 'true'], /^kubetrail: kubeconfig .*: context "nope" does not exist$/],
+    ['no command', ['--kubeconfig', 'KC'], /^kubetrail: no command given: kubetrail \[flags\] -- kubectl get pods$/],
+  ])('%s', async (_name, args, message) => {
+    const r = await runKubetrail(args.map((a) => (a === 'KC' ? kubeconfig : a)), { env: kubetrailEnv(freshHome()) });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr.trimEnd()).toMatch(message);
+  });
+
+  it('a malformed kubeconfig names the file and line', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'apiVersion: v1\nclusters:\n  - name: x\n    cluster: {server: "https://a\n');
+    const r = await runKubetrail(['--kubeconfig', bad, '--', 'true'], { env: kubetrailEnv(freshHome()) });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd()).toMatch(new RegExp(`^kubetrail: kubeconfig ${bad}:\\d+: `));
+  });
+
+  it('a config file with an unknown key names the file, line and key, and writes nothing', async () => {
+    const cfg = join(dir, 'kubetrail.yaml');
+    writeFileSync(cfg, 'quiet: true\nlisten-on: 1\n');
+    const home = freshHome();
+    const r = await runKubetrail(['--config', cfg, '--kubeconfig', kubeconfig, '--', 'true'], { env: kubetrailEnv(home) });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd()).toMatch(new RegExp(`^kubetrail: config ${cfg}:2: "listen-on" is not a kubetrail option`));
+    expect(readdirSync(home)).toEqual([]);
+  });
+});
