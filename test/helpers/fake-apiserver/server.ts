@@ -1,0 +1,823 @@
+/**
+ * The listener: TLS with per-run certificates, ALPN h2 + http/1.1 (or http/1.1 only), request recording,
+ * fault injection, authentication (client certificate, bearer token, optional basic, anonymous),
+ * impersonation, authorization, non-resource endpoints and discovery, then the resource handlers (rest.ts)
+ * or, for upgrades, exec/attach/port-forward (streaming.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts';
+import {
+  aggregatedContentType,
+  aggregatedDocument,
+  etagFor,
+  legacyApiVersions,
+  legacyGroup,
+  legacyGroupList,
+  legacyResourceList,
+  negotiateDiscovery,
+  openapiV3GroupVersion,
+  openapiV3Root,
+} from './discovery.ts';
+import { writeKubeconfigFile } from './kubeconfig.ts';
+import { requestInfo, type RequestInfo } from './request-info.ts';
+import { findResource, makeNamespace, resourceForKind, RESOURCES, type KubeObject, type ResourceDef } from './resources.ts';
+import { Api, headerOf, type ApfUids, type ReqCtx } from './rest.ts';
+import { Store, type WatchEvent } from './store.ts';
+import {
+  chooseWsExecProtocol,
+  defaultExec,
+  defaultPortForward,
+  negotiateSpdy,
+  negotiateSpdyExec,
+  PORTFORWARD_WS_PROTOCOL,
+  serveSpdyExec,
+  serveSpdyPortForward,
+  serveWebSocketExec,
+  serveWebSocketPortForward,
+  spdyProtocols,
+} from './streaming.ts';
+import type {
+  AuthorizeFn,
+  Fault,
+  FakeApiserverOptions,
+  KubeconfigSpec,
+  RecordedRequest,
+  RequestAttributes,
+  UserInfo,
+} from './types.ts';
+import { isWebSocketRequest, offeredProtocols } from './websocket.ts';
+import {
+  ApiError,
+  REASON_PHRASES,
+  Sink,
+  auditIdFor,
+  commonHeaders,
+  errors,
+  goJson,
+  goJsonIndent,
+  sortHeaders,
+  status,
+  writeBody,
+  writeRawResponse,
+  type AnyResponse,
+} from './wire.ts';
+
+export interface FakeApiserver {
+  /** `https://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  /** The client CA: sign user certificates with it (or use `issueUser`). */
+  readonly ca: KeyPairPem;
+  /** The CA that signed the serving certificate (kubeconfig `certificate-authority`). */
+  readonly serverCaPem: string;
+  readonly version: { major: string; minor: string; gitVersion: string };
+  /** The APF UIDs answers carry: `exempt` for system:masters and health probes, else `globalDefault`. */
+  readonly apf: { exempt: ApfUids; globalDefault: ApfUids };
+  /** Every request, in arrival order (tests may clear it with `requests.length = 0`). */
+  readonly requests: RecordedRequest[];
+  issueUser(cn: string, groups?: string[]): Promise<KeyPairPem>;
+  /** Replace the active faults (`null` clears them). */
+  setFault(fault: Fault | Fault[] | null): void;
+  /** Write a kubeconfig for this server into `dir` (0600) and return its path. */
+  writeKubeconfig(dir: string, spec: KubeconfigSpec): Promise<string>;
+
+  /** Store an object as if it had been created through the API (its namespace is created if missing). */
+  create(obj: KubeObject): KubeObject;
+  get(resource: string, namespace: string, name: string): KubeObject | undefined;
+  list(resource: string, namespace?: string): KubeObject[];
+  /** Replace an object (watchers see MODIFIED). */
+  update(obj: KubeObject): KubeObject;
+  remove(resource: string, namespace: string, name: string): KubeObject;
+  /** Hand a raw event to open watches of `resource` (no stored object changes), e.g. ERROR or BOOKMARK. */
+  emit(resource: string, event: WatchEvent): void;
+  setLogs(namespace: string, pod: string, lines: string[]): void;
+  appendLog(namespace: string, pod: string, line: string): void;
+  /** End every open watch stream (kubectl `get -w` then exits 0); returns how many were open. */
+  endWatches(): number;
+  /** Expire all resource versions so far: resumed watches and old continue tokens get 410. */
+  compact(): number;
+  readonly resourceVersion: number;
+  /** End all streams and connections; resolves when the listener is closed. */
+  close(): Promise<void>;
+}
+
+const VERSIONS = {
+  '1.32': { minor: '32', gitVersion: 'v1.32.5', gitCommit: '9894294ef13a5b32803e3ca2c0d620a088cc84d1', buildDate: '2025-05-15T09:42:20Z', goVersion: 'go1.23.8' },
+  '1.33': { minor: '33', gitVersion: 'v1.33.1', gitCommit: '8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828', buildDate: '2025-05-15T08:19:08Z', goVersion: 'go1.24.2' },
+} as const;
+
+const PROBE_PATHS = /^\/(healthz|livez|readyz)(\/|$)/;
+const PUBLIC_INFO = /^\/(version|healthz|livez|readyz)(\/.*)?$/;
+
+/** Anyone authenticated may do anything; anonymous users may read /version and the health endpoints. */
+export const defaultAuthorize: AuthorizeFn = (user, attrs) => {
+  if (user.groups.includes('system:masters')) return true;
+  if (user.groups.includes('system:authenticated')) return true;
+  return !attrs.isResourceRequest && attrs.verb === 'get' && PUBLIC_INFO.test(attrs.path);
+};
+
+/** `forbiddenMessage` + `NewForbidden` from the apiserver, with its HTML sanitizer. */
+function forbidden(user: UserInfo, a: RequestAttributes, reason: string | undefined): ApiError {
+  const sanitize = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  let msg: string;
+  if (!a.isResourceRequest) msg = `User "${user.name}" cannot ${a.verb} path "${a.path}"`;
+  else {
+    const res = a.subresource !== '' ? `${a.resource}/${a.subresource}` : a.resource;
+    msg =
+      a.namespace !== ''
+        ? `User "${user.name}" cannot ${a.verb} resource "${res}" in API group "${a.apiGroup}" in the namespace "${a.namespace}"`
+        : `User "${user.name}" cannot ${a.verb} resource "${res}" in API group "${a.apiGroup}" at the cluster scope`;
+  }
+  msg = sanitize(msg);
+  const err = reason !== undefined && reason !== '' ? `${msg}: ${reason}` : msg;
+  const gr = a.isResourceRequest ? (a.apiGroup !== '' ? `${a.resource}.${a.apiGroup}` : a.resource) : '';
+  const message = gr === '' ? `forbidden: ${err}` : a.name === '' ? `${gr} is forbidden: ${err}` : `${gr} "${a.name}" is forbidden: ${err}`;
+  const details = a.isResourceRequest ? { name: a.name, group: a.apiGroup, kind: a.resource } : {};
+  return new ApiError(status(403, 'Forbidden', message, details));
+}
+
+function attrsOf(info: RequestInfo): RequestAttributes {
+  return {
+    verb: info.verb,
+    isResourceRequest: info.isResourceRequest,
+    path: info.path,
+    apiGroup: info.apiGroup,
+    apiVersion: info.apiVersion,
+    resource: info.resource,
+    subresource: info.subresource,
+    namespace: info.namespace,
+    name: info.name,
+  };
+}
+
+function tlsSocketOf(req: IncomingMessage | Http2ServerRequest): TLSSocket {
+  if ('stream' in req) {
+    const sock = req.stream.session?.socket;
+    if (sock) return sock as TLSSocket;
+  }
+  return req.socket as TLSSocket;
+}
+
+function subjectValues(v: string | string[] | undefined): string[] {
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+interface AuthResult {
+  user?: UserInfo;
+  certCN?: string;
+}
+
+export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promise<FakeApiserver> {
+  const versionKey = opts.version ?? '1.33';
+  const v = VERSIONS[versionKey];
+  const serverCa = await createCA('fake-apiserver-ca');
+  const clientCa = await createCA('fake-apiserver-client-ca');
+  const serving = await issueCert(serverCa, {
+    commonName: 'kube-apiserver',
+    dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', ...(opts.extraDnsNames ?? [])],
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  const apf = {
+    exempt: { flowSchemaUid: randomUUID(), priorityLevelUid: randomUUID() },
+    globalDefault: { flowSchemaUid: randomUUID(), priorityLevelUid: randomUUID() },
+  };
+  const authorize = opts.authorize ?? defaultAuthorize;
+  const anonymousAllowed = opts.anonymous ?? true;
+  const store = new Store({ historyLimit: opts.watchHistory ?? 10_000 });
+  const api = new Api(store, {
+    authorize: (user, a) => {
+      const d = authorize(user, a);
+      return typeof d === 'boolean' ? { allowed: d } : d;
+    },
+    gzipThreshold: opts.gzipThresholdBytes ?? 128 * 1024,
+    bookmarkIntervalMs: opts.bookmarkIntervalMs,
+    logFollow: opts.logFollow,
+  });
+  const namespacesDef = findResource('', 'v1', 'namespaces') as ResourceDef;
+  const ensureNamespace = (ns: string): void => {
+    if (ns !== '' && !store.get(namespacesDef, '', ns)) store.create(namespacesDef, '', makeNamespace(ns));
+  };
+  for (const ns of opts.namespaces ?? ['default', 'kube-node-lease', 'kube-public', 'kube-system']) ensureNamespace(ns);
+
+  const resourceByName = (name: string): ResourceDef => {
+    const r = RESOURCES.find((x) => x.name === name || x.kind === name || x.singular === name);
+    if (!r) throw new Error(`fake apiserver: unknown resource ${name}`);
+    return r;
+  };
+  const createObject = (obj: KubeObject): KubeObject => {
+    const r = resourceForKind(obj.kind ?? '');
+    if (!r) throw new Error(`fake apiserver: unknown kind ${String(obj.kind)}`);
+    const ns = r.namespaced ? (obj.metadata.namespace ?? 'default') : '';
+    ensureNamespace(ns);
+    return store.create(r, ns, obj);
+  };
+  for (const o of opts.objects ?? []) createObject(o);
+
+  const requests: RecordedRequest[] = [];
+  let faults: (Fault & { left?: number })[] = [];
+  const sockets = new Set<Duplex>();
+  const sessions = new Set<Http2Session>();
+  const sinks = new Set<Sink>();
+  const upgradeStops = new Set<() => void>();
+  let closing = false;
+
+  const http2 = opts.http2 ?? true;
+  const tlsOptions = {
+    key: serving.keyPem,
+    cert: serving.certPem,
+    ca: [clientCa.certPem],
+    requestCert: true,
+    rejectUnauthorized: false,
+  };
+  const server = http2
+    ? createSecureServer({ ...tlsOptions, allowHTTP1: true })
+    : createHttpsServer({ ...tlsOptions, ALPNProtocols: ['http/1.1'], requestTimeout: 0 });
+
+  server.on('secureConnection', (s: TLSSocket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  });
+  server.on('session', (s: Http2Session) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+    s.on('error', () => undefined);
+  });
+
+  const record = (req: IncomingMessage | Http2ServerRequest, url: URL, upgrade: boolean, auditId: string): RecordedRequest => {
+    const sock = tlsSocketOf(req);
+    const query: Record<string, string[]> = {};
+    for (const [k, val] of url.searchParams) (query[k] ??= []).push(val);
+    const rr: RecordedRequest = {
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      path: url.pathname,
+      query,
+      headers: { ...req.headers },
+      rawHeaders: [...req.rawHeaders],
+      httpVersion: req.httpVersion,
+      alpn: sock.alpnProtocol ?? false,
+      sni: typeof sock.servername === 'string' && sock.servername !== '' ? sock.servername : false,
+      upgrade,
+      auditId,
+      time: Date.now(),
+    };
+    requests.push(rr);
+    return rr;
+  };
+
+  const takeFault = (method: string, url: string): Fault | undefined => {
+    for (const f of faults) {
+      if (f.method !== undefined && f.method.toUpperCase() !== method.toUpperCase()) continue;
+      if (f.path !== undefined && !f.path.test(url)) continue;
+      if (f.left !== undefined) {
+        f.left--;
+        if (f.left <= 0) faults = faults.filter((x) => x !== f);
+      }
+      return f;
+    }
+    return undefined;
+  };
+
+  const authenticate = (req: IncomingMessage | Http2ServerRequest): AuthResult | 'unauthorized' => {
+    const sock = tlsSocketOf(req);
+    let failed = false;
+    const out: AuthResult = {};
+    const cert = sock.getPeerCertificate();
+    if (cert !== null && Object.keys(cert).length > 0) {
+      if (sock.authorized) {
+        const cn = subjectValues(cert.subject.CN)[0] ?? '';
+        out.certCN = cn;
+        out.user = { name: cn, groups: [...subjectValues(cert.subject.O), 'system:authenticated'] };
+        return out;
+      }
+      failed = true;
+    }
+    const authz = headerOf(req, 'authorization');
+    if (authz !== undefined) {
+      const m = /^\s*(\S+)\s+(.*?)\s*$/.exec(authz);
+      const scheme = m?.[1]?.toLowerCase();
+      const cred = m?.[2] ?? '';
+      if (scheme === 'bearer') {
+        const t = opts.tokens?.[cred];
+        if (t) {
+          out.user = { name: t.user, groups: [...(t.groups ?? []), 'system:authenticated'] };
+          return out;
+        }
+        failed = true;
+      } else if (scheme === 'basic' && opts.basicAuth) {
+        const [u, ...rest] = Buffer.from(cred, 'base64').toString('utf8').split(':');
+        const entry = opts.basicAuth[u ?? ''];
+        if (entry && entry.password === rest.join(':')) {
+          out.user = { name: u ?? '', groups: [...(entry.groups ?? []), 'system:authenticated'] };
+          return out;
+        }
+        failed = true;
+      }
+    }
+    if (failed || !anonymousAllowed) return 'unauthorized';
+    out.user = { name: 'system:anonymous', groups: ['system:unauthenticated'] };
+    return out;
+  };
+
+  const decide = (user: UserInfo, a: RequestAttributes): ApiError | undefined => {
+    const d = authorize(user, a);
+    const allowed = typeof d === 'boolean' ? d : d.allowed;
+    if (allowed) return undefined;
+    return forbidden(user, a, typeof d === 'boolean' ? undefined : d.reason);
+  };
+
+  /** `Impersonate-*` headers: each impersonated identity must be authorized (`impersonate users/groups`). */
+  const impersonate = (req: IncomingMessage | Http2ServerRequest, user: UserInfo): UserInfo | ApiError => {
+    const name = headerOf(req, 'impersonate-user');
+    const groups: string[] = [];
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'impersonate-group') groups.push(raw[i + 1] ?? '');
+    if (name === undefined) {
+      if (groups.length > 0) return errors.badRequest('requested [' + groups.map((g) => `{Group ${g}}`).join(' ') + '] without impersonating a user');
+      return user;
+    }
+    const base = { verb: 'impersonate', isResourceRequest: true, path: '', apiGroup: '', apiVersion: '', subresource: '', namespace: '' };
+    const denied = decide(user, { ...base, resource: 'users', name });
+    if (denied) return denied;
+    for (const g of groups) {
+      const d = decide(user, { ...base, resource: 'groups', name: g });
+      if (d) return d;
+    }
+    return { name, groups: [...groups, 'system:authenticated'] };
+  };
+
+  const apfFor = (user: UserInfo, info: RequestInfo): ApfUids =>
+    user.groups.includes('system:masters') || PROBE_PATHS.test(info.path) ? apf.exempt : apf.globalDefault;
+
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      t.unref();
+    });
+
+  // ---- ordinary requests -----------------------------------------------------------------------
+
+  const faultAnswer = (f: Fault, auditId: string): { code: number; headers: [string, string][]; body: string } => {
+    const code = f.status ?? 500;
+    const headers: [string, string][] = commonHeaders({ auditId });
+    if (f.retryAfter !== undefined) headers.push(['Retry-After', String(f.retryAfter)]);
+    for (const [k, val] of Object.entries(f.headers ?? {})) headers.push([k, val]);
+    let body: string;
+    if (typeof f.body === 'string') body = f.body;
+    else if (f.body !== undefined) body = goJson(f.body);
+    else if (code === 429) {
+      body = 'Too many requests, please try again later.\n';
+      headers.push(['X-Content-Type-Options', 'nosniff']);
+    } else {
+      const reasons: Record<number, [string, string]> = {
+        400: ['BadRequest', 'fault injected'],
+        404: ['NotFound', 'the server could not find the requested resource'],
+        409: ['Conflict', 'fault injected'],
+        500: ['InternalError', 'Internal error occurred: fault injected'],
+        503: ['ServiceUnavailable', 'fault injected'],
+        504: ['Timeout', 'Timeout: request did not complete within requested timeout - context deadline exceeded'],
+      };
+      const [reason, message] = reasons[code] ?? ['', REASON_PHRASES[code] ?? 'fault injected'];
+      body = goJson(status(code, reason, message));
+    }
+    if (!headers.some(([k]) => k.toLowerCase() === 'content-type')) {
+      headers.push(['Content-Type', code === 429 && f.body === undefined ? 'text/plain; charset=utf-8' : typeof f.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json']);
+    }
+    return { code, headers: sortHeaders(headers), body };
+  };
+
+  const handleRequest = async (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'https://fake.invalid');
+    const auditId = auditIdFor(req.headers);
+    const rr = record(req, url, false, auditId);
+    const fault = takeFault(req.method ?? 'GET', req.url ?? '/');
+    const sink = new Sink(res, { resetAfterBytes: fault?.resetAfterBytes, hangAfterHeaders: fault?.hangAfterHeaders });
+    sink.onHead = (code, headers) => {
+      rr.status = code;
+      rr.responseHeaders = headers;
+    };
+    sinks.add(sink);
+    sink.onClose(() => sinks.delete(sink));
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    if (body.length > 0) {
+      rr.rawBody = body;
+      rr.body = body.toString('utf8');
+    }
+    if (fault?.delayHeadersMs !== undefined) await sleep(fault.delayHeadersMs);
+    if (closing || sink.closed) return;
+    if (fault?.dropConnection) {
+      sink.reset();
+      return;
+    }
+    if (fault?.status !== undefined) {
+      const a = faultAnswer(fault, auditId);
+      rr.status = a.code;
+      sink.head(a.code, a.headers);
+      sink.end(a.body);
+      return;
+    }
+    const info = requestInfo(req.method ?? 'GET', url);
+    const goAwayAfter = (): void => {
+      // `Connection: close` on h2 makes Go send GOAWAY once the answer is out.
+      if ('stream' in req) res.once('finish', () => req.stream.session?.close());
+    };
+    const auth = authenticate(req);
+    const ctxBase = { req, url, info, auditId, sink, record: rr, body };
+    if (auth === 'unauthorized' || auth.user === undefined) {
+      goAwayAfter();
+      const ctx: ReqCtx = { ...ctxBase, apf: undefined, user: { name: '', groups: [] } };
+      api.sendError(ctx, new ApiError(status(401, 'Unauthorized', 'Unauthorized')));
+      return;
+    }
+    if (auth.certCN !== undefined) rr.clientCertCN = auth.certCN;
+    if (auth.user.name === 'system:anonymous') goAwayAfter();
+    const user = impersonate(req, auth.user);
+    if (user instanceof ApiError) {
+      const ctx: ReqCtx = { ...ctxBase, apf: undefined, user: auth.user };
+      api.sendError(ctx, user, user.status.code === 403 ? [['X-Content-Type-Options', 'nosniff']] : []);
+      return;
+    }
+    rr.user = user.name;
+    const longRunningNonWatch = info.isResourceRequest && ['log', 'exec', 'attach', 'portforward', 'proxy'].includes(info.subresource);
+    const ctx: ReqCtx = { ...ctxBase, apf: longRunningNonWatch ? undefined : apfFor(user, info), user };
+    try {
+      const denied = decide(user, attrsOf(info));
+      if (denied) {
+        api.sendError(ctx, denied, [['X-Content-Type-Options', 'nosniff']]);
+        return;
+      }
+      if (!info.isResourceRequest) {
+        nonResource(ctx);
+        return;
+      }
+      const r = findResource(info.apiGroup, info.apiVersion, info.resource);
+      if (!r || (info.apiPrefix === 'api') !== (r.group === '')) throw errors.pathNotFound();
+      if (r.namespaced && info.namespace === '' && info.name !== '' && info.verb !== 'list' && info.verb !== 'watch') throw errors.pathNotFound();
+      await api.handle(ctx, r);
+    } catch (err) {
+      if (sink.headersSent) {
+        sink.end();
+        return;
+      }
+      api.sendError(ctx, err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err)));
+    }
+  };
+
+  const versionBody = (): Record<string, string> => {
+    const b: Record<string, string> = { major: '1', minor: v.minor };
+    if (versionKey === '1.33') {
+      b['emulationMajor'] = '1';
+      b['emulationMinor'] = v.minor;
+      b['minCompatibilityMajor'] = '1';
+      b['minCompatibilityMinor'] = String(Number(v.minor) - 1);
+    }
+    return {
+      ...b,
+      gitVersion: v.gitVersion,
+      gitCommit: v.gitCommit,
+      gitTreeState: 'clean',
+      buildDate: v.buildDate,
+      goVersion: v.goVersion,
+      compiler: 'gc',
+      platform: 'linux/amd64',
+    };
+  };
+
+  const openapiHashes = (): Map<string, string> => {
+    const m = new Map<string, string>();
+    for (const r of RESOURCES) {
+      const p = r.group === '' ? `api/${r.version}` : `apis/${r.group}/${r.version}`;
+      m.set(p, etagFor(p).slice(1, 17));
+    }
+    return m;
+  };
+
+  const nonResource = (ctx: ReqCtx): void => {
+    const method = ctx.req.method ?? 'GET';
+    const path = ctx.info.path.replace(/\/+$/, '') || '/';
+    if (method !== 'GET' && method !== 'HEAD') throw errors.methodNotAllowed();
+    const json = (code: number, obj: unknown, contentType = 'application/json', extra: [string, string][] = [], cacheControl?: string): void => {
+      ctx.record.status = code;
+      writeBody(ctx.sink, code, [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl }), ...extra], typeof obj === 'string' ? obj : goJson(obj), {
+        gzip: false,
+        gzipThreshold: Infinity,
+        contentType,
+      });
+    };
+    if (path === '/version') {
+      json(200, goJsonIndent(versionBody()));
+      return;
+    }
+    if (PROBE_PATHS.test(path)) {
+      const verbose = ctx.url.searchParams.has('verbose');
+      const name = path.split('/')[1] ?? 'healthz';
+      const text = verbose ? `[+]ping ok\n[+]log ok\n[+]etcd ok\n${name} check passed\n` : 'ok';
+      json(200, text, 'text/plain; charset=utf-8', [['X-Content-Type-Options', 'nosniff']]);
+      return;
+    }
+    if (path === '/api' || path === '/apis') {
+      const f = negotiateDiscovery(headerOf(ctx.req, 'accept'), opts.aggregatedDiscovery ?? true);
+      if (f === 'legacy') {
+        json(200, path === '/api' ? legacyApiVersions(`127.0.0.1:${port}`) : legacyGroupList());
+        return;
+      }
+      const body = goJson(aggregatedDocument(path === '/api', f));
+      const etag = etagFor(body);
+      const extra: [string, string][] = [
+        ['Etag', etag],
+        ['Vary', 'Accept'],
+      ];
+      if (headerOf(ctx.req, 'if-none-match') === etag) {
+        ctx.record.status = 304;
+        ctx.sink.head(304, sortHeaders([...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl: 'public' }), ...extra]));
+        ctx.sink.end();
+        return;
+      }
+      json(200, body, aggregatedContentType(f), extra, 'public');
+      return;
+    }
+    const gv = /^\/api\/(v1)$/.exec(path) ?? /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
+    if (gv) {
+      const doc = path.startsWith('/api/') ? legacyResourceList('', gv[1] ?? '') : legacyResourceList(gv[1] ?? '', gv[2] ?? '');
+      if (doc) {
+        json(200, doc);
+        return;
+      }
+    }
+    const g = /^\/apis\/([^/]+)$/.exec(path);
+    if (g) {
+      const doc = legacyGroup(g[1] ?? '');
+      if (doc) {
+        json(200, doc);
+        return;
+      }
+    }
+    if (path === '/openapi/v3') {
+      json(200, openapiV3Root(openapiHashes()));
+      return;
+    }
+    const oa = /^\/openapi\/v3\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))$/.exec(path);
+    if (oa) {
+      const doc = oa[1] !== undefined ? openapiV3GroupVersion('', oa[1], v.gitVersion) : openapiV3GroupVersion(oa[2] ?? '', oa[3] ?? '', v.gitVersion);
+      if (doc) {
+        json(200, doc, 'application/json', [], 'public, immutable');
+        return;
+      }
+    }
+    throw errors.pathNotFound();
+  };
+
+  // ---- upgrades: exec, attach, port-forward -------------------------------------------------------
+
+  const rawStatus = (socket: Duplex, auditId: string, err: ApiError, rr: RecordedRequest, extra: [string, string][] = []): void => {
+    const code = err.status.code ?? 500;
+    rr.status = code;
+    const h = sortHeaders([...commonHeaders({ auditId }), ['Content-Type', 'application/json'], ...extra]);
+    writeRawResponse(socket, code, REASON_PHRASES[code] ?? 'Error', h, goJson(err.status));
+  };
+
+  const rawText = (socket: Duplex, code: number, text: string, rr: RecordedRequest): void => {
+    rr.status = code;
+    writeRawResponse(
+      socket,
+      code,
+      REASON_PHRASES[code] ?? 'Error',
+      [
+        ['Content-Type', 'text/plain; charset=utf-8'],
+        ['X-Content-Type-Options', 'nosniff'],
+      ],
+      `${text}\n`,
+    );
+  };
+
+  const track = (stop: () => void): (() => void) => {
+    upgradeStops.add(stop);
+    return () => upgradeStops.delete(stop);
+  };
+
+  const handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    socket.on('error', () => undefined);
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    const url = new URL(req.url ?? '/', 'https://fake.invalid');
+    const auditId = auditIdFor(req.headers);
+    const rr = record(req, url, true, auditId);
+    const fault = takeFault(req.method ?? 'GET', req.url ?? '/');
+    if (fault?.delayHeadersMs !== undefined) await sleep(fault.delayHeadersMs);
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    if (fault?.dropConnection) {
+      socket.destroy();
+      return;
+    }
+    if (fault?.status !== undefined) {
+      const a = faultAnswer(fault, auditId);
+      rr.status = a.code;
+      writeRawResponse(socket, a.code, REASON_PHRASES[a.code] ?? 'Error', a.headers, a.body);
+      return;
+    }
+    const info = requestInfo(req.method ?? 'GET', url);
+    const auth = authenticate(req);
+    if (auth === 'unauthorized' || auth.user === undefined) {
+      rawStatus(socket, auditId, new ApiError(status(401, 'Unauthorized', 'Unauthorized')), rr);
+      return;
+    }
+    if (auth.certCN !== undefined) rr.clientCertCN = auth.certCN;
+    const user = impersonate(req, auth.user);
+    if (user instanceof ApiError) {
+      rawStatus(socket, auditId, user, rr, [['X-Content-Type-Options', 'nosniff']]);
+      return;
+    }
+    rr.user = user.name;
+    const denied = decide(user, attrsOf(info));
+    if (denied) {
+      rawStatus(socket, auditId, denied, rr, [['X-Content-Type-Options', 'nosniff']]);
+      return;
+    }
+    try {
+      serveUpgrade(req, socket, head, info, rr);
+    } catch (err) {
+      rawStatus(socket, auditId, err instanceof ApiError ? err : errors.internal(String(err)), rr);
+    }
+  };
+
+  const serveUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, info: RequestInfo, rr: RecordedRequest): void => {
+    const sub = info.subresource;
+    if (!(info.apiPrefix === 'api' && info.resource === 'pods' && (sub === 'exec' || sub === 'attach' || sub === 'portforward'))) {
+      throw errors.badRequest('Upgrade request not supported');
+    }
+    const pods = findResource('', 'v1', 'pods') as ResourceDef;
+    const pod = store.get(pods, info.namespace, info.name);
+    if (!pod) throw errors.notFound('pods', info.name);
+    const spec = pod['spec'] as Record<string, unknown> | undefined;
+    const q = new URL(req.url ?? '/', 'https://fake.invalid').searchParams;
+    const containers = ((spec?.['containers'] as { name?: string }[] | undefined) ?? []).map((c) => c.name ?? '');
+    let container = q.get('container') ?? '';
+    if (sub !== 'portforward') {
+      if (container === '') {
+        if (containers.length === 1) container = containers[0] ?? '';
+        else if (containers.length === 0) throw errors.badRequest(`a container name must be specified for pod ${info.name}`);
+        else throw errors.badRequest(`a container name must be specified for pod ${info.name}, choose one of: [${containers.join(' ')}]`);
+      } else if (!containers.includes(container)) {
+        throw errors.badRequest(`container ${container} is not valid for pod ${info.name}`);
+      }
+    }
+    if (typeof spec?.['nodeName'] !== 'string' || spec['nodeName'] === '') {
+      throw errors.badRequest(`pod ${info.name} does not have a host assigned`);
+    }
+    const ws = isWebSocketRequest(req);
+    const spdy = String(req.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1';
+    if (ws && opts.websocket === false) {
+      // What an apiserver without the stream translator relays from a kubelet that cannot speak v5.
+      rr.status = 403;
+      socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+      return;
+    }
+    if (spdy && opts.spdy === false) throw errors.badRequest('unable to upgrade connection: SPDY/3.1 upgrades are disabled on this server');
+    if (!ws && !spdy) throw errors.badRequest('Upgrade request required');
+    if (sub === 'portforward') {
+      const pf = { namespace: info.namespace, pod: info.name, podUid: pod.metadata.uid ?? '' };
+      const handler = opts.portForward ?? defaultPortForward;
+      if (ws) {
+        if (!offeredProtocols(req).includes(PORTFORWARD_WS_PROTOCOL)) {
+          rawText(socket, 400, 'unable to upgrade: no tunneling spdy protocols provided', rr);
+          return;
+        }
+        rr.status = 101;
+        serveWebSocketPortForward(req, socket, head, pf, handler, track);
+        return;
+      }
+      const p = negotiateSpdy(req, ['portforward.k8s.io']);
+      if (p === undefined) {
+        rawText(socket, 403, `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [portforward.k8s.io]`, rr);
+        return;
+      }
+      rr.status = 101;
+      serveSpdyPortForward(socket, head, pf, handler, track);
+      return;
+    }
+    const flag = (name: string): boolean => {
+      const val = q.get(name);
+      return val === 'true' || val === '1';
+    };
+    const exec = {
+      subresource: sub === 'attach' ? ('attach' as const) : ('exec' as const),
+      namespace: info.namespace,
+      pod: info.name,
+      container,
+      command: sub === 'exec' ? q.getAll('command') : [],
+      stdin: flag('stdin'),
+      stdout: flag('stdout'),
+      stderr: flag('stderr'),
+      tty: flag('tty'),
+    };
+    if (exec.tty) exec.stderr = false;
+    if (!exec.stdin && !exec.stdout && !exec.stderr) throw errors.badRequest('you must specify at least 1 of stdin, stdout, stderr');
+    const handler = opts.exec ?? defaultExec;
+    if (ws) {
+      const protocol = chooseWsExecProtocol(req);
+      if (protocol === undefined) {
+        rr.status = 403;
+        socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+        return;
+      }
+      rr.status = 101;
+      serveWebSocketExec(req, socket, head, exec, protocol, handler, track);
+      return;
+    }
+    const protocol = negotiateSpdyExec(req);
+    if (protocol === undefined) {
+      rawText(socket, 403, `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [v4.channel.k8s.io v3.channel.k8s.io v2.channel.k8s.io channel.k8s.io]`, rr);
+      return;
+    }
+    rr.status = 101;
+    serveSpdyExec(socket, head, exec, protocol, handler, track);
+  };
+
+  server.on('request', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+    handleRequest(req, res).catch(() => {
+      try {
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end();
+        } else res.destroy();
+      } catch {
+        // The stream is gone already.
+      }
+    });
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleUpgrade(req, socket, head).catch(() => socket.destroy());
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `https://127.0.0.1:${port}`;
+
+  const fake: FakeApiserver = {
+    url,
+    port,
+    ca: clientCa,
+    serverCaPem: serverCa.certPem,
+    version: { major: '1', minor: v.minor, gitVersion: v.gitVersion },
+    apf,
+    requests,
+    issueUser: (cn, groups = []) => issueCert(clientCa, { commonName: cn, organizations: groups, usage: 'client' }),
+    setFault(f) {
+      faults = f === null ? [] : (Array.isArray(f) ? f : [f]).map((x) => (x.times !== undefined ? { ...x, left: x.times } : { ...x }));
+    },
+    writeKubeconfig: (dir, spec) => writeKubeconfigFile(dir, { url, serverCaPem: serverCa.certPem }, spec),
+    create: createObject,
+    get: (resource, namespace, name) => store.get(resourceByName(resource), namespace, name),
+    list: (resource, namespace = '') => store.list(resourceByName(resource), namespace).map((e) => e.obj),
+    update(obj) {
+      const r = resourceForKind(obj.kind ?? '');
+      if (!r) throw new Error(`fake apiserver: unknown kind ${String(obj.kind)}`);
+      return store.update(r, r.namespaced ? (obj.metadata.namespace ?? 'default') : '', obj.metadata.name ?? '', obj);
+    },
+    remove: (resource, namespace, name) => api.removeObject(resourceByName(resource), namespace, name),
+    emit: (resource, event) => api.emit(resourceByName(resource).name, event),
+    setLogs: (ns, pod, lines) => api.setLogs(ns, pod, lines),
+    appendLog: (ns, pod, line) => api.appendLog(ns, pod, line),
+    endWatches() {
+      const ends = [...api.watches];
+      for (const end of ends) end();
+      return ends.length;
+    },
+    compact: () => store.compact(),
+    get resourceVersion() {
+      return store.resourceVersion;
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      for (const stop of [...upgradeStops]) stop();
+      for (const end of [...api.watches]) end();
+      for (const end of [...api.follows]) end();
+      for (const s of [...sinks]) s.terminate();
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return fake;
+}
