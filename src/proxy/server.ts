@@ -19,10 +19,10 @@ import { describeError, type ErrorCode } from '../errors.ts';
 import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
 import type { LocalPki } from '../pki/local-ca.ts';
 import { authAttributes } from '../stages/auth.ts';
-import { createDecoder, type Decoder } from '../stages/decode/index.ts';
 import { parseRequestInfo } from '../stages/request-info.ts';
-import { STATUS_BODY_CAP, type Outcome, type RequestEnd, type RequestStart, type StageObserver } from './events.ts';
+import type { Outcome, RequestEnd, RequestStart, ResponseStart, StageObserver } from './events.ts';
 import { relay } from './relay.ts';
+import { createResponseTap, type ResponseTap } from './tap.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
 import { UpstreamPool } from './upstream.ts';
 
@@ -87,6 +87,20 @@ function headerAll(raw: string[], name: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === name) out.push(raw[i + 1] ?? '');
   return out;
+}
+
+function responseFacts(status: number, raw: string[]): ResponseStart {
+  return {
+    t: performance.now(),
+    statusCode: status,
+    contentType: header(raw, 'content-type'),
+    contentEncoding: header(raw, 'content-encoding'),
+    auditId: header(raw, 'audit-id'),
+    flowSchemaUid: header(raw, 'x-kubernetes-pf-flowschema-uid'),
+    priorityLevelUid: header(raw, 'x-kubernetes-pf-prioritylevel-uid'),
+    retryAfter: header(raw, 'retry-after'),
+    warnings: headerAll(raw, 'warning'),
+  };
 }
 
 interface Target {
@@ -239,17 +253,13 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let bytesUp = 0;
     let bytesDown = 0;
     let requestSent: number | undefined;
-    let statusBody: Buffer[] | undefined;
-    let statusLen = 0;
-    let decoder: Decoder | undefined;
+    let tap: ResponseTap | undefined;
     const finish = (outcome: Outcome, error?: ProxyAnswer): void => {
       if (ended) return;
       ended = true;
-      const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp };
-      if (decoder) ev.decode = outcome === 'complete' ? decoder.end() : decoder.abort();
+      const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp, ...tap?.finish(outcome === 'complete') };
       if (requestSent !== undefined) ev.requestSent = requestSent;
       if (error) ev.error = { code: error.ktCode, message: error.message };
-      if (statusBody) ev.statusBody = Buffer.concat(statusBody).toString('utf8');
       observer?.onRequestEnd(id, ev);
     };
     const answer = (a: ProxyAnswer): void => {
@@ -313,26 +323,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     up.on('response', (upRes) => {
       const raw = upRes.rawHeaders;
       const status = upRes.statusCode ?? 502;
-      const contentType = header(raw, 'content-type');
-      observer?.onResponseStart(id, {
-        t: performance.now(),
-        statusCode: status,
-        contentType,
-        contentEncoding: header(raw, 'content-encoding'),
-        auditId: header(raw, 'audit-id'),
-        flowSchemaUid: header(raw, 'x-kubernetes-pf-flowschema-uid'),
-        priorityLevelUid: header(raw, 'x-kubernetes-pf-prioritylevel-uid'),
-        retryAfter: header(raw, 'retry-after'),
-        warnings: headerAll(raw, 'warning'),
-      });
       if (observer) {
-        if (status >= 400 && contentType?.includes('json') && !header(raw, 'content-encoding')) statusBody = [];
-        decoder = createDecoder({
-          contentType,
-          contentEncoding: header(raw, 'content-encoding'),
-          statusCode: status,
-          isWatch: parseRequestInfo(facts.method, facts.path, facts.query).verb === 'watch',
-        });
+        const rs = responseFacts(status, raw);
+        observer.onResponseStart(id, rs);
+        tap = createResponseTap({ ...rs, isWatch: parseRequestInfo(facts.method, facts.path, facts.query).verb === 'watch' });
       }
       try {
         res.writeHead(status, upRes.statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
@@ -345,12 +339,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       res.flushHeaders();
       relay(upRes, res, (chunk) => {
         bytesDown += chunk.length;
-        decoder?.write(chunk);
-        if (statusBody && statusLen < STATUS_BODY_CAP) {
-          const part = chunk.subarray(0, STATUS_BODY_CAP - statusLen);
-          statusBody.push(Buffer.from(part));
-          statusLen += part.length;
-        }
+        tap?.write(chunk);
       });
       upRes.on('end', () => finish('complete'));
       upRes.on('error', (err) => {
@@ -379,12 +368,20 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let ended = false;
     let bytesUp = head.length;
     let bytesDown = 0;
+    let tap: ResponseTap | undefined;
     const finish = (outcome: Outcome, error?: ProxyAnswer): void => {
       if (ended) return;
       ended = true;
-      const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp };
+      const ev: RequestEnd = { t: performance.now(), outcome, bytesDown, bytesUp, ...tap?.finish(outcome === 'complete') };
       if (error) ev.error = { code: error.ktCode, message: error.message };
       observer?.onRequestEnd(id, ev);
+    };
+    const responseStart = (status: number, raw: string[]): void => {
+      if (!observer) return;
+      const rs = responseFacts(status, raw);
+      observer.onResponseStart(id, rs);
+      // A 101 tunnel is counted, not decoded (opaque); a refused upgrade's Status body is decoded as usual.
+      tap = createResponseTap({ ...rs, contentType: status === 101 ? undefined : rs.contentType, isWatch: false });
     };
     const refused = refuseIdentity(peer, req.rawHeaders);
     if (refused) {
@@ -411,18 +408,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       s.once('connect', () => (connectEnd = performance.now()));
       s.once('secureConnect', () => observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }));
     });
-    const responseStart = (status: number, raw: string[]): void =>
-      observer?.onResponseStart(id, {
-        t: performance.now(),
-        statusCode: status,
-        contentType: header(raw, 'content-type'),
-        contentEncoding: header(raw, 'content-encoding'),
-        auditId: header(raw, 'audit-id'),
-        flowSchemaUid: header(raw, 'x-kubernetes-pf-flowschema-uid'),
-        priorityLevelUid: header(raw, 'x-kubernetes-pf-prioritylevel-uid'),
-        retryAfter: header(raw, 'retry-after'),
-        warnings: headerAll(raw, 'warning'),
-      });
     const headLines = (status: number, message: string | undefined, raw: string[]): string => {
       let s = `HTTP/1.1 ${status} ${message ?? ''}\r\n`;
       for (let i = 0; i < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`;
@@ -444,10 +429,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       upSocket.on('error', () => socket.destroy());
       const headBytes = headLines(upRes.statusCode ?? 101, upRes.statusMessage, upRes.rawHeaders);
       bytesDown += upHead.length;
+      tap?.write(upHead);
       socket.write(headBytes);
       if (upHead.length > 0) socket.write(upHead);
       if (head.length > 0) upSocket.write(head);
-      relay(upSocket, socket, (c) => (bytesDown += c.length));
+      relay(upSocket, socket, (c) => {
+        bytesDown += c.length;
+        tap?.write(c);
+      });
       relay(socket, upSocket, (c) => (bytesUp += c.length));
       upSocket.on('close', () => {
         socket.destroy();
@@ -463,6 +452,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       socket.write(headLines(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders));
       upRes.on('data', (c: Buffer) => {
         bytesDown += c.length;
+        tap?.write(c);
         socket.write(chunked ? Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n')]) : c);
       });
       upRes.on('end', () => {

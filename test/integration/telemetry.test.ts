@@ -222,6 +222,28 @@ describe('one trace per kubectl command', () => {
   });
 });
 
+describe('upgrades', () => {
+  it('exec refused by the apiserver: the upgrade span decodes its Status; a 101 tunnel is counted', async () => {
+    fake.create(makePod('pending-0', { phase: 'Pending' }));
+    const refused = await traced(['--context', 'alice', 'exec', 'pending-0', '--', 'true']);
+    expect(refused.code).toBe(1);
+    const spans = await spansOf(refused.traceId, 5);
+    const exec = spans.find((s) => s.name === 'get pods/exec') as ReceivedSpan;
+    expect(exec.attributes).toMatchObject({ 'kube.verb': 'get', 'kube.subresource': 'exec', 'kubetrail.upgrade': true, 'http.response.status_code': 400 });
+    expect(children(spans, exec).map((c) => c.name)).toEqual(['auth', 'upstream', 'rbac', 'decode']);
+    expect(children(spans, exec).find((c) => c.name === 'decode')?.attributes).toMatchObject({ 'decode.kind': 'Status', 'decode.status.code': 400 });
+
+    const ok = await traced(['--context', 'alice', 'exec', 'web-0', '--', 'echo', 'hi']);
+    expect(ok.stdout.toString()).toBe('hi\n');
+    const tunnel = (await spansOf(ok.traceId, 5)).filter((s) => s.name === 'get pods/exec');
+    const all = await spansOf(ok.traceId, 5);
+    const decode = children(all, tunnel[0] as ReceivedSpan).find((c) => c.name === 'decode');
+    expect(tunnel[0]?.attributes['http.response.status_code']).toBe(101);
+    expect(decode?.attributes['decode.format']).toBe('opaque');
+    expect(decode?.attributes['decode.bytes']).toBeGreaterThan(0);
+  });
+});
+
 describe('secrets never leave kubetrail', () => {
   it('no exported span, nor kubetrail output, carries a token, password, key or body', async () => {
     await traced(['--context', 'bob', 'get', 'pods']);
