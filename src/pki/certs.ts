@@ -4,7 +4,7 @@
  */
 // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata polyfill.
 import 'reflect-metadata';
-import { webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
+import { webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 
@@ -97,9 +97,4 @@ export async function issueCert(ca: KeyPairPem, opts: IssueOptions): Promise<Key
     extensions,
   });
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
-}
-
-/** Seconds left before the certificate expires (negative when expired). */
-export function secondsToExpiry(certPem: string, now = Date.now()): number {
-  return (Date.parse(new NodeX509(certPem).validTo) - now) / 1000;
 }

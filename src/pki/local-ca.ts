@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { KtError } from '../errors.ts';
 import { SNI_SUFFIX } from '../kubeconfig/rewrite.ts';
 import { writePrivateFile } from '../kubeconfig/write.ts';
-import { createCA, issueCert, secondsToExpiry, type KeyPairPem } from './certs.ts';
+import type * as CertsModule from './certs.ts';
+import type { KeyPairPem } from './certs.ts';
 
 export interface LocalPki {
   caPem: string;
@@ -43,11 +44,24 @@ function covers(certPem: string, names: string[]): boolean {
   return names.every((n) => san.includes(isIP(n) ? `IP Address:${n.toUpperCase()}` : `DNS:${n}`));
 }
 
+/** Seconds left before the certificate expires (negative when expired). */
+function secondsToExpiry(certPem: string, now = Date.now()): number {
+  return (Date.parse(new X509Certificate(certPem).validTo) - now) / 1000;
+}
+
+/**
+ * Certificate generation (@peculiar/x509, ~90 ms to import) is loaded only when something must be issued:
+ * on every later run the CA and serving certificate are read from the state dir, and kubectl waits less.
+ */
+function certs(): Promise<typeof CertsModule> {
+  return import('./certs.ts');
+}
+
 export async function ensureLocalPki(stateDir: string, extraNames: string[] = []): Promise<LocalPki> {
   const caFile = join(stateDir, 'ca.pem');
   let ca = readPair(caFile);
   if (!ca) {
-    const fresh = await createCA('kubetrail local CA');
+    const fresh = await (await certs()).createCA('kubetrail local CA');
     writePrivateFile(caFile, fresh.certPem + fresh.keyPem, { exclusive: true });
     ca = readPair(caFile);
     if (!ca) throw new KtError('KT_ERR_STATE_DIR', `${caFile}: vanished while being created`);
@@ -57,7 +71,7 @@ export async function ensureLocalPki(stateDir: string, extraNames: string[] = []
   let server = readPair(serverFile);
   const issuedByCa = server && new X509Certificate(server.certPem).checkIssued(new X509Certificate(ca.certPem));
   if (!server || !issuedByCa || secondsToExpiry(server.certPem) < RENEW_BEFORE_S || !covers(server.certPem, names)) {
-    server = await issueCert(ca, {
+    server = await (await certs()).issueCert(ca, {
       commonName: 'kubetrail',
       dnsNames: names.filter((n) => isIP(n) === 0),
       ipAddresses: names.filter((n) => isIP(n) !== 0),
