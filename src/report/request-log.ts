@@ -1,9 +1,10 @@
 /**
- * `kubetrail start`: one line per finished request — time, status, method and path, milliseconds, bytes.
- * Never a header value, a query's secrets (there are none in kube queries but `continue` tokens, which are
- * left out) or a body.
+ * `kubetrail start`: one line per finished request — time, status, verb and resource, path, milliseconds,
+ * items and bytes, cluster. Never a header value, a query (continue tokens, selectors) or a body.
  */
 import type { RequestStart, StageObserver } from '../proxy/events.ts';
+import { parseRequestInfo, spanName } from '../stages/request-info.ts';
+import { fmtBytes, fmtMs } from './format.ts';
 
 interface Pending {
   start: RequestStart;
@@ -31,11 +32,12 @@ export function requestLog(write: (line: string) => void): StageObserver {
       if (!p) return;
       pending.delete(id);
       const { start } = p;
-      const ms = (ev.t - start.t0).toFixed(1);
-      const query = start.query.replace(/(^|&)continue=[^&]*/, '$1continue=…');
-      const status = p.status ?? (ev.error ? 'ERR' : '-');
+      const name = spanName(parseRequestInfo(start.method, start.path, start.query), start.method);
+      const status = p.status ?? 'ERR';
+      const items = ev.decode?.items !== undefined ? ` ${ev.decode.items} items` : '';
+      const events = ev.decode?.watch ? ` ${ev.decode.watch.events} events` : '';
       const note = ev.outcome === 'complete' ? '' : ` ${ev.outcome}${ev.error ? ` ${ev.error.code}` : ''}`;
-      write(`${clock(start.startedAt)} ${status} ${start.method} ${start.path}${query ? `?${query}` : ''} ${ms}ms ${ev.bytesDown}B [${start.cluster}]${note}`);
+      write(`${clock(start.startedAt)} ${status} ${name} ${start.path} ${fmtMs(ev.t - start.t0)}${items}${events} ${fmtBytes(ev.bytesDown)} [${start.cluster}]${note}`);
     },
   };
 }

@@ -4,6 +4,7 @@
  * lines out. Fits 80 columns; colour only when asked (a TTY).
  */
 import { totals, type CommandSummary, type RequestSummary } from '../telemetry/commands.ts';
+import { fmtBytes, fmtMs } from './format.ts';
 
 export interface WaterfallOptions {
   jaegerUrl: string;
@@ -16,15 +17,6 @@ export interface WaterfallOptions {
 const NAME_W = 22;
 const BAR_W = 24;
 
-function fmtMs(ms: number): string {
-  return ms >= 10_000 ? `${(ms / 1000).toFixed(1)}s` : ms >= 100 ? `${Math.round(ms)}ms` : `${ms.toFixed(1)}ms`;
-}
-
-function fmtBytes(n: number): string {
-  if (n < 1024) return `${n}B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)}kB`;
-  return `${(n / 1024 / 1024).toFixed(1)}MB`;
-}
 
 function fit(s: string, w: number): string {
   return s.length > w ? `${s.slice(0, w - 1)}…` : s.padEnd(w);

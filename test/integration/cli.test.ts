@@ -116,7 +116,7 @@ describe('the stable port and kubectl caches', () => {
       expect(r.code).toBe(0);
       expect(r.stdout.toString()).toContain('web-0');
       expect(r.stderr).toContain(`using the kubetrail already listening on 127.0.0.1:${port}`);
-      await expect.poll(() => log, { timeout: 10_000 }).toMatch(/ 200 GET \/api\/v1\/namespaces\/default\/pods\?limit=500 [\d.]+ms \d+B/);
+      await expect.poll(() => log, { timeout: 10_000 }).toMatch(/^\d\d:\d\d:\d\d\.\d{3} 200 list pods \/api\/v1\/namespaces\/default\/pods [\d.]+ms 1 items [\d.]+k?B \[/m);
     } finally {
       start.kill('SIGTERM');
       await new Promise((r) => start.on('close', r));
