@@ -293,6 +293,34 @@ describe('telemetry never slows kubectl', () => {
   });
 });
 
+describe('standard OTEL_* variables', () => {
+  it('OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the resource', async () => {
+    const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_SERVICE_NAME: 'kubetrail-laptop', OTEL_RESOURCE_ATTRIBUTES: 'team=platform,deployment.environment=dev' } });
+    const spans = await spansOf(r.traceId, 3);
+    expect(spans[0]?.resource).toMatchObject({ 'service.name': 'kubetrail-laptop', team: 'platform', 'deployment.environment': 'dev' });
+  });
+
+  it('OTEL_SDK_DISABLED=true exports nothing; the waterfall still prints, saying why the link is empty', async () => {
+    const before = receiver.raw.length;
+    const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_SDK_DISABLED: 'true' } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/trace: \S+\/trace\/[0-9a-f]{32} \(export disabled by OTEL_SDK_DISABLED\)/);
+    await new Promise((res) => setTimeout(res, 700));
+    expect(receiver.raw.length).toBe(before);
+  });
+
+  it('OTEL_TRACES_SAMPLER=always_off samples nothing and says so upstream (traceparent flags 00)', async () => {
+    const before = receiver.raw.length;
+    const mark = fake.requests.length;
+    const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_TRACES_SAMPLER: 'always_off' } });
+    expect(r.code).toBe(0);
+    const sent = fake.requests.slice(mark).find((q) => q.path === '/api/v1/namespaces/default/pods');
+    expect(sent?.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    await new Promise((res) => setTimeout(res, 700));
+    expect(receiver.raw.length).toBe(before);
+  });
+});
+
 describe('documentation', () => {
   it('every attribute kubetrail exported in this file is in the README telemetry table', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { renderWaterfall } from '../../../src/report/waterfall.ts';
+import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
+
+function req(over: Partial<RequestSummary>): RequestSummary {
+  return {
+    id: 'x', name: 'list pods', method: 'GET', path: '/api/v1/pods', cluster: 'c', discovery: false,
+    startedAt: 1_000, durationMs: 10, statusCode: 200, outcome: 'complete', errorCode: undefined, bytes: 2048,
+    items: undefined, page: false, watchEvents: undefined, connectMs: undefined, tlsMs: undefined,
+    ttfbMs: undefined, transferMs: undefined, reused: true, rbac: { 'rbac.decision': 'allowed' }, ...over,
+  };
+}
+
+const cmd: CommandSummary = {
+  traceId: '0123456789abcdef0123456789abcdef',
+  command: 'kubectl get',
+  session: 's',
+  startedAt: 1_000,
+  durationMs: 400,
+  requests: [
+    req({ name: 'GET /api', discovery: true, startedAt: 1_000, durationMs: 60, items: 1, connectMs: 1.2, tlsMs: 3.4, ttfbMs: 40, transferMs: 15, reused: false }),
+    req({ name: 'GET /apis/{group}/{version}', discovery: true, startedAt: 1_070, durationMs: 40 }),
+    req({ name: 'list pods', startedAt: 1_120, durationMs: 250, items: 500, bytes: 2_500_000, ttfbMs: 210, transferMs: 39 }),
+    req({ name: 'list pods', startedAt: 1_380, durationMs: 20, items: 100, page: true }),
+  ],
+};
+
+describe('renderWaterfall', () => {
+  it('a row per request in time order, on a shared axis, within 80 columns and with no colour off a TTY', () => {
+    const lines = renderWaterfall(cmd, { jaegerUrl: 'http://localhost:16686/', color: false });
+    for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(80);
+    expect(lines.join('\n')).not.toMatch(/\x1b\[/);
+    expect(lines[0]).toBe('kubectl get · 4 requests · 400ms · 600 items in 2 pages');
+    const rows = lines.slice(1, 5);
+    expect(rows.map((r) => r.trim().split(/\s{2,}|\s(?=\d{3}\s)/)[0])).toEqual(['GET /api', 'GET /apis/{group}/{ve…', 'list pods', 'list pods']);
+    // Bars start where the request started: later requests start further right.
+    const barStart = rows.map((r) => r.indexOf('█'));
+    expect(barStart).toEqual([...barStart].sort((a, b) => a - b));
+    expect(rows[2]).toContain('500 items 2.4MB');
+  });
+
+  it("calls out the slowest request's stages, the discovery share, and ends with the Jaeger link", () => {
+    const text = renderWaterfall(cmd, { jaegerUrl: 'http://localhost:16686/', color: false }).join('\n');
+    expect(text).toContain('slowest: list pods 250ms\n  reused conn · TTFB 210ms · transfer 39.0ms');
+    expect(text).toContain('discovery: 2 requests, 100ms (25% of the command)');
+    expect(text.split('\n').at(-1)).toBe('trace: http://localhost:16686/trace/0123456789abcdef0123456789abcdef');
+  });
+
+  it('explains a denial and colours only when asked', () => {
+    const denied: CommandSummary = { ...cmd, requests: [req({ statusCode: 403, rbac: { 'rbac.decision': 'denied', 'rbac.user': 'mallory', 'rbac.verb': 'list', 'rbac.resource': 'pods' } })] };
+    const plain = renderWaterfall(denied, { jaegerUrl: 'http://j', color: false });
+    expect(plain).toContain('rbac: denied for mallory: cannot list pods');
+    const coloured = renderWaterfall(denied, { jaegerUrl: 'http://j', color: true }).join('\n');
+    expect(coloured).toMatch(/\x1b\[33m403\x1b\[0m/);
+  });
+});
