@@ -9,10 +9,11 @@ export type DiscoveryFormat = 'v2' | 'v2beta1' | 'legacy';
 
 /**
  * The format the apiserver negotiates: the first media range in `Accept` that it serves. kubectl lists v2,
- * then v2beta1, then plain JSON.
+ * then v2beta1, then plain JSON. 1.33 no longer serves v2beta1 (removed with 1.33). `undefined`: nothing
+ * acceptable (406).
  */
-export function negotiateDiscovery(accept: string | undefined, aggregated: boolean): DiscoveryFormat {
-  if (!aggregated || accept === undefined) return 'legacy';
+export function negotiateDiscovery(accept: string | undefined, aggregated: boolean, v2beta1 = true): DiscoveryFormat | undefined {
+  if (accept === undefined || accept.trim() === '') return 'legacy';
   for (const range of accept.split(',')) {
     const params = new Map<string, string>();
     const [type, ...rest] = range.split(';').map((s) => s.trim());
@@ -22,13 +23,17 @@ export function negotiateDiscovery(accept: string | undefined, aggregated: boole
     }
     if (type === 'application/json' && params.get('g') === 'apidiscovery.k8s.io' && params.get('as') === 'APIGroupDiscoveryList') {
       const v = params.get('v');
-      if (v === 'v2' || v === 'v2beta1') return v;
+      if (aggregated && (v === 'v2' || (v === 'v2beta1' && v2beta1))) return v;
       continue;
     }
     if (type === 'application/json' || type === '*/*' || type === 'application/*') return 'legacy';
   }
-  return 'legacy';
+  return aggregated ? undefined : 'legacy';
 }
+
+/** The 406 the discovery handlers answer (written indented, like `WriteRawJSON`). */
+export const DISCOVERY_NOT_ACCEPTABLE =
+  'only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf';
 
 export function aggregatedContentType(f: 'v2' | 'v2beta1'): string {
   return `application/json;g=apidiscovery.k8s.io;v=${f};as=APIGroupDiscoveryList`;
@@ -37,7 +42,9 @@ export function aggregatedContentType(f: 'v2' | 'v2beta1'): string {
 function resourceDiscovery(r: ResourceDef): Record<string, unknown> {
   const out: Record<string, unknown> = {
     resource: r.name,
-    responseKind: { group: r.group, version: r.version, kind: r.kind },
+    // The group and version are left empty when they are the resource's own (only a subresource whose kind
+    // lives elsewhere, e.g. autoscaling/v1 Scale, names them).
+    responseKind: { group: '', version: '', kind: r.kind },
     scope: r.namespaced ? 'Namespaced' : 'Cluster',
     singularResource: r.singular,
     verbs: r.verbs,
@@ -47,7 +54,7 @@ function resourceDiscovery(r: ResourceDef): Record<string, unknown> {
   if (r.subresources.length > 0) {
     out['subresources'] = r.subresources.map((s) => ({
       subresource: s.name,
-      responseKind: { group: s.group ?? r.group, version: s.version ?? r.version, kind: s.kind },
+      responseKind: { group: s.group ?? '', version: s.version ?? '', kind: s.kind },
       verbs: s.verbs,
     }));
   }
@@ -78,9 +85,9 @@ export function aggregatedDocument(core: boolean, f: 'v2' | 'v2beta1'): Record<s
   return { kind: 'APIGroupDiscoveryList', apiVersion: `apidiscovery.k8s.io/${f}`, metadata: {}, items };
 }
 
-/** The ETag the aggregated handler sets: a quoted hex hash of the serialized document. */
+/** The ETag the aggregated handler sets: the quoted upper-case hex SHA-512 of the serialized document. */
 export function etagFor(body: string): string {
-  return `"${createHash('sha512').update(body).digest('hex').slice(0, 32).toUpperCase()}"`;
+  return `"${createHash('sha512').update(body).digest('hex').toUpperCase()}"`;
 }
 
 export function legacyApiVersions(serverAddress: string): Record<string, unknown> {

@@ -265,7 +265,7 @@ export const RESOURCES: ResourceDef[] = [
     categories: [],
     storageVersionHash: 'qFsyl6wFWjQ=',
     subresources: [],
-    columns: [nameCol, col('Data', 'string', 'Data contains the configuration data.'), ageCol],
+    columns: [nameCol, col('Data', 'string', "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process."), ageCol],
     cells: (o, now) => [
       o.metadata.name ?? '',
       Object.keys(rec(o['data'])).length + Object.keys(rec(o['binaryData'])).length,
@@ -318,9 +318,24 @@ export const RESOURCES: ResourceDef[] = [
       col('Restarts', 'string', 'The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.'),
       ageCol,
       col('IP', 'string', 'podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.', { priority: 1 }),
-      col('Node', 'string', 'NodeName indicates in which node this pod is scheduled.', { priority: 1 }),
-      col('Nominated Node', 'string', 'nominatedNodeName is set only when this pod preempts other pods on the node.', { priority: 1 }),
-      col('Readiness Gates', 'string', 'If specified, all readiness gates will be evaluated for pod readiness.', { priority: 1 }),
+      col(
+        'Node',
+        'string',
+        'NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName. Once this field is set, the kubelet for this node becomes responsible for the lifecycle of this pod. This field should not be used to express a desire for the pod to be scheduled on a specific node. https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodename',
+        { priority: 1 },
+      ),
+      col(
+        'Nominated Node',
+        'string',
+        'nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.',
+        { priority: 1 },
+      ),
+      col(
+        'Readiness Gates',
+        'string',
+        'If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to "True" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates',
+        { priority: 1 },
+      ),
     ],
     cells: podCells,
     conditions: (o) => {
@@ -359,12 +374,12 @@ export const RESOURCES: ResourceDef[] = [
     columns: [
       nameCol,
       col('Ready', 'string', 'Number of the pod with ready state'),
-      col('Up-to-date', 'string', 'Total number of non-terminated pods targeted by this deployment that have the desired template spec.'),
-      col('Available', 'string', 'Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.'),
+      col('Up-to-date', 'string', 'Total number of non-terminating pods targeted by this deployment that have the desired template spec.'),
+      col('Available', 'string', 'Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment.'),
       ageCol,
       col('Containers', 'string', 'Names of each container in the template.', { priority: 1 }),
       col('Images', 'string', 'Images referenced by each container in the template.', { priority: 1 }),
-      col('Selector', 'string', 'Label selector for pods.', { priority: 1 }),
+      col('Selector', 'string', 'Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.', { priority: 1 }),
     ],
     cells: (o, now) => {
       const spec = rec(o['spec']);

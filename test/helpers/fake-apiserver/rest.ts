@@ -74,16 +74,24 @@ function encodeContinue(rv: number, start: string): string {
   return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv, start })).toString('base64url');
 }
 
+/** The storage layer's `invalid continue token: continue key is not valid: <Go's decode error>` (400). */
 function decodeContinue(token: string): ContinueToken {
+  const invalid = (why: string): ApiError => errors.badRequest(`invalid continue token: continue key is not valid: ${why}`);
+  const bad = /[^A-Za-z0-9_-]/.exec(token);
+  if (bad) throw invalid(`illegal base64 data at input byte ${bad.index}`);
+  const bytes = Buffer.from(token, 'base64url');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    parsed = JSON.parse(bytes.toString('utf8'));
   } catch {
-    throw errors.badRequest('continue key is not valid: illegal base64 data at input byte 0');
+    // encoding/json's message names the first byte it choked on; close enough for the first one.
+    const b = bytes[0] ?? 0;
+    const c = b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\u${b.toString(16).padStart(4, '0')}`;
+    throw invalid(bytes.length === 0 ? 'unexpected end of JSON input' : `invalid character '${c}' looking for beginning of value`);
   }
   const o = rec(parsed);
   if (o['v'] !== 'meta.k8s.io/v1' || typeof o['rv'] !== 'number' || typeof o['start'] !== 'string') {
-    throw errors.badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
+    throw invalid('incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
   }
   return { rv: o['rv'], start: o['start'] };
 }
@@ -104,6 +112,8 @@ export interface ApiOptions {
   /** For SelfSubjectAccessReview (`kubectl auth can-i`). */
   authorize: (user: UserInfo, a: RequestAttributes) => { allowed: boolean; reason?: string };
   gzipThreshold: number;
+  /** The WatchList feature gate (sendInitialEvents): off by default in 1.33, where it is a 422. */
+  watchList: boolean;
   bookmarkIntervalMs: number | undefined;
   logFollow: { intervalMs: number; count?: number; line?: (i: number, pod: string) => string } | undefined;
 }
@@ -186,8 +196,13 @@ export class Api {
     return v;
   }
 
+  /** A `<Kind>List`: its items carry no kind or apiVersion (the server's list encoding drops them). */
   private listOf(r: ResourceDef, items: KubeObject[], meta: Record<string, unknown>): Record<string, unknown> {
-    return { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: meta, items };
+    const bare = items.map((o) => {
+      const { kind: _kind, apiVersion: _apiVersion, ...rest } = o;
+      return rest;
+    });
+    return { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: meta, items: bare };
   }
 
   // ---- verbs -----------------------------------------------------------------------------------
@@ -253,8 +268,10 @@ export class Api {
     if (cont !== null && cont !== '') {
       const tok = decodeContinue(cont);
       if (tok.rv < this.store.compactedRv) {
+        // The Status carries a fresh token (rv -1: "continue from now, inconsistently").
         throw errors.expired(
           'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.',
+          encodeContinue(-1, tok.start),
         );
       }
       rv = tok.rv;
@@ -288,6 +305,9 @@ export class Api {
     const labels = parseLabelSelector(q.get('labelSelector'));
     const fields = parseFieldSelector(q.get('fieldSelector'), r);
     const rvParam = q.get('resourceVersion') ?? '';
+    if (q.has('sendInitialEvents') && !this.opts.watchList) {
+      throw errors.invalid('ListOptions', '', 'sendInitialEvents', 'FieldValueForbidden', 'Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled', 'meta.k8s.io');
+    }
     const sendInitial = q.get('sendInitialEvents') === 'true';
     const bookmarks = q.get('allowWatchBookmarks') === 'true';
     const timeoutSeconds = Number(q.get('timeoutSeconds') ?? '0');
@@ -557,6 +577,8 @@ export class Api {
       return;
     }
     if (r.name === 'pods' && (sub === 'exec' || sub === 'attach' || sub === 'portforward')) {
+      // The apiserver locates the container and the node before it looks at the request's protocol.
+      streamTarget(this.store, ns, ctx.info.name, sub, ctx.url.searchParams);
       throw errors.badRequest('Upgrade request required');
     }
     if (sub === 'status') {
@@ -710,6 +732,31 @@ export class Api {
   emit(resource: string, ev: WatchEvent): void {
     this.store.inject(resource, ev);
   }
+}
+
+/**
+ * What the apiserver checks for exec/attach/portforward before it dials the kubelet (`streamLocation`):
+ * the pod, the container (not for portforward), and that the pod has a node.
+ */
+export function streamTarget(store: Store, ns: string, name: string, sub: string, q: URLSearchParams): { pod: KubeObject; container: string } {
+  const pod = store.get(PODS, ns, name);
+  if (!pod) throw errors.notFound('pods', name);
+  const spec = rec(pod['spec']);
+  const containers = (spec['containers'] as { name?: string }[] | undefined ?? []).map((c) => c.name ?? '');
+  let container = q.get('container') ?? '';
+  if (sub !== 'portforward') {
+    if (container === '') {
+      if (containers.length === 1) container = containers[0] ?? '';
+      else if (containers.length === 0) throw errors.badRequest(`a container name must be specified for pod ${name}`);
+      else throw errors.badRequest(`a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]`);
+    } else if (!containers.includes(container)) {
+      throw errors.badRequest(`container ${container} is not valid for pod ${name}`);
+    }
+  }
+  if (typeof spec['nodeName'] !== 'string' || spec['nodeName'] === '') {
+    throw errors.badRequest(`pod ${name} does not have a host assigned`);
+  }
+  return { pod, container };
 }
 
 export function headerOf(req: IncomingMessage | Http2ServerRequest, name: string): string | undefined {

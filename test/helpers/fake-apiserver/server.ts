@@ -15,6 +15,7 @@ import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts'
 import {
   aggregatedContentType,
   aggregatedDocument,
+  DISCOVERY_NOT_ACCEPTABLE,
   etagFor,
   legacyApiVersions,
   legacyGroup,
@@ -27,7 +28,7 @@ import {
 import { writeKubeconfigFile } from './kubeconfig.ts';
 import { requestInfo, type RequestInfo } from './request-info.ts';
 import { findResource, makeNamespace, resourceForKind, RESOURCES, type KubeObject, type ResourceDef } from './resources.ts';
-import { Api, headerOf, type ApfUids, type ReqCtx } from './rest.ts';
+import { Api, headerOf, streamTarget, type ApfUids, type ReqCtx } from './rest.ts';
 import { Store, type WatchEvent } from './store.ts';
 import {
   chooseWsExecProtocol,
@@ -61,6 +62,7 @@ import {
   errors,
   goJson,
   goJsonIndent,
+  NOT_FOUND_TEXT,
   sortHeaders,
   status,
   writeBody,
@@ -77,8 +79,12 @@ export interface FakeApiserver {
   /** The CA that signed the serving certificate (kubeconfig `certificate-authority`). */
   readonly serverCaPem: string;
   readonly version: { major: string; minor: string; gitVersion: string };
-  /** The APF UIDs answers carry: `exempt` for system:masters and health probes, else `globalDefault`. */
-  readonly apf: { exempt: ApfUids; globalDefault: ApfUids };
+  /**
+   * The APF UIDs answers carry: flow schema `exempt` for system:masters, `probes` for /healthz, /livez and
+   * /readyz (both in the `exempt` priority level, so `probes.priorityLevelUid === exempt.priorityLevelUid`),
+   * else `globalDefault`.
+   */
+  readonly apf: { exempt: ApfUids; probes: ApfUids; globalDefault: ApfUids };
   /** Every request, in arrival order (tests may clear it with `requests.length = 0`). */
   readonly requests: RecordedRequest[];
   issueUser(cn: string, groups?: string[]): Promise<KeyPairPem>;
@@ -185,8 +191,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     ipAddresses: ['127.0.0.1'],
     usage: 'server',
   });
+  const exemptLevel = randomUUID();
   const apf = {
-    exempt: { flowSchemaUid: randomUUID(), priorityLevelUid: randomUUID() },
+    exempt: { flowSchemaUid: randomUUID(), priorityLevelUid: exemptLevel },
+    probes: { flowSchemaUid: randomUUID(), priorityLevelUid: exemptLevel },
     globalDefault: { flowSchemaUid: randomUUID(), priorityLevelUid: randomUUID() },
   };
   const authorize = opts.authorize ?? defaultAuthorize;
@@ -198,6 +206,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       return typeof d === 'boolean' ? { allowed: d } : d;
     },
     gzipThreshold: opts.gzipThresholdBytes ?? 128 * 1024,
+    watchList: versionKey !== '1.33',
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
     logFollow: opts.logFollow,
   });
@@ -356,7 +365,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   };
 
   const apfFor = (user: UserInfo, info: RequestInfo): ApfUids =>
-    user.groups.includes('system:masters') || PROBE_PATHS.test(info.path) ? apf.exempt : apf.globalDefault;
+    user.groups.includes('system:masters') ? apf.exempt : PROBE_PATHS.test(info.path) ? apf.probes : apf.globalDefault;
 
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -429,8 +438,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
     const info = requestInfo(req.method ?? 'GET', url);
     const goAwayAfter = (): void => {
-      // `Connection: close` on h2 makes Go send GOAWAY once the answer is out.
-      if ('stream' in req) res.once('finish', () => req.stream.session?.close());
+      // `Connection: close` on h2 makes Go send GOAWAY with the answer. Closing the session while this
+      // stream is still open sends the GOAWAY at once and lets the answer complete; closing it after the
+      // answer ('finish') destroyed a session with no open streams before the GOAWAY left.
+      if ('stream' in req) req.stream.session?.close();
     };
     const auth = authenticate(req);
     const ctxBase = { req, url, info, auditId, sink, record: rr, body };
@@ -462,6 +473,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
         return;
       }
       const r = findResource(info.apiGroup, info.apiVersion, info.resource);
+      if (!r && info.apiPrefix === 'apis' && !servedGroup(info.apiGroup)) {
+        notFoundText(ctx);
+        return;
+      }
       if (!r || (info.apiPrefix === 'api') !== (r.group === '')) throw errors.pathNotFound();
       if (r.namespaced && info.namespace === '' && info.name !== '' && info.verb !== 'list' && info.verb !== 'watch') throw errors.pathNotFound();
       await api.handle(ctx, r);
@@ -472,6 +487,18 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       }
       api.sendError(ctx, err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err)));
     }
+  };
+
+  const servedGroup = (group: string): boolean => group !== '' && RESOURCES.some((r) => r.group === group);
+
+  /** No handler for the path (an unknown group, a path nothing serves): Go's `http.NotFound`, not a Status. */
+  const notFoundText = (ctx: ReqCtx): void => {
+    ctx.record.status = 404;
+    writeBody(ctx.sink, 404, [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf }), ['X-Content-Type-Options', 'nosniff']], NOT_FOUND_TEXT, {
+      gzip: false,
+      gzipThreshold: Infinity,
+      contentType: 'text/plain; charset=utf-8',
+    });
   };
 
   const versionBody = (): Record<string, string> => {
@@ -527,7 +554,12 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       return;
     }
     if (path === '/api' || path === '/apis') {
-      const f = negotiateDiscovery(headerOf(ctx.req, 'accept'), opts.aggregatedDiscovery ?? true);
+      // 1.33 dropped apidiscovery.k8s.io/v2beta1.
+      const f = negotiateDiscovery(headerOf(ctx.req, 'accept'), opts.aggregatedDiscovery ?? true, versionKey !== '1.33');
+      if (f === undefined) {
+        json(406, goJsonIndent(status(406, 'NotAcceptable', DISCOVERY_NOT_ACCEPTABLE)));
+        return;
+      }
       if (f === 'legacy') {
         json(200, path === '/api' ? legacyApiVersions(`127.0.0.1:${port}`) : legacyGroupList());
         return;
@@ -575,7 +607,12 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
         return;
       }
     }
-    throw errors.pathNotFound();
+    // The /api handler and a served group's handler answer a Status; the mux answers the rest in text.
+    const parts = path.split('/').filter((p) => p !== '');
+    if (parts[0] === 'api' || (parts[0] === 'apis' && parts.length >= 3 && servedGroup(parts[1] ?? '')) || (parts[0] === 'openapi' && parts[1] === 'v3')) {
+      throw errors.pathNotFound();
+    }
+    notFoundText(ctx);
   };
 
   // ---- upgrades: exec, attach, port-forward -------------------------------------------------------
@@ -659,25 +696,8 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     if (!(info.apiPrefix === 'api' && info.resource === 'pods' && (sub === 'exec' || sub === 'attach' || sub === 'portforward'))) {
       throw errors.badRequest('Upgrade request not supported');
     }
-    const pods = findResource('', 'v1', 'pods') as ResourceDef;
-    const pod = store.get(pods, info.namespace, info.name);
-    if (!pod) throw errors.notFound('pods', info.name);
-    const spec = pod['spec'] as Record<string, unknown> | undefined;
     const q = new URL(req.url ?? '/', 'https://fake.invalid').searchParams;
-    const containers = ((spec?.['containers'] as { name?: string }[] | undefined) ?? []).map((c) => c.name ?? '');
-    let container = q.get('container') ?? '';
-    if (sub !== 'portforward') {
-      if (container === '') {
-        if (containers.length === 1) container = containers[0] ?? '';
-        else if (containers.length === 0) throw errors.badRequest(`a container name must be specified for pod ${info.name}`);
-        else throw errors.badRequest(`a container name must be specified for pod ${info.name}, choose one of: [${containers.join(' ')}]`);
-      } else if (!containers.includes(container)) {
-        throw errors.badRequest(`container ${container} is not valid for pod ${info.name}`);
-      }
-    }
-    if (typeof spec?.['nodeName'] !== 'string' || spec['nodeName'] === '') {
-      throw errors.badRequest(`pod ${info.name} does not have a host assigned`);
-    }
+    const { pod, container } = streamTarget(store, info.namespace, info.name, sub, q);
     const ws = isWebSocketRequest(req);
     const spdy = String(req.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1';
     if (ws && opts.websocket === false) {

@@ -35,7 +35,8 @@ export interface StatusDetails {
 export interface Status {
   kind: 'Status';
   apiVersion: 'v1';
-  metadata: Record<string, never>;
+  /** ListMeta: empty, except `continue` on the 410 for an expired continue token. */
+  metadata: { continue?: string };
   status: 'Success' | 'Failure';
   message?: string;
   reason?: string;
@@ -106,7 +107,11 @@ export const errors = {
   notAcceptable: (message: string) => new ApiError(status(406, 'NotAcceptable', message)),
   unsupportedMediaType: (contentType: string) =>
     new ApiError(status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got ${contentType})`)),
-  expired: (message: string) => new ApiError(status(410, 'Expired', message)),
+  expired: (message: string, continueToken?: string) => {
+    const st = status(410, 'Expired', message);
+    if (continueToken !== undefined) st.metadata = { continue: continueToken };
+    return new ApiError(st);
+  },
   internal: (message: string) =>
     new ApiError(status(500, 'InternalError', `Internal error occurred: ${message}`, { causes: [{ message }] })),
   pathNotFound: () => new ApiError(status(404, 'NotFound', 'the server could not find the requested resource', { causes: [] })),
@@ -213,7 +218,13 @@ export class Sink {
     this.onHead?.(code, headers);
     const res = this.res;
     res.statusCode = code;
-    for (const [k, v] of headers) res.setHeader(k, v);
+    // Go writes the handler's headers (sorted), then Date, then Content-Length or Transfer-Encoding
+    // (Node appends the latter itself).
+    const date = !this.isH2 && !headers.some(([k]) => k.toLowerCase() === 'date');
+    for (const [k, v] of headers) {
+      if (date && k.toLowerCase() === 'content-length' && !res.hasHeader('Date')) res.setHeader('Date', new Date().toUTCString());
+      res.setHeader(k, v);
+    }
     if (!this.isH2) {
       // Go writes neither `Connection: keep-alive` nor `Keep-Alive`; removing the header keeps Node quiet
       // about it while keeping the connection persistent.
@@ -289,8 +300,9 @@ export class Sink {
 
 /**
  * Write a complete JSON answer the way `SerializeObject` does: gzip (level 1) when the client accepts it and
- * the body exceeds the threshold, Content-Length only for small bodies (Go switches to chunked once its
- * 2 KiB HTTP/1.1 or 4 KiB h2 buffer fills before the handler returns).
+ * the body exceeds the threshold, Content-Length only for small bodies, compressed or not (Go switches to
+ * chunked once its 2 KiB HTTP/1.1 or 4 KiB h2 buffer fills before the handler returns; a gzipped answer
+ * that compresses below that gets a Content-Length too).
  */
 export function writeBody(
   sink: Sink,
@@ -301,17 +313,18 @@ export function writeBody(
 ): void {
   let buf = typeof body === 'string' ? Buffer.from(body) : body;
   const h: [string, string][] = [...headers, ['Content-Type', opts.contentType]];
-  let gz = false;
   if (opts.gzip && buf.length > opts.gzipThreshold) {
     h.push(['Content-Encoding', 'gzip'], ['Vary', 'Accept-Encoding']);
     buf = gzipSync(buf, { level: 1 });
-    gz = true;
   }
   const sorted = sortHeaders(h);
-  if (!gz && buf.length <= (sink.isH2 ? 4096 : 2048)) sorted.push(['Content-Length', String(buf.length)]);
+  if (buf.length <= (sink.isH2 ? 4096 : 2048)) sorted.push(['Content-Length', String(buf.length)]);
   sink.head(code, sorted);
   sink.end(buf);
 }
+
+/** `http.NotFound`: what the apiserver's mux answers for a path no handler serves (unknown groups too). */
+export const NOT_FOUND_TEXT = '404 page not found\n';
 
 /** A whole HTTP/1.1 answer on a raw socket (upgrade requests that get no 101). */
 export function writeRawResponse(socket: Duplex, code: number, reason: string, headers: [string, string][], body: string | Buffer): void {
