@@ -235,8 +235,10 @@ describe('upgrades', () => {
 
     const ok = await traced(['--context', 'alice', 'exec', 'web-0', '--', 'echo', 'hi']);
     expect(ok.stdout.toString()).toBe('hi\n');
-    const tunnel = (await spansOf(ok.traceId, 5)).filter((s) => s.name === 'get pods/exec');
+    // The tunnel span ends last: wait for it and its decode child, not just for any five spans.
+    await expect.poll(() => receiver.spans.filter((s) => s.traceId === ok.traceId && (s.name === 'get pods/exec' || s.name === 'decode')).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
     const all = await spansOf(ok.traceId, 5);
+    const tunnel = all.filter((s) => s.name === 'get pods/exec');
     const decode = children(all, tunnel[0] as ReceivedSpan).find((c) => c.name === 'decode');
     expect(tunnel[0]?.attributes['http.response.status_code']).toBe(101);
     expect(decode?.attributes['decode.format']).toBe('opaque');
