@@ -1,0 +1,301 @@
+/** Markdown tables and the target verdicts from one bench run's results. */
+import type { ProfileSummary } from './cpuprofile.ts';
+import { PATH_LABELS, type PathKind } from './paths.ts';
+import type { W5Result, W5Variant, WrapBreakdown } from './real.ts';
+import { fmt, mb, ratio } from './stats.ts';
+import type { LargeResult, LatencyResult, ThroughputResult, WatchResult } from './workloads.ts';
+
+export interface Machine {
+  date: string;
+  mode: 'quick' | 'full';
+  nproc: number;
+  cpu: string;
+  memGiB: number;
+  kernel: string;
+  node: string;
+  nginx: string;
+  mitmproxy: string;
+  kubectl: string;
+  apiserver?: string;
+  kubetrail: string;
+  commit: string;
+  /** 1-minute load average at the start and at the end of the run (other work on the machine shows here). */
+  loadStart?: number;
+  loadEnd?: number;
+}
+
+export interface Results {
+  machine: Machine;
+  config: Record<string, unknown>;
+  standIn: {
+    podBytes: number;
+    w1?: LatencyResult[];
+    w2?: ThroughputResult[];
+    w3?: LargeResult[];
+    w3big?: LargeResult[];
+    w4?: WatchResult[];
+  };
+  real?: {
+    w1?: LatencyResult[];
+    w3?: LargeResult[];
+    w5?: W5Result;
+    breakdown?: WrapBreakdown;
+    podsCreatedMs?: number;
+  };
+  profiles?: Record<string, ProfileSummary>;
+  durationS: number;
+  errors: string[];
+}
+
+type Verdict = 'met' | 'NOT met' | 'n/a';
+
+export interface Target {
+  id: string;
+  target: string;
+  value: string;
+  verdict: Verdict;
+}
+
+const by = <T extends { path: PathKind }>(xs: readonly T[] | undefined, k: PathKind): T | undefined => xs?.find((x) => x.path === k);
+
+function latencyTable(title: string, rs: LatencyResult[]): string[] {
+  const d = by(rs, 'direct')?.summary.p50;
+  const n = by(rs, 'nginx')?.summary.p50;
+  const nAdded = n !== undefined && d !== undefined ? n - d : undefined;
+  const out = [
+    `**${title}**`,
+    '',
+    '| path | p50 ms | p99 ms | added p50 ms | p50 ×direct | added p50 ×nginx\'s | round p50s (min–max) | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rs) {
+    const added = d !== undefined ? r.summary.p50 - d : undefined;
+    const rp = r.roundP50.filter(Number.isFinite);
+    out.push(
+      `| ${PATH_LABELS[r.path]} | ${fmt(r.summary.p50)} | ${fmt(r.summary.p99)} | ${r.path === 'direct' ? '–' : fmt(added)} | ${ratio(r.summary.p50, d)} | ${r.path === 'direct' || r.path === 'nginx' ? '–' : ratio(added, nAdded)} | ${fmt(Math.min(...rp))}–${fmt(Math.max(...rp))} | ${r.errors}${r.error ? ` (${r.error.slice(0, 60)})` : ''} |`,
+    );
+  }
+  return [...out, ''];
+}
+
+function throughputTable(rs: ThroughputResult[]): string[] {
+  const d = by(rs, 'direct')?.rps;
+  const n = by(rs, 'nginx')?.rps;
+  const out = [
+    '**Workload 2: small list (10 pods), concurrency 32, fixed duration (stand-in)**',
+    '',
+    '| path | req/s | ×direct | ×nginx | proxy CPU ms/req | latency p50 ms | p99 ms | rounds req/s | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---|---:|',
+  ];
+  for (const r of rs) {
+    out.push(
+      `| ${PATH_LABELS[r.path]} | ${fmt(r.rps)} | ${ratio(r.rps, d)} | ${ratio(r.rps, n)} | ${fmt(r.cpuMsPerReq)} | ${fmt(r.latency.p50)} | ${fmt(r.latency.p99)} | ${r.rpsRounds.map((x) => fmt(x)).join(', ')} | ${r.errors} |`,
+    );
+  }
+  return [...out, ''];
+}
+
+function largeTable(title: string, rs: LargeResult[]): string[] {
+  const out = [`**${title}**`, '', '| path | encoding | wire size | TTLB ms | ×direct | ×nginx | TTFB ms | proxy RSS idle | proxy peak RSS | runs (TTLB ms) |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---|'];
+  for (const r of rs) {
+    const d = rs.find((x) => x.path === 'direct' && x.encoding === r.encoding)?.ttlbMs;
+    const n = rs.find((x) => x.path === 'nginx' && x.encoding === r.encoding)?.ttlbMs;
+    out.push(
+      `| ${PATH_LABELS[r.path]} | ${r.encoding} | ${mb(r.bytes)} | ${fmt(r.ttlbMs)} | ${ratio(r.ttlbMs, d)} | ${ratio(r.ttlbMs, n)} | ${fmt(r.ttfbMs)} | ${mb(r.idleRss)} | ${mb(r.peakRss)} | ${r.ttlbRuns.map((x) => fmt(x)).join(', ')}${r.error ? ` error: ${r.error.slice(0, 80)}` : ''} |`,
+    );
+  }
+  return [...out, ''];
+}
+
+function watchTable(rs: WatchResult[], rate: number, durationMs: number): string[] {
+  const d = by(rs, 'direct')?.latencyUs;
+  const n = by(rs, 'nginx')?.latencyUs;
+  const out = [
+    `**Workload 4: ${rs[0]?.watches ?? 0} concurrent watches, ${rate} events/s spread over them for ${durationMs / 1000} s (stand-in)**`,
+    '',
+    '| path | opened | open time s | RSS idle | RSS, watches open | peak RSS | events | delivery p50 ms | p99 ms | added p99 ms | p99 ×direct | p99 ×nginx |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rs) {
+    const added = d ? (r.latencyUs.p99 - d.p99) / 1000 : undefined;
+    out.push(
+      `| ${PATH_LABELS[r.path]} | ${r.opened} | ${fmt(r.openMs / 1000)} | ${mb(r.idleRss)} | ${mb(r.openRss)} | ${mb(r.peakRss)} | ${r.events}/${r.sent} | ${fmt(r.latencyUs.p50 / 1000)} | ${fmt(r.latencyUs.p99 / 1000)} | ${r.path === 'direct' ? '–' : fmt(added)} | ${ratio(r.latencyUs.p99, d?.p99)} | ${ratio(r.latencyUs.p99, n?.p99)} |${r.error ? ` ${r.error.slice(0, 80)}` : ''}`,
+    );
+  }
+  return [...out, ''];
+}
+
+function w5Table(w5: W5Result, b: WrapBreakdown | undefined): string[] {
+  const d = w5.wall.direct?.p50;
+  const out = [
+    `**Workload 5: \`kubectl get pods\` end to end, warm caches, ${w5.runs} runs each, interleaved (real kube-apiserver)**`,
+    '',
+    '| variant | p50 ms | p99 ms | min ms | ×direct (p50) | failures |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  const names: Record<W5Variant, string> = {
+    direct: 'kubectl (direct)',
+    wrapped: `kubetrail -- kubectl (${w5.bin}, OTLP → Jaeger)`,
+    'wrapped-refused': `kubetrail -- kubectl (${w5.bin}, OTLP refused)`,
+    'wrapped-dist': 'kubetrail -- kubectl (dist/bin/kubetrail.js, the build users run; OTLP → Jaeger)',
+  };
+  for (const v of ['direct', 'wrapped', 'wrapped-refused', 'wrapped-dist'] as const) {
+    const s = w5.wall[v];
+    if (!s) continue;
+    out.push(`| ${names[v]} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(s.min)} | ${ratio(s.p50, d)} | ${w5.failures[v] ?? 0} |`);
+  }
+  if (w5.note) out.push('', w5.note);
+  out.push('');
+  if (b) {
+    const p = b.phases;
+    out.push(
+      '**Where the wrapped run\'s extra time goes** (medians; phases from a shell that stamps kubectl\'s start and end)',
+      '',
+      '| part | ms |',
+      '|---|---:|',
+      `| Node start (\`node -e 0\`) | ${fmt(b.nodeStartMs)} |`,
+      `| import of src/cli/main.ts (all modules the CLI loads; RSS after: ${fmt(b.importRssMb)} MB) | ${fmt(b.importMs)} |`,
+      `| import of dist/cli/main.js (the build; RSS after: ${fmt(b.importDistRssMb)} MB) | ${fmt(b.importDistMs)} |`,
+      ...Object.entries(b.depsMs).map(([k, v]) => `| &nbsp;&nbsp;of which ${k} | ${fmt(v)} |`),
+      `| CA and serving certificate load (ensureLocalPki, existing state dir) | ${fmt(b.caMs)} |`,
+      `| prepare() (kubeconfig load, routes, CA, rewrite) | ${fmt(b.prepareMs)} |`,
+      `| instrument() (OTel SDK objects) | ${fmt(b.instrumentMs)} |`,
+      `| launch → kubectl starts (OTLP live / refused / SDK disabled) | ${fmt(p.live.beforeChild)} / ${fmt(p.refused.beforeChild)} / ${fmt(p.nosdk.beforeChild)} |`,
+      `| kubectl's own run, wrapped (live / refused / disabled) vs direct | ${fmt(p.live.child)} / ${fmt(p.refused.child)} / ${fmt(p.nosdk.child)} vs ${fmt(b.directChildMs)} |`,
+      `| kubectl exits → kubetrail exits (close, export flush, exit) (live / refused / disabled) | ${fmt(p.live.afterChild)} / ${fmt(p.refused.afterChild)} / ${fmt(p.nosdk.afterChild)} |`,
+      `| requests per \`kubectl get pods\` (from spans) | ${fmt(b.requestsPerRun)} |`,
+      `| kubetrail → apiserver: TCP connect / TLS / TTFB (from spans) | ${fmt(b.upstreamConnectMs)} / ${fmt(b.upstreamTlsMs)} / ${fmt(b.upstreamTtfbMs)} |`,
+      `| SERVER span (kubetrail's whole handling of the request) | ${fmt(b.serverSpanMs)} |`,
+      `| TLS handshake, Node client → fresh kubetrail (first) / warm kubetrail / apiserver | ${fmt(b.handshake.kubetrailFirstMs)} / ${fmt(b.handshake.kubetrailMs)} / ${fmt(b.handshake.apiserverMs)} |`,
+      '',
+    );
+    if (b.profile) {
+      out.push(`CPU profile of one wrapped run (${fmt(b.profile.busyMs)} ms on CPU of ${fmt(b.profile.wallMs)} ms), self time by area:`, '');
+      out.push(...b.profile.byArea.slice(0, 10).map((a) => `- ${a.area}: ${fmt(a.ms)} ms (${a.pct.toFixed(0)}%)`), '');
+    }
+  }
+  return out;
+}
+
+export function evaluateTargets(r: Results): Target[] {
+  const t: Target[] = [];
+  const w1 = r.standIn.w1;
+  const d1 = by(w1, 'direct')?.summary.p50;
+  const k1 = by(w1, 'kubetrail')?.summary.p50;
+  const n1 = by(w1, 'nginx')?.summary.p50;
+  if (d1 !== undefined && k1 !== undefined) {
+    const added = k1 - d1;
+    t.push({ id: 'w1-added', target: 'W1 added p50 latency ≤ 0.5 ms (stand-in)', value: `${fmt(added)} ms`, verdict: added <= 0.5 ? 'met' : 'NOT met' });
+    if (n1 !== undefined) {
+      const nAdded = n1 - d1;
+      const ok = added <= 2 * Math.max(nAdded, 0);
+      t.push({ id: 'w1-nginx', target: "W1 added p50 ≤ 2× nginx's added p50", value: `${fmt(added)} ms vs nginx ${fmt(nAdded)} ms (${ratio(added, nAdded)})`, verdict: ok ? 'met' : 'NOT met' });
+    }
+  }
+  const rw1 = r.real?.w1;
+  const rd1 = by(rw1, 'direct')?.summary.p50;
+  const rk1 = by(rw1, 'kubetrail')?.summary.p50;
+  if (rd1 !== undefined && rk1 !== undefined) {
+    t.push({ id: 'w1-real', target: 'W1 added p50 latency ≤ 0.5 ms (real kube-apiserver)', value: `${fmt(rk1 - rd1)} ms`, verdict: rk1 - rd1 <= 0.5 ? 'met' : 'NOT met' });
+  }
+  const w2 = r.standIn.w2;
+  const k2 = by(w2, 'kubetrail')?.rps;
+  const n2 = by(w2, 'nginx')?.rps;
+  if (k2 !== undefined && n2 !== undefined) {
+    t.push({ id: 'w2', target: "W2 throughput ≥ 70% of nginx's", value: `${fmt(k2)} vs ${fmt(n2)} req/s (${((100 * k2) / n2).toFixed(0)}%)`, verdict: k2 >= 0.7 * n2 ? 'met' : 'NOT met' });
+  }
+  for (const [label, rs] of [['stand-in', r.standIn.w3], ['stand-in, 200 MB', r.standIn.w3big], ['real', r.real?.w3]] as const) {
+    if (!rs) continue;
+    for (const enc of ['identity', 'gzip'] as const) {
+      const k = rs.find((x) => x.path === 'kubetrail' && x.encoding === enc);
+      const d = rs.find((x) => x.path === 'direct' && x.encoding === enc);
+      const m = rs.find((x) => x.path === 'mitmproxy' && x.encoding === enc);
+      if (k && d) t.push({ id: `w3-ttlb-${label}-${enc}`, target: `W3 TTLB ≤ 1.1× direct (${label}, ${enc}, ${k.items} items)`, value: `${fmt(k.ttlbMs)} vs ${fmt(d.ttlbMs)} ms (${ratio(k.ttlbMs, d.ttlbMs)})`, verdict: k.ttlbMs <= 1.1 * d.ttlbMs ? 'met' : 'NOT met' });
+      if (k?.peakRss !== undefined) t.push({ id: `w3-rss-${label}-${enc}`, target: `W3 proxy peak RSS < 150 MB (${label}, ${enc}, ${mb(k.bytes)} on the wire)`, value: mb(k.peakRss), verdict: k.peakRss < 150e6 ? 'met' : 'NOT met' });
+      if (k && m && Number.isFinite(m.ttlbMs)) t.push({ id: `w3-mitm-${label}-${enc}`, target: `W3 ≥ 5× faster than mitmproxy (${label}, ${enc})`, value: `${ratio(m.ttlbMs, k.ttlbMs)} faster`, verdict: m.ttlbMs >= 5 * k.ttlbMs ? 'met' : 'NOT met' });
+    }
+  }
+  const w4 = r.standIn.w4;
+  const k4 = by(w4, 'kubetrail');
+  const d4 = by(w4, 'direct');
+  if (k4) {
+    const rss = k4.peakRss ?? Number.NaN;
+    t.push({ id: 'w4-rss', target: `W4 ${k4.watches} watches in < 250 MB RSS`, value: `peak ${mb(k4.peakRss)} (with watches open: ${mb(k4.openRss)})`, verdict: k4.watches >= 1000 ? (rss < 250e6 ? 'met' : 'NOT met') : 'n/a' });
+    if (d4) {
+      const added = (k4.latencyUs.p99 - d4.latencyUs.p99) / 1000;
+      t.push({ id: 'w4-p99', target: 'W4 added event delivery p99 ≤ 5 ms', value: `${fmt(added)} ms`, verdict: added <= 5 ? 'met' : 'NOT met' });
+    }
+  }
+  const w5 = r.real?.w5;
+  for (const v of ['wrapped', 'wrapped-dist'] as const) {
+    const w = w5?.wall[v]?.p50;
+    const dd = w5?.wall.direct?.p50;
+    if (w === undefined || dd === undefined) continue;
+    const x = w / dd;
+    t.push({ id: `w5-${v}`, target: `W5 wrapped wall time ≤ 1.3× direct (p50; ${v === 'wrapped' ? w5?.bin : 'dist/'})`, value: `${fmt(w)} vs ${fmt(dd)} ms (${x.toFixed(2)}×)`, verdict: x <= 1.3 ? 'met' : 'NOT met' });
+  }
+  // OTLP refused vs live: within noise (the larger of 10% and the live path's own round-to-round spread).
+  const pairs: [string, number | undefined, number | undefined, number][] = [];
+  const l1 = by(w1, 'kubetrail');
+  const f1 = by(w1, 'kubetrail-refused');
+  if (l1 && f1) {
+    const spread = Math.max(...l1.roundP50) - Math.min(...l1.roundP50);
+    pairs.push(['W1 p50 ms', l1.summary.p50, f1.summary.p50, Math.max(0.1 * l1.summary.p50, spread)]);
+  }
+  const l2 = by(w2, 'kubetrail');
+  const f2 = by(w2, 'kubetrail-refused');
+  if (l2 && f2) pairs.push(['W2 req/s', l2.rps, f2.rps, Math.max(0.1 * l2.rps, Math.max(...l2.rpsRounds) - Math.min(...l2.rpsRounds))]);
+  for (const enc of ['identity', 'gzip'] as const) {
+    const l = r.standIn.w3?.find((x) => x.path === 'kubetrail' && x.encoding === enc);
+    const f = r.standIn.w3?.find((x) => x.path === 'kubetrail-refused' && x.encoding === enc);
+    if (l && f) pairs.push([`W3 ${enc} TTLB ms`, l.ttlbMs, f.ttlbMs, 0.1 * l.ttlbMs]);
+  }
+  const f4 = by(w4, 'kubetrail-refused');
+  if (k4 && f4) pairs.push(['W4 p99 ms', k4.latencyUs.p99 / 1000, f4.latencyUs.p99 / 1000, Math.max(0.2 * (k4.latencyUs.p99 / 1000), 1)]);
+  const w5l = w5?.wall.wrapped?.p50;
+  if (w5l !== undefined) pairs.push(['W5 p50 ms', w5l, w5?.wall['wrapped-refused']?.p50, 0.1 * w5l]);
+  if (pairs.length > 0) {
+    const bad = pairs.filter(([, a, b, tol]) => a !== undefined && b !== undefined && Math.abs(a - b) > tol);
+    t.push({
+      id: 'refused',
+      target: 'OTLP refused: every figure within noise of OTLP live',
+      value: pairs.map(([n, a, b]) => `${n} ${fmt(a)}→${fmt(b)}`).join('; '),
+      verdict: bad.length === 0 ? 'met' : 'NOT met',
+    });
+  }
+  return t;
+}
+
+export function renderMarkdown(r: Results): string {
+  const m = r.machine;
+  const out: string[] = [
+    `Run: ${m.date}, \`npm run bench${m.mode === 'quick' ? ' -- --quick' : ''}\`, ${fmt(r.durationS)} s, kubetrail ${m.kubetrail} (${m.commit}).`,
+    '',
+    `Machine: ${m.nproc} cores (${m.cpu}), ${m.memGiB} GiB, Linux ${m.kernel}; Node ${m.node}; ${m.nginx}; mitmproxy ${m.mitmproxy}; kubectl ${m.kubectl}${m.apiserver ? `; kube-apiserver ${m.apiserver}` : ''}.`,
+    `Every process (load generator, upstream, proxy, receiver) shares those cores; all traffic is on 127.0.0.1. Load average (1 min) at start ${fmt(m.loadStart)}, at end ${fmt(m.loadEnd)}.`,
+    '',
+  ];
+  const targets = evaluateTargets(r);
+  if (targets.length > 0) {
+    out.push('**Targets**', '', '| target | measured | verdict |', '|---|---|---|');
+    for (const t of targets) out.push(`| ${t.target} | ${t.value} | ${t.verdict === 'met' ? 'met' : t.verdict === 'n/a' ? 'n/a' : '**NOT met**'} |`);
+    out.push('');
+  }
+  const s = r.standIn;
+  if (s.w1) out.push(...latencyTable(`Workload 1: small GET (one pod, ${fmt(s.podBytes / 1000)} kB), keep-alive, concurrency 1 (stand-in)`, s.w1));
+  if (r.real?.w1) out.push(...latencyTable(`Workload 1: small GET (one pod), keep-alive, concurrency 1 (real ${m.apiserver ?? 'kube-apiserver'})`, r.real.w1));
+  if (s.w2) out.push(...throughputTable(s.w2));
+  if (s.w3) out.push(...largeTable(`Workload 3: large list, ${s.w3[0]?.items ?? 0} pods (stand-in); fresh proxy process per measurement`, s.w3));
+  if (s.w3big) out.push(...largeTable(`Workload 3: very large list, ${s.w3big[0]?.items ?? 0} pods (~200 MB identity) (stand-in)`, s.w3big));
+  if (r.real?.w3) out.push(...largeTable(`Workload 3: large list, ${r.real.w3[0]?.items ?? 0} pods (real kube-apiserver)`, r.real.w3));
+  if (s.w4) out.push(...watchTable(s.w4, Number(r.config.w4Rate), Number(r.config.w4DurationMs)));
+  if (r.real?.w5) out.push(...w5Table(r.real.w5, r.real.breakdown));
+  for (const [name, p] of Object.entries(r.profiles ?? {})) {
+    out.push(`**CPU profile: ${name}** (${fmt(p.busyMs)} ms on CPU over ${fmt(p.wallMs)} ms)`, '', '| self time by area | ms | % |', '|---|---:|---:|');
+    out.push(...p.byArea.slice(0, 12).map((a) => `| ${a.area} | ${fmt(a.ms)} | ${a.pct.toFixed(1)} |`), '');
+    out.push('| top functions (self) | ms | % |', '|---|---:|---:|');
+    out.push(...p.byFunction.slice(0, 12).map((f) => `| \`${f.fn.replace(/\|/g, '\\|')}\` | ${fmt(f.ms)} | ${f.pct.toFixed(1)} |`), '');
+  }
+  if (r.errors.length > 0) out.push('**Errors**', '', ...r.errors.map((e) => `- ${e}`), '');
+  return out.join('\n');
+}

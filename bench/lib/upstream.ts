@@ -1,0 +1,229 @@
+/**
+ * The bench's stand-in apiserver, a process of its own (forked by run.ts, driven over IPC).
+ *
+ * Purpose-built rather than test/helpers/fake-apiserver: the bench needs lists of any size (20,000 pods,
+ * 200 MB) served at wire speed from precomputed bodies (identity and gzip, gzip only above 128 KiB as the
+ * real apiserver does), and 1,000 watches whose events it emits at a controlled rate, each stamped with
+ * CLOCK_MONOTONIC at the moment it is written, so the load generator can measure delivery latency. It
+ * verifies client certificates against the bench CA and answers 401 without one, like the apiserver.
+ *
+ *   GET /api/v1/namespaces/default/pods/pod-<i>      one pod (~4.3 kB, Content-Length)
+ *   GET /api/v1/namespaces/default/pods              a small list: 10 pods (~43 kB, Content-Length)
+ *   GET /api/v1/namespaces/bench-n<N>/pods           N pods, chunked; gzip if asked and > 128 KiB
+ *   GET /api/v1/namespaces/default/pods?watch=1      a watch: events when the parent says `emit`
+ */
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { gzipSync, constants as zc } from 'node:zlib';
+import { podObject, SENT_ANNOTATION } from './pods.ts';
+
+export interface UpstreamConfig {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+export type ToUpstream =
+  | { type: 'prepare'; counts: number[] }
+  | { type: 'emit'; rate: number; durationMs: number }
+  | { type: 'watches' }
+  | { type: 'stop' };
+
+export type FromUpstream =
+  | { type: 'ready'; port: number; podBytes: number }
+  | { type: 'prepared'; sizes: { count: number; identity: number; gzip: number }[] }
+  | { type: 'emitted'; sent: number; watches: number; backpressured: number }
+  | { type: 'watches'; count: number };
+
+const GZIP_MIN = 128 * 1024;
+const CHUNK = 64 * 1024;
+const SMALL_LIST = 10;
+
+function listBody(count: number, namespace: string): Buffer {
+  const parts: Buffer[] = [Buffer.from(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"${200000 + count}"},"items":[`)];
+  for (let i = 0; i < count; i++) parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, namespace, i))));
+  parts.push(Buffer.from(']}\n'));
+  return Buffer.concat(parts);
+}
+
+function main(): void {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as UpstreamConfig;
+  const send = (m: FromUpstream): void => void process.send?.(m);
+
+  const podBodies = new Map<string, Buffer>();
+  const pod = (name: string): Buffer => {
+    let b = podBodies.get(name);
+    if (!b) {
+      const i = Number(/(\d+)$/.exec(name)?.[1] ?? 0);
+      b = Buffer.from(JSON.stringify(podObject(name, 'default', i)));
+      podBodies.set(name, b);
+    }
+    return b;
+  };
+  const small = listBody(SMALL_LIST, 'default');
+  const large = new Map<number, { identity: Buffer; gzip: Buffer }>();
+  const largeFor = (count: number): { identity: Buffer; gzip: Buffer } => {
+    let l = large.get(count);
+    if (!l) {
+      const identity = listBody(count, `bench-n${count}`);
+      // The apiserver compresses at gzip level 1 (BestSpeed).
+      l = { identity, gzip: gzipSync(identity, { level: zc.Z_BEST_SPEED }) };
+      large.set(count, l);
+    }
+    return l;
+  };
+
+  const watchPod = podObject('pod-w', 'default', 7);
+  ((watchPod.metadata as Record<string, unknown>).annotations as Record<string, string>)[SENT_ANNOTATION] = '__SENT__';
+  const [eventHead, eventTail] = JSON.stringify({ type: 'MODIFIED', object: watchPod }).split('__SENT__') as [string, string];
+  const watches = new Set<ServerResponse>();
+
+  const common = (res: ServerResponse, contentType = 'application/json'): void => {
+    res.setHeader('Audit-Id', '00000000-0000-4000-8000-000000000000');
+    res.setHeader('Cache-Control', 'no-cache, private');
+    res.setHeader('Content-Type', contentType);
+    res.setHeader('X-Kubernetes-Pf-Flowschema-Uid', '11111111-2222-4333-8444-555555555555');
+    res.setHeader('X-Kubernetes-Pf-Prioritylevel-Uid', '66666666-7777-4888-8999-000000000000');
+  };
+
+  const streamBody = (res: ServerResponse, body: Buffer): void => {
+    let off = 0;
+    const pump = (): void => {
+      while (off < body.length) {
+        const end = Math.min(body.length, off + CHUNK);
+        const ok = res.write(body.subarray(off, end));
+        off = end;
+        if (!ok) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket as TLSSocket;
+    if (!socket.authorized) {
+      const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+      common(res);
+      res.writeHead(401, { 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'https://upstream');
+    const watch = url.searchParams.get('watch');
+    let m: RegExpExecArray | null;
+    if ((watch === '1' || watch === 'true') && url.pathname === '/api/v1/namespaces/default/pods') {
+      common(res);
+      res.writeHead(200, { 'Transfer-Encoding': 'chunked' });
+      res.flushHeaders();
+      watches.add(res);
+      res.on('close', () => watches.delete(res));
+      return;
+    }
+    if ((m = /^\/api\/v1\/namespaces\/default\/pods\/([a-z0-9-]+)$/.exec(url.pathname))) {
+      const body = pod(m[1] ?? 'pod-0');
+      common(res);
+      res.writeHead(200, { 'Content-Length': body.length });
+      res.end(body);
+      return;
+    }
+    if (url.pathname === '/api/v1/namespaces/default/pods') {
+      common(res);
+      res.writeHead(200, { 'Content-Length': small.length });
+      res.end(small);
+      return;
+    }
+    if ((m = /^\/api\/v1\/namespaces\/bench-n(\d+)\/pods$/.exec(url.pathname))) {
+      const l = largeFor(Number(m[1]));
+      const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '') && l.identity.length > GZIP_MIN;
+      common(res);
+      res.writeHead(200, gzip ? { 'Content-Encoding': 'gzip', 'Transfer-Encoding': 'chunked' } : { 'Transfer-Encoding': 'chunked' });
+      streamBody(res, gzip ? l.gzip : l.identity);
+      return;
+    }
+    if (url.pathname === '/version') {
+      const body = JSON.stringify({ major: '1', minor: '33', gitVersion: 'v1.33.0-bench' });
+      common(res);
+      res.writeHead(200, { 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'not found', reason: 'NotFound', code: 404 });
+    common(res);
+    res.writeHead(404, { 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+
+  const server = createServer(
+    {
+      cert: readFileSync(cfg.certFile),
+      key: readFileSync(cfg.keyFile),
+      ca: readFileSync(cfg.caFile),
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['http/1.1'],
+      keepAliveTimeout: 120_000,
+      headersTimeout: 60_000,
+      requestTimeout: 0,
+    },
+    handle,
+  );
+  server.on('clientError', (_e, s) => s.destroy());
+
+  const emit = (rate: number, durationMs: number): void => {
+    const list = [...watches];
+    let sent = 0;
+    let backpressured = 0;
+    let next = 0;
+    const t0 = performance.now();
+    const tick = (): void => {
+      const elapsed = performance.now() - t0;
+      const due = Math.floor((Math.min(elapsed, durationMs) * rate) / 1000);
+      while (sent < due && list.length > 0) {
+        const res = list[next % list.length];
+        next++;
+        sent++;
+        if (!res || res.destroyed) continue;
+        if (!res.write(`${eventHead}${process.hrtime.bigint()}${eventTail}\n`)) backpressured++;
+      }
+      if (elapsed >= durationMs) {
+        clearInterval(timer);
+        send({ type: 'emitted', sent, watches: list.length, backpressured });
+      }
+    };
+    const timer = setInterval(tick, 2);
+  };
+
+  process.on('message', (msg: ToUpstream) => {
+    switch (msg.type) {
+      case 'prepare':
+        send({ type: 'prepared', sizes: msg.counts.map((count) => ({ count, identity: largeFor(count).identity.length, gzip: largeFor(count).gzip.length })) });
+        break;
+      case 'emit':
+        emit(msg.rate, msg.durationMs);
+        break;
+      case 'watches':
+        send({ type: 'watches', count: watches.size });
+        break;
+      case 'stop':
+        for (const w of watches) w.destroy();
+        server.closeAllConnections();
+        server.close(() => process.exit(0));
+        setTimeout(() => process.exit(0), 2000).unref();
+        break;
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+
+  server.listen(0, '127.0.0.1', () => {
+    send({ type: 'ready', port: (server.address() as AddressInfo).port, podBytes: pod('pod-0').length });
+  });
+}
+
+main();

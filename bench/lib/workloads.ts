@@ -1,0 +1,270 @@
+/**
+ * The five workloads' measurement loops. Paths are interleaved (round r starts at path r mod n), every loop
+ * is bounded in count and time, and memory peaks are read from a fresh proxy process per measurement.
+ */
+import type { Forked } from './child.ts';
+import { PATH_LABELS, startPath, type BenchEnv, type PathKind, type RunningPath, type UpstreamSpec } from './paths.ts';
+import { cpuMsAll, peakRssBytes, rssBytes } from './proc.ts';
+import { median, summarize, type Summary } from './stats.ts';
+import type { Encoding, Job, JobResult } from './target.ts';
+
+export type LoadGen = Forked<Job, JobResult>;
+
+export interface Ctx {
+  env: BenchEnv;
+  lg: LoadGen;
+  log: (line: string) => void;
+}
+
+/** Round-robin order for round r: each path goes first once every n rounds. */
+export function rotation<T>(xs: readonly T[], r: number): T[] {
+  const k = r % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+export async function startAll(ctx: Ctx, kinds: readonly PathKind[], up: UpstreamSpec): Promise<RunningPath[]> {
+  const out: RunningPath[] = [];
+  for (const k of kinds) {
+    try {
+      out.push(await startPath(k, ctx.env, up));
+    } catch (err) {
+      ctx.log(`  ${PATH_LABELS[k]}: cannot start: ${String(err)}`);
+    }
+  }
+  return out;
+}
+
+export async function stopAll(paths: readonly RunningPath[]): Promise<void> {
+  for (const p of paths) await p.stop();
+}
+
+// ---- workload 1: small GET, keep-alive, concurrency 1 ----
+
+export interface LatencyResult {
+  path: PathKind;
+  summary: Summary;
+  /** p50 of each round, to show the spread between rounds. */
+  roundP50: number[];
+  errors: number;
+  error?: string;
+}
+
+export async function w1Latency(ctx: Ctx, paths: readonly RunningPath[], o: { path: string; rounds: number; perRound: number; warmup: number }): Promise<LatencyResult[]> {
+  const samples = new Map<PathKind, number[]>();
+  const rounds = new Map<PathKind, number[]>();
+  const errors = new Map<PathKind, { n: number; first?: string }>();
+  // Warm every path (JIT in the load generator and the proxies, connections, TLS sessions).
+  for (const p of paths) await ctx.lg.call({ type: 'latency', target: p.target, path: o.path, count: 0, warmup: o.warmup }, 'latency');
+  for (let r = 0; r < o.rounds; r++) {
+    for (const p of rotation(paths, r)) {
+      const res = await ctx.lg.call({ type: 'latency', target: p.target, path: o.path, count: o.perRound, warmup: 20 }, 'latency');
+      (samples.get(p.kind) ?? samples.set(p.kind, []).get(p.kind))?.push(...res.samples);
+      (rounds.get(p.kind) ?? rounds.set(p.kind, []).get(p.kind))?.push(median(res.samples));
+      const e = errors.get(p.kind) ?? { n: 0 };
+      e.n += res.errors;
+      e.first ??= res.firstError;
+      errors.set(p.kind, e);
+    }
+  }
+  return paths.map((p) => ({
+    path: p.kind,
+    summary: summarize(samples.get(p.kind) ?? []),
+    roundP50: rounds.get(p.kind) ?? [],
+    errors: errors.get(p.kind)?.n ?? 0,
+    error: errors.get(p.kind)?.first,
+  }));
+}
+
+// ---- workload 2: small list, concurrency 32, fixed duration ----
+
+export interface ThroughputResult {
+  path: PathKind;
+  /** Median over rounds. */
+  rps: number;
+  rpsRounds: number[];
+  /** Proxy CPU ms per request (utime+stime delta over the window / requests), median over rounds. */
+  cpuMsPerReq: number | undefined;
+  cpuRounds: number[];
+  latency: Summary;
+  errors: number;
+  error?: string;
+}
+
+export async function w2Throughput(ctx: Ctx, paths: readonly RunningPath[], o: { path: string; rounds: number; concurrency: number; warmupMs: number; durationMs: number }): Promise<ThroughputResult[]> {
+  const acc = new Map<PathKind, { rps: number[]; cpu: number[]; lat: number[]; errors: number; first?: string }>();
+  for (let r = 0; r < o.rounds; r++) {
+    for (const p of rotation(paths, r)) {
+      let cpu0 = 0;
+      let cpu1 = 0;
+      const res = await ctx.lg.call(
+        { type: 'throughput', target: p.target, path: o.path, concurrency: o.concurrency, warmupMs: o.warmupMs, durationMs: o.durationMs },
+        'throughput',
+        o.warmupMs + o.durationMs + 60_000,
+        (m) => {
+          if (m.type === 'window' && m.phase === 'start') cpu0 = cpuMsAll(p.pids());
+          if (m.type === 'window' && m.phase === 'end') cpu1 = cpuMsAll(p.pids());
+        },
+      );
+      const a = acc.get(p.kind) ?? { rps: [], cpu: [], lat: [], errors: 0 };
+      a.rps.push(res.count / (res.ms / 1000));
+      if (p.pids().length > 0 && res.count > 0) a.cpu.push((cpu1 - cpu0) / res.count);
+      a.lat.push(...res.samples);
+      a.errors += res.errors;
+      a.first ??= res.firstError;
+      acc.set(p.kind, a);
+    }
+  }
+  return paths.map((p) => {
+    const a = acc.get(p.kind) ?? { rps: [], cpu: [], lat: [], errors: 0 };
+    return {
+      path: p.kind,
+      rps: median(a.rps),
+      rpsRounds: a.rps,
+      cpuMsPerReq: a.cpu.length > 0 ? median(a.cpu) : undefined,
+      cpuRounds: a.cpu,
+      latency: summarize(a.lat),
+      errors: a.errors,
+      error: a.first,
+    };
+  });
+}
+
+// ---- workload 3: large list, identity and gzip: time to last byte, peak RSS ----
+
+export interface LargeResult {
+  path: PathKind;
+  items: number;
+  encoding: Encoding;
+  /** Wire bytes of one response. */
+  bytes: number;
+  ttlbMs: number;
+  ttlbRuns: number[];
+  ttfbMs: number;
+  /** Proxy RSS right after start, before the request; and its peak (VmHWM) after the requests. */
+  idleRss: number | undefined;
+  peakRss: number | undefined;
+  error?: string;
+}
+
+export async function w3Large(
+  ctx: Ctx,
+  up: UpstreamSpec,
+  kinds: readonly PathKind[],
+  o: { items: number; listPath: string; encodings: readonly Encoding[]; rounds: number; requests: number; slow?: readonly PathKind[] },
+): Promise<LargeResult[]> {
+  const acc = new Map<string, { ttlb: number[]; ttfb: number[]; bytes: number; idle: number[]; peak: number[]; error?: string }>();
+  for (let r = 0; r < o.rounds; r++) {
+    for (const kind of rotation(kinds, r)) {
+      // Very slow paths (mitmproxy buffers and copies whole bodies in Python): one request, first round only.
+      const slow = o.slow?.includes(kind) ?? false;
+      if (slow && r > 0) continue;
+      for (const encoding of o.encodings) {
+        const key = `${kind}\0${encoding}`;
+        const a = acc.get(key) ?? { ttlb: [], ttfb: [], bytes: 0, idle: [], peak: [] };
+        acc.set(key, a);
+        let p: RunningPath | undefined;
+        try {
+          // A fresh process per measurement: VmHWM cannot be reset.
+          p = await startPath(kind, ctx.env, up);
+          if (p.pids().length > 0) a.idle.push(rssBytes(p.pids()));
+          const res = await ctx.lg.call({ type: 'large', target: p.target, path: o.listPath, encoding, count: slow ? 1 : o.requests }, 'large', 600_000);
+          if (res.firstError) throw new Error(res.firstError);
+          for (const run of res.runs) {
+            a.ttlb.push(run.ttlbMs);
+            a.ttfb.push(run.ttfbMs);
+            a.bytes = run.bytes;
+          }
+          if (p.pids().length > 0) a.peak.push(peakRssBytes(p.pids()));
+        } catch (err) {
+          a.error ??= String(err);
+          ctx.log(`  ${PATH_LABELS[kind]} ${encoding}: ${String(err)}`);
+        } finally {
+          await p?.stop();
+        }
+      }
+    }
+  }
+  const out: LargeResult[] = [];
+  for (const kind of kinds) {
+    for (const encoding of o.encodings) {
+      const a = acc.get(`${kind}\0${encoding}`);
+      if (!a) continue;
+      out.push({
+        path: kind,
+        items: o.items,
+        encoding,
+        bytes: a.bytes,
+        ttlbMs: median(a.ttlb),
+        ttlbRuns: a.ttlb,
+        ttfbMs: median(a.ttfb),
+        idleRss: a.idle.length > 0 ? median(a.idle) : undefined,
+        peakRss: a.peak.length > 0 ? Math.max(...a.peak) : undefined,
+        error: a.error,
+      });
+    }
+  }
+  return out;
+}
+
+// ---- workload 4: many concurrent watches receiving events ----
+
+export interface WatchResult {
+  path: PathKind;
+  watches: number;
+  opened: number;
+  openMs: number;
+  /** Proxy RSS after start, with all watches open (before events), and peak (VmHWM) at the end. */
+  idleRss: number | undefined;
+  openRss: number | undefined;
+  peakRss: number | undefined;
+  /** Event delivery latency, µs: upstream write → load generator read. */
+  latencyUs: Summary;
+  events: number;
+  sent: number;
+  error?: string;
+}
+
+export async function w4Watches(
+  ctx: Ctx,
+  up: UpstreamSpec,
+  kinds: readonly PathKind[],
+  o: { n: number; rate: number; durationMs: number; watchPath: string },
+  upstream: { emit: (rate: number, durationMs: number) => Promise<number>; watches: () => Promise<number> },
+): Promise<WatchResult[]> {
+  const out: WatchResult[] = [];
+  for (const kind of kinds) {
+    let p: RunningPath | undefined;
+    const res: WatchResult = { path: kind, watches: o.n, opened: 0, openMs: 0, idleRss: undefined, openRss: undefined, peakRss: undefined, latencyUs: summarize([]), events: 0, sent: 0 };
+    try {
+      p = await startPath(kind, ctx.env, up, { stream: true });
+      if (p.pids().length > 0) res.idleRss = rssBytes(p.pids());
+      const t0 = performance.now();
+      const ready = await ctx.lg.call({ type: 'watch', target: p.target, path: o.watchPath, n: o.n, openConcurrency: 50, timeoutMs: 60_000 }, 'watch-ready', 90_000);
+      // Open means: the upstream holds the watch (bounded wait).
+      const deadline = performance.now() + 60_000;
+      let held = 0;
+      while ((held = await upstream.watches()) < ready.opened && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      res.opened = held;
+      res.openMs = performance.now() - t0;
+      if (p.pids().length > 0) res.openRss = rssBytes(p.pids());
+      res.sent = await upstream.emit(o.rate, o.durationMs);
+      // Let the last events arrive.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      if (p.pids().length > 0) res.peakRss = peakRssBytes(p.pids());
+      const done = await ctx.lg.call({ type: 'watch-stop' }, 'watch-done');
+      res.latencyUs = summarize(done.latenciesUs);
+      res.events = done.events;
+      const failed = ready.failed + done.failed;
+      if (held < o.n || failed > 0) res.error = `${o.n - held} of ${o.n} watches not held by the upstream; ${failed} failed (${done.firstError ?? ready.firstError ?? 'timeout'})`;
+      if (res.error) ctx.log(`  ${PATH_LABELS[kind]}: ${res.error}`);
+    } catch (err) {
+      res.error = String(err);
+      ctx.log(`  ${PATH_LABELS[kind]}: ${String(err)}`);
+      await ctx.lg.call({ type: 'watch-stop' }, 'watch-done', 10_000).catch(() => undefined);
+    } finally {
+      await p?.stop();
+    }
+    out.push(res);
+  }
+  return out;
+}
