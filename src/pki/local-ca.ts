@@ -28,6 +28,11 @@ function splitPair(text: string, file: string): KeyPairPem {
   return { certPem: cert, keyPem: key };
 }
 
+/** Certificate then key, each on its own lines, so openssl and curl read the file too. */
+function pemBundle(pair: KeyPairPem): string {
+  return `${pair.certPem.trimEnd()}\n${pair.keyPem.trimEnd()}\n`;
+}
+
 function readPair(file: string): KeyPairPem | undefined {
   let text: string;
   try {
@@ -40,8 +45,12 @@ function readPair(file: string): KeyPairPem | undefined {
 }
 
 function covers(certPem: string, names: string[]): boolean {
-  const san = new X509Certificate(certPem).subjectAltName ?? '';
-  return names.every((n) => san.includes(isIP(n) ? `IP Address:${n.toUpperCase()}` : `DNS:${n}`));
+  const cert = new X509Certificate(certPem);
+  return names.every((n) => {
+    if (isIP(n) !== 0) return cert.checkIP(n) !== undefined;
+    // A wildcard name is covered when a name it stands for is.
+    return cert.checkHost(n.startsWith('*.') ? `probe${n.slice(1)}` : n, { wildcards: true }) !== undefined;
+  });
 }
 
 /** Seconds left before the certificate expires (negative when expired). */
@@ -62,7 +71,7 @@ export async function ensureLocalPki(stateDir: string, extraNames: string[] = []
   let ca = readPair(caFile);
   if (!ca) {
     const fresh = await (await certs()).createCA('kubetrail local CA');
-    writePrivateFile(caFile, fresh.certPem + fresh.keyPem, { exclusive: true });
+    writePrivateFile(caFile, pemBundle(fresh), { exclusive: true });
     ca = readPair(caFile);
     if (!ca) throw new KtError('KT_ERR_STATE_DIR', `${caFile}: vanished while being created`);
   }
@@ -77,7 +86,8 @@ export async function ensureLocalPki(stateDir: string, extraNames: string[] = []
       ipAddresses: names.filter((n) => isIP(n) !== 0),
       usage: 'server',
     });
-    writePrivateFile(serverFile, server.certPem + server.keyPem);
+    writePrivateFile(serverFile, pemBundle(server));
+    server = splitPair(pemBundle(server), serverFile);
   }
   return { caPem: ca.certPem, serverCertPem: server.certPem, serverKeyPem: server.keyPem };
 }
