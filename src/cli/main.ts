@@ -97,6 +97,13 @@ export async function main(argv: string[]): Promise<number> {
       });
     });
 
+  addOptions(program.command('doctor'))
+    .description("check the kubeconfig, each context's apiserver (direct and through kubetrail), the OTLP endpoint, the state dir and the listen address; say what to do")
+    .action((_opts, cmd: Command) => {
+      // Loaded on demand: the wrapped command's start-up never pays for it.
+      result = import('./doctor.ts').then((d) => d.runDoctor(flagValues(cmd)));
+    });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return result ? await result : 0;
