@@ -1,27 +1,50 @@
 # kubetrail in a container: `kubetrail start` serving the kubeconfig mounted read-only at /kubeconfig.
-# Build: docker build -t kubetrail .
-# Run:   docker run --rm -p 127.0.0.1:17443:17443 -v ~/.kube/config:/kubeconfig:ro kubetrail
-# Inside a container the proxy must listen beyond its own loopback to be reachable at all, so the image
-# says so explicitly (--allow-non-loopback); publish the port on the host's loopback only, as above.
+#
+#   docker build -t kubetrail .
+#   docker run --rm --name kubetrail -p 127.0.0.1:17443:17443 -v "$HOME/.kube/config:/kubeconfig:ro" kubetrail
+#   (umask 077 && docker exec kubetrail sh -c 'cat "$(kubetrail kubeconfig --listen 127.0.0.1:17443)"' > kubetrail.kubeconfig)
+#   KUBECONFIG=kubetrail.kubeconfig kubectl get pods
+#
+# Listening: inside its own network namespace the proxy must listen beyond loopback to be reachable at all,
+# so the default command says so explicitly (--listen 0.0.0.0:17443 --allow-non-loopback). Publish the port
+# on the host's loopback only (-p 127.0.0.1:17443:17443): anyone who reaches it reaches your clusters.
+# The kubeconfig that `start` writes names the container's address; the host's kubectl needs one naming the
+# published port, written by `kubetrail kubeconfig --listen 127.0.0.1:17443` in the same container (same
+# state dir, so the same local CA), as above. docs/docker.md has the whole story, compose included.
+#
+# The mounted kubeconfig must be self-contained (certificates inline: `kubectl config view --raw --flatten
+# --minify`) and readable by the container's user (uid 1000, `node`; `docker run --user "$(id -u)"` runs as
+# you), and its servers reachable from the container (127.0.0.1 is the container itself: see docs/docker.md).
+#
+# Checked without a container engine by test/integration/packaging.test.ts, which replays these steps.
 
-FROM node:24-bookworm-slim AS build
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --ignore-scripts
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN node_modules/.bin/tsc -p tsconfig.build.json \
- && npm prune --omit=dev --ignore-scripts
+ && chmod 0755 dist/bin/kubetrail.js dist/bin/kubectl-trail.js \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
-FROM node:24-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production \
-    KUBETRAIL_STATE_DIR=/home/node/.local/state/kubetrail
+    KUBECONFIG=/kubeconfig \
+    KUBETRAIL_STATE_DIR=/state/kubetrail
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
+# `kubetrail` on PATH for `docker exec` (kubeconfig, doctor); /state for any uid (each makes its own 0700 dir).
+RUN ln -s /app/dist/bin/kubetrail.js /usr/local/bin/kubetrail \
+ && mkdir -m 1777 /state
 USER node
 EXPOSE 17443
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
+  CMD ["node", "-e", "require('node:https').get({host:'127.0.0.1',port:17443,path:'/.kubetrail/v1/info',servername:'localhost',ca:require('node:fs').readFileSync(process.env.KUBETRAIL_STATE_DIR+'/ca.pem','utf8').split('-----BEGIN PRIVATE')[0]},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
 ENTRYPOINT ["node", "/app/dist/bin/kubetrail.js"]
-CMD ["start", "--kubeconfig", "/kubeconfig", "--listen", "0.0.0.0:17443", "--allow-non-loopback"]
+CMD ["start", "--listen", "0.0.0.0:17443", "--allow-non-loopback"]
