@@ -33,6 +33,14 @@ function pemBundle(pair: KeyPairPem): string {
   return `${pair.certPem.trimEnd()}\n${pair.keyPem.trimEnd()}\n`;
 }
 
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 function readPair(file: string): KeyPairPem | undefined {
   let text: string;
   try {
@@ -75,6 +83,9 @@ export async function ensureLocalPki(stateDir: string, extraNames: string[] = []
     ca = readPair(caFile);
     if (!ca) throw new KtError('KT_ERR_STATE_DIR', `${caFile}: vanished while being created`);
   }
+  // The certificate alone, for tools that want to trust kubetrail (curl --cacert, Node's `ca`).
+  const caCrt = join(stateDir, 'ca.crt');
+  if (readText(caCrt) !== ca.certPem) writePrivateFile(caCrt, ca.certPem);
   const names = [...new Set([...DEFAULT_NAMES, ...extraNames])];
   const serverFile = join(stateDir, 'server.pem');
   let server = readPair(serverFile);

@@ -57,6 +57,12 @@ export interface SpanObserver extends StageObserver {
   finishAll(): void;
 }
 
+/**
+ * auth and rbac are decisions, not waits: they last one microsecond. (A zero-length span makes Jaeger
+ * report a negative duration and rewrite its end.)
+ */
+const INSTANT_MS = 0.001;
+
 function redactQuery(query: string): string {
   // A continue token is opaque and long; it adds nothing to a span but cardinality.
   return query.replace(/(^|&)continue=[^&]*/g, '$1continue=REDACTED');
@@ -164,7 +170,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const parent = trace.setSpan(ROOT_CONTEXT, cmd.root);
       const span = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: start.startedAt, attributes: toOtel(attrs) }, parent);
       const ctx = trace.setSpan(ROOT_CONTEXT, span);
-      tracer.startSpan('auth', { startTime: start.startedAt, attributes: toOtel(start.auth) }, ctx).end(start.startedAt);
+      tracer.startSpan('auth', { startTime: start.startedAt, attributes: toOtel(start.auth) }, ctx).end(start.startedAt + INSTANT_MS);
       const upstream = tracer.startSpan(
         'upstream',
         { kind: SpanKind.CLIENT, startTime: start.startedAt, attributes: { [sc.ATTR_SERVER_ADDRESS]: start.upstream.host, [sc.ATTR_SERVER_PORT]: start.upstream.port } },
@@ -221,7 +227,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       if (response) {
         rbac = rbacAttributes({ statusCode: response.statusCode, statusBody: ev.statusBody, retryAfter: response.retryAfter });
         const rbacAt = at(start, response.t);
-        tracer.startSpan('rbac', { startTime: rbacAt, attributes: toOtel(rbac) }, ctx).end(rbacAt);
+        tracer.startSpan('rbac', { startTime: rbacAt, attributes: toOtel(rbac) }, ctx).end(rbacAt + INSTANT_MS);
       }
       if (response && ev.decode) {
         const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t), attributes: toOtel(decodeAttributes(ev.decode)) }, ctx);

@@ -102,7 +102,10 @@ describe('one trace per kubectl command', () => {
       expect(req.startNs >= root.startNs && req.endNs <= root.endNs).toBe(true);
       const kids = children(spans, req);
       expect(kids.map((k) => k.name)).toEqual(['auth', 'upstream', 'rbac', 'decode']);
-      for (const k of kids) expect(k.startNs >= req.startNs && k.endNs <= req.endNs, `${k.name} inside ${req.name}`).toBe(true);
+      for (const k of kids) {
+        expect(k.startNs >= req.startNs && k.endNs <= req.endNs, `${k.name} inside ${req.name}`).toBe(true);
+        expect(k.endNs > k.startNs, `${k.name} lasts longer than zero (Jaeger rewrites zero-length spans)`).toBe(true);
+      }
       expect(kids[1]?.kind).toBe(CLIENT);
     }
     const list = requests[2] as ReceivedSpan;

@@ -41,8 +41,10 @@ describe('ensureLocalPki', () => {
     expect(new X509Certificate(after.serverCertPem).checkIP('192.0.2.10')).toBeDefined();
   });
 
-  it('writes PEM files other tools can read: certificate and key on their own lines', async () => {
-    await ensureLocalPki(dir);
+  it('writes PEM files other tools can read: certificate and key on their own lines, and the CA certificate alone', async () => {
+    const pki = await ensureLocalPki(dir);
+    expect(readFileSync(join(dir, 'ca.crt'), 'utf8')).toBe(pki.caPem);
+    expect(pki.caPem).not.toContain('PRIVATE KEY');
     for (const f of ['ca.pem', 'server.pem']) {
       const text = readFileSync(join(dir, f), 'utf8');
       expect(text).toMatch(/-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n[\s\S]+-----END PRIVATE KEY-----\n$/);
