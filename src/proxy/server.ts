@@ -9,7 +9,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { createServer, request as httpsRequest, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -19,7 +19,7 @@ import { describeError, type ErrorCode } from '../errors.ts';
 import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
 import type { LocalPki } from '../pki/local-ca.ts';
 import { authAttributes } from '../stages/auth.ts';
-import { parseRequestInfo } from '../stages/request-info.ts';
+import { isDiscovery, parseRequestInfo } from '../stages/request-info.ts';
 import type { Outcome, RequestEnd, RequestStart, ResponseStart, StageObserver } from './events.ts';
 import { relay } from './relay.ts';
 import { createResponseTap, type ResponseTap } from './tap.ts';
@@ -44,6 +44,18 @@ export interface RunningProxy {
 }
 
 export const CONTROL_PREFIX = '/.kubetrail/v1/';
+
+/**
+ * Header limits as the two Go ends set them, in bytes (never in lines), not Node's 16 KiB default: the
+ * kube-apiserver accepts request heads up to 1 MiB (a large OIDC bearer token, a list with thousands of
+ * selector terms in its query), and kubectl's client reads response heads up to 10 MiB. A larger request
+ * head is answered 431, as the apiserver would; a larger response head fails the request with a 502 Status.
+ */
+export const MAX_REQUEST_HEAD_BYTES = 1 << 20;
+export const MAX_RESPONSE_HEAD_BYTES = 10 << 20;
+
+/** Times a bodiless request is sent again after its kept-alive upstream connection was closed under it. */
+const MAX_RETRIES = 2;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
 
@@ -202,12 +214,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const e = err as NodeJS.ErrnoException;
     const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME|HOSTNAME|ISSUER|VERIFY|SIGNATURE|SSL|TLS/.test(e.code);
     const ktCode: ErrorCode = tls ? 'KT_ERR_UPSTREAM_TLS' : 'KT_ERR_UPSTREAM';
+    // Node's own advice ("try running Node.js with --use-system-ca") is no help to a kubetrail user.
+    const detail = `${e.code ? `${e.code}: ` : ''}${describeError(err).replace(/; if the root CA is installed locally.*$/, '')}`;
+    if (typeof e.code === 'string' && e.code.startsWith('HPE_')) {
+      // Node's HTTP parser: the apiserver (or something in its place) answered, but not in HTTP/1.1.
+      return { code: 502, ktCode, message: `kubetrail: the kube-apiserver at ${route.server.origin} sent a malformed HTTP response: ${detail}` };
+    }
     const what = tls ? 'TLS verification of' : 'cannot reach';
-    return {
-      code: 502,
-      ktCode,
-      message: `kubetrail: ${what} the kube-apiserver at ${route.server.origin} failed: ${e.code ? `${e.code}: ` : ''}${describeError(err)}`,
-    };
+    return { code: 502, ktCode, message: `kubetrail: ${what} the kube-apiserver at ${route.server.origin} failed: ${detail}` };
   }
 
   function handleControl(req: IncomingMessage, res: ServerResponse): void {
@@ -262,8 +276,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       if (error) ev.error = { code: error.ktCode, message: error.message };
       observer?.onRequestEnd(id, ev);
     };
+    // Discovery documents (not /version, whose Status kubectl and kubetrail doctor do read) get the message
+    // as text: see sendStatus.
+    const info = parseRequestInfo(facts.method, facts.path, facts.query);
+    const plainText = isDiscovery(info) && facts.path !== '/version';
     const answer = (a: ProxyAnswer): void => {
-      sendStatus(res, a);
+      sendStatus(res, a, { plainText });
       finish('proxy_error', a);
     };
 
@@ -275,31 +293,102 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
     const { route } = target;
     const agent = pool.agentFor(route, peer.identity);
-    const up = httpsRequest({
-      agent,
-      host: facts.upstream.host,
-      port: facts.upstream.port,
-      method: req.method,
-      path: target.upstreamPath,
-      headers: forwardHeaders(req.rawHeaders, { keepUpgrade: false, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders,
-      setHost: false,
-    });
+    const headers = forwardHeaders(req.rawHeaders, { keepUpgrade: false, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders;
+    // Like Go's http.Transport (kubectl's own client), a request without a body that fails on a kept-alive
+    // connection before any answer came back is sent again on another connection: the apiserver (or a load
+    // balancer) closed the idle connection just as the request went out, and has not seen it.
+    const replayable = /^(GET|HEAD|OPTIONS)$/.test(req.method ?? '') && header(req.rawHeaders, 'transfer-encoding') === undefined && Number(header(req.rawHeaders, 'content-length') ?? 0) === 0;
+    let up: ClientRequest;
 
-    up.on('socket', (socket) => {
-      const t = performance.now();
-      if (up.reusedSocket) {
-        observer?.onUpstreamConnected(id, { t, reused: true });
-        return;
-      }
-      let connectEnd: number | undefined;
-      socket.once('connect', () => (connectEnd = performance.now()));
-      socket.once('secureConnect', () => {
-        observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() });
+    const send = (retriesLeft: number): void => {
+      const attempt = httpsRequest({
+        agent,
+        host: facts.upstream.host,
+        port: facts.upstream.port,
+        method: req.method,
+        path: target.upstreamPath,
+        headers,
+        setHost: false,
+        maxHeaderSize: MAX_RESPONSE_HEAD_BYTES,
       });
-    });
-    up.on('finish', () => (requestSent = performance.now()));
+      up = attempt;
+      // Node keeps only the first 2,000 header lines by default and drops the rest silently; Go counts
+      // bytes, not lines. The byte limit above bounds the head.
+      attempt.maxHeadersCount = 0;
+      // A reused connection is published with the answer (or the final failure), so a retried attempt
+      // publishes only the connection that carried the request.
+      let reusedAt: number | undefined;
+      const publishReused = (): void => {
+        if (reusedAt !== undefined) observer?.onUpstreamConnected(id, { t: reusedAt, reused: true });
+        reusedAt = undefined;
+      };
+      attempt.on('socket', (socket) => {
+        const t = performance.now();
+        if (attempt.reusedSocket) {
+          reusedAt = t;
+          return;
+        }
+        let connectEnd: number | undefined;
+        socket.once('connect', () => (connectEnd = performance.now()));
+        socket.once('secureConnect', () => {
+          observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() });
+        });
+      });
+      attempt.on('finish', () => (requestSent = performance.now()));
 
-    relay(req, up, (chunk) => (bytesUp += chunk.length));
+      attempt.on('error', (err: NodeJS.ErrnoException) => {
+        if (ended) return;
+        if (!res.headersSent && retriesLeft > 0 && attempt.reusedSocket && replayable && req.readableEnded && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          send(retriesLeft - 1);
+          return;
+        }
+        publishReused();
+        if (!res.headersSent) {
+          answer(upstreamFailure(err, route));
+        } else {
+          // Mid-body: cut the client connection so kubectl sees a broken stream, never a truncated success.
+          res.destroy();
+          finish('upstream_error', upstreamFailure(err, route));
+        }
+      });
+
+      attempt.on('response', (upRes) => {
+        publishReused();
+        const raw = upRes.rawHeaders;
+        const status = upRes.statusCode ?? 502;
+        if (observer) {
+          const rs = responseFacts(status, raw);
+          observer.onResponseStart(id, rs);
+          tap = createResponseTap({ ...rs, isWatch: info.verb === 'watch' });
+        }
+        try {
+          res.writeHead(status, upRes.statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
+        } catch (err) {
+          internalError(err);
+          upRes.destroy();
+          answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
+          return;
+        }
+        res.flushHeaders();
+        relay(upRes, res, (chunk) => {
+          bytesDown += chunk.length;
+          tap?.write(chunk);
+        });
+        upRes.on('end', () => finish('complete'));
+        upRes.on('error', (err) => {
+          res.destroy();
+          finish('upstream_error', upstreamFailure(err, route));
+        });
+        upRes.on('aborted', () => {
+          res.destroy();
+          finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+        });
+      });
+
+      if (retriesLeft < MAX_RETRIES) attempt.end();
+      else relay(req, attempt, (chunk) => (bytesUp += chunk.length));
+    };
+    send(MAX_RETRIES);
 
     // The client went away (kubectl ^C, a watch cancelled): close the upstream request too.
     res.on('close', () => {
@@ -307,49 +396,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         up.destroy();
         finish('client_abort');
       }
-    });
-
-    up.on('error', (err) => {
-      if (ended) return;
-      if (!res.headersSent) {
-        answer(upstreamFailure(err, route));
-      } else {
-        // Mid-body: cut the client connection so kubectl sees a broken stream, never a truncated success.
-        res.destroy();
-        finish('upstream_error', upstreamFailure(err, route));
-      }
-    });
-
-    up.on('response', (upRes) => {
-      const raw = upRes.rawHeaders;
-      const status = upRes.statusCode ?? 502;
-      if (observer) {
-        const rs = responseFacts(status, raw);
-        observer.onResponseStart(id, rs);
-        tap = createResponseTap({ ...rs, isWatch: parseRequestInfo(facts.method, facts.path, facts.query).verb === 'watch' });
-      }
-      try {
-        res.writeHead(status, upRes.statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
-      } catch (err) {
-        internalError(err);
-        upRes.destroy();
-        answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
-        return;
-      }
-      res.flushHeaders();
-      relay(upRes, res, (chunk) => {
-        bytesDown += chunk.length;
-        tap?.write(chunk);
-      });
-      upRes.on('end', () => finish('complete'));
-      upRes.on('error', (err) => {
-        res.destroy();
-        finish('upstream_error', upstreamFailure(err, route));
-      });
-      upRes.on('aborted', () => {
-        res.destroy();
-        finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
-      });
     });
   }
 
@@ -401,7 +447,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       path: target.upstreamPath,
       headers: forwardHeaders(req.rawHeaders, { keepUpgrade: true, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders,
       setHost: false,
+      maxHeaderSize: MAX_RESPONSE_HEAD_BYTES,
     });
+    up.maxHeadersCount = 0;
     up.on('socket', (s) => {
       const t = performance.now();
       let connectEnd: number | undefined;
@@ -477,6 +525,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       keepAliveTimeout: 60_000,
       headersTimeout: 60_000,
       requestTimeout: 0,
+      maxHeaderSize: MAX_REQUEST_HEAD_BYTES,
     },
     (req, res) => {
       try {
@@ -487,6 +536,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       }
     },
   );
+  // As for responses: the byte limit (maxHeaderSize) bounds a request head, not Node's 2,000-line default.
+  server.maxHeadersCount = 0;
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     try {
       onUpgrade(req, socket, head);
@@ -495,7 +546,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       socket.destroy();
     }
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket));
   server.on('tlsClientError', () => undefined);
 
   await new Promise<void>((resolve, reject) => {
@@ -512,14 +563,41 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     server,
     port,
     url: `https://${hostForUrl}:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of openSockets) s.destroy();
-        pool.destroy();
-      }),
+    // Resolves once the listener and every connection are closed, upgraded tunnels included (the server does
+    // not track those): by then every request has published its `end`, so a caller that flushes telemetry
+    // next has every span.
+    close: async () => {
+      const closed = [new Promise<void>((resolve) => server.close(() => resolve()))];
+      for (const s of openSockets) if (!s.closed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
+      server.closeAllConnections();
+      for (const s of openSockets) s.destroy();
+      pool.destroy();
+      await Promise.all(closed);
+    },
   };
+}
+
+const clientErrorsAnswered = new WeakSet<Duplex>();
+
+/**
+ * A request kubetrail cannot parse gets the answer the apiserver (Go's net/http) gives: 431 for a head over
+ * the limit, 408 for a head that never completes, 400 for anything else malformed; then, like Go, a FIN
+ * and half a second of discarding what the client still sends before closing, so that the client reads
+ * the answer instead of a reset. A connection that failed below HTTP (reset, TLS) is simply closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (clientErrorsAnswered.has(socket)) return;
+  clientErrorsAnswered.add(socket);
+  const code = err.code ?? '';
+  const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code.startsWith('HPE_') ? '400 Bad Request' : undefined;
+  if (status === undefined || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.on('error', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${status}`);
+  socket.resume();
+  setTimeout(() => socket.destroy(), 500).unref();
 }
 
 /** `CN=alice\nO=dev\nO=ops` → { commonName, organizations }. */

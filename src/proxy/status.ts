@@ -33,20 +33,25 @@ export function statusBody(a: ProxyAnswer): string {
   })}\n`;
 }
 
-const HEADERS = (body: string): Record<string, string | number> => ({
-  'content-type': 'application/json',
+const HEADERS = (body: string, contentType = 'application/json'): Record<string, string | number> => ({
+  'content-type': contentType,
   'content-length': Buffer.byteLength(body),
   'cache-control': 'no-cache, private',
   'x-kubetrail-error': 'true',
 });
 
-export function sendStatus(res: ServerResponse, a: ProxyAnswer): void {
-  const body = statusBody(a);
+/**
+ * Answer with a Status, or, with `plainText`, with the message alone as text/plain. client-go reads
+ * discovery documents raw (`Do().Raw()`): of a failed one it shows a text body, but of a JSON one only
+ * "an error on the server ("unknown")", which would hide why kubetrail failed on kubectl's first request.
+ */
+export function sendStatus(res: ServerResponse, a: ProxyAnswer, opts: { plainText?: boolean } = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.writeHead(a.code, HEADERS(body));
+  const body = opts.plainText ? `${a.message}\n` : statusBody(a);
+  res.writeHead(a.code, HEADERS(body, opts.plainText ? 'text/plain; charset=utf-8' : 'application/json'));
   res.end(body);
 }
 
