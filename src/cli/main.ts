@@ -8,7 +8,7 @@ import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
 import { startProxy } from '../proxy/server.ts';
 import { errLine, outLine, writeAll } from './output.ts';
-import { listenUrl, prepare } from './setup.ts';
+import { exposureWarning, listenUrl, prepare } from './setup.ts';
 import { instrument } from './telemetry-setup.ts';
 import { wrap } from './wrap.ts';
 
@@ -35,6 +35,7 @@ function flagValues(cmd: Command): RawValues {
 
 async function runStart(config: Config): Promise<number> {
   const prepared = await prepare(config);
+  if (!prepared.listen.loopback) errLine(exposureWarning(listenUrl(prepared.listen)));
   const telemetry = instrument(config, 'start');
   const observer = telemetry.observer;
   let proxy;

@@ -27,6 +27,11 @@ export function listenUrl(listen: ListenAddress): string {
   return `https://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
 }
 
+/** What binding beyond loopback exposes, said whenever kubetrail is about to do it. */
+export function exposureWarning(url: string): string {
+  return `kubetrail: listening on ${url}, beyond loopback: anyone who can reach it can use kubetrail to reach your clusters with the credentials they send, and read its request log`;
+}
+
 export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Prepared> {
   const listen = parseListen(config.listen, config.allowNonLoopback);
   const kubeconfig = loadKubeconfig({ explicitPath: config.kubeconfig, env });

@@ -15,7 +15,7 @@ import type { Config } from '../config/schema.ts';
 import { KtError } from '../errors.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
-import { listenUrl, prepare, type Prepared } from './setup.ts';
+import { exposureWarning, listenUrl, prepare, type Prepared } from './setup.ts';
 
 export interface WrapHooks {
   /** Observers for this run's requests (telemetry, report). */
@@ -103,6 +103,7 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   const kcArg = takeKubeconfigArg(argv);
   const effective = kcArg.path !== undefined ? { ...config, kubeconfig: kcArg.path } : config;
   const prepared = await prepare(effective, env);
+  if (!prepared.listen.loopback) hooks.warn(exposureWarning(listenUrl(prepared.listen)));
   let proxy: RunningProxy | undefined;
   try {
     proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e) => hooks.warn(`kubetrail: internal error: ${String(e)}`) });

@@ -3,6 +3,7 @@
  * rejected with the file and line; the result is frozen.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isMap, isScalar, parseDocument, type Pair } from 'yaml';
@@ -89,6 +90,8 @@ export function resolveConfig(flags: RawValues, env: NodeJS.ProcessEnv = process
 export interface ListenAddress {
   host: string;
   port: number;
+  /** False only with --allow-non-loopback: callers say what that exposes. */
+  loopback: boolean;
 }
 
 export function parseListen(value: string, allowNonLoopback: boolean): ListenAddress {
@@ -96,12 +99,12 @@ export function parseListen(value: string, allowNonLoopback: boolean): ListenAdd
   const port = Number(m?.[3]);
   if (!m || port > 65535) throw new KtError('KT_ERR_USAGE', `--listen "${value}": expected HOST:PORT, e.g. 127.0.0.1:17443`);
   const host = (m[1] ?? m[2]) as string;
-  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
   if (!loopback && !allowNonLoopback) {
     throw new KtError(
       'KT_ERR_USAGE',
       `--listen "${value}" is not a loopback address: anyone who can reach it can use kubetrail to reach your clusters and read its request log; add --allow-non-loopback if you mean it`,
     );
   }
-  return { host: host === 'localhost' ? '127.0.0.1' : host, port };
+  return { host: host === 'localhost' ? '127.0.0.1' : host, port, loopback };
 }

@@ -139,9 +139,10 @@ export function startTracing(opts: TracingOptions): Tracing {
   );
   const processor = new BatchSpanProcessor(exporter, {
     maxQueueSize: maxQueue,
-    maxExportBatchSize: Math.min(512, maxQueue),
-    scheduledDelayMillis: 500,
-    exportTimeoutMillis: EXPORT_TIMEOUT_MS,
+    // Explicit values override the processor's own OTEL_BSP_* fallbacks, so read them here.
+    maxExportBatchSize: Math.min(positiveInt(env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE) ?? 512, maxQueue),
+    scheduledDelayMillis: positiveInt(env.OTEL_BSP_SCHEDULE_DELAY) ?? 500,
+    exportTimeoutMillis: positiveInt(env.OTEL_BSP_EXPORT_TIMEOUT) ?? EXPORT_TIMEOUT_MS,
   });
   // The batch processor drops spans beyond its queue without saying how many. This gate in front of it keeps
   // the same bound and counts: a span is queued from the moment it is passed on until the processor hands

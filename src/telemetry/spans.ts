@@ -63,9 +63,12 @@ export interface SpanObserver extends StageObserver {
  */
 const INSTANT_MS = 0.001;
 
-function redactQuery(query: string): string {
-  // A continue token is opaque and long; it adds nothing to a span but cardinality.
-  return query.replace(/(^|&)continue=[^&]*/g, '$1continue=REDACTED');
+/**
+ * A continue token is opaque and long: it adds nothing to a span but cardinality. exec's `command`
+ * parameters are the user's command line (`kubectl exec -- sh -c 'PASSWORD=...'`): never recorded.
+ */
+export function redactQuery(query: string): string {
+  return query.replace(/(^|&)(continue|command)=[^&]*/g, '$1$2=REDACTED');
 }
 
 function toOtel(a: Attributes): OtelAttributes {

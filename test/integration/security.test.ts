@@ -214,6 +214,12 @@ describe('the listener', () => {
       expect(existsSync(join(home, 'kubetrail-state'))).toBe(false);
     }
   });
+
+  it('with --allow-non-loopback it listens, and says what that exposes', async () => {
+    const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '0.0.0.0:0', '--allow-non-loopback', '--quiet', '--', 'true'], { env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('kubetrail: listening on https://0.0.0.0:0, beyond loopback: anyone who can reach it can use kubetrail to reach your clusters with the credentials they send, and read its request log');
+  });
 });
 
 describe('private files are created private (no window)', () => {

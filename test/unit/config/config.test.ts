@@ -63,11 +63,12 @@ describe('resolveConfig', () => {
 
 describe('parseListen', () => {
   it('accepts loopback HOST:PORT, refuses others without the explicit flag', () => {
-    expect(parseListen('127.0.0.1:17443', false)).toEqual({ host: '127.0.0.1', port: 17443 });
-    expect(parseListen('localhost:0', false)).toEqual({ host: '127.0.0.1', port: 0 });
-    expect(parseListen('[::1]:9', false)).toEqual({ host: '::1', port: 9 });
+    expect(parseListen('127.0.0.1:17443', false)).toEqual({ host: '127.0.0.1', port: 17443, loopback: true });
+    expect(parseListen('localhost:0', false)).toEqual({ host: '127.0.0.1', port: 0, loopback: true });
+    expect(parseListen('[::1]:9', false)).toEqual({ host: '::1', port: 9, loopback: true });
     expect(() => parseListen('0.0.0.0:17443', false)).toThrow(/not a loopback address: .* --allow-non-loopback/);
-    expect(parseListen('0.0.0.0:17443', true)).toEqual({ host: '0.0.0.0', port: 17443 });
+    expect(() => parseListen('127.example.com:1', false)).toThrow(/not a loopback address/);
+    expect(parseListen('0.0.0.0:17443', true)).toEqual({ host: '0.0.0.0', port: 17443, loopback: false });
     expect(() => parseListen('17443', false)).toThrow('--listen "17443": expected HOST:PORT');
     expect(() => parseListen('127.0.0.1:70000', false)).toThrow(/expected HOST:PORT/);
   });
