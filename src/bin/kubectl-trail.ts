@@ -5,4 +5,4 @@
  */
 import { main } from '../cli/main.ts';
 
-process.exitCode = await main(['--', process.env.KUBETRAIL_KUBECTL ?? 'kubectl', ...process.argv.slice(2)]);
+process.exit(await main(['--', process.env.KUBETRAIL_KUBECTL ?? 'kubectl', ...process.argv.slice(2)]));

@@ -9,6 +9,7 @@
  * (OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*, OTEL_EXPORTER_OTLP_[TRACES_]HEADERS/TIMEOUT); the resource
  * detector reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; OTEL_SDK_DISABLED turns export off.
  */
+import { connect } from 'node:net';
 import { TraceFlags, type Tracer } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -57,6 +58,28 @@ export interface TracingOptions {
 }
 
 /** Counts what the batch processor hands over and what comes back, and reports the first failure. */
+/** True only when the endpoint's host actively refuses a TCP connection (within 250 ms). */
+function refusesConnections(endpoint: string): Promise<boolean> {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return Promise.resolve(false);
+  }
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  return new Promise((resolve) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port });
+    const done = (refused: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(refused);
+    };
+    const timer = setTimeout(() => done(false), 250);
+    socket.once('connect', () => done(false));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
+  });
+}
+
 class GuardedExporter implements SpanExporter {
   /** The first failure has been reported (or must no longer be: the shutdown summary said it). */
   warned = false;
@@ -200,6 +223,16 @@ export function startTracing(opts: TracingOptions): Tracing {
     dropped,
     drops,
     async shutdown(timeoutMs = EXPORT_TIMEOUT_MS) {
+      // A collector that refuses connections makes the exporter retry with a ~1 s backoff. When nothing
+      // was ever exported, check first (a loopback connect answers in microseconds) and do not wait for it.
+      if (!disabled && exporter.exported === 0 && (await refusesConnections(opts.endpoint))) {
+        timeoutMs = 0;
+        exporter.firstFailure ??= 'connection refused';
+        if (!exporter.warned) {
+          exporter.warned = true;
+          opts.warn(`kubetrail: cannot export traces to ${opts.endpoint} (connection refused); traces are dropped, kubectl is unaffected`);
+        }
+      }
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, timeoutMs);
