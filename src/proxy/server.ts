@@ -10,7 +10,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { createServer, request as httpsRequest, type Server } from 'node:https';
+import { createServer, request as httpsRequest, type Agent, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -158,6 +158,31 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const peers = new WeakMap<object, PeerIdentity>();
   const openSockets = new Set<Duplex>();
 
+  /** The request to the apiserver, as kubectl sent it (method, path, headers), on the given agent. */
+  function upstreamRequest(agent: Agent, facts: RequestStart, target: Target, headers: OutgoingHttpHeaders): ClientRequest {
+    const up = httpsRequest({
+      agent,
+      host: facts.upstream.host,
+      port: facts.upstream.port,
+      method: facts.method,
+      path: target.upstreamPath,
+      headers,
+      setHost: false,
+      maxHeaderSize: MAX_RESPONSE_HEAD_BYTES,
+    });
+    // Node keeps only the first 2,000 header lines by default and drops the rest silently; Go counts
+    // bytes, not lines. The byte limit above bounds the head.
+    up.maxHeadersCount = 0;
+    return up;
+  }
+
+  /** Publish the connect and TLS times of a new upstream connection once its handshake is done. */
+  function timeNewConnection(socket: Duplex, id: string, t: number): void {
+    let connectEnd: number | undefined;
+    socket.once('connect', () => (connectEnd = performance.now()));
+    socket.once('secureConnect', () => observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }));
+  }
+
   function peerOf(socket: Socket): PeerIdentity {
     let peer = peers.get(socket);
     if (!peer) {
@@ -301,20 +326,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let up: ClientRequest;
 
     const send = (retriesLeft: number): void => {
-      const attempt = httpsRequest({
-        agent,
-        host: facts.upstream.host,
-        port: facts.upstream.port,
-        method: req.method,
-        path: target.upstreamPath,
-        headers,
-        setHost: false,
-        maxHeaderSize: MAX_RESPONSE_HEAD_BYTES,
-      });
+      const attempt = upstreamRequest(agent, facts, target, headers);
       up = attempt;
-      // Node keeps only the first 2,000 header lines by default and drops the rest silently; Go counts
-      // bytes, not lines. The byte limit above bounds the head.
-      attempt.maxHeadersCount = 0;
       // A reused connection is published with the answer (or the final failure), so a retried attempt
       // publishes only the connection that carried the request.
       let reusedAt: number | undefined;
@@ -328,11 +341,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           reusedAt = t;
           return;
         }
-        let connectEnd: number | undefined;
-        socket.once('connect', () => (connectEnd = performance.now()));
-        socket.once('secureConnect', () => {
-          observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() });
-        });
+        timeNewConnection(socket, id, t);
       });
       attempt.on('finish', () => (requestSent = performance.now()));
 
@@ -438,24 +447,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const { route } = target;
     openSockets.add(socket);
     socket.on('close', () => openSockets.delete(socket));
-    const up = httpsRequest({
-      // A dedicated, never pooled connection: after a 101 it belongs to this tunnel.
-      agent: pool.agentFor(route, peer.identity, false),
-      host: facts.upstream.host,
-      port: facts.upstream.port,
-      method: req.method,
-      path: target.upstreamPath,
-      headers: forwardHeaders(req.rawHeaders, { keepUpgrade: true, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders,
-      setHost: false,
-      maxHeaderSize: MAX_RESPONSE_HEAD_BYTES,
-    });
-    up.maxHeadersCount = 0;
-    up.on('socket', (s) => {
-      const t = performance.now();
-      let connectEnd: number | undefined;
-      s.once('connect', () => (connectEnd = performance.now()));
-      s.once('secureConnect', () => observer?.onUpstreamConnected(id, { t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }));
-    });
+    // A dedicated, never pooled connection: after a 101 it belongs to this tunnel.
+    const up = upstreamRequest(
+      pool.agentFor(route, peer.identity, false),
+      facts,
+      target,
+      forwardHeaders(req.rawHeaders, { keepUpgrade: true, host: route.server.host, add: added }) as unknown as OutgoingHttpHeaders,
+    );
+    up.on('socket', (s) => timeNewConnection(s, id, performance.now()));
     const headLines = (status: number, message: string | undefined, raw: string[]): string => {
       let s = `HTTP/1.1 ${status} ${message ?? ''}\r\n`;
       for (let i = 0; i < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`;
