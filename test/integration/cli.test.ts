@@ -15,6 +15,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { KUBETRAIL_BIN, runKubetrail } from '../helpers/run-kubetrail.ts';
+import { unusedPort } from '../helpers/ports.ts';
 
 let fake: FakeApiserver;
 let dir: string;
@@ -32,15 +33,6 @@ afterAll(async () => {
   await fake.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** A port nobody listens on right now (bound, read, released): only for the stable-port tests below. */
-async function reservePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function wrapped(args: string[], home: string, extra: string[] = []): ReturnType<typeof runKubetrail> {
   return runKubetrail(['--kubeconfig', kubeconfig, '--quiet', ...extra, '--', kubectlPath('1.33'), ...args], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' } });
@@ -70,7 +62,7 @@ describe('files', () => {
 
 describe('the stable port and kubectl caches', () => {
   it('a second wrapped `get pods` sends no discovery requests, exactly as a second direct run', async () => {
-    const port = await reservePort();
+    const port = await unusedPort();
     const home = freshHome();
     let mark = fake.requests.length;
     expect((await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`])).code).toBe(0);
@@ -105,7 +97,7 @@ describe('the stable port and kubectl caches', () => {
   });
 
   it('shares the port with a running `kubetrail start` for the same clusters; it logs the requests', async () => {
-    const port = await reservePort();
+    const port = await unusedPort();
     const home = freshHome();
     const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
@@ -156,7 +148,7 @@ describe('identity presented by a real kubectl', () => {
     const written = await runKubetrail(['--kubeconfig', kubeconfig, 'kubeconfig', '--listen', '127.0.0.1:0'], { env: kubetrailEnv(home) });
     expect(written.code).toBe(0);
     // Serve the real kubeconfig...
-    const port = await reservePort();
+    const port = await unusedPort();
     const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--quiet'], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     start.stdout.on('data', (c: Buffer) => (out += c.toString()));

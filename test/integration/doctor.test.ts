@@ -14,6 +14,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
+import { unusedPort } from '../helpers/ports.ts';
 
 let fake: FakeApiserver;
 let receiver: OtlpReceiver;
@@ -21,15 +22,6 @@ let jaeger: HttpServer;
 let jaegerUrl: string;
 let dir: string;
 let kubeconfig: string;
-
-/** A port nobody listens on right now (bound, read, released). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kt-doctor-'));
@@ -77,7 +69,7 @@ describe('kubetrail doctor', () => {
     const stateDir = join(home, 'kubetrail-state');
     expect((await runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig], { env: kubetrailEnv(home) })).code).toBe(0);
     const before = snapshot(stateDir);
-    const listenPort = await closedPort();
+    const listenPort = await unusedPort();
     const mark = fake.requests.length;
 
     const r = await doctor(['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${listenPort}`], home);
@@ -126,7 +118,7 @@ describe('kubetrail doctor', () => {
     const good = base.clusters[0]?.cluster ?? {};
     const otherCa = join(dir, 'other-ca.crt');
     writeFileSync(otherCa, fake.ca.certPem); // the client CA: it did not sign the serving certificate
-    const down = await closedPort();
+    const down = await unusedPort();
     const broken = join(dir, 'broken.kubeconfig');
     writeFileSync(
       broken,
@@ -152,7 +144,7 @@ describe('kubetrail doctor', () => {
       }),
       { mode: 0o600 },
     );
-    const closedOtlp = await closedPort();
+    const closedOtlp = await unusedPort();
     // Something that is not kubetrail holds the listen port.
     const squatter: Server = createServer((s) => s.destroy());
     await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
@@ -210,7 +202,7 @@ describe('kubetrail doctor', () => {
   it('a malformed kubeconfig: the one-line error with file and line, and the other checks still run', async () => {
     const bad = join(dir, 'malformed.kubeconfig');
     writeFileSync(bad, 'apiVersion: v1\nclusters:\n  - name: x\n    cluster: {server: https://a\n', { mode: 0o600 });
-    const r = await doctor(['--kubeconfig', bad, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${await closedPort()}`], freshHome());
+    const r = await doctor(['--kubeconfig', bad, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${await unusedPort()}`], freshHome());
     const out = r.stdout.toString();
     expect(r.code, out).toBe(1);
     expect(out).toMatch(new RegExp(`^fail  kubeconfig: kubeconfig ${bad.replace(/[.]/g, '\\.')}:\\d+: .+\\n {6}fix: fix the file named \\(kubectl reads it the same way`, 'm'));
@@ -220,7 +212,7 @@ describe('kubetrail doctor', () => {
 
   it('--context checks that context only, and names the ones that exist when it does not', async () => {
     const home = freshHome();
-    const args = ['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${await closedPort()}`];
+    const args = ['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${await unusedPort()}`];
     const one = await doctor([...args, '--context', 'tina'], home);
     expect(one.code, one.stdout.toString()).toBe(0);
     expect(one.stdout.toString().match(/^ok {4}context (\w+):/gm)).toEqual(['ok    context tina:', 'ok    context tina:', 'ok    context tina:']);

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { KUBETRAIL_BIN, runKubetrail, runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
+import { unusedPort } from '../helpers/ports.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const README = readFileSync(join(REPO, 'README.md'), 'utf8');
@@ -152,14 +153,6 @@ let kubeconfig: string;
 /** First on PATH: `kubectl` (the real 1.33), `node` (Node 24), and `npx` running this checkout's kubetrail. */
 let bin: string;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'kt-readme-'));
   fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
@@ -229,7 +222,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
   };
 
   it('npx kubetrail doctor, then npx kubetrail -- kubectl get pods', async () => {
-    const env = userEnv(freshHome(), { KUBETRAIL_LISTEN: `127.0.0.1:${await freePort()}` });
+    const env = userEnv(freshHome(), { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` });
     const doc = await run('npx kubetrail doctor', env);
     expect(doc.code, doc.stdout.toString()).toBe(0);
     expect(doc.stdout.toString()).toMatch(/\ndoctor: all checks passed\n$/);
@@ -243,7 +236,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
 
   it('npx kubetrail --context staging --quiet -- kubectl get pods -A; npx kubetrail kubeconfig', async () => {
     const home = freshHome();
-    const env = userEnv(home, { KUBETRAIL_LISTEN: `127.0.0.1:${await freePort()}` });
+    const env = userEnv(home, { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` });
     const before = receiver.spans.length;
     const r = await run('npx kubetrail --context staging --quiet -- kubectl get pods -A', env);
     expect(r.code, r.stderr).toBe(0);
@@ -262,7 +255,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
 
   it('npm link; kubectl plugin list; KUBETRAIL_JAEGER_URL=... kubectl trail get pods', async () => {
     const prefix = join(work, 'npm-prefix');
-    const env = userEnv(freshHome(), { npm_config_prefix: prefix, KUBETRAIL_LISTEN: `127.0.0.1:${await freePort()}` });
+    const env = userEnv(freshHome(), { npm_config_prefix: prefix, KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` });
     const link = await run('npm link', env);
     expect(link.code, link.stderr).toBe(0);
     expect(readdirSync(join(prefix, 'bin')).sort()).toEqual(['kubectl-trail', 'kubetrail']);
@@ -477,7 +470,7 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
         if (['KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'JAEGER_URL'].includes(k)) vars[k] = l.slice(eq + 1);
       }
       expect(Object.keys(vars).sort()).toEqual(['JAEGER_URL', 'KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
-      const env = { ...home, ...vars, KUBETRAIL_LISTEN: `127.0.0.1:${await freePort()}` };
+      const env = { ...home, ...vars, KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` };
 
       const traced = await sh('npx kubetrail --jaeger-url "$JAEGER_URL" -- kubectl --context alice get pods', env);
       expect(traced.code, traced.stderr).toBe(0);
