@@ -42,6 +42,36 @@ export const ROUTE_PREFIX = '/c/';
  */
 export const SNI_SUFFIX = '.kubetrail.localhost';
 
+/**
+ * A wrapped command's requests carry a command tag in SNI (`<id>--w<tag>.kubetrail.localhost`): the
+ * background kubetrail groups them into that command's trace. The server URL (and with it kubectl's
+ * discovery and HTTP caches) does not change; the serving certificate covers `*.kubetrail.localhost`.
+ * One DNS label: a route id is at most 49 characters, so a tag is at most 10 (63 in all).
+ */
+const TAG_SEP = '--w';
+const TAG_RE = /^[0-9a-z]{6,10}$/;
+
+export function isCommandTag(tag: string): boolean {
+  return TAG_RE.test(tag);
+}
+
+export function taggedServerName(id: string, tag: string): string {
+  if (!isCommandTag(tag)) throw new Error(`invalid command tag ${JSON.stringify(tag)}`);
+  return `${id}${TAG_SEP}${tag}${SNI_SUFFIX}`;
+}
+
+/** The route id and command tag named by a TLS server name, if it is one of kubetrail's. */
+export function parseServerName(name: string | false | null | undefined): { routeId: string; tag: string | undefined } | undefined {
+  if (typeof name !== 'string' || !name.endsWith(SNI_SUFFIX)) return undefined;
+  const label = name.slice(0, -SNI_SUFFIX.length);
+  const sep = label.lastIndexOf(TAG_SEP);
+  if (sep > 0) {
+    const tag = label.slice(sep + TAG_SEP.length);
+    if (isCommandTag(tag)) return { routeId: label.slice(0, sep), tag };
+  }
+  return { routeId: label, tag: undefined };
+}
+
 export function routeId(clusterName: string): string {
   const slug = clusterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   const hash = createHash('sha256').update(clusterName).digest('hex').slice(0, 8);
@@ -121,6 +151,8 @@ export interface RewriteOptions {
   caPem: string;
   /** Override current-context (kubetrail's own --context flag). */
   currentContext?: string | undefined;
+  /** Tag every request made with this kubeconfig as one command's (wrap mode with a background kubetrail). */
+  commandTag?: string | undefined;
 }
 
 /** The rewritten kubeconfig as a plain object, ready to be serialised. */
@@ -132,7 +164,7 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
     for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) delete cluster[k];
     cluster.server = `${base}${ROUTE_PREFIX}${routeId(name)}`;
     cluster['certificate-authority-data'] = caData;
-    cluster['tls-server-name'] = `${routeId(name)}${SNI_SUFFIX}`;
+    cluster['tls-server-name'] = opts.commandTag === undefined ? `${routeId(name)}${SNI_SUFFIX}` : taggedServerName(routeId(name), opts.commandTag);
     return { name, cluster };
   });
   const current = opts.currentContext ?? kc.currentContext;

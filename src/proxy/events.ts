@@ -27,6 +27,8 @@ export interface RequestStart {
   userAgent: string | undefined;
   kubectlCommand: string | undefined;
   kubectlSession: string | undefined;
+  /** The wrapped command these requests belong to, from TLS SNI (kubeconfig/rewrite.ts), if tagged. */
+  commandTag: string | undefined;
   /** Audit-ID the client itself sent, if any. */
   clientAuditId: string | undefined;
   /** Non-secret identity facts from stages/auth. */

@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { describeError, type ErrorCode } from '../errors.ts';
-import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
+import { certFingerprint, parseServerName, ROUTE_PREFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
 import type { LocalPki } from '../pki/local-ca.ts';
 import { authAttributes } from '../stages/auth.ts';
 import { isDiscovery, parseRequestInfo } from '../stages/request-info.ts';
@@ -34,6 +34,11 @@ export interface ProxyOptions {
   observer?: StageObserver | undefined;
   /** Called for failures inside kubetrail itself (never with a secret). */
   onInternalError?: (err: unknown) => void;
+  /**
+   * Control requests the core does not answer itself (`subpath` is the path after CONTROL_PREFIX, without
+   * the query): return true when handled. The CLI's background kubetrail answers its wrappers here.
+   */
+  onControl?: (subpath: string, req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 export interface RunningProxy {
@@ -127,7 +132,7 @@ function resolveTarget(routes: Routes, url: string, servername: string | false |
   if (!url.startsWith(ROUTE_PREFIX)) {
     // A server-relative request (kubectl get --raw, OpenAPI v3 serverRelativeURL): route by SNI and
     // forward the path as kubectl sent it, as it would reach the apiserver without kubetrail.
-    const id = typeof servername === 'string' && servername.endsWith(SNI_SUFFIX) ? servername.slice(0, -SNI_SUFFIX.length) : undefined;
+    const id = parseServerName(servername)?.routeId;
     const route = id === undefined ? undefined : routes.clusters.get(id);
     if (!route) return undefined;
     const q = url.indexOf('?');
@@ -222,6 +227,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       userAgent: header(raw, 'user-agent'),
       kubectlCommand: header(raw, 'kubectl-command'),
       kubectlSession: header(raw, 'kubectl-session'),
+      commandTag: parseServerName((req.socket as TLSSocket).servername)?.tag,
       clientAuditId: header(raw, 'audit-id'),
       auth: authAttributes({
         authorization: header(raw, 'authorization'),
@@ -263,6 +269,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       res.end();
       return;
     }
+    if (opts.onControl?.(path.slice(CONTROL_PREFIX.length), req, res)) return;
     res.writeHead(404);
     res.end();
   }

@@ -27,6 +27,8 @@ interface Command {
   open: number;
   requests: RequestSummary[];
   idleTimer: NodeJS.Timeout | undefined;
+  /** Set by finishCommand() while it waits for the command's open requests to end. */
+  onIdle: (() => void) | undefined;
 }
 
 interface Pending {
@@ -55,7 +57,21 @@ export interface SpanObserverOptions {
 export interface SpanObserver extends StageObserver {
   /** End every open command (the wrapped kubectl exited, or kubetrail is stopping). */
   finishAll(): void;
+  /**
+   * End the command tagged `tag` (its wrapper's kubectl exited) once its open requests have ended, or after
+   * `waitMs` whatever is still open; resolves to its summary, also when it had already ended by idle
+   * (recent ones are kept), or undefined when no request ever carried the tag.
+   */
+  finishCommand(tag: string, waitMs: number): Promise<CommandSummary | undefined>;
 }
+
+/**
+ * A tagged command is ended by its wrapper; idle only ends one whose wrapper vanished. Finished tagged
+ * commands are kept for their wrappers this long, at most RECENT_MAX of them.
+ */
+const TAGGED_IDLE_MS = 60_000;
+const RECENT_MS = 60_000;
+const RECENT_MAX = 64;
 
 /**
  * auth and rbac are decisions, not waits: they last one microsecond. (A zero-length span makes Jaeger
@@ -81,9 +97,18 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   const pending = new Map<string, Pending>();
   const at = (start: RequestStart, t: number): number => start.startedAt + (t - start.t0);
 
+  const recent = new Map<string, { summary: CommandSummary; at: number }>();
+
+  function remember(key: string, summary: CommandSummary): void {
+    const now = Date.now();
+    for (const [k, v] of recent) if (recent.size >= RECENT_MAX || now - v.at > RECENT_MS) recent.delete(k);
+    recent.set(key, { summary, at: now });
+  }
+
   function endCommand(cmd: Command): void {
     if (!commands.delete(cmd.key)) return;
     if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
+    cmd.onIdle = undefined;
     const sum = totals(cmd.requests);
     cmd.root.setAttributes({
       [sc.ATTR_COMMAND_REQUESTS]: sum.requests,
@@ -98,18 +123,26 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       cmd.root.setStatus({ code: SpanStatusCode.ERROR });
     }
     cmd.root.end(cmd.lastEnd);
-    opts.onCommandFinished?.({
+    const summary: CommandSummary = {
       traceId: cmd.traceId,
       command: cmd.command,
       session: cmd.session,
       startedAt: cmd.startedAt,
       durationMs: cmd.lastEnd - cmd.startedAt,
       requests: [...cmd.requests].sort((a, b) => a.startedAt - b.startedAt),
-    });
+    };
+    if (cmd.key.startsWith('tag:')) remember(cmd.key, summary);
+    opts.onCommandFinished?.(summary);
   }
 
   function commandFor(start: RequestStart, name: string): Command {
-    const key = opts.singleCommand ? 'wrapped' : start.kubectlSession ? `session:${start.kubectlSession}` : `request:${start.id}`;
+    const key = start.commandTag
+      ? `tag:${start.commandTag}`
+      : opts.singleCommand
+        ? 'wrapped'
+        : start.kubectlSession
+          ? `session:${start.kubectlSession}`
+          : `request:${start.id}`;
     let cmd = commands.get(key);
     if (cmd && cmd.command !== start.kubectlCommand && cmd.session === undefined && start.kubectlCommand) {
       // The first request had no Kubectl-Command (dispatcher probe): name the trace after kubectl's command.
@@ -139,6 +172,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         open: 0,
         requests: [],
         idleTimer: undefined,
+        onIdle: undefined,
       };
       commands.set(key, cmd);
     }
@@ -281,14 +315,32 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       });
       command.lastEnd = Math.max(command.lastEnd, endAt);
       command.open--;
-      if (command.open === 0 && opts.idleMs > 0) {
-        command.idleTimer = setTimeout(() => endCommand(command), opts.idleMs);
+      if (command.open === 0 && command.onIdle) {
+        command.onIdle();
+      } else if (command.open === 0 && opts.idleMs > 0) {
+        const tagged = command.key.startsWith('tag:');
+        command.idleTimer = setTimeout(() => endCommand(command), tagged ? Math.max(opts.idleMs, TAGGED_IDLE_MS) : opts.idleMs);
         command.idleTimer.unref();
       }
     },
 
     finishAll() {
       for (const cmd of [...commands.values()]) endCommand(cmd);
+    },
+
+    finishCommand(tag, waitMs) {
+      const key = `tag:${tag}`;
+      const cmd = commands.get(key);
+      if (!cmd) return Promise.resolve(recent.get(key)?.summary);
+      return new Promise((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          endCommand(cmd);
+          resolve(recent.get(key)?.summary);
+        };
+        const timer = setTimeout(done, cmd.open === 0 ? 0 : waitMs);
+        cmd.onIdle = done;
+      });
     },
   };
 }

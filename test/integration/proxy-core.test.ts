@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
-import { buildRoutes, routeId, SNI_SUFFIX } from '../../src/kubeconfig/rewrite.ts';
+import { buildRoutes, routeId, SNI_SUFFIX, taggedServerName } from '../../src/kubeconfig/rewrite.ts';
 import { createCA, issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
 import type { RequestEnd, RequestStart, StageObserver } from '../../src/proxy/events.ts';
@@ -210,6 +210,16 @@ describe('forwarding', () => {
     const unknown = await send('', '/version', { servername: `nope${SNI_SUFFIX}` });
     expect(unknown.status).toBe(404);
     expect(JSON.parse(unknown.body.toString()) as unknown).toMatchObject({ kind: 'Status', code: 404, details: { causes: [{ reason: 'KT_ERR_NO_ROUTE' }] } });
+  });
+
+  it("publishes the command tag a wrapped command's kubeconfig puts in SNI, and routes by the tagged name", async () => {
+    handler = (_req, res) => res.end('ok');
+    const tagged = taggedServerName(routeId('main'), 'k7q2m9x1a0');
+    const before = started.length;
+    expect((await send('main', '/api/v1/pods', { servername: tagged })).status).toBe(200);
+    expect((await send('', '/version', { servername: tagged })).status).toBe(200);
+    expect((await send('main', '/api/v1/pods')).status).toBe(200);
+    expect(started.slice(before).map((s) => s.commandTag)).toEqual(['k7q2m9x1a0', 'k7q2m9x1a0', undefined]);
   });
 
   it('streams: a chunk reaches the client before the apiserver finishes the response', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadKubeconfig } from '../../../src/kubeconfig/load.ts';
-import { buildRoutes, rewriteKubeconfig, routeId } from '../../../src/kubeconfig/rewrite.ts';
+import { buildRoutes, parseServerName, rewriteKubeconfig, routeId, taggedServerName } from '../../../src/kubeconfig/rewrite.ts';
 import { writeKubeconfig } from '../../../src/kubeconfig/write.ts';
 import { createCA, issueCert } from '../../../src/pki/certs.ts';
 import { isKtError } from '../../../src/errors.ts';
@@ -139,6 +139,24 @@ describe('rewrite', () => {
     expect(new Set(ids).size).toBe(names.length);
     for (const id of ids) expect(id).toMatch(/^[a-z0-9-]+$/);
     expect(routeId('kind-kind')).toBe(ids[2]);
+  });
+
+  it("tags a wrapped command's kubeconfig in SNI only, within one DNS label, and parses the tag back", () => {
+    const a = file('k', 'clusters:\n- name: "arn:aws:eks:us-east-1:123456789012:cluster/a-very-long-production-cluster-name"\n  cluster: {server: "https://10.0.0.1:6443"}\n');
+    const kc = loadKubeconfig({ explicitPath: a, env: {} });
+    const plain = rewriteKubeconfig(kc, { listenUrl: 'https://127.0.0.1:17443', caPem: 'X' });
+    const tagged = rewriteKubeconfig(kc, { listenUrl: 'https://127.0.0.1:17443', caPem: 'X', commandTag: 'abc123xyz9' });
+    const [p0] = plain.clusters as { cluster: Record<string, string> }[];
+    const [t0] = tagged.clusters as { cluster: Record<string, string> }[];
+    expect(t0?.cluster.server).toBe(p0?.cluster.server);
+    const sni = t0?.cluster['tls-server-name'] ?? '';
+    expect(sni).not.toBe(p0?.cluster['tls-server-name']);
+    expect(sni.split('.')[0]?.length).toBeLessThanOrEqual(63);
+    const id = [...buildRoutes(kc).clusters.keys()][0];
+    expect(parseServerName(sni)).toEqual({ routeId: id, tag: 'abc123xyz9' });
+    expect(parseServerName(p0?.cluster['tls-server-name'])).toEqual({ routeId: id, tag: undefined });
+    expect(parseServerName('localhost')).toBeUndefined();
+    expect(() => taggedServerName(id ?? '', 'NOT-A-TAG')).toThrow(/invalid command tag/);
   });
 
   it('indexes client-certificate users by the exact certificate bytes', async () => {

@@ -1,0 +1,83 @@
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RequestStart } from '../../../src/proxy/events.ts';
+import { createSpanObserver } from '../../../src/telemetry/spans.ts';
+
+const exporter = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const tracer = provider.getTracer('test');
+
+let n = 0;
+function start(over: Partial<RequestStart>): RequestStart {
+  n++;
+  return {
+    id: `r${n}`,
+    startedAt: Date.now(),
+    t0: performance.now(),
+    method: 'GET',
+    path: '/api/v1/namespaces/default/pods',
+    query: 'limit=500',
+    cluster: 'kind',
+    upstream: { host: '127.0.0.1', port: 6443 },
+    upgrade: false,
+    userAgent: 'kubectl/v1.33.1',
+    kubectlCommand: 'kubectl get',
+    kubectlSession: undefined,
+    commandTag: undefined,
+    clientAuditId: undefined,
+    auth: {},
+    insecure: false,
+    ...over,
+  };
+}
+
+function request(obs: ReturnType<typeof createSpanObserver>, over: Partial<RequestStart>): () => void {
+  const s = start(over);
+  obs.onRequestStart(s);
+  obs.onResponseStart(s.id, { t: performance.now(), statusCode: 200, contentType: 'application/json', contentEncoding: undefined, auditId: undefined, flowSchemaUid: undefined, priorityLevelUid: undefined, retryAfter: undefined, warnings: [] });
+  return () => obs.onRequestEnd(s.id, { t: performance.now(), outcome: 'complete', bytesDown: 10, bytesUp: 0 });
+}
+
+afterEach(() => exporter.reset());
+
+describe('tagged commands (wrap mode with a background kubetrail)', () => {
+  it('gives each tag its own trace, whatever the sessions, and finishes one tag without touching the other', async () => {
+    const obs = createSpanObserver({ tracer, idleMs: 1000 });
+    // The gcloud dispatcher's probe has no session; kubectl's requests have one; all carry the tag.
+    request(obs, { commandTag: 'aaaaaa1', kubectlCommand: undefined, path: '/version' })();
+    request(obs, { commandTag: 'bbbbbb2', kubectlSession: 's-b' })();
+    request(obs, { commandTag: 'aaaaaa1', kubectlSession: 's-a' })();
+    const a = await obs.finishCommand('aaaaaa1', 1000);
+    expect(a?.requests.map((r) => r.path)).toEqual(['/version', '/api/v1/namespaces/default/pods']);
+    expect(a?.command).toBe('kubectl get');
+    const roots = exporter.getFinishedSpans().filter((s) => s.parentSpanContext === undefined);
+    expect(roots.map((r) => r.spanContext().traceId)).toEqual([a?.traceId]);
+    const b = await obs.finishCommand('bbbbbb2', 1000);
+    expect(b?.requests).toHaveLength(1);
+    expect(b?.traceId).not.toBe(a?.traceId);
+  });
+
+  it('waits for a request still open when the wrapper asks, and returns a command already ended by idle', async () => {
+    const obs = createSpanObserver({ tracer, idleMs: 1 });
+    const end = request(obs, { commandTag: 'cccccc3' });
+    const finished = obs.finishCommand('cccccc3', 5000);
+    let resolved = false;
+    void finished.then(() => (resolved = true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(resolved).toBe(false);
+    end();
+    expect((await finished)?.requests).toHaveLength(1);
+    // Asked again (a retried control call): the same summary, not a new trace.
+    expect((await obs.finishCommand('cccccc3', 10))?.traceId).toBe((await finished)?.traceId);
+    expect(await obs.finishCommand('neverseen', 10)).toBeUndefined();
+  });
+
+  it('stops waiting after waitMs when a request never ends', async () => {
+    const obs = createSpanObserver({ tracer, idleMs: 1000 });
+    request(obs, { commandTag: 'dddddd4', query: 'watch=true' });
+    const t = performance.now();
+    const sum = await obs.finishCommand('dddddd4', 50);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(45);
+    expect(sum?.requests).toHaveLength(0);
+  });
+});
