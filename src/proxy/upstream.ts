@@ -7,7 +7,7 @@
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { ClientIdentity, ClusterRoute } from '../kubeconfig/rewrite.ts';
 
@@ -77,8 +77,13 @@ export class UpstreamPool {
     const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}\0${pooled ? 'pool' : 'once'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
+      // One OpenSSL context per (cluster, identity), not per connection: given ca/cert/key, every
+      // tls.connect() builds its own (~40 kB of native memory, held for a watch's whole life). Verification,
+      // SNI and ALPN stay per connection; without a ca the context trusts the same default roots.
+      const { ca, cert, key: privateKey, ...perConnection } = tlsOptionsFor(route, identity);
       const options: AgentOptions = {
-        ...tlsOptionsFor(route, identity),
+        ...perConnection,
+        secureContext: createSecureContext({ ca, cert, key: privateKey }),
         keepAlive: pooled,
         // Watches and log streams stay open for up to an hour: never time a socket out from our side.
         timeout: 0,
