@@ -31,6 +31,8 @@ export const ATTR_DECODE_WATCH_EVENTS_DROPPED = 'decode.watch.events_dropped';
 export const ATTR_DECODE_LINES = 'decode.lines';
 export const ATTR_DECODE_ERROR = 'decode.error';
 export const ATTR_DECODE_ABORTED = 'decode.aborted';
+export const ATTR_DECODE_PARTIAL = 'decode.partial';
+export const ATTR_DECODE_SCANNED_BYTES = 'decode.scanned_bytes';
 
 /** Name of the span event added per recorded watch event. */
 export const WATCH_EVENT_NAME = 'watch.event';
@@ -77,6 +79,10 @@ export function decodeAttributes(r: DecodeResult): Attributes {
   setAttr(a, ATTR_DECODE_LINES, r.lines);
   setAttr(a, ATTR_DECODE_ERROR, r.error);
   if (r.aborted) setAttr(a, ATTR_DECODE_ABORTED, true);
+  if (r.partial === true) {
+    setAttr(a, ATTR_DECODE_PARTIAL, true);
+    setAttr(a, ATTR_DECODE_SCANNED_BYTES, r.scannedBytes);
+  }
   return a;
 }
 

@@ -6,15 +6,20 @@
  *   const d = createDecoder({ contentType, contentEncoding, statusCode, isWatch });
  *   res.on('data', (chunk) => { client.write(chunk); d.write(chunk); });
  *   res.on('end', () => publish(d.end()));   // or d.abort() when the stream was cut
+ *
+ * A document is read up to `DecoderOptions.maxScanBytes` decoded bytes (see types.ts); past that the
+ * decoder only counts bytes and the result is marked `partial`.
  */
 import { Collector, F_API_VERSION, F_KIND, F_REMAINING, F_RV } from './collector.ts';
 import { normalizeContentType, parseContentEncoding, parseMediaType, selectFormat } from './content-type.ts';
 import { createInflater, type Inflater } from './inflate.ts';
 import { JsonScanner } from './json-scanner.ts';
 import { ProtobufScanner } from './protobuf-scanner.ts';
-import type { DecodeErrorCode, DecodeInput, DecodeResult, Decoder, DecoderOptions } from './types.ts';
+import type { DecodeErrorCode, DecodeInput, DecodeProgress, DecodeResult, Decoder, DecoderOptions } from './types.ts';
 
 const DEFAULT_MAX_WATCH_RECORDS = 100;
+/** See `DecoderOptions.maxScanBytes` for why 16 MiB. */
+export const DEFAULT_MAX_SCAN_BYTES = 16 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
 /** Counts lines of a text body (pod logs). */
@@ -69,9 +74,20 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
       break;
   }
   const reads = format !== 'opaque';
+  // The budget bounds per-byte work: JSON scanning and decompression. Streams are not bounded.
+  const bounded = format === 'json' || (format === 'protobuf' && encoding.coding !== 'identity');
+  const maxScan = options.maxScanBytes;
+  const budget = !bounded
+    ? Infinity
+    : maxScan !== undefined && (Number.isSafeInteger(maxScan) || maxScan === Infinity) && maxScan >= 0
+      ? maxScan
+      : DEFAULT_MAX_SCAN_BYTES;
 
   let bytes = 0;
   let decodedBytes = 0;
+  /** Decoded bytes handed to the scanner (less than decodedBytes only once the budget ran out). */
+  let scannedBytes = 0;
+  let partial = false;
   let error: DecodeErrorCode | undefined;
   /** Set once nothing more is read (an error, or nothing to read): bytes are still counted. */
   let stopped = !reads;
@@ -82,8 +98,20 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
     stopped = true;
   };
 
-  const feed = (buf: Uint8Array): void => {
-    decodedBytes += buf.length;
+  const feed = (whole: Uint8Array): void => {
+    decodedBytes += whole.length;
+    const room = budget - scannedBytes;
+    const cut = whole.length > room;
+    const buf = cut ? whole.subarray(0, room) : whole;
+    scannedBytes += buf.length;
+    read(buf);
+    if (cut && !stopped) {
+      partial = true;
+      stopped = true;
+    }
+  };
+
+  const read = (buf: Uint8Array): void => {
     if (json !== undefined) {
       json.write(buf);
       if (json.error !== undefined) fail(json.error);
@@ -163,6 +191,10 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
       r.lines = text.lines();
     }
     if (error !== undefined) r.error = error;
+    if (partial) {
+      r.partial = true;
+      r.scannedBytes = scannedBytes;
+    }
     return r;
   };
 
@@ -186,6 +218,10 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
     },
     end: () => finish(false),
     abort: () => finish(true),
+    progress(): DecodeProgress {
+      const items = collector.str[F_KIND] === 'Table' || collector.items < 0 ? collector.rows : collector.items;
+      return { items: items > 0 ? items : 0, watchEvents: collector.events };
+    },
     stateSize(): number {
       const scanner = json?.stateSize() ?? proto?.stateSize() ?? 16;
       return scanner + collector.size() + (inflater !== undefined ? 64 * 1024 : 0) + 256;

@@ -1,4 +1,4 @@
-export { createDecoder } from './decoder.ts';
+export { createDecoder, DEFAULT_MAX_SCAN_BYTES } from './decoder.ts';
 export {
   decodeAttributes,
   watchEventAttributes,
@@ -11,6 +11,7 @@ export type {
   DecodeErrorCode,
   DecodeFormat,
   DecodeInput,
+  DecodeProgress,
   DecodeResult,
   Decoder,
   DecoderOptions,

@@ -3,9 +3,15 @@
  *
  * It reads bytes as they pass, keeps a fixed-size container stack (512 levels), and follows a tiny
  * table of "interesting paths" (`NODE_DEFS` below). Only strings on those paths are copied, into one
- * capped scratch buffer; every other string, number and literal is stepped over byte by byte without
- * being stored. So memory is constant whatever the body size, and any byte may be a chunk boundary:
- * all state lives in fields, never on the call stack.
+ * capped scratch buffer; every other string, number and literal is stepped over without being
+ * stored. So memory is constant whatever the body size, and any byte may be a chunk boundary: all
+ * state lives in fields, never on the call stack.
+ *
+ * Speed: a container below which nothing is read (each list item, an event's spec and status: most
+ * of the bytes) is skipped by `skip`, a loop that only follows strings and bracket nesting; strings
+ * longer than a few dozen bytes are finished with native indexOf. The per-byte JS loop is the floor
+ * (~1 GB/s on the bench machine, measured by bench/lib/decode-speed.ts), hence also the scan budget
+ * in decoder.ts.
  *
  * Why hand-written: JSON.parse needs the whole body. The streaming JSON parsers on npm emit every
  * token or value as a JS object or string (an allocation per token on the proxy's hot path) and
@@ -17,8 +23,13 @@
  * - watch: a sequence of top-level `{"type":...,"object":{...}}` values, separated by whitespace or
  *   by nothing (the apiserver writes `\n`, but the scanner does not rely on it)
  *
- * Leniency: control characters inside strings are rejected (as JSON requires), but UTF-8 is not
- * validated: Go only emits valid UTF-8 and validating costs a table lookup per byte.
+ * Leniency: UTF-8 is not validated: Go only emits valid UTF-8 and validating costs a table lookup
+ * per byte. On the interesting paths the grammar is checked in full (control characters in strings,
+ * escapes, numbers, literals, commas and colons). Inside skipped containers only what the skip loop
+ * sees is checked: bracket nesting and matching, the depth limit, and that no byte outside a string
+ * is one that JSON never has there (control characters, non-ASCII, stray punctuation), which still
+ * catches binary or HTML garbage; a misplaced comma or a bad escape inside a list item is not
+ * noticed. The apiserver does not send such bodies, and checking them would cost the speed.
  */
 import type { Collector } from './collector.ts';
 import {
@@ -194,6 +205,9 @@ const S_HEX = 10;
 const S_NUM = 11;
 const S_LIT = 12;
 const S_ERR = 13;
+const S_SKIP = 14; // inside a container nothing is read from: only brackets and strings matter
+const S_SKIP_STR = 15; // a string inside such a container
+const S_SKIP_ESC = 16; // after a backslash in such a string
 
 const OBJ = 1;
 const ARR = 2;
@@ -222,6 +236,24 @@ ESCAPE[0x66] = 0x0c;
 ESCAPE[0x6e] = 0x0a;
 ESCAPE[0x72] = 0x0d;
 ESCAPE[0x74] = 0x09;
+
+/**
+ * Byte classes of the skip loop, outside strings. Structure bytes map to what they open or close;
+ * ordinary bytes (whitespace, `,` `:`, digits, letters of literals, `-+.`) to 0; anything that can
+ * never appear outside a string in JSON (control characters, non-ASCII, other punctuation) to K_BAD,
+ * so binary garbage is still caught inside skipped containers.
+ */
+const K_QUOTE = 3;
+const K_CLOSE_OBJ = 4;
+const K_CLOSE_ARR = 5;
+const K_BAD = 6;
+const SKIP_CLASS = new Uint8Array(256).fill(K_BAD);
+for (const c of ' \t\n\r,:0123456789+-.eEtrufalsn') SKIP_CLASS[c.charCodeAt(0)] = 0;
+SKIP_CLASS[0x7b] = OBJ;
+SKIP_CLASS[0x5b] = ARR;
+SKIP_CLASS[QUOTE] = K_QUOTE;
+SKIP_CLASS[0x7d] = K_CLOSE_OBJ;
+SKIP_CLASS[0x5d] = K_CLOSE_ARR;
 
 /** 1 for bytes that can start a value. */
 const VALUE_START = new Uint8Array(256);
@@ -264,6 +296,51 @@ function numNext(s: number, c: number): number {
   }
 }
 
+/** `stringEnd` ran out of input inside the string, or right after a backslash in it. */
+const STR_CUT = -1;
+const STR_CUT_ESC = -2;
+/** String bytes stepped over one by one before handing the rest of a long string to memchr. */
+const SHORT_STRING = 48;
+
+/**
+ * The index after the quote that closes the string whose body starts at `start`, or STR_CUT /
+ * STR_CUT_ESC when the chunk ends first. Escapes are stepped over without being checked: a `\"`
+ * does not close the string, and a multi-byte UTF-8 sequence never contains `"` or `\` bytes.
+ * Most strings are short (a pod's average 13 bytes) and a JS loop is fastest for them; a long one
+ * (an annotation, a ConfigMap value) goes to `longStringEnd`.
+ */
+function stringEnd(buf: Buffer, start: number, n: number): number {
+  let i = start;
+  const stop = n - start > SHORT_STRING ? start + SHORT_STRING : n;
+  while (i < stop) {
+    const c = buf[i++]!;
+    if (c === QUOTE) return i;
+    if (c === BACKSLASH) {
+      if (i === n) return STR_CUT_ESC;
+      i++;
+    }
+  }
+  return i < n ? longStringEnd(buf, i, n) : STR_CUT;
+}
+
+/**
+ * `stringEnd` with native `indexOf` (memchr) for the quote; a quote preceded by an odd run of
+ * backslashes is escaped. `start` is never inside an escape, so runs are counted back to it only.
+ */
+function longStringEnd(buf: Buffer, start: number, n: number): number {
+  let i = start;
+  for (;;) {
+    const q = buf.indexOf(QUOTE, i);
+    const end = q < 0 ? n : q;
+    let b = end;
+    while (b > i && buf[b - 1] === BACKSLASH) b--;
+    const escaped = ((end - b) & 1) === 1;
+    if (q < 0) return escaped ? STR_CUT_ESC : STR_CUT;
+    if (!escaped) return q + 1;
+    i = q + 1;
+  }
+}
+
 export class JsonScanner {
   error: DecodeErrorCode | undefined;
 
@@ -295,6 +372,9 @@ export class JsonScanner {
   private hexN = 0;
   private hexVal = 0;
 
+  /** Depth of the container that holds the one being skipped (S_SKIP ends when depth is back to it). */
+  private skipBase = 0;
+
   private numSt = 0;
   private lit: Buffer = LITERALS[0];
   private litId = 0;
@@ -313,12 +393,19 @@ export class JsonScanner {
     return this.stack.length + this.nodes.length + this.scratch.length + 128;
   }
 
-  write(buf: Uint8Array): void {
+  write(chunk: Uint8Array): void {
+    // A Buffer view (no copy) for native indexOf in long strings.
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const n = buf.length;
     let i = 0;
     let st = this.st;
     this.writeTime = -1;
     while (i < n && st !== S_ERR) {
+      if (st >= S_SKIP) {
+        i = this.skip(buf, i, n, st);
+        st = this.st;
+        continue;
+      }
       if (st === S_STR) {
         // Hot path: step over ordinary string bytes.
         if (this.capOn === 0) {
@@ -471,9 +558,15 @@ export class JsonScanner {
         // [
         if (depth >= MAX_DEPTH) return this.fail('depth_exceeded');
         const d = depth + 1;
+        const inner = LEAF[node] === 0 ? node : 0;
         this.depth = d;
         this.stack[d] = c === 0x7b ? OBJ : ARR;
-        this.nodes[d] = LEAF[node] === 0 ? node : 0;
+        this.nodes[d] = inner;
+        if (inner === 0) {
+          // Nothing below is read: step over it to the matching bracket.
+          this.skipBase = depth;
+          return S_SKIP;
+        }
         if (c === 0x7b) {
           if (node === NODE_EV && d === 1) this.c.beginEvent();
           return S_OBJ_FIRST;
@@ -503,6 +596,61 @@ export class JsonScanner {
         if (this.capOn !== 0) this.putByte(c);
         return S_NUM;
     }
+  }
+
+  /**
+   * Step over the inside of a container nothing is read from (a list item, an event's spec), up to
+   * its closing bracket: only strings and bracket nesting are followed, and bytes that cannot occur
+   * outside a string are rejected. `st` is S_SKIP, S_SKIP_STR or S_SKIP_ESC. Returns the index after
+   * the bytes consumed and sets `this.st` to where it stopped (still skipping, in a string, after a
+   * backslash, or the state after the container).
+   */
+  private skip(buf: Buffer, start: number, n: number, st: number): number {
+    let i = start;
+    if (st !== S_SKIP) {
+      // Resume inside a string cut by the previous chunk (the caller guarantees i < n).
+      if (st === S_SKIP_ESC) i++;
+      const e = stringEnd(buf, i, n);
+      if (e < 0) {
+        this.st = e === STR_CUT ? S_SKIP_STR : S_SKIP_ESC;
+        return n;
+      }
+      i = e;
+    }
+    const stack = this.stack;
+    const base = this.skipBase;
+    let depth = this.depth;
+    while (i < n) {
+      const k = SKIP_CLASS[buf[i++]!]!;
+      if (k === 0) continue;
+      if (k === K_QUOTE) {
+        const e = stringEnd(buf, i, n);
+        if (e < 0) {
+          this.depth = depth;
+          this.st = e === STR_CUT ? S_SKIP_STR : S_SKIP_ESC;
+          return n;
+        }
+        i = e;
+      } else if (k <= ARR) {
+        if (depth >= MAX_DEPTH) {
+          this.depth = depth;
+          this.fail('depth_exceeded');
+          return i;
+        }
+        stack[++depth] = k;
+      } else if (k === K_BAD || stack[depth] !== k - K_QUOTE) {
+        this.depth = depth;
+        this.fail('invalid_json');
+        return i;
+      } else if (--depth === base) {
+        this.depth = depth;
+        this.st = this.afterValue();
+        return i;
+      }
+    }
+    this.depth = depth;
+    this.st = S_SKIP;
+    return i;
   }
 
   private close(): number {

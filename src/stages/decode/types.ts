@@ -23,6 +23,17 @@ export interface DecoderOptions {
    * (the same clock as the `t` fields of the proxy's stage events).
    */
   now?: () => number;
+  /**
+   * Scan budget: decoded bytes read per response before the decoder stops reading it. It bounds
+   * the per-byte work on one response — scanning JSON and removing a Content-Encoding — so a huge
+   * list (and gzip, where one wire byte is ~26 decoded bytes) costs at most this much CPU. Past it
+   * the bytes are still counted but no longer read, and the result says `partial`. Applies to JSON
+   * documents and to protobuf documents with a Content-Encoding; not to streams (watch, logs), whose
+   * cost is per event over time, nor to identity protobuf, which is walked per field, not per byte.
+   * Default 16 MiB: every 500-item page kubectl asks for is read whole up to ~33 kB per object, and
+   * reading it costs ~20-30 ms of CPU (see bench/lib/decode-speed.ts). `Infinity`: no budget.
+   */
+  maxScanBytes?: number;
 }
 
 /**
@@ -105,7 +116,7 @@ export interface DecodeResult {
   bytes: number;
   /**
    * Body bytes after removing the Content-Encoding (equal to `bytes` without one; as far as it got
-   * when decompression failed). Absent when a Content-Encoding was not removed: `opaque` bodies are
+   * when decompression failed or stopped at the scan budget, see `partial`). Absent when a Content-Encoding was not removed: `opaque` bodies are
    * not decompressed since nothing in them is read, and unsupported encodings cannot be.
    */
   decodedBytes?: number;
@@ -129,6 +140,23 @@ export interface DecodeResult {
   error?: DecodeErrorCode;
   /** True when the proxy called `abort()`: the stream was cut before its end. */
   aborted: boolean;
+  /**
+   * True when the scan budget (`DecoderOptions.maxScanBytes`) ran out before the body did: the rest
+   * passed through unread. Counts (`items`) are then lower bounds, fields that come later in the body
+   * may be missing, and `decodedBytes` of an encoded body is only as far as decompression got. Not an
+   * error: the body itself may well be complete. Absent otherwise.
+   */
+  partial?: boolean;
+  /** With `partial`: the decoded bytes that were read (the budget). */
+  scannedBytes?: number;
+}
+
+/** A live view of a response still streaming, for a progress display. */
+export interface DecodeProgress {
+  /** List items (or Table rows) seen so far; 0 before the list starts and for other bodies. */
+  items: number;
+  /** Watch events completed so far; 0 for non-watch bodies. */
+  watchEvents: number;
 }
 
 /** A tap on one response body. Never throws, never keeps a chunk beyond `write`. */
@@ -141,4 +169,10 @@ export interface Decoder {
   abort(): DecodeResult;
   /** Debug accessor: an estimate in bytes of what the decoder retains. Bounded by design. */
   stateSize(): number;
+  /**
+   * Counts so far, for a live display of a long list or watch (e.g. polled once a second). O(1):
+   * reads two counters and allocates only the returned object. Stops moving when the decoder stops
+   * reading (end, error, or the scan budget for documents).
+   */
+  progress(): DecodeProgress;
 }
