@@ -78,12 +78,27 @@ export interface RequestEnd {
   requestSent?: number;
 }
 
+/** A long response while it lasts (a watch, logs -f, a large list): what has gone by so far. */
+export interface RequestProgress {
+  t: number;
+  /** Body bytes relayed to the client so far. */
+  bytesDown: number;
+  /** List items, or watch events, decoded so far (0 when the body is not decoded). */
+  items: number;
+  watchEvents: number;
+}
+
+/** How often at most `onProgress` fires for one request. */
+export const PROGRESS_INTERVAL_MS = 1000;
+
 export interface StageObserver {
   /** Return headers to add upstream (traceparent, Audit-ID). Must be fast and must not throw. */
   onRequestStart(req: RequestStart): Record<string, string> | undefined;
   onUpstreamConnected(id: string, ev: UpstreamConnected): void;
   onResponseStart(id: string, ev: ResponseStart): void;
   onRequestEnd(id: string, ev: RequestEnd): void;
+  /** Optional: at most once per PROGRESS_INTERVAL_MS per request, while body bytes flow. */
+  onProgress?(id: string, ev: RequestProgress): void;
 }
 
 export const STATUS_BODY_CAP = 16 * 1024;
@@ -112,5 +127,9 @@ export function combineObservers(observers: StageObserver[], onError: (err: unkn
     onUpstreamConnected: (id, ev) => each((o) => o.onUpstreamConnected(id, ev)),
     onResponseStart: (id, ev) => each((o) => o.onResponseStart(id, ev)),
     onRequestEnd: (id, ev) => each((o) => o.onRequestEnd(id, ev)),
+    // Only when someone listens: the proxy skips progress bookkeeping for observers without it.
+    ...(observers.some((o) => o.onProgress !== undefined)
+      ? { onProgress: (id: string, ev: RequestProgress) => each((o) => o.onProgress?.(id, ev)) }
+      : {}),
   };
 }

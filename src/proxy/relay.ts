@@ -1,5 +1,6 @@
 /**
- * Move bytes from one stream to another with backpressure, calling `tap` on each chunk first.
+ * Move bytes from one stream to another with backpressure, calling `tap` on each chunk after it has been
+ * handed to the destination: kubectl gets the bytes before kubetrail looks at them.
  *
  * Not `Readable.pipe()`: pipe() reads `process.stdout` to decide whether to end its destination, and the
  * first read of `process.stdout` opens a libuv handle that sets O_NONBLOCK on file descriptor 1. In wrap
@@ -10,8 +11,9 @@ import type { Readable, Writable } from 'node:stream';
 
 export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void): void {
   src.on('data', (chunk: Buffer) => {
+    const ok = dst.write(chunk);
     tap?.(chunk);
-    if (!dst.write(chunk)) {
+    if (!ok) {
       src.pause();
       dst.once('drain', () => src.resume());
     }

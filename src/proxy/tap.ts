@@ -7,6 +7,8 @@ import { STATUS_BODY_CAP, type RequestEnd } from './events.ts';
 
 export interface ResponseTap {
   write(chunk: Buffer): void;
+  /** Items and watch events decoded so far (cheap; for live progress). */
+  progress(): { items: number; watchEvents: number };
   /** The facts for the `end` event; `complete` ends the decoder, anything else aborts it. */
   finish(complete: boolean): Pick<RequestEnd, 'decode' | 'statusBody'>;
 }
@@ -24,6 +26,9 @@ export function createResponseTap(res: { statusCode: number; contentType: string
         status.push(Buffer.from(part));
         statusLen += part.length;
       }
+    },
+    progress() {
+      return decoder.progress();
     },
     finish(complete) {
       const out: Pick<RequestEnd, 'decode' | 'statusBody'> = { decode: complete ? decoder.end() : decoder.abort() };

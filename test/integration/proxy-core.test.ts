@@ -15,7 +15,7 @@ import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes, routeId, SNI_SUFFIX, taggedServerName } from '../../src/kubeconfig/rewrite.ts';
 import { createCA, issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
-import type { RequestEnd, RequestStart, StageObserver } from '../../src/proxy/events.ts';
+import type { RequestEnd, RequestProgress, RequestStart, StageObserver } from '../../src/proxy/events.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
 
 interface Seen {
@@ -41,6 +41,7 @@ let proxy: RunningProxy;
 const seen: Seen[] = [];
 const ended: RequestEnd[] = [];
 const started: RequestStart[] = [];
+const progressed: { id: string; ev: RequestProgress }[] = [];
 let handler: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void = (_req, res) => res.end('ok');
 let upgradeHandler: (req: IncomingMessage, socket: Socket) => void = (_req, socket) => socket.destroy();
 
@@ -53,6 +54,7 @@ function recordingObserver(): StageObserver {
     onUpstreamConnected: () => undefined,
     onResponseStart: () => undefined,
     onRequestEnd: (_id, e) => void ended.push(e),
+    onProgress: (id, ev) => void progressed.push({ id, ev }),
   };
 }
 
@@ -241,6 +243,46 @@ describe('forwarding', () => {
       req.end();
     });
     expect(first).toBe('{"type":"ADDED"}\n');
+  });
+
+  it('publishes live progress of a long watch at most once a second, with the events so far', async () => {
+    const event = (i: number): string => `{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p${i}","resourceVersion":"${i}"}}}\n`;
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      let i = 0;
+      const timer = setInterval(() => {
+        res.write(event(++i));
+        if (i === 12) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 250);
+    };
+    const before = started.length;
+    const endsBefore = ended.length;
+    const bytes = await new Promise<number>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, path: `/c/${routeId('main')}/api/v1/pods?watch=true`, ca: pki.caPem, servername: 'localhost', agent: false }, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => resolve(n));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    await expect.poll(() => ended.length).toBeGreaterThan(endsBefore);
+    const id = started[before]?.id;
+    const mine = progressed.filter((p) => p.id === id).map((p) => p.ev);
+    // 12 events over ~3 s: two or three progress reports, never more than one a second.
+    expect(mine.length).toBeGreaterThanOrEqual(2);
+    expect(mine.length).toBeLessThanOrEqual(3);
+    for (let i = 1; i < mine.length; i++) {
+      expect(mine[i]!.t - mine[i - 1]!.t).toBeGreaterThanOrEqual(1000);
+      expect(mine[i]!.watchEvents).toBeGreaterThan(mine[i - 1]!.watchEvents);
+      expect(mine[i]!.bytesDown).toBeGreaterThan(mine[i - 1]!.bytesDown);
+    }
+    expect(mine.at(-1)!.watchEvents).toBeLessThan(12);
+    expect(mine.at(-1)!.bytesDown).toBeLessThan(bytes);
+    expect(ended.at(-1)?.decode?.watch?.events).toBe(12);
   });
 
   it('closes the upstream request when the client goes away mid-stream', async () => {

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import type { RequestStart } from '../../../src/proxy/events.ts';
+import { requestLog } from '../../../src/report/request-log.ts';
+
+function start(id: string, query: string, t0 = 0): RequestStart {
+  return {
+    id,
+    startedAt: Date.UTC(2026, 10, 24, 10, 0, 0),
+    t0,
+    method: 'GET',
+    path: '/api/v1/namespaces/default/pods',
+    query,
+    cluster: 'kind',
+    upstream: { host: '127.0.0.1', port: 6443 },
+    upgrade: false,
+    userAgent: undefined,
+    kubectlCommand: 'kubectl get',
+    kubectlSession: undefined,
+    commandTag: undefined,
+    clientAuditId: undefined,
+    auth: {},
+    insecure: false,
+  };
+}
+
+const response = { contentType: 'application/json', contentEncoding: undefined, auditId: undefined, flowSchemaUid: undefined, priorityLevelUid: undefined, retryAfter: undefined, warnings: [] };
+
+describe('request log: a long watch shows a live count', () => {
+  it('without a terminal, prints a (still open) line every 10 s while events flow, then the final line', () => {
+    const lines: string[] = [];
+    const log = requestLog((l) => lines.push(l));
+    log.onRequestStart(start('w', 'watch=true'));
+    log.onResponseStart('w', { t: 5, statusCode: 200, ...response });
+    log.onProgress?.('w', { t: 1_000, bytesDown: 900, items: 0, watchEvents: 3 });
+    log.onProgress?.('w', { t: 9_000, bytesDown: 9_000, items: 0, watchEvents: 30 });
+    expect(lines).toEqual([]);
+    log.onProgress?.('w', { t: 10_500, bytesDown: 10_500, items: 0, watchEvents: 35 });
+    log.onProgress?.('w', { t: 11_500, bytesDown: 11_500, items: 0, watchEvents: 38 });
+    log.onProgress?.('w', { t: 21_000, bytesDown: 21_000, items: 0, watchEvents: 70 });
+    expect(lines).toEqual([
+      '10:00:10.500 200 watch pods /api/v1/namespaces/default/pods 10.5s 35 events 10.3kB [kind] (still open)',
+      '10:00:21.000 200 watch pods /api/v1/namespaces/default/pods 21.0s 70 events 20.5kB [kind] (still open)',
+    ]);
+    log.onRequestEnd('w', { t: 30_000, outcome: 'client_abort', bytesDown: 30_000, bytesUp: 0, decode: { format: 'json-watch', items: undefined, watch: { events: 99 } } as never });
+    expect(lines[2]).toBe('10:00:00.000 200 watch pods /api/v1/namespaces/default/pods 30.0s 99 events 29.3kB [kind] client_abort');
+  });
+
+  it('on a terminal, keeps one status line under the log with the open requests, rewritten in place', () => {
+    let screen = '';
+    const log = requestLog(() => undefined, { terminal: { write: (t) => (screen += t), columns: 200 } });
+    log.onRequestStart(start('w', 'watch=true'));
+    log.onRequestStart(start('l', 'limit=0'));
+    log.onProgress?.('w', { t: 1_000, bytesDown: 2048, items: 0, watchEvents: 4 });
+    expect(screen).toBe('\r\x1b[Kopen: watch pods 4 events 2.0kB 1000ms');
+    log.onProgress?.('l', { t: 1_000, bytesDown: 3 << 20, items: 1200, watchEvents: 0 });
+    expect(screen.split('\r\x1b[K').at(-1)).toBe('open: watch pods 4 events 2.0kB 1000ms · list pods 1200 items 3.0MB 1000ms');
+    screen = '';
+    log.onRequestEnd('l', { t: 2_000, outcome: 'complete', bytesDown: 4 << 20, bytesUp: 0, decode: { items: 1500 } as never });
+    // The finished line replaces the status line, which is drawn again below it.
+    expect(screen).toBe('\r\x1b[K10:00:00.000 ERR list pods /api/v1/namespaces/default/pods 2000ms 1500 items 4.0MB [kind]\nopen: watch pods 4 events 2.0kB 1000ms');
+  });
+});
