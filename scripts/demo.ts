@@ -63,7 +63,8 @@ async function spansInJaeger(info: StackInfo, traceId: string, apiserverToo: boo
       if (trace) {
         const services = trace.spans.map((s) => trace.processes[s.processID]?.serviceName);
         last = { kubetrail: services.filter((s) => s === 'kubetrail').length, apiserver: services.filter((s) => s === 'apiserver').length };
-        if (!apiserverToo || last.apiserver > 0) return last;
+        // kubetrail exports from a background process: its spans may arrive just after the apiserver's.
+        if (last.kubetrail > 0 && (!apiserverToo || last.apiserver > 0)) return last;
       }
     }
     await new Promise((r) => setTimeout(r, 500));

@@ -114,7 +114,17 @@ interface W5Setup {
   argv(v: W5Variant | 'wrapped-nosdk', command?: string[]): string[];
 }
 
-function w5Setup(bench: Bench, real: Real, port: number): W5Setup {
+/**
+ * Each wrapped variant gets its own port: a background kubetrail (--linger, the default) serves one
+ * configuration, and variants that differ in endpoint, entry point or OTEL_* would replace it every run.
+ */
+async function variantPorts(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const k of ['wrapped', 'wrapped-refused', 'wrapped-dist', 'wrapped-nosdk', 'live', 'refused', 'nosdk']) out[k] = await freePort();
+  return out;
+}
+
+function w5Setup(bench: Bench, real: Real, ports: Record<string, number>): W5Setup {
   const home = join(bench.workDir, 'kubectl-home');
   mkdirSync(home, { recursive: true });
   const env = { ...bench.env.env, HOME: home };
@@ -125,14 +135,14 @@ function w5Setup(bench: Bench, real: Real, port: number): W5Setup {
     argv: (v, command = kubectl) => {
       if (v === 'direct') return [KUBECTL, '--kubeconfig', real.spec.kubeconfig, 'get', 'pods'];
       const otlp = v === 'wrapped-refused' ? bench.env.otlpRefused : real.jaegerOtlp;
-      return [process.execPath, v === 'wrapped-dist' ? KUBETRAIL_DIST : KUBETRAIL_BIN, '--kubeconfig', real.spec.kubeconfig, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet', '--', ...command];
+      return [process.execPath, v === 'wrapped-dist' ? KUBETRAIL_DIST : KUBETRAIL_BIN, '--kubeconfig', real.spec.kubeconfig, '--listen', `127.0.0.1:${ports[v] ?? 0}`, '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet', '--', ...command];
     },
   };
 }
 
 export async function w5Kubectl(bench: Bench, real: Real, runs: number, log: (l: string) => void): Promise<W5Result> {
-  const port = await freePort();
-  const s = w5Setup(bench, real, port);
+  const ports = await variantPorts();
+  const s = w5Setup(bench, real, ports);
   const variants: W5Variant[] = ['direct', 'wrapped', 'wrapped-refused'];
   let note: string | undefined;
   if (KUBETRAIL_BIN !== KUBETRAIL_DIST && distFresh()) variants.push('wrapped-dist');
@@ -225,8 +235,8 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
   const setups = (await rep(runs, process.execPath, [probe, 'setup', real.spec.kubeconfig, stateDir])).map((s) => jsonLine<{ caMs: number; prepareMs: number; instrumentMs: number }>(s));
 
   // Wrapped runs through a shell that stamps kubectl's start and end (CLOCK_REALTIME ns).
-  const port = await freePort();
-  const s = w5Setup(bench, real, port);
+  const ports = await variantPorts();
+  const s = w5Setup(bench, real, ports);
   const receiver = await startOtlpReceiver();
   const stamps = join(bench.workDir, 'stamps');
   const shell = (file: string): string[] => ['sh', '-c', `echo S $(date +%s%N) > ${file}; ${KUBECTL} get pods; c=$?; echo E $(date +%s%N) >> ${file}; exit $c`];
@@ -248,6 +258,7 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
       // The live variant reports to a receiver we can read spans from; nosdk turns export off.
       if (kind === 'live') argv[argv.indexOf('--otlp-endpoint') + 1] = receiver.url;
       if (kind === 'nosdk') e.OTEL_SDK_DISABLED = 'true';
+      argv[argv.indexOf('--listen') + 1] = `127.0.0.1:${ports[kind] ?? 0}`;
     }
     const t0 = performance.timeOrigin + performance.now();
     const [cmd = '', ...args] = argv;

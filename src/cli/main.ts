@@ -6,11 +6,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { resolveConfig, type RawValues } from '../config/load.ts';
 import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
-import { startProxy } from '../proxy/server.ts';
 import { errLine, outLine, writeAll } from './output.ts';
-import { exposureWarning, listenUrl, prepare } from './setup.ts';
-import { instrument } from './telemetry-setup.ts';
-import { wrap } from './wrap.ts';
+
+// Everything else is imported where it is used: a wrapped command served by a background kubetrail loads
+// neither the proxy nor OpenTelemetry nor the YAML parser (see background.ts).
 
 export const USAGE_EXIT = 2;
 
@@ -33,30 +32,64 @@ function flagValues(cmd: Command): RawValues {
   return out;
 }
 
-async function runStart(config: Config): Promise<number> {
-  const prepared = await prepare(config);
+async function runStart(given: Config): Promise<number> {
+  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground }] = await Promise.all([
+    import('../proxy/server.ts'),
+    import('./setup.ts'),
+    import('./telemetry-setup.ts'),
+    import('./background-server.ts'),
+    import('./background-state.ts'),
+  ]);
+  // Absolute paths, so wrapped commands run from anywhere recognise the same configuration.
+  const { config, env } = resolveForBackground(given, process.env);
+  const prepared = await prepare(config, env);
   if (!prepared.listen.loopback) errLine(exposureWarning(listenUrl(prepared.listen)));
-  const telemetry = instrument(config, 'start');
+  const telemetry = instrument(config, 'start', env);
   const observer = telemetry.observer;
+  // Wrapped commands with the same configuration use this kubetrail as they would a background one.
+  const control = bg.foregroundControl(config, env);
+  const listen = (): ReturnType<typeof startProxy> =>
+    startProxy({
+      routes: prepared.routes,
+      pki: prepared.pki,
+      host: prepared.listen.host,
+      port: prepared.listen.port,
+      observer,
+      onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`),
+      onControl: control ? bg.controlHandler({ ...control.deps, telemetry }) : undefined,
+    });
   let proxy;
   try {
-    proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer, onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`) });
+    try {
+      proxy = await listen();
+    } catch (err) {
+      // A background kubetrail that wrapped commands started (same state dir) gives way to a foreground one.
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !(await bg.stopBackgroundOn(config.stateDir, prepared.listen.host, prepared.listen.port))) throw err;
+      errLine(`kubetrail: stopped the background kubetrail on ${config.listen} to serve here`);
+      proxy = await listen();
+    }
   } catch (err) {
     const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
     throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${inUse ? 'address already in use (another kubetrail start?)' : describeError(err)}`, { cause: err });
   }
+  if (prepared.listen.port !== 0) await control?.publish(prepared, proxy, telemetry);
   outLine(`export KUBECONFIG=${prepared.writeKubeconfig(proxy.url)}`);
   errLine(`kubetrail: listening on ${proxy.url} for ${prepared.routes.clusters.size} cluster(s); Ctrl-C to stop`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  control?.unpublish();
   await proxy.close();
   await telemetry.finish();
   return 0;
 }
 
 async function runWrap(config: Config, command: string[]): Promise<number> {
+  if (command.length === 0) throw new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods');
+  const viaBackground = await (await import('./background.ts')).wrapViaBackground(config, command);
+  if (viaBackground !== undefined) return viaBackground;
+  const [{ instrument }, { wrap }] = await Promise.all([import('./telemetry-setup.ts'), import('./wrap.ts')]);
   const telemetry = instrument(config, 'wrap');
   return wrap(config, command, {
     observer: telemetry.observer,
@@ -70,6 +103,8 @@ async function runWrap(config: Config, command: string[]): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The background kubetrail a wrapped command starts (background-server.ts); not for users.
+  if (argv.length === 1 && argv[0] === '__background') return (await import('./background-server.ts')).runBackground();
   let result: Promise<number> | undefined;
   const program = addOptions(new Command('kubetrail'))
     .description('Trace what kubectl does: a transparent HTTPS proxy that turns each kubectl command into one OpenTelemetry trace.')
@@ -92,10 +127,17 @@ export async function main(argv: string[]): Promise<number> {
   addOptions(program.command('kubeconfig'))
     .description('write the rewritten kubeconfig and print its path')
     .action((_opts, cmd: Command) => {
-      result = prepare(resolveConfig(flagValues(cmd))).then((p) => {
+      result = import('./setup.ts').then(async ({ listenUrl, prepare }) => {
+        const p = await prepare(resolveConfig(flagValues(cmd)));
         outLine(p.writeKubeconfig(listenUrl(p.listen)));
         return 0;
       });
+    });
+
+  addOptions(program.command('stop'))
+    .description('stop the background kubetrail that wrapped commands started (see --linger)')
+    .action((_opts, cmd: Command) => {
+      result = import('./stop.ts').then((m) => m.runStop(resolveConfig(flagValues(cmd))));
     });
 
   addOptions(program.command('doctor'))

@@ -8,14 +8,15 @@
  * one instead: it traces the requests. When the port is held by anything else, kubetrail stops with a
  * clear error rather than quietly moving to another port and going cold.
  */
-import { spawn } from 'node:child_process';
 import { get } from 'node:https';
-import { basename } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import { KtError } from '../errors.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
+import { runChild, takeKubeconfigArg } from './child.ts';
 import { exposureWarning, listenUrl, prepare, type Prepared } from './setup.ts';
+
+export { takeKubeconfigArg } from './child.ts';
 
 export interface WrapHooks {
   /** Observers for this run's requests (telemetry, report). */
@@ -23,31 +24,6 @@ export interface WrapHooks {
   /** Called after the command exited and before kubetrail exits (flush, print the waterfall). */
   afterExit?: (info: { proxied: boolean; code: number }) => Promise<void>;
   warn: (line: string) => void;
-}
-
-/** kubectl's own --kubeconfig inside the wrapped command must not bypass the proxy. */
-export function takeKubeconfigArg(argv: string[]): { path: string | undefined; rewrite: (to: string) => string[] } {
-  const isKubectl = basename(argv[0] ?? '').startsWith('kubectl');
-  let index = -1;
-  let inline = false;
-  if (isKubectl) {
-    for (let i = 1; i < argv.length; i++) {
-      const a = argv[i] ?? '';
-      if (a === '--') break;
-      if (a === '--kubeconfig' && i + 1 < argv.length) {
-        index = i + 1;
-        inline = false;
-      } else if (a.startsWith('--kubeconfig=')) {
-        index = i;
-        inline = true;
-      }
-    }
-  }
-  const value = index === -1 ? undefined : inline ? (argv[index] ?? '').slice('--kubeconfig='.length) : argv[index];
-  return {
-    path: value,
-    rewrite: (to) => argv.map((a, i) => (i === index ? (inline ? `--kubeconfig=${to}` : to) : a)),
-  };
 }
 
 /** Is the listener on this port a kubetrail serving every one of our routes? */
@@ -67,35 +43,6 @@ async function sharedKubetrail(p: Prepared): Promise<boolean> {
   if ((await probe(`${CONTROL_PREFIX}info`)) !== 200) return false;
   const codes = await Promise.all([...p.routes.clusters.keys()].map((id) => probe(`${CONTROL_PREFIX}routes/${encodeURIComponent(id)}`)));
   return codes.every((c) => c === 204);
-}
-
-function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...args] = argv;
-    if (!cmd) {
-      reject(new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods'));
-      return;
-    }
-    const child = spawn(cmd, args, { stdio: 'inherit', env });
-    // ^C in the terminal reaches the child directly (same process group); kubetrail waits for it to exit.
-    const ignore = (): void => undefined;
-    process.on('SIGINT', ignore);
-    const forward = (): void => {
-      child.kill('SIGTERM');
-    };
-    process.on('SIGTERM', forward);
-    child.once('error', (err) => {
-      process.off('SIGINT', ignore);
-      process.off('SIGTERM', forward);
-      reject(new KtError('KT_ERR_USAGE', `cannot run ${cmd}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
-    });
-    child.once('exit', (code, signal) => {
-      process.off('SIGINT', ignore);
-      process.off('SIGTERM', forward);
-      const signo = signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13, SIGHUP: 1 }) as Record<string, number>)[signal] ?? 1 : 0;
-      resolve(code ?? 128 + signo);
-    });
-  });
 }
 
 export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env: NodeJS.ProcessEnv = process.env): Promise<number> {

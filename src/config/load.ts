@@ -3,10 +3,12 @@
  * rejected with the file and line; the result is frozen.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { isMap, isScalar, parseDocument, type Pair } from 'yaml';
+import type * as Yaml from 'yaml';
+import type { Pair } from 'yaml';
 import { KtError } from '../errors.ts';
 import { camel, OPTIONS, type Config, type OptionDef } from './schema.ts';
 
@@ -39,6 +41,8 @@ function readConfigFile(file: string): RawValues {
   } catch (err) {
     throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
+  // Loaded only when there is a config file: a wrapped command without one never pays for the YAML parser.
+  const { isMap, isScalar, parseDocument } = createRequire(import.meta.url)('yaml') as typeof Yaml;
   const doc = parseDocument(text, { prettyErrors: true });
   const first = doc.errors[0];
   if (first) {
@@ -107,4 +111,21 @@ export function parseListen(value: string, allowNonLoopback: boolean): ListenAdd
     );
   }
   return { host: host === 'localhost' ? '127.0.0.1' : host, port, loopback };
+}
+
+/** `10m`, `30s`, `1h`, `500ms`, `0` → milliseconds; undefined when it is none of these. */
+export function parseDuration(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  if (n !== 0 && m[2] === undefined) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms'] ?? 1;
+  return Math.round(n * unit);
+}
+
+/** --linger as milliseconds (0 = no background kubetrail), or a one-line usage error. */
+export function lingerMs(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new KtError('KT_ERR_USAGE', `--linger "${value}": expected a duration such as 10m, 30s or 0 (no background kubetrail)`);
+  return ms;
 }

@@ -76,6 +76,14 @@ export const OPTIONS = [
   { key: 'jaeger-url', type: 'string', help: 'Jaeger UI base URL for trace links', default: 'http://localhost:16686', env: ['KUBETRAIL_JAEGER_URL'], metavar: 'URL' },
   { key: 'quiet', type: 'boolean', help: 'print no waterfall, trace link or request lines', default: false },
   {
+    key: 'linger',
+    type: 'string',
+    help: 'wrap mode: keep a background kubetrail serving later wrapped commands until it has been idle this long (e.g. 10m, 30s); 0 = none, serve each command in-process',
+    default: '10m',
+    env: ['KUBETRAIL_LINGER'],
+    metavar: 'DURATION',
+  },
+  {
     key: 'session-idle-ms',
     type: 'number',
     help: 'a kubectl session with no request for this long is finished (start mode)',

@@ -392,6 +392,27 @@ describe('the flag table', () => {
         expect(r.stderr).toBe('');
       },
     },
+    linger: {
+      env: ['KUBETRAIL_LINGER'],
+      async run() {
+        // At a fixed port the first wrapped command starts a background kubetrail; 0 serves it in-process.
+        const h = home();
+        const port = await unusedPort();
+        const env = { ...h.env, KUBETRAIL_LISTEN: `127.0.0.1:${port}` };
+        const lingering = await wrapped(['--linger', '2m'], env);
+        expect(lingering.code, lingering.stderr).toBe(0);
+        expect(lingering.stdout.toString()).toBe('pod/web-0\n');
+        expect(lingering.stderr).toMatch(new RegExp(`^kubetrail: started a background kubetrail on 127\\.0\\.0\\.1:${port} \\(pid \\d+\\) .* it exits after 2m idle\\.`, 'm'));
+        const stop = await runKubetrail(['stop'], { env });
+        expect(stop.stderr).toMatch(new RegExp(`^kubetrail: stopped the background kubetrail on 127\\.0\\.0\\.1:${port} \\(pid \\d+\\)$`, 'm'));
+        for (const r of [await wrapped(['--linger', '0'], env), await wrapped([], { ...env, KUBETRAIL_LINGER: '0' })]) {
+          expect(r.code, r.stderr).toBe(0);
+          expect(r.stdout.toString()).toBe('pod/web-0\n');
+          expect(r.stderr).not.toMatch(/background/);
+        }
+        expect((await runKubetrail(['stop'], { env })).stderr).toBe('kubetrail: no background kubetrail is running\n');
+      },
+    },
     'session-idle-ms': {
       env: [],
       async run() {

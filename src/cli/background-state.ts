@@ -1,0 +1,246 @@
+/**
+ * What a wrapped command and the background kubetrail it uses share on disk, in the private state dir:
+ *
+ *   background/<addr>.json        the running kubetrail: pid, address, configuration fingerprint, the files
+ *                                 it read (with digests), the kubeconfig template (written last, atomically)
+ *   background/<addr>.lock        held (O_EXCL) by the one wrapper that is starting a background kubetrail
+ *   background/<addr>.kubeconfig  the rewritten kubeconfig, every tls-server-name carrying a placeholder tag
+ *   background/<addr>.log         the background kubetrail's stdout and stderr
+ *   background/<addr>.sock        control calls without TLS (background-server.ts)
+ *   background/commands/<pid>-<tag>.yaml   one wrapped command's kubeconfig, removed when it ends
+ *   control-token                 authorizes control calls (finish a command, stop)
+ *
+ * Imported by the wrapper's fast path: Node built-ins only, nothing that loads YAML, OpenTelemetry or X.509.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../config/schema.ts';
+import { VERSION } from '../version.ts';
+
+/** Same value as proxy/server.ts's CONTROL_PREFIX (a unit test keeps them equal); not imported from there to keep the fast path light. */
+export const CONTROL_PREFIX = '/.kubetrail/v1/';
+export const TOKEN_HEADER = 'x-kubetrail-token';
+/** The wrapper hands the background kubetrail its resolved configuration in this variable. */
+export const BACKGROUND_CONFIG_ENV = 'KUBETRAIL_BACKGROUND_CONFIG';
+
+export interface BackgroundState {
+  v: 1;
+  /** `linger`: started by a wrapped command, exits when idle. `start`: a foreground `kubetrail start`. */
+  kind: 'linger' | 'start';
+  pid: number;
+  host: string;
+  port: number;
+  fingerprint: string;
+  /** Every file whose content the running kubetrail depends on; null = did not exist. */
+  files: { path: string; sha256: string | null }[];
+  template: string;
+  placeholder: string;
+  /** Unix socket for control calls (no TLS), when the path fits. */
+  socket: string | undefined;
+  lingerMs: number;
+  log: string | undefined;
+  startedAt: number;
+}
+
+export interface BackgroundPaths {
+  dir: string;
+  state: string;
+  lock: string;
+  template: string;
+  log: string;
+  socket: string;
+  commands: string;
+  token: string;
+}
+
+export function backgroundPaths(stateDir: string, host: string, port: number): BackgroundPaths {
+  const dir = join(stateDir, 'background');
+  const key = `${host.replace(/[^0-9A-Za-z.]/g, '_')}-${port}`;
+  return {
+    dir,
+    state: join(dir, `${key}.json`),
+    lock: join(dir, `${key}.lock`),
+    template: join(dir, `${key}.kubeconfig`),
+    log: join(dir, `${key}.log`),
+    socket: join(dir, `${key}.sock`),
+    commands: join(dir, 'commands'),
+    token: join(stateDir, 'control-token'),
+  };
+}
+
+/** kubectl's kubeconfig file list (mirrors kubeconfigPaths in kubeconfig/load.ts, which a unit test compares). */
+export function kubeconfigCandidates(explicitPath: string | undefined, env: NodeJS.ProcessEnv): string[] {
+  if (explicitPath) return [resolve(explicitPath)];
+  if (env.KUBECONFIG) {
+    const seen = new Set<string>();
+    for (const p of env.KUBECONFIG.split(delimiter)) if (p) seen.add(resolve(p));
+    return [...seen];
+  }
+  return [resolve(env.HOME ?? homedir(), '.kube', 'config')];
+}
+
+/** Environment variables that change what a running kubetrail does, beyond its Config. */
+function relevantEnv(env: NodeJS.ProcessEnv): [string, string][] {
+  return Object.entries(env)
+    .filter((e): e is [string, string] => e[1] !== undefined && (e[0].startsWith('OTEL_') || e[0] === 'NODE_EXTRA_CA_CERTS'))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * Relative paths made absolute (the background kubetrail runs from `/`), KUBECONFIG as the resolved list:
+ * the configuration a background kubetrail is started with, and the one a wrapper compares with it.
+ */
+export function resolveForBackground(config: Config, env: NodeJS.ProcessEnv): { config: Config; env: NodeJS.ProcessEnv } {
+  const out: Record<string, unknown> = { ...config, stateDir: resolve(config.stateDir) };
+  if (config.kubeconfig !== undefined) out.kubeconfig = resolve(config.kubeconfig);
+  const e: NodeJS.ProcessEnv = { ...env };
+  if (config.kubeconfig === undefined) {
+    const list = kubeconfigCandidates(undefined, env);
+    if (env.KUBECONFIG) e.KUBECONFIG = list.join(delimiter);
+    else e.HOME = resolve(env.HOME ?? homedir());
+  }
+  delete e[BACKGROUND_CONFIG_ENV];
+  return { config: Object.freeze(out) as Config, env: e };
+}
+
+/**
+ * One hash over everything that decides which clusters, credentials and collector a kubetrail serves. A
+ * wrapper uses a background kubetrail only when its fingerprint is equal and the files it read are unchanged.
+ * `quiet` (the wrapper prints) and `linger` (how long it stays) are left out.
+ */
+export function fingerprint(config: Config, env: NodeJS.ProcessEnv): string {
+  const spec = {
+    version: VERSION,
+    // This installation's code (another checkout, a rebuild, an upgrade in place): never an older kubetrail.
+    code: codeStamp(),
+    listen: config.listen,
+    allowNonLoopback: config.allowNonLoopback,
+    stateDir: config.stateDir,
+    kubeconfigs: kubeconfigCandidates(config.kubeconfig, env),
+    explicit: config.kubeconfig !== undefined,
+    context: config.context ?? null,
+    otlpEndpoint: config.otlpEndpoint,
+    jaegerUrl: config.jaegerUrl,
+    sessionIdleMs: config.sessionIdleMs,
+    env: relevantEnv(env),
+  };
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
+}
+
+function codeStamp(): string {
+  const file = fileURLToPath(import.meta.url);
+  try {
+    return `${file}@${statSync(file).mtimeMs}`;
+  } catch {
+    return file;
+  }
+}
+
+export function fileDigest(path: string): string | null {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return null;
+  }
+}
+
+export function filesUnchanged(files: BackgroundState['files']): boolean {
+  return files.every((f) => fileDigest(f.path) === f.sha256);
+}
+
+export function readState(path: string): BackgroundState | undefined {
+  try {
+    const s = JSON.parse(readFileSync(path, 'utf8')) as BackgroundState;
+    return s.v === 1 && Number.isSafeInteger(s.pid) && typeof s.fingerprint === 'string' ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    // ESRCH: gone. EPERM: alive but another user's (a reused pid), so not ours either.
+    return false;
+  }
+  // A killed background kubetrail whose parent (init, in some containers) does not reap it stays a zombie.
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** mkdir 0700 (and tighten an existing one). */
+export function privateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** Create `path` 0600 from the first byte; with `exclusive`, fail (EEXIST) when it exists. No fsync: these are runtime files. */
+export function writePrivate(path: string, content: string, exclusive: boolean): void {
+  const fd = openSync(path, exclusive ? 'wx' : 'w', 0o600);
+  try {
+    writeSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Replace `path` atomically (a reader sees the old file or the new one), 0600. */
+export function replacePrivate(path: string, content: string): void {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  writePrivate(tmp, content, true);
+  renameSync(tmp, path);
+}
+
+export function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+/** The state dir's control token, created (0600, exclusively) by the first kubetrail that needs one. */
+export function ensureToken(path: string): string {
+  const existing = readToken(path);
+  if (existing) return existing;
+  try {
+    writePrivate(path, `${randomBytes(32).toString('hex')}\n`, true);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const token = readToken(path);
+  if (!token) throw new Error(`${path}: empty control token`);
+  return token;
+}
+
+export function readToken(path: string): string | undefined {
+  try {
+    const t = readFileSync(path, 'utf8').trim();
+    return t === '' ? undefined : t;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Constant-time comparison (over digests, so lengths never leak either). */
+export function tokenMatches(expected: string, given: string | string[] | undefined): boolean {
+  if (typeof given !== 'string') return false;
+  const a = createHash('sha256').update(expected).digest();
+  const b = createHash('sha256').update(given).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** A command tag: 10 characters of [0-9a-z] (kubeconfig/rewrite.ts isCommandTag). */
+export function randomTag(): string {
+  const bytes = randomBytes(10);
+  let s = '';
+  for (const b of bytes) s += '0123456789abcdefghijklmnopqrstuvwxyz'[b % 36];
+  return s;
+}

@@ -1,0 +1,63 @@
+/**
+ * Running the wrapped command: kubectl's own --kubeconfig redirected, stdio inherited, ^C left to the
+ * command (same process group), SIGTERM passed on, its exit code returned. Imported by the wrapper's fast
+ * path, so it imports nothing heavy.
+ */
+import { spawn } from 'node:child_process';
+import { basename } from 'node:path';
+import { KtError } from '../errors.ts';
+
+/** kubectl's own --kubeconfig inside the wrapped command must not bypass the proxy. */
+export function takeKubeconfigArg(argv: string[]): { path: string | undefined; rewrite: (to: string) => string[] } {
+  const isKubectl = basename(argv[0] ?? '').startsWith('kubectl');
+  let index = -1;
+  let inline = false;
+  if (isKubectl) {
+    for (let i = 1; i < argv.length; i++) {
+      const a = argv[i] ?? '';
+      if (a === '--') break;
+      if (a === '--kubeconfig' && i + 1 < argv.length) {
+        index = i + 1;
+        inline = false;
+      } else if (a.startsWith('--kubeconfig=')) {
+        index = i;
+        inline = true;
+      }
+    }
+  }
+  const value = index === -1 ? undefined : inline ? (argv[index] ?? '').slice('--kubeconfig='.length) : argv[index];
+  return {
+    path: value,
+    rewrite: (to) => argv.map((a, i) => (i === index ? (inline ? `--kubeconfig=${to}` : to) : a)),
+  };
+}
+
+export function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const [cmd, ...args] = argv;
+    if (!cmd) {
+      reject(new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods'));
+      return;
+    }
+    const child = spawn(cmd, args, { stdio: 'inherit', env });
+    // ^C in the terminal reaches the child directly (same process group); kubetrail waits for it to exit.
+    const ignore = (): void => undefined;
+    process.on('SIGINT', ignore);
+    const forward = (): void => {
+      child.kill('SIGTERM');
+    };
+    process.on('SIGTERM', forward);
+    child.once('error', (err) => {
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', forward);
+      reject(new KtError('KT_ERR_USAGE', `cannot run ${cmd}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    });
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', forward);
+      const signo = signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13, SIGHUP: 1 }) as Record<string, number>)[signal] ?? 1 : 0;
+      resolve(code ?? 128 + signo);
+    });
+  });
+}
+

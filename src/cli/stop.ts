@@ -1,0 +1,44 @@
+/**
+ * `kubetrail stop`: stop every background kubetrail that wrapped commands started with this state dir
+ * (each also stops by itself once idle for --linger). A foreground `kubetrail start` is left alone.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.ts';
+import { stopBackground } from './background.ts';
+import { pidAlive, readState, removeQuietly } from './background-state.ts';
+import { errLine } from './output.ts';
+
+export async function runStop(config: Config): Promise<number> {
+  const dir = join(config.stateDir, 'background');
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  } catch {
+    // no background kubetrail was ever started here
+  }
+  let found = 0;
+  let failed = 0;
+  for (const name of names) {
+    const st = readState(join(dir, name));
+    if (!st) continue;
+    const where = `${st.host.includes(':') ? `[${st.host}]` : st.host}:${st.port}`;
+    if (!pidAlive(st.pid)) {
+      removeQuietly(join(dir, name));
+      continue;
+    }
+    found++;
+    if (st.kind === 'start') {
+      errLine(`kubetrail: the kubetrail on ${where} (pid ${st.pid}) is a foreground \`kubetrail start\`: stop it in its terminal`);
+      continue;
+    }
+    if (await stopBackground(config.stateDir, st)) {
+      errLine(`kubetrail: stopped the background kubetrail on ${where} (pid ${st.pid})`);
+    } else {
+      failed++;
+      errLine(`kubetrail: the background kubetrail on ${where} (pid ${st.pid}) did not stop`);
+    }
+  }
+  if (found === 0) errLine('kubetrail: no background kubetrail is running');
+  return failed > 0 ? 1 : 0;
+}

@@ -1,0 +1,368 @@
+/**
+ * Wrap mode with a background kubetrail (--linger, the default at a fixed port): the first wrapped command
+ * starts it, later ones reuse it, each command gets its own trace and waterfall, it exits when idle, a
+ * changed configuration replaces it, its control calls need the state dir's token, and kubectl sees the
+ * same bytes and exit codes as without kubetrail.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
+import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
+import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
+import { unusedPort } from '../helpers/ports.ts';
+import { KUBETRAIL_BIN, runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
+
+let fake: FakeApiserver;
+let receiver: OtlpReceiver;
+let dir: string;
+let kubeconfig: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'kt-bg-'));
+  fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
+  const alice = await fake.issueUser('alice', ['dev']);
+  kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-token' }] });
+  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
+  fake.create(makeConfigMap('settings', { a: '1' }));
+  receiver = await startOtlpReceiver();
+});
+
+afterAll(async () => {
+  await fake.close();
+  await receiver.close();
+});
+
+interface Setup {
+  home: string;
+  port: number;
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+}
+
+async function setup(extraEnv: Record<string, string> = {}): Promise<Setup> {
+  const home = freshHome();
+  const port = await unusedPort();
+  return { home, port, stateDir: join(home, 'kubetrail-state'), env: kubetrailEnv(home, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, ...extraEnv }) };
+}
+
+function wrapped(s: Setup, args: string[], flags: string[] = [], env: Record<string, string> = {}): Promise<RunResult> {
+  return runKubetrail(['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, ...flags, '--', kubectlPath('1.33'), ...args], { env: { ...s.env, ...env }, timeoutMs: 40_000 });
+}
+
+function stateFile(s: Setup): string {
+  return join(s.stateDir, 'background', `127.0.0.1-${s.port}.json`);
+}
+
+function backgroundPid(s: Setup): number | undefined {
+  try {
+    return (JSON.parse(readFileSync(stateFile(s), 'utf8')) as { pid: number }).pid;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+async function stop(s: Setup): Promise<void> {
+  const pid = backgroundPid(s);
+  await runKubetrail(['stop'], { env: s.env });
+  if (alive(pid)) process.kill(pid ?? 0, 'SIGKILL');
+}
+
+const traceIds = (stderr: string): string[] => [...stderr.matchAll(/^trace: \S+\/trace\/([0-9a-f]{32})/gm)].map((m) => m[1] ?? '');
+const STARTED = /^kubetrail: started a background kubetrail on 127\.0\.0\.1:\d+ \(pid (\d+)\) for the next commands; it exits after 10m idle\. Stop it: kubetrail stop; never: --linger 0$/m;
+
+describe('the first wrapped command starts a background kubetrail', () => {
+  it("prints kubectl's bytes and exit code as direct, says once what it started, and leaves it serving", async () => {
+    const s = await setup();
+    try {
+      const direct = await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig });
+      const first = await wrapped(s, ['--context', 'alice', 'get', 'pods']);
+      expect(first.code).toBe(0);
+      expect(first.stdout.toString()).toBe(direct.stdout.toString());
+      const pid = Number(STARTED.exec(first.stderr)?.[1]);
+      expect(pid).toBeGreaterThan(0);
+      expect(first.stderr).toMatch(/^kubectl get · \d+ requests · /m);
+      expect(traceIds(first.stderr)).toHaveLength(1);
+      expect(backgroundPid(s)).toBe(pid);
+      expect(alive(pid)).toBe(true);
+
+      // Private files: the state dir and its background dir 0700, every file in it 0600.
+      expect(statSync(s.stateDir).mode & 0o777).toBe(0o700);
+      const bg = join(s.stateDir, 'background');
+      expect(statSync(bg).mode & 0o777).toBe(0o700);
+      for (const f of readdirSync(bg)) if (statSync(join(bg, f)).isFile()) expect(statSync(join(bg, f)).mode & 0o777, f).toBe(0o600);
+      expect(statSync(join(s.stateDir, 'control-token')).mode & 0o777).toBe(0o600);
+      // The per-command kubeconfig is gone once the command is.
+      expect(readdirSync(join(bg, 'commands'))).toEqual([]);
+
+      // An error is kubectl's, byte for byte, with its exit code.
+      const directErr = await kubectl(['--context', 'alice', 'get', 'pod', 'nope'], { kubeconfig });
+      const err = await wrapped(s, ['--context', 'alice', 'get', 'pod', 'nope'], ['--quiet']);
+      expect(err.code).toBe(directErr.code);
+      expect(err.code).toBe(1);
+      expect(err.stderr).toBe(directErr.stderr);
+      expect(err.stdout.toString()).toBe(directErr.stdout.toString());
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('later commands reuse it: no new process, and each command gets only its own requests, also when run at once', async () => {
+    const s = await setup();
+    try {
+      const first = await wrapped(s, ['--context', 'alice', 'get', 'pods']);
+      expect(first.code).toBe(0);
+      const pid = backgroundPid(s);
+      const [pods, cms] = await Promise.all([
+        wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']),
+        wrapped(s, ['--context', 'tina', 'get', 'configmaps', '-o', 'name']),
+      ]);
+      expect(pods.code, pods.stderr).toBe(0);
+      expect(cms.code, cms.stderr).toBe(0);
+      expect(pods.stdout.toString()).toBe('pod/web-0\n');
+      expect(cms.stdout.toString()).toBe('configmap/settings\n');
+      expect(backgroundPid(s)).toBe(pid);
+      expect(pods.stderr).not.toMatch(STARTED);
+      expect(cms.stderr).not.toMatch(STARTED);
+      // One trace each, different, and each waterfall lists its own command's requests only.
+      const [a, b] = [traceIds(pods.stderr), traceIds(cms.stderr)];
+      expect(a).toHaveLength(1);
+      expect(b).toHaveLength(1);
+      expect(a[0]).not.toBe(b[0]);
+      expect(pods.stderr).toMatch(/^ {2}list pods +200 /m);
+      expect(pods.stderr).not.toMatch(/configmaps/);
+      expect(cms.stderr).toMatch(/^ {2}list configmaps +200 /m);
+      expect(cms.stderr).not.toMatch(/list pods/);
+      // The exported traces agree: every request span of a trace carries that command's kubectl session.
+      await expect.poll(() => receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list configmaps').length, { timeout: 5000 }).toBe(1);
+      expect(receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list pods')).toEqual([]);
+      expect(receiver.spans.filter((sp) => sp.traceId === a[0] && sp.name === 'list configmaps')).toEqual([]);
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('two commands started at once with none running start exactly one', async () => {
+    const s = await setup();
+    try {
+      const runs = await Promise.all([0, 1, 2].map(() => wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'])));
+      for (const r of runs) {
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.toString()).toBe('pod/web-0\n');
+        expect(traceIds(r.stderr)).toHaveLength(1);
+      }
+      expect(runs.filter((r) => STARTED.test(r.stderr))).toHaveLength(1);
+      expect(existsSync(join(s.stateDir, 'background', `127.0.0.1-${s.port}.lock`))).toBe(false);
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
+describe('its life', () => {
+  it('exits after --linger with no request and no wrapped command, and removes its state file', async () => {
+    const s = await setup();
+    const r = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--linger', '1s']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('it exits after 1s idle');
+    const pid = backgroundPid(s);
+    expect(alive(pid)).toBe(true);
+    await expect.poll(() => alive(pid), { timeout: 8000, interval: 100 }).toBe(false);
+    expect(existsSync(stateFile(s))).toBe(false);
+  });
+
+  it('a wrapped command that runs longer than --linger keeps it alive', async () => {
+    const s = await setup();
+    try {
+      const script = `sleep 2; ${kubectlPath('1.33')} --context alice get pods -o name`;
+      const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, '--linger', '500ms', '--quiet', '--', 'sh', '-c', script], { env: s.env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('pod/web-0\n');
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('a changed configuration replaces it: the new one serves the new settings', async () => {
+    const s = await setup();
+    try {
+      const a = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.a:16686']);
+      expect(a.code).toBe(0);
+      const pidA = backgroundPid(s);
+      expect(a.stderr).toMatch(/^trace: http:\/\/jaeger\.a:16686\/trace\//m);
+      const b = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.b:16686']);
+      expect(b.code).toBe(0);
+      expect(b.stderr).toMatch(/^kubetrail: restarted a background kubetrail on /m);
+      expect(b.stderr).toMatch(/^trace: http:\/\/jaeger\.b:16686\/trace\//m);
+      const pidB = backgroundPid(s);
+      expect(pidB).not.toBe(pidA);
+      expect(alive(pidA)).toBe(false);
+
+      // So does an edited kubeconfig (never stale credentials), and so does another OTEL_* setting.
+      const copy = join(mkdtempSync(join(tmpdir(), 'kt-bg-kc-')), 'config');
+      writeFileSync(copy, readFileSync(kubeconfig));
+      const c1 = await runKubetrail(['--kubeconfig', copy, '--listen', `127.0.0.1:${s.port}`, '--quiet', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], { env: s.env });
+      expect(c1.code, c1.stderr).toBe(0);
+      const pidC = backgroundPid(s);
+      writeFileSync(copy, `${readFileSync(copy, 'utf8')}\n# edited\n`);
+      const c2 = await runKubetrail(['--kubeconfig', copy, '--listen', `127.0.0.1:${s.port}`, '--quiet', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], { env: s.env });
+      expect(c2.code, c2.stderr).toBe(0);
+      expect(backgroundPid(s)).not.toBe(pidC);
+      const pidD = backgroundPid(s);
+      const c3 = await runKubetrail(['--kubeconfig', copy, '--listen', `127.0.0.1:${s.port}`, '--quiet', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], { env: { ...s.env, OTEL_SERVICE_NAME: 'other' } });
+      expect(c3.code, c3.stderr).toBe(0);
+      expect(backgroundPid(s)).not.toBe(pidD);
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('killed, it is replaced by the next wrapped command', async () => {
+    const s = await setup();
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'])).code).toBe(0);
+      const pid = backgroundPid(s) ?? 0;
+      process.kill(pid, 'SIGKILL');
+      await expect.poll(() => alive(pid)).toBe(false);
+      const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('pod/web-0\n');
+      expect(r.stderr).toMatch(STARTED);
+      expect(backgroundPid(s)).not.toBe(pid);
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('`kubetrail stop` stops it; --linger 0 serves the command in-process and starts nothing', async () => {
+    const s = await setup();
+    expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'])).code).toBe(0);
+    const pid = backgroundPid(s);
+    const st = await runKubetrail(['stop'], { env: s.env });
+    expect(st.code).toBe(0);
+    expect(st.stderr).toBe(`kubetrail: stopped the background kubetrail on 127.0.0.1:${s.port} (pid ${pid})\n`);
+    expect(alive(pid)).toBe(false);
+    expect((await runKubetrail(['stop'], { env: s.env })).stderr).toBe('kubetrail: no background kubetrail is running\n');
+
+    for (const r of [await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--linger', '0']), await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], [], { KUBETRAIL_LINGER: '0' })]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('pod/web-0\n');
+      expect(r.stderr).not.toMatch(/background/);
+      expect(traceIds(r.stderr)).toHaveLength(1);
+      expect(existsSync(stateFile(s))).toBe(false);
+    }
+    const bad = await wrapped(s, ['get', 'pods'], ['--linger', 'soon']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('kubetrail: --linger "soon": expected a duration such as 10m, 30s or 0 (no background kubetrail)\n');
+  });
+
+  it('a wrapped command uses a foreground `kubetrail start` with the same configuration, with its own waterfall', async () => {
+    const s = await setup();
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
+    try {
+      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=/m);
+      const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('pod/web-0\n');
+      expect(r.stderr).toContain(`using the kubetrail already listening on 127.0.0.1:${s.port}`);
+      expect(r.stderr).toMatch(/^ {2}list pods +200 /m);
+      await expect.poll(() => log, { timeout: 10_000 }).toMatch(/ 200 list pods /);
+      // `kubetrail stop` leaves it alone.
+      expect((await runKubetrail(['stop'], { env: s.env })).stderr).toMatch(/is a foreground `kubetrail start`: stop it in its terminal/);
+      expect(start.exitCode).toBe(null);
+    } finally {
+      start.kill('SIGTERM');
+      await new Promise((r) => start.on('close', r));
+    }
+    expect(existsSync(stateFile(s))).toBe(false);
+  });
+});
+
+describe('`kubetrail start` after wrapped commands', () => {
+  it('takes the port over from the background kubetrail of the same state dir', async () => {
+    const s = await setup();
+    expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
+    const pid = backgroundPid(s);
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, '--jaeger-url', 'http://other:16686'], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    start.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    start.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const closed = new Promise((r) => start.on('close', r));
+    try {
+      await expect.poll(() => out, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=/m);
+      expect(err).toContain(`kubetrail: stopped the background kubetrail on 127.0.0.1:${s.port} to serve here`);
+      expect(alive(pid)).toBe(false);
+    } finally {
+      start.kill('SIGTERM');
+      await closed;
+    }
+  });
+});
+
+describe('the control endpoint', () => {
+  it('refuses a missing or wrong token, and answers the state dir token', async () => {
+    const s = await setup();
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'])).code).toBe(0);
+      const ca = readFileSync(join(s.stateDir, 'ca.crt'), 'utf8');
+      const token = readFileSync(join(s.stateDir, 'control-token'), 'utf8').trim();
+      const call = (method: string, path: string, tok?: string): Promise<{ status: number; body: string }> =>
+        new Promise((resolve, reject) => {
+          const req = request({ host: '127.0.0.1', port: s.port, method, path: `/.kubetrail/v1/${path}`, ca, servername: 'localhost', agent: false, headers: tok === undefined ? {} : { 'x-kubetrail-token': tok } }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      for (const tok of [undefined, '', 'wrong', `${token}x`, token.slice(0, -1)]) {
+        for (const [method, path] of [['GET', 'status'], ['POST', 'stop'], ['POST', 'commands/abcdef1234/finish']] as const) {
+          const r = await call(method, path, tok);
+          expect(r.status, `${method} ${path} ${String(tok)}`).toBe(401);
+          expect(r.body).toBe('{"error":"unauthorized"}');
+        }
+      }
+      expect(alive(backgroundPid(s))).toBe(true);
+      const ok = await call('GET', 'status', token);
+      expect(ok.status).toBe(200);
+      expect(JSON.parse(ok.body)).toMatchObject({ kubetrail: true, kind: 'linger', pid: backgroundPid(s) });
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
+describe('test hygiene', () => {
+  it("the run's teardown finds and stops every background kubetrail under a directory", async () => {
+    const s = await setup();
+    expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
+    const pid = backgroundPid(s);
+    expect(alive(pid)).toBe(true);
+    expect(await stopBackgroundKubetrails(s.home)).toBe(1);
+    expect(alive(pid)).toBe(false);
+  });
+});
