@@ -34,7 +34,12 @@ function counts(items: number | undefined, events: number | undefined, bytes: nu
   return `${items !== undefined ? ` ${items} items` : ''}${events !== undefined ? ` ${events} events` : ''} ${fmtBytes(bytes)}`;
 }
 
-export function requestLog(write: (line: string) => void, opts: RequestLogOptions = {}): StageObserver {
+export interface RequestLog extends StageObserver {
+  /** Print another line (e.g. a finished command's trace link) above the live status line. */
+  print: (line: string) => void;
+}
+
+export function requestLog(write: (line: string) => void, opts: RequestLogOptions = {}): RequestLog {
   const pending = new Map<string, Pending>();
   const every = opts.progressEveryMs ?? 10_000;
   const term = opts.terminal;
@@ -65,6 +70,7 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
   };
 
   return {
+    print: line,
     onRequestStart(start) {
       pending.set(start.id, { start, name: spanName(parseRequestInfo(start.method, start.path, start.query), start.method), printedAt: start.t0 });
       return undefined;

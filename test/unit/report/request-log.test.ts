@@ -58,5 +58,9 @@ describe('request log: a long watch shows a live count', () => {
     log.onRequestEnd('l', { t: 2_000, outcome: 'complete', bytesDown: 4 << 20, bytesUp: 0, decode: { items: 1500 } as never });
     // The finished line replaces the status line, which is drawn again below it.
     expect(screen).toBe('\r\x1b[K10:00:00.000 ERR list pods /api/v1/namespaces/default/pods 2000ms 1500 items 4.0MB [kind]\nopen: watch pods 4 events 2.0kB 1000ms');
+    // Other lines (a finished command's trace link) also go above it, never onto it.
+    screen = '';
+    log.print('trace: http://localhost:16686/trace/abc kubectl get');
+    expect(screen).toBe('\r\x1b[Ktrace: http://localhost:16686/trace/abc kubectl get\nopen: watch pods 4 events 2.0kB 1000ms');
   });
 });
