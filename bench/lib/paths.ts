@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, wr
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 import { freePort, processTree, stopChild, tcpOpen, waitFor } from './proc.ts';
 import type { Target } from './target.ts';
 
@@ -147,8 +148,8 @@ async function startKubetrail(env: BenchEnv, up: UpstreamSpec, otlp: string, kin
   const stateDir = join(env.workDir, 'kubetrail-state');
   const args =
     kind === 'proxy-core'
-      ? [...(opts.nodeArgs ?? []), PROXY_CORE, up.kubeconfig, stateDir]
-      : [...(opts.nodeArgs ?? []), KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
+      ? [...NODE_FLAGS, ...(opts.nodeArgs ?? []), PROXY_CORE, up.kubeconfig, stateDir]
+      : [...NODE_FLAGS, ...(opts.nodeArgs ?? []), KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
   const childEnv = kind === 'kubetrail-nosdk' ? { ...env, env: { ...env.env, OTEL_SDK_DISABLED: 'true' } } : env;
   const { child, match, ms } = await spawnReady(childEnv, kind, process.execPath, args, /export KUBECONFIG=(\S+)\n/);
   const kc = parse(readFileSync(match[1] ?? '', 'utf8')) as { clusters: { cluster: Record<string, string> }[] };

@@ -37,6 +37,7 @@ import {
   type BackgroundState,
 } from './background-state.ts';
 import { runChild, takeKubeconfigArg } from './child.ts';
+import { NODE_FLAGS } from './node-flags.ts';
 import { errLine } from './output.ts';
 
 const LOG_MAX_BYTES = 1 << 20;
@@ -180,7 +181,7 @@ async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, paths: Ba
   if ((fstatSync(logFd).mode & 0o077) !== 0) fchmodSync(logFd, 0o600);
   const here = fileURLToPath(import.meta.url);
   const bin = fileURLToPath(new URL(`../bin/kubetrail${extname(here)}`, import.meta.url));
-  const child = spawn(process.execPath, [bin, '__background'], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, bin, '__background'], {
     detached: true,
     cwd: '/',
     stdio: ['ignore', logFd, logFd, 'pipe'],

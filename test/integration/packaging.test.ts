@@ -26,6 +26,7 @@ import { freshHome } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 import { runProcess } from '../helpers/run-kubetrail.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -315,7 +316,9 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
     // The image's command, as the compose file runs it, with its environment and its user.
     const entrypoint = jsonArgs(final('ENTRYPOINT') ?? '[]');
     const cmd = jsonArgs(final('CMD') ?? '[]');
-    expect(entrypoint).toEqual(['node', '/app/dist/bin/kubetrail.js']);
+    expect(entrypoint).toEqual(['node', ...NODE_FLAGS, '/app/dist/bin/kubetrail.js']);
+    // The bin's shebang, which `npm install` users run, carries the same V8 flags.
+    expect(readFileSync(join(REPO, 'src', 'bin', 'kubetrail.ts'), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
     expect(cmd).toEqual(['start', '--listen', '0.0.0.0:17443', '--allow-non-loopback']);
     expect(final('EXPOSE')).toBe('17443');
     const svc = compose.services.kubetrail;
@@ -346,7 +349,9 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
     if (asUser.uid !== undefined) chownSync(mounted, 1000, 1000);
 
     // 0.0.0.0:17443 is the container's own network; here it stands for 127.0.0.1:<free port>.
-    const args = [join(root, entrypoint[1] ?? ''), ...cmd.map((a) => (a === '0.0.0.0:17443' ? '127.0.0.1:0' : a))];
+    // ENTRYPOINT is node, its flags, then the script (a path in the image).
+    const script = entrypoint.findIndex((a, i) => i > 0 && !a.startsWith('-'));
+    const args = [...entrypoint.slice(1, script), join(root, entrypoint[script] ?? ''), ...cmd.map((a) => (a === '0.0.0.0:17443' ? '127.0.0.1:0' : a))];
     const server: ChildProcess = spawn(process.execPath, args, { cwd: appDir, env: container(), stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
     let out = '';
     let err = '';
