@@ -55,6 +55,8 @@ export interface TracingOptions {
    * failing), and at shutdown with the number of spans dropped, when any were.
    */
   warn: (line: string) => void;
+  /** Replaces the OTLP/HTTP exporter (benchmarks); the batch processor, the gate and the counts stay. */
+  exporter?: SpanExporter;
 }
 
 /** Counts what the batch processor hands over and what comes back, and reports the first failure. */
@@ -156,7 +158,7 @@ export function startTracing(opts: TracingOptions): Tracing {
     .merge(resourceFromAttributes({ 'service.name': 'kubetrail', 'service.version': opts.version }))
     .merge(detectResources({ detectors: [envDetector] }));
   const exporter = new GuardedExporter(
-    new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS }),
+    opts.exporter ?? new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS }),
     opts.endpoint,
     opts.warn,
   );

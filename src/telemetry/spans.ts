@@ -5,7 +5,7 @@
  *
  * Span times come from the proxy's monotonic clock, anchored to the request's epoch start.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes as OtelAttributes, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes as OtelAttributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import type { RequestEnd, RequestStart, ResponseStart, StageObserver, UpstreamConnected } from '../proxy/events.ts';
 import { setAttr, type Attributes } from '../stages/attributes.ts';
 import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
@@ -18,6 +18,8 @@ import * as sc from './semconv.ts';
 interface Command {
   key: string;
   root: Span;
+  /** The context with `root` active: the parent of the command's request spans. */
+  rootCtx: Context;
   traceId: string;
   command: string;
   session: string | undefined;
@@ -26,7 +28,14 @@ interface Command {
   lastEnd: number;
   open: number;
   requests: RequestSummary[];
+  /**
+   * Armed when the command went idle and left armed while requests come and go (re-arming a timer per
+   * request costs more than the request's spans): when it fires, it ends the command if it is still idle
+   * and has been for the idle time since `idleSince`, or waits for the rest of it.
+   */
   idleTimer: NodeJS.Timeout | undefined;
+  /** performance.now() when `open` last went to 0. */
+  idleSince: number;
   /** Set by finishCommand() while it waits for the command's open requests to end. */
   onIdle: (() => void) | undefined;
 }
@@ -35,6 +44,8 @@ interface Pending {
   start: RequestStart;
   command: Command;
   span: Span;
+  /** The context with `span` active: the parent of the stage spans. */
+  ctx: Context;
   upstream: Span;
   connected?: UpstreamConnected;
   response?: ResponseStart;
@@ -84,6 +95,7 @@ const INSTANT_MS = 0.001;
  * parameters are the user's command line (`kubectl exec -- sh -c 'PASSWORD=...'`): never recorded.
  */
 export function redactQuery(query: string): string {
+  if (!query.includes('continue=') && !query.includes('command=')) return query;
   return query.replace(/(^|&)(continue|command)=[^&]*/g, '$1$2=REDACTED');
 }
 
@@ -164,6 +176,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       cmd = {
         key,
         root,
+        rootCtx: trace.setSpan(ROOT_CONTEXT, root),
         traceId: root.spanContext().traceId,
         command,
         session: start.kubectlSession,
@@ -172,16 +185,32 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         open: 0,
         requests: [],
         idleTimer: undefined,
+        idleSince: 0,
         onIdle: undefined,
       };
       commands.set(key, cmd);
     }
-    if (cmd.idleTimer) {
-      clearTimeout(cmd.idleTimer);
-      cmd.idleTimer = undefined;
-    }
     cmd.open++;
     return cmd;
+  }
+
+  function idleDelay(cmd: Command): number {
+    return cmd.key.startsWith('tag:') ? Math.max(opts.idleMs, TAGGED_IDLE_MS) : opts.idleMs;
+  }
+
+  function armIdle(cmd: Command, ms: number): void {
+    cmd.idleTimer = setTimeout(() => onIdleTimer(cmd), ms);
+    cmd.idleTimer.unref();
+  }
+
+  function onIdleTimer(cmd: Command): void {
+    cmd.idleTimer = undefined;
+    // Busy again: the end of its last open request arms the timer anew.
+    if (cmd.open > 0 || cmd.onIdle) return;
+    const left = cmd.idleSince + idleDelay(cmd) - performance.now();
+    // Timers fire up to a millisecond early or late; within that, the command has been idle long enough.
+    if (left >= 1) armIdle(cmd, left);
+    else endCommand(cmd);
   }
 
   return {
@@ -190,6 +219,9 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const name = spanName(info, start.method);
       const discovery = isDiscovery(info);
       const cmd = commandFor(start, name);
+      // Attributes are set after the start, not passed to startSpan: the SDK would check them three times
+      // there (its samplers do not read them), once here.
+      const span = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: start.startedAt }, cmd.rootCtx);
       const attrs: Attributes = {
         [sc.ATTR_HTTP_REQUEST_METHOD]: normalizeMethod(start.method),
         [sc.ATTR_URL_PATH]: start.path,
@@ -204,16 +236,13 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
       if (start.upgrade) attrs[sc.ATTR_KUBETRAIL_UPGRADE] = true;
       if (start.insecure) attrs[sc.ATTR_KUBETRAIL_INSECURE] = true;
-      const parent = trace.setSpan(ROOT_CONTEXT, cmd.root);
-      const span = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: start.startedAt, attributes: toOtel(attrs) }, parent);
+      span.setAttributes(toOtel(attrs));
       const ctx = trace.setSpan(ROOT_CONTEXT, span);
-      tracer.startSpan('auth', { startTime: start.startedAt, attributes: toOtel(start.auth) }, ctx).end(start.startedAt + INSTANT_MS);
-      const upstream = tracer.startSpan(
-        'upstream',
-        { kind: SpanKind.CLIENT, startTime: start.startedAt, attributes: { [sc.ATTR_SERVER_ADDRESS]: start.upstream.host, [sc.ATTR_SERVER_PORT]: start.upstream.port } },
-        ctx,
-      );
-      pending.set(start.id, { start, command: cmd, span, upstream, name, discovery });
+      tracer.startSpan('auth', { startTime: start.startedAt }, ctx).setAttributes(toOtel(start.auth)).end(start.startedAt + INSTANT_MS);
+      const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
+      upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
+      upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
+      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, discovery });
       // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
       // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
       const sc0 = upstream.spanContext();
@@ -236,9 +265,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const p = pending.get(id);
       if (!p) return;
       pending.delete(id);
-      const { start, span, upstream, connected, response, command } = p;
+      const { start, span, ctx, upstream, connected, response, command } = p;
       const endAt = at(start, ev.t);
-      const ctx = trace.setSpan(ROOT_CONTEXT, span);
 
       const latency = latencyAttributes({
         start: start.t0,
@@ -264,10 +292,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       if (response) {
         rbac = rbacAttributes({ statusCode: response.statusCode, statusBody: ev.statusBody, retryAfter: response.retryAfter });
         const rbacAt = at(start, response.t);
-        tracer.startSpan('rbac', { startTime: rbacAt, attributes: toOtel(rbac) }, ctx).end(rbacAt + INSTANT_MS);
+        tracer.startSpan('rbac', { startTime: rbacAt }, ctx).setAttributes(toOtel(rbac)).end(rbacAt + INSTANT_MS);
       }
       if (response && ev.decode) {
-        const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t), attributes: toOtel(decodeAttributes(ev.decode)) }, ctx);
+        const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t) }, ctx).setAttributes(toOtel(decodeAttributes(ev.decode)));
         for (const e of watchEventSpanEvents(ev.decode)) decodeSpan.addEvent(e.name, toOtel(e.attributes), at(start, e.atMs));
         decodeSpan.end(endAt);
       }
@@ -318,9 +346,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       if (command.open === 0 && command.onIdle) {
         command.onIdle();
       } else if (command.open === 0 && opts.idleMs > 0) {
-        const tagged = command.key.startsWith('tag:');
-        command.idleTimer = setTimeout(() => endCommand(command), tagged ? Math.max(opts.idleMs, TAGGED_IDLE_MS) : opts.idleMs);
-        command.idleTimer.unref();
+        command.idleSince = performance.now();
+        if (!command.idleTimer) armIdle(command, idleDelay(command));
       }
     },
 
