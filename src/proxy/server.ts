@@ -389,7 +389,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
           return;
         }
-        res.flushHeaders();
+        // A stream (no Content-Length: watches, logs -f, chunked lists) gets its head at once; a sized answer's
+        // head goes out with its first body bytes, in one TLS record and one write instead of two.
+        if (upRes.headers['content-length'] === undefined) res.flushHeaders();
         const onProgress = observer?.onProgress ? observer.onProgress.bind(observer) : undefined;
         let lastProgress = performance.now();
         relay(upRes, res, (chunk) => {
