@@ -62,6 +62,11 @@ export interface SpanObserverOptions {
    * Kubectl-Session (the gcloud kubectl dispatcher's /version probe that picks the kubectl binary).
    */
   singleCommand?: boolean;
+  /**
+   * A tagged command's wrapper is still running (its kubectl may be waiting in an editor or a prompt):
+   * idle does not end the command then; it is checked again after another idle period. Default: no.
+   */
+  tagAlive?: (tag: string) => boolean;
   onCommandFinished?: (summary: CommandSummary) => void;
 }
 
@@ -210,6 +215,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     const left = cmd.idleSince + idleDelay(cmd) - performance.now();
     // Timers fire up to a millisecond early or late; within that, the command has been idle long enough.
     if (left >= 1) armIdle(cmd, left);
+    else if (cmd.key.startsWith('tag:') && opts.tagAlive?.(cmd.key.slice('tag:'.length)) === true) armIdle(cmd, idleDelay(cmd));
     else endCommand(cmd);
   }
 

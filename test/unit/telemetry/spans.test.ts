@@ -1,5 +1,5 @@
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RequestStart } from '../../../src/proxy/events.ts';
 import { createSpanObserver } from '../../../src/telemetry/spans.ts';
 
@@ -79,5 +79,25 @@ describe('tagged commands (wrap mode with a background kubetrail)', () => {
     const sum = await obs.finishCommand('dddddd4', 50);
     expect(performance.now() - t).toBeGreaterThanOrEqual(45);
     expect(sum?.requests).toHaveLength(0);
+  });
+
+  it('idle ends a tagged command only once its wrapper is gone (kubectl edit can wait minutes in the editor)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    try {
+      let alive = true;
+      const finished: string[] = [];
+      const obs = createSpanObserver({ tracer, idleMs: 1000, tagAlive: () => alive, onCommandFinished: (c) => finished.push(c.traceId) });
+      request(obs, { commandTag: 'eeeeee5', kubectlSession: 's-e' })();
+      vi.advanceTimersByTime(5 * 60_000);
+      expect(finished).toEqual([]);
+      // The PATCH after the editor closes joins the same trace.
+      request(obs, { commandTag: 'eeeeee5', kubectlSession: 's-e', method: 'PATCH' })();
+      alive = false;
+      vi.advanceTimersByTime(61_000);
+      expect(finished).toHaveLength(1);
+      expect((await obs.finishCommand('eeeeee5', 10))?.requests.map((r) => r.method)).toEqual(['GET', 'PATCH']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
