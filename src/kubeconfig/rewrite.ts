@@ -72,9 +72,15 @@ export function parseServerName(name: string | false | null | undefined): { rout
   return { routeId: label, tag: undefined };
 }
 
-export function routeId(clusterName: string): string {
+/**
+ * A cluster's route id: its name, slugged, and a hash of its name and server URL. The server is in it so
+ * that a kubeconfig rewritten for one configuration can never be routed to another configuration's
+ * cluster of the same name (`kubernetes`, `default`...) by a kubetrail serving that one: its credentials
+ * would go to the wrong apiserver. A request with a stale route gets KT_ERR_NO_ROUTE instead.
+ */
+export function routeId(clusterName: string, server: unknown): string {
   const slug = clusterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
-  const hash = createHash('sha256').update(clusterName).digest('hex').slice(0, 8);
+  const hash = createHash('sha256').update(`${clusterName}\0${typeof server === 'string' ? server : ''}`).digest('hex').slice(0, 8);
   return slug ? `${slug}-${hash}` : hash;
 }
 
@@ -115,7 +121,7 @@ export function buildRoutes(kc: LoadedKubeconfig): Routes {
       );
     }
     const route: ClusterRoute = {
-      id: routeId(name),
+      id: routeId(name, body.server),
       name,
       server: url,
       caPem,
@@ -162,9 +168,10 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
   const clusters = [...kc.clusters.values()].map(({ name, body }) => {
     const cluster: Entry = { ...body };
     for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) delete cluster[k];
-    cluster.server = `${base}${ROUTE_PREFIX}${routeId(name)}`;
+    const id = routeId(name, body.server);
+    cluster.server = `${base}${ROUTE_PREFIX}${id}`;
     cluster['certificate-authority-data'] = caData;
-    cluster['tls-server-name'] = opts.commandTag === undefined ? `${routeId(name)}${SNI_SUFFIX}` : taggedServerName(routeId(name), opts.commandTag);
+    cluster['tls-server-name'] = opts.commandTag === undefined ? `${id}${SNI_SUFFIX}` : taggedServerName(id, opts.commandTag);
     return { name, cluster };
   });
   const current = opts.currentContext ?? kc.currentContext;

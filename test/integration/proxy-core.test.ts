@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
-import { buildRoutes, routeId, SNI_SUFFIX, taggedServerName } from '../../src/kubeconfig/rewrite.ts';
+import { buildRoutes, SNI_SUFFIX, taggedServerName, type Routes } from '../../src/kubeconfig/rewrite.ts';
 import { createCA, issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
 import type { RequestEnd, RequestProgress, RequestStart, StageObserver } from '../../src/proxy/events.ts';
@@ -37,6 +37,13 @@ let upstreamPort: number;
 let wrongCaUpstream: Server;
 let wrongCaPort: number;
 let pki: LocalPki;
+let routes: Routes;
+/** The route id kubetrail gave the test kubeconfig's cluster of this name. */
+function routeId(name: string): string {
+  const route = [...routes.clusters.values()].find((r) => r.name === name);
+  if (!route) throw new Error(`no cluster ${name}`);
+  return route.id;
+}
 let proxy: RunningProxy;
 const seen: Seen[] = [];
 const ended: RequestEnd[] = [];
@@ -112,7 +119,7 @@ users:
   user: {client-certificate: bob.crt, client-key: bob.key}
 `,
   );
-  const routes = buildRoutes(loadKubeconfig({ explicitPath: join(dir, 'kubeconfig'), env: {} }));
+  routes = buildRoutes(loadKubeconfig({ explicitPath: join(dir, 'kubeconfig'), env: {} }));
   pki = await ensureLocalPki(join(dir, 'state'));
   proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, observer: recordingObserver() });
 });

@@ -114,31 +114,35 @@ describe('rewrite', () => {
     const clusters = out.clusters as { name: string; cluster: Record<string, unknown> }[];
     expect(clusters.map((c) => c.name)).toEqual(['c1', 'c2']);
     for (const c of clusters) {
-      expect(c.cluster.server).toBe(`https://127.0.0.1:17443/c/${routeId(c.name)}`);
+      const id = [...routes.clusters.values()].find((r) => r.name === c.name)?.id ?? '';
+      expect(c.cluster.server).toBe(`https://127.0.0.1:17443/c/${id}`);
       expect(c.cluster['certificate-authority-data']).toBe(Buffer.from('LOCALCA').toString('base64'));
-      expect(c.cluster['tls-server-name']).toBe(`${routeId(c.name)}.kubetrail.localhost`);
+      expect(c.cluster['tls-server-name']).toBe(`${id}.kubetrail.localhost`);
       for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) expect(c.cluster).not.toHaveProperty(k);
     }
     expect(out['current-context']).toBe('ctx-a');
     expect((out.users as { name: string }[]).map((u) => u.name)).toEqual(['u1', 'u2']);
     expect((out.contexts as { name: string; context: unknown }[]).find((c) => c.name === 'ctx-b')?.context).toEqual({ cluster: 'c2', user: 'u2', namespace: 'kube-system' });
 
-    const r1 = routes.clusters.get(routeId('c1'));
+    const r1 = routes.clusters.get(routeId('c1', 'https://127.0.0.1:6443'));
     expect(r1?.server.href).toBe('https://127.0.0.1:6443/');
     expect(r1?.caPem?.toString()).toBe(ca.certPem);
     expect(r1?.tlsServerName).toBe('api.internal');
     expect(r1?.proxyUrl).toBe('http://127.0.0.1:3128');
-    const r2 = routes.clusters.get(routeId('c2'));
+    const r2 = routes.clusters.get(routeId('c2', 'https://example.com:443/some/prefix'));
     expect(r2?.insecureSkipTlsVerify).toBe(true);
     expect(r2?.server.pathname).toBe('/some/prefix');
   });
 
   it('gives clusters with awkward names distinct, URL-safe, stable route ids', () => {
     const names = ['arn:aws:eks:us-east-1:123456789012:cluster/prod', 'gke_proj_europe-west1_prod', 'kind-kind', 'Kind Kind', ''];
-    const ids = names.map(routeId);
+    const ids = names.map((n) => routeId(n, 'https://10.0.0.1:6443'));
     expect(new Set(ids).size).toBe(names.length);
     for (const id of ids) expect(id).toMatch(/^[a-z0-9-]+$/);
-    expect(routeId('kind-kind')).toBe(ids[2]);
+    expect(routeId('kind-kind', 'https://10.0.0.1:6443')).toBe(ids[2]);
+    // Same name, another apiserver (another kubeconfig): another route, so a stale kubeconfig's requests
+    // (and credentials) can never reach the other one.
+    expect(routeId('kind-kind', 'https://10.0.0.2:6443')).not.toBe(ids[2]);
   });
 
   it("tags a wrapped command's kubeconfig in SNI only, within one DNS label, and parses the tag back", () => {
