@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env node
 import { main } from '../cli/main.ts';
 
 // Exit as soon as main is done: telemetry has already flushed (bounded), and a collector that refused or

@@ -317,8 +317,8 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
     const entrypoint = jsonArgs(final('ENTRYPOINT') ?? '[]');
     const cmd = jsonArgs(final('CMD') ?? '[]');
     expect(entrypoint).toEqual(['node', ...NODE_FLAGS, '/app/dist/bin/kubetrail.js']);
-    // The bin's shebang, which `npm install` users run, carries the same V8 flags.
-    expect(readFileSync(join(REPO, 'src', 'bin', 'kubetrail.ts'), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+    // The bin's shebang stays portable (`env -S` is not everywhere); the flags are the image's business.
+    expect(readFileSync(join(REPO, 'src', 'bin', 'kubetrail.ts'), 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
     expect(cmd).toEqual(['start', '--listen', '0.0.0.0:17443', '--allow-non-loopback']);
     expect(final('EXPOSE')).toBe('17443');
     const svc = compose.services.kubetrail;
