@@ -30,8 +30,8 @@ function clock(epochMs: number): string {
   return new Date(epochMs).toISOString().slice(11, 23);
 }
 
-function counts(items: number | undefined, events: number | undefined, bytes: number): string {
-  return `${items !== undefined ? ` ${items} items` : ''}${events !== undefined ? ` ${events} events` : ''} ${fmtBytes(bytes)}`;
+function counts(items: number | undefined, events: number | undefined, bytes: number, partial = false): string {
+  return `${items !== undefined ? ` ${partial ? '≥' : ''}${items} items` : ''}${events !== undefined ? ` ${events} events` : ''} ${fmtBytes(bytes)}`;
 }
 
 export interface RequestLog extends StageObserver {
@@ -98,7 +98,7 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
       const { start } = p;
       const status = p.status ?? 'ERR';
       const note = ev.outcome === 'complete' ? '' : ` ${ev.outcome}${ev.error ? ` ${ev.error.code}` : ''}`;
-      line(`${clock(start.startedAt)} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown)} [${start.cluster}]${note}`);
+      line(`${clock(start.startedAt)} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}`);
     },
   };
 }

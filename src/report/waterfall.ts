@@ -34,7 +34,7 @@ function statusColor(r: RequestSummary): string {
 
 function detail(r: RequestSummary): string {
   const parts: string[] = [];
-  if (r.items !== undefined) parts.push(`${r.items} item${r.items === 1 ? '' : 's'}`);
+  if (r.items !== undefined) parts.push(`${r.itemsPartial === true ? '≥' : ''}${r.items} item${r.items === 1 && r.itemsPartial !== true ? '' : 's'}`);
   if (r.watchEvents !== undefined) parts.push(`${r.watchEvents} ev`);
   parts.push(fmtBytes(r.bytes));
   return parts.join(' ');
@@ -48,7 +48,7 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
   const span = Math.max(cmd.durationMs, ...cmd.requests.map((r) => r.startedAt - t0 + r.durationMs), 1);
   const lines: string[] = [];
   const head = `${cmd.command} · ${sum.requests} request${sum.requests === 1 ? '' : 's'} · ${fmtMs(span)}`;
-  const extra = sum.items > 0 ? ` · ${sum.items} items in ${sum.pages} page${sum.pages === 1 ? '' : 's'}` : '';
+  const extra = sum.items > 0 ? ` · ${sum.itemsPartial ? '≥' : ''}${sum.items} items in ${sum.pages} page${sum.pages === 1 ? '' : 's'}` : '';
   lines.push(paint(c, '1', fit(head + extra, width).trimEnd()));
 
   const barW = BAR_W + (width - 80);

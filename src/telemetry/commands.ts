@@ -20,6 +20,8 @@ export interface RequestSummary {
   errorCode: string | undefined;
   bytes: number;
   items: number | undefined;
+  /** The body was decoded only up to the scan budget: `items` is a lower bound. */
+  itemsPartial?: boolean;
   /** Continue page of a list: it carried a continue token. */
   page: boolean;
   watchEvents: number | undefined;
@@ -46,6 +48,8 @@ export interface CommandTotals {
   discoveryRequests: number;
   discoveryMs: number;
   items: number;
+  /** Some response was decoded only up to the scan budget: `items` is a lower bound. */
+  itemsPartial: boolean;
   pages: number;
   bytes: number;
   errors: number;
@@ -73,6 +77,7 @@ export function totals(requests: readonly RequestSummary[]): CommandTotals {
     discoveryMs: Math.round(coveredMs(discovery) * 10) / 10,
     // Discovery documents have `items` too (API groups); the command's items are the resources it read.
     items: resources.reduce((n, r) => n + (r.items ?? 0), 0),
+    itemsPartial: resources.some((r) => r.itemsPartial === true),
     pages: resources.filter((r) => r.items !== undefined).length,
     bytes: requests.reduce((n, r) => n + r.bytes, 0),
     errors: requests.filter((r) => r.outcome !== 'complete' || (r.statusCode ?? 0) >= 400).length,

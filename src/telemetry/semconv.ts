@@ -33,6 +33,8 @@ export const ATTR_COMMAND_REQUESTS = 'kubectl.requests';
 export const ATTR_COMMAND_DISCOVERY_REQUESTS = 'kubectl.discovery_requests';
 export const ATTR_COMMAND_DISCOVERY_MS = 'kubectl.discovery_ms';
 export const ATTR_COMMAND_ITEMS = 'kubectl.items';
+/** Set (true) when a response was decoded only up to the scan budget: kubectl.items is a lower bound. */
+export const ATTR_COMMAND_ITEMS_PARTIAL = 'kubectl.items_partial';
 export const ATTR_COMMAND_PAGES = 'kubectl.pages';
 export const ATTR_COMMAND_BYTES = 'kubectl.bytes';
 export const ATTR_COMMAND_ERRORS = 'kubectl.errors';

@@ -26,6 +26,13 @@ const cmd: CommandSummary = {
 };
 
 describe('renderWaterfall', () => {
+  it('marks a count that is a lower bound (a list decoded only up to the scan budget) with ≥', () => {
+    const big: CommandSummary = { ...cmd, requests: [req({ name: 'list pods', items: 3902, itemsPartial: true, bytes: 86_000_000 })] };
+    const lines = renderWaterfall(big, { jaegerUrl: 'http://localhost:16686', color: false });
+    expect(lines[0]).toContain('≥3902 items in 1 page');
+    expect(lines[1]).toContain('≥3902 items');
+  });
+
   it('a row per request in time order, on a shared axis, within 80 columns and with no colour off a TTY', () => {
     const lines = renderWaterfall(cmd, { jaegerUrl: 'http://localhost:16686/', color: false });
     for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(80);
