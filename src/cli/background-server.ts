@@ -8,8 +8,10 @@
  * Control calls (under CONTROL_PREFIX, each with the state dir's control token in TOKEN_HEADER):
  *   POST commands/<tag>/finish?color=0|1&width=N   end the tagged command's trace; its waterfall lines and
  *                                                 any warnings not yet shown  → {lines, warnings}
- *   POST stop                                     exit (background only)
- *   GET  status                                   {pid, kind, fingerprint, startedAt, lingerMs}
+ *   POST stop[?ifIdle=1]                          exit (background only); with ifIdle, only when no request
+ *                                                 is in flight and no wrapped command is alive (else 409)
+ *   GET  status                                   {pid, instance, kind, fingerprint, startedAt, lingerMs,
+ *                                                 open, wrappers}
  */
 import { chmodSync, closeSync, readdirSync, writeSync } from 'node:fs';
 import { connect, createServer as createNetServer, type Server } from 'node:net';
@@ -29,11 +31,15 @@ import {
   fileDigest,
   fingerprint,
   kubeconfigCandidates,
+  parseMarker,
   pidAlive,
+  procStartTime,
   randomTag,
   readState,
   removeQuietly,
   replacePrivate,
+  sameInstance,
+  templatePath,
   TOKEN_HEADER,
   tokenMatches,
   type BackgroundPaths,
@@ -48,6 +54,8 @@ const FINISH_WAIT_MS = 1000;
 
 export interface ControlDeps {
   kind: BackgroundState['kind'];
+  /** This process's random id (BackgroundState.instance). */
+  instance: string;
   token: string;
   fingerprint: string;
   lingerMs: number;
@@ -56,6 +64,13 @@ export interface ControlDeps {
   /** Warnings not yet shown to a wrapped command (each is shown once). */
   takeWarnings(): Promise<string[]>;
   onActivity(): void;
+  /** Requests in flight and wrapped commands alive: a busy background is not replaced (stop?ifIdle=1). */
+  busy(): { open: number; wrappers: number };
+  /**
+   * Take this kubetrail out of the state file if it is idle: false (state kept or restored) when it is busy.
+   * Background only.
+   */
+  withdraw?(): boolean;
   stop(): void;
 }
 
@@ -72,6 +87,7 @@ export interface ControlRequest {
   tag?: string;
   color?: boolean;
   width?: number;
+  ifIdle?: boolean;
 }
 
 /** One control call, whichever way it came (HTTPS on the listener, or the state dir's socket). */
@@ -80,11 +96,13 @@ export async function control(d: ControlDeps, r: ControlRequest): Promise<{ stat
   if (!tokenMatches(d.token, r.token)) return { status: 401, body: { error: 'unauthorized' } };
   d.onActivity();
   if (r.op === 'status') {
-    return { status: 200, body: { kubetrail: true, pid: process.pid, kind: d.kind, fingerprint: d.fingerprint, startedAt: d.startedAt, lingerMs: d.lingerMs } };
+    return { status: 200, body: { kubetrail: true, pid: process.pid, instance: d.instance, kind: d.kind, fingerprint: d.fingerprint, startedAt: d.startedAt, lingerMs: d.lingerMs, ...d.busy() } };
   }
   if (r.method !== 'POST') return { status: 405, body: { error: 'POST only' } };
   if (r.op === 'stop') {
     if (d.kind !== 'linger') return { status: 409, body: { error: 'a foreground kubetrail start: stop it in its terminal' } };
+    // Replacing it now would cut another terminal's `kubectl logs -f`, exec or watch.
+    if (r.ifIdle === true && d.withdraw && !d.withdraw()) return { status: 409, body: { busy: true, ...d.busy() } };
     return { status: 200, body: { stopping: true, pid: process.pid }, after: () => d.stop() };
   }
   if (!/^[0-9a-z]{6,10}$/.test(r.tag ?? '')) return { status: 400, body: { error: 'bad command tag' } };
@@ -107,6 +125,7 @@ export function controlHandler(d: ControlDeps): (subpath: string, req: IncomingM
       tag: finish?.[1],
       color: q.get('color') === '1',
       width: q.has('width') ? Number(q.get('width')) : undefined,
+      ifIdle: q.get('ifIdle') === '1',
     };
     control(d, r).then(
       (a) => {
@@ -146,7 +165,7 @@ export async function listenControlSocket(path: string, d: ControlDeps, log: (li
         return;
       }
       sock.pause();
-      control(d, { op: r.op, method: 'POST', token: r.token, tag: r.tag, color: r.color, width: r.width }).then(
+      control(d, { op: r.op, method: 'POST', token: r.token, tag: r.tag, color: r.color, width: r.width, ifIdle: r.ifIdle }).then(
         (a) => {
           sock.end(`${JSON.stringify({ status: a.status, body: a.body })}\n`, () => a.after?.());
         },
@@ -247,8 +266,17 @@ export function activityObserver(): StageObserver & { open(): number; last(): nu
   };
 }
 
+/**
+ * Digests of the kubeconfig files taken before prepare() reads them: a file edited while kubetrail starts
+ * then differs from its recorded digest and the next wrapper replaces this kubetrail (never the reverse: a
+ * digest of the new content recorded for a kubetrail that loaded the old one).
+ */
+export function digestsBefore(config: Config, env: NodeJS.ProcessEnv): Map<string, string | null> {
+  return new Map(kubeconfigCandidates(config.kubeconfig, env).map((f) => [f, fileDigest(f)]));
+}
+
 /** Files whose change makes a running kubetrail stale: kubeconfigs, what they point at, the local CA. */
-export function dependedFiles(config: Config, env: NodeJS.ProcessEnv, p: Prepared): BackgroundState['files'] {
+export function dependedFiles(config: Config, env: NodeJS.ProcessEnv, p: Prepared, before: Map<string, string | null> = new Map()): BackgroundState['files'] {
   const paths = new Set<string>(kubeconfigCandidates(config.kubeconfig, env));
   for (const c of p.kubeconfig.clusters.values()) {
     const f = c.body['certificate-authority'];
@@ -262,7 +290,7 @@ export function dependedFiles(config: Config, env: NodeJS.ProcessEnv, p: Prepare
   }
   paths.add(join(config.stateDir, 'ca.pem'));
   paths.add(join(config.stateDir, 'server.pem'));
-  return [...paths].map((path) => ({ path, sha256: fileDigest(path) }));
+  return [...paths].map((path) => ({ path, sha256: before.has(path) ? (before.get(path) ?? null) : fileDigest(path) }));
 }
 
 /** Write the kubeconfig template and the state file that let wrapped commands use this kubetrail. */
@@ -277,21 +305,30 @@ export function publish(opts: {
   lingerMs: number;
   log: string | undefined;
   socket: string | undefined;
+  instance: string;
+  before?: Map<string, string | null>;
 }): BackgroundState {
   const { config, prepared, paths } = opts;
   ensurePrivateDir(paths.dir);
   ensurePrivateDir(paths.commands);
   const placeholder = randomTag();
-  writeKubeconfig(paths.template, rewriteKubeconfig(prepared.kubeconfig, { listenUrl: opts.proxy.url, caPem: prepared.pki.caPem, currentContext: config.context, commandTag: placeholder }));
+  const template = templatePath(paths, opts.instance);
+  // Templates of this address's earlier instances: this process holds the port, so they serve nobody.
+  for (const name of safeReaddir(paths.dir)) {
+    if (name.startsWith(`${paths.key}.`) && name.endsWith('.kubeconfig') && join(paths.dir, name) !== template) removeQuietly(join(paths.dir, name));
+  }
+  writeKubeconfig(template, rewriteKubeconfig(prepared.kubeconfig, { listenUrl: opts.proxy.url, caPem: prepared.pki.caPem, currentContext: config.context, commandTag: placeholder }));
   const state: BackgroundState = {
     v: 1,
+    instance: opts.instance,
+    procStart: procStartTime(process.pid) ?? null,
     kind: opts.kind,
     pid: process.pid,
     host: prepared.listen.host,
     port: opts.proxy.port,
     fingerprint: opts.fingerprint,
-    files: dependedFiles(config, opts.env, prepared),
-    template: paths.template,
+    files: dependedFiles(config, opts.env, prepared, opts.before),
+    template,
     placeholder,
     socket: opts.socket,
     lingerMs: opts.lingerMs,
@@ -302,31 +339,56 @@ export function publish(opts: {
   return state;
 }
 
-/** Remove the state file if it is still this process's (a replacement may have written its own). */
-export function unpublish(paths: BackgroundPaths): void {
-  if (readState(paths.state)?.pid === process.pid) {
-    removeQuietly(paths.state);
-    removeQuietly(paths.template);
-    removeQuietly(paths.socket);
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 
-/** Wrapped commands still running (their kubeconfig files); files of wrappers that died are removed. */
-export function liveWrappers(dir: string): number {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return 0;
+/**
+ * Remove the state file if it is still this instance's (or already gone: this process took it down itself
+ * and still holds the port, so the socket is its own too); the instance's template always.
+ */
+export function unpublish(paths: BackgroundPaths, state: BackgroundState): void {
+  const current = readState(paths.state);
+  if (current === undefined || current.instance === state.instance) {
+    if (current) removeQuietly(paths.state);
+    if (state.socket) removeQuietly(state.socket);
   }
+  removeQuietly(state.template);
+}
+
+/**
+ * Wrapped commands of the address `key` still running (their kubeconfig files); files of wrappers that
+ * died are removed (any address's).
+ */
+export function liveWrappers(dir: string, key: string): number {
   let live = 0;
-  for (const name of names) {
-    const pid = Number(/^(\d+)-[0-9a-z]+\.yaml$/.exec(name)?.[1]);
-    if (!Number.isSafeInteger(pid)) continue;
-    if (pidAlive(pid)) live++;
-    else removeQuietly(join(dir, name));
+  for (const name of safeReaddir(dir)) {
+    const m = parseMarker(name);
+    if (!m || !Number.isSafeInteger(m[1])) continue;
+    if (!pidAlive(m[1])) removeQuietly(join(dir, name));
+    else if (m[0] === key) live++;
   }
   return live;
+}
+
+/**
+ * For the span observer's idle check: is the wrapper of the command tagged `tag` still running? Its
+ * marker file exists and its pid is alive. Called only when a tagged command has been idle a while.
+ */
+export function tagAliveIn(dir: string, key: string): (tag: string) => boolean {
+  return (tag) => {
+    const suffix = `-${tag}.yaml`;
+    for (const name of safeReaddir(dir)) {
+      if (!name.endsWith(suffix)) continue;
+      const m = parseMarker(name);
+      if (m && m[0] === key && m[2] === tag && pidAlive(m[1])) return true;
+    }
+    return false;
+  };
 }
 
 /** `kubetrail __background`: the process a wrapped command starts. Reports readiness on descriptor 3. */
@@ -349,6 +411,7 @@ export async function runBackground(): Promise<number> {
   const config = JSON.parse(raw) as Config;
   const env = process.env;
   const linger = parseLinger(config.linger);
+  const before = digestsBefore(config, env);
   let prepared: Prepared;
   try {
     prepared = await prepare(config, env);
@@ -366,12 +429,17 @@ export async function runBackground(): Promise<number> {
   // collector by the time the link is printed. Here export is asynchronous: send each batch soon after its
   // spans end (the SDK's default waits 500 ms), unless the user chose a delay.
   const telemetryEnv = { ...env, OTEL_BSP_SCHEDULE_DELAY: env.OTEL_BSP_SCHEDULE_DELAY ?? '50' };
-  const telemetry = instrument({ ...config, quiet: true }, 'start', telemetryEnv, { warn: warnings.warn, observers: [activity] });
+  // Idle does not end a tagged command whose wrapper is still running (kubectl waiting in an editor, say).
+  const tagAlive = tagAliveIn(paths.commands, paths.key);
+  const telemetry = instrument({ ...config, quiet: true }, 'start', telemetryEnv, { warn: warnings.warn, observers: [activity], tagAlive });
   let stopRequested: (why: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   const startedAt = Date.now();
+  const instance = randomTag();
+  const busy = (): { open: number; wrappers: number } => ({ open: activity.open(), wrappers: liveWrappers(paths.commands, paths.key) });
   const deps: ControlDeps = {
     kind: 'linger',
+    instance,
     token,
     fingerprint: fp,
     lingerMs: linger,
@@ -379,6 +447,8 @@ export async function runBackground(): Promise<number> {
     telemetry,
     takeWarnings: warnings.take,
     onActivity: () => activity.touch(),
+    busy,
+    withdraw: () => withdraw(),
     stop: () => stopRequested('stop requested'),
   };
   let proxy: RunningProxy;
@@ -397,12 +467,30 @@ export async function runBackground(): Promise<number> {
     report({ ok: false, code: code === 'EADDRINUSE' ? 'EADDRINUSE' : 'KT_ERR_LISTEN', message: `--listen ${config.listen}: ${describeError(err)}` });
     return 2;
   }
+  let state: BackgroundState | undefined;
+  const isBusy = (): boolean => {
+    const b = busy();
+    return b.open > 0 || b.wrappers > 0;
+  };
+  /**
+   * Leave the state file before stopping (idle, or a replacing wrapper's stop?ifIdle=1), then look again: a
+   * wrapper writes its marker before its last look at the state file, so it either saw no state (and does
+   * not use this kubetrail) or it is counted here, and then the state is put back.
+   */
+  const withdraw = (): boolean => {
+    if (isBusy()) return false;
+    if (!state) return true;
+    const removed = readState(paths.state)?.instance === instance;
+    if (removed) removeQuietly(paths.state);
+    if (!isBusy()) return true;
+    if (removed) replacePrivate(paths.state, `${JSON.stringify(state)}\n`);
+    return false;
+  };
   // Holding the port makes this the address's kubetrail: a socket left by a killed one is replaced.
   ensurePrivateDir(paths.dir);
   const socket = await listenControlSocket(paths.socket, deps, log);
-  let state: BackgroundState;
   try {
-    state = publish({ kind: 'linger', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: linger, log: paths.log, socket: socket ? paths.socket : undefined });
+    state = publish({ kind: 'linger', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: linger, log: paths.log, socket: socket ? paths.socket : undefined, instance, before });
   } catch (err) {
     socket?.close();
     await proxy.close();
@@ -416,15 +504,18 @@ export async function runBackground(): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
   const tick = (): void => {
     const current = readState(paths.state);
-    if (current?.pid !== process.pid) {
+    if (current?.instance !== instance) {
       stopRequested('its state file was removed or replaced');
       return;
     }
-    if (liveWrappers(paths.commands) > 0 || activity.open() > 0) activity.touch();
+    if (isBusy()) activity.touch();
     const idle = Date.now() - activity.last();
     if (idle >= linger) {
-      stopRequested(`idle for ${config.linger}`);
-      return;
+      if (withdraw()) {
+        stopRequested(`idle for ${config.linger}`);
+        return;
+      }
+      activity.touch();
     }
     timer = setTimeout(tick, Math.min(Math.max(linger - idle, 20), 5000));
   };
@@ -434,7 +525,7 @@ export async function runBackground(): Promise<number> {
   const why = await stopped;
   clearTimeout(timer);
   log(`stopping: ${why}`);
-  unpublish(paths);
+  unpublish(paths, state);
   socket?.close();
   await proxy.close();
   await telemetry.finish();
@@ -448,6 +539,7 @@ export function foregroundControl(
 ): { deps: Omit<ControlDeps, 'telemetry'>; publish: (prepared: Prepared, proxy: RunningProxy, telemetry: Instrumentation) => Promise<void>; unpublish: () => void } | undefined {
   let paths: BackgroundPaths | undefined;
   let socket: Server | undefined;
+  let state: BackgroundState | undefined;
   let token: string;
   try {
     token = ensureToken(backgroundPaths(config.stateDir, '', 0).token);
@@ -456,14 +548,18 @@ export function foregroundControl(
   }
   const pending: string[] = [];
   const fp = fingerprint(config, env);
+  const instance = randomTag();
   const deps: Omit<ControlDeps, 'telemetry'> = {
     kind: 'start',
+    instance,
     token,
     fingerprint: fp,
     lingerMs: 0,
     startedAt: Date.now(),
     takeWarnings: () => Promise.resolve(pending.splice(0)),
     onActivity: () => undefined,
+    // Never stopped by a wrapper, so only reported (status); its requests are in its own log.
+    busy: () => ({ open: 0, wrappers: paths ? liveWrappers(paths.commands, paths.key) : 0 }),
     stop: () => undefined,
   };
   return {
@@ -474,22 +570,28 @@ export function foregroundControl(
       try {
         ensurePrivateDir(paths.dir);
         socket = await listenControlSocket(paths.socket, { ...deps, telemetry }, errLine);
-        publish({ kind: 'start', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: 0, log: undefined, socket: socket ? paths.socket : undefined });
+        state = publish({ kind: 'start', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: 0, log: undefined, socket: socket ? paths.socket : undefined, instance });
       } catch (err) {
         errLine(`kubetrail: wrapped commands will not find this kubetrail: ${describeError(err)}`);
       }
     },
     unpublish() {
       socket?.close();
-      if (paths) unpublish(paths);
+      if (paths && state) unpublish(paths, state);
     },
   };
 }
 
 /** Stop the background kubetrail recorded for host:port in this state dir, if one is running. */
 export async function stopBackgroundOn(stateDir: string, host: string, port: number): Promise<boolean> {
-  const st = readState(backgroundPaths(stateDir, host, port).state);
-  if (!st || st.kind !== 'linger' || !pidAlive(st.pid)) return false;
-  const { stopBackground } = await import('./background.ts');
-  return stopBackground(stateDir, st);
+  const paths = backgroundPaths(stateDir, host, port);
+  const st = readState(paths.state);
+  if (!st || st.kind !== 'linger') return false;
+  const { owned, stopBackground } = await import('./background.ts');
+  // A pid reused by another process after an unclean exit is never signalled.
+  if (!(await owned(stateDir, st))) {
+    if (sameInstance(readState(paths.state), st)) removeQuietly(paths.state);
+    return false;
+  }
+  return (await stopBackground(stateDir, st)).stopped;
 }

@@ -1,13 +1,16 @@
 /**
  * What a wrapped command and the background kubetrail it uses share on disk, in the private state dir:
  *
- *   background/<addr>.json        the running kubetrail: pid, address, configuration fingerprint, the files
- *                                 it read (with digests), the kubeconfig template (written last, atomically)
+ *   background/<addr>.json        the running kubetrail: pid, its start time and a random instance id, address,
+ *                                 configuration fingerprint, the files it read (with digests), the kubeconfig
+ *                                 template (written last, atomically)
  *   background/<addr>.lock        held (O_EXCL) by the one wrapper that is starting a background kubetrail
- *   background/<addr>.kubeconfig  the rewritten kubeconfig, every tls-server-name carrying a placeholder tag
+ *   background/<addr>.<instance>.kubeconfig  that instance's rewritten kubeconfig, every tls-server-name
+ *                                 carrying a placeholder tag
  *   background/<addr>.log         the background kubetrail's stdout and stderr
  *   background/<addr>.sock        control calls without TLS (background-server.ts)
- *   background/commands/<pid>-<tag>.yaml   one wrapped command's kubeconfig, removed when it ends
+ *   background/commands/<addr>.<pid>-<tag>.yaml   one wrapped command's kubeconfig (its marker: written before
+ *                                 its last look at the state file), removed when it ends
  *   control-token                 authorizes control calls (finish a command, stop)
  *
  * Imported by the wrapper's fast path: Node built-ins only, nothing that loads YAML, OpenTelemetry or X.509.
@@ -28,6 +31,10 @@ export const BACKGROUND_CONFIG_ENV = 'KUBETRAIL_BACKGROUND_CONFIG';
 
 export interface BackgroundState {
   v: 1;
+  /** Random per process: a pid can be reused, this cannot (absent in state files of older versions). */
+  instance?: string;
+  /** Field 22 of /proc/<pid>/stat when the state was written (null: no /proc). */
+  procStart?: string | null;
   /** `linger`: started by a wrapped command, exits when idle. `start`: a foreground `kubetrail start`. */
   kind: 'linger' | 'start';
   pid: number;
@@ -46,6 +53,8 @@ export interface BackgroundState {
 }
 
 export interface BackgroundPaths {
+  /** The address as a file name part. */
+  key: string;
   dir: string;
   state: string;
   lock: string;
@@ -60,6 +69,7 @@ export function backgroundPaths(stateDir: string, host: string, port: number): B
   const dir = join(stateDir, 'background');
   const key = `${host.replace(/[^0-9A-Za-z.]/g, '_')}-${port}`;
   return {
+    key,
     dir,
     state: join(dir, `${key}.json`),
     lock: join(dir, `${key}.lock`),
@@ -69,6 +79,22 @@ export function backgroundPaths(stateDir: string, host: string, port: number): B
     commands: join(dir, 'commands'),
     token: join(stateDir, 'control-token'),
   };
+}
+
+/** An instance's kubeconfig template (per instance: a replacement never overwrites one a wrapper is reading). */
+export function templatePath(paths: BackgroundPaths, instance: string): string {
+  return join(paths.dir, `${paths.key}.${instance}.kubeconfig`);
+}
+
+/** A wrapped command's kubeconfig, which also tells the address's kubetrail that the command is alive. */
+export function markerName(key: string, pid: number, tag: string): string {
+  return `${key}.${pid}-${tag}.yaml`;
+}
+
+/** [key, pid, tag] of a marker file name (key undefined: an older version's `<pid>-<tag>.yaml`). */
+export function parseMarker(name: string): [string | undefined, number, string] | undefined {
+  const m = /^(?:(.+)\.)?(\d+)-([0-9a-z]+)\.yaml$/.exec(name);
+  return m ? [m[1], Number(m[2]), m[3] ?? ''] : undefined;
 }
 
 /** kubectl's kubeconfig file list (mirrors kubeconfigPaths in kubeconfig/load.ts, which a unit test compares). */
@@ -160,6 +186,18 @@ export function readState(path: string): BackgroundState | undefined {
   }
 }
 
+/** The fields of /proc/<pid>/stat after the command name (field 3 first), or undefined without /proc. */
+function procStat(pid: number): string[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name may hold spaces and parentheses: the fields start after its last ')'.
+  return text.slice(text.lastIndexOf(')') + 1).trim().split(' ');
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -168,11 +206,29 @@ export function pidAlive(pid: number): boolean {
     return false;
   }
   // A killed background kubetrail whose parent (init, in some containers) does not reap it stays a zombie.
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
+  return procStat(pid)?.[0] !== 'Z';
+}
+
+/** When the process started (clock ticks since boot: field 22 of /proc/<pid>/stat); undefined without /proc. */
+export function procStartTime(pid: number): string | undefined {
+  return procStat(pid)?.[19];
+}
+
+/**
+ * Is the state's pid still the process that wrote it? After an unclean exit (SIGKILL, OOM, a reboot with a
+ * persistent state dir) the pid can belong to any other process of this user. false: it is not (or it is
+ * gone); undefined: cannot tell here (no /proc, or an older version's state), ask it (background.ts owned).
+ */
+export function sameProcess(st: Pick<BackgroundState, 'pid' | 'procStart'>): boolean | undefined {
+  if (!pidAlive(st.pid)) return false;
+  if (typeof st.procStart !== 'string') return undefined;
+  const now = procStartTime(st.pid);
+  return now === undefined ? undefined : now === st.procStart;
+}
+
+/** Same kubetrail process, same state (a replacement's state names another instance). */
+export function sameInstance(a: BackgroundState | undefined, b: BackgroundState): boolean {
+  return a !== undefined && a.pid === b.pid && a.instance === b.instance && a.startedAt === b.startedAt;
 }
 
 /** mkdir 0700 (and tighten an existing one). */

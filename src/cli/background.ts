@@ -8,9 +8,11 @@
  * Returns undefined whenever the in-process path (wrap.ts) must serve the command instead: a port held by
  * something that is not a background kubetrail for this configuration (a `kubetrail start` for other
  * settings, or another program: wrap.ts says which), or a background kubetrail that could not start.
+ * A background kubetrail for another configuration that is busy (requests in flight, wrapped commands alive)
+ * is not replaced: the command is served in-process on an ephemeral port instead.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, fchmodSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, fchmodSync, linkSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { extname, join } from 'node:path';
 import { isatty } from 'node:tty';
@@ -24,6 +26,7 @@ import {
   CONTROL_PREFIX,
   filesUnchanged,
   fingerprint,
+  markerName,
   pidAlive,
   privateDir,
   randomTag,
@@ -31,6 +34,8 @@ import {
   readToken,
   removeQuietly,
   resolveForBackground,
+  sameInstance,
+  sameProcess,
   TOKEN_HEADER,
   writePrivate,
   type BackgroundPaths,
@@ -44,6 +49,10 @@ const LOG_MAX_BYTES = 1 << 20;
 /** How long a wrapper waits for another wrapper's background kubetrail to come up, or for one to stop. */
 const START_WAIT_MS = 30_000;
 const STOP_WAIT_MS = 5_000;
+/** A kubetrail that is ours but neither listens nor answers for this long is stale (hung, or stopping). */
+const STALE_MS = 1000;
+/** The finish call's whole budget (the background waits FINISH_WAIT_MS = 1 s for the command's open requests). */
+const FINISH_DEADLINE_MS = 1500;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -99,18 +108,25 @@ export async function controlCall(stateDir: string, host: string, port: number, 
   });
 }
 
+/** The socket could not be connected to (no such file, nobody listening): the HTTPS path may still answer. */
+class NotConnected extends Error {}
+
 /** A control call on the background kubetrail's Unix socket (see listenControlSocket). */
 function socketCall(path: string, token: string, msg: Record<string, unknown>, timeoutMs: number): Promise<ControlAnswer> {
   return new Promise((resolve, reject) => {
     const s = connect(path);
     let buf = '';
+    let connected = false;
     const timer = setTimeout(() => s.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     s.setEncoding('utf8');
-    s.on('connect', () => s.write(`${JSON.stringify({ ...msg, token })}\n`));
+    s.on('connect', () => {
+      connected = true;
+      s.write(`${JSON.stringify({ ...msg, token })}\n`);
+    });
     s.on('data', (c: string) => (buf += c));
     s.on('error', (err) => {
       clearTimeout(timer);
-      reject(err);
+      reject(connected || err.message.startsWith('no answer') ? err : new NotConnected(describeError(err), { cause: err }));
     });
     s.on('end', () => {
       clearTimeout(timer);
@@ -123,47 +139,86 @@ function socketCall(path: string, token: string, msg: Record<string, unknown>, t
   });
 }
 
-/** Finish (or stop): on the socket when there is one, else over HTTPS on the listener. */
-async function call(stateDir: string, st: BackgroundState, msg: { op: 'finish' | 'stop'; tag?: string; color?: boolean; width?: number }, timeoutMs: number): Promise<ControlAnswer> {
+type CallMsg = { op: 'finish'; tag: string; color?: boolean; width?: number } | { op: 'stop'; ifIdle?: boolean } | { op: 'status' };
+
+/**
+ * A control call within `timeoutMs` in all: on the socket when there is one; over HTTPS on the listener
+ * only when the socket cannot be connected to (a kubetrail that does not answer on its socket in time is
+ * hung: asking it again over HTTPS would only double the wait).
+ */
+async function call(stateDir: string, st: BackgroundState, msg: CallMsg, timeoutMs: number): Promise<ControlAnswer> {
+  const until = Date.now() + timeoutMs;
   const token = readToken(backgroundPaths(stateDir, st.host, st.port).token);
   if (st.socket && token) {
     try {
       return await socketCall(st.socket, token, msg, timeoutMs);
-    } catch {
-      // fall through to HTTPS
+    } catch (err) {
+      if (!(err instanceof NotConnected)) throw err;
     }
   }
-  const q = msg.op === 'finish' ? `commands/${msg.tag ?? ''}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}` : 'stop';
-  return controlCall(stateDir, st.host, st.port, 'POST', q, timeoutMs);
+  const q =
+    msg.op === 'finish' ? `commands/${msg.tag}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}` : msg.op === 'stop' ? `stop${msg.ifIdle ? '?ifIdle=1' : ''}` : 'status';
+  return controlCall(stateDir, st.host, st.port, msg.op === 'status' ? 'GET' : 'POST', q, Math.max(until - Date.now(), 1));
 }
 
-function matches(st: BackgroundState | undefined, fp: string): boolean {
-  return st !== undefined && st.fingerprint === fp && pidAlive(st.pid) && filesUnchanged(st.files);
+/**
+ * Is the state's pid still the kubetrail that wrote it? Decided from /proc (the process start time) when it
+ * can be, else by asking it: an authenticated status call must name the same pid and instance. A pid
+ * reused by another process is never signalled, waited for or trusted.
+ */
+export async function owned(stateDir: string, st: BackgroundState, timeoutMs = 1000): Promise<boolean> {
+  const same = sameProcess(st);
+  return same ?? answers(stateDir, st, timeoutMs);
 }
 
-async function waitForExit(pid: number, ms: number): Promise<boolean> {
+/** It answers an authenticated status call as the same pid and instance. */
+async function answers(stateDir: string, st: BackgroundState, timeoutMs = 300): Promise<boolean> {
+  try {
+    const r = await call(stateDir, st, { op: 'status' }, timeoutMs);
+    const b = r.body as { pid?: unknown; instance?: unknown } | undefined;
+    return r.status === 200 && b?.pid === st.pid && b.instance === st.instance;
+  } catch {
+    return false;
+  }
+}
+
+/** Cheap and synchronous: false only when the state's process is certainly gone (or not that kubetrail). */
+function maybeRunning(st: BackgroundState): boolean {
+  return sameProcess(st) !== false;
+}
+
+async function waitForExit(st: BackgroundState, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
-  while (pidAlive(pid)) {
+  while (maybeRunning(st)) {
     if (Date.now() > until) return false;
     await sleep(20);
   }
   return true;
 }
 
-/** Stop a background kubetrail: by control call, else SIGTERM; wait until it is gone. */
-export async function stopBackground(stateDir: string, st: BackgroundState): Promise<boolean> {
+export type StopResult = { stopped: true } | { stopped: false; busy?: { open: number; wrappers: number } };
+
+/**
+ * Stop a background kubetrail: by control call, else SIGTERM (only when the pid is still that kubetrail);
+ * wait until it is gone. With `ifIdle`, a kubetrail with requests in flight or wrapped commands alive
+ * refuses and keeps serving.
+ */
+export async function stopBackground(stateDir: string, st: BackgroundState, ifIdle = false): Promise<StopResult> {
   try {
-    await call(stateDir, st, { op: 'stop' }, 2000);
+    const r = await call(stateDir, st, { op: 'stop', ifIdle }, 2000);
+    const b = r.body as { busy?: unknown; open?: unknown; wrappers?: unknown } | undefined;
+    if (r.status === 409 && b?.busy === true) return { stopped: false, busy: { open: Number(b.open) || 0, wrappers: Number(b.wrappers) || 0 } };
   } catch {
     // not answering: signal it
   }
-  if (await waitForExit(st.pid, STOP_WAIT_MS)) return true;
+  if (await waitForExit(st, STOP_WAIT_MS)) return { stopped: true };
+  if (!(await owned(stateDir, st))) return { stopped: true };
   try {
     process.kill(st.pid, 'SIGTERM');
   } catch {
-    return true;
+    return { stopped: true };
   }
-  return waitForExit(st.pid, STOP_WAIT_MS);
+  return { stopped: await waitForExit(st, STOP_WAIT_MS) };
 }
 
 type Started = { ok: true; state: BackgroundState } | { ok: false; code: string; message: string };
@@ -221,22 +276,59 @@ async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, paths: Ba
   return { ok: false, code: answer?.code ?? 'GONE', message: answer?.message ?? `it exited without saying why (see ${paths.log})` };
 }
 
-/** Take the start lock (O_EXCL); a lock whose holder died is removed. */
-function tryLock(path: string): boolean {
+/**
+ * Take the start lock (O_EXCL); returns its content (released only while it is still this wrapper's). A
+ * lock whose holder died, or older than any start can take (a reused pid), is moved aside under a unique
+ * name before it is removed: of two wrappers that both find it stale, one moves it and neither removes a
+ * lock a third one took meanwhile (moved aside by mistake, that one is put back).
+ */
+function tryLock(path: string): string | undefined {
+  const mine = `${process.pid} ${randomTag()}\n`;
   try {
-    writePrivate(path, `${process.pid}\n`, true);
-    return true;
+    writePrivate(path, mine, true);
+    return mine;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  let holder = NaN;
+  let text: string;
+  let age: number;
   try {
-    holder = Number(readFileSync(path, 'utf8').trim());
+    text = readFileSync(path, 'utf8');
+    age = Date.now() - statSync(path).mtimeMs;
   } catch {
-    return false;
+    return undefined;
   }
-  if (Number.isSafeInteger(holder) && !pidAlive(holder)) removeQuietly(path);
-  return false;
+  const holder = Number(text.split(/\s/)[0]);
+  if (Number.isSafeInteger(holder) && pidAlive(holder) && age < START_WAIT_MS + STOP_WAIT_MS) return undefined;
+  const aside = `${path}.${randomTag()}.stale`;
+  try {
+    renameSync(path, aside);
+  } catch {
+    return undefined;
+  }
+  let moved = '';
+  try {
+    moved = readFileSync(aside, 'utf8');
+  } catch {
+    // gone
+  }
+  if (moved !== text) {
+    try {
+      linkSync(aside, path);
+    } catch {
+      // yet another wrapper holds a new lock: that one stands
+    }
+  }
+  removeQuietly(aside);
+  return undefined;
+}
+
+function releaseLock(path: string, mine: string): void {
+  try {
+    if (readFileSync(path, 'utf8') === mine) removeQuietly(path);
+  } catch {
+    // gone
+  }
 }
 
 interface Found {
@@ -246,38 +338,63 @@ interface Found {
   replaced: boolean;
 }
 
-async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string, port: number, fp: string): Promise<Found | undefined> {
+interface Busy {
+  busy: { open: number; wrappers: number };
+}
+
+/** Forget a state file whose kubetrail is gone, hung or not a kubetrail any more (never signalled). */
+function dropStale(paths: BackgroundPaths, st: BackgroundState): void {
+  if (sameInstance(readState(paths.state), st)) removeQuietly(paths.state);
+}
+
+async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string, port: number, fp: string): Promise<Found | Busy | undefined> {
   const paths = backgroundPaths(config.stateDir, host, port);
   let replaced = false;
+  let closedSince: number | undefined;
+  let heldSince: number | undefined;
   const until = Date.now() + START_WAIT_MS;
   while (Date.now() < until) {
     const st = readState(paths.state);
-    if (st && matches(st, fp)) {
-      if (await portOpen(st.host, st.port)) return { state: st, started: false, replaced };
-      // Alive but not listening: it is stopping. Wait for it to go.
-      await sleep(20);
-      continue;
-    } else if (st && pidAlive(st.pid)) {
+    if (st) {
+      if (!(await owned(config.stateDir, st))) {
+        // Killed, crashed, or its pid now belongs to another process: its files are stale.
+        dropStale(paths, st);
+        continue;
+      }
+      if (st.fingerprint === fp && filesUnchanged(st.files)) {
+        if (await portOpen(st.host, st.port)) return { state: st, started: false, replaced };
+        // Alive but not listening: stopping (it goes soon), or hung: stale once it has neither listened nor
+        // answered on its socket for STALE_MS (a slow one that answers is waited for).
+        closedSince ??= Date.now();
+        if (Date.now() - closedSince >= STALE_MS && !(await answers(config.stateDir, st))) dropStale(paths, st);
+        else await sleep(20);
+        continue;
+      }
       // Another configuration. A foreground `kubetrail start` is the user's: never stopped from here.
       if (st.kind === 'start') return undefined;
-      if (!(await stopBackground(config.stateDir, st))) return undefined;
+      // Nor is a background kubetrail that other terminals are using (a `kubectl logs -f` there would be cut).
+      const r = await stopBackground(config.stateDir, st, true);
+      if (!r.stopped) return r.busy ? { busy: r.busy } : undefined;
       replaced = true;
       continue;
-    } else if (st) {
-      // Crashed or killed: its files are stale.
-      if (readState(paths.state)?.pid === st.pid) removeQuietly(paths.state);
     }
     privateDir(paths.dir);
-    if (!tryLock(paths.lock)) {
+    const lock = tryLock(paths.lock);
+    if (lock === undefined) {
       // Another wrapper is starting one: wait for it.
       await sleep(20);
       continue;
     }
     try {
-      // Checked under the lock: a background kubetrail that came up meanwhile, or something else on the port.
-      const again = readState(paths.state);
-      if (matches(again, fp)) continue;
-      if (await portOpen(host, port)) return undefined;
+      // Checked under the lock: a background kubetrail that came up meanwhile (look at it again), or
+      // something on the port: a kubetrail that is stopping (it leaves the state file first), or another program.
+      if (readState(paths.state)) continue;
+      if (await portOpen(host, port)) {
+        heldSince ??= Date.now();
+        if (Date.now() - heldSince >= STALE_MS) return undefined;
+        await sleep(20);
+        continue;
+      }
       const r = await spawnBackground(config, env, paths);
       if (r.ok) return { state: r.state, started: true, replaced };
       if (r.code === 'EADDRINUSE') return undefined;
@@ -285,10 +402,44 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       errLine(`kubetrail: the background kubetrail did not start (${r.message}); serving this command in-process`);
       return undefined;
     } finally {
-      removeQuietly(paths.lock);
+      releaseLock(paths.lock, lock);
     }
   }
   return undefined;
+}
+
+/**
+ * This command's kubeconfig from the kubetrail's template. The file is created first, empty: it is the
+ * marker that keeps the kubetrail from stopping (idle, or a replacing wrapper's stop?ifIdle=1), and it
+ * exists before the last look at the state file, so the kubetrail either sees it or this sees no state.
+ * undefined: the kubetrail went away or was replaced meanwhile.
+ */
+function claim(paths: BackgroundPaths, st: BackgroundState, tag: string): string | undefined {
+  const path = join(paths.commands, markerName(paths.key, process.pid, tag));
+  try {
+    try {
+      writePrivate(path, '', true);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      privateDir(paths.commands);
+      writePrivate(path, '', true);
+    }
+  } catch {
+    return undefined;
+  }
+  try {
+    const template = readFileSync(st.template, 'utf8');
+    if (!template.includes(st.placeholder)) return fail();
+    if (!sameInstance(readState(paths.state), st)) return fail();
+    writePrivate(path, template.replaceAll(st.placeholder, tag), false);
+    return path;
+  } catch {
+    return fail();
+  }
+  function fail(): undefined {
+    removeQuietly(path);
+    return undefined;
+  }
 }
 
 function durationText(ms: number): string {
@@ -296,6 +447,16 @@ function durationText(ms: number): string {
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms % 1000 === 0) return `${ms / 1000}s`;
   return `${ms}ms`;
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** The in-process path on an ephemeral port: leaves the address's kubetrail alone (kubectl's caches are cold). */
+async function inProcessElsewhere(config: Config, argv: string[], env: NodeJS.ProcessEnv, host: string): Promise<number> {
+  const { wrapInProcess } = await import('./wrap.ts');
+  return wrapInProcess({ ...config, listen: `${host.includes(':') ? `[${host}]` : host}:0` }, argv, env);
 }
 
 /** The wrapped command through a background kubetrail; undefined = use the in-process path. */
@@ -308,29 +469,34 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
   const kcArg = takeKubeconfigArg(argv);
   const { config, env } = resolveForBackground(kcArg.path !== undefined ? { ...configIn, kubeconfig: kcArg.path } : configIn, envIn);
   const fp = fingerprint(config, env);
-  const found = await findOrStart(config, env, listen.host, listen.port, fp);
-  if (!found) return undefined;
-  const { state } = found;
-  if (state.kind === 'start') {
-    errLine(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
-  } else if (found.started && !config.quiet) {
-    errLine(
-      `kubetrail: ${found.replaced ? 'restarted' : 'started'} a background kubetrail on ${config.listen} (pid ${state.pid}) for the next commands; it exits after ${durationText(linger)} idle. Stop it: kubetrail stop; never: --linger 0`,
-    );
-  }
-
   const tag = randomTag();
-  const paths = backgroundPaths(config.stateDir, state.host, state.port);
-  const kubeconfigPath = join(paths.commands, `${process.pid}-${tag}.yaml`);
-  const template = readFileSync(state.template, 'utf8');
-  try {
-    writePrivate(kubeconfigPath, template.replaceAll(state.placeholder, tag), true);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    privateDir(paths.commands);
-    writePrivate(kubeconfigPath, template.replaceAll(state.placeholder, tag), true);
+  // Twice at most: the kubetrail found may stop or be replaced before this command's kubeconfig is written.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const found = await findOrStart(config, env, listen.host, listen.port, fp);
+    if (!found) return undefined;
+    if ('busy' in found) {
+      const { open, wrappers } = found.busy;
+      const what = [wrappers > 0 ? plural(wrappers, 'command', 'commands') + ' running' : '', open > 0 ? plural(open, 'request', 'requests') + ' open' : ''].filter(Boolean).join(', ');
+      if (!config.quiet) errLine(`kubetrail: the background kubetrail on ${config.listen} has another configuration and is in use (${what}); serving this command in-process`);
+      return inProcessElsewhere(configIn, argv, envIn, listen.host);
+    }
+    const { state } = found;
+    const paths = backgroundPaths(config.stateDir, state.host, state.port);
+    const kubeconfigPath = claim(paths, state, tag);
+    if (kubeconfigPath === undefined) continue;
+    if (state.kind === 'start') {
+      errLine(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
+    } else if (found.started && !config.quiet) {
+      errLine(
+        `kubetrail: ${found.replaced ? 'restarted' : 'started'} a background kubetrail on ${config.listen} (pid ${state.pid}) for the next commands; it exits after ${durationText(linger)} idle. Stop it: kubetrail stop; never: --linger 0`,
+      );
+    }
+    return runThrough(config, envIn, state, tag, kubeconfigPath, kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv);
   }
-  const childArgv = kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv;
+  return inProcessElsewhere(configIn, argv, envIn, listen.host);
+}
+
+async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: BackgroundState, tag: string, kubeconfigPath: string, childArgv: string[]): Promise<number> {
   let code: number;
   try {
     code = await runChild(childArgv, { ...envIn, KUBECONFIG: kubeconfigPath });
@@ -341,7 +507,7 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
   // kubectl has exited: opening process.stderr can no longer affect it.
   const tty = isatty(2);
   try {
-    const r = await call(config.stateDir, state, { op: 'finish', tag, color: tty && !envIn.NO_COLOR, width: tty ? process.stderr.columns : undefined }, 5000);
+    const r = await call(config.stateDir, state, { op: 'finish', tag, color: tty && !envIn.NO_COLOR, width: tty ? process.stderr.columns : undefined }, FINISH_DEADLINE_MS);
     const body = r.body as { lines?: unknown; warnings?: unknown } | undefined;
     if (r.status !== 200 || !body) throw new Error(`answered ${r.status}`);
     for (const w of Array.isArray(body.warnings) ? body.warnings : []) errLine(String(w));

@@ -5,8 +5,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.ts';
-import { stopBackground } from './background.ts';
-import { pidAlive, readState, removeQuietly } from './background-state.ts';
+import { owned, stopBackground } from './background.ts';
+import { readState, removeQuietly, sameInstance } from './background-state.ts';
 import { errLine } from './output.ts';
 
 export async function runStop(config: Config): Promise<number> {
@@ -23,8 +23,9 @@ export async function runStop(config: Config): Promise<number> {
     const st = readState(join(dir, name));
     if (!st) continue;
     const where = `${st.host.includes(':') ? `[${st.host}]` : st.host}:${st.port}`;
-    if (!pidAlive(st.pid)) {
-      removeQuietly(join(dir, name));
+    // Gone, or its pid reused by another process after an unclean exit (never signalled): stale.
+    if (!(await owned(config.stateDir, st))) {
+      if (sameInstance(readState(join(dir, name)), st)) removeQuietly(join(dir, name));
       continue;
     }
     found++;
@@ -32,7 +33,7 @@ export async function runStop(config: Config): Promise<number> {
       errLine(`kubetrail: the kubetrail on ${where} (pid ${st.pid}) is a foreground \`kubetrail start\`: stop it in its terminal`);
       continue;
     }
-    if (await stopBackground(config.stateDir, st)) {
+    if ((await stopBackground(config.stateDir, st)).stopped) {
       errLine(`kubetrail: stopped the background kubetrail on ${where} (pid ${st.pid})`);
     } else {
       failed++;

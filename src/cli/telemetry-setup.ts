@@ -29,6 +29,8 @@ export interface InstrumentOptions {
   warn?: (line: string) => void;
   /** More observers of the same events. */
   observers?: StageObserver[];
+  /** Is a tagged command's wrapper still running? Idle then does not end its trace (SpanObserverOptions.tagAlive). */
+  tagAlive?: (tag: string) => boolean;
 }
 
 export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.ProcessEnv = process.env, opts: InstrumentOptions = {}): Instrumentation {
@@ -42,6 +44,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     tracer: tracing.tracer,
     idleMs: mode === 'start' ? config.sessionIdleMs : 0,
     singleCommand: mode === 'wrap',
+    tagAlive: opts.tagAlive,
     onCommandFinished: (cmd) => {
       if (mode === 'wrap') {
         finished.push(cmd);

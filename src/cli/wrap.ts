@@ -14,6 +14,7 @@ import { KtError } from '../errors.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
 import { runChild, takeKubeconfigArg } from './child.ts';
+import { errLine } from './output.ts';
 import { exposureWarning, listenUrl, prepare, type Prepared } from './setup.ts';
 
 export { takeKubeconfigArg } from './child.ts';
@@ -76,4 +77,27 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   }
   await hooks.afterExit?.({ proxied: proxy !== undefined, code });
   return code;
+}
+
+/**
+ * The whole in-process path: this process serves the command, traces it and prints its waterfall. Used
+ * (with an ephemeral --listen) when the address's background kubetrail must be left alone.
+ */
+export async function wrapInProcess(config: Config, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { instrument } = await import('./telemetry-setup.ts');
+  const telemetry = instrument(config, 'wrap', env);
+  return wrap(
+    config,
+    argv,
+    {
+      observer: telemetry.observer,
+      warn: errLine,
+      afterExit: async () => {
+        const commands = await telemetry.finish();
+        if (config.quiet) return;
+        for (const cmd of commands) for (const line of telemetry.waterfall(cmd)) errLine(line);
+      },
+    },
+    env,
+  );
 }

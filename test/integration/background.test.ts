@@ -1,12 +1,15 @@
 /**
  * Wrap mode with a background kubetrail (--linger, the default at a fixed port): the first wrapped command
  * starts it, later ones reuse it, each command gets its own trace and waterfall, it exits when idle, a
- * changed configuration replaces it, its control calls need the state dir's token, and kubectl sees the
- * same bytes and exit codes as without kubetrail.
+ * changed configuration replaces it (unless it is in use: then the command runs in-process), a pid reused
+ * after an unclean exit is never signalled or waited for, a kubetrail that changes or hangs under a
+ * wrapped command costs it no error and little time, its control calls need the state dir's token, and
+ * kubectl sees the same bytes and exit codes as without kubetrail.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { createServer as createNetServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -297,6 +300,159 @@ describe('its life', () => {
       await new Promise((r) => start.on('close', r));
     }
     expect(existsSync(stateFile(s))).toBe(false);
+  });
+});
+
+describe('after an unclean exit', () => {
+  /** The state file of a SIGKILLed background kubetrail, its pid now another process of the same user. */
+  async function impostor(s: Setup, pid: number): Promise<void> {
+    const bg = backgroundPid(s);
+    if (bg === undefined || bg <= 0) throw new Error('no background kubetrail to kill');
+    process.kill(bg, 'SIGKILL');
+    await expect.poll(() => alive(bg)).toBe(false);
+    const st = JSON.parse(readFileSync(stateFile(s), 'utf8')) as Record<string, unknown>;
+    writeFileSync(stateFile(s), JSON.stringify({ ...st, pid }));
+  }
+
+  it('a reused pid is neither waited for nor signalled: not by wrapped commands, `kubetrail stop` or `kubetrail start`', async () => {
+    const s = await setup();
+    const other = spawn('sleep', ['120'], { stdio: 'ignore' });
+    const otherPid = other.pid ?? 0;
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
+      // Same configuration: taken for stale at once (it waited 30 s for "a kubetrail that is stopping").
+      await impostor(s, otherPid);
+      const t0 = Date.now();
+      const same = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+      expect(same.code, same.stderr).toBe(0);
+      expect(same.stdout.toString()).toBe('pod/web-0\n');
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(same.stderr).toMatch(STARTED);
+      expect(alive(otherPid)).toBe(true);
+
+      // Another configuration: the process is not "stopped" (it was sent SIGTERM).
+      await impostor(s, otherPid);
+      const changed = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--jaeger-url', 'http://jaeger.c:16686']);
+      expect(changed.code, changed.stderr).toBe(0);
+      expect(changed.stderr).toMatch(/^trace: http:\/\/jaeger\.c:16686\/trace\//m);
+      expect(alive(otherPid)).toBe(true);
+
+      await impostor(s, otherPid);
+      const stale = readFileSync(stateFile(s));
+      expect((await runKubetrail(['stop'], { env: s.env })).stderr).toBe('kubetrail: no background kubetrail is running\n');
+      expect(alive(otherPid)).toBe(true);
+      expect(existsSync(stateFile(s))).toBe(false);
+
+      // `kubetrail start` finding the port held (here by another program) does not signal it either.
+      writeFileSync(stateFile(s), stale);
+      const holder = createNetServer();
+      await new Promise<void>((r) => holder.listen(s.port, '127.0.0.1', r));
+      try {
+        const start = await runKubetrail(['start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], { env: s.env });
+        expect(start.code).toBe(2);
+        expect(start.stderr).toContain('address already in use');
+      } finally {
+        holder.close();
+      }
+      expect(alive(otherPid)).toBe(true);
+    } finally {
+      other.kill('SIGKILL');
+      await stop(s);
+    }
+  });
+});
+
+describe('a background kubetrail in use', () => {
+  it('is not replaced for another configuration: the command runs in-process, a later one replaces it once idle', async () => {
+    const s = await setup();
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.a:16686', '--quiet'])).code).toBe(0);
+      const pidA = backgroundPid(s);
+      // Another terminal watches through it.
+      const watch = runKubetrail(
+        ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, '--jaeger-url', 'http://jaeger.a:16686', '--quiet', '--', 'timeout', '6', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-w', '-o', 'name'],
+        { env: s.env, timeoutMs: 40_000 },
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      const b = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--jaeger-url', 'http://jaeger.b:16686']);
+      expect(b.code, b.stderr).toBe(0);
+      expect(b.stdout.toString()).toBe('pod/web-0\n');
+      expect(b.stderr).toContain(`kubetrail: the background kubetrail on 127.0.0.1:${s.port} has another configuration and is in use (1 command running, 1 request open); serving this command in-process\n`);
+      expect(b.stderr).toMatch(/^trace: http:\/\/jaeger\.b:16686\/trace\//m);
+      expect(b.stderr).not.toMatch(/started|restarted/);
+      expect(backgroundPid(s)).toBe(pidA);
+      expect(alive(pidA)).toBe(true);
+      // --quiet: no line about it.
+      const q = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--jaeger-url', 'http://jaeger.b:16686', '--quiet']);
+      expect(q.code, q.stderr).toBe(0);
+      expect(q.stderr).toBe('');
+      expect(backgroundPid(s)).toBe(pidA);
+      // The watch ran its course (timeout's 124), uncut.
+      const w = await watch;
+      expect(w.code, w.stderr).toBe(124);
+      expect(w.stdout.toString()).toBe('pod/web-0\n');
+      // Idle now: the next command replaces it.
+      const c = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.b:16686']);
+      expect(c.code, c.stderr).toBe(0);
+      expect(c.stderr).toMatch(/^kubetrail: restarted a background kubetrail on /m);
+      expect(backgroundPid(s)).not.toBe(pidA);
+      expect(alive(pidA)).toBe(false);
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
+describe('a background kubetrail that changes under a wrapped command', () => {
+  it('a template gone or not its own: the command still runs, in-process', async () => {
+    const s = await setup();
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
+      const st = JSON.parse(readFileSync(stateFile(s), 'utf8')) as { template: string };
+      const other = join(s.home, 'other-template.yaml');
+      writeFileSync(other, readFileSync(st.template, 'utf8').replace(/--w[0-9a-z]+\.kubetrail\.localhost/g, '--wzzzzzzzzzz.kubetrail.localhost'));
+      for (const template of [join(s.home, 'gone.yaml'), other]) {
+        writeFileSync(stateFile(s), JSON.stringify({ ...st, template }));
+        const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.toString()).toBe('pod/web-0\n');
+        expect(traceIds(r.stderr)).toHaveLength(1);
+        expect(r.stderr).not.toMatch(/unexpected|error/i);
+      }
+      expect(readdirSync(join(s.stateDir, 'background', 'commands'))).toEqual([]);
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
+describe('the finish call', () => {
+  it('a kubetrail that does not answer on its socket costs a wrapped command at most ~1.5 s, and one warning', async () => {
+    const s = await setup();
+    const hung = createNetServer(() => undefined);
+    const sock = join(s.home, 'hung.sock');
+    await new Promise<void>((r) => hung.listen(sock, r));
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
+      const st = JSON.parse(readFileSync(stateFile(s), 'utf8')) as Record<string, unknown>;
+      writeFileSync(stateFile(s), JSON.stringify({ ...st, socket: sock }));
+      const t0 = Date.now();
+      const r = await wrapped(s, ['--context', 'alice', 'get', 'pod', 'nope']);
+      const took = Date.now() - t0;
+      expect(r.code).toBe(1);
+      expect(r.stderr.match(/^kubetrail: /gm)).toEqual(['kubetrail: ']);
+      expect(r.stderr).toMatch(new RegExp(`^kubetrail: no trace summary from the kubetrail on 127\\.0\\.0\\.1:${s.port}: no answer within 1500 ms$`, 'm'));
+      expect(took).toBeLessThan(4000);
+
+      // No socket to connect to: the same call over HTTPS on the listener.
+      writeFileSync(stateFile(s), JSON.stringify({ ...st, socket: join(s.home, 'none.sock') }));
+      const h = await wrapped(s, ['--context', 'alice', 'get', 'pods']);
+      expect(h.code, h.stderr).toBe(0);
+      expect(traceIds(h.stderr)).toHaveLength(1);
+    } finally {
+      hung.close();
+      await stop(s);
+    }
   });
 });
 
