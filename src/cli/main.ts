@@ -33,7 +33,7 @@ function flagValues(cmd: Command): RawValues {
 }
 
 async function runStart(given: Config): Promise<number> {
-  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground }] = await Promise.all([
+  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground, backgroundPaths }] = await Promise.all([
     import('../proxy/server.ts'),
     import('./setup.ts'),
     import('./telemetry-setup.ts'),
@@ -44,7 +44,9 @@ async function runStart(given: Config): Promise<number> {
   const { config, env } = resolveForBackground(given, process.env);
   const prepared = await prepare(config, env);
   if (!prepared.listen.loopback) errLine(exposureWarning(listenUrl(prepared.listen)));
-  const telemetry = instrument(config, 'start', env);
+  // A wrapped command served here is ended by idle only once its wrapper is gone, as in the background.
+  const bgPaths = backgroundPaths(config.stateDir, prepared.listen.host, prepared.listen.port);
+  const telemetry = instrument(config, 'start', env, { tagAlive: bg.tagAliveIn(bgPaths.commands, bgPaths.key) });
   const observer = telemetry.observer;
   // Wrapped commands with the same configuration use this kubetrail as they would a background one.
   const control = bg.foregroundControl(config, env);
@@ -89,17 +91,7 @@ async function runWrap(config: Config, command: string[]): Promise<number> {
   if (command.length === 0) throw new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods');
   const viaBackground = await (await import('./background.ts')).wrapViaBackground(config, command);
   if (viaBackground !== undefined) return viaBackground;
-  const [{ instrument }, { wrap }] = await Promise.all([import('./telemetry-setup.ts'), import('./wrap.ts')]);
-  const telemetry = instrument(config, 'wrap');
-  return wrap(config, command, {
-    observer: telemetry.observer,
-    warn: errLine,
-    afterExit: async () => {
-      const commands = await telemetry.finish();
-      if (config.quiet) return;
-      for (const cmd of commands) for (const line of telemetry.waterfall(cmd)) errLine(line);
-    },
-  });
+  return (await import('./wrap.ts')).wrapInProcess(config, command);
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -23,6 +23,16 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Field 22 of /proc/<pid>/stat: the process's start time, which a reused pid does not share. */
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pids of the background kubetrails recorded under `dir` (state dirs' background/<addr>.json). */
 export function backgroundKubetrails(dir: string): number[] {
   let files: string[];
@@ -35,8 +45,10 @@ export function backgroundKubetrails(dir: string): number[] {
   for (const f of files) {
     if (!/(^|\/)background\/[^/]+\.json$/.test(f)) continue;
     try {
-      const st = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { pid?: unknown; kind?: unknown };
-      if (typeof st.pid === 'number' && alive(st.pid)) pids.push(st.pid);
+      const st = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { pid?: unknown; kind?: unknown; procStart?: unknown };
+      // Only the process that wrote the state: a test that leaves a stale state behind (a killed background
+      // kubetrail) may have its pid reused by something else by now.
+      if (typeof st.pid === 'number' && alive(st.pid) && (typeof st.procStart !== 'string' || st.procStart === procStart(st.pid))) pids.push(st.pid);
     } catch {
       // half-written or not ours
     }
