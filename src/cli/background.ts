@@ -49,6 +49,8 @@ const LOG_MAX_BYTES = 1 << 20;
 /** How long a wrapper waits for another wrapper's background kubetrail to come up, or for one to stop. */
 const START_WAIT_MS = 30_000;
 const STOP_WAIT_MS = 5_000;
+/** A background kubetrail that does not answer a status call within this long is hung. */
+const HUNG_MS = 500;
 /** A kubetrail that is ours but neither listens nor answers for this long is stale (hung, or stopping). */
 const STALE_MS = 1000;
 /** The finish call's whole budget (the background waits FINISH_WAIT_MS = 1 s for the command's open requests). */
@@ -339,7 +341,7 @@ interface Found {
 }
 
 interface Busy {
-  busy: { open: number; wrappers: number };
+  busy: { open: number; wrappers: number; hung?: boolean };
 }
 
 /** Forget a state file whose kubetrail is gone, hung or not a kubetrail any more (never signalled). */
@@ -362,7 +364,12 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
         continue;
       }
       if (st.fingerprint === fp && filesUnchanged(st.files)) {
-        if (await portOpen(st.host, st.port)) return { state: st, started: false, replaced };
+        if (await portOpen(st.host, st.port)) {
+          // A kubetrail whose event loop is stuck (stopped, spinning) still accepts connections (the kernel
+          // does): kubectl would hang on it. An authenticated status call says it is serving.
+          if (await answers(config.stateDir, st, HUNG_MS)) return { state: st, started: false, replaced };
+          return { busy: { open: 0, wrappers: 0, hung: true } };
+        }
         // Alive but not listening: stopping (it goes soon), or hung: stale once it has neither listened nor
         // answered on its socket for STALE_MS (a slow one that answers is waited for).
         closedSince ??= Date.now();
@@ -475,7 +482,11 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
     const found = await findOrStart(config, env, listen.host, listen.port, fp);
     if (!found) return undefined;
     if ('busy' in found) {
-      const { open, wrappers } = found.busy;
+      const { open, wrappers, hung } = found.busy;
+      if (hung) {
+        errLine(`kubetrail: the background kubetrail on ${config.listen} (pid ${readState(backgroundPaths(config.stateDir, listen.host, listen.port).state)?.pid ?? '?'}) does not answer; serving this command in-process (kubetrail stop, or kill it)`);
+        return inProcessElsewhere(configIn, argv, envIn, listen.host);
+      }
       const what = [wrappers > 0 ? plural(wrappers, 'command', 'commands') + ' running' : '', open > 0 ? plural(open, 'request', 'requests') + ' open' : ''].filter(Boolean).join(', ');
       if (!config.quiet) errLine(`kubetrail: the background kubetrail on ${config.listen} has another configuration and is in use (${what}); serving this command in-process`);
       return inProcessElsewhere(configIn, argv, envIn, listen.host);

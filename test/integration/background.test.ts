@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
+import { createConnection, createServer as createNetServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -429,12 +429,23 @@ describe('a background kubetrail that changes under a wrapped command', () => {
 describe('the finish call', () => {
   it('a kubetrail that does not answer on its socket costs a wrapped command at most ~1.5 s, and one warning', async () => {
     const s = await setup();
-    const hung = createNetServer(() => undefined);
+    // Answers a status call (relayed to the real socket) but never a finish call.
+    let realSock = '';
+    const hung = createNetServer((c) => {
+      c.once('data', (line: Buffer) => {
+        if (!line.toString().includes('"op":"status"')) return;
+        const up = createConnection(realSock, () => up.end(line));
+        up.on('data', (d: Buffer) => c.write(d));
+        up.on('end', () => c.end());
+        up.on('error', () => c.destroy());
+      });
+    });
     const sock = join(s.home, 'hung.sock');
     await new Promise<void>((r) => hung.listen(sock, r));
     try {
       expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
       const st = JSON.parse(readFileSync(stateFile(s), 'utf8')) as Record<string, unknown>;
+      realSock = String(st.socket);
       writeFileSync(stateFile(s), JSON.stringify({ ...st, socket: sock }));
       const t0 = Date.now();
       const r = await wrapped(s, ['--context', 'alice', 'get', 'pod', 'nope']);
@@ -451,6 +462,31 @@ describe('the finish call', () => {
       expect(traceIds(h.stderr)).toHaveLength(1);
     } finally {
       hung.close();
+      await stop(s);
+    }
+  });
+});
+
+describe('a background kubetrail that is hung', () => {
+  it('still accepts connections but answers nothing: the command runs in-process, with one line saying so', async () => {
+    const s = await setup();
+    try {
+      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
+      const pid = backgroundPid(s) ?? 0;
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const direct = await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig });
+        const t0 = Date.now();
+        const r = await wrapped(s, ['--context', 'alice', 'get', 'pods']);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.toString()).toBe(direct.stdout.toString());
+        expect(Date.now() - t0).toBeLessThan(10_000);
+        expect(r.stderr).toMatch(new RegExp(`^kubetrail: the background kubetrail on 127\\.0\\.0\\.1:${s.port} \\(pid ${pid}\\) does not answer; serving this command in-process`, 'm'));
+        expect(traceIds(r.stderr)).toHaveLength(1);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+    } finally {
       await stop(s);
     }
   });
