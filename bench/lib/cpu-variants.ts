@@ -10,9 +10,8 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { parse } from 'yaml';
 import { Forked } from './child.ts';
-import { KUBETRAIL_SRC } from './paths.ts';
+import { KUBETRAIL_SRC, kubetrailTarget } from './paths.ts';
 import { cpuMs, stopChild } from './proc.ts';
 import { setupBench, startStandIn } from './setup.ts';
 import { median } from './stats.ts';
@@ -72,24 +71,7 @@ async function start(spec: string): Promise<Running> {
     });
     child.once('exit', (code) => reject(new Error(`${name} exited ${code}: ${readFileSync(join(bench.workDir, 'logs', `${spec.replace(/\W+/g, '_')}.log`), 'utf8')}`)));
   });
-  const kc = parse(readFileSync(kcPath, 'utf8')) as { clusters: { cluster: Record<string, string> }[] };
-  const cluster = kc.clusters[0]?.cluster ?? {};
-  const server = new URL(cluster.server ?? '');
-  return {
-    name: spec,
-    child,
-    target: {
-      name,
-      scheme: 'https',
-      host: server.hostname,
-      port: Number(server.port),
-      prefix: server.pathname.replace(/\/$/, ''),
-      servername: cluster['tls-server-name'],
-      ca: Buffer.from(cluster['certificate-authority-data'] ?? '', 'base64').toString('utf8'),
-      cert: si.spec.certPem,
-      key: si.spec.keyPem,
-    },
-  };
+  return { name: spec, child, target: kubetrailTarget(name, kcPath, si.spec) };
 }
 
 /** CPU ms per thread name (main thread `node`, V8 GC helpers `V8 DefaultWorke`, libuv's pool `libuv-worker`). */

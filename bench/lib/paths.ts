@@ -144,6 +144,24 @@ function spawnLogged(env: BenchEnv, name: string, cmd: string, args: string[]): 
   return child;
 }
 
+/** The load generator's target for a kubetrail: its first cluster in the kubeconfig it wrote, as a client holding `client`. */
+export function kubetrailTarget(name: string, kubeconfigPath: string, client: { certPem: string; keyPem: string }): Target {
+  const kc = parse(readFileSync(kubeconfigPath, 'utf8')) as { clusters: { cluster: Record<string, string> }[] };
+  const cluster = kc.clusters[0]?.cluster ?? {};
+  const server = new URL(cluster.server ?? '');
+  return {
+    name,
+    scheme: 'https',
+    host: server.hostname,
+    port: Number(server.port),
+    prefix: server.pathname.replace(/\/$/, ''),
+    servername: cluster['tls-server-name'],
+    ca: Buffer.from(cluster['certificate-authority-data'] ?? '', 'base64').toString('utf8'),
+    cert: client.certPem,
+    key: client.keyPem,
+  };
+}
+
 async function startKubetrail(env: BenchEnv, up: UpstreamSpec, otlp: string, kind: PathKind, opts: PathOptions): Promise<RunningPath> {
   const stateDir = join(env.workDir, 'kubetrail-state');
   const args =
@@ -152,23 +170,10 @@ async function startKubetrail(env: BenchEnv, up: UpstreamSpec, otlp: string, kin
       : [...NODE_FLAGS, ...(opts.nodeArgs ?? []), KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
   const childEnv = kind === 'kubetrail-nosdk' ? { ...env, env: { ...env.env, OTEL_SDK_DISABLED: 'true' } } : env;
   const { child, match, ms } = await spawnReady(childEnv, kind, process.execPath, args, /export KUBECONFIG=(\S+)\n/);
-  const kc = parse(readFileSync(match[1] ?? '', 'utf8')) as { clusters: { cluster: Record<string, string> }[] };
-  const cluster = kc.clusters[0]?.cluster ?? {};
-  const server = new URL(cluster.server ?? '');
   return {
     kind,
     startMs: ms,
-    target: {
-      name: kind,
-      scheme: 'https',
-      host: server.hostname,
-      port: Number(server.port),
-      prefix: server.pathname.replace(/\/$/, ''),
-      servername: cluster['tls-server-name'],
-      ca: Buffer.from(cluster['certificate-authority-data'] ?? '', 'base64').toString('utf8'),
-      cert: up.certPem,
-      key: up.keyPem,
-    },
+    target: kubetrailTarget(kind, match[1] ?? '', up),
     pids: () => (child.exitCode === null && child.pid ? [child.pid] : []),
     stop: () => stopChild(child),
   };

@@ -22,7 +22,6 @@ import type * as SetupModule from '../../src/cli/setup.ts';
 import type * as LoadModule from '../../src/config/load.ts';
 import type * as ServerModule from '../../src/proxy/server.ts';
 import v8 from 'node:v8';
-import { parse } from 'yaml';
 
 type HostIn = { type: 'mem'; gc?: boolean; id: number } | { type: 'snapshot'; path: string; id: number };
 type HostOut = { type: 'mem' | 'snapshot'; id: number; [k: string]: unknown };
@@ -94,16 +93,6 @@ async function host(cfg: { entry: 'src' | 'dist'; mode: 'start' | 'core'; kubeco
 }
 
 // ---------------------------------------------------------------- driver side
-interface Target {
-  host: string;
-  port: number;
-  prefix: string;
-  servername: string | undefined;
-  ca: string;
-  cert: string;
-  key: string;
-}
-
 class Host {
   readonly child: ChildProcess;
   #id = 0;
@@ -196,6 +185,7 @@ function trim(pid: number): void {
 
 async function driver(): Promise<void> {
   const { setupBench, startStandIn } = await import('./setup.ts');
+  const { kubetrailTarget } = await import('./paths.ts');
   const entry = opt('entry', 'src') as 'src' | 'dist';
   const mode = opt('mode', 'start') as 'start' | 'core';
   const steps = opt('steps', '0,250,500,1000').split(',').filter(Boolean).map(Number);
@@ -228,18 +218,7 @@ async function driver(): Promise<void> {
       });
       child.once('exit', (c) => reject(new Error(`host exited ${c}`)));
     });
-    const kc = parse(readFileSync(kcPath, 'utf8')) as { clusters: { cluster: Record<string, string> }[] };
-    const cl = kc.clusters[0]?.cluster ?? {};
-    const server = new URL(cl.server ?? '');
-    const t: Target = {
-      host: server.hostname,
-      port: Number(server.port),
-      prefix: server.pathname.replace(/\/$/, ''),
-      servername: cl['tls-server-name'],
-      ca: Buffer.from(cl['certificate-authority-data'] ?? '', 'base64').toString('utf8'),
-      cert: up.certPem,
-      key: up.keyPem,
-    };
+    const t = kubetrailTarget(mode, kcPath, up);
     console.log(`# entry=${entry} mode=${mode} flags=${flags.join(' ')} env=${JSON.stringify(extraEnv)} pid=${child.pid}`);
     console.log(['label', 'rss', 'hwm', 'anon', 'file', 'heapTot', 'heapUsed', 'newSp', 'oldUsed', 'code', 'lo', 'ext', 'ab', 'malloc', 'handles'].join('\t'));
     await sleep(1500);
