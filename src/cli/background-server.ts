@@ -14,7 +14,7 @@
  *                                                 open, wrappers}
  */
 import { chmodSync, closeSync, readdirSync, writeSync } from 'node:fs';
-import { connect, createServer as createNetServer, type Server } from 'node:net';
+import { createServer as createNetServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { lingerMs as parseLinger } from '../config/load.ts';
@@ -23,6 +23,7 @@ import { describeError, isKtError } from '../errors.ts';
 import { rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import { ensurePrivateDir, writeKubeconfig } from '../kubeconfig/write.ts';
 import type { StageObserver } from '../proxy/events.ts';
+import { refusesConnections } from '../telemetry/sdk.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import {
   BACKGROUND_CONFIG_ENV,
@@ -190,28 +191,6 @@ export async function listenControlSocket(path: string, d: ControlDeps, log: (li
   return server;
 }
 
-/** True only when the endpoint's host actively refuses a TCP connection (within 250 ms). */
-function refuses(endpoint: string): Promise<boolean> {
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    return Promise.resolve(false);
-  }
-  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-  return new Promise((resolve) => {
-    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port });
-    const done = (v: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(v);
-    };
-    const timer = setTimeout(() => done(false), 250);
-    socket.once('connect', () => done(false));
-    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
-  });
-}
-
 /**
  * Telemetry's warnings, each shown once to the next wrapped command that finishes (and logged). A collector
  * that refuses connections is known before any export fails: the first wrapped command is told, as it is
@@ -230,7 +209,7 @@ export function warningRelay(config: Config, env: NodeJS.ProcessEnv, log: (line:
   const disabled = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '');
   const probe = disabled
     ? Promise.resolve()
-    : refuses(config.otlpEndpoint).then((refused) => {
+    : refusesConnections(config.otlpEndpoint).then((refused) => {
         if (refused) warn(`kubetrail: cannot export traces to ${config.otlpEndpoint} (connection refused); traces are dropped, kubectl is unaffected`);
       });
   return {

@@ -59,9 +59,8 @@ export interface TracingOptions {
   exporter?: SpanExporter;
 }
 
-/** Counts what the batch processor hands over and what comes back, and reports the first failure. */
 /** True only when the endpoint's host actively refuses a TCP connection (within 250 ms). */
-function refusesConnections(endpoint: string): Promise<boolean> {
+export function refusesConnections(endpoint: string): Promise<boolean> {
   let url: URL;
   try {
     url = new URL(endpoint);
@@ -82,6 +81,7 @@ function refusesConnections(endpoint: string): Promise<boolean> {
   });
 }
 
+/** Counts what the batch processor hands over and what comes back, and reports the first failure. */
 class GuardedExporter implements SpanExporter {
   /** The first failure has been reported (or must no longer be: the shutdown summary said it). */
   warned = false;
