@@ -10,7 +10,8 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-function alive(pid: number): boolean {
+/** The pid runs and is not a zombie. Kept apart from src/cli/background-state.ts: tests check the product's view. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {

@@ -18,7 +18,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
-import { stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
+import { alive as pidRuns, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
@@ -72,17 +72,7 @@ function backgroundPid(s: Setup): number | undefined {
 }
 
 function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
+  return pid !== undefined && pidRuns(pid);
 }
 
 async function stop(s: Setup): Promise<void> {
