@@ -16,7 +16,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -444,8 +444,9 @@ async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise<Findin
   const start = performance.now();
   const noCollector = 'start one: `docker compose up -d jaeger` (the compose file in this repo) or `npm run stack -- up`, or point --otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT at yours; kubectl works without it, but no trace reaches Jaeger';
   try {
-    const res = await fetch(url, { method: 'POST', headers, body: '{"resourceSpans":[]}', signal: AbortSignal.timeout(OTLP_TIMEOUT_MS) });
-    await res.arrayBuffer();
+    // node:http(s), as the exporter sends: fetch() would refuse a collector on one of the ports browsers
+    // block (6000, 6665-6669, ...) that the exporter reaches.
+    const res = await postOnce(url, headers, '{"resourceSpans":[]}', OTLP_TIMEOUT_MS);
     const ms = Math.round(performance.now() - start);
     if (res.ok) return { level: 'ok', subject, message: `${url} accepted an empty OTLP/HTTP export (${res.status}) in ${ms}ms` };
     return {
@@ -460,10 +461,27 @@ async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise<Findin
             : 'check the collector\'s logs',
     };
   } catch (err) {
-    const e = err as Error & { cause?: NodeJS.ErrnoException };
-    const code = e.name === 'TimeoutError' ? `no answer within ${OTLP_TIMEOUT_MS / 1000}s` : e.cause?.code === 'ECONNREFUSED' ? 'nothing listens there (connection refused)' : (e.cause?.code ?? describeError(err));
+    const e = err as NodeJS.ErrnoException;
+    const code = e.name === 'TimeoutError' ? `no answer within ${OTLP_TIMEOUT_MS / 1000}s` : e.code === 'ECONNREFUSED' ? 'nothing listens there (connection refused)' : (e.code ?? describeError(err));
     return { level: 'fail', subject, message: `${url}: ${code}`, fix: noCollector };
   }
+}
+
+/** One POST, its status read and its body drained; rejects with the socket's error or a TimeoutError. */
+function postOnce(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<{ ok: boolean; status: number }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(u, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, agent: false }, (res) => {
+      const status = res.statusCode ?? 0;
+      res.resume();
+      res.on('end', () => resolve({ ok: status >= 200 && status < 300, status }));
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { name: 'TimeoutError' })));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 async function checkJaeger(config: Config): Promise<Finding> {

@@ -14,7 +14,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
-import { unusedPort } from '../helpers/ports.ts';
+import { refusedPort, unusedPort } from '../helpers/ports.ts';
 
 let fake: FakeApiserver;
 let receiver: OtlpReceiver;
@@ -118,7 +118,7 @@ describe('kubetrail doctor', () => {
     const good = base.clusters[0]?.cluster ?? {};
     const otherCa = join(dir, 'other-ca.crt');
     writeFileSync(otherCa, fake.ca.certPem); // the client CA: it did not sign the serving certificate
-    const down = await unusedPort();
+    const down = await refusedPort();
     const broken = join(dir, 'broken.kubeconfig');
     writeFileSync(
       broken,
@@ -144,7 +144,7 @@ describe('kubetrail doctor', () => {
       }),
       { mode: 0o600 },
     );
-    const closedOtlp = await unusedPort();
+    const closedOtlp = await refusedPort();
     // Something that is not kubetrail holds the listen port.
     const squatter: Server = createServer((s) => s.destroy());
     await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));

@@ -33,20 +33,13 @@ import { makePod, startFakeApiserver, type Fault, type FakeApiserver } from '../
 import { kubectl, kubectlPath, startKubectl, type KubectlResult } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runKubetrail } from '../helpers/run-kubetrail.ts';
+import { refusedPort as refusingPort } from '../helpers/ports.ts';
 
 const REPORT = process.env.KUBETRAIL_FAULT_REPORT === '1';
 const lastLine = (s: string): string => s.trim().split('\n').filter(Boolean).at(-1) ?? '';
 
 function listen(server: { listen(port: number, host: string, cb: () => void): unknown; address(): unknown }): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-/** A port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const s = createNetServer();
-  const port = await listen(s);
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Upstreams we control, for what the stand-in apiserver cannot do: all HTTPS on 127.0.0.1 with the test CA. */
@@ -169,7 +162,7 @@ beforeAll(async () => {
   for (let i = 0; i < 200; i++) fake.create(makePod(`web-${String(i).padStart(3, '0')}`));
   odd = await startOddUpstreams();
   receiver = await startOtlpReceiver('ok');
-  refusedPort = await closedPort();
+  refusedPort = await refusingPort();
   writeFileSync(join(dir, 'fake-ca.crt'), fake.serverCaPem);
   writeFileSync(join(dir, 'test-ca.crt'), odd.ca.certPem);
   writeFileSync(join(dir, 'alice.crt'), alice.certPem);
