@@ -45,6 +45,8 @@ export interface UpstreamConnected {
   tlsEnd?: number;
   /** When the request's head and body were fully handed to the socket. */
   requestSent?: number;
+  /** The upstream protocol: watches go over HTTP/2 where the apiserver offers it; absent means HTTP/1.1. */
+  protocol?: 'h2';
 }
 
 export interface ResponseStart {

@@ -6,10 +6,14 @@
  * first read of `process.stdout` opens a libuv handle that sets O_NONBLOCK on file descriptor 1. In wrap
  * mode that descriptor is shared with kubectl, which then loses output on EAGAIN. The proxy core must never
  * touch the process's stdio.
+ *
+ * `endsCleanly`, asked when the source ends: false means the source was torn down rather than finished (an
+ * HTTP/2 stream whose connection died ends its readable side too), and the destination is destroyed, never
+ * ended: kubectl must see a broken stream, not a complete answer.
  */
 import type { Readable, Writable } from 'node:stream';
 
-export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void): void {
+export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void, endsCleanly?: () => boolean): void {
   src.on('data', (chunk: Buffer) => {
     const ok = dst.write(chunk);
     tap?.(chunk);
@@ -18,5 +22,8 @@ export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => voi
       dst.once('drain', () => src.resume());
     }
   });
-  src.once('end', () => dst.end());
+  src.once('end', () => {
+    if (endsCleanly && !endsCleanly()) dst.destroy();
+    else dst.end();
+  });
 }

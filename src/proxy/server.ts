@@ -9,11 +9,12 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ClientHttp2Stream } from 'node:http2';
 import { createServer, request as httpsRequest, type Agent, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { describeError, type ErrorCode } from '../errors.ts';
 import { certFingerprint, parseServerName, ROUTE_PREFIX, type ClientIdentity, type ClusterRoute, type Routes } from '../kubeconfig/rewrite.ts';
@@ -24,7 +25,7 @@ import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart,
 import { relay } from './relay.ts';
 import { createResponseTap, type ResponseTap } from './tap.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
-import { UpstreamPool } from './upstream.ts';
+import { H2_CANCEL, UpstreamPool, type H2Lease } from './upstream.ts';
 
 export interface ProxyOptions {
   routes: Routes;
@@ -92,6 +93,33 @@ function forwardHeaders(raw: string[], opts: { keepUpgrade: boolean; host?: stri
   }
   if (opts.host !== undefined && !hostSeen) out.unshift('Host', opts.host);
   for (const [k, v] of Object.entries(opts.add ?? {})) out.push(k, v);
+  return out;
+}
+
+/** Headers HTTP/2 forbids (RFC 9113 §8.2.2); Host becomes :authority. */
+const NOT_ON_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'http2-settings']);
+
+/** kubectl's request head (raw, as forwarded on HTTP/1.1) as an HTTP/2 request head. */
+function h2RequestHeaders(raw: string[], method: string, path: string): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ':method': method, ':path': path };
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    const value = raw[i + 1] as string;
+    if (name === 'host') out[':authority'] = value;
+    if (NOT_ON_H2.has(name)) continue;
+    const prev = out[name];
+    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+  return out;
+}
+
+/** An HTTP/2 answer's headers as a raw list (for a Node without the raw list on 'response'). */
+function h2RawHeaders(h: IncomingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(h)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) out.push(name, String(v));
+  }
   return out;
 }
 
@@ -334,7 +362,44 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     // connection before any answer came back is sent again on another connection: the apiserver (or a load
     // balancer) closed the idle connection just as the request went out, and has not seen it.
     const replayable = /^(GET|HEAD|OPTIONS)$/.test(req.method ?? '') && header(req.rawHeaders, 'transfer-encoding') === undefined && Number(header(req.rawHeaders, 'content-length') ?? 0) === 0;
-    let up: ClientRequest;
+    let up: ClientRequest | undefined;
+
+    /**
+     * Relay an answer's head and body to kubectl, tapping the body for the decode stage. False when the
+     * head could not be relayed (kubectl got a 502 Status instead); the caller then drops the body.
+     */
+    const relayResponse = (status: number, statusMessage: string | undefined, raw: string[], body: Readable, sized: boolean, endsCleanly?: () => boolean): boolean => {
+      if (observer) {
+        const rs = responseFacts(status, raw);
+        observer.onResponseStart(id, rs);
+        tap = createResponseTap({ ...rs, isWatch: info.verb === 'watch' });
+      }
+      try {
+        res.writeHead(status, statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
+      } catch (err) {
+        internalError(err);
+        body.destroy();
+        answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
+        return false;
+      }
+      // A stream (no Content-Length: watches, logs -f, chunked lists) gets its head at once; a sized answer's
+      // head goes out with its first body bytes, in one TLS record and one write instead of two.
+      if (!sized) res.flushHeaders();
+      const onProgress = observer?.onProgress ? observer.onProgress.bind(observer) : undefined;
+      let lastProgress = performance.now();
+      relay(body, res, (chunk) => {
+        bytesDown += chunk.length;
+        tap?.write(chunk);
+        if (onProgress && tap) {
+          const now = performance.now();
+          if (now - lastProgress >= PROGRESS_INTERVAL_MS) {
+            lastProgress = now;
+            onProgress(id, { t: now, bytesDown, ...tap.progress() });
+          }
+        }
+      }, endsCleanly);
+      return true;
+    };
 
     const send = (retriesLeft: number): void => {
       const attempt = upstreamRequest(agent, facts, target, headers);
@@ -374,37 +439,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
       attempt.on('response', (upRes) => {
         publishReused();
-        const raw = upRes.rawHeaders;
-        const status = upRes.statusCode ?? 502;
-        if (observer) {
-          const rs = responseFacts(status, raw);
-          observer.onResponseStart(id, rs);
-          tap = createResponseTap({ ...rs, isWatch: info.verb === 'watch' });
-        }
-        try {
-          res.writeHead(status, upRes.statusMessage, forwardHeaders(raw, { keepUpgrade: false }) as unknown as OutgoingHttpHeaders);
-        } catch (err) {
-          internalError(err);
-          upRes.destroy();
-          answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
-          return;
-        }
-        // A stream (no Content-Length: watches, logs -f, chunked lists) gets its head at once; a sized answer's
-        // head goes out with its first body bytes, in one TLS record and one write instead of two.
-        if (upRes.headers['content-length'] === undefined) res.flushHeaders();
-        const onProgress = observer?.onProgress ? observer.onProgress.bind(observer) : undefined;
-        let lastProgress = performance.now();
-        relay(upRes, res, (chunk) => {
-          bytesDown += chunk.length;
-          tap?.write(chunk);
-          if (onProgress && tap) {
-            const now = performance.now();
-            if (now - lastProgress >= PROGRESS_INTERVAL_MS) {
-              lastProgress = now;
-              onProgress(id, { t: now, bytesDown, ...tap.progress() });
-            }
-          }
-        });
+        if (!relayResponse(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders, upRes, upRes.headers['content-length'] !== undefined)) return;
         upRes.on('end', () => finish('complete'));
         upRes.on('error', (err) => {
           res.destroy();
@@ -419,12 +454,84 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       if (retriesLeft < MAX_RETRIES) attempt.end();
       else relay(req, attempt, (chunk) => (bytesUp += chunk.length));
     };
-    send(MAX_RETRIES);
+
+    /** A watch as a stream on the identity's HTTP/2 connection to the apiserver (see upstream.ts). */
+    const sendH2 = (lease: H2Lease, askedAt: number): void => {
+      const o = lease.opened;
+      observer?.onUpstreamConnected(
+        id,
+        o ? { t: askedAt, reused: false, connectEnd: Math.max(o.connectEnd, askedAt), tlsEnd: Math.max(o.tlsEnd, askedAt), protocol: 'h2' } : { t: askedAt, reused: true, protocol: 'h2' },
+      );
+      let stream: ClientHttp2Stream;
+      try {
+        stream = lease.session.request(h2RequestHeaders(headers as unknown as string[], facts.method, target.upstreamPath), { endStream: true });
+      } catch (err) {
+        lease.release();
+        answer(upstreamFailure(err, route));
+        return;
+      }
+      cancel = () => stream.close(H2_CANCEL);
+      requestSent = performance.now();
+      let answered = false;
+      stream.on('response', (h, _flags, rawHeaders?: string[]) => {
+        answered = true;
+        const raw = rawHeaders ? rawHeaders.slice() : h2RawHeaders(h);
+        // The pseudo-header leads the raw list; it is not a header to relay.
+        if (raw[0] === ':status') raw.splice(0, 2);
+        // A stream whose connection died ends its readable side as well, reset (CANCEL) rather than
+        // finished: that is a cut, as a closed HTTP/1.1 connection mid-body would be.
+        const endsCleanly = (): boolean => !stream.rstCode;
+        if (!relayResponse(Number(h[':status'] ?? 502), undefined, raw, stream, h['content-length'] !== undefined, endsCleanly)) return;
+        stream.on('end', () => {
+          if (endsCleanly()) finish('complete');
+          else finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+        });
+      });
+      stream.on('error', (err) => {
+        if (ended) return;
+        if (!res.headersSent) {
+          answer(upstreamFailure(err, route));
+        } else {
+          res.destroy();
+          finish('upstream_error', upstreamFailure(err, route));
+        }
+      });
+      stream.on('close', () => {
+        lease.release();
+        if (ended) return;
+        // Reset without an error code Node reports (NO_ERROR, CANCEL), or the connection went away.
+        if (!answered) {
+          answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the stream before answering' });
+        } else if (!stream.readableEnded) {
+          res.destroy();
+          finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+        }
+      });
+    };
+
+    let cancel = (): void => {
+      up?.destroy();
+    };
+    if (replayable && info.verb === 'watch') {
+      const askedAt = performance.now();
+      pool.h2For(route, peer.identity).then(
+        (lease) => {
+          if (ended) lease?.release();
+          else if (lease) sendH2(lease, askedAt);
+          else send(MAX_RETRIES);
+        },
+        (err: unknown) => {
+          if (!ended) answer(upstreamFailure(err, route));
+        },
+      );
+    } else {
+      send(MAX_RETRIES);
+    }
 
     // The client went away (kubectl ^C, a watch cancelled): close the upstream request too.
     res.on('close', () => {
       if (!res.writableFinished) {
-        up.destroy();
+        cancel();
         finish('client_abort');
       }
     });

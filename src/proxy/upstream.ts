@@ -3,11 +3,18 @@
  * opened with one user's certificate is never lent to another user. TLS is verified against the cluster's
  * CA (system roots when the kubeconfig names none); verification is off only where the kubeconfig says
  * insecure-skip-tls-verify. An http(s) proxy-url is honoured with CONNECT.
+ *
+ * Watches go over HTTP/2 where the apiserver offers it, as client-go sends them: every watch of one
+ * (cluster, identity) is a stream on one connection instead of a connection each (a Node TLS connection
+ * holds ~60 kB of native memory for the watch's whole life). Everything else stays on HTTP/1.1.
  */
+import { connect as h2Connect, constants as h2c, type ClientHttp2Session } from 'node:http2';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect as tlsConnect, createSecureContext, type ConnectionOptions } from 'node:tls';
+import { isIP } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { ClientIdentity, ClusterRoute } from '../kubeconfig/rewrite.ts';
 
@@ -70,20 +77,65 @@ class ProxiedAgent extends HttpsAgent {
   }
 }
 
+/** A connection's timing, for the request that waited for it (performance.now() values). */
+export interface NewConnection {
+  connectEnd: number;
+  tlsEnd: number;
+}
+
+/** An HTTP/2 connection to one apiserver for one identity, and the streams it carries. */
+export interface H2Lease {
+  session: ClientHttp2Session;
+  /** Set when this request waited for the connection's handshake; absent when it reused an open one. */
+  opened?: NewConnection;
+  /** Call once when the stream has closed. */
+  release(): void;
+}
+
+/** Streams per connection before the apiserver's SETTINGS arrive (RFC 9113 recommends allowing ≥ 100). */
+const H2_STREAMS_BEFORE_SETTINGS = 100;
+/** An HTTP/2 connection with no stream left is closed after this long (Go's transport: 90 s). */
+const H2_IDLE_MS = 60_000;
+
+interface H2Conn {
+  ready: Promise<{ session: ClientHttp2Session; timing: NewConnection } | undefined>;
+  session?: ClientHttp2Session;
+  active: number;
+  usable: boolean;
+  idle?: NodeJS.Timeout;
+}
+
 export class UpstreamPool {
   readonly #agents = new Map<string, HttpsAgent>();
+  readonly #contexts = new Map<string, SecureContext>();
+  readonly #h2 = new Map<string, H2Conn[]>();
+  /** (cluster, identity) pairs whose apiserver chose HTTP/1.1 when offered h2. */
+  readonly #h1Only = new Set<string>();
+
+  /**
+   * One OpenSSL context per (cluster, identity), not per connection: given ca/cert/key, every
+   * tls.connect() builds its own (~40 kB of native memory, held for a watch's whole life). Verification,
+   * SNI and ALPN stay per connection; without a ca the context trusts the same default roots.
+   */
+  #contextFor(route: ClusterRoute, identity: ClientIdentity | undefined): { secureContext: SecureContext; perConnection: ConnectionOptions } {
+    const { ca, cert, key: privateKey, ...perConnection } = tlsOptionsFor(route, identity);
+    const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
+    let secureContext = this.#contexts.get(key);
+    if (!secureContext) {
+      secureContext = createSecureContext({ ca, cert, key: privateKey });
+      this.#contexts.set(key, secureContext);
+    }
+    return { secureContext, perConnection };
+  }
 
   agentFor(route: ClusterRoute, identity: ClientIdentity | undefined, pooled = true): HttpsAgent {
     const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}\0${pooled ? 'pool' : 'once'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
-      // One OpenSSL context per (cluster, identity), not per connection: given ca/cert/key, every
-      // tls.connect() builds its own (~40 kB of native memory, held for a watch's whole life). Verification,
-      // SNI and ALPN stay per connection; without a ca the context trusts the same default roots.
-      const { ca, cert, key: privateKey, ...perConnection } = tlsOptionsFor(route, identity);
+      const { secureContext, perConnection } = this.#contextFor(route, identity);
       const options: AgentOptions = {
         ...perConnection,
-        secureContext: createSecureContext({ ca, cert, key: privateKey }),
+        secureContext,
         keepAlive: pooled,
         // Watches and log streams stay open for up to an hour: never time a socket out from our side.
         timeout: 0,
@@ -95,8 +147,122 @@ export class UpstreamPool {
     return agent;
   }
 
+  /**
+   * A stream slot on an HTTP/2 connection to the route's apiserver for this identity, opening one when
+   * none has room. Resolves undefined when the apiserver does not speak h2 (or the route goes through a
+   * proxy-url): send the request over HTTP/1.1 then. Rejects with the connection's error (refused, TLS...),
+   * which the caller reports as it would an HTTP/1.1 connection's.
+   */
+  async h2For(route: ClusterRoute, identity: ClientIdentity | undefined): Promise<H2Lease | undefined> {
+    const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
+    if (route.proxyUrl || this.#h1Only.has(key)) return undefined;
+    let conns = this.#h2.get(key);
+    if (!conns) this.#h2.set(key, (conns = []));
+    let conn = conns.find((c) => c.usable && c.active < streamLimit(c.session));
+    let waited = false;
+    if (!conn) {
+      conn = this.#openH2(key, route, identity);
+      conns.push(conn);
+      waited = true;
+    } else if (!conn.session) {
+      waited = true;
+    }
+    conn.active++;
+    if (conn.idle) clearTimeout(conn.idle);
+    conn.idle = undefined;
+    const c = conn;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      c.active--;
+      if (c.active === 0 && c.usable && c.session) {
+        c.idle = setTimeout(() => c.session?.close(), H2_IDLE_MS);
+        c.idle.unref();
+      }
+    };
+    let ready: Awaited<H2Conn['ready']>;
+    try {
+      ready = await c.ready;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (!ready) {
+      release();
+      return undefined;
+    }
+    const lease: H2Lease = { session: ready.session, release };
+    if (waited) lease.opened = ready.timing;
+    return lease;
+  }
+
+  #openH2(key: string, route: ClusterRoute, identity: ClientIdentity | undefined): H2Conn {
+    const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined) };
+    const drop = (): void => {
+      conn.usable = false;
+      if (conn.idle) clearTimeout(conn.idle);
+      const list = this.#h2.get(key);
+      const i = list?.indexOf(conn) ?? -1;
+      if (list && i !== -1) list.splice(i, 1);
+    };
+    conn.ready = new Promise((resolve, reject) => {
+      const { secureContext, perConnection } = this.#contextFor(route, identity);
+      const host = route.server.hostname.replace(/^\[|\]$/g, '');
+      const port = Number(route.server.port || 443);
+      let connectEnd: number | undefined;
+      // SNI and the name checked: tls-server-name, else the server URL's host name (never an IP), as the
+      // HTTP/1.1 agent derives it from the Host header.
+      const servername = perConnection.servername ?? (isIP(host) ? undefined : host);
+      const socket = tlsConnect({ ...perConnection, ...(servername ? { servername } : {}), secureContext, host, port, ALPNProtocols: ['h2', 'http/1.1'] });
+      socket.once('connect', () => (connectEnd = performance.now()));
+      socket.once('error', (err: Error) => {
+        drop();
+        reject(err);
+      });
+      socket.once('secureConnect', () => {
+        const tlsEnd = performance.now();
+        if (socket.alpnProtocol !== 'h2') {
+          // This apiserver (or a load balancer in front of it) chose HTTP/1.1: remember, and use the agent.
+          this.#h1Only.add(key);
+          drop();
+          socket.destroy();
+          resolve(undefined);
+          return;
+        }
+        const session = h2Connect(route.server.origin, {
+          createConnection: () => socket,
+          // Response heads are bounded in bytes, as on HTTP/1.1 (Go's client reads up to 10 MiB); Node's
+          // default of 128 header lines would fail an answer the apiserver may legally send.
+          maxHeaderListPairs: 1 << 20,
+          maxSessionMemory: 256,
+          settings: { enablePush: false },
+        });
+        conn.session = session;
+        session.on('error', () => drop());
+        session.on('goaway', () => drop());
+        session.on('close', () => drop());
+        socket.removeAllListeners('error');
+        socket.on('error', () => undefined);
+        resolve({ session, timing: { connectEnd: connectEnd ?? tlsEnd, tlsEnd } });
+      });
+    });
+    conn.ready.catch(() => undefined);
+    return conn;
+  }
+
   destroy(): void {
     for (const agent of this.#agents.values()) agent.destroy();
     this.#agents.clear();
+    for (const conns of this.#h2.values()) for (const c of conns) c.session?.destroy();
+    this.#h2.clear();
   }
 }
+
+function streamLimit(session: ClientHttp2Session | undefined): number {
+  const remote = session?.remoteSettings.maxConcurrentStreams;
+  // Before the peer's SETTINGS arrive Node reports the protocol's "unlimited" default.
+  return remote === undefined || remote >= 0xffffffff ? H2_STREAMS_BEFORE_SETTINGS : remote;
+}
+
+export const H2_CANCEL = h2c.NGHTTP2_CANCEL;

@@ -10,7 +10,8 @@
  *   requestSent is unknown (upgrades), the moment the connection could be written to stands in:
  *   tlsEnd (or connectEnd) for a new connection, socketAssigned (or start) for a reused one.
  * - `upstream.transfer_ms` = end − firstByte: reading the response to its last byte.
- * Values are rounded to 0.1 ms.
+ * Values are rounded to 0.1 ms. `network.protocol.version` is "2" for a stream on a shared HTTP/2
+ * connection (watches, where the apiserver offers h2), else "1.1".
  */
 import { setAttr, type Attributes } from './attributes.ts';
 
@@ -31,10 +32,12 @@ export interface UpstreamTimings {
   end?: number | undefined;
   /** The socket came from the keep-alive pool. */
   reused: boolean;
+  /** An HTTP/2 stream rather than an HTTP/1.1 exchange. */
+  h2?: boolean | undefined;
 }
 
 export function latencyAttributes(t: UpstreamTimings): Attributes {
-  const attrs: Attributes = { 'upstream.connection_reused': t.reused };
+  const attrs: Attributes = { 'network.protocol.version': t.h2 ? '2' : '1.1', 'upstream.connection_reused': t.reused };
   const writable = t.reused ? (t.socketAssigned ?? t.start) : (t.tlsEnd ?? t.connectEnd);
   if (!t.reused) {
     setAttr(attrs, 'upstream.connect_ms', duration(t.socketAssigned ?? t.start, t.connectEnd));

@@ -284,6 +284,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         firstByte: response?.t,
         end: response ? ev.t : undefined,
         reused: connected?.reused ?? false,
+        h2: connected?.protocol === 'h2',
       });
       upstream.setAttributes(toOtel(connected ? latency : {}));
       if (response) upstream.setAttribute(sc.ATTR_HTTP_RESPONSE_STATUS_CODE, response.statusCode);

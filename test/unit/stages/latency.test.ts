@@ -15,6 +15,7 @@ describe('latencyAttributes', () => {
         reused: false,
       }),
     ).toEqual({
+      'network.protocol.version': '1.1',
       'upstream.connection_reused': false,
       'upstream.connect_ms': 3,
       'upstream.tls_ms': 6.6,
@@ -25,6 +26,7 @@ describe('latencyAttributes', () => {
 
   it('measures connect from start when the socket time is unknown', () => {
     expect(latencyAttributes({ start: 10, connectEnd: 12.25, reused: false })).toEqual({
+      'network.protocol.version': '1.1',
       'upstream.connection_reused': false,
       'upstream.connect_ms': 2.3,
     });
@@ -34,6 +36,7 @@ describe('latencyAttributes', () => {
     expect(
       latencyAttributes({ start: 0, socketAssigned: 0.2, connectEnd: 5, tlsEnd: 9, requestSent: 0.3, firstByte: 12.34, end: 13, reused: true }),
     ).toEqual({
+      'network.protocol.version': '1.1',
       'upstream.connection_reused': true,
       'upstream.ttfb_ms': 12,
       'upstream.transfer_ms': 0.7,
@@ -56,13 +59,14 @@ describe('latencyAttributes', () => {
 
   it('omits what it cannot know: a connection that failed before TLS', () => {
     expect(latencyAttributes({ start: 0, socketAssigned: 0, connectEnd: 4, reused: false })).toEqual({
+      'network.protocol.version': '1.1',
       'upstream.connection_reused': false,
       'upstream.connect_ms': 4,
     });
   });
 
   it('omits everything but reuse when only start is known', () => {
-    expect(latencyAttributes({ start: 5, reused: false })).toEqual({ 'upstream.connection_reused': false });
+    expect(latencyAttributes({ start: 5, reused: false })).toEqual({ 'network.protocol.version': '1.1', 'upstream.connection_reused': false });
   });
 
   it('omits durations whose ends are out of order (a response before the body was sent)', () => {
@@ -73,11 +77,12 @@ describe('latencyAttributes', () => {
 
   it('omits durations with non-finite ends', () => {
     const attrs = latencyAttributes({ start: 0, requestSent: 0, firstByte: Number.NaN, end: Number.POSITIVE_INFINITY, reused: true });
-    expect(attrs).toEqual({ 'upstream.connection_reused': true });
+    expect(attrs).toEqual({ 'network.protocol.version': '1.1', 'upstream.connection_reused': true });
   });
 
   it('keeps zero durations', () => {
     expect(latencyAttributes({ start: 3, requestSent: 3, firstByte: 3, end: 3, reused: true })).toEqual({
+      'network.protocol.version': '1.1',
       'upstream.connection_reused': true,
       'upstream.ttfb_ms': 0,
       'upstream.transfer_ms': 0,
@@ -88,5 +93,10 @@ describe('latencyAttributes', () => {
     const attrs = latencyAttributes({ start: 0, requestSent: 0, firstByte: 0.04, end: 0.16, reused: true });
     expect(attrs['upstream.ttfb_ms']).toBe(0);
     expect(attrs['upstream.transfer_ms']).toBe(0.1);
+  });
+
+  it('names the protocol: "2" for a stream on a shared HTTP/2 connection, "1.1" otherwise', () => {
+    expect(latencyAttributes({ start: 0, firstByte: 2, reused: true, h2: true })['network.protocol.version']).toBe('2');
+    expect(latencyAttributes({ start: 0, firstByte: 2, reused: true, h2: false })['network.protocol.version']).toBe('1.1');
   });
 });
