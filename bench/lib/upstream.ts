@@ -6,6 +6,8 @@
  * real apiserver does), and 1,000 watches whose events it emits at a controlled rate, each stamped with
  * CLOCK_MONOTONIC at the moment it is written, so the load generator can measure delivery latency. It
  * verifies client certificates against the bench CA and answers 401 without one, like the apiserver.
+ * Like the apiserver it offers ALPN h2 and http/1.1 on one port: kubetrail sends watches over h2 (one
+ * connection per identity), every other client here speaks HTTP/1.1.
  *
  *   GET /api/v1/namespaces/default/pods/pod-<i>      one pod (~4.3 kB, Content-Length)
  *   GET /api/v1/namespaces/default/pods              a small list: 10 pods (~43 kB, Content-Length)
@@ -14,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:https';
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gzipSync, constants as zc } from 'node:zlib';
@@ -79,7 +81,7 @@ function main(): void {
   const watchPod = podObject('pod-w', 'default', 7);
   ((watchPod.metadata as Record<string, unknown>).annotations as Record<string, string>)[SENT_ANNOTATION] = '__SENT__';
   const [eventHead, eventTail] = JSON.stringify({ type: 'MODIFIED', object: watchPod }).split('__SENT__') as [string, string];
-  const watches = new Set<ServerResponse>();
+  const watches = new Set<ServerResponse | Http2ServerResponse>();
 
   const common = (res: ServerResponse, contentType = 'application/json'): void => {
     res.setHeader('Audit-Id', '00000000-0000-4000-8000-000000000000');
@@ -106,7 +108,11 @@ function main(): void {
     pump();
   };
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const handle = (req0: IncomingMessage | Http2ServerRequest, res0: ServerResponse | Http2ServerResponse): void => {
+    const h2 = req0.httpVersion === '2.0';
+    // Node's compatibility API gives h2 requests the same methods this handler uses.
+    const req = req0 as IncomingMessage;
+    const res = res0 as ServerResponse;
     const socket = req.socket as TLSSocket;
     if (!socket.authorized) {
       const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
@@ -120,10 +126,11 @@ function main(): void {
     let m: RegExpExecArray | null;
     if ((watch === '1' || watch === 'true') && url.pathname === '/api/v1/namespaces/default/pods') {
       common(res);
-      res.writeHead(200, { 'Transfer-Encoding': 'chunked' });
-      res.flushHeaders();
-      watches.add(res);
-      res.on('close', () => watches.delete(res));
+      // HTTP/2 frames the body itself (and forbids the header); on HTTP/1.1 a watch is chunked.
+      if (h2) (res0 as Http2ServerResponse).writeHead(200);
+      else res.writeHead(200, { 'Transfer-Encoding': 'chunked' }).flushHeaders();
+      watches.add(res0);
+      res.on('close', () => watches.delete(res0));
       return;
     }
     if ((m = /^\/api\/v1\/namespaces\/default\/pods\/([a-z0-9-]+)$/.exec(url.pathname))) {
@@ -160,21 +167,28 @@ function main(): void {
     res.end(body);
   };
 
-  const server = createServer(
+  const server = createSecureServer(
     {
       cert: readFileSync(cfg.certFile),
       key: readFileSync(cfg.keyFile),
       ca: readFileSync(cfg.caFile),
       requestCert: true,
       rejectUnauthorized: false,
-      ALPNProtocols: ['http/1.1'],
-      keepAliveTimeout: 120_000,
-      headersTimeout: 60_000,
-      requestTimeout: 0,
+      allowHTTP1: true,
+      // 1,000 watches on one connection (kube-apiserver allows 1,000 streams per connection by default).
+      settings: { maxConcurrentStreams: 1000 },
+      maxSessionMemory: 256,
     },
     handle,
   );
-  server.on('clientError', (_e, s) => s.destroy());
+  // The HTTP/1.1 side reads these from the server object, as https.Server would.
+  Object.assign(server, { keepAliveTimeout: 120_000, headersTimeout: 60_000, requestTimeout: 0 });
+  const sessions = new Set<Http2Session>();
+  server.on('session', (s: Http2Session) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  server.on('clientError', (_e: Error, s: { destroy(): void }) => s.destroy());
 
   const emit = (rate: number, durationMs: number): void => {
     const list = [...watches];
@@ -186,10 +200,10 @@ function main(): void {
       const elapsed = performance.now() - t0;
       const due = Math.floor((Math.min(elapsed, durationMs) * rate) / 1000);
       while (sent < due && list.length > 0) {
-        const res = list[next % list.length];
+        const res = list[next % list.length] as ServerResponse | undefined;
         next++;
         sent++;
-        if (!res || res.destroyed) continue;
+        if (!res || res.writableEnded || (res as { destroyed?: boolean }).destroyed) continue;
         if (!res.write(`${eventHead}${process.hrtime.bigint()}${eventTail}\n`)) backpressured++;
       }
       if (elapsed >= durationMs) {
@@ -212,8 +226,11 @@ function main(): void {
         send({ type: 'watches', count: watches.size });
         break;
       case 'stop':
-        for (const w of watches) w.destroy();
-        server.closeAllConnections();
+        for (const w of watches) {
+          if ('stream' in w) w.stream.destroy();
+          else w.destroy();
+        }
+        for (const s of sessions) s.destroy();
         server.close(() => process.exit(0));
         setTimeout(() => process.exit(0), 2000).unref();
         break;
