@@ -207,6 +207,9 @@ describe('kubectl through kubetrail prints exactly what kubectl prints without i
     const watch = request(t, 'watch pods');
     expect(watch.tags['url.query']).toMatch(/(^|&)watch=true(&|$)/);
     expect(stageTags(watch, 'decode')).toMatchObject({ 'decode.watch.added': 1 });
+    // The watch went to the apiserver as an HTTP/2 stream (as client-go sends it directly); the list did not.
+    expect(stageTags(watch, 'upstream')).toMatchObject({ 'network.protocol.version': '2' });
+    expect(stageTags(request(t, 'list pods'), 'upstream')).toMatchObject({ 'network.protocol.version': '1.1' });
   });
 
   it('get --raw /version (a server-relative path, routed by SNI)', async () => {
