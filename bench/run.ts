@@ -59,7 +59,10 @@ const CFG = QUICK
       real: { w1: { rounds: 5, perRound: 300, warmup: 300 }, w3Items: 20_000, w3Rounds: 2, w5Runs: 20, breakdownRuns: 10 },
     };
 
-/** Diagnostic paths (export off; no observer) next to the six, on the stand-in: full mode, or --diag. */
+/**
+ * Diagnostic paths (export off; no observer) next to the six: full mode, or --diag. On the stand-in for
+ * workloads 1-3, and on the real apiserver for workload 1 (what the forwarding core alone adds there).
+ */
 const STANDIN_PATHS: readonly PathKind[] = (args.diag ?? !QUICK) ? [...PATHS, ...DIAG_PATHS] : PATHS;
 const POD = '/api/v1/namespaces/default/pods/pod-0';
 const SMALL_LIST = '/api/v1/namespaces/default/pods';
@@ -203,7 +206,7 @@ async function realWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<
     await createPods(real.spec, 'default', 5, log);
     if (WANT.has(1)) {
       log(`[${elapsed()}] real workload 1: small GET`);
-      const paths = await startAll(rctx, PATHS, real.spec);
+      const paths = await startAll(rctx, STANDIN_PATHS, real.spec);
       try {
         results.real.w1 = await w1Latency(rctx, paths, { path: POD, ...CFG.real.w1 });
       } finally {

@@ -7,7 +7,8 @@
  * CLOCK_MONOTONIC at the moment it is written, so the load generator can measure delivery latency. It
  * verifies client certificates against the bench CA and answers 401 without one, like the apiserver.
  * Like the apiserver it offers ALPN h2 and http/1.1 on one port: kubetrail sends watches over h2 (one
- * connection per identity), every other client here speaks HTTP/1.1.
+ * connection per identity) and kubectl proxy (Go) everything; the load generator, nginx and mitmproxy
+ * speak HTTP/1.1 to it.
  *
  *   GET /api/v1/namespaces/default/pods/pod-<i>      one pod (~4.3 kB, Content-Length)
  *   GET /api/v1/namespaces/default/pods              a small list: 10 pods (~43 kB, Content-Length)
@@ -150,7 +151,9 @@ function main(): void {
       const l = largeFor(Number(m[1]));
       const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '') && l.identity.length > GZIP_MIN;
       common(res);
-      res.writeHead(200, gzip ? { 'Content-Encoding': 'gzip', 'Transfer-Encoding': 'chunked' } : { 'Transfer-Encoding': 'chunked' });
+      // Chunked on HTTP/1.1; HTTP/2 (kubectl proxy, a Go client, negotiates it) frames the body itself.
+      const framing = h2 ? {} : { 'Transfer-Encoding': 'chunked' };
+      res.writeHead(200, gzip ? { 'Content-Encoding': 'gzip', ...framing } : framing);
       streamBody(res, gzip ? l.gzip : l.identity);
       return;
     }

@@ -143,6 +143,8 @@ export interface LargeResult {
   /** Proxy RSS right after start, before the request; and its peak (VmHWM) after the requests. */
   idleRss: number | undefined;
   peakRss: number | undefined;
+  /** VmHWM of each fresh proxy process (peakRss is their maximum): shows whether a peak is an outlier. */
+  peakRuns: number[];
   error?: string;
 }
 
@@ -199,6 +201,7 @@ export async function w3Large(
         ttfbMs: median(a.ttfb),
         idleRss: a.idle.length > 0 ? median(a.idle) : undefined,
         peakRss: a.peak.length > 0 ? Math.max(...a.peak) : undefined,
+        peakRuns: a.peak,
         error: a.error,
       });
     }
