@@ -25,7 +25,7 @@ import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart,
 import { relay } from './relay.ts';
 import { createResponseTap, type ResponseTap } from './tap.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
-import { H2_CANCEL, UpstreamPool, type H2Lease } from './upstream.ts';
+import { H2_CANCEL, H2_REFUSED_STREAM, UpstreamPool, type H2Lease } from './upstream.ts';
 
 export interface ProxyOptions {
   routes: Routes;
@@ -456,7 +456,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     };
 
     /** A watch as a stream on the identity's HTTP/2 connection to the apiserver (see upstream.ts). */
-    const sendH2 = (lease: H2Lease, askedAt: number): void => {
+    const sendH2 = (lease: H2Lease, askedAt: number, retriesLeft: number): void => {
       const o = lease.opened;
       observer?.onUpstreamConnected(
         id,
@@ -467,12 +467,27 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         stream = lease.session.request(h2RequestHeaders(headers as unknown as string[], facts.method, target.upstreamPath), { endStream: true });
       } catch (err) {
         lease.release();
-        answer(upstreamFailure(err, route));
+        lease.retire();
+        if (retriesLeft > 0) viaH2(retriesLeft - 1);
+        else answer(upstreamFailure(err, route));
         return;
       }
       cancel = () => stream.close(H2_CANCEL);
       requestSent = performance.now();
       let answered = false;
+      let retried = false;
+      /**
+       * Like Go's transport: a stream the apiserver refused (REFUSED_STREAM: it never processed it) or that
+       * a GOAWAY left unprocessed is sent again on another connection; that connection takes no new streams.
+       */
+      const retryUnprocessed = (err?: NodeJS.ErrnoException): boolean => {
+        if (answered || retried || retriesLeft === 0) return retried;
+        if (stream.rstCode !== H2_REFUSED_STREAM && err?.code !== 'ERR_HTTP2_GOAWAY_SESSION') return false;
+        retried = true;
+        lease.retire();
+        viaH2(retriesLeft - 1);
+        return true;
+      };
       stream.on('response', (h, _flags, rawHeaders?: string[]) => {
         answered = true;
         const raw = rawHeaders ? rawHeaders.slice() : h2RawHeaders(h);
@@ -487,8 +502,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           else finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
         });
       });
-      stream.on('error', (err) => {
-        if (ended) return;
+      stream.on('error', (err: NodeJS.ErrnoException) => {
+        if (ended || retryUnprocessed(err)) return;
         if (!res.headersSent) {
           answer(upstreamFailure(err, route));
         } else {
@@ -498,7 +513,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       });
       stream.on('close', () => {
         lease.release();
-        if (ended) return;
+        if (ended || retryUnprocessed()) return;
         // Reset without an error code Node reports (NO_ERROR, CANCEL), or the connection went away.
         if (!answered) {
           answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the stream before answering' });
@@ -509,21 +524,26 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       });
     };
 
-    let cancel = (): void => {
-      up?.destroy();
-    };
-    if (replayable && info.verb === 'watch') {
+    /** Send the watch over HTTP/2, or over HTTP/1.1 when the apiserver does not speak h2. */
+    const viaH2 = (retriesLeft: number): void => {
       const askedAt = performance.now();
       pool.h2For(route, peer.identity).then(
         (lease) => {
           if (ended) lease?.release();
-          else if (lease) sendH2(lease, askedAt);
+          else if (lease) sendH2(lease, askedAt, retriesLeft);
           else send(MAX_RETRIES);
         },
         (err: unknown) => {
           if (!ended) answer(upstreamFailure(err, route));
         },
       );
+    };
+
+    let cancel = (): void => {
+      up?.destroy();
+    };
+    if (replayable && info.verb === 'watch') {
+      viaH2(MAX_RETRIES);
     } else {
       send(MAX_RETRIES);
     }

@@ -90,12 +90,23 @@ export interface H2Lease {
   opened?: NewConnection;
   /** Call once when the stream has closed. */
   release(): void;
+  /** Take the connection out of the pool for new streams (it refused one); open streams go on. */
+  retire(): void;
 }
 
 /** Streams per connection before the apiserver's SETTINGS arrive (RFC 9113 recommends allowing ≥ 100). */
 const H2_STREAMS_BEFORE_SETTINGS = 100;
 /** An HTTP/2 connection with no stream left is closed after this long (Go's transport: 90 s). */
 const H2_IDLE_MS = 60_000;
+/**
+ * Flow-control windows as Go's HTTP/2 transport (kubectl's own) sets them: 4 MiB per stream, so a burst
+ * of events crosses a slow link as fast as it would without kubetrail (HTTP/2's default 64 KiB window
+ * would allow one 64 KiB per round trip); 1 GiB per connection, so a watcher that stops reading holds back
+ * only its own stream, never its siblings. A stream's window bounds what kubetrail buffers for a watcher
+ * that reads nothing.
+ */
+const H2_STREAM_WINDOW = 4 << 20;
+const H2_CONNECTION_WINDOW = 1 << 30;
 
 interface H2Conn {
   ready: Promise<{ session: ClientHttp2Session; timing: NewConnection } | undefined>;
@@ -103,6 +114,7 @@ interface H2Conn {
   active: number;
   usable: boolean;
   idle?: NodeJS.Timeout;
+  retire: () => void;
 }
 
 export class UpstreamPool {
@@ -176,9 +188,12 @@ export class UpstreamPool {
       if (released) return;
       released = true;
       c.active--;
-      if (c.active === 0 && c.usable && c.session) {
+      if (c.active > 0 || !c.session) return;
+      if (c.usable) {
         c.idle = setTimeout(() => c.session?.close(), H2_IDLE_MS);
         c.idle.unref();
+      } else {
+        c.session.close();
       }
     };
     let ready: Awaited<H2Conn['ready']>;
@@ -192,20 +207,23 @@ export class UpstreamPool {
       release();
       return undefined;
     }
-    const lease: H2Lease = { session: ready.session, release };
+    const lease: H2Lease = { session: ready.session, release, retire: c.retire };
     if (waited) lease.opened = ready.timing;
     return lease;
   }
 
   #openH2(key: string, route: ClusterRoute, identity: ClientIdentity | undefined): H2Conn {
-    const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined) };
+    const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined), retire: () => undefined };
     const drop = (): void => {
       conn.usable = false;
       if (conn.idle) clearTimeout(conn.idle);
       const list = this.#h2.get(key);
       const i = list?.indexOf(conn) ?? -1;
       if (list && i !== -1) list.splice(i, 1);
+      // Retired with no stream left: nothing will ever use it again.
+      if (conn.active === 0) conn.session?.close();
     };
+    conn.retire = drop;
     conn.ready = new Promise((resolve, reject) => {
       const { secureContext, perConnection } = this.#contextFor(route, identity);
       const host = route.server.hostname.replace(/^\[|\]$/g, '');
@@ -236,8 +254,9 @@ export class UpstreamPool {
           // default of 128 header lines would fail an answer the apiserver may legally send.
           maxHeaderListPairs: 1 << 20,
           maxSessionMemory: 256,
-          settings: { enablePush: false },
+          settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW },
         });
+        session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
         conn.session = session;
         session.on('error', () => drop());
         session.on('goaway', () => drop());
@@ -266,3 +285,4 @@ function streamLimit(session: ClientHttp2Session | undefined): number {
 }
 
 export const H2_CANCEL = h2c.NGHTTP2_CANCEL;
+export const H2_REFUSED_STREAM = h2c.NGHTTP2_REFUSED_STREAM;

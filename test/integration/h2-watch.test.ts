@@ -39,6 +39,7 @@ let routes: Routes;
 let proxy: RunningProxy;
 const sessions = new Map<Http2Session, number>();
 const streams: UpstreamStream[] = [];
+const refused = new Set<string>();
 const connected: (UpstreamConnected & { id: string })[] = [];
 const ended: RequestEnd[] = [];
 
@@ -58,7 +59,7 @@ async function startUpstream(settings: { maxConcurrentStreams?: number }): Promi
     writeFileSync(join(dir, `${name}.crt`), kp.certPem);
     writeFileSync(join(dir, `${name}.key`), kp.keyPem);
   }
-  upstream = createSecureServer({ key: serving.keyPem, cert: serving.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, allowHTTP1: true, settings });
+  upstream = createSecureServer({ key: serving.keyPem, cert: serving.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, allowHTTP1: true, settings, maxSessionMemory: 256 });
   upstream.on('session', (s: Http2Session) => sessions.set(s, sessions.size));
   upstream.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
     const socket = (req.httpVersion === '2.0' ? req.stream.session?.socket : req.socket) as TLSSocket;
@@ -73,6 +74,11 @@ async function startUpstream(settings: { maxConcurrentStreams?: number }): Promi
       closed: new Promise((resolve) => (req.httpVersion === '2.0' ? req.stream.once('close', () => resolve(req.stream.rstCode ?? 0)) : res.once('close', () => resolve(0)))),
     };
     streams.push(entry);
+    if (req.url.includes('refuse=') && !refused.has(req.url)) {
+      refused.add(req.url);
+      req.stream.close(h2c.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
     if (req.url.includes('watch=')) {
       res.writeHead(200, { 'content-type': 'application/json', 'audit-id': `a-${streams.length}` });
       res.write(event(`first-${streams.length}`));
@@ -97,7 +103,7 @@ interface Watcher {
   close(): void;
 }
 
-function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/default/pods?watch=true'): Watcher {
+function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/default/pods?watch=true', opts: { paused?: boolean } = {}): Watcher {
   const cert = user === 'alice' ? alice : user === 'bob' ? bob : undefined;
   let text = '';
   let settle: (v: 'end' | 'cut') => void = () => undefined;
@@ -118,6 +124,13 @@ function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/defau
     },
     (res) => {
       status(res.statusCode ?? 0);
+      if (opts.paused) {
+        // Reads nothing more: like `kubectl get pods -w | less` left unscrolled.
+        res.pause();
+        res.on('error', () => settle('cut'));
+        res.on('close', () => settle('cut'));
+        return;
+      }
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
       res.on('end', () => settle('end'));
@@ -261,6 +274,41 @@ describe('watches over HTTP/2 upstream', () => {
     expect(ended.some((e) => e.outcome === 'upstream_error')).toBe(true);
     other.close();
     await second.closed;
+  });
+
+  it("a watcher that stops reading holds back only its own stream: the others on the connection keep flowing", async () => {
+    const stalled = watch('alice', '/api/v1/namespaces/default/pods?watch=true', { paused: true });
+    const live = watch('alice');
+    await Promise.all([stalled.status, live.status]);
+    await expect.poll(() => mine().length).toBe(2);
+    const [first, second] = mine() as [UpstreamStream, UpstreamStream];
+    await expect.poll(() => live.received().length).toBeGreaterThan(0);
+    const upStalled = live.received().includes(`first-${streams.indexOf(first) + 1}"`) ? second : first;
+    const upLive = upStalled === first ? second : first;
+    // 32 MiB for the watcher that reads nothing: more than its stream window (4 MiB) and the socket buffers
+    // between kubetrail and it together.
+    const filler = event('x'.repeat(64 * 1024));
+    for (let i = 0; i < 512; i++) upStalled.res.write(filler);
+    // Flow control holds the rest at the apiserver: kubetrail stopped granting that stream credit, so it
+    // buffers at most the stream's window for a watcher that reads nothing.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(upStalled.res.stream.writableLength).toBeGreaterThan(16 << 20);
+    for (let i = 0; i < 5; i++) upLive.res.write(event(`flowing-${i}`));
+    await expect.poll(() => live.received(), { timeout: 3000 }).toContain('"flowing-4"');
+    stalled.close();
+    live.close();
+    await Promise.all([first.closed, second.closed]);
+  });
+
+  it('a stream the apiserver refused (REFUSED_STREAM: never processed) is sent again on a new connection', async () => {
+    const w = watch('alice', '/api/v1/namespaces/default/pods?watch=true&refuse=1');
+    expect(await w.status).toBe(200);
+    await expect.poll(() => mine().length).toBe(2);
+    const [refusedOn, servedOn] = mine().map((s) => s.session);
+    expect(servedOn).not.toBe(refusedOn);
+    await expect.poll(() => w.received()).toContain('"first-');
+    w.close();
+    await mine()[1]?.closed;
   });
 
   it('the connection dies: its watches are cut; the next watch opens a new connection', async () => {
