@@ -25,7 +25,7 @@ import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart,
 import { relay } from './relay.ts';
 import { createResponseTap, type ResponseTap } from './tap.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
-import { H2_CANCEL, H2_REFUSED_STREAM, UpstreamPool, type H2Lease } from './upstream.ts';
+import { H2_CANCEL, H2_REFUSED_STREAM, MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool, type H2Lease } from './upstream.ts';
 
 export interface ProxyOptions {
   routes: Routes;
@@ -56,9 +56,9 @@ export const CONTROL_PREFIX = '/.kubetrail/v1/';
  * kube-apiserver accepts request heads up to 1 MiB (a large OIDC bearer token, a list with thousands of
  * selector terms in its query), and kubectl's client reads response heads up to 10 MiB. A larger request
  * head is answered 431, as the apiserver would; a larger response head fails the request with a 502 Status.
+ * The HTTP/2 upstream connections (upstream.ts) use the same limits.
  */
-export const MAX_REQUEST_HEAD_BYTES = 1 << 20;
-export const MAX_RESPONSE_HEAD_BYTES = 10 << 20;
+export { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES };
 
 /** Times a bodiless request is sent again after its kept-alive upstream connection was closed under it. */
 const MAX_RETRIES = 2;
@@ -94,6 +94,19 @@ function forwardHeaders(raw: string[], opts: { keepUpgrade: boolean; host?: stri
   if (opts.host !== undefined && !hostSeen) out.unshift('Host', opts.host);
   for (const [k, v] of Object.entries(opts.add ?? {})) out.push(k, v);
   return out;
+}
+
+/**
+ * Watches whose request head is larger than this go over HTTP/1.1, whose limits (1 MiB) are known on both
+ * ends: HPACK implementations bound a single header field (nghttp2, Node's: 64 KiB) below what a large
+ * label selector in :path can reach.
+ */
+const H2_MAX_HEAD_BYTES = 32 * 1024;
+
+function headBytes(raw: string[], path: string): number {
+  let n = path.length;
+  for (const h of raw) n += h.length;
+  return n;
 }
 
 /** Headers HTTP/2 forbids (RFC 9113 §8.2.2); Host becomes :authority. */
@@ -458,18 +471,33 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     /** A watch as a stream on the identity's HTTP/2 connection to the apiserver (see upstream.ts). */
     const sendH2 = (lease: H2Lease, askedAt: number, retriesLeft: number): void => {
       const o = lease.opened;
-      observer?.onUpstreamConnected(
-        id,
-        o ? { t: askedAt, reused: false, connectEnd: Math.max(o.connectEnd, askedAt), tlsEnd: Math.max(o.tlsEnd, askedAt), protocol: 'h2' } : { t: askedAt, reused: true, protocol: 'h2' },
-      );
+      // Published once, for the attempt that carried the request (as on HTTP/1.1): at the answer, or at the
+      // final failure; a refused attempt that is sent again publishes nothing.
+      let published = false;
+      const publishConnected = (): void => {
+        if (published) return;
+        published = true;
+        observer?.onUpstreamConnected(
+          id,
+          o ? { t: askedAt, reused: false, connectEnd: Math.max(o.connectEnd, askedAt), tlsEnd: Math.max(o.tlsEnd, askedAt), protocol: 'h2' } : { t: askedAt, reused: true, protocol: 'h2' },
+        );
+      };
       let stream: ClientHttp2Stream;
       try {
         stream = lease.session.request(h2RequestHeaders(headers as unknown as string[], facts.method, target.upstreamPath), { endStream: true });
       } catch (err) {
         lease.release();
-        lease.retire();
-        if (retriesLeft > 0) viaH2(retriesLeft - 1);
-        else answer(upstreamFailure(err, route));
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ERR_HTTP2_INVALID_SESSION' || code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_OUT_OF_STREAMS') {
+          // The connection went away between the lease and the request: another one.
+          lease.retire();
+          if (retriesLeft > 0) viaH2(retriesLeft - 1);
+          else answer(upstreamFailure(err, route));
+        } else {
+          // A head HTTP/2 cannot carry as kubectl sent it (a repeated single-value header such as
+          // User-Agent): HTTP/1.1 forwards it exactly, and the connection stays for everyone else.
+          send(MAX_RETRIES);
+        }
         return;
       }
       cancel = () => stream.close(H2_CANCEL);
@@ -477,8 +505,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       let answered = false;
       let retried = false;
       /**
-       * Like Go's transport: a stream the apiserver refused (REFUSED_STREAM: it never processed it) or that
-       * a GOAWAY left unprocessed is sent again on another connection; that connection takes no new streams.
+       * A stream the apiserver refused (REFUSED_STREAM: it never processed it) or that a GOAWAY left
+       * unprocessed is sent again on another connection, as Go's transport does; kubetrail also takes the
+       * refusing connection out of the pool for new streams (its open streams go on).
        */
       const retryUnprocessed = (err?: NodeJS.ErrnoException): boolean => {
         if (answered || retried || retriesLeft === 0) return retried;
@@ -490,6 +519,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       };
       stream.on('response', (h, _flags, rawHeaders?: string[]) => {
         answered = true;
+        if (ended) return;
+        publishConnected();
         const raw = rawHeaders ? rawHeaders.slice() : h2RawHeaders(h);
         // The pseudo-header leads the raw list; it is not a header to relay.
         if (raw[0] === ':status') raw.splice(0, 2);
@@ -504,6 +535,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       });
       stream.on('error', (err: NodeJS.ErrnoException) => {
         if (ended || retryUnprocessed(err)) return;
+        publishConnected();
         if (!res.headersSent) {
           answer(upstreamFailure(err, route));
         } else {
@@ -514,6 +546,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       stream.on('close', () => {
         lease.release();
         if (ended || retryUnprocessed()) return;
+        publishConnected();
         // Reset without an error code Node reports (NO_ERROR, CANCEL), or the connection went away.
         if (!answered) {
           answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the stream before answering' });
@@ -542,7 +575,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let cancel = (): void => {
       up?.destroy();
     };
-    if (replayable && info.verb === 'watch') {
+    if (replayable && info.verb === 'watch' && headBytes(req.rawHeaders, target.upstreamPath) <= H2_MAX_HEAD_BYTES) {
       viaH2(MAX_RETRIES);
     } else {
       send(MAX_RETRIES);

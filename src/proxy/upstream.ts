@@ -99,14 +99,23 @@ const H2_STREAMS_BEFORE_SETTINGS = 100;
 /** An HTTP/2 connection with no stream left is closed after this long (Go's transport: 90 s). */
 const H2_IDLE_MS = 60_000;
 /**
- * Flow-control windows as Go's HTTP/2 transport (kubectl's own) sets them: 4 MiB per stream, so a burst
- * of events crosses a slow link as fast as it would without kubetrail (HTTP/2's default 64 KiB window
- * would allow one 64 KiB per round trip); 1 GiB per connection, so a watcher that stops reading holds back
- * only its own stream, never its siblings. A stream's window bounds what kubetrail buffers for a watcher
- * that reads nothing.
+ * Flow-control windows. 1 MiB per stream: a burst of events crosses a 100 ms link at ~10 MB/s (HTTP/2's
+ * default 64 KiB window would allow 640 kB/s; Go's transport, kubectl's own, uses 4 MiB), and a watcher
+ * that reads nothing makes kubetrail buffer at most that much for it. 1 GiB per connection, as Go: a
+ * watcher that stops reading holds back only its own stream, never its siblings.
  */
-const H2_STREAM_WINDOW = 4 << 20;
+const H2_STREAM_WINDOW = 1 << 20;
 const H2_CONNECTION_WINDOW = 1 << 30;
+/** A connection carrying streams is pinged this often; no answer within H2_PING_TIMEOUT_MS kills it (client-go: 30 s / 15 s). */
+const H2_PING_EVERY_MS = 30_000;
+const H2_PING_TIMEOUT_MS = 15_000;
+/**
+ * Header limits in bytes, as on HTTP/1.1 (server.ts): kubectl's request heads up to 1 MiB (a large OIDC
+ * token, a selector with thousands of terms), apiserver answers' heads up to 10 MiB. HTTP/2's defaults
+ * (64 KiB both ways, 128 header lines) would fail a watch HTTP/1.1 carries.
+ */
+export const MAX_REQUEST_HEAD_BYTES = 1 << 20;
+export const MAX_RESPONSE_HEAD_BYTES = 10 << 20;
 
 interface H2Conn {
   ready: Promise<{ session: ClientHttp2Session; timing: NewConnection } | undefined>;
@@ -115,6 +124,8 @@ interface H2Conn {
   usable: boolean;
   idle?: NodeJS.Timeout;
   retire: () => void;
+  /** Destroy the connection, whatever its state (the pool is shutting down). */
+  kill: () => void;
 }
 
 export class UpstreamPool {
@@ -123,6 +134,9 @@ export class UpstreamPool {
   readonly #h2 = new Map<string, H2Conn[]>();
   /** (cluster, identity) pairs whose apiserver chose HTTP/1.1 when offered h2. */
   readonly #h1Only = new Set<string>();
+  /** Every HTTP/2 connection not yet closed, pooled or retired (destroy() ends them all). */
+  readonly #allH2 = new Set<H2Conn>();
+  #destroyed = false;
 
   /**
    * One OpenSSL context per (cluster, identity), not per connection: given ca/cert/key, every
@@ -167,7 +181,7 @@ export class UpstreamPool {
    */
   async h2For(route: ClusterRoute, identity: ClientIdentity | undefined): Promise<H2Lease | undefined> {
     const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
-    if (route.proxyUrl || this.#h1Only.has(key)) return undefined;
+    if (route.proxyUrl || this.#h1Only.has(key) || this.#destroyed) return undefined;
     let conns = this.#h2.get(key);
     if (!conns) this.#h2.set(key, (conns = []));
     let conn = conns.find((c) => c.usable && c.active < streamLimit(c.session));
@@ -190,7 +204,8 @@ export class UpstreamPool {
       c.active--;
       if (c.active > 0 || !c.session) return;
       if (c.usable) {
-        c.idle = setTimeout(() => c.session?.close(), H2_IDLE_MS);
+        // Out of the pool first: a closing connection must never be handed out.
+        c.idle = setTimeout(() => c.retire(), H2_IDLE_MS);
         c.idle.unref();
       } else {
         c.session.close();
@@ -213,7 +228,9 @@ export class UpstreamPool {
   }
 
   #openH2(key: string, route: ClusterRoute, identity: ClientIdentity | undefined): H2Conn {
-    const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined), retire: () => undefined };
+    const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined), retire: () => undefined, kill: () => undefined };
+    this.#allH2.add(conn);
+    let ping: NodeJS.Timeout | undefined;
     const drop = (): void => {
       conn.usable = false;
       if (conn.idle) clearTimeout(conn.idle);
@@ -224,6 +241,11 @@ export class UpstreamPool {
       if (conn.active === 0) conn.session?.close();
     };
     conn.retire = drop;
+    const gone = (): void => {
+      drop();
+      if (ping) clearInterval(ping);
+      this.#allH2.delete(conn);
+    };
     conn.ready = new Promise((resolve, reject) => {
       const { secureContext, perConnection } = this.#contextFor(route, identity);
       const host = route.server.hostname.replace(/^\[|\]$/g, '');
@@ -233,36 +255,58 @@ export class UpstreamPool {
       // HTTP/1.1 agent derives it from the Host header.
       const servername = perConnection.servername ?? (isIP(host) ? undefined : host);
       const socket = tlsConnect({ ...perConnection, ...(servername ? { servername } : {}), secureContext, host, port, ALPNProtocols: ['h2', 'http/1.1'] });
+      conn.kill = () => socket.destroy();
       socket.once('connect', () => (connectEnd = performance.now()));
-      socket.once('error', (err: Error) => {
-        drop();
+      const beforeSession = (err: Error): void => {
+        gone();
         reject(err);
-      });
+      };
+      socket.once('error', beforeSession);
+      socket.once('close', () => this.#allH2.delete(conn));
       socket.once('secureConnect', () => {
         const tlsEnd = performance.now();
+        if (this.#destroyed) {
+          gone();
+          socket.destroy();
+          resolve(undefined);
+          return;
+        }
         if (socket.alpnProtocol !== 'h2') {
           // This apiserver (or a load balancer in front of it) chose HTTP/1.1: remember, and use the agent.
           this.#h1Only.add(key);
-          drop();
+          gone();
           socket.destroy();
           resolve(undefined);
           return;
         }
         const session = h2Connect(route.server.origin, {
           createConnection: () => socket,
-          // Response heads are bounded in bytes, as on HTTP/1.1 (Go's client reads up to 10 MiB); Node's
-          // default of 128 header lines would fail an answer the apiserver may legally send.
           maxHeaderListPairs: 1 << 20,
+          maxSendHeaderBlockLength: MAX_REQUEST_HEAD_BYTES,
           maxSessionMemory: 256,
-          settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW },
+          settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW, maxHeaderListSize: MAX_RESPONSE_HEAD_BYTES },
         });
         session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
         conn.session = session;
-        session.on('error', () => drop());
+        conn.kill = () => session.destroy();
+        // From here the session owns the socket's errors (it destroys itself with them).
+        socket.off('error', beforeSession);
+        session.on('error', () => gone());
         session.on('goaway', () => drop());
-        session.on('close', () => drop());
-        socket.removeAllListeners('error');
-        socket.on('error', () => undefined);
+        session.on('close', () => gone());
+        // A connection that died silently (a NAT or LB dropped it) would hang every watch on it: ping it
+        // while it carries streams, as client-go does, and kill it when no answer comes.
+        ping = setInterval(() => {
+          if (conn.active === 0 || session.destroyed) return;
+          const timer = setTimeout(() => session.destroy(new Error('the apiserver did not answer an HTTP/2 ping')), H2_PING_TIMEOUT_MS);
+          timer.unref();
+          const sent = session.ping((err) => {
+            clearTimeout(timer);
+            if (err && !session.destroyed) session.destroy(err);
+          });
+          if (!sent) clearTimeout(timer);
+        }, H2_PING_EVERY_MS);
+        ping.unref();
         resolve({ session, timing: { connectEnd: connectEnd ?? tlsEnd, tlsEnd } });
       });
     });
@@ -273,7 +317,9 @@ export class UpstreamPool {
   destroy(): void {
     for (const agent of this.#agents.values()) agent.destroy();
     this.#agents.clear();
-    for (const conns of this.#h2.values()) for (const c of conns) c.session?.destroy();
+    this.#destroyed = true;
+    for (const c of [...this.#allH2]) c.kill();
+    this.#allH2.clear();
     this.#h2.clear();
   }
 }

@@ -26,6 +26,7 @@ interface UpstreamStream {
   session: number;
   cn: string | undefined;
   authorization: string | undefined;
+  rawHeaders: string[];
   res: Http2ServerResponse;
   closed: Promise<number>;
 }
@@ -49,7 +50,7 @@ function routeId(name: string): string {
   return route.id;
 }
 
-async function startUpstream(settings: { maxConcurrentStreams?: number }): Promise<number> {
+async function startUpstream(settings: { maxConcurrentStreams?: number; maxHeaderListSize?: number }): Promise<number> {
   const ca = await createCA('upstream CA');
   const serving = await issueCert(ca, { commonName: 'apiserver', ipAddresses: ['127.0.0.1'], usage: 'server' });
   alice = await issueCert(ca, { commonName: 'alice', usage: 'client' });
@@ -60,6 +61,8 @@ async function startUpstream(settings: { maxConcurrentStreams?: number }): Promi
     writeFileSync(join(dir, `${name}.key`), kp.keyPem);
   }
   upstream = createSecureServer({ key: serving.keyPem, cert: serving.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, allowHTTP1: true, settings, maxSessionMemory: 256 });
+  // The HTTP/1.1 side reads its head limit from the server object: 1 MiB, as the apiserver.
+  Object.assign(upstream, { maxHeaderSize: 1 << 20 });
   upstream.on('session', (s: Http2Session) => sessions.set(s, sessions.size));
   upstream.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
     const socket = (req.httpVersion === '2.0' ? req.stream.session?.socket : req.socket) as TLSSocket;
@@ -70,6 +73,7 @@ async function startUpstream(settings: { maxConcurrentStreams?: number }): Promi
       session: req.httpVersion === '2.0' && req.stream.session ? (sessions.get(req.stream.session) ?? -1) : -1,
       cn: peer ? /CN=([^\n]+)/.exec(peer.subject)?.[1] : undefined,
       authorization: req.headers.authorization,
+      rawHeaders: req.rawHeaders,
       res,
       closed: new Promise((resolve) => (req.httpVersion === '2.0' ? req.stream.once('close', () => resolve(req.stream.rstCode ?? 0)) : res.once('close', () => resolve(0)))),
     };
@@ -103,7 +107,7 @@ interface Watcher {
   close(): void;
 }
 
-function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/default/pods?watch=true', opts: { paused?: boolean } = {}): Watcher {
+function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/default/pods?watch=true', opts: { paused?: boolean; headers?: string[] } = {}): Watcher {
   const cert = user === 'alice' ? alice : user === 'bob' ? bob : undefined;
   let text = '';
   let settle: (v: 'end' | 'cut') => void = () => undefined;
@@ -119,7 +123,7 @@ function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/defau
       servername: `${routeId('h2')}${SNI_SUFFIX}`,
       cert: cert?.certPem,
       key: cert?.keyPem,
-      headers: user === 'token' ? { authorization: 'Bearer t0ken' } : {},
+      headers: ['Host', `127.0.0.1:${proxy.port}`, ...(user === 'token' ? ['Authorization', 'Bearer t0ken'] : []), ...(opts.headers ?? [])] as unknown as Record<string, string>,
       agent: false,
     },
     (res) => {
@@ -148,7 +152,8 @@ function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/defau
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kt-h2-'));
-  const port = await startUpstream({ maxConcurrentStreams: 3 });
+  // Go's HTTP/2 server (the apiserver's) accepts header lists of its MaxHeaderBytes, 1 MiB by default.
+  const port = await startUpstream({ maxConcurrentStreams: 3, maxHeaderListSize: (1 << 20) + 4096 });
   writeFileSync(
     join(dir, 'kubeconfig'),
     `clusters:
@@ -259,6 +264,7 @@ describe('watches over HTTP/2 upstream', () => {
   });
 
   it("the apiserver resets one watch's stream: that watcher's connection is cut, never ended cleanly; the others keep flowing", async () => {
+    const endedBefore = ended.length;
     const a = watch('alice');
     const b = watch('alice');
     await Promise.all([a.status, b.status]);
@@ -271,7 +277,7 @@ describe('watches over HTTP/2 upstream', () => {
     expect(await whoIsFirst.done).toBe('cut');
     second.res.write(event('after-reset'));
     await expect.poll(() => other.received()).toContain('"after-reset"');
-    expect(ended.some((e) => e.outcome === 'upstream_error')).toBe(true);
+    await expect.poll(() => ended.slice(endedBefore).map((e) => e.outcome)).toContain('upstream_error');
     other.close();
     await second.closed;
   });
@@ -301,14 +307,46 @@ describe('watches over HTTP/2 upstream', () => {
   });
 
   it('a stream the apiserver refused (REFUSED_STREAM: never processed) is sent again on a new connection', async () => {
+    const connectedBefore = connected.length;
     const w = watch('alice', '/api/v1/namespaces/default/pods?watch=true&refuse=1');
     expect(await w.status).toBe(200);
     await expect.poll(() => mine().length).toBe(2);
     const [refusedOn, servedOn] = mine().map((s) => s.session);
     expect(servedOn).not.toBe(refusedOn);
     await expect.poll(() => w.received()).toContain('"first-');
+    // One `upstream` event for the request: the attempt that carried it, not the refused one.
+    const events = connected.slice(connectedBefore);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ protocol: 'h2' });
     w.close();
     await mine()[1]?.closed;
+  });
+
+  it('a head HTTP/2 might not carry goes out on HTTP/1.1 as sent: a 170 kB selector, a repeated single-value header', async () => {
+    const selector = `app in (${Array.from({ length: 20_000 }, (_, i) => `v${i}`).join(',')})`;
+    const big = watch('alice', `/api/v1/namespaces/default/pods?watch=true&labelSelector=${encodeURIComponent(selector)}`);
+    expect(await big.status).toBe(200);
+    await expect.poll(() => mine().length).toBe(1);
+    expect(mine()[0]?.httpVersion).toBe('1.1');
+    expect(mine()[0]?.url.length).toBeGreaterThan(150_000);
+
+    const twice = watch('alice', '/api/v1/namespaces/default/pods?watch=true', { headers: ['User-Agent', 'kubectl/a', 'User-Agent', 'kubectl/b'] });
+    expect(await twice.status).toBe(200);
+    await expect.poll(() => mine().length).toBe(2);
+    const second = mine()[1]!;
+    expect(second.httpVersion).toBe('1.1');
+    const agents: string[] = [];
+    for (let i = 0; i < second.rawHeaders.length; i += 2) if (second.rawHeaders[i]?.toLowerCase() === 'user-agent') agents.push(second.rawHeaders[i + 1] ?? '');
+    expect(agents).toEqual(['kubectl/a', 'kubectl/b']);
+    // The h2 connection was not retired for it: the next two watches share one.
+    const third = watch('alice');
+    const fourth = watch('alice');
+    expect(await Promise.all([third.status, fourth.status])).toEqual([200, 200]);
+    await expect.poll(() => mine().length).toBe(4);
+    expect(mine()[2]?.httpVersion).toBe('2.0');
+    expect(mine()[3]?.session).toBe(mine()[2]?.session);
+    for (const w of [big, twice, third, fourth]) w.close();
+    await Promise.all(mine().map((s) => s.closed));
   });
 
   it('the connection dies: its watches are cut; the next watch opens a new connection', async () => {
