@@ -1,5 +1,7 @@
 /**
  * `npm run bench [-- --quick] [-- --workloads 1,2,3,4,5] [-- --no-real] [-- --no-profile] [-- --update-results-md]`
+ * `[-- --upstream-delay-ms N]`: the stand-in holds every single-pod answer N ms (workload 1 with an
+ * apiserver-like think time, to tell what a proxy costs when it waits between its two legs).
  *
  * What one kubetrail hop costs, next to the alternatives, measured in one run on one machine: the
  * stand-in apiserver (bench/lib/upstream.ts, a process of its own) and then the real kube-apiserver of the
@@ -36,6 +38,7 @@ const { values: args } = parseArgs({
     'update-results-md': { type: 'boolean', default: false },
     kubetrail: { type: 'string', default: 'src' },
     diag: { type: 'boolean' },
+    'upstream-delay-ms': { type: 'string', default: '0' },
   },
 });
 if (args.kubetrail === 'dist') useKubetrailBin(KUBETRAIL_DIST);
@@ -129,7 +132,7 @@ async function profileKubetrail(bench: Bench, si: StandIn, ctx: Ctx, what: 'w2' 
 
 async function standInWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<void> {
   log(`[${elapsed()}] stand-in apiserver`);
-  const si = await startStandIn(bench);
+  const si = await startStandIn(bench, Number(args['upstream-delay-ms']));
   results.standIn.podBytes = si.podBytes;
   const up = si.spec;
   try {

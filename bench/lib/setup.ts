@@ -115,12 +115,12 @@ export interface StandIn {
   podBytes: number;
 }
 
-export async function startStandIn(bench: Bench): Promise<StandIn> {
+export async function startStandIn(bench: Bench, delayMs = 0): Promise<StandIn> {
   const dir = bench.workDir;
   const server = await issueCert(bench.ca, { commonName: 'stand-in apiserver', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
   const client = await issueCert(bench.ca, { commonName: 'bench-admin', organizations: ['system:masters'], usage: 'client' });
   const caFile = writeFile(dir, 'ca.crt', bench.ca.certPem);
-  const cfg: UpstreamConfig = { certFile: writeFile(dir, 'standin.crt', server.certPem), keyFile: writeFile(dir, 'standin.key', server.keyPem), caFile };
+  const cfg: UpstreamConfig = { certFile: writeFile(dir, 'standin.crt', server.certPem), keyFile: writeFile(dir, 'standin.key', server.keyPem), caFile, delayMs };
   const proc = new Forked<ToUpstream, FromUpstream>('./upstream.ts', [JSON.stringify(cfg)], bench.env.env);
   const ready = await proc.next(30_000);
   if (ready.type !== 'ready') throw new Error('bench: the stand-in apiserver did not start');

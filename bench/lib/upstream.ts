@@ -27,6 +27,8 @@ export interface UpstreamConfig {
   certFile: string;
   keyFile: string;
   caFile: string;
+  /** Hold each single-pod answer this long (ms; 0 = none): an apiserver's think time for workload 1. */
+  delayMs?: number;
 }
 
 export type ToUpstream =
@@ -54,6 +56,7 @@ function listBody(count: number, namespace: string): Buffer {
 
 function main(): void {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as UpstreamConfig;
+  const delayMs = cfg.delayMs ?? 0;
   const send = (m: FromUpstream): void => void process.send?.(m);
 
   const podBodies = new Map<string, Buffer>();
@@ -136,9 +139,13 @@ function main(): void {
     }
     if ((m = /^\/api\/v1\/namespaces\/default\/pods\/([a-z0-9-]+)$/.exec(url.pathname))) {
       const body = pod(m[1] ?? 'pod-0');
-      common(res);
-      res.writeHead(200, { 'Content-Length': body.length });
-      res.end(body);
+      const answer = (): void => {
+        common(res);
+        res.writeHead(200, { 'Content-Length': body.length });
+        res.end(body);
+      };
+      if (delayMs > 0) setTimeout(answer, delayMs);
+      else answer();
       return;
     }
     if (url.pathname === '/api/v1/namespaces/default/pods') {
