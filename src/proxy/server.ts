@@ -60,6 +60,9 @@ export const CONTROL_PREFIX = '/.kubetrail/v1/';
  */
 export { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES };
 
+/** The upstream went away after the answer's head: kubectl's connection is cut, and the span says this. */
+const CLOSED_MID_RESPONSE: ProxyAnswer = { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' };
+
 /** Times a bodiless request is sent again after its kept-alive upstream connection was closed under it. */
 const MAX_RETRIES = 2;
 
@@ -361,6 +364,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       sendStatus(res, a, { plainText });
       finish('proxy_error', a);
     };
+    /**
+     * The upstream failed: before the answer's head, kubectl gets a Status saying why; after it, its
+     * connection is cut so it sees a broken stream, never a truncated success.
+     */
+    const upstreamFailed = (a: ProxyAnswer): void => {
+      if (!res.headersSent) {
+        answer(a);
+      } else {
+        res.destroy();
+        finish('upstream_error', a);
+      }
+    };
 
     if (refused) {
       req.resume();
@@ -441,13 +456,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           return;
         }
         publishReused();
-        if (!res.headersSent) {
-          answer(upstreamFailure(err, route));
-        } else {
-          // Mid-body: cut the client connection so kubectl sees a broken stream, never a truncated success.
-          res.destroy();
-          finish('upstream_error', upstreamFailure(err, route));
-        }
+        upstreamFailed(upstreamFailure(err, route));
       });
 
       attempt.on('response', (upRes) => {
@@ -460,7 +469,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         });
         upRes.on('aborted', () => {
           res.destroy();
-          finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+          finish('upstream_error', CLOSED_MID_RESPONSE);
         });
       });
 
@@ -530,18 +539,13 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         if (!relayResponse(Number(h[':status'] ?? 502), undefined, raw, stream, h['content-length'] !== undefined, endsCleanly)) return;
         stream.on('end', () => {
           if (endsCleanly()) finish('complete');
-          else finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+          else finish('upstream_error', CLOSED_MID_RESPONSE);
         });
       });
       stream.on('error', (err: NodeJS.ErrnoException) => {
         if (ended || retryUnprocessed(err)) return;
         publishConnected();
-        if (!res.headersSent) {
-          answer(upstreamFailure(err, route));
-        } else {
-          res.destroy();
-          finish('upstream_error', upstreamFailure(err, route));
-        }
+        upstreamFailed(upstreamFailure(err, route));
       });
       stream.on('close', () => {
         lease.release();
@@ -552,7 +556,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the stream before answering' });
         } else if (!stream.readableEnded) {
           res.destroy();
-          finish('upstream_error', { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' });
+          finish('upstream_error', CLOSED_MID_RESPONSE);
         }
       });
     };
