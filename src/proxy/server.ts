@@ -10,7 +10,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { ClientHttp2Stream } from 'node:http2';
+import { constants as h2c, type ClientHttp2Stream } from 'node:http2';
 import { createServer, request as httpsRequest, type Agent, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -25,7 +25,7 @@ import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart,
 import { relay } from './relay.ts';
 import { createResponseTap, type ResponseTap } from './tap.ts';
 import { sendStatus, sendStatusRaw, type ProxyAnswer } from './status.ts';
-import { H2_CANCEL, H2_REFUSED_STREAM, MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool, type H2Lease } from './upstream.ts';
+import { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool, type H2Lease } from './upstream.ts';
 
 export interface ProxyOptions {
   routes: Routes;
@@ -112,10 +112,13 @@ function headBytes(raw: string[], path: string): number {
   return n;
 }
 
-/** Headers HTTP/2 forbids (RFC 9113 §8.2.2); Host becomes :authority. */
-const NOT_ON_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'http2-settings']);
+/**
+ * Headers HTTP/2 forbids (RFC 9113 §8.2.2) that forwardHeaders leaves in (it drops the hop-by-hop ones:
+ * Connection, Keep-Alive, TE, Upgrade...); Host becomes :authority.
+ */
+const NOT_ON_H2 = new Set(['host', 'transfer-encoding', 'http2-settings']);
 
-/** kubectl's request head (raw, as forwarded on HTTP/1.1) as an HTTP/2 request head. */
+/** kubectl's request head, as forwardHeaders makes it for HTTP/1.1, as an HTTP/2 request head. */
 function h2RequestHeaders(raw: string[], method: string, path: string): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { ':method': method, ':path': path };
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -509,7 +512,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         }
         return;
       }
-      cancel = () => stream.close(H2_CANCEL);
+      cancel = () => stream.close(h2c.NGHTTP2_CANCEL);
       requestSent = performance.now();
       let answered = false;
       let retried = false;
@@ -520,7 +523,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
        */
       const retryUnprocessed = (err?: NodeJS.ErrnoException): boolean => {
         if (answered || retried || retriesLeft === 0) return retried;
-        if (stream.rstCode !== H2_REFUSED_STREAM && err?.code !== 'ERR_HTTP2_GOAWAY_SESSION') return false;
+        if (stream.rstCode !== h2c.NGHTTP2_REFUSED_STREAM && err?.code !== 'ERR_HTTP2_GOAWAY_SESSION') return false;
         retried = true;
         lease.retire();
         viaH2(retriesLeft - 1);

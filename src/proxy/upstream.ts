@@ -8,7 +8,7 @@
  * (cluster, identity) is a stream on one connection instead of a connection each (a Node TLS connection
  * holds ~60 kB of native memory for the watch's whole life). Everything else stays on HTTP/1.1.
  */
-import { connect as h2Connect, constants as h2c, type ClientHttp2Session } from 'node:http2';
+import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -145,7 +145,7 @@ export class UpstreamPool {
    */
   #contextFor(route: ClusterRoute, identity: ClientIdentity | undefined): { secureContext: SecureContext; perConnection: ConnectionOptions } {
     const { ca, cert, key: privateKey, ...perConnection } = tlsOptionsFor(route, identity);
-    const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
+    const key = identityKey(route, identity);
     let secureContext = this.#contexts.get(key);
     if (!secureContext) {
       secureContext = createSecureContext({ ca, cert, key: privateKey });
@@ -155,7 +155,7 @@ export class UpstreamPool {
   }
 
   agentFor(route: ClusterRoute, identity: ClientIdentity | undefined, pooled = true): HttpsAgent {
-    const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}\0${pooled ? 'pool' : 'once'}`;
+    const key = `${identityKey(route, identity)}\0${pooled ? 'pool' : 'once'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
       const { secureContext, perConnection } = this.#contextFor(route, identity);
@@ -180,7 +180,7 @@ export class UpstreamPool {
    * which the caller reports as it would an HTTP/1.1 connection's.
    */
   async h2For(route: ClusterRoute, identity: ClientIdentity | undefined): Promise<H2Lease | undefined> {
-    const key = `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
+    const key = identityKey(route, identity);
     if (route.proxyUrl || this.#h1Only.has(key) || this.#destroyed) return undefined;
     let conns = this.#h2.get(key);
     if (!conns) this.#h2.set(key, (conns = []));
@@ -324,11 +324,14 @@ export class UpstreamPool {
   }
 }
 
+/** What connections are keyed by: a connection opened with one identity is never lent to another. */
+function identityKey(route: ClusterRoute, identity: ClientIdentity | undefined): string {
+  return `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
+}
+
 function streamLimit(session: ClientHttp2Session | undefined): number {
   const remote = session?.remoteSettings.maxConcurrentStreams;
   // Before the peer's SETTINGS arrive Node reports the protocol's "unlimited" default.
   return remote === undefined || remote >= 0xffffffff ? H2_STREAMS_BEFORE_SETTINGS : remote;
 }
 
-export const H2_CANCEL = h2c.NGHTTP2_CANCEL;
-export const H2_REFUSED_STREAM = h2c.NGHTTP2_REFUSED_STREAM;
