@@ -10,8 +10,8 @@ import {
   type RequestInfo,
 } from '../../../src/stages/request-info.ts';
 
-// The shared vectors live beside the clone (CI checks out shared/ next to it). Missing = failure.
-const CASES_PATH = fileURLToPath(new URL('../../../../shared/data/requestinfo-cases.json', import.meta.url));
+// Vectors from the apiserver's own RequestInfo tests, kept in the repository (test/fixtures/README.md).
+const CASES_PATH = fileURLToPath(new URL('../../fixtures/requestinfo-cases.json', import.meta.url));
 
 interface ResourceCase {
   method: string;
@@ -51,7 +51,7 @@ function loadCases(): Cases {
   try {
     text = readFileSync(CASES_PATH, 'utf8');
   } catch (err) {
-    throw new Error(`RequestInfo vectors not found at ${CASES_PATH}: check out shared/ beside the clone`, { cause: err });
+    throw new Error(`RequestInfo vectors not found at ${CASES_PATH}`, { cause: err });
   }
   return JSON.parse(text) as Cases;
 }
