@@ -293,7 +293,7 @@ export function tokenMatches(expected: string, given: string | string[] | undefi
   return timingSafeEqual(a, b);
 }
 
-/** A command tag: 10 characters of [0-9a-z] (kubeconfig/rewrite.ts isCommandTag). */
+/** A command tag: 10 characters of [0-9a-z] (proxy/routing.ts isCommandTag). */
 export function randomTag(): string {
   const bytes = randomBytes(10);
   let s = '';

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { parseListen, type ListenAddress } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
-import { buildRoutes, rewriteKubeconfig, type Routes } from '../kubeconfig/rewrite.ts';
+import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
+import type { Routes } from '../proxy/routing.ts';
 import { ensurePrivateDir, writeKubeconfig } from '../kubeconfig/write.ts';
 import { ensureLocalPki, type LocalPki } from '../pki/local-ca.ts';
 

@@ -2,75 +2,12 @@
  * Turn a loaded kubeconfig into (a) the routes kubetrail serves and (b) a kubeconfig whose every cluster
  * points at kubetrail. Names of clusters, users and contexts are kept, so `--context X` means the same
  * thing before and after; users are copied as they are (exec plugins still run inside kubectl).
+ * How the proxy reads a route back (path prefix, SNI, command tag) lives in proxy/routing.ts.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { KtError } from '../errors.ts';
+import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, taggedServerName, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
 import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
-
-export interface ClusterRoute {
-  /** Path segment under /c/ on the kubetrail listener; stable for a given cluster name. */
-  id: string;
-  name: string;
-  /** The real apiserver, as the kubeconfig names it. */
-  server: URL;
-  caPem: Buffer | undefined;
-  insecureSkipTlsVerify: boolean;
-  tlsServerName: string | undefined;
-  proxyUrl: string | undefined;
-}
-
-export interface ClientIdentity {
-  /** kubeconfig user name (for logs and spans; never the key). */
-  user: string;
-  certPem: Buffer;
-  keyPem: Buffer;
-  /** SHA-256 of the certificate's DER bytes: the only way a presented certificate is matched. */
-  fingerprint: string;
-}
-
-export interface Routes {
-  clusters: Map<string, ClusterRoute>;
-  identities: Map<string, ClientIdentity>;
-}
-
-export const ROUTE_PREFIX = '/c/';
-/**
- * Each rewritten cluster also names its route in TLS SNI (`tls-server-name: <id>.kubetrail.localhost`):
- * kubectl sends some requests with a server-relative URI that drops the server URL's path (`get --raw`,
- * OpenAPI v3 `serverRelativeURL` fetches), and those are routed by SNI. The path prefix stays, because
- * kubectl keys its discovery cache by host:port/path and two clusters must not share one.
- */
-export const SNI_SUFFIX = '.kubetrail.localhost';
-
-/**
- * A wrapped command's requests carry a command tag in SNI (`<id>--w<tag>.kubetrail.localhost`): the
- * background kubetrail groups them into that command's trace. The server URL (and with it kubectl's
- * discovery and HTTP caches) does not change; the serving certificate covers `*.kubetrail.localhost`.
- * One DNS label: a route id is at most 49 characters, so a tag is at most 10 (63 in all).
- */
-const TAG_SEP = '--w';
-const TAG_RE = /^[0-9a-z]{6,10}$/;
-
-export function isCommandTag(tag: string): boolean {
-  return TAG_RE.test(tag);
-}
-
-export function taggedServerName(id: string, tag: string): string {
-  if (!isCommandTag(tag)) throw new Error(`invalid command tag ${JSON.stringify(tag)}`);
-  return `${id}${TAG_SEP}${tag}${SNI_SUFFIX}`;
-}
-
-/** The route id and command tag named by a TLS server name, if it is one of kubetrail's. */
-export function parseServerName(name: string | false | null | undefined): { routeId: string; tag: string | undefined } | undefined {
-  if (typeof name !== 'string' || !name.endsWith(SNI_SUFFIX)) return undefined;
-  const label = name.slice(0, -SNI_SUFFIX.length);
-  const sep = label.lastIndexOf(TAG_SEP);
-  if (sep > 0) {
-    const tag = label.slice(sep + TAG_SEP.length);
-    if (isCommandTag(tag)) return { routeId: label.slice(0, sep), tag };
-  }
-  return { routeId: label, tag: undefined };
-}
 
 /**
  * A cluster's route id: its name, slugged, and a hash of its name and server URL. The server is in it so
@@ -82,10 +19,6 @@ export function routeId(clusterName: string, server: unknown): string {
   const slug = clusterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   const hash = createHash('sha256').update(`${clusterName}\0${typeof server === 'string' ? server : ''}`).digest('hex').slice(0, 8);
   return slug ? `${slug}-${hash}` : hash;
-}
-
-export function certFingerprint(der: Buffer): string {
-  return createHash('sha256').update(der).digest('hex');
 }
 
 function str(body: Entry, field: string): string | undefined {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { KtError } from '../errors.ts';
-import { SNI_SUFFIX } from '../kubeconfig/rewrite.ts';
+import { SNI_SUFFIX } from '../proxy/routing.ts';
 import { writePrivateFile } from '../kubeconfig/write.ts';
 import type * as CertsModule from './certs.ts';
 import type { KeyPairPem } from './certs.ts';

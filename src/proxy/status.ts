@@ -4,7 +4,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ErrorCode } from '../errors.ts';
+import { describeError, type ErrorCode } from '../errors.ts';
+import type { ClusterRoute } from './routing.ts';
 
 const REASONS: Record<number, string> = {
   401: 'Unauthorized',
@@ -62,4 +63,22 @@ export function sendStatusRaw(socket: Duplex, a: ProxyAnswer): void {
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');
   socket.end(`HTTP/1.1 ${a.code} ${REASONS[a.code] ?? 'Error'}\r\n${head}\r\n${body}`);
+}
+
+/** The upstream went away after the answer's head: kubectl's connection is cut, and the span says this. */
+export const CLOSED_MID_RESPONSE: ProxyAnswer = { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' };
+
+/** What kubectl is told when the apiserver could not be reached, verified or understood. */
+export function upstreamFailure(err: unknown, route: ClusterRoute): ProxyAnswer {
+  const e = err as NodeJS.ErrnoException;
+  const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME|HOSTNAME|ISSUER|VERIFY|SIGNATURE|SSL|TLS/.test(e.code);
+  const ktCode: ErrorCode = tls ? 'KT_ERR_UPSTREAM_TLS' : 'KT_ERR_UPSTREAM';
+  // Node's own advice ("try running Node.js with --use-system-ca") is no help to a kubetrail user.
+  const detail = `${e.code ? `${e.code}: ` : ''}${describeError(err).replace(/; if the root CA is installed locally.*$/, '')}`;
+  if (typeof e.code === 'string' && e.code.startsWith('HPE_')) {
+    // Node's HTTP parser: the apiserver (or something in its place) answered, but not in HTTP/1.1.
+    return { code: 502, ktCode, message: `kubetrail: the kube-apiserver at ${route.server.origin} sent a malformed HTTP response: ${detail}` };
+  }
+  const what = tls ? 'TLS verification of' : 'cannot reach';
+  return { code: 502, ktCode, message: `kubetrail: ${what} the kube-apiserver at ${route.server.origin} failed: ${detail}` };
 }

@@ -16,7 +16,7 @@ import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import type { ClientIdentity, ClusterRoute } from '../kubeconfig/rewrite.ts';
+import type { ClientIdentity, ClusterRoute } from './routing.ts';
 
 export function tlsOptionsFor(route: ClusterRoute, identity: ClientIdentity | undefined): ConnectionOptions {
   const opts: ConnectionOptions = {

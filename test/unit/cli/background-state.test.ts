@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { kubeconfigPaths } from '../../../src/kubeconfig/load.ts';
 import { CONTROL_PREFIX as SERVER_PREFIX } from '../../../src/proxy/server.ts';
-import { isCommandTag } from '../../../src/kubeconfig/rewrite.ts';
+import { isCommandTag } from '../../../src/proxy/routing.ts';
 import { parseDuration } from '../../../src/config/load.ts';
 import { CONTROL_PREFIX, kubeconfigCandidates, randomTag, tokenMatches } from '../../../src/cli/background-state.ts';
 

@@ -1,0 +1,136 @@
+/**
+ * One request's life in the proxy, as one object: the facts it started with, the bytes it moved, the
+ * response tap, and the stage events it publishes (events.ts). Every way a request can end goes through
+ * `finish`, which publishes `end` exactly once; `connected` and `responded` publish at most once each.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { TLSSocket } from 'node:tls';
+import { authAttributes } from '../stages/auth.ts';
+import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart, type StageObserver, type UpstreamConnected } from './events.ts';
+import { header, headerAll, responseFacts, type RawHeaders } from './headers.ts';
+import type { PeerIdentity } from './identity.ts';
+import { parseServerName, type Target } from './routing.ts';
+import type { ProxyAnswer } from './status.ts';
+import { createResponseTap, type ResponseTap } from './tap.ts';
+
+/** The `start` facts of a request (auth reduced to non-secret attributes). */
+export function requestFacts(req: IncomingMessage, t: Target, peer: PeerIdentity, upgrade: boolean): RequestStart {
+  const raw = req.rawHeaders;
+  const subject = peer.presented ? parseSubject(peer.presented.subject) : undefined;
+  return {
+    id: randomUUID(),
+    startedAt: Date.now(),
+    t0: performance.now(),
+    method: req.method ?? 'GET',
+    path: t.path,
+    query: t.query,
+    cluster: t.route.name,
+    upstream: { host: t.route.server.hostname.replace(/^\[|\]$/g, ''), port: Number(t.route.server.port || 443) },
+    upgrade,
+    userAgent: header(raw, 'user-agent'),
+    kubectlCommand: header(raw, 'kubectl-command'),
+    kubectlSession: header(raw, 'kubectl-session'),
+    commandTag: parseServerName((req.socket as TLSSocket).servername)?.tag,
+    clientAuditId: header(raw, 'audit-id'),
+    auth: authAttributes({
+      authorization: header(raw, 'authorization'),
+      clientCert: subject,
+      clientCertForwarded: peer.identity !== undefined,
+      impersonateUser: header(raw, 'impersonate-user'),
+      impersonateGroups: headerAll(raw, 'impersonate-group'),
+      impersonateUid: header(raw, 'impersonate-uid'),
+    }),
+    insecure: t.route.insecureSkipTlsVerify,
+  };
+}
+
+/** `CN=alice\nO=dev\nO=ops` → { commonName, organizations }. */
+export function parseSubject(subject: string): { commonName: string | undefined; organizations: string[] } {
+  let commonName: string | undefined;
+  const organizations: string[] = [];
+  for (const line of subject.split('\n')) {
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    if (key === 'CN') commonName = value;
+    else if (key === 'O') organizations.push(value);
+  }
+  return { commonName, organizations };
+}
+
+export interface ResponseTapOptions {
+  isWatch: boolean;
+  /** The body is an opaque tunnel (a 101): counted, not decoded. */
+  opaque?: boolean;
+}
+
+export class Exchange {
+  readonly facts: RequestStart;
+  /** Headers the observer asked to add upstream (traceparent, Audit-ID). */
+  readonly added: Record<string, string> | undefined;
+  /** Body bytes relayed to the apiserver, and to the client. */
+  bytesUp = 0;
+  bytesDown = 0;
+  /** When the request was fully handed to the upstream socket, if known. */
+  requestSent: number | undefined;
+  readonly #observer: StageObserver | undefined;
+  /** Progress events for this request (HTTP responses; never tunnels). */
+  readonly #progress: boolean;
+  #tap: ResponseTap | undefined;
+  #lastProgress = 0;
+  #ended = false;
+
+  /** Publishes `start`. */
+  constructor(observer: StageObserver | undefined, facts: RequestStart, opts: { progress: boolean }) {
+    this.#observer = observer;
+    this.facts = facts;
+    this.#progress = opts.progress && observer?.onProgress !== undefined;
+    this.added = observer?.onRequestStart(facts);
+  }
+
+  get id(): string {
+    return this.facts.id;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  connected(ev: UpstreamConnected): void {
+    this.#observer?.onUpstreamConnected(this.id, ev);
+  }
+
+  /** The answer's head arrived: publish `response` and start tapping its body. */
+  responded(status: number, raw: RawHeaders, opts: ResponseTapOptions): void {
+    if (!this.#observer) return;
+    const rs = responseFacts(performance.now(), status, raw);
+    this.#observer.onResponseStart(this.id, rs);
+    this.#tap = createResponseTap({ ...rs, contentType: opts.opaque ? undefined : rs.contentType, isWatch: opts.isWatch });
+    this.#lastProgress = performance.now();
+  }
+
+  /** A response chunk has been handed to the client. */
+  down(chunk: Buffer): void {
+    this.bytesDown += chunk.length;
+    const tap = this.#tap;
+    if (!tap) return;
+    tap.write(chunk);
+    if (!this.#progress) return;
+    const now = performance.now();
+    if (now - this.#lastProgress < PROGRESS_INTERVAL_MS) return;
+    this.#lastProgress = now;
+    this.#observer?.onProgress?.(this.id, { t: now, bytesDown: this.bytesDown, ...tap.progress() });
+  }
+
+  /** Publishes `end` (once; later calls do nothing). */
+  finish(outcome: Outcome, error?: ProxyAnswer): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const ev: RequestEnd = { t: performance.now(), outcome, bytesDown: this.bytesDown, bytesUp: this.bytesUp, ...this.#tap?.finish(outcome === 'complete') };
+    if (this.requestSent !== undefined) ev.requestSent = this.requestSent;
+    if (error) ev.error = { code: error.ktCode, message: error.message };
+    this.#observer?.onRequestEnd(this.id, ev);
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Which kubeconfig identity a kubectl connection proved. A presented client certificate maps to a
+ * kubeconfig key pair only when its bytes are identical; the TLS handshake has already proved the client
+ * holds that certificate's private key. Nothing else ever selects a key pair to present upstream.
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { header, type RawHeaders } from './headers.ts';
+import { certFingerprint, type ClientIdentity, type Routes } from './routing.ts';
+import type { ProxyAnswer } from './status.ts';
+
+export interface PeerIdentity {
+  presented: X509Certificate | undefined;
+  identity: ClientIdentity | undefined;
+}
+
+/** The identity each client connection proved, computed once per connection. */
+export class PeerIdentities {
+  readonly #routes: Routes;
+  readonly #peers = new WeakMap<object, PeerIdentity>();
+
+  constructor(routes: Routes) {
+    this.#routes = routes;
+  }
+
+  of(socket: TLSSocket): PeerIdentity {
+    let peer = this.#peers.get(socket);
+    if (!peer) {
+      const presented = socket.getPeerX509Certificate?.();
+      const identity = presented ? this.#routes.identities.get(certFingerprint(presented.raw)) : undefined;
+      peer = { presented, identity };
+      this.#peers.set(socket, peer);
+    }
+    return peer;
+  }
+}
+
+/** Why a request cannot be forwarded with the identity it has, if it cannot. */
+export function refuseIdentity(peer: PeerIdentity, raw: RawHeaders): ProxyAnswer | undefined {
+  if (!peer.presented || peer.identity || header(raw, 'authorization') !== undefined) return undefined;
+  return {
+    code: 401,
+    ktCode: 'KT_ERR_CLIENT_CERT',
+    message: `kubetrail: the client certificate (${peer.presented.subject.replace(/\n/g, ', ')}) is not one the kubeconfig holds a key for, so kubetrail cannot present it to the apiserver`,
+  };
+}
