@@ -1,6 +1,6 @@
 /**
  * Attribute names kubetrail emits that are not stage attributes. Stable OpenTelemetry names are written
- * out here rather than imported (the package's full export is large and we use eight names); the README's
+ * out here rather than imported (the package's full export is large and we use eight names); docs/telemetry.md's
  * telemetry table lists every one, and a test checks the exported spans against it.
  */
 export const ATTR_HTTP_REQUEST_METHOD = 'http.request.method';

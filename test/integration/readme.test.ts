@@ -1,10 +1,10 @@
 /**
- * The README as a test. Every command in its `sh` blocks (and every `$ ` command in its transcripts) is
- * listed here by its exact text with how it is exercised: run right here, as written, against a stand-in
- * apiserver; run against the real local stack when its binaries are built; replayed by packaging.test.ts
- * (Docker); or what .ci/run runs. A README command missing from these lists fails the test. The flag table
- * is checked against the option registry (src/config/schema.ts), and every flag and environment variable
- * in it is run.
+ * The README and docs/ as a test. Every command in their `sh` blocks (and every `$ ` command in their
+ * transcripts) is listed here by its exact text with how it is exercised: run right here, as written,
+ * against a stand-in apiserver; run against the real local stack when its binaries are built; replayed by
+ * packaging.test.ts (Docker); or what .ci/run runs. A documented command missing from these lists fails the
+ * test, as does a relative link to no file. The flag table (docs/reference.md) is checked against the option
+ * registry (src/config/schema.ts), and every flag and environment variable in it is run.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,10 @@ import { unusedPort } from '../helpers/ports.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const README = readFileSync(join(REPO, 'README.md'), 'utf8');
+/** The README and every page under docs/, by path relative to the repository. */
+const DOC_PAGES = new Map(['README.md', ...readdirSync(join(REPO, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)].map((p) => [p, readFileSync(join(REPO, p), 'utf8')]));
+const DOCS = [...DOC_PAGES.values()].join('\n');
+const REFERENCE = DOC_PAGES.get('docs/reference.md') ?? '';
 
 // ---- reading the README ------------------------------------------------------------------------------
 
@@ -119,13 +123,45 @@ const DOCKER = [
 /** What .ci/run runs on every submission. */
 const CI = ['npm ci && npm test', 'npm test', 'npm run test:e2e', 'bash .ci/run'] as const;
 
-describe('every README command is exercised', () => {
-  it('each one is in exactly one of the lists above, and each listed one is in the README', () => {
-    const inReadme = new Set([...shCommands(README), ...promptCommands(README)]);
-    const listed = [...RUN_HERE, ...ON_THE_STACK, ...DOCKER, ...CI] as string[];
-    expect([...inReadme].filter((c) => !listed.includes(c)), 'README commands with no test: add them to a list and exercise them').toEqual([]);
-    expect(listed.filter((c) => !inReadme.has(c)), 'listed commands the README no longer has').toEqual([]);
+/** Not run anywhere: docs/docker.md's plain-`docker run` variant (no container engine here; that page says
+ * what of the image is and is not tested). Keep this list short. */
+const NOT_RUN = [
+  'docker build -t kubetrail .',
+  'docker run -d --name kubetrail -p 127.0.0.1:17443:17443 -v "$HOME/.kube/config:/kubeconfig:ro" kubetrail',
+  `(umask 077 && docker exec kubetrail sh -c 'cat "$(kubetrail kubeconfig --listen 127.0.0.1:17443)"' > kubetrail.kubeconfig)`,
+] as const;
+
+describe('every documented command is exercised', () => {
+  it('each one is in exactly one of the lists above, and each listed one is documented', () => {
+    const documented = new Set([...shCommands(DOCS), ...promptCommands(DOCS)]);
+    const listed = [...RUN_HERE, ...ON_THE_STACK, ...DOCKER, ...CI, ...NOT_RUN] as string[];
+    expect([...documented].filter((c) => !listed.includes(c)), 'documented commands with no test: add them to a list and exercise them').toEqual([]);
+    expect(listed.filter((c) => !documented.has(c)), 'listed commands the docs no longer have').toEqual([]);
     expect(new Set(listed).size).toBe(listed.length);
+  });
+
+  it("the README's first screen is what a new user needs: what it is, the two commands, a waterfall, then links", () => {
+    const lines = README.split('\n');
+    expect(lines.length, 'README.md lines: reference material belongs in docs/').toBeLessThanOrEqual(70);
+    const first = blocks(README).find((b) => b.lang === 'sh');
+    expect(first?.lines.map((l) => l.replace(/\s{2,}#.*$/, ''))).toEqual(['npm ci && npm run demo', 'npm ci && npm test']);
+    expect(README.slice(0, README.indexOf('```sh'))).toMatch(/^kubectl get · \d+ requests · /m);
+  });
+
+  it('every relative link in the README and docs/ leads to a file', () => {
+    const broken: string[] = [];
+    for (const [page, text] of DOC_PAGES) {
+      for (const m of text.matchAll(/\]\(([^)#\s]+)(#[^)\s]*)?\)/g)) {
+        const target = m[1] ?? '';
+        if (/^[a-z]+:/.test(target)) continue;
+        if (!existsSync(join(REPO, page, '..', target))) broken.push(`${page}: ${target}`);
+      }
+      for (const m of text.matchAll(/\]\(#([^)]+)\)/g)) {
+        const anchors = [...text.matchAll(/^#+ (.+)$/gm)].map((h) => (h[1] ?? '').toLowerCase().replace(/[^a-z0-9 -]/g, '').replaceAll(' ', '-'));
+        if (!anchors.includes(m[1] ?? '')) broken.push(`${page}: #${m[1] ?? ''}`);
+      }
+    }
+    expect(broken).toEqual([]);
   });
 
   it("the Docker commands are docker-compose.yml's own, which packaging.test.ts replays", () => {
@@ -275,8 +311,8 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
 
 // ---- the flag table ----------------------------------------------------------------------------------
 
-describe('the flag table', () => {
-  const rows = tableRows(README, /^\| flag \| environment \| default \| meaning \|$/);
+describe('the flag table (docs/reference.md)', () => {
+  const rows = tableRows(REFERENCE, /^\| flag \| environment \| default \| meaning \|$/);
   const byKey = new Map(rows.map((r) => [/^--([a-z-]+)/.exec(ticked(r[0] ?? '')[0] ?? '')?.[1] ?? '', r]));
 
   it('has one row per option in src/config/schema.ts, with its metavar, environment and default', () => {

@@ -329,8 +329,8 @@ describe('standard OTEL_* variables', () => {
 });
 
 describe('documentation', () => {
-  it('every attribute kubetrail exported in this file is in the README telemetry table', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  it('every attribute kubetrail exported in this file is in the telemetry contract (docs/telemetry.md)', () => {
+    const readme = readFileSync(new URL('../../docs/telemetry.md', import.meta.url), 'utf8');
     const keys = new Set<string>();
     for (const s of receiver.spans) {
       for (const k of Object.keys(s.attributes)) keys.add(k);

@@ -1,7 +1,7 @@
 /**
  * DecodeResult → span attributes, and watch event records → span events. Pure functions.
  *
- * The names are ours (there is no OTel semantic convention for them); they belong in the README's
+ * The names are ours (there is no OTel semantic convention for them); they belong in docs/telemetry.md's
  * attribute table and, once telemetry/semconv.ts exists, can be re-exported from there.
  */
 import { setAttr, type Attributes } from '../attributes.ts';
