@@ -20,9 +20,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { lingerMs as parseLinger } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, isKtError } from '../errors.ts';
+import { installShim } from '../kubeconfig/credential-shim.ts';
+import { timingDir } from '../kubeconfig/timing.ts';
 import { rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import { ensurePrivateDir, writeKubeconfig } from '../kubeconfig/write.ts';
 import type { StageObserver } from '../proxy/events.ts';
+import type { KubectlLife } from '../telemetry/commands.ts';
 import { refusesConnections } from '../telemetry/sdk.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import {
@@ -89,6 +92,14 @@ export interface ControlRequest {
   color?: boolean;
   width?: number;
   ifIdle?: boolean;
+  /** finish: the wrapped kubectl's start, exit and exit code, as its wrapper saw them. */
+  life?: KubectlLife;
+}
+
+function validLife(l: unknown): KubectlLife | undefined {
+  const o = l as Partial<KubectlLife> | undefined;
+  const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  return o && ok(o.spawnedAt) && ok(o.exitedAt) && ok(o.exitCode) && o.exitedAt >= o.spawnedAt ? { spawnedAt: o.spawnedAt, exitedAt: o.exitedAt, exitCode: o.exitCode } : undefined;
 }
 
 /** One control call, whichever way it came (HTTPS on the listener, or the state dir's socket). */
@@ -107,7 +118,7 @@ export async function control(d: ControlDeps, r: ControlRequest): Promise<{ stat
     return { status: 200, body: { stopping: true, pid: process.pid }, after: () => d.stop() };
   }
   if (!/^[0-9a-z]{6,10}$/.test(r.tag ?? '')) return { status: 400, body: { error: 'bad command tag' } };
-  const summary = await d.telemetry.finishCommand(r.tag ?? '', FINISH_WAIT_MS);
+  const summary = await d.telemetry.finishCommand(r.tag ?? '', FINISH_WAIT_MS, validLife(r.life));
   const width = r.width !== undefined && Number.isFinite(r.width) && r.width > 0 ? r.width : undefined;
   const lines = summary ? d.telemetry.render(summary, { color: r.color === true, width }) : [];
   d.onActivity();
@@ -127,6 +138,7 @@ export function controlHandler(d: ControlDeps): (subpath: string, req: IncomingM
       color: q.get('color') === '1',
       width: q.has('width') ? Number(q.get('width')) : undefined,
       ifIdle: q.get('ifIdle') === '1',
+      life: q.has('spawned') ? { spawnedAt: Number(q.get('spawned')), exitedAt: Number(q.get('exited')), exitCode: Number(q.get('exit')) } : undefined,
     };
     control(d, r).then(
       (a) => {
@@ -166,7 +178,7 @@ export async function listenControlSocket(path: string, d: ControlDeps, log: (li
         return;
       }
       sock.pause();
-      control(d, { op: r.op, method: 'POST', token: r.token, tag: r.tag, color: r.color, width: r.width, ifIdle: r.ifIdle }).then(
+      control(d, { op: r.op, method: 'POST', token: r.token, tag: r.tag, color: r.color, width: r.width, ifIdle: r.ifIdle, life: r.life }).then(
         (a) => {
           sock.end(`${JSON.stringify({ status: a.status, body: a.body })}\n`, () => a.after?.());
         },
@@ -296,7 +308,9 @@ export function publish(opts: {
   for (const name of safeReaddir(paths.dir)) {
     if (name.startsWith(`${paths.key}.`) && name.endsWith('.kubeconfig') && join(paths.dir, name) !== template) removeQuietly(join(paths.dir, name));
   }
-  writeKubeconfig(template, rewriteKubeconfig(prepared.kubeconfig, { listenUrl: opts.proxy.url, caPem: prepared.pki.caPem, currentContext: config.context, commandTag: placeholder }));
+  // A wrapped command's credential plugins are timed into its own file (the tag replaces the placeholder).
+  const credentialShim = { path: installShim(config.stateDir), timingFile: join(timingDir(config.stateDir), placeholder) };
+  writeKubeconfig(template, rewriteKubeconfig(prepared.kubeconfig, { listenUrl: opts.proxy.url, caPem: prepared.pki.caPem, currentContext: config.context, commandTag: placeholder, credentialShim }));
   const state: BackgroundState = {
     v: 1,
     instance: opts.instance,

@@ -41,7 +41,9 @@ import {
   type BackgroundPaths,
   type BackgroundState,
 } from './background-state.ts';
-import { runChild, takeKubeconfigArg } from './child.ts';
+import { timingDir } from '../kubeconfig/timing.ts';
+import type { KubectlLife } from '../telemetry/commands.ts';
+import { epochNow, runChild, takeKubeconfigArg } from './child.ts';
 import { NODE_FLAGS } from './node-flags.ts';
 import { errLine } from './output.ts';
 
@@ -141,7 +143,7 @@ function socketCall(path: string, token: string, msg: Record<string, unknown>, t
   });
 }
 
-type CallMsg = { op: 'finish'; tag: string; color?: boolean; width?: number } | { op: 'stop'; ifIdle?: boolean } | { op: 'status' };
+type CallMsg = { op: 'finish'; tag: string; color?: boolean; width?: number; life?: KubectlLife } | { op: 'stop'; ifIdle?: boolean } | { op: 'status' };
 
 /**
  * A control call within `timeoutMs` in all: on the socket when there is one; over HTTPS on the listener
@@ -159,7 +161,9 @@ async function call(stateDir: string, st: BackgroundState, msg: CallMsg, timeout
     }
   }
   const q =
-    msg.op === 'finish' ? `commands/${msg.tag}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}` : msg.op === 'stop' ? `stop${msg.ifIdle ? '?ifIdle=1' : ''}` : 'status';
+    msg.op === 'finish'
+      ? `commands/${msg.tag}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}${msg.life ? `&spawned=${msg.life.spawnedAt}&exited=${msg.life.exitedAt}&exit=${msg.life.exitCode}` : ''}`
+      : msg.op === 'stop' ? `stop${msg.ifIdle ? '?ifIdle=1' : ''}` : 'status';
   return controlCall(stateDir, st.host, st.port, msg.op === 'status' ? 'GET' : 'POST', q, Math.max(until - Date.now(), 1));
 }
 
@@ -509,22 +513,34 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
 
 async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: BackgroundState, tag: string, kubeconfigPath: string, childArgv: string[]): Promise<number> {
   let code: number;
+  // The trace begins now: the kubetrail reads this when the command's first request arrives.
+  const spawnedAt = epochNow();
+  const timingFile = join(timingDir(config.stateDir), tag);
+  try {
+    writePrivate(timingFile, `spawn ${spawnedAt}\n`, true);
+  } catch {
+    // an older kubetrail's state dir: the trace begins at the first request
+  }
+  let exitedAt: number;
   try {
     code = await runChild(childArgv, { ...envIn, KUBECONFIG: kubeconfigPath });
   } finally {
+    exitedAt = epochNow();
     removeQuietly(kubeconfigPath);
   }
 
   // kubectl has exited: opening process.stderr can no longer affect it.
   const tty = isatty(2);
   try {
-    const r = await call(config.stateDir, state, { op: 'finish', tag, color: tty && !envIn.NO_COLOR, width: tty ? process.stderr.columns : undefined }, FINISH_DEADLINE_MS);
+    const life = { spawnedAt, exitedAt, exitCode: code };
+    const r = await call(config.stateDir, state, { op: 'finish', tag, color: tty && !envIn.NO_COLOR, width: tty ? process.stderr.columns : undefined, life }, FINISH_DEADLINE_MS);
     const body = r.body as { lines?: unknown; warnings?: unknown } | undefined;
     if (r.status !== 200 || !body) throw new Error(`answered ${r.status}`);
     for (const w of Array.isArray(body.warnings) ? body.warnings : []) errLine(String(w));
     if (!config.quiet) for (const l of Array.isArray(body.lines) ? body.lines : []) errLine(String(l));
   } catch (err) {
     errLine(`kubetrail: no trace summary from the kubetrail on ${config.listen}: ${describeError(err)}`);
+    removeQuietly(timingFile);
   }
   return code;
 }

@@ -32,6 +32,11 @@ export function takeKubeconfigArg(argv: string[]): { path: string | undefined; r
   };
 }
 
+/** Epoch ms with sub-millisecond precision, on the clock the proxy's request times use. */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 export function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
     const [cmd, ...args] = argv;

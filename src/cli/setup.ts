@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { parseListen, type ListenAddress } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { installShim } from '../kubeconfig/credential-shim.ts';
+import { untaggedTimingFile } from '../kubeconfig/timing.ts';
 import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import type { Routes } from '../proxy/routing.ts';
@@ -47,7 +49,8 @@ export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.e
     routes,
     pki,
     writeKubeconfig(url) {
-      const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context });
+      const credentialShim = { path: installShim(config.stateDir), timingFile: untaggedTimingFile(config.stateDir) };
+      const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context, credentialShim });
       // One file per (source files, context, listen address): stable across runs, so kubectl sees the
       // same server URLs and keeps its caches.
       const key = createHash('sha256')

@@ -7,7 +7,9 @@ import { describeError } from '../errors.ts';
 import { combineObservers, type StageObserver } from '../proxy/events.ts';
 import { requestLog } from '../report/request-log.ts';
 import { renderWaterfall } from '../report/waterfall.ts';
-import type { CommandSummary } from '../telemetry/commands.ts';
+import { join } from 'node:path';
+import { readTiming, takeTiming, timingDir, trimShared, untaggedTimingFile, type Timing } from '../kubeconfig/timing.ts';
+import type { CommandSummary, KubectlLife } from '../telemetry/commands.ts';
 import { startTracing } from '../telemetry/sdk.ts';
 import { createSpanObserver } from '../telemetry/spans.ts';
 import { VERSION } from '../version.ts';
@@ -15,11 +17,13 @@ import { errLine, outLine, writeAll } from './output.ts';
 
 export interface Instrumentation {
   observer: StageObserver | undefined;
-  /** End open commands, flush spans (bounded), return the finished commands. */
-  finish(): Promise<CommandSummary[]>;
+  /** End open commands (the wrapped kubectl's with its life), flush spans (bounded), return the finished commands. */
+  finish(life?: KubectlLife): Promise<CommandSummary[]>;
+  /** In-process wrap: kubectl is being started now (epoch ms); its trace begins here. */
+  spawning(at: number): void;
   waterfall(cmd: CommandSummary): string[];
   /** A wrapped command's kubectl exited: end its tagged trace (see SpanObserver.finishCommand). */
-  finishCommand(tag: string, waitMs: number): Promise<CommandSummary | undefined>;
+  finishCommand(tag: string, waitMs: number, life?: KubectlLife): Promise<CommandSummary | undefined>;
   /** The waterfall for a wrapper's terminal (its colour and width, not ours). */
   render(cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): string[];
 }
@@ -40,7 +44,20 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
   /** Start mode's lines go through the request log, which keeps its live status line below them. */
   let print: (line: string) => void = outLine;
   const exportOff = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '') ? 'export disabled by OTEL_SDK_DISABLED' : undefined;
+  // Credential plugin runs and kubectl's start: a tagged command's own timing file, else the shared one.
+  let spawnedAt: number | undefined;
+  const timing = (tag: string | undefined, done: boolean): Timing | undefined => {
+    if (tag !== undefined) {
+      const path = join(timingDir(config.stateDir), tag);
+      return done ? takeTiming(path) : readTiming(path);
+    }
+    const shared = untaggedTimingFile(config.stateDir);
+    const t = readTiming(shared);
+    if (done) trimShared(shared);
+    return mode === 'wrap' ? { credentials: t?.credentials ?? [], ...(spawnedAt !== undefined ? { spawnedAt } : {}) } : t;
+  };
   const spans = createSpanObserver({
+    timing,
     tracer: tracing.tracer,
     idleMs: mode === 'start' ? config.sessionIdleMs : 0,
     singleCommand: mode === 'wrap',
@@ -65,8 +82,11 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     renderWaterfall(cmd, { jaegerUrl: config.jaegerUrl, color: terminal.color, width: terminal.width, exportNote: exportOff });
   return {
     observer: combineObservers(observers, (e) => warn(`kubetrail: telemetry error: ${describeError(e)}`)),
-    async finish() {
-      spans.finishAll();
+    spawning(at) {
+      spawnedAt = at;
+    },
+    async finish(life) {
+      spans.finishAll(life);
       await tracing.shutdown();
       return finished;
     },
@@ -76,7 +96,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
         color: isatty(2) && !env.NO_COLOR,
         width: isatty(2) ? process.stderr.columns : undefined,
       }),
-    finishCommand: (tag, waitMs) => spans.finishCommand(tag, waitMs),
+    finishCommand: (tag, waitMs, life) => spans.finishCommand(tag, waitMs, life),
     render,
   };
 }

@@ -13,7 +13,8 @@ import type { Config } from '../config/schema.ts';
 import { KtError } from '../errors.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
-import { runChild, takeKubeconfigArg } from './child.ts';
+import type { KubectlLife } from '../telemetry/commands.ts';
+import { epochNow, runChild, takeKubeconfigArg } from './child.ts';
 import { errLine } from './output.ts';
 import { exposureWarning, listenUrl, prepare, type Prepared } from './setup.ts';
 
@@ -22,8 +23,10 @@ export { takeKubeconfigArg } from './child.ts';
 export interface WrapHooks {
   /** Observers for this run's requests (telemetry, report). */
   observer?: StageObserver;
+  /** kubectl is about to be started (epoch ms): its trace begins here. */
+  spawning?: (at: number) => void;
   /** Called after the command exited and before kubetrail exits (flush, print the waterfall). */
-  afterExit?: (info: { proxied: boolean; code: number }) => Promise<void>;
+  afterExit?: (info: { proxied: boolean; code: number; life: KubectlLife }) => Promise<void>;
   warn: (line: string) => void;
 }
 
@@ -70,12 +73,16 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   const kubeconfigPath = prepared.writeKubeconfig(proxy?.url ?? listenUrl(prepared.listen));
   const childArgv = kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv;
   let code: number;
+  const spawnedAt = epochNow();
+  hooks.spawning?.(spawnedAt);
+  let exitedAt: number;
   try {
     code = await runChild(childArgv, { ...env, KUBECONFIG: kubeconfigPath });
   } finally {
+    exitedAt = epochNow();
     await proxy?.close();
   }
-  await hooks.afterExit?.({ proxied: proxy !== undefined, code });
+  await hooks.afterExit?.({ proxied: proxy !== undefined, code, life: { spawnedAt, exitedAt, exitCode: code } });
   return code;
 }
 
@@ -92,8 +99,9 @@ export async function wrapInProcess(config: Config, argv: string[], env: NodeJS.
     {
       observer: telemetry.observer,
       warn: errLine,
-      afterExit: async () => {
-        const commands = await telemetry.finish();
+      spawning: (at) => telemetry.spawning(at),
+      afterExit: async ({ life }) => {
+        const commands = await telemetry.finish(life);
         if (config.quiet) return;
         for (const cmd of commands) for (const line of telemetry.waterfall(cmd)) errLine(line);
       },

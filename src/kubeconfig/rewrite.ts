@@ -7,6 +7,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { KtError } from '../errors.ts';
 import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, taggedServerName, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
+import { shimExec } from './credential-shim.ts';
 import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
 
 /**
@@ -92,6 +93,8 @@ export interface RewriteOptions {
   currentContext?: string | undefined;
   /** Tag every request made with this kubeconfig as one command's (wrap mode with a background kubetrail). */
   commandTag?: string | undefined;
+  /** Run every exec credential plugin through kubetrail's timing shim (credential-shim.ts). */
+  credentialShim?: { path: string; timingFile: string } | undefined;
 }
 
 /** The rewritten kubeconfig as a plain object, ready to be serialised. */
@@ -118,11 +121,17 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
     apiVersion: 'v1',
     kind: 'Config',
     clusters,
-    users: [...kc.users.values()].map(({ name, body }) => ({ name, user: body })),
+    users: [...kc.users.values()].map(({ name, body }) => ({ name, user: withShim(body, opts.credentialShim) })),
     contexts: [...kc.contexts.values()].map(({ name, body }) => ({ name, context: body })),
   };
   if (current !== undefined) out['current-context'] = current;
   if (kc.preferences !== undefined) out.preferences = kc.preferences;
   if (kc.extensions !== undefined) out.extensions = kc.extensions;
   return out;
+}
+
+function withShim(user: Entry, shim: RewriteOptions['credentialShim']): Entry {
+  const exec = user.exec;
+  if (!shim || !exec || typeof exec !== 'object' || Array.isArray(exec)) return user;
+  return { ...user, exec: shimExec(exec as Entry, shim) };
 }

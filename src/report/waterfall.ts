@@ -4,6 +4,7 @@
  * lines out. Fits 80 columns; colour only when asked (a TTY).
  */
 import { totals, type CommandSummary, type RequestSummary } from '../telemetry/commands.ts';
+import { divisionLine, exitNote, findingLines, timedFromNote } from './findings.ts';
 import { fmtBytes, fmtMs } from './format.ts';
 
 export interface WaterfallOptions {
@@ -47,7 +48,7 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
   const t0 = cmd.startedAt;
   const span = Math.max(cmd.durationMs, ...cmd.requests.map((r) => r.startedAt - t0 + r.durationMs), 1);
   const lines: string[] = [];
-  const head = `${cmd.command} · ${sum.requests} request${sum.requests === 1 ? '' : 's'} · ${fmtMs(span)}`;
+  const head = `${cmd.command} · ${sum.requests} request${sum.requests === 1 ? '' : 's'} · ${fmtMs(span)}${exitNote(cmd)}${timedFromNote(cmd)}`;
   const extra = sum.items > 0 ? ` · ${sum.itemsPartial ? '≥' : ''}${sum.items} items in ${sum.pages} page${sum.pages === 1 ? '' : 's'}` : '';
   lines.push(paint(c, '1', fit(head + extra, width).trimEnd()));
 
@@ -76,6 +77,9 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
     const share = Math.round((sum.discoveryMs / span) * 100);
     lines.push(`discovery: ${sum.discoveryRequests} request${sum.discoveryRequests === 1 ? '' : 's'}, ${fmtMs(sum.discoveryMs)} (${share}% of the command)`);
   }
+  const division = divisionLine(cmd);
+  if (division) lines.push(fit(division, width).trimEnd());
+  for (const f of findingLines(cmd)) lines.push(paint(c, '33', fit(f, width).trimEnd()));
   const denied = cmd.requests.find((r) => r.rbac['rbac.decision'] === 'denied' || r.rbac['rbac.decision'] === 'unauthenticated');
   if (denied) {
     const who = denied.rbac['rbac.user'] ? ` for ${String(denied.rbac['rbac.user'])}` : '';

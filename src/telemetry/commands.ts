@@ -2,7 +2,9 @@
  * What one kubectl command did, as plain data: its requests with their stage facts. Built from stage
  * events by telemetry/spans.ts, read by the terminal report. No OpenTelemetry types here.
  */
+import type { CredentialRun } from '../kubeconfig/timing.ts';
 import type { Attributes } from '../stages/attributes.ts';
+import type { Throttling } from '../stages/throttle.ts';
 
 export interface RequestSummary {
   id: string;
@@ -33,14 +35,44 @@ export interface RequestSummary {
   rbac: Attributes;
 }
 
+/**
+ * Where a command's root span begins: kubectl's start (a wrapped command: kubetrail started it), the first
+ * credential plugin run (start mode, a plugin ran), or the first request (start mode: no process to watch).
+ */
+export type TimedFrom = 'process_start' | 'credential' | 'first_request';
+
+/** A wrapped kubectl's life, as its wrapper saw it: epoch ms, and how it ended. */
+export interface KubectlLife {
+  spawnedAt: number;
+  exitedAt: number;
+  exitCode: number;
+}
+
+/** How the command's wall time divides (ms); `ownMs` is what no request, plugin or limiter explains. */
+export interface TimeDivision {
+  wallMs: number;
+  requestsMs: number;
+  credentialMs: number;
+  throttledMs: number;
+  ownMs: number;
+}
+
 export interface CommandSummary {
   traceId: string;
   /** `kubectl get`, or the request's own name when kubectl sent no Kubectl-Command. */
   command: string;
   session: string | undefined;
+  /** Epoch ms the root span begins (see timedFrom). */
   startedAt: number;
+  /** The root span's duration: kubectl's wall time in wrap mode. */
   durationMs: number;
   requests: RequestSummary[];
+  timedFrom?: TimedFrom;
+  /** kubectl's exit code, in wrap mode. */
+  exitCode?: number | undefined;
+  credentials?: CredentialRun[];
+  throttling?: Throttling;
+  division?: TimeDivision;
 }
 
 export interface CommandTotals {
@@ -57,7 +89,12 @@ export interface CommandTotals {
 
 /** Wall time covered by a set of possibly overlapping requests (the union of their intervals). */
 export function coveredMs(requests: readonly RequestSummary[]): number {
-  const spans = requests.map((r) => [r.startedAt, r.startedAt + r.durationMs] as const).sort((a, b) => a[0] - b[0]);
+  return unionMs(requests.map((r) => [r.startedAt, r.startedAt + r.durationMs] as const));
+}
+
+/** Total length of the union of [from, to] intervals. */
+export function unionMs(intervals: ReadonlyArray<readonly [number, number]>): number {
+  const spans = [...intervals].sort((a, b) => a[0] - b[0]);
   let total = 0;
   let end = -Infinity;
   for (const [s, e] of spans) {

@@ -38,3 +38,19 @@ export const ATTR_COMMAND_ITEMS_PARTIAL = 'kubectl.items_partial';
 export const ATTR_COMMAND_PAGES = 'kubectl.pages';
 export const ATTR_COMMAND_BYTES = 'kubectl.bytes';
 export const ATTR_COMMAND_ERRORS = 'kubectl.errors';
+
+// The whole command (root span and its non-request children).
+/** kubectl's exit code (wrap mode), OpenTelemetry's process convention. */
+export const ATTR_PROCESS_EXIT_CODE = 'process.exit.code';
+/** Where the root begins: `process_start` (wrap), `credential` or `first_request` (start mode). */
+export const ATTR_KUBECTL_TIMED_FROM = 'kubectl.timed_from';
+/** Total time requests waited in kubectl's client-side rate limiter (inferred, stages/throttle.ts). */
+export const ATTR_KUBECTL_THROTTLED_MS = 'kubectl.throttled_ms';
+export const ATTR_KUBECTL_CREDENTIAL_MS = 'kubectl.credential_ms';
+/** Wall time no request, credential plugin or limiter explains: kubectl's own work. */
+export const ATTR_KUBECTL_OWN_MS = 'kubectl.own_ms';
+/** On a `client-side throttling` span: `ordinary` (QPS 5, burst 10) or `discovery` (50, 300). */
+export const ATTR_KUBECTL_LIMITER = 'kubectl.limiter';
+/** On a `kubectl credential` span: the exec plugin's base name only, never its arguments or output. */
+export const ATTR_AUTH_EXEC_COMMAND = 'auth.exec.command';
+export const ATTR_AUTH_EXEC_EXIT_CODE = 'auth.exec.exit_code';

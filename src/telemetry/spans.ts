@@ -11,8 +11,10 @@ import { setAttr, type Attributes } from '../stages/attributes.ts';
 import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
 import { latencyAttributes } from '../stages/latency.ts';
 import { rbacAttributes } from '../stages/rbac.ts';
+import { inferThrottling } from '../stages/throttle.ts';
+import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
 import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName } from '../stages/request-info.ts';
-import { totals, type CommandSummary, type RequestSummary } from './commands.ts';
+import { coveredMs, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
 import * as sc from './semconv.ts';
 
 interface Command {
@@ -23,7 +25,11 @@ interface Command {
   traceId: string;
   command: string;
   session: string | undefined;
+  /** Epoch ms the root begins: kubectl's start (wrap), its first credential plugin, or its first request. */
   startedAt: number;
+  timedFrom: TimedFrom;
+  /** Credential plugin runs that belong to this command, known so far. */
+  credentials: CredentialRun[];
   /** Epoch ms of the last request end. */
   lastEnd: number;
   open: number;
@@ -68,17 +74,23 @@ export interface SpanObserverOptions {
    */
   tagAlive?: (tag: string) => boolean;
   onCommandFinished?: (summary: CommandSummary) => void;
+  /**
+   * What happened outside the requests (kubeconfig/credential-shim.ts): credential plugin runs and, for a
+   * wrapped command, when kubectl was started. `tag` is the command's tag, or undefined for the timing of
+   * commands without one. `done`: the command is over (a tagged command's file can go).
+   */
+  timing?: (tag: string | undefined, done: boolean) => Timing | undefined;
 }
 
 export interface SpanObserver extends StageObserver {
   /** End every open command (the wrapped kubectl exited, or kubetrail is stopping). */
-  finishAll(): void;
+  finishAll(life?: KubectlLife): void;
   /**
    * End the command tagged `tag` (its wrapper's kubectl exited) once its open requests have ended, or after
    * `waitMs` whatever is still open; resolves to its summary, also when it had already ended by idle
    * (recent ones are kept), or undefined when no request ever carried the tag.
    */
-  finishCommand(tag: string, waitMs: number): Promise<CommandSummary | undefined>;
+  finishCommand(tag: string, waitMs: number, life?: KubectlLife): Promise<CommandSummary | undefined>;
 }
 
 /**
@@ -94,6 +106,14 @@ const RECENT_MAX = 64;
  * report a negative duration and rewrite its end.)
  */
 const INSTANT_MS = 0.001;
+
+/**
+ * A command without a tag (start mode) claims the credential plugin runs that ended at most this long
+ * before its first request: kubectl runs its plugin just before it needs the token.
+ */
+const CREDENTIAL_LEAD_MS = 30_000;
+/** Clocks of two processes and a shell's `date` agree to about this much. */
+const CLOCK_SLACK_MS = 5;
 
 /**
  * A continue token is opaque and long: it adds nothing to a span but cardinality. exec's `command`
@@ -122,11 +142,68 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     recent.set(key, { summary, at: now });
   }
 
-  function endCommand(cmd: Command): void {
+  /** Credential runs already given to a command without a tag (start mode), by start time. */
+  const claimed = new Map<number, number>();
+
+  function claim(runs: readonly CredentialRun[], from: number, to: number): CredentialRun[] {
+    const now = Date.now();
+    for (const [k, at] of claimed) if (now - at > 2 * CREDENTIAL_LEAD_MS) claimed.delete(k);
+    const mine = runs.filter((r) => r.end <= to + CLOCK_SLACK_MS && r.end >= from && !claimed.has(r.start));
+    for (const r of mine) claimed.set(r.start, now);
+    return mine;
+  }
+
+  /** The command's timing facts: a tagged or wrapped command owns its file; others claim by time. */
+  function credentialsFor(cmd: Pick<Command, 'key' | 'startedAt'>, timing: Timing | undefined, upTo: number, since: number | undefined): CredentialRun[] {
+    const runs = timing?.credentials ?? [];
+    if (cmd.key.startsWith('tag:')) return runs;
+    if (cmd.key === 'wrapped') return runs.filter((r) => since === undefined || r.start >= since - CLOCK_SLACK_MS);
+    return claim(runs, upTo - CREDENTIAL_LEAD_MS, upTo);
+  }
+
+  function child(cmd: Command, name: string, from: number, to: number, attrs: Attributes = {}): void {
+    tracer.startSpan(name, { kind: SpanKind.INTERNAL, startTime: from }, cmd.rootCtx).setAttributes(toOtel(attrs)).end(Math.max(to, from + INSTANT_MS));
+  }
+
+  function endCommand(cmd: Command, life?: KubectlLife): void {
     if (!commands.delete(cmd.key)) return;
     if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
     cmd.onIdle = undefined;
     const sum = totals(cmd.requests);
+    const tag = cmd.key.startsWith('tag:') ? cmd.key.slice('tag:'.length) : undefined;
+    // Plugins may run again mid-command (a token refreshed after a 401).
+    const later = opts.timing?.(tag, true);
+    const known = new Set(cmd.credentials.map((c) => c.start));
+    const endAt = life ? Math.max(life.exitedAt, cmd.lastEnd) : cmd.lastEnd;
+    for (const c of credentialsFor(cmd, later, endAt, cmd.timedFrom === 'process_start' ? cmd.startedAt : undefined)) {
+      if (!known.has(c.start)) cmd.credentials.push(c);
+    }
+    cmd.credentials.sort((a, b) => a.start - b.start);
+    const requests = [...cmd.requests].sort((a, b) => a.startedAt - b.startedAt);
+    const throttling = inferThrottling(requests);
+
+    for (const c of cmd.credentials) {
+      child(cmd, 'kubectl credential', c.start, c.end, { [sc.ATTR_AUTH_EXEC_COMMAND]: c.command, [sc.ATTR_AUTH_EXEC_EXIT_CODE]: c.exitCode });
+    }
+    const firstRequest = requests[0]?.startedAt;
+    const firstThing = Math.min(firstRequest ?? endAt, ...cmd.credentials.map((c) => c.start));
+    if (cmd.timedFrom === 'process_start' && firstThing > cmd.startedAt) child(cmd, 'kubectl start', cmd.startedAt, firstThing);
+    for (const w of throttling.waits) {
+      const limiter = w.discovery ? 'discovery' : 'ordinary';
+      child(cmd, 'client-side throttling', w.from, w.to, { [sc.ATTR_KUBECTL_LIMITER]: limiter });
+    }
+    if (life && requests.length > 0 && life.exitedAt > cmd.lastEnd) child(cmd, 'kubectl output', cmd.lastEnd, life.exitedAt);
+
+    const wallMs = endAt - cmd.startedAt;
+    const requestsMs = coveredMs(requests);
+    const credentialMs = unionMs(cmd.credentials.map((c) => [c.start, c.end]));
+    const everything = unionMs([
+      ...requests.map((r) => [r.startedAt, r.startedAt + r.durationMs] as const),
+      ...cmd.credentials.map((c) => [c.start, c.end] as const),
+      ...throttling.waits.map((w) => [w.from, w.to] as const),
+    ]);
+    const division = { wallMs: round1(wallMs), requestsMs: round1(requestsMs), credentialMs: round1(credentialMs), throttledMs: throttling.totalMs, ownMs: round1(Math.max(0, wallMs - everything)) };
+
     cmd.root.setAttributes({
       [sc.ATTR_COMMAND_REQUESTS]: sum.requests,
       [sc.ATTR_COMMAND_DISCOVERY_REQUESTS]: sum.discoveryRequests,
@@ -136,31 +213,85 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       [sc.ATTR_COMMAND_PAGES]: sum.pages,
       [sc.ATTR_COMMAND_BYTES]: sum.bytes,
       [sc.ATTR_COMMAND_ERRORS]: sum.errors,
+      [sc.ATTR_KUBECTL_TIMED_FROM]: cmd.timedFrom,
+      [sc.ATTR_KUBECTL_THROTTLED_MS]: throttling.totalMs,
+      [sc.ATTR_KUBECTL_CREDENTIAL_MS]: division.credentialMs,
+      [sc.ATTR_KUBECTL_OWN_MS]: division.ownMs,
+      ...(life ? { [sc.ATTR_PROCESS_EXIT_CODE]: life.exitCode } : {}),
     });
     if (sum.errors > 0 && cmd.requests.some((r) => (r.statusCode ?? 0) >= 500 || r.outcome === 'upstream_error' || r.outcome === 'proxy_error')) {
       cmd.root.setStatus({ code: SpanStatusCode.ERROR });
     }
-    cmd.root.end(cmd.lastEnd);
+    cmd.root.end(endAt);
     const summary: CommandSummary = {
       traceId: cmd.traceId,
       command: cmd.command,
       session: cmd.session,
       startedAt: cmd.startedAt,
-      durationMs: cmd.lastEnd - cmd.startedAt,
-      requests: [...cmd.requests].sort((a, b) => a.startedAt - b.startedAt),
+      durationMs: wallMs,
+      requests,
+      timedFrom: cmd.timedFrom,
+      exitCode: life?.exitCode,
+      credentials: cmd.credentials,
+      throttling,
+      division,
     };
     if (cmd.key.startsWith('tag:')) remember(cmd.key, summary);
     opts.onCommandFinished?.(summary);
   }
 
-  function commandFor(start: RequestStart, name: string): Command {
-    const key = start.commandTag
+  function keyOf(start: RequestStart): string {
+    return start.commandTag
       ? `tag:${start.commandTag}`
       : opts.singleCommand
         ? 'wrapped'
         : start.kubectlSession
           ? `session:${start.kubectlSession}`
           : `request:${start.id}`;
+  }
+
+  /**
+   * A new command's root. It begins at kubectl's start when the wrapper said when that was, else at the
+   * first credential plugin run it can claim, else at its first request (start mode: no process to watch).
+   */
+  function openCommand(key: string, command: string, firstAt: number, start: RequestStart | undefined): Command {
+    const tag = key.startsWith('tag:') ? key.slice('tag:'.length) : undefined;
+    const timing = opts.timing?.(tag, false);
+    const spawnedAt = timing?.spawnedAt;
+    const credentials = credentialsFor({ key, startedAt: firstAt }, timing, firstAt, spawnedAt);
+    const credentialStart = Math.min(...credentials.map((c) => c.start));
+    const startedAt = Math.min(firstAt, spawnedAt ?? Infinity, credentialStart);
+    const timedFrom: TimedFrom = spawnedAt !== undefined && spawnedAt <= startedAt ? 'process_start' : credentialStart <= startedAt ? 'credential' : 'first_request';
+    const root = tracer.startSpan(command, { kind: SpanKind.INTERNAL, startTime: startedAt, root: true }, ROOT_CONTEXT);
+    const attrs: Attributes = {};
+    setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start?.kubectlCommand);
+    setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start?.kubectlSession);
+    setAttr(attrs, sc.ATTR_K8S_CLUSTER_NAME, start?.cluster);
+    setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start?.userAgent);
+    root.setAttributes(toOtel(attrs));
+    const cmd: Command = {
+      key,
+      root,
+      rootCtx: trace.setSpan(ROOT_CONTEXT, root),
+      traceId: root.spanContext().traceId,
+      command,
+      session: start?.kubectlSession,
+      startedAt,
+      timedFrom,
+      credentials,
+      lastEnd: firstAt,
+      open: 0,
+      requests: [],
+      idleTimer: undefined,
+      idleSince: 0,
+      onIdle: undefined,
+    };
+    commands.set(key, cmd);
+    return cmd;
+  }
+
+  function commandFor(start: RequestStart, name: string): Command {
+    const key = keyOf(start);
     let cmd = commands.get(key);
     if (cmd && cmd.command !== start.kubectlCommand && cmd.session === undefined && start.kubectlCommand) {
       // The first request had no Kubectl-Command (dispatcher probe): name the trace after kubectl's command.
@@ -170,32 +301,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       cmd.root.setAttribute(sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
       if (start.kubectlSession) cmd.root.setAttribute(sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
     }
-    if (!cmd) {
-      const command = start.kubectlCommand ?? name;
-      const root = tracer.startSpan(command, { kind: SpanKind.INTERNAL, startTime: start.startedAt, root: true }, ROOT_CONTEXT);
-      const attrs: Attributes = {};
-      setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
-      setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
-      setAttr(attrs, sc.ATTR_K8S_CLUSTER_NAME, start.cluster);
-      setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start.userAgent);
-      root.setAttributes(toOtel(attrs));
-      cmd = {
-        key,
-        root,
-        rootCtx: trace.setSpan(ROOT_CONTEXT, root),
-        traceId: root.spanContext().traceId,
-        command,
-        session: start.kubectlSession,
-        startedAt: start.startedAt,
-        lastEnd: start.startedAt,
-        open: 0,
-        requests: [],
-        idleTimer: undefined,
-        idleSince: 0,
-        onIdle: undefined,
-      };
-      commands.set(key, cmd);
-    }
+    cmd ??= openCommand(key, start.kubectlCommand ?? name, start.startedAt, start);
     cmd.open++;
     return cmd;
   }
@@ -218,6 +324,19 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     if (left >= 1) armIdle(cmd, left);
     else if (cmd.key.startsWith('tag:') && opts.tagAlive?.(cmd.key.slice('tag:'.length)) === true) armIdle(cmd, idleDelay(cmd));
     else endCommand(cmd);
+  }
+
+  /**
+   * kubectl exited without a request (a credential plugin that failed, `kubectl version --client`): its
+   * trace is its life and whatever plugins ran, when kubetrail knows it started it.
+   */
+  function commandWithoutRequests(key: string, life: KubectlLife): Command | undefined {
+    if (!Number.isFinite(life.spawnedAt)) return undefined;
+    const tag = key.startsWith('tag:') ? key.slice('tag:'.length) : undefined;
+    if ((opts.timing?.(tag, false)?.credentials.length ?? 0) === 0) return undefined;
+    const cmd = openCommand(key, 'kubectl', life.spawnedAt, undefined);
+    cmd.lastEnd = cmd.startedAt;
+    return cmd;
   }
 
   return {
@@ -360,18 +479,20 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       }
     },
 
-    finishAll() {
-      for (const cmd of [...commands.values()]) endCommand(cmd);
+    finishAll(life) {
+      if (life && opts.singleCommand && !commands.has('wrapped')) commandWithoutRequests('wrapped', life);
+      for (const cmd of [...commands.values()]) endCommand(cmd, cmd.key === 'wrapped' ? life : undefined);
     },
 
-    finishCommand(tag, waitMs) {
+    finishCommand(tag, waitMs, life) {
       const key = `tag:${tag}`;
-      const cmd = commands.get(key);
+      let cmd = commands.get(key);
+      if (!cmd && life && !recent.has(key)) cmd = commandWithoutRequests(key, life);
       if (!cmd) return Promise.resolve(recent.get(key)?.summary);
       return new Promise((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
-          endCommand(cmd);
+          endCommand(cmd, life);
           resolve(recent.get(key)?.summary);
         };
         const timer = setTimeout(done, cmd.open === 0 ? 0 : waitMs);
@@ -379,4 +500,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       });
     },
   };
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }

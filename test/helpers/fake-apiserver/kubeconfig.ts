@@ -48,6 +48,7 @@ export async function writeKubeconfigFile(
     }
     if (u.username !== undefined) user['username'] = u.username;
     if (u.password !== undefined) user['password'] = u.password;
+    if (u.exec) user['exec'] = { apiVersion: 'client.authentication.k8s.io/v1', interactiveMode: 'Never', ...u.exec };
     users.push({ name: u.name, user });
   }
   const ctxs: KubeconfigContext[] = spec.contexts ?? spec.users.map((u) => ({ name: u.name, user: u.name }));

@@ -141,6 +141,8 @@ export interface KubeconfigUser {
   tokenFile?: boolean;
   username?: string;
   password?: string;
+  /** An exec credential plugin stanza (client.authentication.k8s.io/v1), written as given. */
+  exec?: { command: string; args?: string[]; env?: { name: string; value: string }[] };
 }
 
 export interface KubeconfigContext {

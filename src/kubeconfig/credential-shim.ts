@@ -1,0 +1,65 @@
+/**
+ * Timing kubectl's exec credential plugins (`gke-gcloud-auth-plugin`, `aws eks get-token`, `kubelogin`).
+ * kubectl runs them itself, before its first request, so the proxy never sees them. The rewritten
+ * kubeconfig runs each `users[].user.exec` plugin through a small POSIX sh script of ours instead:
+ *
+ *   command: <state dir>/bin/kubetrail-credential
+ *   args:    [<timing file>, <the plugin's command>, <its args>...]
+ *
+ * The shim runs the plugin as its child with the same stdin, stdout, stderr, environment (kubectl's, with
+ * the kubeconfig's `env` and KUBERNETES_EXEC_INFO) and terminal, returns its exit code, and appends one
+ * line to the timing file: when it started and ended, its exit code and the command's base name. Never
+ * its arguments, environment or output. sh, not Node: a Node start would cost ~40 ms per credential; the
+ * shim costs two `date` calls (bench: see the README's figure).
+ *
+ * Timing files live in `<state dir>/timing/` (0700; the shim creates its lines' file 0600): one per
+ * wrapped command (`<tag>`, with the line `spawn <epoch ms>` the wrapper writes before starting kubectl)
+ * and `untagged` for kubeconfigs shared by many commands (`kubetrail start`, the in-process wrap).
+ */
+import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { timingDir } from './timing.ts';
+import { ensurePrivateDir, writePrivateFile } from './write.ts';
+
+/**
+ * The shim. A timestamp is bash's $EPOCHREALTIME where sh is bash (no process at all), else GNU date's
+ * `+%s%N` nanoseconds (one fork; BSD date prints `<seconds>N`, whole seconds: timing.ts reads all three).
+ * The timing line is written in a subshell with umask 077 so that the plugin keeps the caller's umask.
+ */
+export const SHIM_SCRIPT = `#!/bin/sh
+# Written by kubetrail: runs a kubectl exec credential plugin and records when it ran (never its
+# arguments, environment or output) in the timing file named first. Everything else passes through.
+rec=$1; cmd=$2; shift 2
+if [ -n "\${EPOCHREALTIME:-}" ]; then t0=$EPOCHREALTIME; else t0=$(date +%s%N 2>/dev/null); fi
+"$cmd" "$@"
+rc=$?
+if [ -n "\${EPOCHREALTIME:-}" ]; then t1=$EPOCHREALTIME; else t1=$(date +%s%N 2>/dev/null); fi
+(umask 077; printf 'credential %s %s %s %s\\n' "$t0" "$t1" "$rc" "\${cmd##*/}" >>"$rec") 2>/dev/null
+exit $rc
+`;
+
+export const SHIM_NAME = 'kubetrail-credential';
+
+/** Write the shim into `<stateDir>/bin` (0700) unless it is already there as written; return its path. */
+export function installShim(stateDir: string): string {
+  const dir = join(stateDir, 'bin');
+  const path = join(dir, SHIM_NAME);
+  ensurePrivateDir(timingDir(stateDir));
+  try {
+    const st = statSync(path);
+    if ((st.mode & 0o777) === 0o700 && readFileSync(path, 'utf8') === SHIM_SCRIPT) return path;
+  } catch {
+    // not there yet
+  }
+  writePrivateFile(path, SHIM_SCRIPT);
+  chmodSync(path, 0o700);
+  return path;
+}
+
+/** A user's `exec` stanza, run through the shim; its args and env stay in the kubeconfig, as they were. */
+export function shimExec(exec: Record<string, unknown>, shim: { path: string; timingFile: string }): Record<string, unknown> {
+  const command = exec.command;
+  if (typeof command !== 'string' || command === '') return exec;
+  const args = Array.isArray(exec.args) ? exec.args : [];
+  return { ...exec, command: shim.path, args: [shim.timingFile, command, ...args] };
+}

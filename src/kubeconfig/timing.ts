@@ -1,0 +1,92 @@
+/**
+ * Timing files: what happened to a kubectl command outside its requests, written by processes other than
+ * the proxy (credential-shim.ts has the format's writer, the shim; the wrapper writes `spawn`). Read by
+ * telemetry when a command starts and ends. Imported by the wrapper's fast path: Node built-ins only.
+ *
+ *   spawn <epoch ms>                                      the wrapper started kubectl
+ *   credential <start> <end> <exit code> <name>           an exec credential plugin ran (name: base name;
+ *                                                         times: see stampMs)
+ */
+import { readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+export function timingDir(stateDir: string): string {
+  return join(stateDir, 'timing');
+}
+
+/** The timing file of a kubeconfig not tagged for one command. */
+export function untaggedTimingFile(stateDir: string): string {
+  return join(timingDir(stateDir), 'untagged');
+}
+
+export interface CredentialRun {
+  /** Epoch ms. */
+  start: number;
+  end: number;
+  exitCode: number;
+  /** The plugin command's base name. */
+  command: string;
+}
+
+export interface Timing {
+  /** Epoch ms at which the wrapper started kubectl, when it said. */
+  spawnedAt?: number;
+  credentials: CredentialRun[];
+}
+
+/** Parse a timing file; lines that are not ours (or cut short) are ignored. */
+export function parseTiming(text: string): Timing {
+  const out: Timing = { credentials: [] };
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f[0] === 'spawn' && f.length === 2 && /^\d+(\.\d+)?$/.test(f[1] ?? '')) {
+      out.spawnedAt = Number(f[1]);
+    } else if (f[0] === 'credential' && f.length === 5 && /^\d+$/.test(f[3] ?? '')) {
+      const start = stampMs(f[1] ?? '');
+      const end = stampMs(f[2] ?? '');
+      if (start === undefined || end === undefined) continue;
+      // A base name only, whatever was written: the timing file is ours, but the command's name is the user's.
+      if (end >= start) out.credentials.push({ start, end, exitCode: Number(f[3]), command: basename(f[4] ?? '').slice(0, 64) });
+    }
+  }
+  return out;
+}
+
+/** A shim timestamp in epoch ms: nanoseconds (GNU date), `<s>.<µs>` ($EPOCHREALTIME) or `<s>N` (BSD date). */
+function stampMs(t: string): number | undefined {
+  if (/^\d{10,}$/.test(t)) return Number(BigInt(t) / 1000n) / 1000;
+  const m = /^(\d+)[.,](\d{1,9})$/.exec(t);
+  if (m) return Number(m[1]) * 1000 + Number(`0.${m[2]}`) * 1000;
+  const s = /^(\d+)N$/.exec(t);
+  return s ? Number(s[1]) * 1000 : undefined;
+}
+
+export function readTiming(path: string): Timing | undefined {
+  try {
+    return parseTiming(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Read a per-command timing file and remove it: the command is over. */
+export function takeTiming(path: string): Timing | undefined {
+  const t = readTiming(path);
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // not ours to worry about
+  }
+  return t;
+}
+
+/** A shared timing file is read whole each time: keep it small (lines older than its readers' window go). */
+export const SHARED_TIMING_MAX_BYTES = 64 * 1024;
+
+export function trimShared(path: string): void {
+  try {
+    if (statSync(path).size > SHARED_TIMING_MAX_BYTES) truncateSync(path, 0);
+  } catch {
+    // not there
+  }
+}
