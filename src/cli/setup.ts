@@ -49,7 +49,7 @@ export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.e
     routes,
     pki,
     writeKubeconfig(url) {
-      const credentialShim = { path: installShim(config.stateDir), timingFile: untaggedTimingFile(config.stateDir) };
+      const credentialShim = { install: (command: string) => installShim(config.stateDir, command, env.PATH), timingFile: untaggedTimingFile(config.stateDir) };
       const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context, credentialShim });
       // One file per (source files, context, listen address): stable across runs, so kubectl sees the
       // same server URLs and keeps its caches.

@@ -3,7 +3,7 @@
  * kubectl runs them itself, before its first request, so the proxy never sees them. The rewritten
  * kubeconfig runs each `users[].user.exec` plugin through a small POSIX sh script of ours instead:
  *
- *   command: <state dir>/bin/kubetrail-credential
+ *   command: <state dir>/bin/<hash>/<the plugin's base name>      (the shim)
  *   args:    [<timing file>, <the plugin's command>, <its args>...]
  *
  * The shim runs the plugin as its child with the same stdin, stdout, stderr, environment (kubectl's, with
@@ -16,8 +16,9 @@
  * wrapped command (`<tag>`, with the line `spawn <epoch ms>` the wrapper writes before starting kubectl)
  * and `untagged` for kubeconfigs shared by many commands (`kubetrail start`, the in-process wrap).
  */
-import { chmodSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { accessSync, chmodSync, constants, readFileSync, statSync } from 'node:fs';
+import { basename, delimiter, join } from 'node:path';
 import { timingDir } from './timing.ts';
 import { ensurePrivateDir, writePrivateFile } from './write.ts';
 
@@ -38,28 +39,50 @@ if [ -n "\${EPOCHREALTIME:-}" ]; then t1=$EPOCHREALTIME; else t1=$(date +%s%N 2>
 exit $rc
 `;
 
-export const SHIM_NAME = 'kubetrail-credential';
-
-/** Write the shim into `<stateDir>/bin` (0700) unless it is already there as written; return its path. */
-export function installShim(stateDir: string): string {
-  const dir = join(stateDir, 'bin');
-  const path = join(dir, SHIM_NAME);
+/**
+ * Install the shim for one plugin command and return its path, or undefined when the command cannot be
+ * run from here (not found, not executable): the stanza is then left alone, so kubectl says so itself,
+ * with the plugin's installHint.
+ *
+ * Each plugin gets its own copy, named after the plugin, in `<stateDir>/bin/<hash>/` (0700): client-go
+ * names the executable in its errors (`exec: executable <command> failed with exit code 1`), and the
+ * user should read their plugin's name there, not ours.
+ */
+export function installShim(stateDir: string, command: string, path = process.env.PATH ?? ''): string | undefined {
+  if (!runnable(command, path)) return undefined;
+  const dir = join(stateDir, 'bin', createHash('sha256').update(command).digest('hex').slice(0, 12));
+  const shim = join(dir, basename(command));
   ensurePrivateDir(timingDir(stateDir));
   try {
-    const st = statSync(path);
-    if ((st.mode & 0o777) === 0o700 && readFileSync(path, 'utf8') === SHIM_SCRIPT) return path;
+    const st = statSync(shim);
+    if ((st.mode & 0o777) === 0o700 && readFileSync(shim, 'utf8') === SHIM_SCRIPT) return shim;
   } catch {
     // not there yet
   }
-  writePrivateFile(path, SHIM_SCRIPT);
-  chmodSync(path, 0o700);
-  return path;
+  writePrivateFile(shim, SHIM_SCRIPT);
+  chmodSync(shim, 0o700);
+  return shim;
+}
+
+/** As exec.Command would find it: a path as it is, a bare name on PATH. */
+function runnable(command: string, path: string): boolean {
+  const candidates = command.includes('/') ? [command] : path.split(delimiter).filter(Boolean).map((d) => join(d, command));
+  return candidates.some((c) => {
+    try {
+      accessSync(c, constants.X_OK);
+      return statSync(c).isFile();
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** A user's `exec` stanza, run through the shim; its args and env stay in the kubeconfig, as they were. */
-export function shimExec(exec: Record<string, unknown>, shim: { path: string; timingFile: string }): Record<string, unknown> {
+export function shimExec(exec: Record<string, unknown>, shim: { install: (command: string) => string | undefined; timingFile: string }): Record<string, unknown> {
   const command = exec.command;
   if (typeof command !== 'string' || command === '') return exec;
-  const args = Array.isArray(exec.args) ? exec.args : [];
-  return { ...exec, command: shim.path, args: [shim.timingFile, command, ...args] };
+  const path = shim.install(command);
+  if (path === undefined) return exec;
+  const args: unknown[] = Array.isArray(exec.args) ? (exec.args as unknown[]) : [];
+  return { ...exec, command: path, args: [shim.timingFile, command, ...args] };
 }

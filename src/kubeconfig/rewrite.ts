@@ -94,7 +94,7 @@ export interface RewriteOptions {
   /** Tag every request made with this kubeconfig as one command's (wrap mode with a background kubetrail). */
   commandTag?: string | undefined;
   /** Run every exec credential plugin through kubetrail's timing shim (credential-shim.ts). */
-  credentialShim?: { path: string; timingFile: string } | undefined;
+  credentialShim?: { install: (command: string) => string | undefined; timingFile: string } | undefined;
 }
 
 /** The rewritten kubeconfig as a plain object, ready to be serialised. */

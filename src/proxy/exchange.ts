@@ -62,6 +62,8 @@ export function parseSubject(subject: string): { commonName: string | undefined;
 
 export interface ResponseTapOptions {
   isWatch: boolean;
+  /** The request listed pods: the decode tap counts them per phase. */
+  podList?: boolean;
   /** The body is an opaque tunnel (a 101): counted, not decoded. */
   opaque?: boolean;
 }
@@ -107,7 +109,7 @@ export class Exchange {
     if (!this.#observer) return;
     const rs = responseFacts(performance.now(), status, raw);
     this.#observer.onResponseStart(this.id, rs);
-    this.#tap = createResponseTap({ ...rs, contentType: opts.opaque ? undefined : rs.contentType, isWatch: opts.isWatch });
+    this.#tap = createResponseTap({ ...rs, contentType: opts.opaque ? undefined : rs.contentType, isWatch: opts.isWatch, podList: opts.podList });
     this.#lastProgress = performance.now();
   }
 

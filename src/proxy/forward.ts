@@ -102,7 +102,9 @@ export class HttpForward {
    * head could not be relayed (kubectl got a 502 Status instead); the caller then drops the body.
    */
   relayResponse(status: number, statusMessage: string | undefined, raw: RawHeaders, body: Readable, sized: boolean, endsCleanly?: () => boolean): boolean {
-    this.x.responded(status, raw, { isWatch: this.info.verb === 'watch' });
+    // A pod list is counted per phase (stages/decode): kubectl get pods' answer to "why is it Pending".
+    const podList = this.info.verb === 'list' && this.info.resource === 'pods' && this.info.subresource === '';
+    this.x.responded(status, raw, { isWatch: this.info.verb === 'watch', podList });
     try {
       this.res.writeHead(status, statusMessage, forwardHeaders(raw, { keepUpgrade: false }));
     } catch (err) {

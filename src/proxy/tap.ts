@@ -13,8 +13,8 @@ export interface ResponseTap {
   finish(complete: boolean): Pick<RequestEnd, 'decode' | 'statusBody'>;
 }
 
-export function createResponseTap(res: { statusCode: number; contentType: string | undefined; contentEncoding: string | undefined; isWatch: boolean }): ResponseTap {
-  const decoder: Decoder = createDecoder({ contentType: res.contentType, contentEncoding: res.contentEncoding, statusCode: res.statusCode, isWatch: res.isWatch });
+export function createResponseTap(res: { statusCode: number; contentType: string | undefined; contentEncoding: string | undefined; isWatch: boolean; podList?: boolean }): ResponseTap {
+  const decoder: Decoder = createDecoder({ contentType: res.contentType, contentEncoding: res.contentEncoding, statusCode: res.statusCode, isWatch: res.isWatch, countPodPhases: res.podList === true });
   const captureStatus = res.statusCode >= 400 && res.contentType?.includes('json') === true && res.contentEncoding === undefined;
   const status: Buffer[] = [];
   let statusLen = 0;

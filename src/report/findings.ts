@@ -3,7 +3,8 @@
  * means: time in a credential plugin, in kubectl's rate limiter. Pure: summary in, lines out; the
  * waterfall places them.
  */
-import type { CommandSummary } from '../telemetry/commands.ts';
+import { canIArgs, parseForbiddenMessage, requiredAccess, type RequiredAccess } from '../stages/rbac.ts';
+import { podPhaseTotals, type CommandSummary } from '../telemetry/commands.ts';
 import { fmtMs } from './format.ts';
 
 /** The header's note on where the time starts, when it is not kubectl's start. */
@@ -29,8 +30,21 @@ export function divisionLine(cmd: CommandSummary): string | undefined {
   return `time: ${parts.join(' · ')}`;
 }
 
+const PHASE_NAMES: Record<string, string> = { running: 'Running', pending: 'Pending', succeeded: 'Succeeded', failed: 'Failed', unknown: 'Unknown', other: 'other' };
+
+/** `600 pods: 500 Running, 100 Pending`, over every page of the command's pod lists; most first. */
+export function podPhaseLine(cmd: CommandSummary): string | undefined {
+  const totals = podPhaseTotals(cmd.requests);
+  if (!totals) return undefined;
+  const entries = Object.entries(totals).sort((a, b) => b[1] - a[1]);
+  const all = entries.reduce((n, [, v]) => n + v, 0);
+  return `${all} pod${all === 1 ? '' : 's'}: ${entries.map(([p, n]) => `${n} ${PHASE_NAMES[p] ?? p}`).join(', ')}`;
+}
+
 export function findingLines(cmd: CommandSummary): string[] {
   const lines: string[] = [];
+  const pods = podPhaseLine(cmd);
+  if (pods) lines.push(pods);
   const creds = cmd.credentials ?? [];
   if (creds.length > 0) {
     const byName = new Map<string, { runs: number; ms: number; failed: number }>();
@@ -50,6 +64,72 @@ export function findingLines(cmd: CommandSummary): string[] {
   const t = cmd.throttling;
   if (t && t.totalMs > 0 && t.limiter) {
     lines.push(`client-side throttling: ${fmtMs(t.totalMs)} (kubectl's limiter: QPS ${t.limiter.qps}, burst ${t.limiter.burst})`);
+  }
+  return lines;
+}
+
+/** A shell word as typed: quoted only when it must be. */
+function sh(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** An RBAC object name (a DNS subdomain) for the rule: `kubetrail-list-pods`, `kubetrail-get-pods-log`. */
+function ruleName(r: RequiredAccess): string {
+  const what = r.path !== undefined ? [r.verb, r.path] : [r.verb, r.resource ?? '', r.group ?? '', r.subresource ?? '', r.name ?? ''];
+  const slug = what.filter(Boolean).join('-').toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '');
+  return `kubetrail-${slug}`.slice(0, 63).replace(/[-.]+$/, '');
+}
+
+/**
+ * The commands that would allow a denied request, for an admin to run, and the check for the user: a Role
+ * and RoleBinding in the namespace, or a ClusterRole and ClusterRoleBinding at the cluster scope and for
+ * non-resource URLs. Service accounts are bound as such.
+ */
+export function rbacFix(r: RequiredAccess): { allow: string[]; check: string } {
+  const name = ruleName(r);
+  const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(r.user);
+  const subject = sa ? `--serviceaccount=${sh(`${sa[1]}:${sa[2]}`)}` : `--user=${sh(r.user)}`;
+  const check = `kubectl auth can-i ${canIArgs(r)
+    .split(' ')
+    .map((w) => (w.startsWith('-') ? w : sh(w)))
+    .join(' ')}`;
+  if (r.path !== undefined) {
+    return {
+      allow: [`kubectl create clusterrole ${name} --verb=${sh(r.verb)} --non-resource-url=${sh(r.path)}`, `kubectl create clusterrolebinding ${name} --clusterrole=${name} ${subject}`],
+      check,
+    };
+  }
+  const resource = `${r.resource ?? ''}${r.group ? `.${r.group}` : ''}${r.subresource !== undefined ? `/${r.subresource}` : ''}`;
+  const rule = `--verb=${sh(r.verb)} --resource=${sh(resource)}${r.name !== undefined ? ` --resource-name=${sh(r.name)}` : ''}`;
+  if (r.namespace !== undefined) {
+    const ns = `-n ${sh(r.namespace)}`;
+    return { allow: [`kubectl create role ${name} ${rule} ${ns}`, `kubectl create rolebinding ${name} --role=${name} ${subject} ${ns}`], check };
+  }
+  return { allow: [`kubectl create clusterrole ${name} ${rule}`, `kubectl create clusterrolebinding ${name} --clusterrole=${name} ${subject}`], check };
+}
+
+/** At most this many distinct denials are explained (each is four lines). */
+const MAX_DENIALS = 3;
+
+/** For each distinct authorizer denial: the commands that would allow it (never cut: they are to be copied). */
+export function rbacFixLines(cmd: CommandSummary): string[] {
+  const seen = new Set<string>();
+  const lines: string[] = [];
+  for (const req of cmd.requests) {
+    const message = req.rbac['rbac.message'];
+    if (req.rbac['rbac.decision'] !== 'denied' || typeof message !== 'string') continue;
+    const denial = parseForbiddenMessage(message);
+    if (!denial) continue;
+    const r = requiredAccess(message, denial);
+    const key = canIArgs(r);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (seen.size > MAX_DENIALS) break;
+    const fix = rbacFix(r);
+    lines.push(`rbac: ${r.user || 'the user'} needs ${key}`);
+    if (r.iamPermissions) lines.push(`  IAM: needs one of ${r.iamPermissions.join(', ')} (an IAM role that grants it; or RBAC:)`);
+    lines.push(...fix.allow.map((l) => `  ${l}`));
+    lines.push(`  check: ${fix.check}`);
   }
   return lines;
 }

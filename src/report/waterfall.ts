@@ -4,7 +4,7 @@
  * lines out. Fits 80 columns; colour only when asked (a TTY).
  */
 import { totals, type CommandSummary, type RequestSummary } from '../telemetry/commands.ts';
-import { divisionLine, exitNote, findingLines, timedFromNote } from './findings.ts';
+import { divisionLine, exitNote, findingLines, rbacFixLines, timedFromNote } from './findings.ts';
 import { fmtBytes, fmtMs } from './format.ts';
 
 export interface WaterfallOptions {
@@ -86,6 +86,7 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
     const what = denied.rbac['rbac.verb'] ? `: cannot ${String(denied.rbac['rbac.verb'])} ${String(denied.rbac['rbac.resource'] ?? denied.rbac['rbac.path'] ?? '')}` : '';
     lines.push(paint(c, '33', fit(`rbac: ${String(denied.rbac['rbac.decision'])}${who}${what}`, width).trimEnd()));
   }
+  lines.push(...rbacFixLines(cmd));
   lines.push(`trace: ${opts.jaegerUrl.replace(/\/$/, '')}/trace/${cmd.traceId}${opts.exportNote ? ` (${opts.exportNote})` : ''}`);
   return lines;
 }

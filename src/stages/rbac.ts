@@ -71,6 +71,9 @@ export function rbacAttributes(facts: RbacFacts): Attributes {
     setAttr(attrs, 'rbac.path', denial.path);
     setAttr(attrs, 'rbac.namespace', denial.namespace);
     setAttr(attrs, 'rbac.scope', denial.scope);
+    const required = requiredAccess(status?.message ?? '', denial);
+    attrs['rbac.required'] = canIArgs(required);
+    setAttr(attrs, 'rbac.iam_permissions', required.iamPermissions);
   }
   if (code === 429 || code >= 500) {
     const seconds = facts.retryAfter?.trim();
@@ -143,6 +146,62 @@ export function parseForbiddenMessage(message: string): ForbiddenMessage | undef
   return namespace === undefined
     ? { user: unquote(user), verb, resource: qualified, scope: 'cluster' }
     : { user: unquote(user), verb, resource: qualified, namespace: unquote(namespace), scope: 'namespace' };
+}
+
+/** What a denied request needed, in the parts an RBAC rule (and `kubectl auth can-i`) names. */
+export interface RequiredAccess {
+  user: string;
+  verb: string;
+  /** Resource requests. */
+  resource?: string;
+  /** API group, '' for core. */
+  group?: string;
+  subresource?: string;
+  /** The object's name, when the message names one. */
+  name?: string;
+  /** Absent: cluster scope (a cluster-scoped resource, or all namespaces). */
+  namespace?: string;
+  /** Non-resource requests: the URL path. */
+  path?: string;
+  /** GKE's authorizer reason names IAM permissions: `requires one of ["container.pods.list"] permission(s)`. */
+  iamPermissions?: string[];
+}
+
+/** `<res>[.<group>] "<name>" is forbidden: …`: the object's name. */
+const NAMED = new RegExp(String.raw`^\S+ ${Q} is forbidden: `);
+const IAM = /requires one of \[([^\]]*)\] permission/;
+
+export function requiredAccess(message: string, d: ForbiddenMessage): RequiredAccess {
+  const out: RequiredAccess = { user: d.user, verb: d.verb };
+  if (d.path !== undefined) out.path = d.path;
+  if (d.resource !== undefined) {
+    // Resource plurals have no dots; groups do: `deployments.apps/scale`.
+    const [qualified = '', ...sub] = d.resource.split('/');
+    const dot = qualified.indexOf('.');
+    out.resource = dot === -1 ? qualified : qualified.slice(0, dot);
+    out.group = dot === -1 ? '' : qualified.slice(dot + 1);
+    if (sub.length > 0) out.subresource = sub.join('/');
+    const name = NAMED.exec(message)?.[1];
+    if (name !== undefined) out.name = unquote(name);
+    if (d.scope === 'namespace' && d.namespace !== undefined) out.namespace = d.namespace;
+  }
+  const iam = IAM.exec(message)?.[1];
+  const perms = iam === undefined ? [] : [...iam.matchAll(new RegExp(Q, 'g'))].map((p) => unquote(p[1] ?? '')).filter((p) => p !== '');
+  if (perms.length > 0) out.iamPermissions = perms;
+  return out;
+}
+
+/**
+ * `rbac.required`: what the request needed, as `kubectl auth can-i` takes it, so it can be checked as it
+ * is: `list pods -n default`, `get pods --subresource=log -n default`, `get pods/web -n default`, `list
+ * nodes -A` (cluster scope: all namespaces, which is what a check at the cluster scope asks), `get /healthz`.
+ */
+export function canIArgs(r: RequiredAccess): string {
+  if (r.path !== undefined) return `${r.verb} ${r.path}`;
+  const type = r.group ? `${r.resource ?? ''}.${r.group}` : (r.resource ?? '');
+  const target = r.name !== undefined ? `${type}/${r.name}` : type;
+  const sub = r.subresource !== undefined ? ` --subresource=${r.subresource}` : '';
+  return `${r.verb} ${target}${sub}${r.namespace !== undefined ? ` -n ${r.namespace}` : ' -A'}`;
 }
 
 const ENTITIES = new Map([['amp', '&'], ['lt', '<'], ['gt', '>']]);

@@ -33,6 +33,20 @@ export interface RequestSummary {
   transferMs: number | undefined;
   reused: boolean | undefined;
   rbac: Attributes;
+  /** A pod list's pods per lower-case phase (stages/decode). */
+  podPhases?: Record<string, number>;
+}
+
+/** Pods per phase over a command's pod lists (every page), or undefined when it listed none. */
+export function podPhaseTotals(requests: readonly RequestSummary[]): Record<string, number> | undefined {
+  let out: Record<string, number> | undefined;
+  for (const r of requests) {
+    for (const [phase, n] of Object.entries(r.podPhases ?? {})) {
+      out ??= {};
+      out[phase] = (out[phase] ?? 0) + n;
+    }
+  }
+  return out;
 }
 
 /**

@@ -14,7 +14,7 @@ import { rbacAttributes } from '../stages/rbac.ts';
 import { inferThrottling } from '../stages/throttle.ts';
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
 import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName } from '../stages/request-info.ts';
-import { coveredMs, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
+import { coveredMs, podPhaseTotals, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
 import * as sc from './semconv.ts';
 
 interface Command {
@@ -172,7 +172,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     const sum = totals(cmd.requests);
     const tag = cmd.key.startsWith('tag:') ? cmd.key.slice('tag:'.length) : undefined;
     // Plugins may run again mid-command (a token refreshed after a 401).
-    const later = opts.timing?.(tag, true);
+    const later = kubectlCommand(cmd.key) ? opts.timing?.(tag, true) : undefined;
     const known = new Set(cmd.credentials.map((c) => c.start));
     const endAt = life ? Math.max(life.exitedAt, cmd.lastEnd) : cmd.lastEnd;
     for (const c of credentialsFor(cmd, later, endAt, cmd.timedFrom === 'process_start' ? cmd.startedAt : undefined)) {
@@ -218,6 +218,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       [sc.ATTR_KUBECTL_CREDENTIAL_MS]: division.credentialMs,
       [sc.ATTR_KUBECTL_OWN_MS]: division.ownMs,
       ...(life ? { [sc.ATTR_PROCESS_EXIT_CODE]: life.exitCode } : {}),
+      ...Object.fromEntries(Object.entries(podPhaseTotals(requests) ?? {}).map(([phase, n]) => [`decode.pod_phase.${phase}`, n])),
     });
     if (sum.errors > 0 && cmd.requests.some((r) => (r.statusCode ?? 0) >= 500 || r.outcome === 'upstream_error' || r.outcome === 'proxy_error')) {
       cmd.root.setStatus({ code: SpanStatusCode.ERROR });
@@ -256,7 +257,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
    */
   function openCommand(key: string, command: string, firstAt: number, start: RequestStart | undefined): Command {
     const tag = key.startsWith('tag:') ? key.slice('tag:'.length) : undefined;
-    const timing = opts.timing?.(tag, false);
+    const timing = kubectlCommand(key) ? opts.timing?.(tag, false) : undefined;
     const spawnedAt = timing?.spawnedAt;
     const credentials = credentialsFor({ key, startedAt: firstAt }, timing, firstAt, spawnedAt);
     const credentialStart = Math.min(...credentials.map((c) => c.start));
@@ -468,6 +469,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         transferMs: latency['upstream.transfer_ms'] as number | undefined,
         reused: connected?.reused,
         rbac,
+        ...(ev.decode?.podPhases ? { podPhases: ev.decode.podPhases } : {}),
       });
       command.lastEnd = Math.max(command.lastEnd, endAt);
       command.open--;
@@ -500,6 +502,11 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       });
     },
   };
+}
+
+/** A command kubectl ran (not one request of some other client): only these have plugins and a life to time. */
+function kubectlCommand(key: string): boolean {
+  return !key.startsWith('request:');
 }
 
 function round1(ms: number): number {

@@ -154,8 +154,8 @@ describe('exec credential plugins, timed by the shim', () => {
       timeoutMs: 60_000,
     });
     expect(r.code).toBe(1);
-    // client-go names the executable it ran: the shim, not the plugin (README: a known difference).
-    expect(r.stderr).toMatch(/kubetrail-credential failed with exit code 3$/m);
+    // client-go names the executable it ran: the shim's copy named after the plugin, in kubetrail's state dir.
+    expect(r.stderr).toMatch(/executable \S+\/bin\/[0-9a-f]{12}\/slow-auth-plugin failed with exit code 3$/m);
     expect(r.stderr).toMatch(/^credential plugin: slow-auth-plugin \S+ in \d+ runs, \d+ failed$/m);
   });
 });

@@ -33,6 +33,8 @@ export const ATTR_DECODE_ERROR = 'decode.error';
 export const ATTR_DECODE_ABORTED = 'decode.aborted';
 export const ATTR_DECODE_PARTIAL = 'decode.partial';
 export const ATTR_DECODE_SCANNED_BYTES = 'decode.scanned_bytes';
+/** `decode.pod_phase.<phase>`: pods of a pod list per lower-case phase. */
+export const ATTR_DECODE_POD_PHASE_PREFIX = 'decode.pod_phase.';
 
 /** Name of the span event added per recorded watch event. */
 export const WATCH_EVENT_NAME = 'watch.event';
@@ -58,6 +60,7 @@ export function decodeAttributes(r: DecodeResult): Attributes {
   setAttr(a, ATTR_DECODE_KIND, r.kind);
   setAttr(a, ATTR_DECODE_API_VERSION, r.apiVersion);
   setAttr(a, ATTR_DECODE_ITEMS, r.items);
+  for (const [phase, n] of Object.entries(r.podPhases ?? {})) a[`${ATTR_DECODE_POD_PHASE_PREFIX}${phase}`] = n;
   setAttr(a, ATTR_DECODE_RESOURCE_VERSION, r.resourceVersion);
   setAttr(a, ATTR_DECODE_CONTINUE, r.continue);
   setAttr(a, ATTR_DECODE_REMAINING_ITEMS, r.remainingItems);

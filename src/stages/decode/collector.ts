@@ -25,7 +25,11 @@ export const E_ROW_NAMESPACE = 13;
 export const E_ROW_RV = 14;
 export const E_REASON = 15;
 export const E_CODE = 16; // number
-export const SLOT_COUNT = 17;
+// Pod phases (pod lists and pod Tables, when the decoder is asked to count them).
+export const P_PHASE = 17; // items[].status.phase, rows[].object.status.phase
+export const P_CELL = 18; // rows[].cells[<the Status column>]
+export const P_COLUMN = 19; // columnDefinitions[].name
+export const SLOT_COUNT = 20;
 const FIRST_EVENT_SLOT = E_TYPE;
 
 /** Cap on captured strings (names are at most 253 bytes; kinds and RVs far less). */
@@ -56,6 +60,17 @@ export class Collector {
   readonly maxRecords: number;
   /** Set when a stream format is in use; controls whether `watch` appears in the result. */
   watch = false;
+
+  /** Pods per phase (lower-case phase → count), when counted; `other`: a Status cell that names no phase. */
+  readonly phases = new Map<string, number>();
+
+  /** One list item or Table row of a pod list ended: count its phase, from the object, else the Status cell. */
+  endPod(): void {
+    const phase = podPhase(this.str[P_PHASE], this.str[P_CELL]);
+    if (phase !== undefined) this.phases.set(phase, (this.phases.get(phase) ?? 0) + 1);
+    this.str[P_PHASE] = undefined;
+    this.str[P_CELL] = undefined;
+  }
 
   constructor(maxRecords: number) {
     this.maxRecords = maxRecords;
@@ -161,6 +176,35 @@ export class Collector {
     }
     return n;
   }
+}
+
+const PHASES = new Set(['pending', 'running', 'succeeded', 'failed', 'unknown']);
+/**
+ * The STATUS column kubectl prints (the apiserver's pod printer): the phase, or a reason that stands in
+ * for it. Only reasons that imply one phase are mapped; the rest (CrashLoopBackOff, Terminating, Error...)
+ * are `other`.
+ */
+const STATUS_PHASE: Record<string, string> = {
+  Completed: 'succeeded',
+  ContainerCreating: 'pending',
+  PodInitializing: 'pending',
+  ErrImagePull: 'pending',
+  ImagePullBackOff: 'pending',
+  SchedulingGated: 'pending',
+  Evicted: 'failed',
+  NodeLost: 'unknown',
+};
+
+function podPhase(objectPhase: string | undefined, cell: string | undefined): string | undefined {
+  if (objectPhase !== undefined) {
+    const p = objectPhase.toLowerCase();
+    return PHASES.has(p) ? p : 'other';
+  }
+  if (cell === undefined) return undefined;
+  const p = cell.toLowerCase();
+  if (PHASES.has(p)) return p;
+  if (cell.startsWith('Init:')) return 'pending';
+  return STATUS_PHASE[cell] ?? 'other';
 }
 
 /**

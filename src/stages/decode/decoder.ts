@@ -61,7 +61,7 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
   switch (format) {
     case 'json':
     case 'json-watch':
-      json = new JsonScanner(collector, format === 'json-watch', now);
+      json = new JsonScanner(collector, format === 'json-watch', now, input.countPodPhases === true);
       break;
     case 'protobuf':
     case 'protobuf-watch':
@@ -185,6 +185,7 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
       if (remaining !== undefined) r.remainingItems = remaining;
       const status = collector.status();
       if (status !== undefined) r.status = status;
+      if (input.countPodPhases === true && collector.phases.size > 0) r.podPhases = Object.fromEntries(collector.phases);
     } else if (format === 'json-watch' || format === 'protobuf-watch') {
       r.watch = collector.watchSummary();
     } else if (text !== undefined) {

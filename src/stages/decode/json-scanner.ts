@@ -41,6 +41,9 @@ import {
   E_ROW_NAME,
   E_ROW_NAMESPACE,
   E_ROW_RV,
+  P_CELL,
+  P_COLUMN,
+  P_PHASE,
   E_RV,
   E_TYPE,
   F_API_VERSION,
@@ -76,6 +79,8 @@ interface NodeDef {
   children?: Record<string, string>;
   /** Node of every element when this node is an array. */
   elem?: string;
+  /** Node of every element when pod phases are counted (otherwise the elements are skipped whole). */
+  podElem?: string;
   count?: typeof COUNT_ITEMS | typeof COUNT_ROWS;
   leaf?: typeof LEAF_STR | typeof LEAF_NUM | typeof LEAF_PRESENT;
   slot?: number;
@@ -93,6 +98,7 @@ const NODE_DEFS: Record<string, NodeDef> = {
       metadata: 'doc.metadata',
       items: 'doc.items',
       rows: 'doc.rows',
+      columnDefinitions: 'doc.columnDefinitions',
       reason: 'doc.reason',
       message: 'doc.message',
       code: 'doc.code',
@@ -110,8 +116,22 @@ const NODE_DEFS: Record<string, NodeDef> = {
   'doc.metadata.resourceVersion': { leaf: LEAF_STR, slot: F_RV, limit: STRING_CAP },
   'doc.metadata.continue': { leaf: LEAF_PRESENT },
   'doc.metadata.remainingItemCount': { leaf: LEAF_NUM, slot: F_REMAINING, limit: NUMBER_CAP },
-  'doc.items': { count: COUNT_ITEMS },
-  'doc.rows': { count: COUNT_ROWS },
+  'doc.items': { count: COUNT_ITEMS, podElem: 'doc.item' },
+  'doc.rows': { count: COUNT_ROWS, podElem: 'doc.row' },
+  // Pod phases: items[].status.phase; a Table's rows[].object.status.phase (includeObject=Object), else the
+  // row's cell in the column named Status.
+  'doc.item': { children: { status: 'doc.item.status' } },
+  'doc.item.status': { children: { phase: 'doc.item.status.phase' } },
+  'doc.item.status.phase': { leaf: LEAF_STR, slot: P_PHASE, limit: STRING_CAP },
+  'doc.columnDefinitions': { podElem: 'doc.column' },
+  'doc.column': { children: { name: 'doc.column.name' } },
+  'doc.column.name': { leaf: LEAF_STR, slot: P_COLUMN, limit: STRING_CAP },
+  'doc.row': { children: { cells: 'doc.row.cells', object: 'doc.row.object' } },
+  'doc.row.cells': { podElem: 'doc.row.cell' },
+  'doc.row.cell': { leaf: LEAF_STR, slot: P_CELL, limit: STRING_CAP },
+  'doc.row.object': { children: { status: 'doc.row.object.status' } },
+  'doc.row.object.status': { children: { phase: 'doc.row.object.status.phase' } },
+  'doc.row.object.status.phase': { leaf: LEAF_STR, slot: P_PHASE, limit: STRING_CAP },
   'doc.reason': { leaf: LEAF_STR, slot: F_REASON, limit: STRING_CAP },
   'doc.message': { leaf: LEAF_STR, slot: F_MESSAGE, limit: MESSAGE_CAP },
   'doc.code': { leaf: LEAF_NUM, slot: F_CODE, limit: NUMBER_CAP },
@@ -168,6 +188,7 @@ const CHILD_KEYS: Uint8Array[][] = [];
 const CHILD_NODES: number[][] = [];
 const HAS_CHILDREN = new Uint8Array(NODE_COUNT);
 const ELEM = new Uint8Array(NODE_COUNT);
+const POD_ELEM = new Uint8Array(NODE_COUNT);
 const COUNT = new Uint8Array(NODE_COUNT);
 const LEAF = new Uint8Array(NODE_COUNT);
 const SLOT = new Int8Array(NODE_COUNT).fill(-1);
@@ -179,6 +200,7 @@ for (const [name, def] of Object.entries(NODE_DEFS)) {
   CHILD_NODES[id] = entries.map(([, child]) => nodeId(child));
   HAS_CHILDREN[id] = entries.length > 0 ? 1 : 0;
   ELEM[id] = def.elem === undefined ? 0 : nodeId(def.elem);
+  POD_ELEM[id] = def.podElem !== undefined ? nodeId(def.podElem) : ELEM[id]!;
   COUNT[id] = def.count ?? 0;
   LEAF[id] = def.leaf ?? 0;
   SLOT[id] = def.slot ?? -1;
@@ -188,6 +210,10 @@ const NODE_DOC = nodeId('doc');
 const NODE_DOC_ITEMS = nodeId('doc.items');
 const NODE_DOC_ROWS = nodeId('doc.rows');
 const NODE_EV = nodeId('ev');
+const NODE_DOC_ITEM = nodeId('doc.item');
+const NODE_DOC_ROW = nodeId('doc.row');
+const NODE_COLUMN_NAME = nodeId('doc.column.name');
+const NODE_ROW_CELL = nodeId('doc.row.cell');
 
 // ---- lexical states and byte classes ------------------------------------------------------
 
@@ -375,13 +401,23 @@ export class JsonScanner {
   /** Depth of the container that holds the one being skipped (S_SKIP ends when depth is back to it). */
   private skipBase = 0;
 
+  /** Element nodes: ELEM, or POD_ELEM when pod phases are counted. */
+  private readonly elem: Uint8Array;
+  private readonly podPhases: boolean;
+  /** Elements begun so far in the array at each depth (index + 1 of the current one). */
+  private readonly idx = new Uint32Array(MAX_DEPTH + 1);
+  /** Index of the Table's Status column, -1 until seen. */
+  private statusColumn = -1;
+
   private numSt = 0;
   private lit: Buffer = LITERALS[0];
   private litId = 0;
   private litPtr = 0;
 
-  constructor(collector: Collector, watch: boolean, now: () => number) {
+  constructor(collector: Collector, watch: boolean, now: () => number, podPhases = false) {
     this.c = collector;
+    this.podPhases = podPhases && !watch;
+    this.elem = this.podPhases ? POD_ELEM : ELEM;
     this.watch = watch;
     this.now = now;
     this.st = watch ? S_TOP : S_VALUE;
@@ -428,7 +464,7 @@ export class JsonScanner {
             if (this.stack[this.depth] === OBJ) {
               st = S_KEY;
             } else {
-              this.pending = ELEM[this.nodes[this.depth]!]!;
+              this.pending = this.elem[this.nodes[this.depth]!]!;
               st = S_VALUE;
             }
           } else if (c === 0x7d) {
@@ -551,6 +587,7 @@ export class JsonScanner {
       const count = COUNT[this.nodes[depth]!];
       if (count === COUNT_ITEMS) this.c.items++;
       else if (count === COUNT_ROWS) this.c.rows++;
+      this.idx[depth]!++;
     }
     switch (c) {
       case 0x7b: // {
@@ -573,13 +610,15 @@ export class JsonScanner {
         }
         if (node === NODE_DOC_ITEMS) this.c.items = 0;
         else if (node === NODE_DOC_ROWS) this.c.rows = 0;
-        this.pending = ELEM[node]!;
+        this.idx[d] = 0;
+        this.pending = this.elem[node]!;
         return S_ARR_FIRST;
       }
       case QUOTE:
         this.valNode = node;
         this.isKey = false;
-        this.startCapture(LEAF[node] === LEAF_STR || LEAF[node] === LEAF_PRESENT ? LIMIT[node]! : -1);
+        // A row's cells: only the Status column's is read.
+        this.startCapture((LEAF[node] === LEAF_STR || LEAF[node] === LEAF_PRESENT) && (node !== NODE_ROW_CELL || this.idx[depth] === this.statusColumn + 1) ? LIMIT[node]! : -1);
         return S_STR;
       case 0x74: // t
       case 0x66: // f
@@ -660,6 +699,8 @@ export class JsonScanner {
     if (node === NODE_EV && d === 1) {
       if (this.writeTime < 0) this.writeTime = this.now();
       this.c.endEvent(this.writeTime);
+    } else if (node === NODE_DOC_ITEM || node === NODE_DOC_ROW) {
+      this.c.endPod();
     }
     return this.afterValue();
   }
@@ -692,6 +733,9 @@ export class JsonScanner {
       const node = this.valNode;
       if (LEAF[node] === LEAF_PRESENT) {
         this.c.continueNonEmpty = this.capTotal > 0;
+      } else if (node === NODE_COLUMN_NAME) {
+        // The column's index: this string is in a column object, in the columnDefinitions array.
+        if (this.capLen === 6 && this.scratch.toString('latin1', 0, 6) === 'Status') this.statusColumn = this.idx[this.depth - 1]! - 1;
       } else {
         this.c.setStr(SLOT[node]!, utf8(this.scratch, this.capLen, this.capOver));
       }

@@ -13,6 +13,11 @@ export interface DecodeInput {
   statusCode: number;
   /** True when the request was a watch (RequestInfo verb `watch`). */
   isWatch: boolean;
+  /**
+   * The request listed pods: count them per phase (JSON lists and Tables; `DecodeResult.podPhases`).
+   * Off otherwise, so other lists' items are still stepped over whole.
+   */
+  countPodPhases?: boolean;
 }
 
 export interface DecoderOptions {
@@ -133,6 +138,12 @@ export interface DecodeResult {
   remainingItems?: number;
   /** Present when `kind` is `Status`. */
   status?: DecodedStatus;
+  /**
+   * Pod lists (DecodeInput.countPodPhases): pods per lower-case phase (`running`, `pending`, `succeeded`,
+   * `failed`, `unknown`), from each item's `status.phase`, a Table row's object, else its Status cell
+   * (`other`: a Status cell that names no phase, e.g. CrashLoopBackOff).
+   */
+  podPhases?: Record<string, number>;
   /** Present for watch streams. */
   watch?: WatchSummary;
   /** Present for text bodies: newline count, plus one for a final unterminated line. */

@@ -109,6 +109,7 @@ describe('rbacAttributes: Status fields', () => {
       'rbac.resource': 'pods',
       'rbac.namespace': 'default',
       'rbac.scope': 'namespace',
+      'rbac.required': 'list pods -n default',
     });
   });
 
@@ -239,6 +240,7 @@ describe('parseForbiddenMessage', () => {
       'rbac.user': 'system:anonymous',
       'rbac.verb': 'get',
       'rbac.path': '/metrics',
+      'rbac.required': 'get /metrics',
     });
   });
 });
