@@ -200,7 +200,7 @@ for (const [name, def] of Object.entries(NODE_DEFS)) {
   CHILD_NODES[id] = entries.map(([, child]) => nodeId(child));
   HAS_CHILDREN[id] = entries.length > 0 ? 1 : 0;
   ELEM[id] = def.elem === undefined ? 0 : nodeId(def.elem);
-  POD_ELEM[id] = def.podElem !== undefined ? nodeId(def.podElem) : ELEM[id]!;
+  POD_ELEM[id] = def.podElem !== undefined ? nodeId(def.podElem) : ELEM[id];
   COUNT[id] = def.count ?? 0;
   LEAF[id] = def.leaf ?? 0;
   SLOT[id] = def.slot ?? -1;
