@@ -23,19 +23,27 @@ import { timingDir } from './timing.ts';
 import { ensurePrivateDir, writePrivateFile } from './write.ts';
 
 /**
- * The shim. A timestamp is bash's $EPOCHREALTIME where sh is bash (no process at all), else GNU date's
- * `+%s%N` nanoseconds (one fork; BSD date prints `<seconds>N`, whole seconds: timing.ts reads all three).
- * The timing line is written in a subshell with umask 077 so that the plugin keeps the caller's umask.
+ * The shim. It must not cost a process per timestamp (a process start is ~1 ms idle, tens of ms on a busy
+ * machine): the time is $EPOCHREALTIME where sh has it (bash 5, zsh), else Linux's /proc/uptime read by the
+ * shell itself (10 ms steps; timing.ts turns it into wall time), else `date +%s%N` (one process; BSD date
+ * prints `<seconds>N`, whole seconds). `now` runs in the shim's own shell, not in a $(...) subshell. The
+ * umask is set only after the plugin has run, so the plugin keeps the caller's.
  */
 export const SHIM_SCRIPT = `#!/bin/sh
 # Written by kubetrail: runs a kubectl exec credential plugin and records when it ran (never its
 # arguments, environment or output) in the timing file named first. Everything else passes through.
 rec=$1; cmd=$2; shift 2
-if [ -n "\${EPOCHREALTIME:-}" ]; then t0=$EPOCHREALTIME; else t0=$(date +%s%N 2>/dev/null); fi
+now() {
+  if [ -n "\${EPOCHREALTIME:-}" ]; then t=$EPOCHREALTIME
+  elif [ -r /proc/uptime ] && read -r t _ </proc/uptime; then t=up$t
+  else t=$(date +%s%N 2>/dev/null); fi
+}
+now; t0=$t
 "$cmd" "$@"
 rc=$?
-if [ -n "\${EPOCHREALTIME:-}" ]; then t1=$EPOCHREALTIME; else t1=$(date +%s%N 2>/dev/null); fi
-(umask 077; printf 'credential %s %s %s %s\\n' "$t0" "$t1" "$rc" "\${cmd##*/}" >>"$rec") 2>/dev/null
+now; t1=$t
+umask 077
+printf 'credential %s %s %s %s\\n' "$t0" "$t1" "$rc" "\${cmd##*/}" >>"$rec" 2>/dev/null
 exit $rc
 `;
 

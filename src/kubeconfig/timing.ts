@@ -20,6 +20,8 @@ export function untaggedTimingFile(stateDir: string): string {
 }
 
 export interface CredentialRun {
+  /** The run's line as the shim wrote it: one run read twice is recognised by it (times are converted). */
+  id: string;
   /** Epoch ms. */
   start: number;
   end: number;
@@ -37,28 +39,49 @@ export interface Timing {
 /** Parse a timing file; lines that are not ours (or cut short) are ignored. */
 export function parseTiming(text: string): Timing {
   const out: Timing = { credentials: [] };
+  let boot: number | undefined | null = null;
+  const bootMs = (): number | undefined => (boot === null ? (boot = bootEpochMs()) : boot);
   for (const line of text.split('\n')) {
     const f = line.split(' ');
     if (f[0] === 'spawn' && f.length === 2 && /^\d+(\.\d+)?$/.test(f[1] ?? '')) {
       out.spawnedAt = Number(f[1]);
     } else if (f[0] === 'credential' && f.length === 5 && /^\d+$/.test(f[3] ?? '')) {
-      const start = stampMs(f[1] ?? '');
-      const end = stampMs(f[2] ?? '');
+      const start = stampMs(f[1] ?? '', bootMs);
+      const end = stampMs(f[2] ?? '', bootMs);
       if (start === undefined || end === undefined) continue;
       // A base name only, whatever was written: the timing file is ours, but the command's name is the user's.
-      if (end >= start) out.credentials.push({ start, end, exitCode: Number(f[3]), command: basename(f[4] ?? '').slice(0, 64) });
+      if (end >= start) out.credentials.push({ id: line, start, end, exitCode: Number(f[3]), command: basename(f[4] ?? '').slice(0, 64) });
     }
   }
   return out;
 }
 
-/** A shim timestamp in epoch ms: nanoseconds (GNU date), `<s>.<µs>` ($EPOCHREALTIME) or `<s>N` (BSD date). */
-function stampMs(t: string): number | undefined {
+/**
+ * A shim timestamp in epoch ms: `<s>.<µs>` ($EPOCHREALTIME), `up<s>.<cs>` (seconds since boot, Linux
+ * /proc/uptime: `bootMs` is the epoch ms of boot), nanoseconds (GNU date) or `<s>N` (BSD date).
+ */
+function stampMs(t: string, bootMs: () => number | undefined): number | undefined {
+  const up = /^up(\d+(?:\.\d+)?)$/.exec(t);
+  if (up) {
+    const boot = bootMs();
+    return boot === undefined ? undefined : boot + Number(up[1]) * 1000;
+  }
   if (/^\d{10,}$/.test(t)) return Number(BigInt(t) / 1000n) / 1000;
   const m = /^(\d+)[.,](\d{1,9})$/.exec(t);
   if (m) return Number(m[1]) * 1000 + Number(`0.${m[2]}`) * 1000;
   const s = /^(\d+)N$/.exec(t);
   return s ? Number(s[1]) * 1000 : undefined;
+}
+
+/** When the machine booted, epoch ms, on the clock /proc/uptime counts from (read once per file). */
+function bootEpochMs(): number | undefined {
+  try {
+    const up = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    // Wall clock minus time since boot: both count a suspended laptop's sleep (performance.now() does not).
+    return Number.isFinite(up) ? Date.now() - up * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function readTiming(path: string): Timing | undefined {

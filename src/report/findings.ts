@@ -41,8 +41,35 @@ export function podPhaseLine(cmd: CommandSummary): string | undefined {
   return `${all} pod${all === 1 ? '' : 's'}: ${entries.map(([p, n]) => `${n} ${PHASE_NAMES[p] ?? p}`).join(', ')}`;
 }
 
+/**
+ * The server's throttling: answers 429 (API Priority and Fairness, or max-in-flight) that kubectl retried
+ * after Retry-After, one line per request path: `apf rejected: list pods 2× 429 (Retry-After 1s), then 200`.
+ */
+export function apfLines(cmd: CommandSummary): string[] {
+  const byPath = new Map<string, { name: string; rejected: number; retryAfter: Set<number>; last: number | undefined }>();
+  for (const r of cmd.requests) {
+    const key = `${r.method} ${r.path}`;
+    const g = byPath.get(key);
+    if (r.statusCode === 429) {
+      const e = g ?? { name: r.name, rejected: 0, retryAfter: new Set<number>(), last: undefined };
+      e.rejected++;
+      const ra = r.rbac['kube.retry_after'];
+      if (typeof ra === 'number') e.retryAfter.add(ra);
+      e.last = 429;
+      byPath.set(key, e);
+    } else if (g) {
+      g.last = r.statusCode;
+    }
+  }
+  return [...byPath.values()].map((g) => {
+    const ra = g.retryAfter.size > 0 ? ` (Retry-After ${[...g.retryAfter].join('/')}s)` : '';
+    const then = g.last !== 429 && g.last !== undefined ? `, then ${g.last}` : ', never let through';
+    return `apf rejected: ${g.name} ${g.rejected}× 429${ra}${then}`;
+  });
+}
+
 export function findingLines(cmd: CommandSummary): string[] {
-  const lines: string[] = [];
+  const lines: string[] = [...apfLines(cmd)];
   const pods = podPhaseLine(cmd);
   if (pods) lines.push(pods);
   const creds = cmd.credentials ?? [];

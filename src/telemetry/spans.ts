@@ -142,14 +142,14 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     recent.set(key, { summary, at: now });
   }
 
-  /** Credential runs already given to a command without a tag (start mode), by start time. */
-  const claimed = new Map<number, number>();
+  /** Credential runs already given to a command without a tag (start mode), by id. */
+  const claimed = new Map<string, number>();
 
   function claim(runs: readonly CredentialRun[], from: number, to: number): CredentialRun[] {
     const now = Date.now();
     for (const [k, at] of claimed) if (now - at > 2 * CREDENTIAL_LEAD_MS) claimed.delete(k);
-    const mine = runs.filter((r) => r.end <= to + CLOCK_SLACK_MS && r.end >= from && !claimed.has(r.start));
-    for (const r of mine) claimed.set(r.start, now);
+    const mine = runs.filter((r) => r.end <= to + CLOCK_SLACK_MS && r.end >= from && !claimed.has(r.id));
+    for (const r of mine) claimed.set(r.id, now);
     return mine;
   }
 
@@ -173,10 +173,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     const tag = cmd.key.startsWith('tag:') ? cmd.key.slice('tag:'.length) : undefined;
     // Plugins may run again mid-command (a token refreshed after a 401).
     const later = kubectlCommand(cmd.key) ? opts.timing?.(tag, true) : undefined;
-    const known = new Set(cmd.credentials.map((c) => c.start));
+    const known = new Set(cmd.credentials.map((c) => c.id));
     const endAt = life ? Math.max(life.exitedAt, cmd.lastEnd) : cmd.lastEnd;
     for (const c of credentialsFor(cmd, later, endAt, cmd.timedFrom === 'process_start' ? cmd.startedAt : undefined)) {
-      if (!known.has(c.start)) cmd.credentials.push(c);
+      if (!known.has(c.id)) cmd.credentials.push(c);
     }
     cmd.credentials.sort((a, b) => a.start - b.start);
     const requests = [...cmd.requests].sort((a, b) => a.startedAt - b.startedAt);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { rbacFix } from '../../../src/report/findings.ts';
+import { apfLines, rbacFix } from '../../../src/report/findings.ts';
+import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
 import { parseForbiddenMessage, requiredAccess } from '../../../src/stages/rbac.ts';
 
 function fixFor(message: string): ReturnType<typeof rbacFix> & { required: ReturnType<typeof requiredAccess> } {
@@ -42,5 +43,24 @@ describe('rbacFix: the commands that would allow a denied request', () => {
     const f = fixFor('pods is forbidden: User "Jo Doe" cannot list resource "pods" in API group "" in the namespace "default": requires one of ["container.pods.list"] permission(s).');
     expect(f.required.iamPermissions).toEqual(['container.pods.list']);
     expect(f.allow[1]).toContain("--user='Jo Doe'");
+  });
+});
+
+describe('apfLines: the server throttling kubectl retried, as one finding', () => {
+  const req = (statusCode: number, retryAfter?: number): RequestSummary => ({
+    id: String(Math.random()), name: 'list pods', method: 'GET', path: '/api/v1/namespaces/default/pods', cluster: 'c', discovery: false,
+    startedAt: 0, durationMs: 1, statusCode, outcome: 'complete', errorCode: undefined, bytes: 0, items: undefined, page: false,
+    watchEvents: undefined, connectMs: undefined, tlsMs: undefined, ttfbMs: undefined, transferMs: undefined, reused: true,
+    rbac: retryAfter === undefined ? {} : { 'kube.retry_after': retryAfter },
+  });
+  const cmd = (requests: RequestSummary[]): CommandSummary => ({ traceId: 't', command: 'kubectl get', session: undefined, startedAt: 0, durationMs: 1, requests });
+
+  it('groups the 429s and the retry that got through', () => {
+    expect(apfLines(cmd([req(429, 1), req(429, 1), req(200)]))).toEqual(["apf rejected: list pods 2× 429 (Retry-After 1s), then 200"]);
+  });
+
+  it('says when kubectl gave up, and nothing without a 429', () => {
+    expect(apfLines(cmd([req(429, 2)]))).toEqual(["apf rejected: list pods 1× 429 (Retry-After 2s), never let through"]);
+    expect(apfLines(cmd([req(200), req(403)]))).toEqual([]);
   });
 });
