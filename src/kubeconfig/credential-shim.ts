@@ -17,7 +17,7 @@
  * and `untagged` for kubeconfigs shared by many commands (`kubetrail start`, the in-process wrap).
  */
 import { createHash } from 'node:crypto';
-import { accessSync, chmodSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
 import { timingDir } from './timing.ts';
 import { ensurePrivateDir, writePrivateFile } from './write.ts';
@@ -67,8 +67,7 @@ export function installShim(stateDir: string, command: string, path = process.en
   } catch {
     // not there yet
   }
-  writePrivateFile(shim, SHIM_SCRIPT);
-  chmodSync(shim, 0o700);
+  writePrivateFile(shim, SHIM_SCRIPT, { executable: true });
   return shim;
 }
 

@@ -25,12 +25,13 @@ export function ensurePrivateDir(dir: string): void {
  * Write `file` atomically with mode 0600. With `exclusive`, never replace an existing file: returns false
  * when another process created it first (so two kubetrails starting at once agree on one CA).
  */
-export function writePrivateFile(file: string, content: string | Buffer, opts: { exclusive?: boolean } = {}): boolean {
+export function writePrivateFile(file: string, content: string | Buffer, opts: { exclusive?: boolean; executable?: boolean } = {}): boolean {
   ensurePrivateDir(dirname(file));
   const tmp = join(dirname(file), `.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
-    fd = openSync(tmp, 'wx', 0o600);
+    // An executable (the credential shim) is the owner's alone too: 0700 from the first byte.
+    fd = openSync(tmp, 'wx', opts.executable === true ? 0o700 : 0o600);
     writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
     fsyncSync(fd);
     closeSync(fd);

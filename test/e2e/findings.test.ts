@@ -67,7 +67,7 @@ describe('a 403 comes with its fix', () => {
   it('pods/log: the subresource is named in the rule (after get pods, which kubectl logs needs first)', async () => {
     const runs = await untilAllowed(['logs', 'web', '-n', 'kt-rbac-log']);
     const rules = runs.flatMap(fixCommands).map((a) => a.join(' '));
-    expect(rules).toContain('create role kubetrail-get-pods-log --verb=get --resource=pods/log -n kt-rbac-log');
+    expect(rules).toContain('create role kubetrail-get-pods-log-web --verb=get --resource=pods/log --resource-name=web -n kt-rbac-log');
     // Past authorization there is no kubelet to read from: the apiserver's own error, not a 403.
     expect((runs.at(-1) as ProxiedRun).kubectlStderr).not.toMatch(/Forbidden/);
   });

@@ -25,6 +25,9 @@ import { KUBETRAIL_BIN, runKubetrail, runProcess } from '../helpers/run-kubetrai
 const TOKEN = 'kt-SECRET-token-7f3a9c21e4';
 const FILE_TOKEN = 'kt-SECRET-filetoken-52bd0e';
 const PLUGIN_TOKEN = 'kt-SECRET-plugintoken-c0ffee';
+const PLUGIN_ARG = 'kt-SECRET-plugin-arg-51d0';
+const PLUGIN_ENV_VALUE = 'kt-SECRET-plugin-env-7e3a';
+const PLUGIN_STDERR = 'kt-SECRET-plugin-stderr-c4f2';
 const WRONG_TOKEN = 'kt-SECRET-wrongtoken-d15ea5e';
 const PASSWORD = 'kt-SECRET-password-8e1f';
 const CONFIGMAP_VALUE = 'kt-SECRET-configmap-value-41aa';
@@ -74,7 +77,9 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'vault-ca.crt'), vaultCa.certPem);
 
   const plugin = join(dir, 'credential-plugin.sh');
-  writeFileSync(plugin, `#!/bin/sh\necho '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"${PLUGIN_TOKEN}"}}'\n`, { mode: 0o755 });
+  // Its argument, environment and stderr are the user's: kubetrail's credential shim times it, and must
+  // export none of them.
+  writeFileSync(plugin, `#!/bin/sh\necho "${PLUGIN_STDERR} $1 $PLUGIN_ENV" >&2\necho '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"${PLUGIN_TOKEN}"}}'\n`, { mode: 0o755 });
   const base = await fake.writeKubeconfig(dir, {
     users: [
       { name: 'alice', cert: alice },
@@ -87,7 +92,7 @@ beforeAll(async () => {
     fileName: 'base.yaml',
   });
   const doc = parse(readFileSync(base, 'utf8')) as { clusters: unknown[]; users: unknown[]; contexts: unknown[] };
-  doc.users.push({ name: 'pete', user: { exec: { command: plugin, apiVersion: 'client.authentication.k8s.io/v1', interactiveMode: 'Never' } } });
+  doc.users.push({ name: 'pete', user: { exec: { command: plugin, args: [PLUGIN_ARG], env: [{ name: 'PLUGIN_ENV', value: PLUGIN_ENV_VALUE }], apiVersion: 'client.authentication.k8s.io/v1', interactiveMode: 'Never' } } });
   doc.contexts.push({ name: 'pete', context: { cluster: 'fake', user: 'pete' } });
   doc.clusters.push({ name: 'vault', cluster: { server: `https://127.0.0.1:${(vault.address() as AddressInfo).port}`, 'certificate-authority': join(dir, 'vault-ca.crt') } });
   doc.contexts.push({ name: 'vault', context: { cluster: 'vault', user: 'tina' } });
@@ -283,7 +288,8 @@ process.on('exit', () => orig.writeFileSync(process.env.KT_FS_LOG, JSON.stringif
     const { calls } = await traced('022');
     const opens = calls.filter((c) => c.fn === 'openSync' && c.flags !== 'r');
     expect(opens.length).toBeGreaterThanOrEqual(3); // ca.pem, server.pem, the kubeconfig
-    for (const c of opens) expect({ path: c.path, flags: c.flags, mode: c.mode }).toEqual({ path: c.path, flags: 'wx', mode: 0o600 });
+    // The one executable, an exec credential plugin's timing shim (bin/<hash>/<plugin>), is the owner's alone: 0700.
+    for (const c of opens) expect({ path: c.path, flags: c.flags, mode: c.mode }).toEqual({ path: c.path, flags: 'wx', mode: /\/bin\/[0-9a-f]{12}\/\.[0-9a-f]+\.tmp$/.test(c.path) ? 0o700 : 0o600 });
     for (const c of calls.filter((x) => x.fn === 'mkdirSync')) expect(c.mode).toBe(0o700);
     expect(calls.filter((c) => /writeFile|appendFile|copyFile|promises\./.test(c.fn))).toEqual([]);
     // chmod only ever tightens a directory that already existed.
@@ -300,7 +306,7 @@ process.on('exit', () => orig.writeFileSync(process.env.KT_FS_LOG, JSON.stringif
     const lines = readFileSync(out, 'utf8').split('\n').filter((l) => l.includes(state));
     const creates = lines.filter((l) => /openat\(.*O_CREAT/.test(l));
     expect(creates.length).toBeGreaterThanOrEqual(3);
-    for (const l of creates) expect(l).toMatch(/O_EXCL.*, 0600\)/);
+    for (const l of creates) expect(l).toMatch(/\/bin\/[0-9a-f]{12}\//.test(l) ? /O_EXCL.*, 0700\)/ : /O_EXCL.*, 0600\)/);
     for (const l of lines.filter((x) => /mkdir(at)?\(/.test(x))) expect(l).toMatch(/, 0700\)/);
     expect(lines.filter((l) => /chmod/.test(l) && !l.endsWith('= 0') && !/ENOENT/.test(l))).toEqual([]);
   });
@@ -363,6 +369,9 @@ describe('secrets never reach a span, a log line or kubetrail output', () => {
       ['bearer token', TOKEN],
       ['tokenFile token', FILE_TOKEN],
       ['exec plugin token', PLUGIN_TOKEN],
+      ['exec plugin argument', PLUGIN_ARG],
+      ['exec plugin environment', PLUGIN_ENV_VALUE],
+      ['exec plugin output', PLUGIN_STDERR],
       ['rejected token', WRONG_TOKEN],
       ['basic password', PASSWORD],
       ['basic credentials', b64(`bob:${PASSWORD}`)],
@@ -379,7 +388,9 @@ describe('secrets never reach a span, a log line or kubetrail output', () => {
     ];
     // The commands did carry them, so the scan would find a leak.
     const carried = kubectlOutput.join('\n');
-    for (const v of [CONFIGMAP_VALUE, SECRET_VALUE, LOG_LINE, STDIN_VALUE, WATCH_VALUE]) expect(carried).toContain(v);
+    for (const v of [CONFIGMAP_VALUE, SECRET_VALUE, LOG_LINE, STDIN_VALUE, WATCH_VALUE, `${PLUGIN_STDERR} ${PLUGIN_ARG} ${PLUGIN_ENV_VALUE}`]) expect(carried).toContain(v);
+    // The plugin ran through kubetrail's shim, and its run was exported (by its base name only).
+    expect(receiver.raw.join('\n')).toContain('credential-plugin.sh');
     const places: [string, string][] = [
       ['exported spans', receiver.raw.join('\n')],
       ['kubetrail start stdout (request log)', kt.stdout()],
