@@ -5,6 +5,7 @@ import { isatty } from 'node:tty';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { combineObservers, type StageObserver } from '../proxy/events.ts';
+import { fmtMs, plural } from '../report/format.ts';
 import { requestLog } from '../report/request-log.ts';
 import { renderWaterfall } from '../report/waterfall.ts';
 import type { CommandSummary } from '../telemetry/commands.ts';
@@ -49,7 +50,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
       if (mode === 'wrap') {
         finished.push(cmd);
       } else if (!config.quiet) {
-        print(`trace: ${config.jaegerUrl.replace(/\/$/, '')}/trace/${cmd.traceId} ${cmd.command} (${cmd.requests.length} requests, ${Math.round(cmd.durationMs)}ms)`);
+        print(`trace: ${config.jaegerUrl.replace(/\/$/, '')}/trace/${cmd.traceId} ${cmd.command} (${plural(cmd.requests.length, 'request')}, ${fmtMs(cmd.durationMs)})`);
       }
     },
   });

@@ -50,6 +50,7 @@ interface Pending {
   connected?: UpstreamConnected;
   response?: ResponseStart;
   name: string;
+  group: string | undefined;
   discovery: boolean;
 }
 
@@ -249,7 +250,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
       upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
       upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
-      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, discovery });
+      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, group: info.isResourceRequest ? info.apiGroup : undefined, discovery });
       // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
       // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
       const sc0 = upstream.spanContext();
@@ -331,6 +332,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         name: p.name,
         method: start.method,
         path: start.path,
+        group: p.group,
         cluster: start.cluster,
         discovery: p.discovery,
         startedAt: start.startedAt,
