@@ -5,9 +5,8 @@ import { isatty } from 'node:tty';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { combineObservers, type StageObserver } from '../proxy/events.ts';
-import { fmtMs, plural } from '../report/format.ts';
 import { requestLog } from '../report/request-log.ts';
-import { renderWaterfall } from '../report/waterfall.ts';
+import { commandTraceLine, renderWaterfall } from '../report/waterfall.ts';
 import type { CommandSummary } from '../telemetry/commands.ts';
 import { startTracing } from '../telemetry/sdk.ts';
 import { createSpanObserver } from '../telemetry/spans.ts';
@@ -18,11 +17,12 @@ export interface Instrumentation {
   observer: StageObserver | undefined;
   /** End open commands, flush spans (bounded), return the finished commands. */
   finish(): Promise<CommandSummary[]>;
-  waterfall(cmd: CommandSummary): string[];
+  /** The waterfall for this process's terminal (wrap mode, after finish()). */
+  waterfall(cmd: CommandSummary): Promise<string[]>;
   /** A wrapped command's kubectl exited: end its tagged trace (see SpanObserver.finishCommand). */
   finishCommand(tag: string, waitMs: number): Promise<CommandSummary | undefined>;
   /** The waterfall for a wrapper's terminal (its colour and width, not ours). */
-  render(cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): string[];
+  render(cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): Promise<string[]>;
 }
 
 export interface InstrumentOptions {
@@ -34,6 +34,13 @@ export interface InstrumentOptions {
   tagAlive?: (tag: string) => boolean;
 }
 
+/**
+ * How long a finished command's report waits to learn whether its spans reach the collector, while no
+ * export has answered yet (a background kubetrail's first command: its batch goes out 50 ms after the
+ * spans end). Once the collector has answered, either way, nothing is waited for.
+ */
+const FATE_WAIT_MS = 800;
+
 export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.ProcessEnv = process.env, opts: InstrumentOptions = {}): Instrumentation {
   const warn = opts.warn ?? errLine;
   const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn });
@@ -41,6 +48,12 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
   /** Start mode's lines go through the request log, which keeps its live status line below them. */
   let print: (line: string) => void = outLine;
   const exportOff = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '') ? 'export disabled by OTEL_SDK_DISABLED' : undefined;
+  /** Why the command's trace will not be in the collector (each command is judged, not only the first). */
+  const notSent = async (cmd: CommandSummary, waitMs: number): Promise<string | undefined> => {
+    if (exportOff) return exportOff;
+    const fate = await tracing.traceFate(cmd.traceId, waitMs);
+    return fate.state === 'dropped' ? fate.why : undefined;
+  };
   const spans = createSpanObserver({
     tracer: tracing.tracer,
     idleMs: mode === 'start' ? config.sessionIdleMs : 0,
@@ -50,7 +63,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
       if (mode === 'wrap') {
         finished.push(cmd);
       } else if (!config.quiet) {
-        print(`trace: ${config.jaegerUrl.replace(/\/$/, '')}/trace/${cmd.traceId} ${cmd.command} (${plural(cmd.requests.length, 'request')}, ${fmtMs(cmd.durationMs)})`);
+        void notSent(cmd, FATE_WAIT_MS).then((why) => print(commandTraceLine(cmd, config.jaegerUrl, why)));
       }
     },
   });
@@ -62,8 +75,8 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     print = log.print;
     observers.push(log);
   }
-  const render = (cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): string[] =>
-    renderWaterfall(cmd, { jaegerUrl: config.jaegerUrl, color: terminal.color, width: terminal.width, exportNote: exportOff });
+  const render = async (cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }, waitMs = FATE_WAIT_MS): Promise<string[]> =>
+    renderWaterfall(cmd, { jaegerUrl: config.jaegerUrl, color: terminal.color, width: terminal.width, exportNote: await notSent(cmd, waitMs) });
   return {
     observer: combineObservers(observers, (e) => warn(`kubetrail: telemetry error: ${describeError(e)}`)),
     async finish() {
@@ -72,12 +85,17 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
       return finished;
     },
     waterfall: (cmd) =>
-      render(cmd, {
-        // Called after the wrapped command exited, so opening process.stderr can no longer affect it.
-        color: isatty(2) && !env.NO_COLOR,
-        width: isatty(2) ? process.stderr.columns : undefined,
-      }),
+      render(
+        cmd,
+        {
+          // Called after the wrapped command exited, so opening process.stderr can no longer affect it.
+          color: isatty(2) && !env.NO_COLOR,
+          width: isatty(2) ? process.stderr.columns : undefined,
+        },
+        // After finish(): every span has been exported, refused or given up on.
+        0,
+      ),
     finishCommand: (tag, waitMs) => spans.finishCommand(tag, waitMs),
-    render,
+    render: (cmd, terminal) => render(cmd, terminal),
   };
 }

@@ -95,7 +95,7 @@ export async function wrapInProcess(config: Config, argv: string[], env: NodeJS.
       afterExit: async () => {
         const commands = await telemetry.finish();
         if (config.quiet) return;
-        for (const cmd of commands) for (const line of telemetry.waterfall(cmd)) errLine(line);
+        for (const cmd of commands) for (const line of await telemetry.waterfall(cmd)) errLine(line);
       },
     },
     env,

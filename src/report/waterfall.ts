@@ -12,7 +12,7 @@ export interface WaterfallOptions {
   color: boolean;
   /** The terminal's columns; 80 when undefined. */
   width?: number | undefined;
-  /** Set when export is off or failing, so the link would lead nowhere. */
+  /** Why this command's spans were not sent (export off, collector failing): said instead of a dead link. */
   exportNote?: string | undefined;
 }
 
@@ -84,15 +84,24 @@ function columns(width: number, names: readonly string[], details: readonly stri
   return { name, bar: Math.max(1, room - name), detail };
 }
 
+export function traceUrl(jaegerUrl: string, traceId: string): string {
+  return `${jaegerUrl.replace(/\/$/, '')}/trace/${traceId}`;
+}
+
 /**
  * `trace: <url>`, whole on one line: a terminal finds a link only in one unbroken run of characters, so
  * when it does not fit beside the label the URL goes on its own line (wrapped by the terminal, never cut).
+ * A trace that was not sent gets no link: it would lead nowhere.
  */
-function traceLines(url: string, note: string | undefined, width: number): string[] {
-  const one = `trace: ${url}${note ? ` (${note})` : ''}`;
-  if (one.length <= width) return [one];
-  if (`trace: ${url}`.length <= width) return [`trace: ${url}`, fit(`  (${note ?? ''})`, width)];
-  return [note ? fit(`trace (${note}):`, width) : 'trace:', url];
+function traceLines(url: string, notSent: string | undefined, width: number): string[] {
+  if (notSent !== undefined) return [`trace not sent: ${notSent}`];
+  return `trace: ${url}`.length <= width ? [`trace: ${url}`] : ['trace:', url];
+}
+
+/** Start mode's line for a finished command: its link, or why there is none. */
+export function commandTraceLine(cmd: CommandSummary, jaegerUrl: string, notSent: string | undefined): string {
+  const what = `${cmd.command} (${plural(cmd.requests.length, 'request')}, ${fmtMs(cmd.durationMs)})`;
+  return notSent !== undefined ? `trace not sent: ${what}: ${notSent}` : `trace: ${traceUrl(jaegerUrl, cmd.traceId)} ${what}`;
 }
 
 export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): string[] {
@@ -139,7 +148,7 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
   }
   const denied = cmd.requests.find((r) => r.rbac['rbac.decision'] === 'denied' || r.rbac['rbac.decision'] === 'unauthenticated');
   if (denied) lines.push(paint(c, '33', fit(`rbac: ${denialText(denied.rbac)}`, width)));
-  lines.push(...traceLines(`${opts.jaegerUrl.replace(/\/$/, '')}/trace/${cmd.traceId}`, opts.exportNote, width));
+  lines.push(...traceLines(traceUrl(opts.jaegerUrl, cmd.traceId), opts.exportNote, width));
   return lines;
 }
 

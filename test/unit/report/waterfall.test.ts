@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderWaterfall } from '../../../src/report/waterfall.ts';
+import { commandTraceLine, renderWaterfall } from '../../../src/report/waterfall.ts';
 import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
 
 function req(over: Partial<RequestSummary>): RequestSummary {
@@ -113,5 +113,20 @@ describe('renderWaterfall: a watch (#12 item 7)', () => {
     expect(text).not.toMatch(/^slowest:|^discovery:/m);
     expect(text).toContain('43.0s');
     expect(text).toContain('12 ev');
+  });
+});
+
+describe('a trace that was not sent (#12 item 5)', () => {
+  it('the waterfall says why instead of a link that would lead nowhere', () => {
+    const lines = renderWaterfall(cmd, { jaegerUrl: 'http://localhost:16686', color: false, exportNote: 'cannot export to http://127.0.0.1:9/v1/traces (connection refused)' });
+    expect(lines.at(-1)).toBe('trace not sent: cannot export to http://127.0.0.1:9/v1/traces (connection refused)');
+    expect(lines.join('\n')).not.toContain('/trace/');
+  });
+
+  it("start mode's line: the link, or the command and why there is none", () => {
+    expect(commandTraceLine(cmd, 'http://j/', undefined)).toBe('trace: http://j/trace/0123456789abcdef0123456789abcdef kubectl get (4 requests, 400ms)');
+    expect(commandTraceLine({ ...cmd, requests: cmd.requests.slice(0, 1), durationMs: 42_980 }, 'http://j', 'export disabled by OTEL_SDK_DISABLED')).toBe(
+      'trace not sent: kubectl get (1 request, 43.0s): export disabled by OTEL_SDK_DISABLED',
+    );
   });
 });
