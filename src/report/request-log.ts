@@ -8,7 +8,9 @@
  */
 import type { RequestProgress, RequestStart, StageObserver } from '../proxy/events.ts';
 import { parseRequestInfo, spanName } from '../stages/request-info.ts';
+import { rbacAttributes } from '../stages/rbac.ts';
 import { fmtBytes, fmtMs } from './format.ts';
+import { denialText } from './waterfall.ts';
 
 interface Pending {
   start: RequestStart;
@@ -46,6 +48,14 @@ function progressCounts(p: Pending): string {
   const pr = p.progress;
   const watch = p.name.startsWith('watch ');
   return counts(watch ? undefined : pr?.items || undefined, watch ? (pr?.watchEvents ?? 0) : undefined, pr?.bytesDown ?? 0);
+}
+
+/** A 401/403 says who was refused what, as the waterfall's `rbac:` line does. */
+function denial(status: number | undefined, body: string | undefined): string {
+  if (status !== 401 && status !== 403) return '';
+  const rbac = rbacAttributes({ statusCode: status, statusBody: body });
+  const decision = rbac['rbac.decision'];
+  return decision === 'denied' || decision === 'unauthenticated' ? ` rbac: ${denialText(rbac)}` : '';
 }
 
 export interface RequestLog extends StageObserver {
@@ -133,7 +143,7 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
       const { start } = p;
       const status = p.status ?? 'ERR';
       const note = ev.outcome === 'complete' ? '' : ` ${ev.outcome}${ev.error ? ` ${ev.error.code}` : ''}`;
-      line(`${clock(epoch(p, ev.t))} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}`);
+      line(`${clock(epoch(p, ev.t))} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}${denial(p.status, ev.statusBody)}`);
     },
   };
 }

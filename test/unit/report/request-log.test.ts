@@ -121,3 +121,15 @@ describe('request log: long requests (#12 item 7)', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 });
+
+describe('request log: a denial (#12 item 6)', () => {
+  it('names the user and what was refused, as the waterfall does', () => {
+    const lines: string[] = [];
+    const log = requestLog((l) => lines.push(l), { now: () => 0 });
+    log.onRequestStart(start('d', 'limit=500'));
+    log.onResponseStart('d', { t: 3, statusCode: 403, ...response });
+    const statusBody = JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Forbidden', code: 403, message: 'pods is forbidden: User "tom" cannot list resource "pods" in API group "" in the namespace "default"' });
+    log.onRequestEnd('d', { t: 4, outcome: 'complete', bytesDown: 248, bytesUp: 0, statusBody });
+    expect(lines).toEqual(['10:00:00.004 403 list pods /api/v1/namespaces/default/pods 4.0ms 248B [kind] rbac: denied for tom: cannot list pods']);
+  });
+});
