@@ -10,6 +10,7 @@ import { commandTraceLine, renderWaterfall } from '../report/waterfall.ts';
 import type { CommandSummary } from '../telemetry/commands.ts';
 import { startTracing } from '../telemetry/sdk.ts';
 import { createSpanObserver } from '../telemetry/spans.ts';
+import { traceStoreDir, traceStoreProcessor } from '../telemetry/trace-store.ts';
 import { VERSION } from '../version.ts';
 import { errLine, outLine, writeAll } from './output.ts';
 
@@ -43,7 +44,7 @@ const FATE_WAIT_MS = 800;
 
 export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.ProcessEnv = process.env, opts: InstrumentOptions = {}): Instrumentation {
   const warn = opts.warn ?? errLine;
-  const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn });
+  const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn, store: traceStoreProcessor(traceStoreDir(config.stateDir), warn) });
   const finished: CommandSummary[] = [];
   /** Start mode's lines go through the request log, which keeps its live status line below them. */
   let print: (line: string) => void = outLine;

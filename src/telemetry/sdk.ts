@@ -41,6 +41,8 @@ export type TraceFate = { state: 'sent' } | { state: 'dropped'; why: string } | 
 
 /** Traces whose fate is remembered (the last ones ended); older ones are forgotten. */
 const TRACES_KEPT = 256;
+/** At shutdown, how long the local trace store may take to write what it holds. */
+const STORE_FLUSH_MS = 1000;
 /** While the collector fails, how long traceFate() waits for a trace's own export at most. */
 const FAILING_RECHECK_MS = 150;
 
@@ -74,6 +76,8 @@ export interface TracingOptions {
   warn: (line: string) => void;
   /** Replaces the OTLP/HTTP exporter (benchmarks); the batch processor, the gate and the counts stay. */
   exporter?: SpanExporter;
+  /** Also keep each finished trace here (the local trace store, telemetry/trace-store.ts). */
+  store?: SpanProcessor;
 }
 
 /** True only when the endpoint's host actively refuses a TCP connection (within 250 ms). */
@@ -245,7 +249,7 @@ export function startTracing(opts: TracingOptions): Tracing {
     shutdown: () => processor.shutdown(),
     forceFlush: () => processor.forceFlush(),
   };
-  const provider = new BasicTracerProvider({ resource, spanProcessors: disabled ? [] : [gate] });
+  const provider = new BasicTracerProvider({ resource, spanProcessors: disabled ? [] : opts.store ? [gate, opts.store] : [gate] });
   const drops = (): DropCounts => ({
     ended,
     exported: exporter.exported,
@@ -333,6 +337,8 @@ export function startTracing(opts: TracingOptions): Tracing {
       await Promise.race([flushed, deadline]);
       clearTimeout(timer);
       finished = true;
+      // The local store writes to the state dir, whatever the collector does: wait for it apart (bounded).
+      if (opts.store && !disabled) await Promise.race([opts.store.forceFlush(), new Promise((r) => setTimeout(r, STORE_FLUSH_MS).unref())]);
       if (!disabled) report();
     },
   };
