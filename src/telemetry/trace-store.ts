@@ -2,8 +2,9 @@
  * The local trace store: the last commands' traces, as the OTLP JSON kubetrail exports, in the state dir,
  * so `kubetrail show` has something to show without a Jaeger (or when the collector was down).
  *
- * Bounded: at most STORE_MAX_TRACES files (the oldest go), at most STORE_MAX_SPANS spans per trace, and
- * at most STORE_MAX_OPEN traces buffered until their root span ends. The spans are the exported ones, so
+ * Bounded: at most STORE_MAX_TRACES files (the oldest go), and at most STORE_MAX_BUFFERED spans held in
+ * memory until their trace's root span ends, all traces together (as the export queue is): beyond it a
+ * trace is kept without its later spans. The spans are the exported ones, so
  * they carry what export carries and nothing more: never a token, a body or a continue token
  * (telemetry/spans.ts). The directory is 0700, each file 0600, written to a fresh name and renamed.
  * Writing is asynchronous and never fails a command: a failure is reported once and the store stops.
@@ -18,8 +19,9 @@ import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace
 import { ensurePrivateDir } from '../kubeconfig/write.ts';
 
 export const STORE_MAX_TRACES = 20;
-export const STORE_MAX_SPANS = 5000;
-const STORE_MAX_OPEN = 32;
+export const STORE_MAX_BUFFERED = 4096;
+/** Traces whose root has not ended, at most (spans that end after their root start one that never will). */
+const STORE_MAX_OPEN = 64;
 const TRACE_ID = /^[0-9a-f]{32}$/;
 
 export function traceStoreDir(stateDir: string): string {
@@ -29,6 +31,7 @@ export function traceStoreDir(stateDir: string): string {
 /** Keeps each trace's ended spans and writes the trace once its root span (the command) has ended. */
 export function traceStoreProcessor(dir: string, warn: (line: string) => void): SpanProcessor {
   const open = new Map<string, ReadableSpan[]>();
+  let buffered = 0;
   let failed = false;
   let writing = Promise.resolve();
 
@@ -44,15 +47,24 @@ export function traceStoreProcessor(dir: string, warn: (line: string) => void): 
     onEnd(span) {
       if (failed) return;
       const id = span.spanContext().traceId;
+      const isRoot = span.parentSpanContext === undefined;
       let spans = open.get(id);
       if (!spans) {
-        if (open.size >= STORE_MAX_OPEN) open.delete(open.keys().next().value as string);
+        if (open.size >= STORE_MAX_OPEN) {
+          const oldest = open.keys().next().value as string;
+          buffered -= open.get(oldest)?.length ?? 0;
+          open.delete(oldest);
+        }
         spans = [];
         open.set(id, spans);
       }
-      if (spans.length < STORE_MAX_SPANS) spans.push(span);
-      if (span.parentSpanContext !== undefined) return;
+      if (buffered < STORE_MAX_BUFFERED || isRoot) {
+        spans.push(span);
+        buffered++;
+      }
+      if (!isRoot) return;
       open.delete(id);
+      buffered -= spans.length;
       // One write at a time, in order: the newest file is the last command's.
       writing = writing
         .then(() => save(id, spans))
