@@ -120,7 +120,7 @@ export async function control(d: ControlDeps, r: ControlRequest): Promise<{ stat
   if (!/^[0-9a-z]{6,10}$/.test(r.tag ?? '')) return { status: 400, body: { error: 'bad command tag' } };
   const summary = await d.telemetry.finishCommand(r.tag ?? '', FINISH_WAIT_MS, validLife(r.life));
   const width = r.width !== undefined && Number.isFinite(r.width) && r.width > 0 ? r.width : undefined;
-  const lines = summary ? d.telemetry.render(summary, { color: r.color === true, width }) : [];
+  const lines = summary ? await d.telemetry.render(summary, { color: r.color === true, width }) : [];
   d.onActivity();
   return { status: 200, body: { lines, warnings: await d.takeWarnings() } };
 }

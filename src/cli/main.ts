@@ -132,6 +132,14 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./stop.ts').then((m) => m.runStop(resolveConfig(flagValues(cmd))));
     });
 
+  addOptions(program.command('show'))
+    .description('print a trace as a tree of spans (kubetrail, apiserver, etcd) from Jaeger, or from the last commands kept in the state dir')
+    .argument('<trace>', 'a trace id, or `last` for the last command')
+    .option('--json', 'print the trace as OTLP JSON (for a bug report)')
+    .action((trace: string, _opts, cmd: Command) => {
+      result = import('./show.ts').then((m) => m.runShow(resolveConfig(flagValues(cmd)), trace, { json: cmd.opts<{ json?: boolean }>().json === true }));
+    });
+
   addOptions(program.command('doctor'))
     .description("check the kubeconfig, each context's apiserver (direct and through kubetrail), the OTLP endpoint, the state dir and the listen address; say what to do")
     .action((_opts, cmd: Command) => {

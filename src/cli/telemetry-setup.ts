@@ -6,12 +6,13 @@ import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { combineObservers, type StageObserver } from '../proxy/events.ts';
 import { requestLog } from '../report/request-log.ts';
-import { renderWaterfall } from '../report/waterfall.ts';
+import { commandTraceLine, renderWaterfall } from '../report/waterfall.ts';
 import { join } from 'node:path';
 import { readTiming, takeTiming, timingDir, trimShared, untaggedTimingFile, type Timing } from '../kubeconfig/timing.ts';
 import type { CommandSummary, KubectlLife } from '../telemetry/commands.ts';
 import { startTracing } from '../telemetry/sdk.ts';
 import { createSpanObserver } from '../telemetry/spans.ts';
+import { traceStoreDir, traceStoreProcessor } from '../telemetry/trace-store.ts';
 import { VERSION } from '../version.ts';
 import { errLine, outLine, writeAll } from './output.ts';
 
@@ -21,11 +22,12 @@ export interface Instrumentation {
   finish(life?: KubectlLife): Promise<CommandSummary[]>;
   /** In-process wrap: kubectl is being started now (epoch ms); its trace begins here. */
   spawning(at: number): void;
-  waterfall(cmd: CommandSummary): string[];
+  /** The waterfall for this process's terminal (wrap mode, after finish()). */
+  waterfall(cmd: CommandSummary): Promise<string[]>;
   /** A wrapped command's kubectl exited: end its tagged trace (see SpanObserver.finishCommand). */
   finishCommand(tag: string, waitMs: number, life?: KubectlLife): Promise<CommandSummary | undefined>;
   /** The waterfall for a wrapper's terminal (its colour and width, not ours). */
-  render(cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): string[];
+  render(cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): Promise<string[]>;
 }
 
 export interface InstrumentOptions {
@@ -37,9 +39,16 @@ export interface InstrumentOptions {
   tagAlive?: (tag: string) => boolean;
 }
 
+/**
+ * How long a finished command's report waits to learn whether its spans reach the collector, while no
+ * export has answered yet (a background kubetrail's first command: its batch goes out 50 ms after the
+ * spans end). Once the collector has answered, either way, nothing is waited for.
+ */
+const FATE_WAIT_MS = 800;
+
 export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.ProcessEnv = process.env, opts: InstrumentOptions = {}): Instrumentation {
   const warn = opts.warn ?? errLine;
-  const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn });
+  const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn, store: traceStoreProcessor(traceStoreDir(config.stateDir), warn) });
   const finished: CommandSummary[] = [];
   /** Start mode's lines go through the request log, which keeps its live status line below them. */
   let print: (line: string) => void = outLine;
@@ -56,6 +65,12 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     if (done) trimShared(shared);
     return mode === 'wrap' ? { credentials: t?.credentials ?? [], ...(spawnedAt !== undefined ? { spawnedAt } : {}) } : t;
   };
+  /** Why the command's trace will not be in the collector (each command is judged, not only the first). */
+  const notSent = async (cmd: CommandSummary, waitMs: number): Promise<string | undefined> => {
+    if (exportOff) return exportOff;
+    const fate = await tracing.traceFate(cmd.traceId, waitMs);
+    return fate.state === 'dropped' ? fate.why : undefined;
+  };
   const spans = createSpanObserver({
     timing,
     tracer: tracing.tracer,
@@ -66,7 +81,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
       if (mode === 'wrap') {
         finished.push(cmd);
       } else if (!config.quiet) {
-        print(`trace: ${config.jaegerUrl.replace(/\/$/, '')}/trace/${cmd.traceId} ${cmd.command} (${cmd.requests.length} requests, ${Math.round(cmd.durationMs)}ms)`);
+        void notSent(cmd, FATE_WAIT_MS).then((why) => print(commandTraceLine(cmd, config.jaegerUrl, why)));
       }
     },
   });
@@ -78,8 +93,8 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     print = log.print;
     observers.push(log);
   }
-  const render = (cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }): string[] =>
-    renderWaterfall(cmd, { jaegerUrl: config.jaegerUrl, color: terminal.color, width: terminal.width, exportNote: exportOff });
+  const render = async (cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }, waitMs = FATE_WAIT_MS): Promise<string[]> =>
+    renderWaterfall(cmd, { jaegerUrl: config.jaegerUrl, color: terminal.color, width: terminal.width, exportNote: await notSent(cmd, waitMs) });
   return {
     observer: combineObservers(observers, (e) => warn(`kubetrail: telemetry error: ${describeError(e)}`)),
     spawning(at) {
@@ -91,12 +106,17 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
       return finished;
     },
     waterfall: (cmd) =>
-      render(cmd, {
-        // Called after the wrapped command exited, so opening process.stderr can no longer affect it.
-        color: isatty(2) && !env.NO_COLOR,
-        width: isatty(2) ? process.stderr.columns : undefined,
-      }),
+      render(
+        cmd,
+        {
+          // Called after the wrapped command exited, so opening process.stderr can no longer affect it.
+          color: isatty(2) && !env.NO_COLOR,
+          width: isatty(2) ? process.stderr.columns : undefined,
+        },
+        // After finish(): every span has been exported, refused or given up on.
+        0,
+      ),
     finishCommand: (tag, waitMs, life) => spans.finishCommand(tag, waitMs, life),
-    render,
+    render: (cmd, terminal) => render(cmd, terminal),
   };
 }

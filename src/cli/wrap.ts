@@ -103,7 +103,7 @@ export async function wrapInProcess(config: Config, argv: string[], env: NodeJS.
       afterExit: async ({ life }) => {
         const commands = await telemetry.finish(life);
         if (config.quiet) return;
-        for (const cmd of commands) for (const line of telemetry.waterfall(cmd)) errLine(line);
+        for (const cmd of commands) for (const line of await telemetry.waterfall(cmd)) errLine(line);
       },
     },
     env,

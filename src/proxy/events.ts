@@ -27,6 +27,12 @@ export interface RequestStart {
   userAgent: string | undefined;
   kubectlCommand: string | undefined;
   kubectlSession: string | undefined;
+  /**
+   * Who the client is, as a digest of the cluster, its certificate, its credentials and impersonation
+   * headers: equal for requests of one identity, never the credential itself, never exported. Groups a
+   * request that carries no Kubectl-Session with the session that follows (telemetry/spans.ts).
+   */
+  clientIdentity?: string;
   /** The wrapped command these requests belong to, from TLS SNI (kubeconfig/rewrite.ts), if tagged. */
   commandTag: string | undefined;
   /** Audit-ID the client itself sent, if any. */

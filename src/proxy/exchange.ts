@@ -3,7 +3,7 @@
  * response tap, and the stage events it publishes (events.ts). Every way a request can end goes through
  * `finish`, which publishes `end` exactly once; `connected` and `responded` publish at most once each.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
@@ -32,6 +32,7 @@ export function requestFacts(req: IncomingMessage, t: Target, peer: PeerIdentity
     userAgent: header(raw, 'user-agent'),
     kubectlCommand: header(raw, 'kubectl-command'),
     kubectlSession: header(raw, 'kubectl-session'),
+    clientIdentity: clientIdentity(t.route.name, peer, raw),
     commandTag: parseServerName((req.socket as TLSSocket).servername)?.tag,
     clientAuditId: header(raw, 'audit-id'),
     auth: authAttributes({
@@ -44,6 +45,14 @@ export function requestFacts(req: IncomingMessage, t: Target, peer: PeerIdentity
     }),
     insecure: t.route.insecureSkipTlsVerify,
   };
+}
+
+/** RequestStart.clientIdentity: a digest, so no credential is kept beyond the request. */
+function clientIdentity(cluster: string, peer: PeerIdentity, raw: RawHeaders): string {
+  const h = createHash('sha256').update(cluster).update('\0').update(peer.presented?.fingerprint256 ?? '');
+  for (const name of ['authorization', 'impersonate-user', 'impersonate-uid']) h.update('\0').update(header(raw, name) ?? '');
+  for (const g of headerAll(raw, 'impersonate-group')) h.update('\0').update(g);
+  return h.digest('base64url').slice(0, 22);
 }
 
 /** `CN=alice\nO=dev\nO=ops` → { commonName, organizations }. */

@@ -12,6 +12,8 @@ export interface RequestSummary {
   name: string;
   method: string;
   path: string;
+  /** API group of a resource request ('' for the core group); undefined otherwise. */
+  group?: string | undefined;
   cluster: string;
   discovery: boolean;
   /** Epoch ms. */

@@ -33,8 +33,27 @@ export interface DropCounts {
   maxQueue: number;
 }
 
+/**
+ * What became of one trace's spans: all handed to the collector, some dropped (`why`), or still on their
+ * way. `pending` with the collector failing (its last export failed) is reported as dropped.
+ */
+export type TraceFate = { state: 'sent' } | { state: 'dropped'; why: string } | { state: 'pending' };
+
+/** Traces whose fate is remembered (the last ones ended); older ones are forgotten. */
+const TRACES_KEPT = 256;
+/** At shutdown, how long the local trace store may take to write what it holds. */
+const STORE_FLUSH_MS = 1000;
+/** While the collector fails, how long traceFate() waits for a trace's own export at most. */
+const FAILING_RECHECK_MS = 150;
+
 export interface Tracing {
   tracer: Tracer;
+  /**
+   * The fate of a trace's spans, waiting at most `waitMs` for it to settle: not at all while the collector
+   * is known to work (`pending` then means on its way), at most FAILING_RECHECK_MS while it fails (then
+   * `dropped`), up to `waitMs` before any export has answered.
+   */
+  traceFate(traceId: string, waitMs?: number): Promise<TraceFate>;
   /** Spans ended but not exported (queue full, export failed, or not yet flushed): exact after shutdown. */
   dropped(): number;
   /** The same, by cause. */
@@ -57,6 +76,8 @@ export interface TracingOptions {
   warn: (line: string) => void;
   /** Replaces the OTLP/HTTP exporter (benchmarks); the batch processor, the gate and the counts stay. */
   exporter?: SpanExporter;
+  /** Also keep each finished trace here (the local trace store, telemetry/trace-store.ts). */
+  store?: SpanProcessor;
 }
 
 /** True only when the endpoint's host actively refuses a TCP connection (within 250 ms). */
@@ -90,15 +111,21 @@ class GuardedExporter implements SpanExporter {
   handedOver = 0;
   exported = 0;
   failed = 0;
+  /** Why the last export failed, until one succeeds: the collector is failing now. */
+  failing: string | undefined;
+  /** Some export has answered, either way. */
+  answered = false;
   readonly #onSettle = new Set<() => void>();
   readonly #inner: SpanExporter;
   readonly #endpoint: string;
   readonly #warn: (line: string) => void;
+  readonly #account: (spans: readonly ReadableSpan[], ok: boolean) => void;
 
-  constructor(inner: SpanExporter, endpoint: string, warn: (line: string) => void) {
+  constructor(inner: SpanExporter, endpoint: string, warn: (line: string) => void, account: (spans: readonly ReadableSpan[], ok: boolean) => void) {
     this.#inner = inner;
     this.#endpoint = endpoint;
     this.#warn = warn;
+    this.#account = account;
   }
 
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
@@ -108,11 +135,15 @@ class GuardedExporter implements SpanExporter {
       // An exporter answers once; count once even if one ever did not.
       if (settled) return;
       settled = true;
-      if (result.code === ExportResultCode.SUCCESS) {
+      this.answered = true;
+      const ok = result.code === ExportResultCode.SUCCESS;
+      this.failing = ok ? undefined : (result.error?.message.split('\n')[0] ?? 'failed');
+      this.#account(spans, ok);
+      if (ok) {
         this.exported += spans.length;
       } else {
         this.failed += spans.length;
-        this.firstFailure ??= result.error?.message.split('\n')[0] ?? 'failed';
+        this.firstFailure ??= this.failing;
         if (!this.warned) {
           this.warned = true;
           this.#warn(`kubetrail: cannot export traces to ${this.#endpoint} (${this.firstFailure}); traces are dropped, kubectl is unaffected`);
@@ -157,10 +188,32 @@ export function startTracing(opts: TracingOptions): Tracing {
   const resource = defaultResource()
     .merge(resourceFromAttributes({ 'service.name': 'kubetrail', 'service.version': opts.version }))
     .merge(detectResources({ detectors: [envDetector] }));
+  // Per trace: spans ended, exported, and dropped (queue full or export failed), for traceFate().
+  const traces = new Map<string, { ended: number; exported: number; dropped: number; why?: string }>();
+  const traceOf = (id: string): { ended: number; exported: number; dropped: number; why?: string } => {
+    let t = traces.get(id);
+    if (!t) {
+      if (traces.size >= TRACES_KEPT) traces.delete(traces.keys().next().value as string);
+      t = { ended: 0, exported: 0, dropped: 0 };
+      traces.set(id, t);
+    }
+    return t;
+  };
   const exporter = new GuardedExporter(
     opts.exporter ?? new OTLPTraceExporter({ url: opts.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS }),
     opts.endpoint,
     opts.warn,
+    (spans, ok) => {
+      for (const span of spans) {
+        const t = traces.get(span.spanContext().traceId);
+        if (!t) continue;
+        if (ok) t.exported++;
+        else {
+          t.dropped++;
+          t.why ??= `cannot export to ${opts.endpoint} (${exporter.failing ?? 'failed'})`;
+        }
+      }
+    },
   );
   const processor = new BatchSpanProcessor(exporter, {
     maxQueueSize: maxQueue,
@@ -182,8 +235,12 @@ export function startTracing(opts: TracingOptions): Tracing {
     onEnd: (span) => {
       if (shutdownStarted || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
       ended++;
+      const t = traceOf(span.spanContext().traceId);
+      t.ended++;
       if (passedOn - exporter.handedOver >= maxQueue) {
         queueFull++;
+        t.dropped++;
+        t.why ??= `over the ${maxQueue}-span export queue`;
         return;
       }
       passedOn++;
@@ -192,7 +249,7 @@ export function startTracing(opts: TracingOptions): Tracing {
     shutdown: () => processor.shutdown(),
     forceFlush: () => processor.forceFlush(),
   };
-  const provider = new BasicTracerProvider({ resource, spanProcessors: disabled ? [] : [gate] });
+  const provider = new BasicTracerProvider({ resource, spanProcessors: disabled ? [] : opts.store ? [gate, opts.store] : [gate] });
   const drops = (): DropCounts => ({
     ended,
     exported: exporter.exported,
@@ -202,6 +259,21 @@ export function startTracing(opts: TracingOptions): Tracing {
     maxQueue,
   });
   const dropped = (): number => ended - exporter.exported;
+  // Known before any export fails: a collector that refuses connections (a loopback connect answers at
+  // once). Until an export answers, this is what traceFate() knows of the collector.
+  let refused = false;
+  if (!disabled) void refusesConnections(opts.endpoint).then((r) => (refused = r && !exporter.answered));
+  let finished = false;
+  /** The trace's fate when it is settled: every span exported, or one dropped, or kubetrail gave up. */
+  const settledFate = (traceId: string): TraceFate | undefined => {
+    const t = traces.get(traceId);
+    if (!t || t.ended === 0) return { state: 'sent' };
+    if (t.dropped > 0) return { state: 'dropped', why: t.why ?? 'dropped' };
+    if (t.exported >= t.ended) return { state: 'sent' };
+    if (finished) return { state: 'dropped', why: `still unsent when kubetrail stopped waiting for ${opts.endpoint}` };
+    return undefined;
+  };
+  const failingNow = (): string | undefined => exporter.failing ?? (refused && !exporter.answered ? 'connection refused' : undefined);
   let reported = false;
   const report = (): void => {
     if (reported) return;
@@ -224,11 +296,26 @@ export function startTracing(opts: TracingOptions): Tracing {
     tracer: provider.getTracer('kubetrail', opts.version),
     dropped,
     drops,
+    async traceFate(traceId, waitMs = 0) {
+      const from = performance.now();
+      for (;;) {
+        const fate = settledFate(traceId);
+        if (fate) return fate;
+        const failing = failingNow();
+        // A collector known to work: the spans are on their way, nothing to wait for.
+        if (exporter.answered && failing === undefined) return { state: 'pending' };
+        // A failing collector may be back: its batch goes out within a moment, and a failure answers fast.
+        const budget = failing !== undefined ? Math.min(waitMs, FAILING_RECHECK_MS) : waitMs;
+        if (performance.now() - from >= budget) return failing !== undefined ? { state: 'dropped', why: `cannot export to ${opts.endpoint} (${failing})` } : { state: 'pending' };
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     async shutdown(timeoutMs = EXPORT_TIMEOUT_MS) {
       // A collector that refuses connections makes the exporter retry with a ~1 s backoff. When nothing
       // was ever exported, check first (a loopback connect answers in microseconds) and do not wait for it.
       if (!disabled && exporter.exported === 0 && (await refusesConnections(opts.endpoint))) {
         timeoutMs = 0;
+        refused = true;
         exporter.firstFailure ??= 'connection refused';
         if (!exporter.warned) {
           exporter.warned = true;
@@ -249,6 +336,9 @@ export function startTracing(opts: TracingOptions): Tracing {
       shutdownStarted = true;
       await Promise.race([flushed, deadline]);
       clearTimeout(timer);
+      finished = true;
+      // The local store writes to the state dir, whatever the collector does: wait for it apart (bounded).
+      if (opts.store && !disabled) await Promise.race([opts.store.forceFlush(), new Promise((r) => setTimeout(r, STORE_FLUSH_MS).unref())]);
       if (!disabled) report();
     },
   };

@@ -56,6 +56,7 @@ interface Pending {
   connected?: UpstreamConnected;
   response?: ResponseStart;
   name: string;
+  group: string | undefined;
   discovery: boolean;
 }
 
@@ -73,6 +74,11 @@ export interface SpanObserverOptions {
    * idle does not end the command then; it is checked again after another idle period. Default: no.
    */
   tagAlive?: (tag: string) => boolean;
+  /**
+   * Start mode: a request without Kubectl-Session joins the session that follows it from the same client
+   * identity within this long (default ADOPT_WINDOW_MS). See adoptable().
+   */
+  adoptWindowMs?: number;
   onCommandFinished?: (summary: CommandSummary) => void;
   /**
    * What happened outside the requests (kubeconfig/credential-shim.ts): credential plugin runs and, for a
@@ -100,6 +106,12 @@ export interface SpanObserver extends StageObserver {
 const TAGGED_IDLE_MS = 60_000;
 const RECENT_MS = 60_000;
 const RECENT_MAX = 64;
+
+/**
+ * How soon after a session-less request a session of the same client identity must start to join its
+ * trace: the gcloud kubectl dispatcher's `/version` probe, then the kubectl it picked, a new process.
+ */
+export const ADOPT_WINDOW_MS = 1500;
 
 /**
  * auth and rbac are decisions, not waits: they last one microsecond. (A zero-length span makes Jaeger
@@ -135,6 +147,24 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   const at = (start: RequestStart, t: number): number => start.startedAt + (t - start.t0);
 
   const recent = new Map<string, { summary: CommandSummary; at: number }>();
+  const adoptWindow = opts.adoptWindowMs ?? ADOPT_WINDOW_MS;
+  /**
+   * Session-less commands a session may still adopt, by client identity (the last one each). Only
+   * discovery (the dispatcher's `/version`) is adopted: a client that never sends a session (helm,
+   * client-go: #19) keeps a trace per request until grouping by identity, user agent and idleness
+   * serves it too, with this same map.
+   */
+  const unclaimed = new Map<string, { cmd: Command; until: number }>();
+
+  /** The session-less command of this client identity that a new session joins, if any. */
+  function adoptable(start: RequestStart): Command | undefined {
+    if (!start.kubectlSession || start.clientIdentity === undefined) return undefined;
+    const u = unclaimed.get(start.clientIdentity);
+    if (!u) return undefined;
+    unclaimed.delete(start.clientIdentity);
+    const live = commands.get(u.cmd.key) === u.cmd && (u.cmd.open > 0 || performance.now() <= u.until);
+    return live && u.cmd.requests.every((r) => r.discovery) ? u.cmd : undefined;
+  }
 
   function remember(key: string, summary: CommandSummary): void {
     const now = Date.now();
@@ -167,6 +197,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
 
   function endCommand(cmd: Command, life?: KubectlLife): void {
     if (!commands.delete(cmd.key)) return;
+    for (const [identity, u] of unclaimed) if (u.cmd === cmd) unclaimed.delete(identity);
     if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
     cmd.onIdle = undefined;
     const sum = totals(cmd.requests);
@@ -294,6 +325,14 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   function commandFor(start: RequestStart, name: string): Command {
     const key = keyOf(start);
     let cmd = commands.get(key);
+    if (!cmd && !opts.singleCommand && !start.commandTag) {
+      cmd = adoptable(start);
+      if (cmd) {
+        commands.delete(cmd.key);
+        cmd.key = key;
+        commands.set(key, cmd);
+      }
+    }
     if (cmd && cmd.command !== start.kubectlCommand && cmd.session === undefined && start.kubectlCommand) {
       // The first request had no Kubectl-Command (dispatcher probe): name the trace after kubectl's command.
       cmd.command = start.kubectlCommand;
@@ -308,7 +347,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   }
 
   function idleDelay(cmd: Command): number {
-    return cmd.key.startsWith('tag:') ? Math.max(opts.idleMs, TAGGED_IDLE_MS) : opts.idleMs;
+    if (cmd.key.startsWith('tag:')) return Math.max(opts.idleMs, TAGGED_IDLE_MS);
+    // A session-less command stays open for a session to adopt it.
+    if (cmd.key.startsWith('request:')) return Math.max(opts.idleMs, adoptWindow);
+    return opts.idleMs;
   }
 
   function armIdle(cmd: Command, ms: number): void {
@@ -369,7 +411,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
       upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
       upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
-      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, discovery });
+      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, group: info.isResourceRequest ? info.apiGroup : undefined, discovery });
       // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
       // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
       const sc0 = upstream.spanContext();
@@ -451,6 +493,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         name: p.name,
         method: start.method,
         path: start.path,
+        group: p.group,
         cluster: start.cluster,
         discovery: p.discovery,
         startedAt: start.startedAt,
@@ -473,6 +516,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       });
       command.lastEnd = Math.max(command.lastEnd, endAt);
       command.open--;
+      if (command.key.startsWith('request:') && start.clientIdentity !== undefined) unclaimed.set(start.clientIdentity, { cmd: command, until: performance.now() + adoptWindow });
       if (command.open === 0 && command.onIdle) {
         command.onIdle();
       } else if (command.open === 0 && opts.idleMs > 0) {

@@ -35,6 +35,8 @@ import {
   type Comparison,
   type JaegerTrace,
 } from './helpers.ts';
+import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
+import { runKubetrail } from '../helpers/run-kubetrail.ts';
 import { startStack, type Stack } from './stack/stack.ts';
 
 const NS = {
@@ -352,6 +354,17 @@ describe('the apiserver’s own spans join kubetrail’s trace', () => {
     const whole = await fetchTrace(stack.jaegerUrl, traceId, (x) => apiserverServerSpans([x]).length >= t.requests.length);
     expect(whole && apiserverServerSpans([whole]).length).toBe(t.requests.length);
     expect(whole && kubetrailSpans(whole).length).toBe(t.trace.spans.filter((s) => serviceOf(t.trace, s) === 'kubetrail').length);
+
+    // `kubetrail show` draws the same trace from Jaeger's API v3: the apiserver's spans (and etcd's) under
+    // kubetrail's upstream spans (#12 item 4). A fresh state dir: nothing of it kept locally.
+    const shown = await runKubetrail(['show', traceId, '--jaeger-url', stack.jaegerUrl], { env: kubetrailEnv(freshHome()) });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stderr).toBe(`kubetrail: trace ${traceId} from Jaeger at ${stack.jaegerUrl}\n`);
+    const tree = shown.stdout.toString().trimEnd().split('\n');
+    expect(tree[0]).toMatch(/^kubectl get \[kubetrail\] /);
+    const ups = tree.flatMap((l, i) => (/^ {4}upstream \[kubetrail\]/.test(l) ? [i] : []));
+    expect(ups.length, shown.stdout.toString()).toBe(t.requests.length);
+    for (const i of ups) expect(tree[i + 1], shown.stdout.toString()).toMatch(/^ {6}\S.* \[apiserver\] /);
   });
 
   it('for alice the apiserver starts its own traces, linked to kubetrail’s upstream spans and found by the audit id', async () => {

@@ -172,6 +172,46 @@ describe('the first wrapped command starts a background kubetrail', () => {
   });
 });
 
+describe('a collector that fails (#12 item 5)', () => {
+  it('every command whose spans were dropped says so instead of a link, not only the first; a collector back gets links again', async () => {
+    const failing = await startOtlpReceiver('500');
+    const s = await setup({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: failing.url });
+    const NOT_SENT = new RegExp(`^trace not sent: cannot export to ${failing.url.replace(/[.]/g, '\\.')} \\(.+\\)$`, 'm');
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.toString()).toBe('pod/web-0\n');
+        expect(r.stderr, `command ${i + 1}`).toMatch(NOT_SENT);
+        expect(traceIds(r.stderr), `command ${i + 1}`).toEqual([]);
+      }
+      failing.mode = 'ok';
+      const back = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+      const [id] = traceIds(back.stderr);
+      expect(id, back.stderr).toMatch(/^[0-9a-f]{32}$/);
+      expect(back.stderr).not.toMatch(/trace not sent/);
+      await expect.poll(() => failing.spans.some((sp) => sp.traceId === id), { timeout: 5000 }).toBe(true);
+    } finally {
+      await stop(s);
+      await failing.close();
+    }
+  });
+
+  it('a refused collector: the same, from the first command on', async () => {
+    const s = await setup({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:9/v1/traces' });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr, `command ${i + 1}`).toMatch(/^trace not sent: cannot export to http:\/\/127\.0\.0\.1:9\/v1\/traces \(.+\)$/m);
+        expect(traceIds(r.stderr)).toEqual([]);
+      }
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
 describe('its life', () => {
   it('exits after --linger with no request and no wrapped command, and removes its state file', async () => {
     const s = await setup();

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -116,6 +116,39 @@ describe('the stable port and kubectl caches', () => {
   });
 });
 
+/** The Google Cloud SDK's kubectl dispatcher (/usr/bin/kubectl here): it asks /version, with no Kubectl-Session, then runs the kubectl it picks. */
+const DISPATCHER = '/usr/lib/google-cloud-sdk/bin/kubectl';
+
+describe.skipIf(!existsSync(DISPATCHER))('`kubetrail start` and the gcloud kubectl dispatcher (#12 item 6)', () => {
+  it("groups the dispatcher's /version with the kubectl command that follows: one trace line, as wrap mode", async () => {
+    const port = await unusedPort();
+    const home = freshHome();
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
+    try {
+      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+      const kc = /^export KUBECONFIG=(\S+)$/m.exec(log)?.[1] ?? '';
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const k = spawn(DISPATCHER, ['--context', 'alice', 'get', 'pods', '-o', 'name'], { env: { ...kubetrailEnv(home), KUBECONFIG: kc }, stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        k.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        k.on('close', (code) => resolve({ code, out }));
+      });
+      expect(r.code).toBe(0);
+      expect(r.out).toBe('pod/web-0\n');
+      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^trace not sent: kubectl get \(\d+ requests, /m);
+      expect(log).toMatch(/^\S+ 200 GET \/version \/version /m);
+      // One trace for the whole command: none for the dispatcher's probe alone.
+      await new Promise((res) => setTimeout(res, 2000));
+      expect(log.match(/^trace/gm)).toHaveLength(1);
+    } finally {
+      start.kill('SIGTERM');
+      await new Promise((res) => start.on('close', res));
+    }
+  });
+});
+
 describe('the wrapped command', () => {
   it("redirects kubectl's own --kubeconfig through kubetrail", async () => {
     const mark = fake.requests.length;
@@ -123,7 +156,8 @@ describe('the wrapped command', () => {
     const r = await runKubetrail(['--listen', '127.0.0.1:0', '--', kubectlPath('1.33'), `--kubeconfig=${kubeconfig}`, '--context', 'tina', 'get', 'pods', '-o', 'name'], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true', NO_COLOR: '1' } });
     expect(r.code).toBe(0);
     expect(r.stdout.toString()).toBe('pod/web-0\n');
-    expect(r.stderr).toMatch(/trace: http:\/\/localhost:16686\/trace\/[0-9a-f]{32}/);
+    // The waterfall of the traced command (export is off here, so no link: #12 item 5).
+    expect(r.stderr).toMatch(/^kubectl get · \d+ requests · .*\n[^]*^trace not sent: export disabled by OTEL_SDK_DISABLED$/m);
     expect(fake.requests.length).toBeGreaterThan(mark);
   });
 

@@ -386,7 +386,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
 
       // `start` logs one line per request, then the command's Jaeger link (compose's KUBETRAIL_JAEGER_URL).
       await expect.poll(() => out, { timeout: 10_000 }).toMatch(/^\S+ 200 .*\/api\/v1\/namespaces\/default\/pods\b.* \[fake\]$/m);
-      await expect.poll(() => out, { timeout: 10_000 }).toMatch(/^trace: http:\/\/localhost:16686\/trace\/([0-9a-f]{32}) kubectl get \(\d+ requests, \d+ms\)$/m);
+      await expect.poll(() => out, { timeout: 10_000 }).toMatch(/^trace: http:\/\/localhost:16686\/trace\/([0-9a-f]{32}) kubectl get \(\d+ requests?, \d+(\.\d)?m?s\)$/m);
       const traceId = /trace: http:\/\/localhost:16686\/trace\/([0-9a-f]{32})/.exec(out)?.[1];
 
       // `docker compose exec kubetrail kubetrail doctor` (docs/docker.md): the built doctor, from inside.

@@ -103,6 +103,8 @@ const ON_THE_STACK = [
   'eval "$(npm run -s stack -- env)"',
   'npx kubetrail --jaeger-url "$JAEGER_URL" -- kubectl --context alice get pods',
   'curl -s "$JAEGER_URL/api/traces/<trace id>"',
+  'npx kubetrail show last --jaeger-url "$JAEGER_URL"',
+  'npx kubetrail show <trace id> --json --jaeger-url "$JAEGER_URL"',
   'npm run stack -- down',
   // transcripts: printed by `npm run demo`, or run in that block
   'kubetrail -- kubectl --context alice get pods -A',
@@ -541,6 +543,18 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
           return names.includes('kubectl get') && names.includes('list pods');
         }, { timeout: 15_000, interval: 500 })
         .toBe(true);
+
+      // `kubetrail show`: the same trace as a tree, from the real Jaeger (#12 item 4; alice's apiserver spans are
+      // in traces of their own: test/e2e/kubetrail.test.ts shows admin's under kubetrail's).
+      const shown = await sh('npx kubetrail show last --jaeger-url "$JAEGER_URL"', env);
+      expect(shown.code, shown.stderr).toBe(0);
+      expect(shown.stderr).toContain(`trace ${id ?? ''} from Jaeger at ${vars.JAEGER_URL ?? ''}`);
+      const tree = shown.stdout.toString().split('\n');
+      expect(tree[0]).toMatch(/^kubectl get \[kubetrail\] /);
+      expect(tree).toContainEqual(expect.stringMatching(/^ {2}list pods \[kubetrail\] \S+ 200$/));
+      const json = await sh('npx kubetrail show <trace id> --json --jaeger-url "$JAEGER_URL"'.replace('<trace id>', id ?? ''), env);
+      expect(json.code, json.stderr).toBe(0);
+      expect(JSON.stringify(JSON.parse(json.stdout.toString()))).toContain('"service.name"');
 
       // `npm ci` is CI's first step; the demo after it:
       const demo = await sh('npm ci && npm run demo'.replace('npm ci && ', ''), base());

@@ -308,11 +308,12 @@ describe('standard OTEL_* variables', () => {
     expect(spans[0]?.resource).toMatchObject({ 'service.name': 'kubetrail-laptop', team: 'platform', 'deployment.environment': 'dev' });
   });
 
-  it('OTEL_SDK_DISABLED=true exports nothing; the waterfall still prints, saying why the link is empty', async () => {
+  it('OTEL_SDK_DISABLED=true exports nothing; the waterfall still prints, saying why there is no link', async () => {
     const before = receiver.raw.length;
     const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_SDK_DISABLED: 'true' } });
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/trace: \S+\/trace\/[0-9a-f]{32} \(export disabled by OTEL_SDK_DISABLED\)/);
+    expect(r.stderr).toMatch(/^trace not sent: export disabled by OTEL_SDK_DISABLED$/m);
+    expect(r.stderr).not.toMatch(/\/trace\/[0-9a-f]{32}/);
     await new Promise((res) => setTimeout(res, 700));
     expect(receiver.raw.length).toBe(before);
   });

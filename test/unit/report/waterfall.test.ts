@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderWaterfall } from '../../../src/report/waterfall.ts';
+import { commandTraceLine, renderWaterfall } from '../../../src/report/waterfall.ts';
 import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
 
 function req(over: Partial<RequestSummary>): RequestSummary {
@@ -39,7 +39,7 @@ describe('renderWaterfall', () => {
     expect(lines.join('\n')).not.toMatch(/\x1b\[/);
     expect(lines[0]).toBe('kubectl get · 4 requests · 400ms · 600 items in 2 pages');
     const rows = lines.slice(1, 5);
-    expect(rows.map((r) => r.trim().split(/\s{2,}|\s(?=\d{3}\s)/)[0])).toEqual(['GET /api', 'GET /apis/{group}/{ve…', 'list pods', 'list pods']);
+    expect(rows.map((r) => r.trim().split(/\s{2,}|\s(?=\d{3}\s)/)[0])).toEqual(['GET /api', 'GET /apis/{group}/{version}', 'list pods', 'list pods']);
     // Bars start where the request started: later requests start further right.
     const barStart = rows.map((r) => r.indexOf('█'));
     expect(barStart).toEqual([...barStart].sort((a, b) => a - b));
@@ -59,5 +59,74 @@ describe('renderWaterfall', () => {
     expect(plain).toContain('rbac: denied for mallory: cannot list pods');
     const coloured = renderWaterfall(denied, { jaegerUrl: 'http://j', color: true }).join('\n');
     expect(coloured).toMatch(/\x1b\[33m403\x1b\[0m/);
+  });
+});
+
+describe('renderWaterfall: the terminal width (#12 item 8)', () => {
+  const long: CommandSummary = {
+    ...cmd,
+    requests: [
+      req({ name: 'list validatingadmissionpolicybindings', group: 'admissionregistration.k8s.io', startedAt: 1_000, durationMs: 30, items: 0 }),
+      req({ name: 'list events', group: '', startedAt: 1_040, durationMs: 50, items: 12 }),
+      req({ name: 'list events', group: 'events.k8s.io', startedAt: 1_100, durationMs: 290, items: 12 }),
+    ],
+  };
+  const url = 'http://localhost:16686/trace/0123456789abcdef0123456789abcdef';
+
+  it('at 200 columns, the name column holds whole names and the group where two names collide', () => {
+    const lines = renderWaterfall(long, { jaegerUrl: 'http://localhost:16686', color: false, width: 200 });
+    for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(200);
+    const rows = lines.slice(1, 4);
+    expect(rows[0]).toMatch(/^ {2}list validatingadmissionpolicybindings +200 /);
+    // `list events` twice, once per API group: the group tells them apart, as kubectl's resource.group does.
+    expect(rows[1]).toMatch(/^ {2}list events +200 /);
+    expect(rows[2]).toMatch(/^ {2}list events\.events\.k8s\.io +200 /);
+    // The bar uses the room: wider than at 80 columns.
+    const bar = (l: string): number => (l.match(/█+/)?.[0] ?? '').length;
+    const narrow = renderWaterfall(long, { jaegerUrl: 'http://localhost:16686', color: false, width: 80 });
+    expect(bar(rows[2] ?? '')).toBeGreaterThan(bar(narrow[3] ?? '') * 2);
+    expect(lines.at(-1)).toBe(`trace: ${url}`);
+  });
+
+  it('at 40 columns, every row fits and the trace link stays whole on a line of its own', () => {
+    const lines = renderWaterfall(long, { jaegerUrl: 'http://localhost:16686', color: false, width: 40 });
+    const others = lines.filter((l) => l !== url);
+    for (const l of others) expect(l.length, l).toBeLessThanOrEqual(40);
+    expect(lines).toContain(url);
+    // Each row still has its status and duration.
+    for (const r of lines.slice(1, 4)) expect(r).toMatch(/ 200 .* \d+(\.\d)?ms/);
+  });
+});
+
+describe('renderWaterfall: a watch (#12 item 7)', () => {
+  it('prints no slowest or discovery block: a watch lasts as long as the user chose', () => {
+    const watch: CommandSummary = {
+      ...cmd,
+      durationMs: 42_980,
+      requests: [
+        req({ name: 'GET /api', discovery: true, startedAt: 1_000, durationMs: 6 }),
+        req({ name: 'list pods', startedAt: 1_010, durationMs: 8, items: 3 }),
+        req({ name: 'watch pods', startedAt: 1_020, durationMs: 42_960, watchEvents: 12 }),
+      ],
+    };
+    const text = renderWaterfall(watch, { jaegerUrl: 'http://j', color: false }).join('\n');
+    expect(text).not.toMatch(/^slowest:|^discovery:/m);
+    expect(text).toContain('43.0s');
+    expect(text).toContain('12 ev');
+  });
+});
+
+describe('a trace that was not sent (#12 item 5)', () => {
+  it('the waterfall says why instead of a link that would lead nowhere', () => {
+    const lines = renderWaterfall(cmd, { jaegerUrl: 'http://localhost:16686', color: false, exportNote: 'cannot export to http://127.0.0.1:9/v1/traces (connection refused)' });
+    expect(lines.at(-1)).toBe('trace not sent: cannot export to http://127.0.0.1:9/v1/traces (connection refused)');
+    expect(lines.join('\n')).not.toContain('/trace/');
+  });
+
+  it("start mode's line: the link, or the command and why there is none", () => {
+    expect(commandTraceLine(cmd, 'http://j/', undefined)).toBe('trace: http://j/trace/0123456789abcdef0123456789abcdef kubectl get (4 requests, 400ms)');
+    expect(commandTraceLine({ ...cmd, requests: cmd.requests.slice(0, 1), durationMs: 42_980 }, 'http://j', 'export disabled by OTEL_SDK_DISABLED')).toBe(
+      'trace not sent: kubectl get (1 request, 43.0s): export disabled by OTEL_SDK_DISABLED',
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RequestStart } from '../../../src/proxy/events.ts';
+import type { CommandSummary } from '../../../src/telemetry/commands.ts';
 import { createSpanObserver } from '../../../src/telemetry/spans.ts';
 
 const exporter = new InMemorySpanExporter();
@@ -99,5 +100,37 @@ describe('tagged commands (wrap mode with a background kubetrail)', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('start mode: a request without Kubectl-Session (#12 item 6)', () => {
+  function observe(adoptWindowMs = 1500): { obs: ReturnType<typeof createSpanObserver>; done: CommandSummary[] } {
+    const done: CommandSummary[] = [];
+    const obs = createSpanObserver({ tracer, idleMs: 20, adoptWindowMs, onCommandFinished: (c) => done.push(c) });
+    return { obs, done };
+  }
+  const probe = { path: '/version', query: '', kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'Go-http-client/1.1' };
+
+  it("the gcloud dispatcher's /version joins the session that follows from the same identity: one trace, named after kubectl's command", async () => {
+    const { obs, done } = observe();
+    request(obs, { ...probe, clientIdentity: 'alice' })();
+    await new Promise((r) => setTimeout(r, 50));
+    request(obs, { kubectlSession: 's1', clientIdentity: 'alice' })();
+    request(obs, { kubectlSession: 's1', clientIdentity: 'alice', path: '/api/v1/namespaces/default/configmaps' })();
+    await vi.waitFor(() => expect(done).toHaveLength(1), { timeout: 3000 });
+    expect(done[0]?.command).toBe('kubectl get');
+    expect(done[0]?.requests.map((r) => r.path)).toEqual(['/version', '/api/v1/namespaces/default/pods', '/api/v1/namespaces/default/configmaps']);
+    const roots = exporter.getFinishedSpans().filter((s) => s.parentSpanContext === undefined);
+    expect(roots.map((r) => r.name)).toEqual(['kubectl get']);
+  });
+
+  it('another identity, or a session that comes too late, gets a trace of its own', async () => {
+    const { obs, done } = observe(100);
+    request(obs, { ...probe, clientIdentity: 'alice' })();
+    request(obs, { kubectlSession: 's2', clientIdentity: 'bob' })();
+    await new Promise((r) => setTimeout(r, 150));
+    request(obs, { kubectlSession: 's3', clientIdentity: 'alice' })();
+    await vi.waitFor(() => expect(done).toHaveLength(3), { timeout: 3000 });
+    expect(done.map((c) => c.requests.length)).toEqual([1, 1, 1]);
   });
 });
