@@ -6,8 +6,8 @@
  */
 import { writeSync } from 'node:fs';
 
-export function writeAll(fd: 1 | 2, text: string): void {
-  const buf = Buffer.from(text);
+export function writeAll(fd: 1 | 2, data: string | Uint8Array): void {
+  const buf = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   let off = 0;
   for (let tries = 0; off < buf.length && tries < 1000; tries++) {
     try {
