@@ -1,10 +1,10 @@
 /**
- * Builds the end-to-end stack's binaries (kube-apiserver, etcd, Jaeger) from the wrapper Go modules
- * in ./go/<component>, into a cache directory outside the clone. A binary is keyed by its module
+ * Builds the end-to-end stack's binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
+ * Jaeger, kwok) from the wrapper Go modules in ./go/<module dir>, into a cache directory outside the clone. A binary is keyed by its module
  * version, the Go version and a hash of go.mod, go.sum and the build flags, so an unchanged key is
  * never built twice. GOMODCACHE and GOCACHE live in the same cache directory.
  *
- *   node test/e2e/stack/build.ts        # build whatever is missing, print the paths
+ *   node test/e2e/stack/build.ts [component…]   # build whatever is missing (of those named), print the paths
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -12,11 +12,19 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync } fr
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-export type ComponentName = 'etcd' | 'jaeger' | 'kube-apiserver';
+export type ComponentName =
+  | 'etcd'
+  | 'jaeger'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kube-scheduler'
+  | 'kwok';
 
 interface Component {
   /** The module whose version the wrapper's go.mod pins. */
   module: string;
+  /** The wrapper module's directory under ./go; default: the component's name. */
+  dir?: string;
   /** The main package to build. */
   pkg: string;
   /** -X flags for the pinned version. */
@@ -35,15 +43,35 @@ const COMPONENTS: Record<ComponentName, Component> = {
   'kube-apiserver': {
     module: 'k8s.io/kubernetes',
     pkg: 'k8s.io/kubernetes/cmd/kube-apiserver',
-    // Without these /version reports v0.0.0-master and kubectl warns about version skew.
-    stamp: (v) => {
-      const [, minor] = /^v1\.(\d+)\./.exec(v) ?? [];
-      if (minor === undefined) throw new Error(`kube-apiserver: unexpected version ${v}`);
-      const pkg = 'k8s.io/component-base/version';
-      return [`-X ${pkg}.gitVersion=${v}`, `-X ${pkg}.gitMajor=1`, `-X ${pkg}.gitMinor=${minor}`];
-    },
+    stamp: kubernetesStamp,
+  },
+  // The same wrapper module as the apiserver, so all three are one Kubernetes version and share its build cache.
+  'kube-controller-manager': {
+    module: 'k8s.io/kubernetes',
+    dir: 'kube-apiserver',
+    pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
+    stamp: kubernetesStamp,
+  },
+  'kube-scheduler': {
+    module: 'k8s.io/kubernetes',
+    dir: 'kube-apiserver',
+    pkg: 'k8s.io/kubernetes/cmd/kube-scheduler',
+    stamp: kubernetesStamp,
+  },
+  // Simulated nodes and kubelets. Its version is a constant in its source, so it needs no stamp.
+  kwok: {
+    module: 'sigs.k8s.io/kwok',
+    pkg: 'sigs.k8s.io/kwok/cmd/kwok',
   },
 };
+
+/** Without these /version reports v0.0.0-master and kubectl warns about version skew. */
+function kubernetesStamp(v: string): string[] {
+  const [, minor] = /^v1\.(\d+)\./.exec(v) ?? [];
+  if (minor === undefined) throw new Error(`k8s.io/kubernetes: unexpected version ${v}`);
+  const pkg = 'k8s.io/component-base/version';
+  return [`-X ${pkg}.gitVersion=${v}`, `-X ${pkg}.gitMajor=1`, `-X ${pkg}.gitMinor=${minor}`];
+}
 
 export const COMPONENT_NAMES = Object.keys(COMPONENTS) as ComponentName[];
 
@@ -57,18 +85,39 @@ export function stackCacheDir(): string {
 export interface BuildOptions {
   cacheDir?: string;
   log?: (line: string) => void;
+  /** Default: all of them. */
+  components?: readonly ComponentName[];
 }
 
-export type Binaries = Record<ComponentName, string>;
+export type Binaries = Partial<Record<ComponentName, string>>;
 
-/** Returns the path of every component's binary, building those not in the cache yet (minutes each). */
+/** Returns the path of each component's binary, building those not in the cache yet (minutes each). */
 export async function ensureBinaries(opts: BuildOptions = {}): Promise<Binaries> {
   const cacheDir = opts.cacheDir ?? stackCacheDir();
   const log = opts.log ?? ((line: string) => process.stderr.write(`[stack] ${line}\n`));
   const goVersion = goEnv('GOVERSION');
-  const out: Partial<Binaries> = {};
-  for (const name of COMPONENT_NAMES) out[name] = await ensureBinary(name, goVersion, cacheDir, log);
-  return out as Binaries;
+  const out: Binaries = {};
+  for (const name of opts.components ?? COMPONENT_NAMES) out[name] = await ensureBinary(name, goVersion, cacheDir, log);
+  return out;
+}
+
+/**
+ * Where the Go module cache holds the source of a component's pinned module (extracted by its build):
+ * the stack reads kwok's stock Stage definitions from there rather than copying them into the repository.
+ */
+export function moduleSourceDir(name: ComponentName, cacheDir = stackCacheDir()): string {
+  const { module } = COMPONENTS[name];
+  // The module cache escapes upper-case letters as '!' + lower case.
+  const escaped = module.replace(/[A-Z]/g, (c) => `!${c.toLowerCase()}`);
+  return join(cacheDir, 'gomod', `${escaped}@${pinnedVersion(name)}`);
+}
+
+function pinnedVersion(name: ComponentName): string {
+  const c = COMPONENTS[name];
+  const goMod = readFileSync(join(MODULES_DIR, c.dir ?? name, 'go.mod'), 'utf8');
+  const version = new RegExp(`^\\s*(?:require\\s+)?${c.module.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm').exec(goMod)?.[1];
+  if (version === undefined) throw new Error(`build: ${join(MODULES_DIR, c.dir ?? name)}/go.mod does not require ${c.module}`);
+  return version;
 }
 
 function goEnv(key: string): string {
@@ -79,26 +128,35 @@ function goEnv(key: string): string {
   }
 }
 
+/** True when every named component's binary is in the cache for the current go.mod/go.sum and Go. */
+export function isBuilt(components: readonly ComponentName[] = COMPONENT_NAMES, cacheDir = stackCacheDir()): boolean {
+  const goVersion = goEnv('GOVERSION');
+  return components.every((name) => existsSync(buildPlan(name, goVersion, cacheDir).bin));
+}
+
+/** Where a component's binary goes and how it is built: the cache key is the version, Go and a hash of what goes in. */
+function buildPlan(name: ComponentName, goVersion: string, cacheDir: string) {
+  const c = COMPONENTS[name];
+  const modDir = join(MODULES_DIR, c.dir ?? name);
+  const version = pinnedVersion(name);
+  const args = ['build', '-trimpath', '-buildvcs=false', '-ldflags', ['-s', '-w', ...(c.stamp?.(version) ?? [])].join(' ')];
+  const hash = createHash('sha256')
+    .update(readFileSync(join(modDir, 'go.mod')))
+    .update(readFileSync(join(modDir, 'go.sum')))
+    .update(args.join('\0'))
+    .digest('hex')
+    .slice(0, 12);
+  const dir = join(cacheDir, 'bin', `${name}-${version}-${goVersion}-${hash}`);
+  return { c, modDir, version, args, dir, bin: join(dir, name) };
+}
+
 async function ensureBinary(
   name: ComponentName,
   goVersion: string,
   cacheDir: string,
   log: (line: string) => void,
 ): Promise<string> {
-  const c = COMPONENTS[name];
-  const modDir = join(MODULES_DIR, name);
-  const goMod = readFileSync(join(modDir, 'go.mod'), 'utf8');
-  const version = new RegExp(`^\\s*(?:require\\s+)?${c.module.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm').exec(goMod)?.[1];
-  if (version === undefined) throw new Error(`build: ${modDir}/go.mod does not require ${c.module}`);
-  const args = ['build', '-trimpath', '-buildvcs=false', '-ldflags', ['-s', '-w', ...(c.stamp?.(version) ?? [])].join(' ')];
-  const hash = createHash('sha256')
-    .update(goMod)
-    .update(readFileSync(join(modDir, 'go.sum')))
-    .update(args.join('\0'))
-    .digest('hex')
-    .slice(0, 12);
-  const dir = join(cacheDir, 'bin', `${name}-${version}-${goVersion}-${hash}`);
-  const bin = join(dir, name);
+  const { c, modDir, version, args, dir, bin } = buildPlan(name, goVersion, cacheDir);
   if (existsSync(bin)) return bin;
 
   mkdirSync(dir, { recursive: true });
@@ -140,6 +198,15 @@ function run(cmd: string, args: string[], cwd: string, logFile: string, env: Rec
 }
 
 if (import.meta.main) {
-  const bins = await ensureBinaries();
-  for (const name of COMPONENT_NAMES) console.log(`${name}\t${bins[name]}`);
+  const named = process.argv.slice(2);
+  const unknown = named.filter((n) => !(COMPONENT_NAMES as string[]).includes(n));
+  if (unknown.length > 0) {
+    console.error(`build: unknown component ${unknown.join(', ')} (known: ${COMPONENT_NAMES.join(' ')})`);
+    process.exit(2);
+  }
+  const components = named.length > 0 ? (named as ComponentName[]) : COMPONENT_NAMES;
+  const started = Date.now();
+  const bins = await ensureBinaries({ components });
+  for (const name of components) console.log(`${name}\t${bins[name] ?? ''}`);
+  console.error(`[stack] binaries ready in ${Math.round((Date.now() - started) / 1000)}s`);
 }

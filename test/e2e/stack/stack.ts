@@ -1,14 +1,17 @@
 /**
  * The real stack for end-to-end tests: etcd, Jaeger (memory storage) and kube-apiserver with tracing,
- * all on 127.0.0.1 and free ports, with per-run certificates and test users.
+ * all on 127.0.0.1 and free ports, with per-run certificates and test users. With nodes, also
+ * kube-controller-manager, kube-scheduler and kwok, which simulates the nodes and their kubelets: pods
+ * are scheduled and run, and logs/exec/attach/port-forward cross the apiserver to kwok's kubelet server.
  *
- *   npm run stack -- up | down | env
+ *   npm run stack -- up [--nodes N] | down | env
  *
  * Tests import startStack() instead; see the Stack interface.
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
+  chownSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -17,16 +20,17 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:https';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts';
-import { ensureBinaries, type ComponentName } from './build.ts';
+import { ensureBinaries, moduleSourceDir, type Binaries, type ComponentName } from './build.ts';
 
 /**
  * Test users, one kubeconfig context each. alice and tina may do what the bootstrap `edit` ClusterRole
@@ -59,6 +63,24 @@ export interface StackInfo {
   otlpGrpcEndpoint: string;
   /** KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT and JAEGER_URL. */
   env: Record<string, string>;
+  /** Names of the simulated nodes, Ready; empty when the stack was started without nodes. */
+  nodes: string[];
+  /** Present with nodes: what every simulated container is made of (see kwokConfig). */
+  container?: ContainerInfo;
+}
+
+export interface ContainerInfo {
+  /** kwok's kubelet server (logs, exec, attach, port-forward), which the apiserver calls. */
+  kubeletUrl: string;
+  /** Every container's log in the CRI format: `logs` reads it, `attach` follows what is appended. */
+  logFile: string;
+  /** What the log file holds at start (`resetContainerLog` writes it back). */
+  initialLog: string;
+  /**
+   * `exec` runs its command on this machine, in this directory (as nobody when the stack runs as root),
+   * so `kubectl cp` reads and writes real files here: the simulated containers share one filesystem.
+   */
+  rootDir: string;
 }
 
 export interface Stack extends StackInfo {
@@ -74,6 +96,11 @@ export interface StackOptions {
   log?: (line: string) => void;
   /** Leave the processes running when this Node process exits (the CLI's `up`). */
   persist?: boolean;
+  /**
+   * Simulated nodes. With one or more, kube-controller-manager, kube-scheduler and kwok run too; with 0
+   * (the default) none of them do: pods stay Pending and logs/exec answer "does not have a host assigned".
+   */
+  nodes?: number;
 }
 
 interface Proc {
@@ -89,6 +116,12 @@ export interface State {
 }
 
 const HOST = '127.0.0.1';
+const BASE_COMPONENTS: ComponentName[] = ['jaeger', 'etcd', 'kube-apiserver'];
+const NODE_COMPONENTS: ComponentName[] = ['kube-controller-manager', 'kube-scheduler', 'kwok'];
+/** What a simulated node offers: small, so a few hundred small pods fill them and a big one cannot fit. */
+export const NODE_CAPACITY = { cpu: '2', memory: '4Gi', pods: '110' } as const;
+/** The user `exec` runs commands as when the stack runs as root: nobody, not root. */
+const CONTAINER_UID = 65534;
 const STATE_FILE = 'state.json';
 /** Marks a directory as a stack's run dir, which a later run may delete. */
 const MARKER = '.kubetrail-stack';
@@ -99,16 +132,21 @@ function runBase(): string {
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`[stack] ${line}\n`));
-  const bins = await ensureBinaries({ cacheDir: opts.cacheDir, log });
+  const nodes = opts.nodes ?? 0;
+  if (!Number.isInteger(nodes) || nodes < 0) throw new Error(`stack: nodes must be a whole number ≥ 0, not ${nodes}`);
+  const components = nodes > 0 ? [...BASE_COMPONENTS, ...NODE_COMPONENTS] : BASE_COMPONENTS;
+  const bins = await ensureBinaries({ cacheDir: opts.cacheDir, log, components });
   const runDir = opts.runDir ?? mkdtempSync(join(runBase(), 'kubetrail-stack-'));
   prepareRunDir(runDir);
 
   const procs: Proc[] = [];
+  let containerRoot: string | undefined;
   const killAll = (): void => procs.forEach((p) => signalGroup(p.pid, 'SIGKILL'));
   process.on('exit', killAll);
   const stop = async (): Promise<void> => {
     process.off('exit', killAll);
     for (const p of procs.toReversed()) await stopProc(p);
+    if (containerRoot !== undefined) rmSync(containerRoot, { recursive: true, force: true });
   };
   try {
     const file = (name: string, data: string): string => {
@@ -117,7 +155,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return path;
     };
     const launch = <T>(name: ComponentName, setup: () => Promise<Launch<T>>): Promise<T> =>
-      launchWithRetry(name, bins[name], runDir, procs, setup);
+      launchWithRetry(name, binary(bins, name), runDir, procs, setup);
 
     // Jaeger first, so etcd and the apiserver can export their spans from the start.
     const jaeger = await launch('jaeger', async () => {
@@ -179,6 +217,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     });
     const creds = await userCredentials(ca);
     const tokens = Object.values(creds).flatMap((c) => ('token' in c ? [`${c.token},${c.name},${c.name}`] : []));
+    // The apiserver's client certificate for kubelets (kwok's server), and the CA it verifies them with.
+    const kubeletClient = await issueCert(ca, { commonName: 'kube-apiserver-kubelet-client', usage: 'client' });
     const apiArgs = [
       `--etcd-servers=${etcdUrl}`,
       `--bind-address=${HOST}`,
@@ -193,8 +233,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       `--service-account-key-file=${file('sa.pub', sa.publicKey)}`,
       '--service-cluster-ip-range=10.0.0.0/24',
       '--endpoint-reconciler-type=none',
-      // No controller-manager creates the default ServiceAccount.
+      // Without nodes no controller-manager creates the default ServiceAccount; with them a pod created
+      // just after its namespace would race it. Pods need no ServiceAccount token under kwok.
       '--disable-admission-plugins=ServiceAccount',
+      // logs/exec/attach/port-forward: the apiserver dials the node's InternalIP (kwok's server) and
+      // verifies its certificate, which the apiserver's default would not.
+      `--kubelet-certificate-authority=${caFile}`,
+      `--kubelet-client-certificate=${file('kubelet-client.crt', kubeletClient.certPem)}`,
+      `--kubelet-client-key=${file('kubelet-client.key', kubeletClient.keyPem)}`,
+      '--kubelet-preferred-address-types=InternalIP',
       `--tracing-config-file=${file('tracing.yaml', stringify(tracingConfig(jaeger.otlpGrpcEndpoint)))}`,
       '--profiling=false',
     ];
@@ -216,7 +263,32 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const apiserverVersion = (JSON.parse(version.body) as { gitVersion: string }).gitVersion;
     log(`kube-apiserver ready: ${apiserverUrl} (${apiserverVersion})`);
 
-    const kubeconfig = file('kubeconfig', stringify(kubeconfigFor(apiserverUrl, ca.certPem, creds)));
+    const kubeconfig = file('kubeconfig', stringify(kubeconfigFor(apiserverUrl, ca.certPem, Object.values(creds), 'admin')));
+
+    let container: ContainerInfo | undefined;
+    let nodeNames: string[] = [];
+    if (nodes > 0) {
+      containerRoot = makeContainerRoot();
+      const started = Date.now();
+      const cluster = await startNodeComponents({
+        nodes,
+        launch,
+        file,
+        ca,
+        serving,
+        caFile,
+        apiserverUrl,
+        saKeyFile: join(runDir, 'sa.key'),
+        otlpGrpcEndpoint: jaeger.otlpGrpcEndpoint,
+        kwokSource: moduleSourceDir('kwok', opts.cacheDir),
+        containerRoot,
+        asAdmin,
+      });
+      container = cluster.container;
+      nodeNames = cluster.nodes;
+      log(`controller-manager, scheduler and kwok ready, ${nodes} node(s) Ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    }
+
     const info: StackInfo = {
       runDir,
       kubeconfig,
@@ -226,6 +298,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       etcdUrl,
       ...jaeger,
       env: { KUBECONFIG: kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint, JAEGER_URL: jaeger.jaegerUrl },
+      nodes: nodeNames,
+      ...(container ? { container } : {}),
     };
     file(STATE_FILE, JSON.stringify({ info, procs } satisfies State, null, 2));
     if (opts.persist) process.off('exit', killAll);
@@ -247,8 +321,14 @@ export async function stopStack(runDir: string): Promise<boolean> {
   const state = readState(runDir);
   if (state === undefined) return false;
   for (const p of state.procs.toReversed()) await stopProc(p);
+  if (state.info.container) rmSync(state.info.container.rootDir, { recursive: true, force: true });
   rmSync(runDir, { recursive: true, force: true });
   return true;
+}
+
+/** True when every process of the stack in runDir is alive. */
+export function isStackRunning(state: State): boolean {
+  return state.procs.length > 0 && state.procs.every(isRunning);
 }
 
 export function readState(runDir: string): State | undefined {
@@ -269,10 +349,254 @@ function prepareRunDir(runDir: string): void {
   writeFileSync(join(runDir, MARKER), '', { mode: 0o600 });
 }
 
+// ---- controller-manager, scheduler and kwok's nodes ----
+
+type AsAdmin = (method: string, path: string, body?: unknown) => Promise<ApiResponse>;
+
+interface NodeComponentsSetup {
+  nodes: number;
+  launch: <T>(name: ComponentName, setup: () => Promise<Launch<T>>) => Promise<T>;
+  file: (name: string, data: string) => string;
+  ca: KeyPairPem;
+  /** The serving certificate for 127.0.0.1 the apiserver uses; the controller-manager and scheduler share it. */
+  serving: KeyPairPem;
+  caFile: string;
+  apiserverUrl: string;
+  saKeyFile: string;
+  otlpGrpcEndpoint: string;
+  /** kwok's module source, for its stock Stage definitions. */
+  kwokSource: string;
+  containerRoot: string;
+  asAdmin: AsAdmin;
+}
+
+/**
+ * Starts kube-controller-manager, kube-scheduler and kwok together (each needs only the apiserver), then
+ * registers the nodes and waits until kwok has made them Ready.
+ */
+async function startNodeComponents(o: NodeComponentsSetup): Promise<{ nodes: string[]; container: ContainerInfo }> {
+  const servingArgs = [
+    `--bind-address=${HOST}`,
+    `--tls-cert-file=${o.file('serving.crt', o.serving.certPem)}`,
+    `--tls-private-key-file=${o.file('serving.key', o.serving.keyPem)}`,
+  ];
+  // Each runs as the user the bootstrap RBAC policy grants its component's rights to.
+  const kubeconfigAs = async (component: string, user: string, groups: string[] = []): Promise<string> => {
+    const cert = await issueCert(o.ca, { commonName: user, organizations: groups, usage: 'client' });
+    const config = kubeconfigFor(o.apiserverUrl, o.ca.certPem, [{ name: user, ...cert }], user);
+    return o.file(`${component}.kubeconfig`, stringify(config));
+  };
+  const healthy = (url: string, path: string) => async () => (await api(url, o.ca.certPem, 'GET', path)).status === 200;
+
+  const controllerManager = o.launch('kube-controller-manager', async () => {
+    const { port } = await freePorts(['port']);
+    const url = `https://${HOST}:${port}`;
+    return {
+      args: [
+        `--kubeconfig=${await kubeconfigAs('kube-controller-manager', 'system:kube-controller-manager')}`,
+        ...servingArgs,
+        `--secure-port=${port}`,
+        '--leader-elect=false',
+        // Each controller with its own ServiceAccount's token, as kubeadm runs it.
+        '--use-service-account-credentials=true',
+        `--service-account-private-key-file=${o.saKeyFile}`,
+        `--root-ca-file=${o.caFile}`,
+        // A Deployment of a few hundred pods is made in seconds, not at the default 20 requests/s.
+        '--kube-api-qps=200',
+        '--kube-api-burst=400',
+        '--profiling=false',
+      ],
+      ready: healthy(url, '/healthz'),
+      value: url,
+      timeoutMs: 60_000,
+    };
+  });
+  const scheduler = o.launch('kube-scheduler', async () => {
+    const { port } = await freePorts(['port']);
+    const url = `https://${HOST}:${port}`;
+    return {
+      args: [
+        `--kubeconfig=${await kubeconfigAs('kube-scheduler', 'system:kube-scheduler')}`,
+        ...servingArgs,
+        `--secure-port=${port}`,
+        '--leader-elect=false',
+        '--profiling=false',
+      ],
+      ready: healthy(url, '/readyz'),
+      value: url,
+      timeoutMs: 60_000,
+    };
+  });
+
+  const logFile = o.file('container.log', CONTAINER_LOG);
+  const kwokKubeconfig = await kubeconfigAs('kwok', 'kwok', ['system:masters']);
+  const kubeletServing = await issueCert(o.ca, { commonName: 'kwok-kubelet', ipAddresses: [HOST], usage: 'server' });
+  const kwokConfigFile = o.file(
+    'kwok.yaml',
+    kwokConfig({ kwokSource: o.kwokSource, logFile, rootDir: o.containerRoot, httpScript: o.file('pod-http.sh', POD_HTTP_SCRIPT) }),
+  );
+  const kwok = o.launch('kwok', async () => {
+    const { port } = await freePorts(['port']);
+    const url = `https://${HOST}:${port}`;
+    return {
+      args: [
+        `--kubeconfig=${kwokKubeconfig}`,
+        `--config=${kwokConfigFile}`,
+        '--manage-all-nodes=false',
+        `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
+        // Every node's kubelet is this one server; the apiserver finds it at InternalIP:kubeletEndpoint.
+        `--node-ip=${HOST}`,
+        `--node-port=${port}`,
+        `--server-address=${HOST}:${port}`,
+        `--tls-cert-file=${o.file('kwok-kubelet.crt', kubeletServing.certPem)}`,
+        `--tls-private-key-file=${o.file('kwok-kubelet.key', kubeletServing.keyPem)}`,
+        '--node-lease-duration-seconds=40',
+        `--tracing-endpoint=${o.otlpGrpcEndpoint}`,
+        '--tracing-sampling-rate-per-million=1000000',
+      ],
+      // HOME: kwok reads ~/.kwok/kwok.yaml when it exists; exec'd commands inherit this environment.
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: o.containerRoot },
+      ready: healthy(url, '/healthz'),
+      value: url,
+    };
+  });
+  // allSettled: a failure is reported only once all three have stopped starting, so stop() finds every process.
+  const settled = await Promise.allSettled([controllerManager, scheduler, kwok]);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const kubeletUrl = await kwok;
+
+  const names = Array.from({ length: o.nodes }, (_, i) => `kwok-node-${i}`);
+  for (const name of names) {
+    const res = await o.asAdmin('POST', '/api/v1/nodes', nodeManifest(name));
+    if (res.status !== 201) throw new Error(`creating node ${name}: ${res.status} ${res.body}`);
+  }
+  await waitFor(`${o.nodes} node(s) Ready`, 30_000, async () => {
+    const list = JSON.parse((await o.asAdmin('GET', '/api/v1/nodes')).body) as { items?: NodeStatusView[] };
+    return (list.items ?? []).filter(isNodeReady).length >= o.nodes;
+  });
+  return {
+    nodes: names,
+    container: { kubeletUrl, logFile, initialLog: CONTAINER_LOG, rootDir: o.containerRoot },
+  };
+}
+
+const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
+
+function nodeManifest(name: string): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name,
+      annotations: { [KWOK_NODE_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+      labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok' },
+    },
+    // A Node's status may be set on create (a kubelet registers that way); kwok keeps what is here.
+    status: { capacity: NODE_CAPACITY, allocatable: NODE_CAPACITY },
+  };
+}
+
+interface NodeStatusView {
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+function isNodeReady(node: NodeStatusView): boolean {
+  return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what}: not after ${timeoutMs / 1000}s`);
+    await sleep(200);
+  }
+}
+
+/** What every simulated container has logged, in the CRI log format kwok reads (fixed times: stable output). */
+const CONTAINER_LOG = [
+  '2026-01-01T00:00:00.000000000Z stdout F starting web server (simulated by kwok)',
+  '2026-01-01T00:00:00.500000000Z stdout F listening on :8080',
+  '2026-01-01T00:00:01.000000000Z stderr F warning: no database configured, serving from memory',
+  '2026-01-01T00:00:02.000000000Z stdout F GET /healthz 200 1ms',
+  '',
+].join('\n');
+
+/** Writes the containers' log back to what it held at start, so appended lines (attach, logs -f) are gone. */
+export function resetContainerLog(container: ContainerInfo): void {
+  writeFileSync(container.logFile, container.initialLog);
+}
+
+/** What each simulated pod serves on every port (kwok runs it per forwarded connection, stdin/stdout = the stream). */
+const POD_HTTP_SCRIPT = `# Answers one HTTP request read from stdin on stdout.
+cr=$(printf '\\r')
+while IFS= read -r line; do [ "\${line%"$cr"}" = "" ] && break; done
+body='hello from a kwok pod'
+printf 'HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s\\n' $((\${#body} + 1)) "$body"
+`;
+
+/**
+ * exec runs commands on this machine: give them a directory of their own, owned by the user they run as
+ * (nobody, when we are root: then every directory above it must let others through, as /tmp does).
+ */
+function makeContainerRoot(): string {
+  const asRoot = process.getuid?.() === 0;
+  const base = !asRoot || othersMayTraverse(tmpdir()) ? tmpdir() : '/tmp';
+  const dir = mkdtempSync(join(base, 'kubetrail-container-'));
+  if (asRoot) chownSync(dir, CONTAINER_UID, CONTAINER_UID);
+  return dir;
+}
+
+function othersMayTraverse(dir: string): boolean {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (d === dirname(d)) return true;
+  }
+}
+
+/**
+ * kwok's configuration: its stock Stages (node initialise + lease heartbeat, pod ready/complete/delete:
+ * the set kwokctl uses) read from the pinned module's source, and one rule each for every pod's logs,
+ * attach, exec and port-forward.
+ */
+function kwokConfig(o: { kwokSource: string; logFile: string; rootDir: string; httpScript: string }): string {
+  const stages = [
+    'node/fast/node-initialize.yaml',
+    'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',
+    'pod/fast/pod-ready.yaml',
+    'pod/fast/pod-complete.yaml',
+    'pod/fast/pod-delete.yaml',
+  ].map((f) => readFileSync(join(o.kwokSource, 'kustomize', 'stage', f), 'utf8'));
+  const rule = (kind: string, spec: object): string =>
+    stringify({ apiVersion: 'kwok.x-k8s.io/v1alpha1', kind, metadata: { name: 'kubetrail-e2e' }, spec });
+  const asNobody = process.getuid?.() === 0 ? { securityContext: { runAsUser: CONTAINER_UID, runAsGroup: CONTAINER_UID } } : {};
+  return [
+    // No KwokConfiguration: one given here replaces kwok's defaults field by field (parallelism 0, no
+    // debugging handlers = no logs/exec), and the flags below say the rest.
+    ...stages,
+    rule('ClusterLogs', { logs: [{ logsFile: o.logFile }] }),
+    rule('ClusterAttach', { attaches: [{ logsFile: o.logFile }] }),
+    rule('ClusterExec', {
+      execs: [{ local: { workDir: o.rootDir, envs: [{ name: 'HOME', value: o.rootDir }], ...asNobody } }],
+    }),
+    rule('ClusterPortForward', { forwards: [{ command: ['/bin/sh', o.httpScript] }] }),
+  ]
+    .map((doc) => doc.trim())
+    .join('\n---\n');
+}
+
+function binary(bins: Binaries, name: ComponentName): string {
+  const bin = bins[name];
+  if (bin === undefined) throw new Error(`stack: ${name} was not built`);
+  return bin;
+}
+
 // ---- processes ----
 
 interface Launch<T> {
   args: string[];
+  /** The whole environment; default: this process's. */
+  env?: Record<string, string>;
   ready: () => Promise<boolean>;
   value: T;
   timeoutMs?: number;
@@ -287,8 +611,8 @@ async function launchWithRetry<T>(
   setup: () => Promise<Launch<T>>,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    const { args, ready, value, timeoutMs = 30_000 } = await setup();
-    const proc = spawnProc(name, bin, args, runDir);
+    const { args, env, ready, value, timeoutMs = 30_000 } = await setup();
+    const proc = spawnProc(name, bin, args, runDir, env);
     procs.push(proc);
     const started = Date.now();
     for (;;) {
@@ -307,11 +631,11 @@ async function launchWithRetry<T>(
   }
 }
 
-function spawnProc(name: ComponentName, bin: string, args: string[], runDir: string): Proc {
+function spawnProc(name: ComponentName, bin: string, args: string[], runDir: string, env?: Record<string, string>): Proc {
   const log = join(runDir, `${name}.log`);
   const fd = openSync(log, 'a', 0o600);
   // A process group of its own, so stop() can signal the group and `up` can leave it running.
-  const child = spawn(bin, args, { cwd: runDir, detached: true, stdio: ['ignore', fd, fd] });
+  const child = spawn(bin, args, { cwd: runDir, env: env ?? process.env, detached: true, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.on('error', () => undefined); // reported through isRunning() and the log
   child.unref();
@@ -384,7 +708,7 @@ async function httpOk(url: string): Promise<boolean> {
   return res.ok;
 }
 
-interface ApiResponse {
+export interface ApiResponse {
   status: number;
   body: string;
 }
@@ -420,8 +744,8 @@ function api(
 
 // ---- users, RBAC, kubeconfig ----
 
-type CertCredentials = KeyPairPem & { name: UserName };
-type Credentials = CertCredentials | { name: UserName; token: string };
+type CertCredentials = KeyPairPem & { name: string };
+type Credentials = CertCredentials | { name: string; token: string };
 
 async function userCredentials(ca: KeyPairPem): Promise<Record<UserName, Credentials>> {
   const entries = await Promise.all(
@@ -458,10 +782,9 @@ async function bindEditors(asAdmin: (method: string, path: string, body?: unknow
   }
 }
 
-function kubeconfigFor(server: string, caPem: string, creds: Record<UserName, Credentials>): object {
+function kubeconfigFor(server: string, caPem: string, users: Credentials[], current: string): object {
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   const cluster = 'kubetrail-e2e';
-  const users = Object.values(creds);
   return {
     apiVersion: 'v1',
     kind: 'Config',
@@ -474,7 +797,7 @@ function kubeconfigFor(server: string, caPem: string, creds: Record<UserName, Cr
           : { 'client-certificate-data': b64(c.certPem), 'client-key-data': b64(c.keyPem) },
     })),
     contexts: users.map((c) => ({ name: c.name, context: { cluster, user: c.name } })),
-    'current-context': 'admin',
+    'current-context': current,
   };
 }
 
@@ -525,21 +848,61 @@ function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-async function main(command: string | undefined): Promise<number> {
+/** The endpoints of a stack, as `up` prints them. */
+function describe(s: StackInfo): string {
+  const lines = [
+    `  export KUBECONFIG=${s.kubeconfig}   contexts: ${Object.keys(USERS).join(' ')} (current: admin)`,
+    `  kube-apiserver  ${s.apiserverUrl}  ${s.apiserverVersion}`,
+    ...(s.container
+      ? [
+          `  nodes           ${s.nodes.join(' ')} (kwok; kubelet server ${s.container.kubeletUrl})`,
+          `  containers      log ${s.container.logFile}, exec runs on this machine in ${s.container.rootDir}`,
+        ]
+      : ['  nodes           none: pods stay Pending (up --nodes N for controller-manager, scheduler and kwok)']),
+    `  Jaeger query    ${s.jaegerUrl}  (API: /api/services, /api/traces?service=apiserver)`,
+    `  OTLP            HTTP ${s.otlpHttpEndpoint}  gRPC ${s.otlpGrpcEndpoint}`,
+    `  eval "$(npm run -s stack -- env)"   sets KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT, JAEGER_URL`,
+    `  npm run stack -- down               stops it`,
+  ];
+  return lines.join('\n');
+}
+
+const USAGE =
+  'usage: npm run stack -- up [--nodes N] | down | env   (N default 0; run dir: $KUBETRAIL_STACK_DIR or ${XDG_RUNTIME_DIR:-/tmp}/kubetrail-stack)';
+
+/** `up`'s only option: --nodes N (or --nodes=N), a whole number ≥ 0. */
+export function parseUpArgs(args: string[]): { nodes: number } {
+  let nodes = 0;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    const [flag, inline] = arg.split(/=(.*)/s, 2);
+    if (flag !== '--nodes') throw new Error(`stack up: unknown argument ${arg}\n${USAGE}`);
+    const value = inline ?? args[++i];
+    if (value === undefined || !/^\d+$/.test(value)) throw new Error(`stack up: --nodes needs a whole number ≥ 0, not ${value ?? 'nothing'}`);
+    nodes = Number(value);
+  }
+  return { nodes };
+}
+
+async function main(command: string | undefined, args: string[]): Promise<number> {
   const runDir = process.env.KUBETRAIL_STACK_DIR ?? join(runBase(), 'kubetrail-stack');
   switch (command) {
     case 'up': {
+      const { nodes } = parseUpArgs(args);
+      const running = readState(runDir);
+      if (running !== undefined && isStackRunning(running)) {
+        const n = running.info.nodes.length;
+        const note = n === nodes ? '' : ` (with ${n} node(s), not ${nodes}: \`down\` first to change that)`;
+        console.log(`stack already running in ${runDir}${note}\n${describe(running.info)}`);
+        return 0;
+      }
       const started = Date.now();
       process.on('SIGINT', () => process.exit(130)).on('SIGTERM', () => process.exit(143));
-      const s = await startStack({ runDir, persist: true });
+      // What is left of a stack some of whose processes died is stopped before a new one starts.
+      if (running !== undefined) await stopStack(runDir);
+      const s = await startStack({ runDir, persist: true, nodes });
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      console.log(`stack up in ${secs}s (run dir ${runDir})
-  export KUBECONFIG=${s.kubeconfig}   contexts: ${Object.keys(USERS).join(' ')} (current: admin)
-  kube-apiserver  ${s.apiserverUrl}  ${s.apiserverVersion}
-  Jaeger query    ${s.jaegerUrl}  (API: /api/services, /api/traces?service=apiserver)
-  OTLP            HTTP ${s.otlpHttpEndpoint}  gRPC ${s.otlpGrpcEndpoint}
-  eval "$(npm run -s stack -- env)"   sets KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT, JAEGER_URL
-  npm run stack -- down               stops it`);
+      console.log(`stack up in ${secs}s (run dir ${runDir})\n${describe(s)}`);
       return 0;
     }
     case 'down':
@@ -555,14 +918,14 @@ async function main(command: string | undefined): Promise<number> {
       return 0;
     }
     default:
-      console.error('usage: npm run stack -- up | down | env   (run dir: $KUBETRAIL_STACK_DIR or ${XDG_RUNTIME_DIR:-/tmp}/kubetrail-stack)');
+      console.error(USAGE);
       return 2;
   }
 }
 
 if (import.meta.main) {
   try {
-    process.exitCode = await main(process.argv[2]);
+    process.exitCode = await main(process.argv[2], process.argv.slice(3));
   } catch (err) {
     console.error((err as Error).message);
     process.exitCode = 1;
