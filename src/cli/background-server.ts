@@ -454,6 +454,7 @@ export async function runBackground(): Promise<number> {
       observer: telemetry.observer,
       onInternalError: (e) => log(`kubetrail: internal error: ${describeError(e)}`),
       onControl: controlHandler(deps),
+      reuseUpstream: config.reuseUpstream,
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -151,6 +151,7 @@ export function fingerprint(config: Config, env: NodeJS.ProcessEnv): string {
     otlpEndpoint: config.otlpEndpoint,
     jaegerUrl: config.jaegerUrl,
     sessionIdleMs: config.sessionIdleMs,
+    reuseUpstream: config.reuseUpstream,
     env: relevantEnv(env),
   };
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');

@@ -59,6 +59,7 @@ async function runStart(given: Config): Promise<number> {
       observer,
       onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`),
       onControl: control ? bg.controlHandler({ ...control.deps, telemetry }) : undefined,
+      reuseUpstream: config.reuseUpstream,
     });
   let proxy;
   try {

@@ -57,7 +57,7 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   if (!prepared.listen.loopback) hooks.warn(exposureWarning(listenUrl(prepared.listen)));
   let proxy: RunningProxy | undefined;
   try {
-    proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e) => hooks.warn(`kubetrail: internal error: ${String(e)}`) });
+    proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e) => hooks.warn(`kubetrail: internal error: ${String(e)}`), reuseUpstream: config.reuseUpstream });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
       throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${(err as Error).message}`, { cause: err });

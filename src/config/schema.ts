@@ -84,6 +84,13 @@ export const OPTIONS = [
     metavar: 'DURATION',
   },
   {
+    key: 'reuse-upstream',
+    type: 'boolean',
+    help: 'share upstream connections across kubectl connections and commands (faster; connect and TLS then no longer show what kubectl alone would pay, and traces say so)',
+    default: false,
+    env: ['KUBETRAIL_REUSE_UPSTREAM'],
+  },
+  {
     key: 'session-idle-ms',
     type: 'number',
     help: 'a kubectl session with no request for this long is finished (start mode)',

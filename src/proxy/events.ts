@@ -41,6 +41,13 @@ export interface RequestStart {
   auth: Attributes;
   /** True when the cluster is reached with insecure-skip-tls-verify. */
   insecure: boolean;
+  /** The protocol kubectl's connection to kubetrail speaks (absent: HTTP/1.1). */
+  downstreamProtocol?: 'h2' | 'http/1.1';
+  /**
+   * Upstream connections are shared across kubectl connections (--reuse-upstream): connect and TLS then
+   * no longer show what kubectl alone would pay.
+   */
+  upstreamShared?: boolean;
 }
 
 export interface UpstreamConnected {

@@ -5,35 +5,71 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { authAttributes } from '../stages/auth.ts';
 import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart, type StageObserver, type UpstreamConnected } from './events.ts';
-import { header, headerAll, responseFacts, type RawHeaders } from './headers.ts';
+import { header, headerAll, responseFacts, withoutPseudoHeaders, type RawHeaders } from './headers.ts';
 import type { PeerIdentity } from './identity.ts';
 import { parseServerName, type Target } from './routing.ts';
 import type { ProxyAnswer } from './status.ts';
 import { createResponseTap, type ResponseTap } from './tap.ts';
 
+/** A request as kubectl sent it over either protocol. */
+export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
+export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+
+/** What the proxy reads of a request's head, the same for HTTP/1.1 and HTTP/2. */
+export interface DownstreamHead {
+  protocol: 'h2' | 'http/1.1';
+  method: string;
+  url: string;
+  /** Headers as sent, pseudo-headers (`:path`, `:authority`...) left out. */
+  raw: RawHeaders;
+  /** kubectl's TLS connection (on HTTP/2, the session's). */
+  socket: TLSSocket;
+}
+
+export function isH2Request(req: DownstreamRequest): req is Http2ServerRequest {
+  return 'stream' in req;
+}
+
+export function isH2Response(res: DownstreamResponse): res is Http2ServerResponse {
+  return 'stream' in res;
+}
+
+export function downstreamHead(req: DownstreamRequest): DownstreamHead {
+  const h2 = isH2Request(req);
+  return {
+    protocol: h2 ? 'h2' : 'http/1.1',
+    method: req.method ?? 'GET',
+    url: req.url ?? '/',
+    raw: h2 ? withoutPseudoHeaders(req.rawHeaders) : req.rawHeaders,
+    socket: req.socket as TLSSocket,
+  };
+}
+
 /** The `start` facts of a request (auth reduced to non-secret attributes). */
-export function requestFacts(req: IncomingMessage, t: Target, peer: PeerIdentity, upgrade: boolean): RequestStart {
-  const raw = req.rawHeaders;
+export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity, opts: { upgrade: boolean; upstreamShared: boolean }): RequestStart {
+  const raw = head.raw;
   const subject = peer.presented ? parseSubject(peer.presented.subject) : undefined;
   return {
     id: randomUUID(),
     startedAt: Date.now(),
     t0: performance.now(),
-    method: req.method ?? 'GET',
+    method: head.method,
     path: t.path,
     query: t.query,
     cluster: t.route.name,
     upstream: { host: t.route.server.hostname.replace(/^\[|\]$/g, ''), port: Number(t.route.server.port || 443) },
-    upgrade,
+    upgrade: opts.upgrade,
     userAgent: header(raw, 'user-agent'),
     kubectlCommand: header(raw, 'kubectl-command'),
     kubectlSession: header(raw, 'kubectl-session'),
     clientIdentity: clientIdentity(t.route.name, peer, raw),
-    commandTag: parseServerName((req.socket as TLSSocket).servername)?.tag,
+    commandTag: parseServerName(head.socket.servername)?.tag,
     clientAuditId: header(raw, 'audit-id'),
     auth: authAttributes({
       authorization: header(raw, 'authorization'),
@@ -44,6 +80,8 @@ export function requestFacts(req: IncomingMessage, t: Target, peer: PeerIdentity
       impersonateUid: header(raw, 'impersonate-uid'),
     }),
     insecure: t.route.insecureSkipTlsVerify,
+    downstreamProtocol: head.protocol,
+    upstreamShared: opts.upstreamShared,
   };
 }
 

@@ -7,6 +7,7 @@ import { request as httpsRequest, type Agent } from 'node:https';
 import type { ClientRequest } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import { adoptedHandshakes } from './connection.ts';
 import type { Exchange } from './exchange.ts';
 import type { HttpForward } from './forward.ts';
 import type { RawHeaders } from './headers.ts';
@@ -35,8 +36,17 @@ export function upstreamRequest(agent: Agent, x: Exchange, upstreamPath: string,
   return up;
 }
 
-/** Publish the connect and TLS times of a new upstream connection once its handshake is done. */
+/**
+ * Publish the connect and TLS times of a new upstream connection once its handshake is done. A socket an
+ * HTTP/2 attempt opened (the apiserver chose http/1.1) is already connected: its times are known.
+ */
 export function timeNewConnection(socket: Duplex, x: Exchange, t: number): void {
+  const adopted = adoptedHandshakes.get(socket);
+  if (adopted) {
+    adoptedHandshakes.delete(socket);
+    x.connected({ t, reused: false, connectEnd: Math.max(adopted.connectEnd, t), tlsEnd: Math.max(adopted.tlsEnd, t) });
+    return;
+  }
   let connectEnd: number | undefined;
   socket.once('connect', () => (connectEnd = performance.now()));
   socket.once('secureConnect', () => x.connected({ t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }));
@@ -60,7 +70,7 @@ export function sendHttp1(f: HttpForward, retriesLeft: number): void {
       reusedAt = t;
       return;
     }
-    timeNewConnection(socket, x, t);
+    timeNewConnection(socket, x, adoptedHandshakes.has(socket) ? (f.h2AskedAt ?? t) : t);
   });
   attempt.on('finish', () => (x.requestSent = performance.now()));
 
@@ -78,14 +88,8 @@ export function sendHttp1(f: HttpForward, retriesLeft: number): void {
     publishReused();
     if (!f.relayResponse(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders, upRes, upRes.headers['content-length'] !== undefined)) return;
     upRes.on('end', () => x.finish('complete'));
-    upRes.on('error', (err) => {
-      res.destroy();
-      x.finish('upstream_error', upstreamFailure(err, route));
-    });
-    upRes.on('aborted', () => {
-      res.destroy();
-      x.finish('upstream_error', CLOSED_MID_RESPONSE);
-    });
+    upRes.on('error', (err) => f.upstreamFailed(upstreamFailure(err, route)));
+    upRes.on('aborted', () => f.upstreamFailed(CLOSED_MID_RESPONSE));
   });
 
   if (retriesLeft < MAX_RETRIES) attempt.end();

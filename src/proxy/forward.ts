@@ -1,52 +1,55 @@
 /**
- * A plain (not upgraded) request: route it, check the identity, forward it upstream (forward-http1.ts, or
- * forward-h2.ts for a watch), and relay the answer to kubectl as it comes, tapping the body.
+ * A plain (not upgraded) request, from kubectl over HTTP/1.1 or HTTP/2: route it, check the identity,
+ * forward it upstream on the connection connection.ts chooses (forward-http1.ts or forward-h2.ts), and
+ * relay the answer to kubectl as it comes, tapping the body.
  */
 import type { Agent } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as h2c } from 'node:http2';
 import type { Readable } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import { describeError } from '../errors.ts';
 import { isDiscovery, parseRequestInfo, type RequestInfo } from '../stages/request-info.ts';
+import type { Upstreams } from './connection.ts';
 import type { StageObserver } from './events.ts';
-import { Exchange, requestFacts } from './exchange.ts';
-import { sendWatchOverH2 } from './forward-h2.ts';
+import { downstreamHead, Exchange, isH2Response, requestFacts, type DownstreamHead, type DownstreamRequest, type DownstreamResponse } from './exchange.ts';
+import { sendOverH2 } from './forward-h2.ts';
 import { MAX_RETRIES, sendHttp1 } from './forward-http1.ts';
-import { forwardHeaders, header, headBytes, type RawHeaders } from './headers.ts';
+import { forwardHeaders, h2ResponseHeaders, header, headBytes, type RawHeaders } from './headers.ts';
 import { refuseIdentity, type PeerIdentities } from './identity.ts';
 import { relay } from './relay.ts';
 import { resolveTarget, type ClientIdentity, type Routes, type Target } from './routing.ts';
 import { sendStatus, type ProxyAnswer } from './status.ts';
-import type { UpstreamPool } from './upstream.ts';
 
 export interface ForwardContext {
   routes: Routes;
-  pool: UpstreamPool;
   peers: PeerIdentities;
+  /** The upstream connections a request may use: its kubectl connection's own, or the shared pools. */
+  upstreamsOf: (req: DownstreamRequest) => Upstreams;
   observer: StageObserver | undefined;
   internalError: (err: unknown) => void;
 }
 
 /**
- * Watches whose request head is larger than this go over HTTP/1.1, whose limits (1 MiB) are known on both
- * ends: HPACK implementations bound a single header field (nghttp2, Node's: 64 KiB) below what a large
- * label selector in :path can reach.
+ * Watches whose request head is larger than this go over HTTP/1.1 when kubetrail chooses the protocol
+ * (--reuse-upstream), whose limits (1 MiB) are known on both ends: HPACK implementations bound a single
+ * header field (nghttp2, Node's: 64 KiB) below what a large label selector in :path can reach.
  */
 const H2_MAX_HEAD_BYTES = 32 * 1024;
 
 /** One forwarded request: the client's request and response, where it goes, and its exchange. */
 export class HttpForward {
   readonly x: Exchange;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  readonly head: DownstreamHead;
   readonly target: Target;
   readonly info: RequestInfo;
+  readonly upstreams: Upstreams;
   /** The key pair presented upstream: the kubeconfig's, for the certificate kubectl presented; or none. */
   readonly identity: ClientIdentity | undefined;
-  /** The agent for HTTP/1.1 attempts (per cluster and identity). */
-  readonly agent: Agent;
   /** The head to send upstream, as kubectl sent it (hop-by-hop headers aside, Host the apiserver's). */
   readonly headers: string[];
+  /** The request has a body to relay (HTTP/2: its HEADERS frame did not end the stream). */
+  readonly hasBody: boolean;
   /**
    * Like Go's http.Transport (kubectl's own client), a request without a body that fails on a kept-alive
    * connection before any answer came back is sent again on another connection: the apiserver (or a load
@@ -57,25 +60,30 @@ export class HttpForward {
   readonly #plainText: boolean;
   /** Abandon the upstream attempt in flight (the client went away). */
   cancel: () => void = () => undefined;
+  /** When an HTTP/2 attempt asked for its connection (an answer of http/1.1 hands that socket on). */
+  h2AskedAt: number | undefined;
 
-  constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, x: Exchange, target: Target, identity: ClientIdentity | undefined) {
+  constructor(ctx: ForwardContext, req: DownstreamRequest, res: DownstreamResponse, head: DownstreamHead, x: Exchange, target: Target, identity: ClientIdentity | undefined) {
     this.#ctx = ctx;
     this.req = req;
     this.res = res;
+    this.head = head;
     this.x = x;
     this.target = target;
     this.identity = identity;
-    this.agent = ctx.pool.agentFor(target.route, identity);
+    this.upstreams = ctx.upstreamsOf(req);
     this.info = parseRequestInfo(x.facts.method, x.facts.path, x.facts.query);
     // Discovery documents (not /version, whose Status kubectl and kubetrail doctor do read) get the message
     // as text: see sendStatus.
     this.#plainText = isDiscovery(this.info) && x.facts.path !== '/version';
-    this.headers = forwardHeaders(req.rawHeaders, { keepUpgrade: false, host: target.route.server.host, add: x.added });
-    this.replayable = /^(GET|HEAD|OPTIONS)$/.test(req.method ?? '') && header(req.rawHeaders, 'transfer-encoding') === undefined && Number(header(req.rawHeaders, 'content-length') ?? 0) === 0;
+    this.headers = forwardHeaders(head.raw, { keepUpgrade: false, host: target.route.server.host, add: x.added });
+    const declaresBody = header(head.raw, 'transfer-encoding') !== undefined || Number(header(head.raw, 'content-length') ?? 0) !== 0;
+    this.hasBody = 'stream' in req ? !req.stream.endAfterHeaders : declaresBody;
+    this.replayable = /^(GET|HEAD|OPTIONS)$/.test(head.method) && !declaresBody;
   }
 
-  get observer(): StageObserver | undefined {
-    return this.#ctx.observer;
+  get agent(): Agent {
+    return this.upstreams.agentFor(this.target.route, this.identity);
   }
 
   /** kubetrail answers itself (a Status), and the request ends as a proxy error. */
@@ -85,14 +93,43 @@ export class HttpForward {
   }
 
   /**
+   * Break kubectl's response so it sees a failure, never a truncated success: on HTTP/1.1 the connection
+   * is cut; on HTTP/2 the stream is reset (with the apiserver's own code, when it reset its stream).
+   */
+  cut(code?: number): void {
+    const res = this.res;
+    if (isH2Response(res)) {
+      if (!res.stream.destroyed) res.stream.close(code || h2c.NGHTTP2_INTERNAL_ERROR);
+    } else {
+      res.destroy();
+    }
+  }
+
+  /**
+   * kubectl is gone (its stream or connection closed): an upstream failure that follows is the teardown of
+   * kubectl's own connection (connection.ts closes it with kubectl's), so the request ends as kubectl's abort.
+   */
+  get clientGone(): boolean {
+    const res = this.res;
+    return isH2Response(res) ? res.stream.destroyed : res.destroyed || this.head.socket.destroyed;
+  }
+
+  /** The code kubectl reset its HTTP/2 stream with, if it did. */
+  get clientResetCode(): number | undefined {
+    return isH2Response(this.res) ? this.res.stream.rstCode : undefined;
+  }
+
+  /**
    * The upstream failed: before the answer's head, kubectl gets a Status saying why; after it, its
-   * connection is cut so it sees a broken stream, never a truncated success.
+   * response is cut so it sees a broken stream, never a truncated success.
    */
   upstreamFailed(a: ProxyAnswer): void {
-    if (!this.res.headersSent) {
+    if (this.clientGone) {
+      this.x.finish('client_abort');
+    } else if (!this.res.headersSent) {
       this.answer(a);
     } else {
-      this.res.destroy();
+      this.cut();
       this.x.finish('upstream_error', a);
     }
   }
@@ -100,13 +137,22 @@ export class HttpForward {
   /**
    * Relay an answer's head and body to kubectl, tapping the body for the decode stage. False when the
    * head could not be relayed (kubectl got a 502 Status instead); the caller then drops the body.
+   * `cutWith`: the code to reset kubectl's stream with when the body does not end cleanly.
    */
-  relayResponse(status: number, statusMessage: string | undefined, raw: RawHeaders, body: Readable, sized: boolean, endsCleanly?: () => boolean): boolean {
+  relayResponse(status: number, statusMessage: string | undefined, raw: RawHeaders, body: Readable, sized: boolean, endsCleanly?: () => boolean, cutWith?: () => number | undefined): boolean {
     // A pod list is counted per phase (stages/decode): kubectl get pods' answer to "why is it Pending".
     const podList = this.info.verb === 'list' && this.info.resource === 'pods' && this.info.subresource === '';
     this.x.responded(status, raw, { isWatch: this.info.verb === 'watch', podList });
+    const res = this.res;
     try {
-      this.res.writeHead(status, statusMessage, forwardHeaders(raw, { keepUpgrade: false }));
+      const headers = forwardHeaders(raw, { keepUpgrade: false });
+      if (isH2Response(res)) {
+        // HTTP/2 has no reason phrase, and Node would add a Date the apiserver did not send.
+        res.sendDate = false;
+        res.writeHead(status, h2ResponseHeaders(headers));
+      } else {
+        res.writeHead(status, statusMessage, headers);
+      }
     } catch (err) {
       this.#ctx.internalError(err);
       body.destroy();
@@ -115,37 +161,36 @@ export class HttpForward {
     }
     // A stream (no Content-Length: watches, logs -f, chunked lists) gets its head at once; a sized answer's
     // head goes out with its first body bytes, in one TLS record and one write instead of two.
-    if (!sized) this.res.flushHeaders();
-    relay(body, this.res, (chunk) => this.x.down(chunk), endsCleanly);
+    // (HTTP/2's writeHead sends the head at once.)
+    if (!sized && !isH2Response(res)) res.flushHeaders();
+    relay(body, res, (chunk) => this.x.down(chunk), endsCleanly, () => this.cut(cutWith?.()));
     return true;
   }
 
-  /** Send the request upstream: a watch as an HTTP/2 stream where it fits, anything else over HTTP/1.1. */
+  /** Send the request upstream, in the protocol connection.ts chooses for it. */
   send(): void {
-    if (this.replayable && this.info.verb === 'watch' && headBytes(this.req.rawHeaders, this.target.upstreamPath) <= H2_MAX_HEAD_BYTES) {
-      sendWatchOverH2(this, this.#ctx.pool, MAX_RETRIES);
-    } else {
-      sendHttp1(this, MAX_RETRIES);
-    }
+    const smallWatch = this.replayable && this.info.verb === 'watch' && headBytes(this.head.raw, this.target.upstreamPath) <= H2_MAX_HEAD_BYTES;
+    if (this.upstreams.prefersH2(smallWatch)) sendOverH2(this, MAX_RETRIES);
+    else sendHttp1(this, MAX_RETRIES);
   }
 }
 
-export function forwardRequest(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse): void {
-  const url = req.url ?? '/';
-  const socket = req.socket as TLSSocket;
-  const target = resolveTarget(ctx.routes, url, socket.servername);
+export function forwardRequest(ctx: ForwardContext, req: DownstreamRequest, res: DownstreamResponse): void {
+  const head = downstreamHead(req);
+  const target = resolveTarget(ctx.routes, head.url, head.socket.servername);
   if (!target) {
     sendStatus(res, {
       code: 404,
       ktCode: 'KT_ERR_NO_ROUTE',
-      message: `kubetrail: no cluster route for ${url.split('?')[0]}; use the kubeconfig kubetrail wrote`,
+      message: `kubetrail: no cluster route for ${head.url.split('?')[0]}; use the kubeconfig kubetrail wrote`,
     });
     return;
   }
-  const peer = ctx.peers.of(socket);
-  const refused = refuseIdentity(peer, req.rawHeaders);
-  const x = new Exchange(ctx.observer, requestFacts(req, target, peer, false), { progress: true });
-  const f = new HttpForward(ctx, req, res, x, target, peer.identity);
+  const peer = ctx.peers.of(head.socket);
+  const refused = refuseIdentity(peer, head.raw);
+  const upstreamShared = ctx.upstreamsOf(req).shared;
+  const x = new Exchange(ctx.observer, requestFacts(head, target, peer, { upgrade: false, upstreamShared }), { progress: true });
+  const f = new HttpForward(ctx, req, res, head, x, target, peer.identity);
   if (refused) {
     req.resume();
     f.answer(refused);

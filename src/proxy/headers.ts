@@ -94,6 +94,16 @@ export function h2RequestHeaders(raw: RawHeaders, method: string, path: string):
   return out;
 }
 
+/** A response head as forwardHeaders makes it, without what HTTP/2 forbids (an HTTP/1.1 answer's Transfer-Encoding). */
+export function h2ResponseHeaders(raw: RawHeaders): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    if (!NOT_ON_H2.has(name.toLowerCase())) out.push(name, raw[i + 1] ?? '');
+  }
+  return out;
+}
+
 /** An HTTP/2 head's headers as a raw list, pseudo-headers left out (for a Node without the raw list). */
 export function h2RawHeaders(h: IncomingHttpHeaders): string[] {
   const out: string[] = [];

@@ -9,11 +9,12 @@
  *
  * `endsCleanly`, asked when the source ends: false means the source was torn down rather than finished (an
  * HTTP/2 stream whose connection died ends its readable side too), and the destination is destroyed, never
- * ended: kubectl must see a broken stream, not a complete answer.
+ * ended (or `cut`, for an HTTP/2 stream reset with a chosen code): kubectl must see a broken stream, not a
+ * complete answer.
  */
 import type { Readable, Writable } from 'node:stream';
 
-export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void, endsCleanly?: () => boolean): void {
+export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void, endsCleanly?: () => boolean, cut?: () => void): void {
   src.on('data', (chunk: Buffer) => {
     const ok = dst.write(chunk);
     tap?.(chunk);
@@ -23,7 +24,7 @@ export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => voi
     }
   });
   src.once('end', () => {
-    if (endsCleanly && !endsCleanly()) dst.destroy();
+    if (endsCleanly && !endsCleanly()) (cut ?? (() => dst.destroy()))();
     else dst.end();
   });
 }

@@ -3,6 +3,7 @@
  * error ("Error from server (BadGateway): kubetrail: ...").
  */
 import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { describeError, type ErrorCode } from '../errors.ts';
 import type { ClusterRoute } from './routing.ts';
@@ -46,13 +47,15 @@ const HEADERS = (body: string, contentType = 'application/json'): Record<string,
  * discovery documents raw (`Do().Raw()`): of a failed one it shows a text body, but of a JSON one only
  * "an error on the server ("unknown")", which would hide why kubetrail failed on kubectl's first request.
  */
-export function sendStatus(res: ServerResponse, a: ProxyAnswer, opts: { plainText?: boolean } = {}): void {
+export function sendStatus(res: ServerResponse | Http2ServerResponse, a: ProxyAnswer, opts: { plainText?: boolean } = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = opts.plainText ? `${a.message}\n` : statusBody(a);
-  res.writeHead(a.code, HEADERS(body, opts.plainText ? 'text/plain; charset=utf-8' : 'application/json'));
+  const headers = HEADERS(body, opts.plainText ? 'text/plain; charset=utf-8' : 'application/json');
+  if ('stream' in res) res.writeHead(a.code, headers);
+  else res.writeHead(a.code, headers);
   res.end(body);
 }
 

@@ -7,8 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
-import { Exchange, requestFacts } from './exchange.ts';
+import { downstreamHead, Exchange, requestFacts } from './exchange.ts';
 import type { ForwardContext } from './forward.ts';
 import { timeNewConnection, upstreamRequest } from './forward-http1.ts';
 import { forwardHeaders, header, responseHead } from './headers.ts';
@@ -24,17 +23,18 @@ export interface TunnelContext extends ForwardContext {
 
 export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
-  const url = req.url ?? '/';
-  const tls = req.socket as TLSSocket;
-  const target = resolveTarget(ctx.routes, url, tls.servername);
+  const dh = downstreamHead(req);
+  const url = dh.url;
+  const target = resolveTarget(ctx.routes, url, dh.socket.servername);
   if (!target) {
     sendStatusRaw(socket, { code: 404, ktCode: 'KT_ERR_NO_ROUTE', message: `kubetrail: no cluster route for ${url.split('?')[0]}` });
     return;
   }
-  const peer = ctx.peers.of(tls);
-  const x = new Exchange(ctx.observer, requestFacts(req, target, peer, true), { progress: false });
+  const peer = ctx.peers.of(dh.socket);
+  const upstreams = ctx.upstreamsOf(req);
+  const x = new Exchange(ctx.observer, requestFacts(dh, target, peer, { upgrade: true, upstreamShared: upstreams.shared }), { progress: false });
   x.bytesUp = head.length;
-  const refused = refuseIdentity(peer, req.rawHeaders);
+  const refused = refuseIdentity(peer, dh.raw);
   if (refused) {
     sendStatusRaw(socket, refused);
     x.finish('proxy_error', refused);
@@ -43,12 +43,12 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
   const { route } = target;
   ctx.openSockets.add(socket);
   socket.on('close', () => ctx.openSockets.delete(socket));
-  // A dedicated, never pooled connection: after a 101 it belongs to this tunnel.
+  // A connection no other request uses: after a 101 it belongs to this tunnel.
   const up = upstreamRequest(
-    ctx.pool.agentFor(route, peer.identity, false),
+    upstreams.upgradeAgentFor(route, peer.identity),
     x,
     target.upstreamPath,
-    forwardHeaders(req.rawHeaders, { keepUpgrade: true, host: route.server.host, add: x.added }),
+    forwardHeaders(dh.raw, { keepUpgrade: true, host: route.server.host, add: x.added }),
   );
   up.on('socket', (s) => timeNewConnection(s, x, performance.now()));
 

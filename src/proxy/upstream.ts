@@ -63,6 +63,34 @@ function connectViaProxy(proxyUrl: string, options: ConnectionOptions & { host?:
   req.end();
 }
 
+/**
+ * An own connection's HTTP/1.1 agent. `adopt` gives it a socket already connected (an HTTP/2 attempt the
+ * apiserver answered with http/1.1): its first request goes over that one instead of a new connection.
+ */
+export class OwnAgent extends HttpsAgent {
+  #spare: Duplex | undefined;
+
+  adopt(socket: Duplex): void {
+    this.#spare = socket;
+  }
+
+  override createConnection(options: ConnectionOptions, oncreate: OnCreate): Duplex | undefined {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    if (spare && !spare.destroyed) {
+      oncreate(null, spare);
+      return undefined;
+    }
+    return super.createConnection(options, oncreate) as Duplex | undefined;
+  }
+
+  override destroy(): void {
+    this.#spare?.destroy();
+    this.#spare = undefined;
+    super.destroy();
+  }
+}
+
 class ProxiedAgent extends HttpsAgent {
   readonly #proxyUrl: string;
 
@@ -94,6 +122,19 @@ export interface H2Lease {
   retire(): void;
 }
 
+/** One kubectl connection's own HTTP/2 connection to the apiserver (UpstreamPool.ownH2). */
+export interface OwnH2 {
+  /** The session once up; undefined when the apiserver chose HTTP/1.1. Rejects with the connect error. */
+  ready: Promise<ClientHttp2Session | undefined>;
+  /** After `ready` resolved undefined: the HTTP/1.1 socket the apiserver chose, and its handshake times. */
+  h1(): { socket: Duplex; timing: NewConnection } | undefined;
+  /** False once a GOAWAY or a failure retired it. */
+  usable(): boolean;
+  /** A stream slot (with the handshake times when `waited`); undefined when the apiserver chose HTTP/1.1. */
+  lease(waited: boolean): Promise<H2Lease | undefined>;
+  close(): void;
+}
+
 /** Streams per connection before the apiserver's SETTINGS arrive (RFC 9113 recommends allowing ≥ 100). */
 const H2_STREAMS_BEFORE_SETTINGS = 100;
 /** An HTTP/2 connection with no stream left is closed after this long (Go's transport: 90 s). */
@@ -119,6 +160,8 @@ export const MAX_RESPONSE_HEAD_BYTES = 10 << 20;
 
 interface H2Conn {
   ready: Promise<{ session: ClientHttp2Session; timing: NewConnection } | undefined>;
+  /** The apiserver chose HTTP/1.1 on an own connection: its socket, handed to the owner's agent. */
+  h1?: { socket: Duplex; timing: NewConnection };
   session?: ClientHttp2Session;
   active: number;
   usable: boolean;
@@ -227,7 +270,7 @@ export class UpstreamPool {
     return lease;
   }
 
-  #openH2(key: string, route: ClusterRoute, identity: ClientIdentity | undefined): H2Conn {
+  #openH2(key: string, route: ClusterRoute, identity: ClientIdentity | undefined, own = false): H2Conn {
     const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined), retire: () => undefined, kill: () => undefined };
     this.#allH2.add(conn);
     let ping: NodeJS.Timeout | undefined;
@@ -273,9 +316,12 @@ export class UpstreamPool {
         }
         if (socket.alpnProtocol !== 'h2') {
           // This apiserver (or a load balancer in front of it) chose HTTP/1.1: remember, and use the agent.
-          this.#h1Only.add(key);
+          // An own connection is not thrown away: kubectl's requests go over it as HTTP/1.1 (see OwnUpstream).
+          if (!own) this.#h1Only.add(key);
           gone();
-          socket.destroy();
+          socket.off('error', beforeSession);
+          if (own) conn.h1 = { socket, timing: { connectEnd: connectEnd ?? tlsEnd, tlsEnd } };
+          else socket.destroy();
           resolve(undefined);
           return;
         }
@@ -314,6 +360,55 @@ export class UpstreamPool {
     return conn;
   }
 
+  /**
+   * An HTTP/1.1 agent of one kubectl connection's own (fidelity: never lent to another connection). It
+   * keeps its connection alive between that connection's requests; the owner destroys it when kubectl's
+   * connection closes. The TLS context is the (cluster, identity)'s shared one.
+   */
+  ownAgent(route: ClusterRoute, identity: ClientIdentity | undefined): HttpsAgent {
+    const { secureContext, perConnection } = this.#contextFor(route, identity);
+    const options: AgentOptions = { ...perConnection, secureContext, keepAlive: true, timeout: 0, scheduling: 'lifo' };
+    return route.proxyUrl ? new ProxiedAgent(route.proxyUrl, options) : new OwnAgent(options);
+  }
+
+  /**
+   * An HTTP/2 connection of one kubectl connection's own, opened now, never pooled: resolves a lease
+   * factory once it is up, undefined when the apiserver chose HTTP/1.1 (then `h1` holds that socket).
+   */
+  ownH2(route: ClusterRoute, identity: ClientIdentity | undefined): OwnH2 | undefined {
+    if (route.proxyUrl || this.#destroyed) return undefined;
+    const conn = this.#openH2(identityKey(route, identity), route, identity, true);
+    return {
+      ready: conn.ready.then((r) => r?.session),
+      h1: () => conn.h1,
+      usable: () => conn.usable,
+      lease: async (waited: boolean) => {
+        conn.active++;
+        const ready = await conn.ready.catch((err: unknown) => {
+          conn.active--;
+          throw err;
+        });
+        if (!ready) {
+          conn.active--;
+          return undefined;
+        }
+        let released = false;
+        const lease: H2Lease = {
+          session: ready.session,
+          release: () => {
+            if (released) return;
+            released = true;
+            conn.active--;
+          },
+          retire: conn.retire,
+        };
+        if (waited) lease.opened = ready.timing;
+        return lease;
+      },
+      close: () => conn.kill(),
+    };
+  }
+
   destroy(): void {
     for (const agent of this.#agents.values()) agent.destroy();
     this.#agents.clear();
@@ -325,7 +420,7 @@ export class UpstreamPool {
 }
 
 /** What connections are keyed by: a connection opened with one identity is never lent to another. */
-function identityKey(route: ClusterRoute, identity: ClientIdentity | undefined): string {
+export function identityKey(route: ClusterRoute, identity: ClientIdentity | undefined): string {
   return `${route.id}\0${identity?.fingerprint ?? 'anonymous'}`;
 }
 

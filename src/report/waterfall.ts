@@ -152,6 +152,9 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
   for (const f of findingLines(cmd)) lines.push(paint(c, '33', fit(f, width)));
   const denied = cmd.requests.find((r) => r.rbac['rbac.decision'] === 'denied' || r.rbac['rbac.decision'] === 'unauthenticated');
   if (denied) lines.push(paint(c, '33', fit(`rbac: ${denialText(denied.rbac)}`, width)));
+  if (cmd.upstreamShared === true) {
+    lines.push(paint(c, '33', fit('upstream: shared connections (--reuse-upstream): connect/TLS are not what kubectl alone pays', width)));
+  }
   // Never cut: they are commands to copy.
   lines.push(...rbacFixLines(cmd));
   lines.push(...traceLines(traceUrl(opts.jaegerUrl, cmd.traceId), opts.exportNote, width));

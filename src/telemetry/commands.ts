@@ -89,6 +89,8 @@ export interface CommandSummary {
   credentials?: CredentialRun[];
   throttling?: Throttling;
   division?: TimeDivision;
+  /** Upstream connections were shared across kubectl connections (--reuse-upstream). */
+  upstreamShared?: boolean;
 }
 
 export interface CommandTotals {

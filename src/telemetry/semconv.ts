@@ -25,6 +25,8 @@ export const ATTR_KUBE_WARNINGS = 'kube.warnings';
 export const ATTR_KUBETRAIL_OUTCOME = 'kubetrail.outcome';
 export const ATTR_KUBETRAIL_INSECURE = 'kubetrail.insecure_skip_tls_verify';
 export const ATTR_KUBETRAIL_UPGRADE = 'kubetrail.upgrade';
+/** Root span: upstream connections were shared across kubectl connections (--reuse-upstream). */
+export const ATTR_KUBETRAIL_UPSTREAM_SHARED = 'kubetrail.upstream.shared';
 export const ATTR_KUBETRAIL_BYTES_UP = 'kubetrail.bytes_up';
 export const ATTR_KUBETRAIL_BYTES_DOWN = 'kubetrail.bytes_down';
 

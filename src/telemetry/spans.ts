@@ -19,6 +19,8 @@ import * as sc from './semconv.ts';
 
 interface Command {
   key: string;
+  /** Its requests rode shared upstream connections (--reuse-upstream). */
+  upstreamShared: boolean;
   root: Span;
   /** The context with `root` active: the parent of the command's request spans. */
   rootCtx: Context;
@@ -267,6 +269,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       credentials: cmd.credentials,
       throttling,
       division,
+      ...(cmd.upstreamShared ? { upstreamShared: true } : {}),
     };
     if (cmd.key.startsWith('tag:')) remember(cmd.key, summary);
     opts.onCommandFinished?.(summary);
@@ -300,9 +303,12 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start?.kubectlSession);
     setAttr(attrs, sc.ATTR_K8S_CLUSTER_NAME, start?.cluster);
     setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start?.userAgent);
+    // connect and TLS then show a pool's, not what this command would pay on its own.
+    if (start?.upstreamShared === true) attrs[sc.ATTR_KUBETRAIL_UPSTREAM_SHARED] = true;
     root.setAttributes(toOtel(attrs));
     const cmd: Command = {
       key,
+      upstreamShared: start?.upstreamShared === true,
       root,
       rootCtx: trace.setSpan(ROOT_CONTEXT, root),
       traceId: root.spanContext().traceId,

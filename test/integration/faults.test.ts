@@ -212,11 +212,16 @@ afterAll(async () => {
 });
 
 /** Same kubectl command direct and through kubetrail, the fault armed for each side separately. */
-async function both(args: string[], fault?: Fault): Promise<{ direct: KubectlResult; through: KubectlResult }> {
+/**
+ * The same kubectl command direct and through kubetrail. `downstream`: the protocol kubectl speaks to
+ * kubetrail (kubetrail mirrors it upstream). HTTP/1.1 by default, as these assertions were written for it:
+ * client-go's DISABLE_HTTP2 makes kubectl offer http/1.1 only; `h2` is what kubectl chooses by itself.
+ */
+async function both(args: string[], fault?: Fault, downstream: 'http/1.1' | 'h2' = 'http/1.1'): Promise<{ direct: KubectlResult; through: KubectlResult }> {
   if (fault) fake.setFault(fault);
   const direct = await kubectl(args, { kubeconfig: kc, home: directHome, timeoutMs: 30_000 });
   if (fault) fake.setFault(fault);
-  const through = await kubectl(args, { kubeconfig: kt.kubeconfig, home: proxiedHome, timeoutMs: 30_000 });
+  const through = await kubectl(args, { kubeconfig: kt.kubeconfig, home: proxiedHome, timeoutMs: 30_000, env: downstream === 'h2' ? {} : { DISABLE_HTTP2: '1' } });
   fake.setFault(null);
   if (REPORT) console.log(`${args.join(' ')}\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`);
   return { direct, through };
@@ -264,6 +269,19 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
     // Direct kubectl speaks HTTP/2 to the apiserver (a stream reset); through kubetrail, HTTP/1.1 and a 502.
     expect(direct.stderr).toMatch(/INTERNAL_ERROR|EOF|connection reset/);
     expect(through.stderr).toMatch(/\(BadGateway\): kubetrail: cannot reach the kube-apiserver at \S+ failed: ECONNRESET/);
+    await stillHealthy();
+  });
+
+  it('over HTTP/2 both ways: a dropped connection or a reset mid-body fails kubectl as it fails direct, never a truncated success', async () => {
+    for (const fault of [{ path: /\/pods/, dropConnection: true }, { path: /\/pods/, resetAfterBytes: 3000 }]) {
+      const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], fault, 'h2');
+      expect(through.code).toBe(direct.code);
+      expect(direct.code).toBe(1);
+      expect(through.stdout.toString()).toBe('');
+    }
+    const reset = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, resetAfterBytes: 3000 }, 'h2');
+    expect(reset.direct.stderr).toMatch(/error when reading response body/);
+    expect(reset.through.stderr).toMatch(/error when reading response body/);
     await stillHealthy();
   });
 
@@ -617,9 +635,14 @@ describe('the apiserver closes a kept-alive connection just as a request goes ou
     server.close();
   });
 
+  // One kept-alive kubectl connection: kubetrail's upstream connection is that connection's own, and kept
+  // alive with it (as kubectl's would be without kubetrail).
+  const downstream = new Agent({ keepAlive: true, maxSockets: 1 });
+  afterAll(() => downstream.destroy());
+
   function send(method: string, body?: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, method, path: `${routeBase}/api/v1/namespaces/default/configmaps`, ca: pkiCa, servername: 'localhost', agent: false, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
+      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, method, path: `${routeBase}/api/v1/namespaces/default/configmaps`, ca: pkiCa, servername: 'localhost', agent: downstream, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       });

@@ -1,7 +1,8 @@
 /**
- * Watches over HTTP/2 upstream: kubectl talks HTTP/1.1 to kubetrail, kubetrail sends each watch as a stream
- * on one HTTP/2 connection per (cluster, identity), as client-go does when it talks to the apiserver
- * directly. Driven by plain HTTPS clients against an h2 upstream we control: what a watcher receives must be
+ * Watches over HTTP/2 upstream with --reuse-upstream (shared connections; by default each kubectl connection
+ * has its own, in its own protocol: test/integration/connections.test.ts): kubectl talks HTTP/1.1 to
+ * kubetrail, kubetrail sends each watch as a stream on one HTTP/2 connection per (cluster, identity), as
+ * client-go does when it talks to the apiserver directly. Driven by plain HTTPS clients against an h2 upstream we control: what a watcher receives must be
  * what the upstream sent, identities must never share a connection, and one stream's failure must never
  * touch another's.
  */
@@ -174,6 +175,7 @@ users:
     pki,
     host: '127.0.0.1',
     port: 0,
+    reuseUpstream: true,
     observer: {
       onRequestStart: () => undefined,
       onUpstreamConnected: (id, c) => void connected.push({ ...c, id }),

@@ -46,6 +46,8 @@ function routeId(name: string): string {
   return route.id;
 }
 let proxy: RunningProxy;
+/** The same routes with --reuse-upstream. */
+let sharedProxy: RunningProxy;
 const seen: Seen[] = [];
 const ended: RequestEnd[] = [];
 const started: RequestStart[] = [];
@@ -123,10 +125,12 @@ users:
   routes = buildRoutes(loadKubeconfig({ explicitPath: join(dir, 'kubeconfig'), env: {} }));
   pki = await ensureLocalPki(join(dir, 'state'));
   proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, observer: recordingObserver() });
+  sharedProxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, reuseUpstream: true });
 });
 
 afterAll(async () => {
   await proxy.close();
+  await sharedProxy.close();
   upstream.closeAllConnections();
   wrongCaUpstream.closeAllConnections();
   await new Promise((r) => upstream.close(r));
@@ -143,20 +147,21 @@ interface Reply {
 function send(
   cluster: string,
   path: string,
-  opts: { method?: string; headers?: string[]; body?: Buffer; cert?: KeyPairPem; servername?: string; agent?: false } = {},
+  opts: { method?: string; headers?: string[]; body?: Buffer; cert?: KeyPairPem; servername?: string; agent?: false; via?: RunningProxy } = {},
 ): Promise<Reply> {
+  const target = opts.via ?? proxy;
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
         host: '127.0.0.1',
-        port: proxy.port,
+        port: target.port,
         method: opts.method ?? 'GET',
         path: cluster === '' ? path : `/c/${routeId(cluster)}${path}`,
         ca: pki.caPem,
         servername: opts.servername ?? `${routeId(cluster || 'main')}${SNI_SUFFIX}`,
         cert: opts.cert?.certPem,
         key: opts.cert?.keyPem,
-        headers: ['Host', `127.0.0.1:${proxy.port}`, ...(opts.headers ?? [])] as unknown as Record<string, string>,
+        headers: ['Host', `127.0.0.1:${target.port}`, ...(opts.headers ?? [])] as unknown as Record<string, string>,
         agent: false,
       },
       (res) => {
@@ -348,13 +353,17 @@ describe('identity', () => {
     expect(headerValues(seen[before]?.rawHeaders ?? [], 'authorization')).toEqual(['Bearer t0k']);
   });
 
-  it('never lets two users share an upstream connection', async () => {
+  it.each([
+    ['each kubectl connection its own (default)', false],
+    ['--reuse-upstream', true],
+  ])('never lets two users share an upstream connection: %s', async (_mode, reuse) => {
     handler = (_req, res) => res.end('ok');
     const before = seen.length;
+    const via = reuse ? sharedProxy : proxy;
     for (let i = 0; i < 3; i++) {
-      await send('main', '/api/v1/pods', { cert: alice });
-      await send('main', '/api/v1/pods', { cert: bob });
-      await send('main', '/api/v1/pods', { headers: ['Authorization', 'Bearer x'] });
+      await send('main', '/api/v1/pods', { cert: alice, via });
+      await send('main', '/api/v1/pods', { cert: bob, via });
+      await send('main', '/api/v1/pods', { headers: ['Authorization', 'Bearer x'], via });
     }
     const byUser = new Map<string, Set<number>>();
     for (const s of seen.slice(before)) {
@@ -368,8 +377,9 @@ describe('identity', () => {
         expect([...(ports[i] ?? [])].filter((p) => ports[j]?.has(p))).toEqual([]);
       }
     }
-    // ...while one user's requests do reuse their pooled connection.
-    expect(byUser.get('alice')?.size).toBe(1);
+    // ...while with --reuse-upstream one user's requests reuse their pooled connection; by default each of
+    // the three kubectl connections (send() opens one each) had an upstream connection of its own.
+    expect(byUser.get('alice')?.size).toBe(reuse ? 1 : 3);
   });
 });
 

@@ -452,6 +452,22 @@ describe('the flag table (docs/reference.md)', () => {
         expect((await runKubetrail(['stop'], { env })).stderr).toBe('kubetrail: no background kubetrail is running\n');
       },
     },
+    'reuse-upstream': {
+      env: ['KUBETRAIL_REUSE_UPSTREAM'],
+      async run() {
+        // Off: the waterfall says nothing of it. On (flag or environment): it says connect/TLS are a pool's.
+        const shared = /^upstream: shared connections \(--reuse-upstream\)/m;
+        const h = home();
+        const plain = await wrapped(['--listen', '127.0.0.1:0'], h.env);
+        expect(plain.code, plain.stderr).toBe(0);
+        expect(plain.stderr).not.toMatch(shared);
+        const byFlag = await wrapped(['--listen', '127.0.0.1:0', '--reuse-upstream'], h.env);
+        expect(byFlag.code, byFlag.stderr).toBe(0);
+        expect(byFlag.stderr).toMatch(shared);
+        const byEnv = await wrapped(['--listen', '127.0.0.1:0'], { ...h.env, KUBETRAIL_REUSE_UPSTREAM: 'true' });
+        expect(byEnv.stderr).toMatch(shared);
+      },
+    },
     'session-idle-ms': {
       env: [],
       async run() {

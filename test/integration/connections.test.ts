@@ -1,0 +1,170 @@
+/**
+ * Fidelity of the transport (issue #13): through kubetrail, the apiserver sees the connections kubectl
+ * would have opened itself — as many, in the same protocol — and every command pays its own connect and
+ * TLS. A counting TCP relay sits in front of the stand-in apiserver (h2 + http/1.1, as kube-apiserver);
+ * the same kubectl runs straight at the relay and through kubetrail, and the relay's counts are compared.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
+import { buildRoutes, rewriteKubeconfig } from '../../src/kubeconfig/rewrite.ts';
+import { writeKubeconfig } from '../../src/kubeconfig/write.ts';
+import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
+import type { StageObserver, UpstreamConnected } from '../../src/proxy/events.ts';
+import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
+import { startCountingRelay, type CountingRelay } from '../helpers/counting-relay.ts';
+import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { kubectl, KUBECTL_DIR, startKubectl, type KubectlOptions } from '../helpers/kubectl.ts';
+
+const VERSIONS = ['1.30', '1.33'] as const;
+
+let dir: string;
+let fake: FakeApiserver;
+let relay: CountingRelay;
+let pki: LocalPki;
+let direct: string;
+let proxy: RunningProxy;
+let through: string;
+let shared: RunningProxy;
+let throughShared: string;
+/** Upstream events by kubectl session (one kubectl run). */
+const connected = new Map<string, UpstreamConnected[]>();
+
+function observer(): StageObserver {
+  const sessionOf = new Map<string, string>();
+  return {
+    onRequestStart: (s) => {
+      sessionOf.set(s.id, s.kubectlSession ?? 'none');
+      return undefined;
+    },
+    onUpstreamConnected: (id, c) => {
+      const session = sessionOf.get(id) ?? 'none';
+      connected.set(session, [...(connected.get(session) ?? []), c]);
+    },
+    onResponseStart: () => undefined,
+    onRequestEnd: () => undefined,
+  };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'kubetrail-conns-'));
+  fake = await startFakeApiserver();
+  fake.create(makePod('nowhere', { namespace: 'default', phase: 'Running', nodeName: '' }));
+  relay = await startCountingRelay(fake.port);
+  const alice = await fake.issueUser('alice', ['system:masters']);
+  writeFileSync(join(dir, 'ca.crt'), fake.serverCaPem);
+  writeFileSync(join(dir, 'alice.crt'), alice.certPem);
+  writeFileSync(join(dir, 'alice.key'), alice.keyPem);
+  direct = join(dir, 'kubeconfig');
+  writeFileSync(
+    direct,
+    `clusters:\n- name: fake\n  cluster: {server: "https://127.0.0.1:${relay.port}", certificate-authority: ca.crt}\n` +
+      `users:\n- name: alice\n  user: {client-certificate: alice.crt, client-key: alice.key}\n` +
+      `contexts:\n- name: fake\n  context: {cluster: fake, user: alice, namespace: default}\ncurrent-context: fake\n`,
+  );
+  const loaded = loadKubeconfig({ explicitPath: direct, env: {} });
+  pki = await ensureLocalPki(join(dir, 'state'));
+  proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: observer() });
+  through = join(dir, 'through.yaml');
+  writeKubeconfig(through, rewriteKubeconfig(loaded, { listenUrl: proxy.url, caPem: pki.caPem }));
+  shared = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: observer(), reuseUpstream: true });
+  throughShared = join(dir, 'through-shared.yaml');
+  writeKubeconfig(throughShared, rewriteKubeconfig(loaded, { listenUrl: shared.url, caPem: pki.caPem }));
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await shared?.close();
+  await relay?.close();
+  await fake?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Seen {
+  code: number;
+  /** The protocol of each connection the apiserver saw, in order. */
+  protocols: string[];
+}
+
+/** Run one kubectl and report the connections the relay saw for it, once they have all closed. */
+async function observe(run: () => Promise<number>): Promise<Seen> {
+  await expect.poll(() => relay.open(), { timeout: 10_000 }).toBe(0);
+  const before = relay.connections.length;
+  const code = await run();
+  // kubectl has exited: every connection it opened closes, upstream as well as to kubetrail.
+  await expect.poll(() => relay.open(), { timeout: 10_000 }).toBe(0);
+  return { code, protocols: relay.connections.slice(before).map((c) => c.protocol) };
+}
+
+function opts(version: string, kubeconfig: string, home: string): KubectlOptions {
+  return { kubeconfig, home, timeoutMs: 30_000, env: {}, version: version as KubectlOptions['version'] };
+}
+
+async function once(version: string, kubeconfig: string, home: string, args: string[]): Promise<number> {
+  return (await kubectl(args, opts(version, kubeconfig, home))).code;
+}
+
+async function watchOnce(version: string, kubeconfig: string, home: string): Promise<number> {
+  const k = startKubectl(['get', 'pods', '-w'], opts(version, kubeconfig, home));
+  await k.waitForStdout(/nowhere/, 20_000);
+  k.kill('SIGINT');
+  return (await k.result).code;
+}
+
+describe.each(VERSIONS)('kubectl %s: the apiserver sees the connections kubectl would open', (version) => {
+  const kubectlBin = join(KUBECTL_DIR, `kubectl.${version}`);
+  const homes = { direct: '', through: '' };
+
+  beforeAll(() => {
+    homes.direct = mkdtempSync(join(dir, `home-direct-${version}-`));
+    homes.through = mkdtempSync(join(dir, `home-through-${version}-`));
+    expect(kubectlBin).toMatch(/kubectl\.1\.\d+$/);
+  });
+
+  const cases: [string, (kc: string, home: string) => Promise<number>][] = [
+    ['cold discovery + get pods', (kc, home) => once(version, kc, home, ['get', 'pods'])],
+    ['warm get pods', (kc, home) => once(version, kc, home, ['get', 'pods'])],
+    ['get pods -w', (kc, home) => watchOnce(version, kc, home)],
+    ['exec on an unscheduled pod (WebSocket, then SPDY)', (kc, home) => once(version, kc, home, ['exec', 'nowhere', '--', 'true'])],
+    ['port-forward on an unscheduled pod', (kc, home) => once(version, kc, home, ['port-forward', 'pod/nowhere', '0:80'])],
+  ];
+  for (const [name, run] of cases) {
+    it(name, async () => {
+      const d = await observe(() => run(direct, homes.direct));
+      const t = await observe(() => run(through, homes.through));
+      expect(t.code).toBe(d.code);
+      expect(d.protocols.length).toBeGreaterThan(0);
+      expect(t.protocols).toEqual(d.protocols);
+    });
+  }
+});
+
+describe('every command pays its own connect and TLS', () => {
+  /** The upstream events of the last kubectl run through a proxy. */
+  async function runAndConnections(kubeconfig: string, home: string): Promise<UpstreamConnected[]> {
+    const before = new Set(connected.keys());
+    expect(await once('1.33', kubeconfig, home, ['get', 'pods'])).toBe(0);
+    const session = [...connected.keys()].find((k) => !before.has(k));
+    return session === undefined ? [] : (connected.get(session) ?? []);
+  }
+
+  it('two commands in a row through one kubetrail: the second opens a new upstream connection with its TLS handshake', async () => {
+    const home = mkdtempSync(join(dir, 'home-twice-'));
+    await runAndConnections(through, home);
+    const second = await runAndConnections(through, home);
+    const fresh = second.filter((c) => !c.reused);
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]?.protocol).toBe('h2');
+    expect(fresh[0]?.tlsEnd).toBeGreaterThan(fresh[0]?.connectEnd ?? Infinity);
+  });
+
+  it('with --reuse-upstream the second command rides the first one\'s connection (the opt-in)', async () => {
+    const home = mkdtempSync(join(dir, 'home-shared-'));
+    await runAndConnections(throughShared, home);
+    const second = await runAndConnections(throughShared, home);
+    expect(second.length).toBeGreaterThan(0);
+    expect(second.filter((c) => !c.reused)).toEqual([]);
+  });
+});
