@@ -79,6 +79,8 @@ export class OwnUpstreams implements Upstreams {
   readonly #h2 = new Map<string, OwnH2State>();
   /** (cluster, identity) whose apiserver chose HTTP/1.1 on this connection. */
   readonly #h1Only = new Set<string>();
+  /** Sockets already handed to an agent (several streams may have waited for the same answer). */
+  readonly #adopted = new WeakSet<Duplex>();
   #closed = false;
 
   /**
@@ -111,21 +113,23 @@ export class OwnUpstreams implements Upstreams {
           if (session) {
             s.up = true;
             this.#watch(session, s);
-          } else {
-            this.#adopt(key, route, identity, conn);
           }
         },
         () => undefined,
       );
     }
-    return state.conn.lease(!state.up);
+    const lease = await state.conn.lease(!state.up);
+    // Adopted before the caller sends over HTTP/1.1: its request must find the socket in the agent.
+    if (!lease) this.#adopt(key, route, identity, state.conn);
+    return lease;
   }
 
   /** The apiserver chose HTTP/1.1: this connection's agent takes the socket for its first request. */
   #adopt(key: string, route: ClusterRoute, identity: ClientIdentity | undefined, conn: OwnH2): void {
     this.#h1Only.add(key);
     const h1 = conn.h1();
-    if (!h1) return;
+    if (!h1 || this.#adopted.has(h1.socket)) return;
+    this.#adopted.add(h1.socket);
     if (this.#closed) {
       h1.socket.destroy();
       return;

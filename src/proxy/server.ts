@@ -195,8 +195,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     close: async () => {
       const closed = [new Promise<void>((resolve) => server.close(() => resolve()))];
       for (const s of openSockets) if (!s.closed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
-      for (const s of sessions) if (!s.closed || !s.destroyed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
+      for (const s of sessions) if (!s.destroyed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
       h1.closeAllConnections();
+      // Neither inner server listens; closing them stops the HTTP server's connection-checking timer.
+      h1.close();
+      h2.close();
       for (const s of openSockets) s.destroy();
       for (const s of sessions) s.destroy();
       pool.destroy();

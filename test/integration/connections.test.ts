@@ -168,3 +168,60 @@ describe('every command pays its own connect and TLS', () => {
     expect(second.filter((c) => !c.reused)).toEqual([]);
   });
 });
+
+describe('an apiserver that answers an h2 offer with http/1.1', () => {
+  let h1fake: FakeApiserver;
+  let h1relay: CountingRelay;
+  let h1proxy: RunningProxy;
+  let h1direct: string;
+  let h1through: string;
+
+  beforeAll(async () => {
+    h1fake = await startFakeApiserver({ http2: false });
+    h1relay = await startCountingRelay(h1fake.port);
+    const alice = await h1fake.issueUser('alice', ['system:masters']);
+    const d = mkdtempSync(join(dir, 'h1-'));
+    writeFileSync(join(d, 'ca.crt'), h1fake.serverCaPem);
+    writeFileSync(join(d, 'alice.crt'), alice.certPem);
+    writeFileSync(join(d, 'alice.key'), alice.keyPem);
+    h1direct = join(d, 'kubeconfig');
+    writeFileSync(
+      h1direct,
+      `clusters:\n- name: fake\n  cluster: {server: "https://127.0.0.1:${h1relay.port}", certificate-authority: ca.crt}\n` +
+        `users:\n- name: alice\n  user: {client-certificate: alice.crt, client-key: alice.key}\n` +
+        `contexts:\n- name: fake\n  context: {cluster: fake, user: alice, namespace: default}\ncurrent-context: fake\n`,
+    );
+    const loaded = loadKubeconfig({ explicitPath: h1direct, env: {} });
+    h1proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0 });
+    h1through = join(d, 'through.yaml');
+    writeKubeconfig(h1through, rewriteKubeconfig(loaded, { listenUrl: h1proxy.url, caPem: pki.caPem }));
+  });
+
+  afterAll(async () => {
+    await h1proxy?.close();
+    await h1relay?.close();
+    await h1fake?.close();
+  });
+
+  it("kubectl's h2 connection to kubetrail keeps working; the connection kubetrail offered h2 on carries the HTTP/1.1 request", async () => {
+    const homes = { direct: mkdtempSync(join(dir, 'h1home-')), through: mkdtempSync(join(dir, 'h1home-')) };
+    const run = async (kc: string, home: string): Promise<{ code: number; stdout: string }> => {
+      const r = await kubectl(['get', 'pods', '-o', 'name'], { kubeconfig: kc, home, timeoutMs: 30_000 });
+      return { code: r.code, stdout: r.stdout.toString() };
+    };
+    // Cold (discovery), then warm: one request, one connection each way.
+    for (const [kc, home] of [[h1direct, homes.direct], [h1through, homes.through]] as const) expect((await run(kc, home)).code).toBe(0);
+    await expect.poll(() => h1relay.open(), { timeout: 10_000 }).toBe(0);
+    let before = h1relay.connections.length;
+    const d = await run(h1direct, homes.direct);
+    await expect.poll(() => h1relay.open(), { timeout: 10_000 }).toBe(0);
+    const directConns = h1relay.connections.length - before;
+    before = h1relay.connections.length;
+    const t = await run(h1through, homes.through);
+    await expect.poll(() => h1relay.open(), { timeout: 10_000 }).toBe(0);
+    expect(t).toEqual(d);
+    expect(directConns).toBe(1);
+    // kubetrail offered h2 (as kubectl did), was answered http/1.1, and sent the request on that connection.
+    expect(h1relay.connections.slice(before).map((c) => c.offered)).toEqual([['h2', 'http/1.1']]);
+  });
+});
