@@ -26,6 +26,14 @@ const cmd: CommandSummary = {
 };
 
 describe('renderWaterfall', () => {
+  it('says when upstream connections were shared (--reuse-upstream), within 80 columns, and not otherwise', () => {
+    const shared = renderWaterfall({ ...cmd, upstreamShared: true }, { jaegerUrl: 'http://localhost:16686', color: false });
+    const line = shared.find((l) => l.startsWith('upstream: shared connections (--reuse-upstream)'));
+    expect(line).toBeDefined();
+    expect(line?.length).toBeLessThanOrEqual(80);
+    expect(renderWaterfall(cmd, { jaegerUrl: 'http://localhost:16686', color: false }).join('\n')).not.toContain('shared connections');
+  });
+
   it('marks a count that is a lower bound (a list decoded only up to the scan budget) with ≥', () => {
     const big: CommandSummary = { ...cmd, requests: [req({ name: 'list pods', items: 3902, itemsPartial: true, bytes: 86_000_000 })] };
     const lines = renderWaterfall(big, { jaegerUrl: 'http://localhost:16686', color: false });
