@@ -3,6 +3,11 @@
  * kube-apiserver, etcd and Jaeger; built from Go modules the first time), runs `kubectl get pods` through
  * kubetrail as an allowed and as a forbidden user, and shows that Jaeger holds the traces. The stack keeps
  * running so the printed links work; `npm run stack -- down` stops it.
+ *
+ * kubetrail runs on a port of its own (--listen 127.0.0.1:0, so in-process, no background kubetrail): the
+ * demo leaves nothing on the stable port for the user's next `kubetrail -- kubectl ...`, and works whatever
+ * holds that port. It exits 1 when a command does not end as it should (kubetrail's own error, no trace).
+ * KUBETRAIL_KUBECTL names the kubectl to run, as for the plugin.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,7 +18,7 @@ import { readState, startStack, type StackInfo } from '../test/e2e/stack/stack.t
 
 const runDir = process.env.KUBETRAIL_STACK_DIR ?? join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'kubetrail-stack');
 const kubetrailBin = fileURLToPath(new URL('../src/bin/kubetrail.ts', import.meta.url));
-const kubectl = existsSync('/usr/bin/kubectl') ? '/usr/bin/kubectl' : 'kubectl';
+const kubectl = process.env.KUBETRAIL_KUBECTL ?? (existsSync('/usr/bin/kubectl') ? '/usr/bin/kubectl' : 'kubectl');
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -29,11 +34,12 @@ async function stack(): Promise<StackInfo> {
   return startStack({ runDir, persist: true, log: (l) => say(`   ${l}`) });
 }
 
-/** Run kubetrail with kubectl's stdout passed through; echo its stderr and return the trace id it printed. */
-function traced(info: StackInfo, context: string, args: string[]): Promise<string | undefined> {
+/** Run kubetrail with kubectl's stdout passed through; echo its stderr; its exit code and the trace id it printed. */
+function traced(info: StackInfo, context: string, args: string[]): Promise<{ code: number; traceId: string | undefined }> {
   const argv = [
     kubetrailBin,
     '--kubeconfig', info.kubeconfig,
+    '--listen', '127.0.0.1:0',
     '--state-dir', join(runDir, 'kubetrail'),
     '--otlp-endpoint', `${info.otlpHttpEndpoint}/v1/traces`,
     '--jaeger-url', info.jaegerUrl,
@@ -48,7 +54,7 @@ function traced(info: StackInfo, context: string, args: string[]): Promise<strin
       process.stderr.write(c);
     });
     child.on('error', reject);
-    child.on('close', () => resolve(/\/trace\/([0-9a-f]{32})/.exec(err)?.[1]));
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), traceId: /\/trace\/([0-9a-f]{32})/.exec(err)?.[1] }));
   });
 }
 
@@ -73,15 +79,25 @@ async function spansInJaeger(info: StackInfo, traceId: string, apiserverToo: boo
 }
 
 const info = await stack();
-for (const [context, args] of [
-  ['alice', ['get', 'pods', '-A']],
-  ['mallory', ['get', 'pods']],
-  ['admin', ['get', 'namespaces']],
+let failures = 0;
+// kubectl's exit code for each: mallory's list is Forbidden (1), as without kubetrail.
+for (const [context, args, expected] of [
+  ['alice', ['get', 'pods', '-A'], 0],
+  ['mallory', ['get', 'pods'], 1],
+  ['admin', ['get', 'namespaces'], 0],
 ] as const) {
-  const id = await traced(info, context, [...args]);
-  if (!id) continue;
+  const { code, traceId: id } = await traced(info, context, [...args]);
+  if (code !== expected || !id) {
+    failures++;
+    say(`   demo: this command ${code !== expected ? `exited ${code} (expected ${expected})` : 'printed no trace link'}`);
+    continue;
+  }
   const n = await spansInJaeger(info, id, context === 'admin');
   say(`   Jaeger has trace ${id}: ${n.kubetrail} kubetrail spans${n.apiserver ? ` and ${n.apiserver} apiserver spans (system:masters joins the trace)` : ''}`);
   say(`   ${info.jaegerUrl}/api/traces/${id}`);
 }
 say(`\nThe stack keeps running (Jaeger query API: ${info.jaegerUrl}). Stop it with: npm run stack -- down`);
+if (failures > 0) {
+  say(`demo: ${failures} of 3 commands failed`);
+  process.exitCode = 1;
+}

@@ -27,6 +27,7 @@ import { ensurePrivateDir, writeKubeconfig } from '../kubeconfig/write.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import type { KubectlLife } from '../telemetry/commands.ts';
 import { refusesConnections } from '../telemetry/sdk.ts';
+import { recordAddress } from './addresses.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import {
   BACKGROUND_CONFIG_ENV,
@@ -329,6 +330,8 @@ export function publish(opts: {
     startedAt: Date.now(),
   };
   replacePrivate(paths.state, `${JSON.stringify(state)}\n`);
+  // So that commands run with another state dir find this kubetrail on its address (addresses.ts).
+  recordAddress(opts.env, config.stateDir, state.host, state.port);
   return state;
 }
 

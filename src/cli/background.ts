@@ -18,6 +18,7 @@ import { extname, join } from 'node:path';
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { lingerMs, parseListen } from '../config/load.ts';
+import { recordedElsewhere, type Elsewhere } from './addresses.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
 import {
@@ -401,6 +402,16 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       // something on the port: a kubetrail that is stopping (it leaves the state file first), or another program.
       if (readState(paths.state)) continue;
       if (await portOpen(host, port)) {
+        // A kubetrail started with another state dir (the demo's, a script's --state-dir): replaced, as one
+        // of another configuration is, when it is an idle background one.
+        const other = await ownedElsewhere(config.stateDir, host, port);
+        if (other) {
+          if (other.state.kind === 'start') return undefined;
+          const r = await stopBackground(other.stateDir, other.state, true);
+          if (!r.stopped) return r.busy ? { busy: r.busy } : undefined;
+          replaced = true;
+          continue;
+        }
         heldSince ??= Date.now();
         if (Date.now() - heldSince >= STALE_MS) return undefined;
         await sleep(20);
@@ -417,6 +428,12 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
     }
   }
   return undefined;
+}
+
+/** The kubetrail another state dir recorded on host:port (addresses.ts), if it is still that kubetrail. */
+export async function ownedElsewhere(stateDir: string, host: string, port: number, env: NodeJS.ProcessEnv = process.env): Promise<Elsewhere | undefined> {
+  const other = recordedElsewhere(env, stateDir, host, port);
+  return other && (await owned(other.stateDir, other.state)) ? other : undefined;
 }
 
 /**

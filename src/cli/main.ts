@@ -32,6 +32,13 @@ function flagValues(cmd: Command): RawValues {
   return out;
 }
 
+async function giveWay(stateDir: string, host: string, port: number): Promise<boolean> {
+  const [{ stopBackgroundOn }, { recordedElsewhere }] = await Promise.all([import('./background-server.ts'), import('./addresses.ts')]);
+  if (await stopBackgroundOn(stateDir, host, port)) return true;
+  const other = recordedElsewhere(process.env, stateDir, host, port);
+  return other !== undefined && (await stopBackgroundOn(other.stateDir, host, port));
+}
+
 async function runStart(given: Config): Promise<number> {
   const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground, backgroundPaths }] = await Promise.all([
     import('../proxy/server.ts'),
@@ -66,14 +73,16 @@ async function runStart(given: Config): Promise<number> {
     try {
       proxy = await listen();
     } catch (err) {
-      // A background kubetrail that wrapped commands started (same state dir) gives way to a foreground one.
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !(await bg.stopBackgroundOn(config.stateDir, prepared.listen.host, prepared.listen.port))) throw err;
+      // A background kubetrail that wrapped commands started (with this state dir or, as the address book
+      // says, another) gives way to a foreground one.
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !(await giveWay(config.stateDir, prepared.listen.host, prepared.listen.port))) throw err;
       errLine(`kubetrail: stopped the background kubetrail on ${config.listen} to serve here`);
       proxy = await listen();
     }
   } catch (err) {
-    const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
-    throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${inUse ? 'address already in use (another kubetrail start?)' : describeError(err)}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${describeError(err)}`, { cause: err });
+    const { inUseMessage } = await import('./port-holder.ts');
+    throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port), { cause: err });
   }
   if (prepared.listen.port !== 0) await control?.publish(prepared, proxy, telemetry);
   outLine(`export KUBECONFIG=${prepared.writeKubeconfig(proxy.url)}`);

@@ -63,10 +63,8 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
       throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${(err as Error).message}`, { cause: err });
     }
     if (!(await sharedKubetrail(prepared))) {
-      throw new KtError(
-        'KT_ERR_LISTEN',
-        `--listen ${config.listen} is in use by another program (or a kubetrail serving other clusters); stop it or pass --listen 127.0.0.1:<port>`,
-      );
+      const { inUseMessage } = await import('./port-holder.ts');
+      throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port));
     }
     hooks.warn(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
   }

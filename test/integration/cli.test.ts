@@ -14,6 +14,7 @@ import { parse, stringify } from 'yaml';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
+import { alive as pidAlive, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
 import { KUBETRAIL_BIN, runKubetrail } from '../helpers/run-kubetrail.ts';
 import { unusedPort } from '../helpers/ports.ts';
 
@@ -89,7 +90,8 @@ describe('the stable port and kubectl caches', () => {
     try {
       const r = await wrapped(['--context', 'alice', 'get', 'pods'], freshHome(), ['--listen', `127.0.0.1:${port}`]);
       expect(r.code).toBe(2);
-      expect(r.stderr.trim()).toBe(`kubetrail: --listen 127.0.0.1:${port} is in use by another program (or a kubetrail serving other clusters); stop it or pass --listen 127.0.0.1:<port>`);
+      // The squatter is this test's process: the OS says so (Linux /proc), and the line names it.
+      expect(r.stderr.trim()).toMatch(new RegExp(`^kubetrail: --listen 127\\.0\\.0\\.1:${port} is in use by another program \\(pid ${process.pid}: [^)]*node[^)]*\\): stop it, or pass --listen 127\\.0\\.0\\.1:<port> for another \\(and keep it: kubectl's caches are keyed by it\\)$`));
       expect(r.stdout.length).toBe(0);
     } finally {
       await new Promise((r) => squatter.close(r));
@@ -145,6 +147,71 @@ describe.skipIf(!existsSync(DISPATCHER))('`kubetrail start` and the gcloud kubec
     } finally {
       start.kill('SIGTERM');
       await new Promise((res) => start.on('close', res));
+
+describe('a kubetrail started with another state dir (as `npm run demo` did with the stack\'s)', () => {
+  const bgPid = (stateDir: string, port: number): number | undefined => {
+    try {
+      return (JSON.parse(readFileSync(join(stateDir, 'background', `127.0.0.1-${port}.json`), 'utf8')) as { pid: number }).pid;
+    } catch {
+      return undefined;
+    }
+  };
+  const run = (args: string[], env: NodeJS.ProcessEnv): ReturnType<typeof runKubetrail> => runKubetrail(args, { env, timeoutMs: 40_000 });
+  const get = (stateDir: string[], port: number): string[] => ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, ...stateDir, '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods'];
+
+  it('does not block the next wrapped command, and `kubetrail stop` stops it, whatever state dir it has', async () => {
+    const home = freshHome();
+    const env = { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' };
+    const port = await unusedPort();
+    const demoState = join(home, 'demo-state');
+    try {
+      const first = await run(get(['--state-dir', demoState], port), env);
+      expect(first.code, first.stderr).toBe(0);
+      const demoPid = bgPid(demoState, port);
+      expect(demoPid && pidAlive(demoPid)).toBe(true);
+
+      // The next command, with the user's own state dir: served at once (the idle one is replaced).
+      const next = await run(get([], port), env);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stdout.toString()).toContain('web-0');
+      expect(next.stderr).not.toMatch(/KT_ERR|in use/);
+      await expect.poll(() => pidAlive(demoPid ?? 0), { timeout: 5000 }).toBe(false);
+
+      // And the other way round: `kubetrail stop` with the default state dir stops the other one.
+      const again = await run(get(['--state-dir', demoState], port), env);
+      expect(again.code, again.stderr).toBe(0);
+      const againPid = bgPid(demoState, port);
+      expect(againPid && pidAlive(againPid)).toBe(true);
+      const stop = await run(['stop'], env);
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(stop.stderr).toBe(`kubetrail: stopped the background kubetrail on 127.0.0.1:${port} (pid ${againPid}) (state dir ${demoState})\n`);
+      expect(pidAlive(againPid ?? 0)).toBe(false);
+      expect((await run(['stop'], env)).stderr).toBe('kubetrail: no background kubetrail is running\n');
+    } finally {
+      await stopBackgroundKubetrails(home);
+    }
+  });
+
+  it('a `kubetrail start` with another state dir is named as such, not as another program', async () => {
+    const home = freshHome();
+    const env = { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' };
+    const port = await unusedPort();
+    const other = join(home, 'other-state');
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--state-dir', other], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    start.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      await expect.poll(() => out, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=/m);
+      const r = await run(get(['--quiet'], port), env);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `kubetrail: --listen 127.0.0.1:${port} is in use by a \`kubetrail start\` (pid ${start.pid}) started with --state-dir ${other}: use the kubeconfig it printed, add --state-dir ${other}, stop it, or pass --listen 127.0.0.1:<port> for another (and keep it: kubectl's caches are keyed by it)\n`,
+      );
+      const stop = await run(['stop'], env);
+      expect(stop.stderr).toBe(`kubetrail: the kubetrail on 127.0.0.1:${port} (pid ${start.pid}) (state dir ${other}) is a foreground \`kubetrail start\`: stop it in its terminal\n`);
+    } finally {
+      start.kill('SIGTERM');
+      await new Promise((r) => start.on('close', r));
     }
   });
 });

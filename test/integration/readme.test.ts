@@ -570,12 +570,22 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       expect(json.code, json.stderr).toBe(0);
       expect(JSON.stringify(JSON.parse(json.stdout.toString()))).toContain('"service.name"');
 
-      // `npm ci` is CI's first step; the demo after it:
-      const demo = await sh('npm ci && npm run demo'.replace('npm ci && ', ''), base());
+      // `npm ci` is CI's first step; the demo after it, in a shell whose KUBETRAIL_LISTEN is the port the
+      // user's next command uses and whose KUBETRAIL_STATE_DIR cannot be written:
+      const demoEnv = { ...base(), KUBETRAIL_LISTEN: env.KUBETRAIL_LISTEN ?? '', KUBETRAIL_STATE_DIR: '/proc/kubetrail-state' };
+      const demo = await sh('npm ci && npm run demo'.replace('npm ci && ', ''), demoEnv);
       expect(demo.code, demo.stderr).toBe(0);
       for (const c of ['kubetrail -- kubectl --context alice get pods -A', 'kubetrail -- kubectl --context mallory get pods']) expect(demo.stdout.toString()).toContain(`$ ${c}\n`);
       expect(demo.stderr).toContain('rbac: denied for mallory: cannot list pods');
       expect(demo.stdout.toString()).toMatch(/Jaeger has trace [0-9a-f]{32}: \d+ kubetrail spans and \d+ apiserver spans/);
+      // The next command works at once: the demo left nothing on the port.
+      const next = await sh('npx kubetrail --jaeger-url "$JAEGER_URL" -- kubectl --context alice get pods', env);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).toMatch(traceLink);
+      // A command that fails (no kubectl) fails the demo.
+      const broken = await sh('npm run demo', { ...demoEnv, KUBETRAIL_KUBECTL: '/nonexistent/kubectl' });
+      expect(broken.code).not.toBe(0);
+      expect(broken.stdout.toString()).toContain('demo: 3 of 3 commands failed');
 
       const doctor = await sh('npx kubetrail doctor --context mallory --jaeger-url "$JAEGER_URL"', env);
       expect(doctor.code, doctor.stdout.toString()).toBe(0);
