@@ -6,8 +6,8 @@
  * Wrapped commands at a fixed port start background kubetrails (--linger) that outlive them; at the end of
  * the run every one whose state dir is under this run's directory is stopped, so a run leaks no process.
  */
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** The pid runs and is not a zombie. Kept apart from src/cli/background-state.ts: tests check the product's view. */
@@ -66,12 +66,35 @@ export async function stopBackgroundKubetrails(dir: string): Promise<number> {
   return pids.length;
 }
 
+/** Test-run knobs a caller may set on purpose (where the built stack is, a fault report); nothing else of theirs. */
+const TEST_KNOBS = new Set(['KUBETRAIL_STACK_CACHE', 'KUBETRAIL_GO', 'KUBETRAIL_FAULT_REPORT']);
+
+/**
+ * The caller's environment must not reach the tests: their KUBETRAIL_* and OTEL_* settings, KUBECONFIG,
+ * config and state homes (a shell with KUBETRAIL_LISTEN or KUBETRAIL_STATE_DIR set would otherwise move
+ * the README commands' port and state), and HOME (a kubetrail started without a state dir would keep its
+ * files, and a background kubetrail, in the caller's). Caches stay the caller's, pinned by path: the built
+ * stack (with its Go caches), npm's cache (tests install offline from it).
+ */
+export function isolate(env: NodeJS.ProcessEnv, home: string): void {
+  const realHome = env.HOME || homedir();
+  const cacheHome = env.XDG_CACHE_HOME || join(realHome, '.cache');
+  env.KUBETRAIL_STACK_CACHE ||= join(cacheHome, 'kubetrail-stack');
+  env.npm_config_cache ||= join(realHome, '.npm');
+  for (const name of Object.keys(env)) {
+    if (((name.startsWith('KUBETRAIL_') && !TEST_KNOBS.has(name)) || name.startsWith('OTEL_')) || ['KUBECONFIG', 'XDG_CONFIG_HOME', 'XDG_STATE_HOME', 'XDG_CACHE_HOME', 'NO_COLOR'].includes(name)) delete env[name];
+  }
+  mkdirSync(home, { mode: 0o700 });
+  env.HOME = home;
+}
+
 export default function setup(): () => Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kubetrail-test-'));
   // Traversable, not listable: the packaging test runs the image's command as an unprivileged user
   // from a tree under here, as /tmp itself would allow.
   chmodSync(dir, 0o711);
   process.env.TMPDIR = dir;
+  isolate(process.env, join(dir, 'home'));
   return async () => {
     await stopBackgroundKubetrails(dir);
     rmSync(dir, { recursive: true, force: true });
