@@ -443,7 +443,7 @@ async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise<Findin
     if (eq > 0) headers[decodeURIComponent(pair.slice(0, eq).trim())] = decodeURIComponent(pair.slice(eq + 1).trim());
   }
   const start = performance.now();
-  const noCollector = 'start one: `docker compose up -d jaeger` (the compose file in this repo) or `npm run stack -- up`, or point --otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT at yours; kubectl works without it, but no trace reaches Jaeger';
+  const noCollector = 'start one: `docker compose up -d jaeger` (the compose file in this repo) or `npm run stack -- up` then `eval "$(npm run -s stack -- env)"`, or point --otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT at yours; kubectl works without it, but no trace reaches Jaeger';
   try {
     // node:http(s), as the exporter sends: fetch() would refuse a collector on one of the ports browsers
     // block (6000, 6665-6669, ...) that the exporter reaches.
@@ -500,14 +500,14 @@ async function checkJaeger(config: Config): Promise<Finding> {
       };
     }
     if (res.ok) return { level: 'ok', subject, message: `trace links point at ${url.replace(/\/$/, '')}/trace/<id>; it answers ${res.status}` };
-    return { level: 'warn', subject, message: `trace links point at ${url}, which answers ${res.status}`, fix: 'set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger UI' };
+    return { level: 'warn', subject, message: `trace links point at ${url}, which answers ${res.status}`, fix: 'set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger (the local stack\'s: `eval "$(npm run -s stack -- env)"` sets it)' };
   } catch (err) {
     const e = err as Error & { cause?: NodeJS.ErrnoException };
     return {
       level: 'warn',
       subject,
       message: `trace links point at ${url}, which does not answer (${e.cause?.code ?? e.name})`,
-      fix: 'start Jaeger (`docker compose up -d jaeger`), or set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger UI',
+      fix: 'set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger (the local stack\'s: `eval "$(npm run -s stack -- env)"` sets it), or start one: `docker compose up -d jaeger`',
     };
   }
 }

@@ -64,6 +64,14 @@ function snapshot(root: string): string[] {
 }
 
 describe('kubetrail doctor', () => {
+  it("a Jaeger that does not answer: the fix says how to point trace links at one (the local stack's env sets it)", async () => {
+    const closed = await unusedPort();
+    const r = await doctor(['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', `http://127.0.0.1:${closed}`, '--context', 'alice'], freshHome());
+    expect(r.stdout.toString()).toMatch(
+      new RegExp(`^warn  jaeger: trace links point at http://127\\.0\\.0\\.1:${closed}, which does not answer \\(ECONNREFUSED\\)\\n {6}fix: set --jaeger-url \\(or KUBETRAIL_JAEGER_URL\\) to your Jaeger \\(the local stack's: \`eval "\\$\\(npm run -s stack -- env\\)"\` sets it\\), or start one: \`docker compose up -d jaeger\`$`, 'm'),
+    );
+  });
+
   it('a working kubeconfig: every check ok, exit 0, credentials presented both ways and never printed', async () => {
     const home = freshHome();
     const stateDir = join(home, 'kubetrail-state');

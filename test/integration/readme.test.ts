@@ -102,7 +102,7 @@ const ON_THE_STACK = [
   'npm ci && npm run demo',
   'npm run stack -- up',
   'eval "$(npm run -s stack -- env)"',
-  'npx kubetrail --jaeger-url "$JAEGER_URL" -- kubectl --context alice get pods',
+  'npx kubetrail -- kubectl --context alice get pods',
   'curl -s "$JAEGER_URL/api/traces/<trace id>"',
   'npx kubetrail show last --jaeger-url "$JAEGER_URL"',
   'npx kubetrail show <trace id> --json --jaeger-url "$JAEGER_URL"',
@@ -306,6 +306,19 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
     expect(r.stdout.toString()).toBe(await direct(['get', 'pods']));
     expect(traceLink.exec(r.stderr)?.[1]).toBe('http://localhost:16686');
   }, 120_000);
+
+  it('eval "$(npm run -s stack -- env)", then npx kubetrail -- kubectl ...: the trace link is the stack\'s Jaeger', async () => {
+    // The state file \`npm run stack -- up\` leaves (one of an older version: its env has no
+    // KUBETRAIL_JAEGER_URL), with the stand-in apiserver, collector and Jaeger as the stack's.
+    const runDir = mkdtempSync(join(work, 'stack-'));
+    const otlpHttpEndpoint = receiver.url.replace(/\/v1\/traces$/, '');
+    const info = { runDir, kubeconfig, otlpHttpEndpoint, jaegerUrl, env: { KUBECONFIG: kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: otlpHttpEndpoint, JAEGER_URL: jaegerUrl } };
+    writeFileSync(join(runDir, 'state.json'), JSON.stringify({ info, procs: [] }));
+    const env = { ...userEnv(freshHome(), { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}`, KUBETRAIL_STACK_DIR: runDir }), KUBECONFIG: '', KUBETRAIL_JAEGER_URL: '' };
+    const r = await sh('eval "$(npm run -s stack -- env)" && npx kubetrail -- kubectl get pods', env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(traceLink.exec(r.stderr)?.[1]).toBe(jaegerUrl);
+  });
 
   it('ran every RUN_HERE command', () => {
     expect([...ran].sort()).toEqual([...RUN_HERE].sort());
@@ -540,12 +553,12 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       for (const l of evald.stdout.toString().split('\n')) {
         const eq = l.indexOf('=');
         const k = l.slice(0, eq);
-        if (['KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'JAEGER_URL'].includes(k)) vars[k] = l.slice(eq + 1);
+        if (['KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'JAEGER_URL', 'KUBETRAIL_JAEGER_URL'].includes(k)) vars[k] = l.slice(eq + 1);
       }
-      expect(Object.keys(vars).sort()).toEqual(['JAEGER_URL', 'KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+      expect(Object.keys(vars).sort()).toEqual(['JAEGER_URL', 'KUBECONFIG', 'KUBETRAIL_JAEGER_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
       const env = { ...home, ...vars, KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` };
 
-      const traced = await sh('npx kubetrail --jaeger-url "$JAEGER_URL" -- kubectl --context alice get pods', env);
+      const traced = await sh('npx kubetrail -- kubectl --context alice get pods', env);
       expect(traced.code, traced.stderr).toBe(0);
       const [, link, id] = traceLink.exec(traced.stderr) ?? [];
       expect(link).toBe(vars.JAEGER_URL);

@@ -61,7 +61,7 @@ export interface StackInfo {
   otlpHttpEndpoint: string;
   /** host:port, no scheme. */
   otlpGrpcEndpoint: string;
-  /** KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT and JAEGER_URL. */
+  /** What `stack env` exports: see stackEnv. */
   env: Record<string, string>;
   /** Names of the simulated nodes, Ready; empty when the stack was started without nodes. */
   nodes: string[];
@@ -81,6 +81,16 @@ export interface ContainerInfo {
    * so `kubectl cp` reads and writes real files here: the simulated containers share one filesystem.
    */
   rootDir: string;
+}
+
+/**
+ * What `npm run stack -- env` exports for a shell: kubectl's KUBECONFIG, the collector (read by kubetrail
+ * as by any OpenTelemetry SDK), KUBETRAIL_JAEGER_URL so kubetrail's trace links point at this Jaeger, and
+ * JAEGER_URL for the `curl "$JAEGER_URL/api/traces/<id>"` of the docs. Computed from the stack's addresses,
+ * so a stack started by an older version gets the same.
+ */
+export function stackEnv(info: Pick<StackInfo, 'kubeconfig' | 'otlpHttpEndpoint' | 'jaegerUrl'>): Record<string, string> {
+  return { KUBECONFIG: info.kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: info.otlpHttpEndpoint, KUBETRAIL_JAEGER_URL: info.jaegerUrl, JAEGER_URL: info.jaegerUrl };
 }
 
 export interface Stack extends StackInfo {
@@ -297,7 +307,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       apiserverVersion,
       etcdUrl,
       ...jaeger,
-      env: { KUBECONFIG: kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint, JAEGER_URL: jaeger.jaegerUrl },
+      env: stackEnv({ kubeconfig, ...jaeger }),
       nodes: nodeNames,
       ...(container ? { container } : {}),
     };
@@ -861,7 +871,7 @@ function describe(s: StackInfo): string {
       : ['  nodes           none: pods stay Pending (up --nodes N for controller-manager, scheduler and kwok)']),
     `  Jaeger query    ${s.jaegerUrl}  (API: /api/services, /api/traces?service=apiserver)`,
     `  OTLP            HTTP ${s.otlpHttpEndpoint}  gRPC ${s.otlpGrpcEndpoint}`,
-    `  eval "$(npm run -s stack -- env)"   sets KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT, JAEGER_URL`,
+    `  eval "$(npm run -s stack -- env)"   sets KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT, KUBETRAIL_JAEGER_URL, JAEGER_URL`,
     `  npm run stack -- down               stops it`,
   ];
   return lines.join('\n');
@@ -914,7 +924,7 @@ async function main(command: string | undefined, args: string[]): Promise<number
         console.error(`no stack in ${runDir} (run \`npm run stack -- up\`)`);
         return 1;
       }
-      for (const [k, v] of Object.entries(state.info.env)) console.log(`export ${k}=${shellQuote(v)}`);
+      for (const [k, v] of Object.entries(stackEnv(state.info))) console.log(`export ${k}=${shellQuote(v)}`);
       return 0;
     }
     default:
