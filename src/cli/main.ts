@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { resolveConfig, type RawValues } from '../config/load.ts';
 import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
+import { VERSION } from '../version.ts';
 import { errLine, outLine, writeAll } from './output.ts';
 
 // Everything else is imported where it is used: a wrapped command served by a background kubetrail loads
@@ -13,8 +14,39 @@ import { errLine, outLine, writeAll } from './output.ts';
 
 export const USAGE_EXIT = 2;
 
-function addOptions(cmd: Command): Command {
-  for (const def of OPTIONS as readonly OptionDef[]) {
+/**
+ * The options each command reads, so its --help lists those and no other (the wrapped command, the root,
+ * reads them all). A config file may still set any key: a command ignores those it does not read.
+ */
+const COMMAND_OPTIONS = {
+  start: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir', 'otlp-endpoint', 'jaeger-url', 'quiet', 'session-idle-ms'],
+  kubeconfig: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir'],
+  stop: ['config', 'state-dir'],
+  show: ['config', 'state-dir', 'jaeger-url'],
+  doctor: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir', 'otlp-endpoint', 'jaeger-url'],
+} as const satisfies Record<string, readonly OptionDef['key'][]>;
+
+/** Examples under each command's --help. */
+const EXAMPLES: Record<'wrap' | keyof typeof COMMAND_OPTIONS, string[]> = {
+  wrap: [
+    'kubetrail -- kubectl get pods                      # kubectl\'s output, then the waterfall and a trace link',
+    'kubetrail --context staging -- kubectl get pods -A',
+    'kubetrail --quiet -- kubectl apply -f app.yaml     # no waterfall: the trace is still exported',
+    'kubectl trail get pods                             # the same, as a kubectl plugin (kubectl trail --help)',
+  ],
+  start: ['kubetrail start                                    # then, in another terminal: export KUBECONFIG=<the path it printed>', 'kubetrail start --listen 127.0.0.1:18443 --session-idle-ms 1000'],
+  kubeconfig: ['KUBECONFIG=$(kubetrail kubeconfig) kubectl get pods   # needs a running kubetrail start on the same address'],
+  stop: ['kubetrail stop'],
+  show: ['kubetrail show last                                 # the last command\'s trace as a tree', 'kubetrail show last --json > trace.json                # OTLP JSON, for a bug report'],
+  doctor: ['kubetrail doctor', 'kubetrail doctor --context staging --jaeger-url http://localhost:16686'],
+};
+
+function withExamples(cmd: Command, lines: string[]): Command {
+  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n`);
+}
+
+function addOptions(cmd: Command, keys?: readonly string[]): Command {
+  for (const def of (OPTIONS as readonly OptionDef[]).filter((d) => keys === undefined || keys.includes(d.key))) {
     const flag = def.type === 'boolean' ? `--${def.key}` : `--${def.key} <${def.metavar ?? 'VALUE'}>`;
     cmd.addOption(new Option(flag, def.default !== undefined && typeof def.default !== 'function' && def.type !== 'boolean' ? `${def.help} (default ${String(def.default)})` : def.help));
   }
@@ -108,9 +140,12 @@ export async function main(argv: string[]): Promise<number> {
   // The background kubetrail a wrapped command starts (background-server.ts); not for users.
   if (argv.length === 1 && argv[0] === '__background') return (await import('./background-server.ts')).runBackground();
   let result: Promise<number> | undefined;
-  const program = addOptions(new Command('kubetrail'))
+  const program = withExamples(addOptions(new Command('kubetrail')), EXAMPLES.wrap)
     .description('Trace what kubectl does: a transparent HTTPS proxy that turns each kubectl command into one OpenTelemetry trace.')
-    .usage('[flags] -- <command...>')
+    .usage('[flags] -- <command...>   (or: kubetrail <subcommand> [flags])')
+    .version(VERSION, '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'print this help')
+    .helpCommand('help [subcommand]', 'print the help of a subcommand')
     .argument('[command...]', 'the command to run through kubetrail, e.g. kubectl get pods')
     .passThroughOptions()
     .enablePositionalOptions()
@@ -120,13 +155,13 @@ export async function main(argv: string[]): Promise<number> {
       result = runWrap(resolveConfig(flagValues(cmd)), command);
     });
 
-  addOptions(program.command('start'))
+  withExamples(addOptions(program.command('start'), COMMAND_OPTIONS.start), EXAMPLES.start)
     .description('serve until SIGINT/SIGTERM; print `export KUBECONFIG=<path>` and one line per request')
     .action((_opts, cmd: Command) => {
       result = runStart(resolveConfig(flagValues(cmd)));
     });
 
-  addOptions(program.command('kubeconfig'))
+  withExamples(addOptions(program.command('kubeconfig'), COMMAND_OPTIONS.kubeconfig), EXAMPLES.kubeconfig)
     .description('write the rewritten kubeconfig and print its path')
     .action((_opts, cmd: Command) => {
       result = import('./setup.ts').then(async ({ listenUrl, prepare }) => {
@@ -136,13 +171,13 @@ export async function main(argv: string[]): Promise<number> {
       });
     });
 
-  addOptions(program.command('stop'))
-    .description('stop the background kubetrail that wrapped commands started (see --linger)')
+  withExamples(addOptions(program.command('stop'), COMMAND_OPTIONS.stop), EXAMPLES.stop)
+    .description('stop the background kubetrails that wrapped commands started (see --linger), whatever state dir they have')
     .action((_opts, cmd: Command) => {
       result = import('./stop.ts').then((m) => m.runStop(resolveConfig(flagValues(cmd))));
     });
 
-  addOptions(program.command('show'))
+  withExamples(addOptions(program.command('show'), COMMAND_OPTIONS.show), EXAMPLES.show)
     .description('print a trace as a tree of spans (kubetrail, apiserver, etcd) from Jaeger, or from the last commands kept in the state dir')
     .argument('<trace>', 'a trace id, or `last` for the last command')
     .option('--json', 'print the trace as OTLP JSON (for a bug report)')
@@ -150,11 +185,18 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./show.ts').then((m) => m.runShow(resolveConfig(flagValues(cmd)), trace, { json: cmd.opts<{ json?: boolean }>().json === true }));
     });
 
-  addOptions(program.command('doctor'))
+  withExamples(addOptions(program.command('doctor'), COMMAND_OPTIONS.doctor), EXAMPLES.doctor)
     .description("check the kubeconfig, each context's apiserver (direct and through kubetrail), the OTLP endpoint, the state dir and the listen address; say what to do")
     .action((_opts, cmd: Command) => {
       // Loaded on demand: the wrapped command's start-up never pays for it.
       result = import('./doctor.ts').then((d) => d.runDoctor(flagValues(cmd)));
+    });
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      outLine(VERSION);
     });
 
   try {
@@ -163,6 +205,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return 0;
+      // `kubetrail help <no such subcommand>`: commander has printed the help on stderr.
+      if (err.code === 'commander.help') return USAGE_EXIT;
       errLine(`kubetrail: ${err.message.replace(/^error: /, '')}`);
       return USAGE_EXIT;
     }

@@ -15,7 +15,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { alive as pidAlive, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
-import { KUBETRAIL_BIN, runKubetrail } from '../helpers/run-kubetrail.ts';
+import { KUBECTL_TRAIL_BIN, KUBETRAIL_BIN, runKubetrail, runProcess } from '../helpers/run-kubetrail.ts';
 import { unusedPort } from '../helpers/ports.ts';
 
 let fake: FakeApiserver;
@@ -147,6 +147,9 @@ describe.skipIf(!existsSync(DISPATCHER))('`kubetrail start` and the gcloud kubec
     } finally {
       start.kill('SIGTERM');
       await new Promise((res) => start.on('close', res));
+    }
+  });
+});
 
 describe('a kubetrail started with another state dir (as `npm run demo` did with the stack\'s)', () => {
   const bgPid = (stateDir: string, port: number): number | undefined => {
@@ -273,6 +276,64 @@ describe('identity presented by a real kubectl', () => {
       start.kill('SIGTERM');
       await new Promise((r) => start.on('close', r));
     }
+  });
+});
+
+describe('help and version', () => {
+  const env = (): NodeJS.ProcessEnv => kubetrailEnv(freshHome());
+  const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  const flags = (help: string): string[] => [...help.matchAll(/^ {2}(-[-\w, ]+?)(?: <[^>]+>)?(?: {2,}|$)/gm)].map((m) => (m[1] ?? '').trim());
+
+  it('`kubetrail help`, `--help` and `-h` print the help (exit 0) and run nothing; `help <subcommand>` is that one\'s', async () => {
+    for (const args of [['help'], ['--help'], ['-h']]) {
+      const r = await runKubetrail(args, { env: env() });
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout.toString()).toMatch(/^Usage: kubetrail \[flags\] -- <command\.\.\.>/);
+      expect(r.stdout.toString()).toMatch(/^Commands:\n {2}start /m);
+      expect(r.stdout.toString()).toMatch(/^Examples:\n {2}kubetrail -- kubectl get pods /m);
+      expect(r.stderr).toBe('');
+    }
+    const stop = await runKubetrail(['help', 'stop'], { env: env() });
+    expect(stop.code).toBe(0);
+    expect(stop.stdout.toString()).toMatch(/^Usage: kubetrail stop \[options\]/);
+  });
+
+  it('`kubetrail version`, `--version` and `-V` print the version', async () => {
+    for (const args of [['version'], ['--version'], ['-V']]) {
+      const r = await runKubetrail(args, { env: env() });
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout.toString()).toBe(`${VERSION}\n`);
+    }
+  });
+
+  it('each subcommand lists the flags it reads, and only those, with examples', async () => {
+    const expected: Record<string, string[]> = {
+      '': ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '--quiet', '--linger', '--session-idle-ms', '-V, --version', '-h, --help'],
+      start: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '--quiet', '--session-idle-ms', '-h, --help'],
+      kubeconfig: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '-h, --help'],
+      stop: ['--config', '--state-dir', '-h, --help'],
+      doctor: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '-h, --help'],
+    };
+    for (const [cmd, want] of Object.entries(expected)) {
+      const r = await runKubetrail([...(cmd ? [cmd] : []), '--help'], { env: env() });
+      expect(r.code, cmd).toBe(0);
+      const help = r.stdout.toString();
+      const options = help.slice(help.indexOf('Options:\n'), help.search(/^(Commands|Examples):$/m));
+      expect(flags(options), cmd).toEqual(want);
+      expect(help, cmd).toMatch(/^Examples:\n {2}(kubetrail|KUBECONFIG)/m);
+    }
+    const r = await runKubetrail(['stop', '--otlp-endpoint', 'http://x'], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("kubetrail: unknown option '--otlp-endpoint'\n");
+  });
+
+  it("`kubectl trail --help` is the plugin's own help (kubetrail's settings as environment variables), not kubectl's", async () => {
+    const r = await runProcess(process.execPath, [KUBECTL_TRAIL_BIN, '--help'], { env: env() });
+    expect(r.code).toBe(0);
+    const help = r.stdout.toString();
+    expect(help).toMatch(/^kubectl trail \d+\.\d+\.\d+: run kubectl through kubetrail/);
+    for (const v of ['KUBETRAIL_JAEGER_URL', 'KUBETRAIL_LISTEN', 'KUBETRAIL_STATE_DIR', 'KUBETRAIL_LINGER', 'KUBETRAIL_KUBECTL', 'OTEL_EXPORTER_OTLP_ENDPOINT']) expect(help).toMatch(new RegExp(`^ {2}${v} +\\S`, 'm'));
+    expect(help).not.toContain('kubectl controls the Kubernetes cluster manager');
   });
 });
 
