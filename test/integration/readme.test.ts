@@ -592,7 +592,7 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       expect(demo.stderr).toContain('rbac: denied for mallory: cannot list pods');
       expect(demo.stdout.toString()).toMatch(/Jaeger has trace [0-9a-f]{32}: \d+ kubetrail spans and \d+ apiserver spans/);
       // The next command works at once: the demo left nothing on the port.
-      const next = await sh('npx kubetrail --jaeger-url "$JAEGER_URL" -- kubectl --context alice get pods', env);
+      const next = await sh('npx kubetrail -- kubectl --context alice get pods', env);
       expect(next.code, next.stderr).toBe(0);
       expect(next.stderr).toMatch(traceLink);
       // A command that fails (no kubectl) fails the demo.
