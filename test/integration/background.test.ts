@@ -380,7 +380,7 @@ describe('after an unclean exit', () => {
       try {
         const start = await runKubetrail(['start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], { env: s.env });
         expect(start.code).toBe(2);
-        expect(start.stderr).toContain('address already in use');
+        expect(start.stderr).toContain(`--listen 127.0.0.1:${s.port} is in use by another program`);
       } finally {
         holder.close();
       }
