@@ -19,7 +19,7 @@ export const USAGE_EXIT = 2;
  * reads them all). A config file may still set any key: a command ignores those it does not read.
  */
 const COMMAND_OPTIONS = {
-  start: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir', 'otlp-endpoint', 'jaeger-url', 'quiet', 'session-idle-ms'],
+  start: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir', 'otlp-endpoint', 'jaeger-url', 'quiet', 'reuse-upstream', 'session-idle-ms'],
   kubeconfig: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir'],
   stop: ['config', 'state-dir'],
   show: ['config', 'state-dir', 'jaeger-url'],

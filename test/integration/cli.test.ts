@@ -308,8 +308,8 @@ describe('help and version', () => {
 
   it('each subcommand lists the flags it reads, and only those, with examples', async () => {
     const expected: Record<string, string[]> = {
-      '': ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '--quiet', '--linger', '--session-idle-ms', '-V, --version', '-h, --help'],
-      start: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '--quiet', '--session-idle-ms', '-h, --help'],
+      '': ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '--quiet', '--linger', '--reuse-upstream', '--session-idle-ms', '-V, --version', '-h, --help'],
+      start: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '--quiet', '--reuse-upstream', '--session-idle-ms', '-h, --help'],
       kubeconfig: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '-h, --help'],
       stop: ['--config', '--state-dir', '-h, --help'],
       doctor: ['--config', '--kubeconfig', '--context', '--listen', '--allow-non-loopback', '--state-dir', '--otlp-endpoint', '--jaeger-url', '-h, --help'],
