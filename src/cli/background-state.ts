@@ -16,11 +16,12 @@
  * Imported by the wrapper's fast path: Node built-ins only, nothing that loads YAML, OpenTelemetry or X.509.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/schema.ts';
+import { ensurePrivateDir, readPrivateText, readPrivateTextQuietly, removeQuietly, writePrivateFile } from '../fs/private.ts';
 import { VERSION } from '../version.ts';
 
 /** Same value as proxy/server.ts's CONTROL_PREFIX (a unit test keeps them equal); not imported from there to keep the fast path light. */
@@ -53,6 +54,7 @@ export interface BackgroundState {
 }
 
 export interface BackgroundPaths {
+  stateDir: string;
   /** The address as a file name part. */
   key: string;
   dir: string;
@@ -69,6 +71,7 @@ export function backgroundPaths(stateDir: string, host: string, port: number): B
   const dir = join(stateDir, 'background');
   const key = `${host.replace(/[^0-9A-Za-z.]/g, '_')}-${port}`;
   return {
+    stateDir,
     key,
     dir,
     state: join(dir, `${key}.json`),
@@ -178,9 +181,10 @@ export function filesUnchanged(files: BackgroundState['files']): boolean {
   return files.every((f) => fileDigest(f.path) === f.sha256);
 }
 
+/** A state file that is not a private file of ours (a symlink, another user's) is no state. */
 export function readState(path: string): BackgroundState | undefined {
   try {
-    const s = JSON.parse(readFileSync(path, 'utf8')) as BackgroundState;
+    const s = JSON.parse(readPrivateTextQuietly(path) ?? '') as BackgroundState;
     return s.v === 1 && Number.isSafeInteger(s.pid) && typeof s.fingerprint === 'string' ? s : undefined;
   } catch {
     return undefined;
@@ -232,40 +236,33 @@ export function sameInstance(a: BackgroundState | undefined, b: BackgroundState)
   return a !== undefined && a.pid === b.pid && a.instance === b.instance && a.startedAt === b.startedAt;
 }
 
-/** mkdir 0700 (and tighten an existing one). */
-export function privateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+/** The state dir and one of its subdirectories, each this user's alone (src/fs/private.ts). */
+export function privateDir(stateDir: string, dir: string): void {
+  ensurePrivateDir(stateDir);
+  ensurePrivateDir(dir);
 }
 
-/** Create `path` 0600 from the first byte; with `exclusive`, fail (EEXIST) when it exists. No fsync: these are runtime files. */
+/**
+ * Create `path` 0600 with `content`, in full; with `exclusive`, fail (EEXIST) when it exists, else replace
+ * it atomically (a reader sees the old file or the new one). No fsync: these are runtime files.
+ */
 export function writePrivate(path: string, content: string, exclusive: boolean): void {
-  const fd = openSync(path, exclusive ? 'wx' : 'w', 0o600);
-  try {
-    writeSync(fd, content);
-  } finally {
-    closeSync(fd);
+  if (!writePrivateFile(path, content, { exclusive, durable: false })) {
+    throw Object.assign(new Error(`${path} exists`), { code: 'EEXIST' });
   }
 }
 
 /** Replace `path` atomically (a reader sees the old file or the new one), 0600. */
 export function replacePrivate(path: string, content: string): void {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  writePrivate(tmp, content, true);
-  renameSync(tmp, path);
+  writePrivate(path, content, false);
 }
 
-export function removeQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
-  }
-}
+export { removeQuietly };
 
 /** The state dir's control token, created (0600, exclusively) by the first kubetrail that needs one. */
 export function ensureToken(path: string): string {
-  const existing = readToken(path);
+  // A token file that is not ours (a symlink, another user's) is refused here, not silently replaced.
+  const existing = readPrivateText(path)?.trim();
   if (existing) return existing;
   try {
     writePrivate(path, `${randomBytes(32).toString('hex')}\n`, true);
@@ -278,12 +275,8 @@ export function ensureToken(path: string): string {
 }
 
 export function readToken(path: string): string | undefined {
-  try {
-    const t = readFileSync(path, 'utf8').trim();
-    return t === '' ? undefined : t;
-  } catch {
-    return undefined;
-  }
+  const t = readPrivateTextQuietly(path)?.trim();
+  return t === '' ? undefined : t;
 }
 
 /** Constant-time comparison (over digests, so lengths never leak either). */

@@ -12,7 +12,7 @@
  * is not replaced: the command is served in-process on an ephemeral port instead.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, fchmodSync, linkSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { closeSync, linkSync, renameSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { extname, join } from 'node:path';
 import { isatty } from 'node:tty';
@@ -21,6 +21,7 @@ import { lingerMs, parseListen } from '../config/load.ts';
 import { recordedElsewhere, type Elsewhere } from './addresses.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
+import { openPrivateAppend, readPrivateText, readPrivateTextQuietly } from '../fs/private.ts';
 import {
   BACKGROUND_CONFIG_ENV,
   backgroundPaths,
@@ -90,7 +91,8 @@ export interface ControlAnswer {
 export async function controlCall(stateDir: string, host: string, port: number, method: 'GET' | 'POST', subpath: string, timeoutMs = 5000): Promise<ControlAnswer> {
   const token = readToken(backgroundPaths(stateDir, host, port).token);
   if (!token) throw new Error('no control token in the state dir');
-  const ca = readFileSync(join(stateDir, 'ca.crt'), 'utf8');
+  const ca = readPrivateText(join(stateDir, 'ca.crt'));
+  if (ca === undefined) throw new Error('no local CA in the state dir');
   const { request } = await import('node:https');
   return new Promise((resolve, reject) => {
     const req = request({ host, port, method, path: `${CONTROL_PREFIX}${subpath}`, ca, servername: 'localhost', agent: false, headers: { [TOKEN_HEADER]: token }, timeout: timeoutMs }, (res) => {
@@ -232,15 +234,15 @@ type Started = { ok: true; state: BackgroundState } | { ok: false; code: string;
 
 /** Start the background kubetrail (this wrapper holds the lock) and wait until it serves or fails. */
 async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, paths: BackgroundPaths): Promise<Started> {
-  privateDir(paths.dir);
+  privateDir(paths.stateDir, paths.dir);
   let size = 0;
   try {
     size = statSync(paths.log).size;
   } catch {
     // new log
   }
-  const logFd = openSync(paths.log, size > LOG_MAX_BYTES ? 'w' : 'a', 0o600);
-  if ((fstatSync(logFd).mode & 0o077) !== 0) fchmodSync(logFd, 0o600);
+  // Never through a symlink or into another user's file (it would be truncated and re-moded).
+  const logFd = openPrivateAppend(paths.log, size > LOG_MAX_BYTES);
   const here = fileURLToPath(import.meta.url);
   const bin = fileURLToPath(new URL(`../bin/kubetrail${extname(here)}`, import.meta.url));
   const child = spawn(process.execPath, [...NODE_FLAGS, bin, '__background'], {
@@ -300,7 +302,7 @@ function tryLock(path: string): string | undefined {
   let text: string;
   let age: number;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readPrivateText(path) ?? '';
     age = Date.now() - statSync(path).mtimeMs;
   } catch {
     return undefined;
@@ -315,7 +317,7 @@ function tryLock(path: string): string | undefined {
   }
   let moved = '';
   try {
-    moved = readFileSync(aside, 'utf8');
+    moved = readPrivateText(aside) ?? '';
   } catch {
     // gone
   }
@@ -332,7 +334,7 @@ function tryLock(path: string): string | undefined {
 
 function releaseLock(path: string, mine: string): void {
   try {
-    if (readFileSync(path, 'utf8') === mine) removeQuietly(path);
+    if (readPrivateTextQuietly(path) === mine) removeQuietly(path);
   } catch {
     // gone
   }
@@ -390,7 +392,7 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       replaced = true;
       continue;
     }
-    privateDir(paths.dir);
+    privateDir(paths.stateDir, paths.dir);
     const lock = tryLock(paths.lock);
     if (lock === undefined) {
       // Another wrapper is starting one: wait for it.
@@ -449,15 +451,15 @@ function claim(paths: BackgroundPaths, st: BackgroundState, tag: string): string
       writePrivate(path, '', true);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      privateDir(paths.commands);
+      privateDir(paths.stateDir, paths.commands);
       writePrivate(path, '', true);
     }
   } catch {
     return undefined;
   }
   try {
-    const template = readFileSync(st.template, 'utf8');
-    if (!template.includes(st.placeholder)) return fail();
+    const template = readPrivateText(st.template);
+    if (template === undefined || !template.includes(st.placeholder)) return fail();
     if (!sameInstance(readState(paths.state), st)) return fail();
     writePrivate(path, template.replaceAll(st.placeholder, tag), false);
     return path;

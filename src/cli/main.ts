@@ -211,7 +211,8 @@ export async function main(argv: string[]): Promise<number> {
       return USAGE_EXIT;
     }
     if (isKtError(err)) {
-      errLine(`kubetrail: ${err.message}`);
+      // A state dir problem is never the user's typo: the code lets them look it up (docs/errors.md).
+      errLine(`kubetrail: ${err.message}${err.code === 'KT_ERR_STATE_DIR' ? ' (KT_ERR_STATE_DIR)' : ''}`);
       return USAGE_EXIT;
     }
     errLine(`kubetrail: unexpected error: ${describeError(err)}`);

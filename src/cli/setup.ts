@@ -11,7 +11,8 @@ import { untaggedTimingFile } from '../kubeconfig/timing.ts';
 import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import type { Routes } from '../proxy/routing.ts';
-import { ensurePrivateDir, writeKubeconfig } from '../kubeconfig/write.ts';
+import { ensurePrivateDir } from '../fs/private.ts';
+import { writeKubeconfig } from '../kubeconfig/write.ts';
 import { ensureLocalPki, type LocalPki } from '../pki/local-ca.ts';
 
 export interface Prepared {

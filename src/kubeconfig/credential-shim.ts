@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
 import { timingDir } from './timing.ts';
-import { ensurePrivateDir, writePrivateFile } from './write.ts';
+import { ensurePrivateDir, writePrivateFile } from '../fs/private.ts';
 
 /**
  * The shim. It must not cost a process per timestamp (a process start is ~1 ms idle, tens of ms on a busy

@@ -3,12 +3,11 @@
  * dir (key files 0600); the serving certificate is re-issued when it nears expiry or lacks a name.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { KtError } from '../errors.ts';
 import { SNI_SUFFIX } from '../proxy/routing.ts';
-import { writePrivateFile } from '../kubeconfig/write.ts';
+import { readPrivateText, writePrivateFile } from '../fs/private.ts';
 import type * as CertsModule from './certs.ts';
 import type { KeyPairPem } from './certs.ts';
 
@@ -33,23 +32,10 @@ function pemBundle(pair: KeyPairPem): string {
   return `${pair.certPem.trimEnd()}\n${pair.keyPem.trimEnd()}\n`;
 }
 
-function readText(file: string): string | undefined {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
+/** The CA and serving key pairs are trusted: never read through a symlink or from another user's file. */
 function readPair(file: string): KeyPairPem | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new KtError('KT_ERR_STATE_DIR', `${file}: ${(err as Error).message}`, { cause: err });
-  }
-  return splitPair(text, file);
+  const text = readPrivateText(file);
+  return text === undefined ? undefined : splitPair(text, file);
 }
 
 function covers(certPem: string, names: string[]): boolean {
@@ -85,7 +71,7 @@ export async function ensureLocalPki(stateDir: string, extraNames: string[] = []
   }
   // The certificate alone, for tools that want to trust kubetrail (curl --cacert, Node's `ca`).
   const caCrt = join(stateDir, 'ca.crt');
-  if (readText(caCrt) !== ca.certPem) writePrivateFile(caCrt, ca.certPem);
+  if (readPrivateText(caCrt) !== ca.certPem) writePrivateFile(caCrt, ca.certPem);
   const names = [...new Set([...DEFAULT_NAMES, ...extraNames])];
   const serverFile = join(stateDir, 'server.pem');
   let server = readPair(serverFile);

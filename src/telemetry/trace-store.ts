@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Context } from '@opentelemetry/api';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ensurePrivateDir } from '../kubeconfig/write.ts';
+import { ensurePrivateDir } from '../fs/private.ts';
 
 export const STORE_MAX_TRACES = 20;
 export const STORE_MAX_BUFFERED = 4096;

@@ -1,0 +1,189 @@
+/**
+ * Hardening (issue #15): what an adversarial review broke, each reproduced as the review did. The state
+ * dir on a nearly full filesystem (a small tmpfs), owned by another user (`nobody`: the tests run as root),
+ * open to others, and holding symlinks planted where kubetrail writes or trusts a file.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
+import { unusedPort } from '../helpers/ports.ts';
+import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
+
+const root = process.getuid?.() === 0;
+const NOBODY = 65534;
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'kt-hard-'));
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A kubeconfig of `n` clusters (no apiserver needed: `kubetrail kubeconfig` only rewrites it). */
+function kubeconfigOf(n: number, name = `kc-${n}`): string {
+  const names = Array.from({ length: n }, (_, i) => `c${i}`);
+  const file = join(dir, name);
+  writeFileSync(
+    file,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: names.map((c, i) => ({ name: c, cluster: { server: `https://127.0.0.1:${6000 + i}` } })),
+      users: [{ name: 'u', user: { token: 'kt-hardening-token' } }],
+      contexts: names.map((c) => ({ name: c, context: { cluster: c, user: 'u' } })),
+      'current-context': 'c0',
+    }),
+    { mode: 0o600 },
+  );
+  return file;
+}
+
+function writeKubeconfigCmd(kubeconfig: string, stateDir: string): Promise<RunResult> {
+  return runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig, '--listen', '127.0.0.1:17443'], { env: kubetrailEnv(freshHome(), { KUBETRAIL_STATE_DIR: stateDir }) });
+}
+
+/** stderr is exactly one line. */
+function oneLine(r: RunResult): string {
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines, r.stderr).toHaveLength(1);
+  return lines[0] ?? '';
+}
+
+describe.skipIf(!root)('a full disk (item 1)', () => {
+  const mnt = join(tmpdir(), `kt-full-${process.pid}`);
+  beforeAll(() => {
+    mkdirSync(mnt, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mnt]);
+  });
+  afterAll(() => {
+    execFileSync('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  });
+
+  it('a kubeconfig that does not fit: the old file is kept, no temporary file is left, exit 2 with a KT_ERR_STATE_DIR line', async () => {
+    const stateDir = join(mnt, 'state');
+    // Two runs with the same file list and address write the same path: the second replaces the first.
+    const kubeconfig = kubeconfigOf(1, 'full-disk');
+    const first = await writeKubeconfigCmd(kubeconfig, stateDir);
+    expect(first.code, first.stderr).toBe(0);
+    const written = first.stdout.toString().trim();
+    const before = readFileSync(written, 'utf8');
+    // The next rewrite is ~10 pages; leave one free page (tmpfs: 4 KiB blocks).
+    kubeconfigOf(12, 'full-disk');
+    const fs = statfsSync(mnt);
+    writeFileSync(join(mnt, 'filler'), Buffer.alloc((fs.bavail - 1) * fs.bsize));
+    expect(statfsSync(mnt).bavail).toBe(1);
+
+    const r = await writeKubeconfigCmd(kubeconfig, stateDir);
+    rmSync(join(mnt, 'filler'));
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toMatch(new RegExp(`^kubetrail: cannot write ${written.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOSPC: no space left on device.*\\(KT_ERR_STATE_DIR\\)$`));
+    expect(r.stdout.toString()).toBe('');
+    expect(readFileSync(written, 'utf8')).toBe(before);
+    expect(readdirSync(join(stateDir, 'kubeconfigs'))).toEqual([written.split('/').at(-1)]);
+
+    // With room again, the same command succeeds and writes the whole file.
+    const again = await writeKubeconfigCmd(kubeconfig, stateDir);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(written, 'utf8')).toMatch(/name: c11\n/);
+  });
+});
+
+describe.skipIf(!root)("a state dir someone else controls is refused, as ssh does (item 2)", () => {
+  it("owned by another user (`nobody`): refused with one line, nothing written or read from it", async () => {
+    const stateDir = join(mkdtempSync(join(dir, 'owner-')), 'state');
+    mkdirSync(join(stateDir, 'kubeconfigs'), { recursive: true, mode: 0o700 });
+    // What the review did: the other user puts a kubeconfig with an exec plugin where kubetrail writes one.
+    chownSync(join(stateDir, 'kubeconfigs'), NOBODY, NOBODY);
+    chownSync(stateDir, NOBODY, NOBODY);
+    const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toBe(`kubetrail: refusing the state dir: ${stateDir} belongs to uid ${NOBODY}, not to you (uid 0); fix: chmod 700 it if it is yours, or pass --state-dir DIR (KT_ERR_STATE_DIR)`);
+    expect(readdirSync(stateDir).sort()).toEqual(['kubeconfigs']);
+    expect(readdirSync(join(stateDir, 'kubeconfigs'))).toEqual([]);
+  });
+
+  it('a subdirectory owned by another user is refused too', async () => {
+    const stateDir = join(mkdtempSync(join(dir, 'sub-')), 'state');
+    mkdirSync(join(stateDir, 'kubeconfigs'), { recursive: true, mode: 0o700 });
+    chownSync(join(stateDir, 'kubeconfigs'), NOBODY, NOBODY);
+    const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toContain(`refusing the state dir: ${join(stateDir, 'kubeconfigs')} belongs to uid ${NOBODY}`);
+    expect(readdirSync(join(stateDir, 'kubeconfigs'))).toEqual([]);
+  });
+
+  it('one that others can write to is refused (not tightened: what they put there stays theirs)', async () => {
+    const stateDir = join(mkdtempSync(join(dir, 'open-')), 'state');
+    mkdirSync(stateDir, { mode: 0o700 });
+    chmodSync(stateDir, 0o777);
+    const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toContain(`refusing the state dir: ${stateDir} is 0777: others can write to it`);
+    expect(readdirSync(stateDir)).toEqual([]);
+  });
+
+  it('a wrapped command whose background subdirectory is another user\'s: refused before anything runs', async () => {
+    const home = freshHome();
+    const stateDir = join(home, 'kubetrail-state');
+    mkdirSync(join(stateDir, 'background'), { recursive: true, mode: 0o700 });
+    chownSync(join(stateDir, 'background'), NOBODY, NOBODY);
+    const marker = join(home, 'ran');
+    const port = await unusedPort();
+    const r = await runKubetrail(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'touch', marker], { env: kubetrailEnv(home) });
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toContain(`refusing the state dir: ${join(stateDir, 'background')} belongs to uid ${NOBODY}`);
+    expect(existsSync(marker)).toBe(false);
+    expect(readdirSync(join(stateDir, 'background'))).toEqual([]);
+  });
+});
+
+describe('symlinks in the state dir are never followed (item 3)', () => {
+  it('a background/<addr>.log symlink: the file it points at is neither truncated nor re-moded, and the command is refused', async () => {
+    const home = freshHome();
+    const stateDir = join(home, 'kubetrail-state');
+    const port = await unusedPort();
+    mkdirSync(join(stateDir, 'background'), { recursive: true, mode: 0o700 });
+    const victim = join(home, 'victim.txt');
+    writeFileSync(victim, 'precious\n'.repeat(200_000), { mode: 0o644 });
+    chmodSync(victim, 0o644);
+    const log = join(stateDir, 'background', `127.0.0.1-${port}.log`);
+    symlinkSync(victim, log);
+    const marker = join(home, 'ran');
+    const r = await runKubetrail(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'touch', marker], { env: kubetrailEnv(home) });
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n'.repeat(200_000));
+    expect(statSync(victim).mode & 0o777).toBe(0o644);
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toBe(`kubetrail: refusing ${log}: it is a symbolic link (kubetrail never follows one in its state dir); remove it (KT_ERR_STATE_DIR)`);
+    expect(existsSync(marker)).toBe(false);
+    expect(lstatSync(log).isSymbolicLink()).toBe(true);
+  });
+
+  it("a ca.pem symlink to someone else's CA is refused, not used", async () => {
+    const stateDir = join(mkdtempSync(join(dir, 'ca-')), 'state');
+    // A working CA made by kubetrail elsewhere stands in for the attacker's.
+    const other = join(mkdtempSync(join(dir, 'attacker-')), 'state');
+    expect((await writeKubeconfigCmd(kubeconfigOf(1), other)).code).toBe(0);
+    mkdirSync(stateDir, { mode: 0o700 });
+    symlinkSync(join(other, 'ca.pem'), join(stateDir, 'ca.pem'));
+    const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toBe(`kubetrail: refusing ${join(stateDir, 'ca.pem')}: it is a symbolic link (kubetrail never follows one in its state dir); remove it (KT_ERR_STATE_DIR)`);
+    expect(readdirSync(stateDir)).toEqual(['ca.pem']);
+  });
+
+  it.skipIf(!root)("a ca.pem of another user's is refused", async () => {
+    const stateDir = join(mkdtempSync(join(dir, 'caown-')), 'state');
+    expect((await writeKubeconfigCmd(kubeconfigOf(1), stateDir)).code).toBe(0);
+    chownSync(join(stateDir, 'ca.pem'), NOBODY, NOBODY);
+    const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toBe(`kubetrail: refusing ${join(stateDir, 'ca.pem')} belongs to uid ${NOBODY}, not to you (uid 0); remove it (KT_ERR_STATE_DIR)`);
+  });
+});
