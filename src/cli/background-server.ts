@@ -22,11 +22,12 @@ import type { Config } from '../config/schema.ts';
 import { describeError, isKtError } from '../errors.ts';
 import { installShim } from '../kubeconfig/credential-shim.ts';
 import { timingDir } from '../kubeconfig/timing.ts';
-import { rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import { ensurePrivateDir } from '../fs/private.ts';
+import { rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import { writeKubeconfig } from '../kubeconfig/write.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import type { KubectlLife } from '../telemetry/commands.ts';
+import { redactUrl } from '../redact.ts';
 import { refusesConnections } from '../telemetry/sdk.ts';
 import { recordAddress } from './addresses.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
@@ -224,7 +225,7 @@ export function warningRelay(config: Config, env: NodeJS.ProcessEnv, log: (line:
   const probe = disabled
     ? Promise.resolve()
     : refusesConnections(config.otlpEndpoint).then((refused) => {
-        if (refused) warn(`kubetrail: cannot export traces to ${config.otlpEndpoint} (connection refused); traces are dropped, kubectl is unaffected`);
+        if (refused) warn(`kubetrail: cannot export traces to ${redactUrl(config.otlpEndpoint)} (connection refused); traces are dropped, kubectl is unaffected`);
       });
   return {
     warn,

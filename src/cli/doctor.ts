@@ -31,6 +31,7 @@ import { certFingerprint, type ClientIdentity, type ClusterRoute, type Routes } 
 import { ensureLocalPki } from '../pki/local-ca.ts';
 import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
 import { UpstreamPool } from '../proxy/upstream.ts';
+import { redactUrl, redactUserinfo, splitUserinfo } from '../redact.ts';
 import { VERSION } from '../version.ts';
 import { outLine } from './output.ts';
 
@@ -433,6 +434,8 @@ function checkStateDir(dir: string): Finding[] {
 async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise<Finding> {
   const subject = 'otlp';
   const url = config.otlpEndpoint;
+  // Sent with its userinfo (the exporter does too), never printed with it.
+  const shown = redactUrl(url);
   if (/^true$/i.test(env.OTEL_SDK_DISABLED ?? '')) {
     return { level: 'warn', subject, message: 'export is off (OTEL_SDK_DISABLED=true): no traces reach Jaeger; the terminal waterfall still works', fix: 'unset OTEL_SDK_DISABLED to export' };
   }
@@ -449,11 +452,11 @@ async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise<Findin
     // block (6000, 6665-6669, ...) that the exporter reaches.
     const res = await postOnce(url, headers, '{"resourceSpans":[]}', OTLP_TIMEOUT_MS);
     const ms = Math.round(performance.now() - start);
-    if (res.ok) return { level: 'ok', subject, message: `${url} accepted an empty OTLP/HTTP export (${res.status}) in ${ms}ms` };
+    if (res.ok) return { level: 'ok', subject, message: `${shown} accepted an empty OTLP/HTTP export (${res.status}) in ${ms}ms` };
     return {
       level: 'fail',
       subject,
-      message: `${url} answered ${res.status} to an OTLP/HTTP export`,
+      message: `${shown} answered ${res.status} to an OTLP/HTTP export`,
       fix:
         res.status === 404 || res.status === 405
           ? 'not an OTLP/HTTP traces endpoint: --otlp-endpoint takes the full URL (http://HOST:4318/v1/traces); OTEL_EXPORTER_OTLP_ENDPOINT takes the base (http://HOST:4318)'
@@ -464,7 +467,7 @@ async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise<Findin
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const code = e.name === 'TimeoutError' ? `no answer within ${OTLP_TIMEOUT_MS / 1000}s` : e.code === 'ECONNREFUSED' ? 'nothing listens there (connection refused)' : (e.code ?? describeError(err));
-    return { level: 'fail', subject, message: `${url}: ${code}`, fix: noCollector };
+    return { level: 'fail', subject, message: `${shown}: ${code}`, fix: noCollector };
   }
 }
 
@@ -487,9 +490,11 @@ function postOnce(url: string, headers: Record<string, string>, body: string, ti
 
 async function checkJaeger(config: Config): Promise<Finding> {
   const subject = 'jaeger';
-  const url = config.jaegerUrl;
+  // Printed without its userinfo; fetch() refuses a URL with credentials, so they go as a header.
+  const url = redactUrl(config.jaegerUrl);
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(OTLP_TIMEOUT_MS) });
+    const target = splitUserinfo(config.jaegerUrl);
+    const res = await fetch(target.url, { signal: AbortSignal.timeout(OTLP_TIMEOUT_MS), headers: target.authorization ? { authorization: target.authorization } : {} });
     const page = await res.text();
     if (res.ok && page.includes('not the Jaeger UI')) {
       return {
@@ -506,7 +511,7 @@ async function checkJaeger(config: Config): Promise<Finding> {
     return {
       level: 'warn',
       subject,
-      message: `trace links point at ${url}, which does not answer (${e.cause?.code ?? e.name})`,
+      message: `trace links point at ${url}, which does not answer (${e.cause?.code ?? (e.name === 'TypeError' ? redactUserinfo(e.message) : e.name)})`,
       fix: 'set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger (the local stack\'s: `eval "$(npm run -s stack -- env)"` sets it), or start one: `docker compose up -d jaeger`',
     };
   }
@@ -668,6 +673,7 @@ export function formatFindings(findings: Finding[]): string[] {
 export async function runDoctor(flags: RawValues, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   outLine(`kubetrail doctor ${VERSION}`);
   const { findings, code } = await doctor(flags, env);
-  for (const line of formatFindings(findings)) outLine(line);
+  // A last guard: no finding prints URL userinfo, whichever check quoted the URL.
+  for (const line of formatFindings(findings)) outLine(redactUserinfo(line));
   return code;
 }

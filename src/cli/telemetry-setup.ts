@@ -5,6 +5,7 @@ import { isatty } from 'node:tty';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { combineObservers, type StageObserver } from '../proxy/events.ts';
+import { redactUrl } from '../redact.ts';
 import { requestLog } from '../report/request-log.ts';
 import { commandTraceLine, renderWaterfall } from '../report/waterfall.ts';
 import { join } from 'node:path';
@@ -48,6 +49,8 @@ const FATE_WAIT_MS = 800;
 
 export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.ProcessEnv = process.env, opts: InstrumentOptions = {}): Instrumentation {
   const warn = opts.warn ?? errLine;
+  // Trace links are printed: never with the Jaeger URL's userinfo.
+  const jaegerUrl = redactUrl(config.jaegerUrl);
   const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn, store: traceStoreProcessor(traceStoreDir(config.stateDir), warn) });
   const finished: CommandSummary[] = [];
   /** Start mode's lines go through the request log, which keeps its live status line below them. */
@@ -81,7 +84,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
       if (mode === 'wrap') {
         finished.push(cmd);
       } else if (!config.quiet) {
-        void notSent(cmd, FATE_WAIT_MS).then((why) => print(commandTraceLine(cmd, config.jaegerUrl, why)));
+        void notSent(cmd, FATE_WAIT_MS).then((why) => print(commandTraceLine(cmd, jaegerUrl, why)));
       }
     },
   });
@@ -94,7 +97,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     observers.push(log);
   }
   const render = async (cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }, waitMs = FATE_WAIT_MS): Promise<string[]> =>
-    renderWaterfall(cmd, { jaegerUrl: config.jaegerUrl, color: terminal.color, width: terminal.width, exportNote: await notSent(cmd, waitMs) });
+    renderWaterfall(cmd, { jaegerUrl, color: terminal.color, width: terminal.width, exportNote: await notSent(cmd, waitMs) });
   return {
     observer: combineObservers(observers, (e) => warn(`kubetrail: telemetry error: ${describeError(e)}`)),
     spawning(at) {

@@ -15,6 +15,7 @@ import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { redactUrl, redactUserinfo } from '../redact.ts';
 
 export const EXPORT_TIMEOUT_MS = 2000;
 /** Spans waiting for export, at most (OTEL_BSP_MAX_QUEUE_SIZE overrides); beyond it they are dropped. */
@@ -123,7 +124,7 @@ class GuardedExporter implements SpanExporter {
 
   constructor(inner: SpanExporter, endpoint: string, warn: (line: string) => void, account: (spans: readonly ReadableSpan[], ok: boolean) => void) {
     this.#inner = inner;
-    this.#endpoint = endpoint;
+    this.#endpoint = redactUrl(endpoint);
     this.#warn = warn;
     this.#account = account;
   }
@@ -137,7 +138,7 @@ class GuardedExporter implements SpanExporter {
       settled = true;
       this.answered = true;
       const ok = result.code === ExportResultCode.SUCCESS;
-      this.failing = ok ? undefined : (result.error?.message.split('\n')[0] ?? 'failed');
+      this.failing = ok ? undefined : redactUserinfo(result.error?.message.split('\n')[0] ?? 'failed');
       this.#account(spans, ok);
       if (ok) {
         this.exported += spans.length;
@@ -182,6 +183,8 @@ function positiveInt(value: string | undefined): number | undefined {
 }
 
 export function startTracing(opts: TracingOptions): Tracing {
+  // Named in warnings and notes: never with its userinfo (the exporter still sends it).
+  const shownEndpoint = redactUrl(opts.endpoint);
   const env = opts.env ?? process.env;
   const disabled = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '');
   const maxQueue = positiveInt(env.OTEL_BSP_MAX_QUEUE_SIZE) ?? MAX_QUEUE;
@@ -210,7 +213,7 @@ export function startTracing(opts: TracingOptions): Tracing {
         if (ok) t.exported++;
         else {
           t.dropped++;
-          t.why ??= `cannot export to ${opts.endpoint} (${exporter.failing ?? 'failed'})`;
+          t.why ??= `cannot export to ${shownEndpoint} (${exporter.failing ?? 'failed'})`;
         }
       }
     },
@@ -270,7 +273,7 @@ export function startTracing(opts: TracingOptions): Tracing {
     if (!t || t.ended === 0) return { state: 'sent' };
     if (t.dropped > 0) return { state: 'dropped', why: t.why ?? 'dropped' };
     if (t.exported >= t.ended) return { state: 'sent' };
-    if (finished) return { state: 'dropped', why: `still unsent when kubetrail stopped waiting for ${opts.endpoint}` };
+    if (finished) return { state: 'dropped', why: `still unsent when kubetrail stopped waiting for ${shownEndpoint}` };
     return undefined;
   };
   const failingNow = (): string | undefined => exporter.failing ?? (refused && !exporter.answered ? 'connection refused' : undefined);
@@ -288,7 +291,7 @@ export function startTracing(opts: TracingOptions): Tracing {
     // Name the collector here when it failed and that has not been reported yet (it failed during this
     // shutdown, or never answered at all); either way no export warning follows this line.
     const collectorFailed = d.exportFailed + d.unsent > 0 && !exporter.warned;
-    const collector = collectorFailed ? `cannot export traces to ${opts.endpoint} (${exporter.firstFailure ?? 'no answer'}): ` : '';
+    const collector = collectorFailed ? `cannot export traces to ${shownEndpoint} (${exporter.firstFailure ?? 'no answer'}): ` : '';
     exporter.warned = true;
     opts.warn(`kubetrail: ${collector}${total} of ${d.ended} spans were dropped (${why.join(', ')}); kubectl was unaffected`);
   };
@@ -306,7 +309,7 @@ export function startTracing(opts: TracingOptions): Tracing {
         if (exporter.answered && failing === undefined) return { state: 'pending' };
         // A failing collector may be back: its batch goes out within a moment, and a failure answers fast.
         const budget = failing !== undefined ? Math.min(waitMs, FAILING_RECHECK_MS) : waitMs;
-        if (performance.now() - from >= budget) return failing !== undefined ? { state: 'dropped', why: `cannot export to ${opts.endpoint} (${failing})` } : { state: 'pending' };
+        if (performance.now() - from >= budget) return failing !== undefined ? { state: 'dropped', why: `cannot export to ${shownEndpoint} (${failing})` } : { state: 'pending' };
         await new Promise((r) => setTimeout(r, 10));
       }
     },
@@ -319,7 +322,7 @@ export function startTracing(opts: TracingOptions): Tracing {
         exporter.firstFailure ??= 'connection refused';
         if (!exporter.warned) {
           exporter.warned = true;
-          opts.warn(`kubetrail: cannot export traces to ${opts.endpoint} (connection refused); traces are dropped, kubectl is unaffected`);
+          opts.warn(`kubetrail: cannot export traces to ${shownEndpoint} (connection refused); traces are dropped, kubectl is unaffected`);
         }
       }
       let timer: NodeJS.Timeout | undefined;

@@ -19,6 +19,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlPath, startKubectl } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { refusedPort, unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runKubetrail, runProcess } from '../helpers/run-kubetrail.ts';
 
 // Recognisable values: if any of them shows up in a span, a log line or kubetrail's output, it leaked.
@@ -405,5 +406,46 @@ describe('secrets never reach a span, a log line or kubetrail output', () => {
     // Hashes are not a way around it either (a span carrying sha256(token) would be a leak too).
     const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
     for (const [where, text] of places) for (const v of [TOKEN, PASSWORD]) expect(text.includes(sha(v)), `${where} contains a hash`).toBe(false);
+  }, 120_000);
+});
+
+describe('URL userinfo is a credential: never printed (issue #15 item 4)', () => {
+  const USERINFO_PASSWORD = 'kt-SECRET-url-password-6d6d';
+  it('--otlp-endpoint and --jaeger-url with user:password: the wrap warning, the waterfall link, doctor and the background log show ***@', async () => {
+    const otlp = `http://kt-user:${USERINFO_PASSWORD}@127.0.0.1:${await refusedPort()}/v1/traces`;
+    const jaeger = `http://kt-user:${USERINFO_PASSWORD}@127.0.0.1:${await refusedPort()}/`;
+    const flags = ['--kubeconfig', kubeconfig, '--otlp-endpoint', otlp, '--jaeger-url', jaeger];
+    // In-process: the collector warning and the waterfall's trace link.
+    const inProcess = await runKubetrail([...flags, '--listen', '127.0.0.1:0', '--', kubectlPath('1.33'), '--context', 'tina', 'get', 'pods'], { env: kubetrailEnv(freshHome()), timeoutMs: 40_000 });
+    expect(inProcess.code, inProcess.stderr).toBe(0);
+    expect(inProcess.stderr).toMatch(/cannot export traces to http:\/\/\*\*\*@127\.0\.0\.1:\d+\/v1\/traces/);
+    expect(inProcess.stderr).toMatch(/trace: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/trace\/[0-9a-f]{32}/);
+    // A background kubetrail: its log, and the warning relayed to the wrapped command.
+    const home = freshHome();
+    const env = kubetrailEnv(home);
+    const port = await unusedPort();
+    const bg = await runKubetrail([...flags, '--listen', `127.0.0.1:${port}`, '--', kubectlPath('1.33'), '--context', 'tina', 'get', 'pods'], { env, timeoutMs: 40_000 });
+    expect(bg.code, bg.stderr).toBe(0);
+    expect(bg.stderr).toMatch(/started a background kubetrail/);
+    const stopped = await runKubetrail(['stop'], { env });
+    expect(stopped.code, stopped.stderr).toBe(0);
+    const logs = readdirSync(join(home, 'kubetrail-state', 'background')).filter((f) => f.endsWith('.log'));
+    const bgLog = logs.map((f) => readFileSync(join(home, 'kubetrail-state', 'background', f), 'utf8')).join('');
+    expect(bgLog).toMatch(/cannot export traces to http:\/\/\*\*\*@/);
+    // doctor: both URLs, and the Jaeger check says why it failed (not a bare TypeError).
+    const doctor = await runKubetrail(['doctor', ...flags], { env: kubetrailEnv(freshHome()), timeoutMs: 60_000 });
+    expect(doctor.stdout.toString()).toMatch(/^fail {2}otlp: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/v1\/traces: nothing listens there/m);
+    expect(doctor.stdout.toString()).toMatch(/^warn {2}jaeger: trace links point at http:\/\/\*\*\*@127\.0\.0\.1:\d+\/, which does not answer \(ECONNREFUSED\)/m);
+    const outputs: [string, string][] = [
+      ['wrapped kubetrail stderr', inProcess.stderr + inProcess.stdout.toString()],
+      ['wrapped command served by a background kubetrail', bg.stderr + bg.stdout.toString()],
+      ['background log', bgLog],
+      ['doctor', doctor.stdout.toString() + doctor.stderr],
+    ];
+    for (const [where, text] of outputs) {
+      expect(text.includes(USERINFO_PASSWORD), `${where} shows the URL password`).toBe(false);
+      expect(text.includes('kt-user'), `${where} shows the URL user`).toBe(false);
+      expect(text, where).not.toMatch(/\(TypeError\)/);
+    }
   }, 120_000);
 });
