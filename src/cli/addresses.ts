@@ -31,7 +31,7 @@ function bookDir(env: NodeJS.ProcessEnv): string {
 export function recordAddress(env: NodeJS.ProcessEnv, stateDir: string, host: string, port: number): void {
   try {
     const dir = bookDir(env);
-    privateDir(dir);
+    privateDir(defaultStateDir(env), dir);
     replacePrivate(join(dir, backgroundPaths(stateDir, host, port).key), `${resolve(stateDir)}\n`);
   } catch {
     // a read-only HOME: other state dirs just cannot find this kubetrail

@@ -34,6 +34,7 @@ import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import {
   BACKGROUND_CONFIG_ENV,
   backgroundPaths,
+  cutMarker,
   ensureToken,
   fileDigest,
   fingerprint,
@@ -49,6 +50,7 @@ import {
   templatePath,
   TOKEN_HEADER,
   tokenMatches,
+  writePrivate,
   type BackgroundPaths,
   type BackgroundState,
 } from './background-state.ts';
@@ -236,23 +238,27 @@ export function warningRelay(config: Config, env: NodeJS.ProcessEnv, log: (line:
   };
 }
 
-/** Counts requests in flight and remembers the last activity: the idle clock. */
-export function activityObserver(): StageObserver & { open(): number; last(): number; touch(): void } {
-  let open = 0;
+/**
+ * Counts requests in flight and remembers the last activity: the idle clock. Knows which wrapped commands
+ * (tags) have requests open, so a stop can tell them their streams were cut.
+ */
+export function activityObserver(): StageObserver & { open(): number; openTags(): string[]; last(): number; touch(): void } {
+  const inFlight = new Map<string, string | undefined>();
   let last = Date.now();
   return {
-    onRequestStart() {
-      open++;
+    onRequestStart(req) {
+      inFlight.set(req.id, req.commandTag);
       last = Date.now();
       return undefined;
     },
     onUpstreamConnected: () => undefined,
     onResponseStart: () => undefined,
-    onRequestEnd() {
-      open = Math.max(0, open - 1);
+    onRequestEnd(id) {
+      inFlight.delete(id);
       last = Date.now();
     },
-    open: () => open,
+    open: () => inFlight.size,
+    openTags: () => [...new Set([...inFlight.values()].filter((t): t is string => t !== undefined))],
     last: () => last,
     touch: () => {
       last = Date.now();
@@ -387,6 +393,17 @@ export function tagAliveIn(dir: string, key: string): (tag: string) => boolean {
     }
     return false;
   };
+}
+
+/** Tell each wrapped command with a request still open that this kubetrail stopped under it (cutMarker). */
+function markCut(paths: BackgroundPaths, tags: string[], why: string): void {
+  for (const tag of tags) {
+    try {
+      writePrivate(cutMarker(paths, tag), `${why}\n`, false);
+    } catch {
+      // the wrapper still sees its connection close
+    }
+  }
 }
 
 /** `kubetrail __background`: the process a wrapped command starts. Reports readiness on descriptor 3. */
@@ -524,6 +541,8 @@ export async function runBackground(): Promise<number> {
   const why = await stopped;
   clearTimeout(timer);
   log(`stopping: ${why}`);
+  // Before any connection is closed: a wrapped command whose stream is cut must not end as if complete.
+  markCut(paths, activity.openTags(), why);
   unpublish(paths, state);
   socket?.close();
   await proxy.close();
@@ -581,16 +600,20 @@ export function foregroundControl(
   };
 }
 
-/** Stop the background kubetrail recorded for host:port in this state dir, if one is running. */
-export async function stopBackgroundOn(stateDir: string, host: string, port: number): Promise<boolean> {
+/**
+ * Stop the background kubetrail recorded for host:port in this state dir, if one is running and idle: one
+ * with requests in flight or wrapped commands alive is left serving (a `kubectl get -w` in another terminal
+ * would be cut), and `busy` says what it serves. `kubetrail stop` is how the user stops it anyway.
+ */
+export async function stopBackgroundOn(stateDir: string, host: string, port: number): Promise<{ stopped: boolean; busy?: { open: number; wrappers: number } }> {
   const paths = backgroundPaths(stateDir, host, port);
   const st = readState(paths.state);
-  if (!st || st.kind !== 'linger') return false;
+  if (!st || st.kind !== 'linger') return { stopped: false };
   const { owned, stopBackground } = await import('./background.ts');
   // A pid reused by another process after an unclean exit is never signalled.
   if (!(await owned(stateDir, st))) {
     if (sameInstance(readState(paths.state), st)) removeQuietly(paths.state);
-    return false;
+    return { stopped: false };
   }
-  return (await stopBackground(stateDir, st)).stopped;
+  return stopBackground(stateDir, st, true);
 }

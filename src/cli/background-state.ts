@@ -94,6 +94,14 @@ export function markerName(key: string, pid: number, tag: string): string {
   return `${key}.${pid}-${tag}.yaml`;
 }
 
+/**
+ * Written by a kubetrail that stops while the tagged command has a request open: the command's stream was
+ * cut, and its wrapper says so and exits non-zero, never as if the stream had ended cleanly.
+ */
+export function cutMarker(paths: BackgroundPaths, tag: string): string {
+  return join(paths.commands, `${paths.key}.${tag}.cut`);
+}
+
 /** [key, pid, tag] of a marker file name (key undefined: an older version's `<pid>-<tag>.yaml`). */
 export function parseMarker(name: string): [string | undefined, number, string] | undefined {
   const m = /^(?:(.+)\.)?(\d+)-([0-9a-z]+)\.yaml$/.exec(name);
@@ -293,4 +301,13 @@ export function randomTag(): string {
   let s = '';
   for (const b of bytes) s += '0123456789abcdefghijklmnopqrstuvwxyz'[b % 36];
   return s;
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** What a busy kubetrail serves, for a line: `1 command running, 2 requests open`. */
+export function busyText(b: { open: number; wrappers: number }): string {
+  return [b.wrappers > 0 ? `${plural(b.wrappers, 'command', 'commands')} running` : '', b.open > 0 ? `${plural(b.open, 'request', 'requests')} open` : ''].filter(Boolean).join(', ');
 }

@@ -25,7 +25,9 @@ import { openPrivateAppend, readPrivateText, readPrivateTextQuietly } from '../f
 import {
   BACKGROUND_CONFIG_ENV,
   backgroundPaths,
+  busyText,
   CONTROL_PREFIX,
+  cutMarker,
   filesUnchanged,
   fingerprint,
   markerName,
@@ -479,10 +481,6 @@ function durationText(ms: number): string {
   return `${ms}ms`;
 }
 
-function plural(n: number, one: string, many: string): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
-
 /** The in-process path on an ephemeral port: leaves the address's kubetrail alone (kubectl's caches are cold). */
 async function inProcessElsewhere(config: Config, argv: string[], env: NodeJS.ProcessEnv, host: string): Promise<number> {
   const { wrapInProcess } = await import('./wrap.ts');
@@ -510,7 +508,7 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
         errLine(`kubetrail: the background kubetrail on ${config.listen} (pid ${readState(backgroundPaths(config.stateDir, listen.host, listen.port).state)?.pid ?? '?'}) does not answer; serving this command in-process (kubetrail stop, or kill it)`);
         return inProcessElsewhere(configIn, argv, envIn, listen.host);
       }
-      const what = [wrappers > 0 ? plural(wrappers, 'command', 'commands') + ' running' : '', open > 0 ? plural(open, 'request', 'requests') + ' open' : ''].filter(Boolean).join(', ');
+      const what = busyText({ open, wrappers });
       if (!config.quiet) errLine(`kubetrail: the background kubetrail on ${config.listen} has another configuration and is in use (${what}); serving this command in-process`);
       return inProcessElsewhere(configIn, argv, envIn, listen.host);
     }
@@ -546,6 +544,14 @@ async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: Backg
   } finally {
     exitedAt = epochNow();
     removeQuietly(kubeconfigPath);
+  }
+  const cutFile = cutMarker(backgroundPaths(config.stateDir, state.host, state.port), tag);
+  const cut = readPrivateTextQuietly(cutFile);
+  if (cut !== undefined) {
+    removeQuietly(cutFile);
+    // kubectl reads a cut watch or log stream as its normal end (exit 0): it was not.
+    errLine(`kubetrail: the background kubetrail on ${config.listen} stopped while this command had a request open (${cut.trim()}): its output was cut short`);
+    return code === 0 ? 1 : code;
   }
 
   // kubectl has exited: opening process.stderr can no longer affect it.

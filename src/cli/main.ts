@@ -64,15 +64,16 @@ function flagValues(cmd: Command): RawValues {
   return out;
 }
 
-async function giveWay(stateDir: string, host: string, port: number): Promise<boolean> {
+async function giveWay(stateDir: string, host: string, port: number): Promise<{ stopped: boolean; busy?: { open: number; wrappers: number } }> {
   const [{ stopBackgroundOn }, { recordedElsewhere }] = await Promise.all([import('./background-server.ts'), import('./addresses.ts')]);
-  if (await stopBackgroundOn(stateDir, host, port)) return true;
+  const r = await stopBackgroundOn(stateDir, host, port);
+  if (r.stopped || r.busy) return r;
   const other = recordedElsewhere(process.env, stateDir, host, port);
-  return other !== undefined && (await stopBackgroundOn(other.stateDir, host, port));
+  return other !== undefined ? stopBackgroundOn(other.stateDir, host, port) : r;
 }
 
 async function runStart(given: Config): Promise<number> {
-  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground, backgroundPaths }] = await Promise.all([
+  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground, backgroundPaths, busyText }] = await Promise.all([
     import('../proxy/server.ts'),
     import('./setup.ts'),
     import('./telemetry-setup.ts'),
@@ -106,12 +107,16 @@ async function runStart(given: Config): Promise<number> {
       proxy = await listen();
     } catch (err) {
       // A background kubetrail that wrapped commands started (with this state dir or, as the address book
-      // says, another) gives way to a foreground one.
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !(await giveWay(config.stateDir, prepared.listen.host, prepared.listen.port))) throw err;
+      // says, another) gives way to a foreground one, once idle: never one that other terminals' commands use.
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      const r = await giveWay(config.stateDir, prepared.listen.host, prepared.listen.port);
+      if (r.busy) throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: the background kubetrail there is in use (${busyText(r.busy)}); stopping it would cut them: retry when they end, or stop it anyway with \`kubetrail stop\``);
+      if (!r.stopped) throw err;
       errLine(`kubetrail: stopped the background kubetrail on ${config.listen} to serve here`);
       proxy = await listen();
     }
   } catch (err) {
+    if (isKtError(err)) throw err;
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${describeError(err)}`, { cause: err });
     const { inUseMessage } = await import('./port-holder.ts');
     throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port), { cause: err });

@@ -3,15 +3,18 @@
  * dir on a nearly full filesystem (a small tmpfs), owned by another user (`nobody`: the tests run as root),
  * open to others, and holding symlinks planted where kubetrail writes or trusts a file.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
+import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { alive } from '../helpers/global-tmp.ts';
+import { kubectlPath } from '../helpers/kubectl.ts';
 import { unusedPort } from '../helpers/ports.ts';
-import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
+import { KUBETRAIL_BIN, runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
 const root = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -186,4 +189,59 @@ describe('symlinks in the state dir are never followed (item 3)', () => {
     expect(r.code).toBe(2);
     expect(oneLine(r)).toBe(`kubetrail: refusing ${join(stateDir, 'ca.pem')} belongs to uid ${NOBODY}, not to you (uid 0); remove it (KT_ERR_STATE_DIR)`);
   });
+});
+
+/** A wrapped command left running (another terminal's watch): its output so far, and how it ended. */
+function startWrapped(args: string[], env: NodeJS.ProcessEnv): { stdout: () => string; result: Promise<{ code: number; stderr: string }>; kill: () => void } {
+  const child = spawn(process.execPath, [KUBETRAIL_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const result = new Promise<{ code: number; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? 128, stderr: err })));
+  return { stdout: () => out, result, kill: () => child.kill('SIGKILL') };
+}
+
+describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
+  let fake: FakeApiserver;
+  let kubeconfig: string;
+  beforeAll(async () => {
+    fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
+    kubeconfig = await fake.writeKubeconfig(join(dir, 'busy'), { users: [{ name: 'tina', token: 'tina-token' }] });
+    fake.create(makePod('web-0'));
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  it("start refuses to stop it while another terminal's watch runs; `kubetrail stop` does, and the cut watch exits non-zero, saying so", async () => {
+    const home = freshHome();
+    const env = kubetrailEnv(home, { OTEL_SDK_DISABLED: 'true' });
+    const port = await unusedPort();
+    const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
+    const watch = startWrapped([...common, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods', '-w', '-o', 'name'], env);
+    try {
+      await expect.poll(watch.stdout, { timeout: 30_000 }).toBe('pod/web-0\n');
+      const state = JSON.parse(readFileSync(join(home, 'kubetrail-state', 'background', `127.0.0.1-${port}.json`), 'utf8')) as { pid: number };
+      const start = await runKubetrail(['start', ...common], { env, timeoutMs: 20_000 });
+      expect(start.code).toBe(2);
+      expect(oneLine(start)).toBe(
+        `kubetrail: --listen 127.0.0.1:${port}: the background kubetrail there is in use (1 command running, 1 request open); stopping it would cut them: retry when they end, or stop it anyway with \`kubetrail stop\``,
+      );
+      expect(alive(state.pid)).toBe(true);
+      // The watch still sees changes.
+      fake.create(makePod('web-1'));
+      await expect.poll(watch.stdout, { timeout: 10_000 }).toBe('pod/web-0\npod/web-1\n');
+
+      // The user says so: the watch is cut, and does not end like a complete one.
+      const stop = await runKubetrail(['stop'], { env });
+      expect(stop.code, stop.stderr).toBe(0);
+      const w = await watch.result;
+      expect(w.code).toBe(1);
+      expect(w.stderr).toMatch(new RegExp(`^kubetrail: the background kubetrail on 127\\.0\\.0\\.1:${port} stopped while this command had a request open \\(stop requested\\): its output was cut short$`, 'm'));
+    } finally {
+      watch.kill();
+      await runKubetrail(['stop'], { env });
+    }
+  }, 120_000);
 });
