@@ -222,6 +222,29 @@ export function pidAlive(pid: number): boolean {
   return procStat(pid)?.[0] !== 'Z';
 }
 
+/** A kubetrail's command line: its bin (kubetrail, kubectl-trail; .js/.ts) is one of the arguments. */
+const KUBETRAIL_ARG = /(^|\/)(kubetrail|kubectl-trail)(\.[cm]?[jt]s)?$/;
+
+/**
+ * Is `pid` a live kubetrail, and (when `start` is known) the same process that recorded `start`? A lock or
+ * state naming a pid that an unrelated process reuses is stale, never waited for. Without /proc, the pid's
+ * liveness is all there is.
+ */
+export function kubetrailAlive(pid: number, start: string | undefined): boolean {
+  if (!pidAlive(pid)) return false;
+  if (start !== undefined && start !== '-' && /^\d+$/.test(start)) {
+    const now = procStartTime(pid);
+    if (now !== undefined && now !== start) return false;
+  }
+  let cmdline: string;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return true;
+  }
+  return cmdline.split('\0').some((a) => KUBETRAIL_ARG.test(a));
+}
+
 /** When the process started (clock ticks since boot: field 22 of /proc/<pid>/stat); undefined without /proc. */
 export function procStartTime(pid: number): string | undefined {
   return procStat(pid)?.[19];

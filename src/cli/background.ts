@@ -30,9 +30,11 @@ import {
   cutMarker,
   filesUnchanged,
   fingerprint,
+  kubetrailAlive,
   markerName,
   pidAlive,
   privateDir,
+  procStartTime,
   randomTag,
   readState,
   readToken,
@@ -59,6 +61,8 @@ const STOP_WAIT_MS = 5_000;
 const HUNG_MS = 500;
 /** A kubetrail that is ours but neither listens nor answers for this long is stale (hung, or stopping). */
 const STALE_MS = 1000;
+/** A wrapper waiting this long for another one's start lock says what it waits for. */
+const WAIT_NOTICE_MS = 1000;
 /** The finish call's whole budget (the background waits FINISH_WAIT_MS = 1 s for the command's open requests). */
 const FINISH_DEADLINE_MS = 1500;
 
@@ -288,16 +292,18 @@ async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, paths: Ba
 }
 
 /**
- * Take the start lock (O_EXCL); returns its content (released only while it is still this wrapper's). A
- * lock whose holder died, or older than any start can take (a reused pid), is moved aside under a unique
- * name before it is removed: of two wrappers that both find it stale, one moves it and neither removes a
- * lock a third one took meanwhile (moved aside by mistake, that one is put back).
+ * Take the start lock (O_EXCL); returns its content (released only while it is still this wrapper's), or
+ * the pid of the kubetrail that holds it. The lock names its holder by pid and start time: a holder that
+ * is gone, whose pid now belongs to another process (another start time, or not a kubetrail at all), or
+ * older than any start can take, is stale. A stale lock is moved aside under a unique name before it is
+ * removed: of two wrappers that both find it stale, one moves it and neither removes a lock a third one
+ * took meanwhile (moved aside by mistake, that one is put back).
  */
-function tryLock(path: string): string | undefined {
-  const mine = `${process.pid} ${randomTag()}\n`;
+function tryLock(path: string): { mine: string } | { holder: number | undefined } {
+  const mine = `${process.pid} ${procStartTime(process.pid) ?? '-'} ${randomTag()}\n`;
   try {
     writePrivate(path, mine, true);
-    return mine;
+    return { mine };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
@@ -307,15 +313,16 @@ function tryLock(path: string): string | undefined {
     text = readPrivateText(path) ?? '';
     age = Date.now() - statSync(path).mtimeMs;
   } catch {
-    return undefined;
+    return { holder: undefined };
   }
-  const holder = Number(text.split(/\s/)[0]);
-  if (Number.isSafeInteger(holder) && pidAlive(holder) && age < START_WAIT_MS + STOP_WAIT_MS) return undefined;
+  const [pidText, start] = text.split(/\s/);
+  const holder = Number(pidText);
+  if (Number.isSafeInteger(holder) && kubetrailAlive(holder, start) && age < START_WAIT_MS + STOP_WAIT_MS) return { holder };
   const aside = `${path}.${randomTag()}.stale`;
   try {
     renameSync(path, aside);
   } catch {
-    return undefined;
+    return { holder: undefined };
   }
   let moved = '';
   try {
@@ -331,7 +338,7 @@ function tryLock(path: string): string | undefined {
     }
   }
   removeQuietly(aside);
-  return undefined;
+  return { holder: undefined };
 }
 
 function releaseLock(path: string, mine: string): void {
@@ -363,6 +370,8 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
   let replaced = false;
   let closedSince: number | undefined;
   let heldSince: number | undefined;
+  let waitingSince: number | undefined;
+  let saidWaiting = false;
   const until = Date.now() + START_WAIT_MS;
   while (Date.now() < until) {
     const st = readState(paths.state);
@@ -395,12 +404,18 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       continue;
     }
     privateDir(paths.stateDir, paths.dir);
-    const lock = tryLock(paths.lock);
-    if (lock === undefined) {
-      // Another wrapper is starting one: wait for it.
+    const taken = tryLock(paths.lock);
+    if (!('mine' in taken)) {
+      // Another wrapper is starting one: wait for it, and say so when it takes a while (not silently).
+      waitingSince ??= Date.now();
+      if (taken.holder !== undefined && !saidWaiting && Date.now() - waitingSince >= WAIT_NOTICE_MS) {
+        saidWaiting = true;
+        errLine(`kubetrail: waiting for kubetrail pid ${taken.holder}, which is starting the background kubetrail on ${config.listen} (at most ${Math.round((until - Date.now()) / 1000)}s more)`);
+      }
       await sleep(20);
       continue;
     }
+    const lock = taken.mine;
     try {
       // Checked under the lock: a background kubetrail that came up meanwhile (look at it again), or
       // something on the port: a kubetrail that is stopping (it leaves the state file first), or another program.

@@ -192,14 +192,14 @@ describe('symlinks in the state dir are never followed (item 3)', () => {
 });
 
 /** A wrapped command left running (another terminal's watch): its output so far, and how it ended. */
-function startWrapped(args: string[], env: NodeJS.ProcessEnv): { stdout: () => string; result: Promise<{ code: number; stderr: string }>; kill: () => void } {
+function startWrapped(args: string[], env: NodeJS.ProcessEnv): { stdout: () => string; stderr: () => string; result: Promise<{ code: number; stderr: string }>; kill: () => void } {
   const child = spawn(process.execPath, [KUBETRAIL_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const result = new Promise<{ code: number; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? 128, stderr: err })));
-  return { stdout: () => out, result, kill: () => child.kill('SIGKILL') };
+  return { stdout: () => out, stderr: () => err, result, kill: () => child.kill('SIGKILL') };
 }
 
 describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
@@ -244,4 +244,62 @@ describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
       await runKubetrail(['stop'], { env });
     }
   }, 120_000);
+});
+
+describe('a start lock held by a live pid (item 9)', () => {
+  function procStart(pid: number): string {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  }
+  function plantLock(home: string, port: number, pid: number): void {
+    const bg = join(home, 'kubetrail-state', 'background');
+    mkdirSync(bg, { recursive: true, mode: 0o700 });
+    chmodSync(join(home, 'kubetrail-state'), 0o700);
+    // The holder's real start time: only what runs under that pid tells it is no kubetrail.
+    writeFileSync(join(bg, `127.0.0.1-${port}.lock`), `${pid} ${procStart(pid)} abcdefghij\n`, { mode: 0o600 });
+  }
+
+  it('another program under the pid: the lock is stale at once, not waited for 30 s', async () => {
+    const home = freshHome();
+    const env = kubetrailEnv(home, { OTEL_SDK_DISABLED: 'true' });
+    const port = await unusedPort();
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      plantLock(home, port, sleeper.pid ?? 0);
+      const r = await runKubetrail(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--quiet', '--', 'true'], { env, timeoutMs: 60_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+      // Waiting for the lock's holder would take START_WAIT_MS (30 s) before the wrapper gave up on it.
+      expect(r.ms).toBeLessThan(25_000);
+    } finally {
+      sleeper.kill('SIGKILL');
+      await runKubetrail(['stop'], { env });
+    }
+  }, 90_000);
+
+  it('a kubetrail under the pid: waited for, and the wrapper says what it waits for', async () => {
+    const home = freshHome();
+    const env = kubetrailEnv(home, { OTEL_SDK_DISABLED: 'true' });
+    const port = await unusedPort();
+    // A process whose command line is a kubetrail's (its bin named kubetrail), that never finishes starting.
+    const bin = join(mkdtempSync(join(dir, 'holder-')), 'kubetrail.mjs');
+    writeFileSync(bin, 'setTimeout(() => undefined, 60_000);\n');
+    const holder = spawn(process.execPath, [bin], { stdio: 'ignore' });
+    try {
+      await expect.poll(() => readFileSync(`/proc/${holder.pid}/cmdline`, 'utf8'), { timeout: 5000 }).toContain('kubetrail.mjs');
+      plantLock(home, port, holder.pid ?? 0);
+      const wrapper = startWrapped(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'true'], env);
+      const line = new RegExp(`^kubetrail: waiting for kubetrail pid ${holder.pid}, which is starting the background kubetrail on 127\\.0\\.0\\.1:${port} \\(at most \\d+s more\\)$`, 'm');
+      await expect.poll(wrapper.stderr, { timeout: 25_000 }).toMatch(line);
+      // The holder goes away (its start failed): the wrapper takes over the stale lock.
+      holder.kill('SIGKILL');
+      const r = await wrapper.result;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.match(/waiting for/g)).toHaveLength(1);
+      expect(r.stderr).toMatch(/started a background kubetrail/);
+    } finally {
+      holder.kill('SIGKILL');
+      await runKubetrail(['stop'], { env });
+    }
+  }, 90_000);
 });
