@@ -48,6 +48,7 @@ import {
   replacePrivate,
   sameInstance,
   templatePath,
+  telemetryKey,
   TOKEN_HEADER,
   tokenMatches,
   writePrivate,
@@ -67,6 +68,10 @@ export interface ControlDeps {
   instance: string;
   token: string;
   fingerprint: string;
+  /** telemetryKey: a wrapped command with other telemetry settings is not served here. */
+  telemetryKey: string;
+  /** The cluster route ids served (to the control token's holder only: they are not probeable). */
+  routeIds: string[];
   lingerMs: number;
   startedAt: number;
   telemetry: Instrumentation;
@@ -113,7 +118,21 @@ export async function control(d: ControlDeps, r: ControlRequest): Promise<{ stat
   if (!tokenMatches(d.token, r.token)) return { status: 401, body: { error: 'unauthorized' } };
   d.onActivity();
   if (r.op === 'status') {
-    return { status: 200, body: { kubetrail: true, pid: process.pid, instance: d.instance, kind: d.kind, fingerprint: d.fingerprint, startedAt: d.startedAt, lingerMs: d.lingerMs, ...d.busy() } };
+    return {
+      status: 200,
+      body: {
+        kubetrail: true,
+        pid: process.pid,
+        instance: d.instance,
+        kind: d.kind,
+        fingerprint: d.fingerprint,
+        telemetry: d.telemetryKey,
+        routes: d.routeIds,
+        startedAt: d.startedAt,
+        lingerMs: d.lingerMs,
+        ...d.busy(),
+      },
+    };
   }
   if (r.method !== 'POST') return { status: 405, body: { error: 'POST only' } };
   if (r.op === 'stop') {
@@ -457,6 +476,8 @@ export async function runBackground(): Promise<number> {
     instance,
     token,
     fingerprint: fp,
+    telemetryKey: telemetryKey(config, env),
+    routeIds: [...prepared.routes.clusters.keys()],
     lingerMs: linger,
     startedAt,
     telemetry,
@@ -554,6 +575,7 @@ export async function runBackground(): Promise<number> {
 export function foregroundControl(
   config: Config,
   env: NodeJS.ProcessEnv,
+  routeIds: string[],
 ): { deps: Omit<ControlDeps, 'telemetry'>; publish: (prepared: Prepared, proxy: RunningProxy, telemetry: Instrumentation) => Promise<void>; unpublish: () => void } | undefined {
   let paths: BackgroundPaths | undefined;
   let socket: Server | undefined;
@@ -572,6 +594,8 @@ export function foregroundControl(
     instance,
     token,
     fingerprint: fp,
+    telemetryKey: telemetryKey(config, env),
+    routeIds,
     lingerMs: 0,
     startedAt: Date.now(),
     takeWarnings: () => Promise.resolve(pending.splice(0)),

@@ -168,6 +168,15 @@ export function fingerprint(config: Config, env: NodeJS.ProcessEnv): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
 
+/**
+ * Where a kubetrail sends a command's spans and what its trace links point at: a wrapped command is served
+ * by another kubetrail only when this is equal (else its spans would go to a collector it did not ask for).
+ */
+export function telemetryKey(config: Pick<Config, 'otlpEndpoint' | 'jaegerUrl'>, env: NodeJS.ProcessEnv): string {
+  const otel = relevantEnv(env).filter(([k]) => k.startsWith('OTEL_'));
+  return createHash('sha256').update(JSON.stringify([config.otlpEndpoint, config.jaegerUrl, otel])).digest('hex');
+}
+
 function codeStamp(): string {
   const file = fileURLToPath(import.meta.url);
   try {

@@ -89,7 +89,7 @@ async function runStart(given: Config): Promise<number> {
   const telemetry = instrument(config, 'start', env, { tagAlive: bg.tagAliveIn(bgPaths.commands, bgPaths.key) });
   const observer = telemetry.observer;
   // Wrapped commands with the same configuration use this kubetrail as they would a background one.
-  const control = bg.foregroundControl(config, env);
+  const control = bg.foregroundControl(config, env, [...prepared.routes.clusters.keys()]);
   const listen = (): ReturnType<typeof startProxy> =>
     startProxy({
       routes: prepared.routes,

@@ -8,11 +8,11 @@
  * one instead: it traces the requests. When the port is held by anything else, kubetrail stops with a
  * clear error rather than quietly moving to another port and going cold.
  */
-import { get } from 'node:https';
 import type { Config } from '../config/schema.ts';
 import { KtError } from '../errors.ts';
+import { redactUrl } from '../redact.ts';
 import type { StageObserver } from '../proxy/events.ts';
-import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
+import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import type { KubectlLife } from '../telemetry/commands.ts';
 import { epochNow, runChild, takeKubeconfigArg } from './child.ts';
 import { errLine } from './output.ts';
@@ -30,23 +30,26 @@ export interface WrapHooks {
   warn: (line: string) => void;
 }
 
-/** Is the listener on this port a kubetrail serving every one of our routes? */
-async function sharedKubetrail(p: Prepared): Promise<boolean> {
-  const probe = (path: string): Promise<number> =>
-    new Promise((resolve) => {
-      const req = get(
-        { host: p.listen.host, port: p.listen.port, path, ca: p.pki.caPem, servername: 'localhost', timeout: 2000 },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
-      req.on('error', () => resolve(0));
-      req.on('timeout', () => req.destroy());
-    });
-  if ((await probe(`${CONTROL_PREFIX}info`)) !== 200) return false;
-  const codes = await Promise.all([...p.routes.clusters.keys()].map((id) => probe(`${CONTROL_PREFIX}routes/${encodeURIComponent(id)}`)));
-  return codes.every((c) => c === 204);
+/**
+ * The listener on this port, asked with the state dir's control token (over TLS verified against the state
+ * dir's CA): `same` when it is a kubetrail serving every one of our routes with our telemetry settings,
+ * `other-telemetry` when its spans would go elsewhere (another collector, other trace links or OTEL_*
+ * settings), undefined when it is not a kubetrail of this state dir serving our clusters.
+ */
+async function sharedKubetrail(p: Prepared, config: Config, env: NodeJS.ProcessEnv): Promise<'same' | 'other-telemetry' | undefined> {
+  const { controlCall } = await import('./background.ts');
+  const { resolveForBackground, telemetryKey } = await import('./background-state.ts');
+  let body: { kubetrail?: unknown; routes?: unknown; telemetry?: unknown } | undefined;
+  try {
+    const r = await controlCall(config.stateDir, p.listen.host, p.listen.port, 'GET', 'status', 2000);
+    body = r.status === 200 ? (r.body as typeof body) : undefined;
+  } catch {
+    return undefined;
+  }
+  const served = Array.isArray(body?.routes) ? (body.routes as unknown[]) : undefined;
+  if (body?.kubetrail !== true || !served || ![...p.routes.clusters.keys()].every((id) => served.includes(id))) return undefined;
+  const resolved = resolveForBackground(config, env);
+  return body.telemetry === telemetryKey(resolved.config, resolved.env) ? 'same' : 'other-telemetry';
 }
 
 export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -56,17 +59,25 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   const prepared = await prepare(effective, env);
   if (!prepared.listen.loopback) hooks.warn(exposureWarning(listenUrl(prepared.listen)));
   let proxy: RunningProxy | undefined;
+  const proxyOpts = { routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e: unknown) => hooks.warn(`kubetrail: internal error: ${String(e)}`), reuseUpstream: config.reuseUpstream };
   try {
-    proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e) => hooks.warn(`kubetrail: internal error: ${String(e)}`), reuseUpstream: config.reuseUpstream });
+    proxy = await startProxy(proxyOpts);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
       throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${(err as Error).message}`, { cause: err });
     }
-    if (!(await sharedKubetrail(prepared))) {
+    const shared = await sharedKubetrail(prepared, effective, env);
+    if (!shared) {
       const { inUseMessage } = await import('./port-holder.ts');
       throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port));
     }
-    hooks.warn(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
+    if (shared === 'other-telemetry') {
+      // Its spans would go to the collector it was started with, not the one this command asks for.
+      if (!config.quiet) hooks.warn(`kubetrail: the kubetrail on ${config.listen} exports elsewhere (another collector, trace link or OTEL_* setting); serving this command in-process, exporting to ${redactUrl(config.otlpEndpoint)}`);
+      proxy = await startProxy({ ...proxyOpts, port: 0 });
+    } else {
+      hooks.warn(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
+    }
   }
   const kubeconfigPath = prepared.writeKubeconfig(proxy?.url ?? listenUrl(prepared.listen));
   const childArgv = kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv;

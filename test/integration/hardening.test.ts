@@ -13,6 +13,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { alive } from '../helpers/global-tmp.ts';
 import { kubectlPath } from '../helpers/kubectl.ts';
+import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
@@ -302,4 +303,52 @@ describe('a start lock held by a live pid (item 9)', () => {
       await runKubetrail(['stop'], { env });
     }
   }, 90_000);
+});
+
+describe('a running kubetrail with other telemetry settings (item 5)', () => {
+  let fake: FakeApiserver;
+  let kubeconfig: string;
+  beforeAll(async () => {
+    fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
+    kubeconfig = await fake.writeKubeconfig(join(dir, 'collectors'), { users: [{ name: 'tina', token: 'tina-token' }] });
+    fake.create(makePod('web-0'));
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  it.each([
+    ['a background kubetrail, and a wrapped command with --linger 0', 'background'],
+    ['a `kubetrail start`, and a wrapped command', 'start'],
+  ])('%s asking for another collector: served in-process, its spans reach the collector it asked for', async (_what, kind) => {
+    const [a, b] = [await startOtlpReceiver(), await startOtlpReceiver()];
+    const home = freshHome();
+    const env = kubetrailEnv(home);
+    const port = await unusedPort();
+    const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
+    let start: ReturnType<typeof startWrapped> | undefined;
+    try {
+      if (kind === 'background') {
+        const first = await runKubetrail([...common, '--otlp-endpoint', a.url, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods'], { env, timeoutMs: 40_000 });
+        expect(first.code, first.stderr).toBe(0);
+      } else {
+        start = startWrapped(['start', ...common, '--otlp-endpoint', a.url, '--quiet'], env);
+        await expect.poll(start.stdout, { timeout: 30_000 }).toMatch(/^export KUBECONFIG=/);
+      }
+      if (kind === 'background') await expect.poll(() => a.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
+      const spansAtA = a.spans.length;
+      const r = await runKubetrail([...common, '--otlp-endpoint', b.url, ...(kind === 'background' ? ['--linger', '0'] : []), '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], { env, timeoutMs: 40_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('pod/web-0\n');
+      expect(r.stderr).toContain(`kubetrail: the kubetrail on 127.0.0.1:${port} exports elsewhere (another collector, trace link or OTEL_* setting); serving this command in-process, exporting to ${b.url}\n`);
+      await expect.poll(() => b.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
+      await new Promise((res) => setTimeout(res, 500));
+      expect(a.spans.length).toBe(spansAtA);
+    } finally {
+      start?.kill();
+      await runKubetrail(['stop'], { env });
+      await a.close();
+      await b.close();
+    }
+  }, 120_000);
 });
