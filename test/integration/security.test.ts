@@ -419,7 +419,11 @@ describe('URL userinfo is a credential: never printed (issue #15 item 4)', () =>
     const inProcess = await runKubetrail([...flags, '--listen', '127.0.0.1:0', '--', kubectlPath('1.33'), '--context', 'tina', 'get', 'pods'], { env: kubetrailEnv(freshHome()), timeoutMs: 40_000 });
     expect(inProcess.code, inProcess.stderr).toBe(0);
     expect(inProcess.stderr).toMatch(/cannot export traces to http:\/\/\*\*\*@127\.0\.0\.1:\d+\/v1\/traces/);
-    expect(inProcess.stderr).toMatch(/trace: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/trace\/[0-9a-f]{32}/);
+    // With a collector that accepts (its URL with userinfo too): the trace link.
+    const working = `http://kt-user:${USERINFO_PASSWORD}@${receiver.url.slice('http://'.length)}`;
+    const linked = await runKubetrail(['--kubeconfig', kubeconfig, '--otlp-endpoint', working, '--jaeger-url', jaeger, '--listen', '127.0.0.1:0', '--', kubectlPath('1.33'), '--context', 'tina', 'get', 'pods'], { env: kubetrailEnv(freshHome()), timeoutMs: 40_000 });
+    expect(linked.code, linked.stderr).toBe(0);
+    expect(linked.stderr).toMatch(/^trace: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/trace\/[0-9a-f]{32}/m);
     // A background kubetrail: its log, and the warning relayed to the wrapped command.
     const home = freshHome();
     const env = kubetrailEnv(home);
@@ -437,7 +441,7 @@ describe('URL userinfo is a credential: never printed (issue #15 item 4)', () =>
     expect(doctor.stdout.toString()).toMatch(/^fail {2}otlp: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/v1\/traces: nothing listens there/m);
     expect(doctor.stdout.toString()).toMatch(/^warn {2}jaeger: trace links point at http:\/\/\*\*\*@127\.0\.0\.1:\d+\/, which does not answer \(ECONNREFUSED\)/m);
     const outputs: [string, string][] = [
-      ['wrapped kubetrail stderr', inProcess.stderr + inProcess.stdout.toString()],
+      ['wrapped kubetrail stderr', inProcess.stderr + inProcess.stdout.toString() + linked.stderr + linked.stdout.toString()],
       ['wrapped command served by a background kubetrail', bg.stderr + bg.stdout.toString()],
       ['background log', bgLog],
       ['doctor', doctor.stdout.toString() + doctor.stderr],
