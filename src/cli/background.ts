@@ -353,7 +353,8 @@ interface Found {
   state: BackgroundState;
   /** This wrapper started it (say so once). */
   started: boolean;
-  replaced: boolean;
+  /** Why the one it replaced could not serve this command (said with "replaced"). */
+  replaced: string | undefined;
 }
 
 interface Busy {
@@ -367,7 +368,7 @@ function dropStale(paths: BackgroundPaths, st: BackgroundState): void {
 
 async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string, port: number, fp: string): Promise<Found | Busy | undefined> {
   const paths = backgroundPaths(config.stateDir, host, port);
-  let replaced = false;
+  let replaced: string | undefined;
   let closedSince: number | undefined;
   let heldSince: number | undefined;
   let waitingSince: number | undefined;
@@ -400,7 +401,10 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       // Nor is a background kubetrail that other terminals are using (a `kubectl logs -f` there would be cut).
       const r = await stopBackground(config.stateDir, st, true);
       if (!r.stopped) return r.busy ? { busy: r.busy } : undefined;
-      replaced = true;
+      replaced =
+        st.fingerprint === fp
+          ? 'a file it had read changed (a kubeconfig, the local CA)'
+          : "it had other settings (kubeconfig, --context, --otlp-endpoint, --jaeger-url, OTEL_*, or another kubetrail's code)";
       continue;
     }
     privateDir(paths.stateDir, paths.dir);
@@ -428,7 +432,7 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
           if (other.state.kind === 'start') return undefined;
           const r = await stopBackground(other.stateDir, other.state, true);
           if (!r.stopped) return r.busy ? { busy: r.busy } : undefined;
-          replaced = true;
+          replaced = `it had another state dir, ${other.stateDir}`;
           continue;
         }
         heldSince ??= Date.now();
@@ -515,7 +519,11 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
   const tag = randomTag();
   // Twice at most: the kubetrail found may stop or be replaced before this command's kubeconfig is written.
   for (let attempt = 0; attempt < 2; attempt++) {
-    const found = await findOrStart(config, env, listen.host, listen.port, fp);
+    const found = await findOrStart(config, env, listen.host, listen.port, fp).catch((err: unknown) => {
+      // Its files could not be made (a state dir under a file, not writable): the user's to fix.
+      if ((err as NodeJS.ErrnoException).syscall === undefined) throw err;
+      throw new KtError('KT_ERR_STATE_DIR', `state dir ${config.stateDir}: ${describeError(err)} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`, { cause: err });
+    });
     if (!found) return undefined;
     if ('busy' in found) {
       const { open, wrappers, hung } = found.busy;
@@ -535,7 +543,7 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
       errLine(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
     } else if (found.started && !config.quiet) {
       errLine(
-        `kubetrail: ${found.replaced ? 'restarted' : 'started'} a background kubetrail on ${config.listen} (pid ${state.pid}) for the next commands; it exits after ${durationText(linger)} idle. Stop it: kubetrail stop; never: --linger 0`,
+        `kubetrail: ${found.replaced ? `restarted the background kubetrail on ${config.listen} (${found.replaced})` : `started a background kubetrail on ${config.listen}`} (pid ${state.pid}) for the next commands; it exits after ${durationText(linger)} idle. Stop it: kubetrail stop; never: --linger 0`,
       );
     }
     return runThrough(config, envIn, state, tag, kubeconfigPath, kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv);

@@ -37,6 +37,14 @@ export function epochNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** Why the command could not be started, and what to do, in one line. */
+export function cannotRun(cmd: string, err: NodeJS.ErrnoException): string {
+  const plugin = basename(cmd).startsWith('kubectl') ? ' (kubectl trail: set KUBETRAIL_KUBECTL to its path)' : '';
+  if (err.code === 'ENOENT') return `cannot run ${cmd}: ${cmd.includes('/') ? 'no such file' : 'not found on PATH'}; give its full path${plugin}`;
+  if (err.code === 'EACCES') return `cannot run ${cmd}: permission denied (not executable?); give the path of an executable${plugin}`;
+  return `cannot run ${cmd}: ${err.code ?? err.message}`;
+}
+
 export function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
     const [cmd, ...args] = argv;
@@ -55,7 +63,7 @@ export function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number
     child.once('error', (err) => {
       process.off('SIGINT', ignore);
       process.off('SIGTERM', forward);
-      reject(new KtError('KT_ERR_USAGE', `cannot run ${cmd}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      reject(new KtError('KT_ERR_USAGE', cannotRun(cmd, err)));
     });
     child.once('exit', (code, signal) => {
       process.off('SIGINT', ignore);

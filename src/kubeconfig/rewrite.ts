@@ -114,7 +114,7 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
   if (opts.currentContext !== undefined && !kc.contexts.has(opts.currentContext)) {
     throw new KtError(
       'KT_ERR_KUBECONFIG_INVALID',
-      `kubeconfig ${kc.files.join(':')}: context "${opts.currentContext}" does not exist`,
+      `kubeconfig ${kc.files.join(':')}: context "${opts.currentContext}" does not exist; ${kc.contexts.size === 0 ? 'it has no contexts' : `its contexts: ${[...kc.contexts.keys()].join(', ')}`}`,
     );
   }
   const out: Entry = {

@@ -245,7 +245,8 @@ describe('its life', () => {
       expect(a.stderr).toMatch(/^trace: http:\/\/jaeger\.a:16686\/trace\//m);
       const b = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.b:16686']);
       expect(b.code).toBe(0);
-      expect(b.stderr).toMatch(/^kubetrail: restarted a background kubetrail on /m);
+      // Says why: a --jaeger-url of its own.
+      expect(b.stderr).toMatch(/^kubetrail: restarted the background kubetrail on 127\.0\.0\.1:\d+ \(it had other settings \(kubeconfig, --context, --otlp-endpoint, --jaeger-url, OTEL_\*, or another kubetrail's code\)\) \(pid \d+\) for the next commands;/m);
       expect(b.stderr).toMatch(/^trace: http:\/\/jaeger\.b:16686\/trace\//m);
       const pidB = backgroundPid(s);
       expect(pidB).not.toBe(pidA);
@@ -424,7 +425,7 @@ describe('a background kubetrail in use', () => {
       // Idle now: the next command replaces it.
       const c = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.b:16686']);
       expect(c.code, c.stderr).toBe(0);
-      expect(c.stderr).toMatch(/^kubetrail: restarted a background kubetrail on /m);
+      expect(c.stderr).toMatch(/^kubetrail: restarted the background kubetrail on 127\.0\.0\.1:\d+ \(it had other settings /m);
       expect(backgroundPid(s)).not.toBe(pidA);
       expect(alive(pidA)).toBe(false);
     } finally {

@@ -342,10 +342,13 @@ describe('bad input: one line naming the file or flag, exit 2', () => {
     ['an unknown flag', ['--bogus', '--', 'true'], /^kubetrail: unknown option '--bogus'$/],
     ['a kubeconfig that does not exist', ['--kubeconfig', '/nonexistent/kc', '--', 'true'], /^kubetrail: kubeconfig \/nonexistent\/kc: no such file$/],
     ['a non-loopback --listen', ['--kubeconfig', 'KC', '--listen', '0.0.0.0:1', '--', 'true'], /^kubetrail: --listen "0\.0\.0\.0:1" is not a loopback address: .*--allow-non-loopback if you mean it$/],
-    ['a --context that does not exist', ['--kubeconfig', 'KC', '--context', 'nope', '--', 'true'], /^kubetrail: kubeconfig .*: context "nope" does not exist$/],
+    ['a --context that does not exist: the line lists those that do', ['--kubeconfig', 'KC', '--context', 'nope', '--', 'true'], /^kubetrail: kubeconfig .*: context "nope" does not exist; its contexts: alice, tina$/],
+    ['a command not on PATH', ['--kubeconfig', 'KC', '--linger', '0', '--', 'kubectl-missing'], /^kubetrail: cannot run kubectl-missing: not found on PATH; give its full path \(kubectl trail: set KUBETRAIL_KUBECTL to its path\)$/],
+    ['a state dir that cannot be made (a background kubetrail at a fixed port)', ['--kubeconfig', 'KC', '--state-dir', '/dev/null/kubetrail', '--listen', 'PORT', '--', 'true'], /^kubetrail: state dir \/dev\/null\/kubetrail: ENOTDIR: not a directory, mkdir .* \(pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write\)$/],
     ['no command', ['--kubeconfig', 'KC'], /^kubetrail: no command given: kubetrail \[flags\] -- kubectl get pods$/],
   ])('%s', async (_name, args, message) => {
-    const r = await runKubetrail(args.map((a) => (a === 'KC' ? kubeconfig : a)), { env: kubetrailEnv(freshHome()) });
+    const port = `127.0.0.1:${await unusedPort()}`;
+    const r = await runKubetrail(args.map((a) => (a === 'KC' ? kubeconfig : a === 'PORT' ? port : a)), { env: kubetrailEnv(freshHome()) });
     expect(r.code).toBe(2);
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(r.stderr.trimEnd()).toMatch(message);

@@ -17,7 +17,7 @@ const NESTED = process.env.KT_ENVIRONMENT_PROBE === '1';
 /** What a careless or hostile shell might have set. */
 const HOSTILE: Record<string, string> = {
   KUBETRAIL_LISTEN: '127.0.0.1:1',
-  KUBETRAIL_STATE_DIR: '/proc/kubetrail-state',
+  KUBETRAIL_STATE_DIR: '/dev/null/kubetrail-state',
   KUBETRAIL_CONFIG: '/nonexistent/kubetrail.yaml',
   KUBETRAIL_LINGER: 'forever',
   KUBETRAIL_JAEGER_URL: 'http://jaeger.invalid',
@@ -25,8 +25,8 @@ const HOSTILE: Record<string, string> = {
   OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
   OTEL_SDK_DISABLED: 'true',
   KUBECONFIG: '/nonexistent/kubeconfig',
-  XDG_STATE_HOME: '/proc/state',
-  XDG_CONFIG_HOME: '/proc/config',
+  XDG_STATE_HOME: '/dev/null/state',
+  XDG_CONFIG_HOME: '/dev/null/config',
 };
 
 describe('the test environment', () => {

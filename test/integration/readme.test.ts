@@ -585,7 +585,7 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
 
       // `npm ci` is CI's first step; the demo after it, in a shell whose KUBETRAIL_LISTEN is the port the
       // user's next command uses and whose KUBETRAIL_STATE_DIR cannot be written:
-      const demoEnv = { ...base(), KUBETRAIL_LISTEN: env.KUBETRAIL_LISTEN ?? '', KUBETRAIL_STATE_DIR: '/proc/kubetrail-state' };
+      const demoEnv = { ...base(), KUBETRAIL_LISTEN: env.KUBETRAIL_LISTEN ?? '', KUBETRAIL_STATE_DIR: '/dev/null/kubetrail-state' };
       const demo = await sh('npm ci && npm run demo'.replace('npm ci && ', ''), demoEnv);
       expect(demo.code, demo.stderr).toBe(0);
       for (const c of ['kubetrail -- kubectl --context alice get pods -A', 'kubetrail -- kubectl --context mallory get pods']) expect(demo.stdout.toString()).toContain(`$ ${c}\n`);
