@@ -32,7 +32,7 @@ import {
   writeSync,
   type Stats,
 } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KtError } from '../errors.ts';
 
 function myUid(): number | undefined {
@@ -104,7 +104,7 @@ export function writePrivateFile(file: string, content: string | Buffer, opts: W
   const dir = dirname(file);
   const durable = opts.durable ?? true;
   ensurePrivateDir(dir);
-  const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
     // 'wx' is O_CREAT|O_EXCL: fails on anything already there, a symlink included.
