@@ -65,7 +65,7 @@ export function ensurePrivateDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     st = statSync(dir);
   } catch (err) {
-    throw stateDirError(`state dir ${dir}: ${(err as Error).message}`, err);
+    throw stateDirError(`state dir ${dir}: ${(err as Error).message} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`, err);
   }
   if (!st.isDirectory()) throw stateDirError(`state dir ${dir}: not a directory`);
   const why = untrusted(dir, st);

@@ -344,7 +344,7 @@ describe('bad input: one line naming the file or flag, exit 2', () => {
     ['a non-loopback --listen', ['--kubeconfig', 'KC', '--listen', '0.0.0.0:1', '--', 'true'], /^kubetrail: --listen "0\.0\.0\.0:1" is not a loopback address: .*--allow-non-loopback if you mean it$/],
     ['a --context that does not exist: the line lists those that do', ['--kubeconfig', 'KC', '--context', 'nope', '--', 'true'], /^kubetrail: kubeconfig .*: context "nope" does not exist; its contexts: alice, tina$/],
     ['a command not on PATH', ['--kubeconfig', 'KC', '--linger', '0', '--', 'kubectl-missing'], /^kubetrail: cannot run kubectl-missing: not found on PATH; give its full path \(kubectl trail: set KUBETRAIL_KUBECTL to its path\)$/],
-    ['a state dir that cannot be made (a background kubetrail at a fixed port)', ['--kubeconfig', 'KC', '--state-dir', '/dev/null/kubetrail', '--listen', 'PORT', '--', 'true'], /^kubetrail: state dir \/dev\/null\/kubetrail: ENOTDIR: not a directory, mkdir .* \(pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write\)$/],
+    ['a state dir that cannot be made (a background kubetrail at a fixed port)', ['--kubeconfig', 'KC', '--state-dir', '/dev/null/kubetrail', '--listen', 'PORT', '--', 'true'], /^kubetrail: state dir \/dev\/null\/kubetrail: ENOTDIR: not a directory, mkdir .* \(pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write\) \(KT_ERR_STATE_DIR\)$/],
     ['no command', ['--kubeconfig', 'KC'], /^kubetrail: no command given: kubetrail \[flags\] -- kubectl get pods$/],
   ])('%s', async (_name, args, message) => {
     const port = `127.0.0.1:${await unusedPort()}`;

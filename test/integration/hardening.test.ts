@@ -336,7 +336,12 @@ describe('a running kubetrail with other telemetry settings (item 5)', () => {
         await expect.poll(start.stdout, { timeout: 30_000 }).toMatch(/^export KUBECONFIG=/);
       }
       if (kind === 'background') await expect.poll(() => a.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
-      const spansAtA = a.spans.length;
+      // The first command's spans may reach A in several batches: count them once A has gone quiet.
+      let spansAtA = -1;
+      for (let i = 0; i < 20 && spansAtA !== a.spans.length; i++) {
+        spansAtA = a.spans.length;
+        await new Promise((res) => setTimeout(res, 700));
+      }
       const r = await runKubetrail([...common, '--otlp-endpoint', b.url, ...(kind === 'background' ? ['--linger', '0'] : []), '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], { env, timeoutMs: 40_000 });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString()).toBe('pod/web-0\n');
