@@ -209,9 +209,10 @@ describe('kubectl through kubetrail prints exactly what kubectl prints without i
     const watch = request(t, 'watch pods');
     expect(watch.tags['url.query']).toMatch(/(^|&)watch=true(&|$)/);
     expect(stageTags(watch, 'decode')).toMatchObject({ 'decode.watch.added': 1 });
-    // The watch went to the apiserver as an HTTP/2 stream (as client-go sends it directly); the list did not.
+    // kubectl speaks HTTP/2 to kubetrail, and kubetrail mirrors its connection upstream (#13): the list and
+    // the watch both went to the apiserver as HTTP/2 streams, as they do direct (test/e2e/connections.test.ts).
     expect(stageTags(watch, 'upstream')).toMatchObject({ 'network.protocol.version': '2' });
-    expect(stageTags(request(t, 'list pods'), 'upstream')).toMatchObject({ 'network.protocol.version': '1.1' });
+    expect(stageTags(request(t, 'list pods'), 'upstream')).toMatchObject({ 'network.protocol.version': '2' });
   });
 
   it('get --raw /version (a server-relative path, routed by SNI)', async () => {
