@@ -123,6 +123,10 @@ const DOCKER = [
   'docker compose logs kubetrail',
 ] as const;
 
+/** Installing for real, away from the clone: install.test.ts reads them from the README and runs them as written. */
+const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const INSTALLED = ['npm pack', `npm install -g ./kubetrail-${VERSION}.tgz`, 'kubetrail doctor', 'kubetrail -- kubectl get pods'] as const;
+
 /** What .ci/run runs on every submission. */
 const CI = ['npm ci && npm test', 'npm test', 'npm run test:e2e', 'bash .ci/run'] as const;
 
@@ -137,7 +141,7 @@ const NOT_RUN = [
 describe('every documented command is exercised', () => {
   it('each one is in exactly one of the lists above, and each listed one is documented', () => {
     const documented = new Set([...shCommands(DOCS), ...promptCommands(DOCS)]);
-    const listed = [...RUN_HERE, ...ON_THE_STACK, ...DOCKER, ...CI, ...NOT_RUN] as string[];
+    const listed = [...RUN_HERE, ...ON_THE_STACK, ...INSTALLED, ...DOCKER, ...CI, ...NOT_RUN] as string[];
     expect([...documented].filter((c) => !listed.includes(c)), 'documented commands with no test: add them to a list and exercise them').toEqual([]);
     expect(listed.filter((c) => !documented.has(c)), 'listed commands the docs no longer have').toEqual([]);
     expect(new Set(listed).size).toBe(listed.length);
