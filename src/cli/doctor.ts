@@ -29,7 +29,7 @@ import { dataOrFile, loadKubeconfig, type Entry, type LoadedKubeconfig, type Nam
 import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import { certFingerprint, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
 import { ensureLocalPki } from '../pki/local-ca.ts';
-import { CONTROL_PREFIX, startProxy, type RunningProxy } from '../proxy/server.ts';
+import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import { UpstreamPool } from '../proxy/upstream.ts';
 import { redactUrl, redactUserinfo, splitUserinfo } from '../redact.ts';
 import { VERSION } from '../version.ts';
@@ -517,7 +517,7 @@ async function checkJaeger(config: Config): Promise<Finding> {
   }
 }
 
-async function checkListen(config: Config, caPem: string | undefined): Promise<Finding> {
+async function checkListen(config: Config): Promise<Finding> {
   const subject = 'listen';
   let listen;
   try {
@@ -540,10 +540,12 @@ async function checkListen(config: Config, caPem: string | undefined): Promise<F
     s.once('error', () => resolve(false));
   });
   if (!open) return { level: 'ok', subject, message: `${config.listen} is free` };
-  const info = await get({ host, port: listen.port, path: `${CONTROL_PREFIX}info`, agent: false, ...(caPem ? { ca: caPem, servername: 'localhost' } : { rejectUnauthorized: false }) }, 2000);
+  // Who listens is told only to the state dir's control token (read here, never written).
   let pid: number | undefined;
   try {
-    const body = info.kind === 'answer' && info.status === 200 ? (JSON.parse(info.body) as { kubetrail?: boolean; pid?: unknown }) : undefined;
+    const { controlCall } = await import('./background.ts');
+    const r = await controlCall(config.stateDir, host, listen.port, 'GET', 'status', 2000);
+    const body = r.status === 200 ? (r.body as { kubetrail?: boolean; pid?: unknown }) : undefined;
     pid = body?.kubetrail === true && typeof body.pid === 'number' ? body.pid : undefined;
   } catch {
     pid = undefined;
@@ -638,7 +640,7 @@ export async function doctor(flags: RawValues, env: NodeJS.ProcessEnv = process.
       contexts(),
       checkOtlp(config, env),
       checkJaeger(config),
-      checkListen(config, readCa(config.stateDir)),
+      checkListen(config),
     ]);
     for (const fs of perContext) findings.push(...fs);
     findings.push(otlp, jaeger, listen);
@@ -647,14 +649,6 @@ export async function doctor(flags: RawValues, env: NodeJS.ProcessEnv = process.
     rmSync(tmpState, { recursive: true, force: true });
   }
   return { findings, code: findings.some((f) => f.level === 'fail') ? 1 : 0 };
-}
-
-function readCa(stateDir: string): string | undefined {
-  try {
-    return /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(readFileSync(join(stateDir, 'ca.pem'), 'utf8'))?.[0];
-  } catch {
-    return undefined;
-  }
 }
 
 export function formatFindings(findings: Finding[]): string[] {

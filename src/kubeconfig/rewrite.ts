@@ -66,6 +66,8 @@ export function buildRoutes(kc: LoadedKubeconfig): Routes {
     clusters.set(route.id, route);
   }
 
+  markAnonymousUsers(kc, clusters);
+
   const identities = new Map<string, ClientIdentity>();
   for (const { name, body, origin } of kc.users.values()) {
     const where = `${origin} user "${name}"`;
@@ -82,6 +84,20 @@ export function buildRoutes(kc: LoadedKubeconfig): Routes {
     if (!identities.has(fingerprint)) identities.set(fingerprint, { user: name, certPem, keyPem, fingerprint });
   }
   return { clusters, identities };
+}
+
+/** What a kubeconfig user authenticates with, if anything (kubectl sends nothing for a user without these). */
+const CREDENTIAL_FIELDS = ['token', 'tokenFile', 'client-certificate', 'client-certificate-data', 'username', 'password', 'exec', 'auth-provider'];
+
+/** ClusterRoute.anonymousUser: some context pairs the cluster with a user without credentials (or none). */
+function markAnonymousUsers(kc: LoadedKubeconfig, clusters: Map<string, ClusterRoute>): void {
+  const byName = new Map([...clusters.values()].map((r) => [r.name, r]));
+  for (const { body } of kc.contexts.values()) {
+    const route = typeof body.cluster === 'string' ? byName.get(body.cluster) : undefined;
+    if (!route) continue;
+    const user = typeof body.user === 'string' ? kc.users.get(body.user)?.body : undefined;
+    if (!user || !CREDENTIAL_FIELDS.some((k) => user[k] !== undefined && user[k] !== '')) route.anonymousUser = true;
+  }
 }
 
 export interface RewriteOptions {

@@ -1,6 +1,6 @@
 /**
- * kubetrail's own endpoints on the listener (`/.kubetrail/v1/…`): whether this is a kubetrail and which
- * routes it serves; the CLI's background kubetrail answers its wrappers' calls through `onControl`.
+ * kubetrail's own endpoints on the listener (`/.kubetrail/v1/…`): the CLI answers its wrappers' calls
+ * through `onControl`, each authorized by the state dir's control token.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Routes } from './routing.ts';
@@ -17,20 +17,13 @@ export function isControlRequest(url: string): boolean {
   return url.startsWith(CONTROL_PREFIX);
 }
 
-export function handleControl(routes: Routes, onControl: ControlHandler | undefined, req: IncomingMessage, res: ServerResponse): void {
+/**
+ * Every control endpoint is the CLI's (`onControl`), and each needs the state dir's control token: any
+ * local process can reach the listener, so none answers who listens (a pid) or which route ids exist
+ * (404 for all of them without the token).
+ */
+export function handleControl(_routes: Routes, onControl: ControlHandler | undefined, req: IncomingMessage, res: ServerResponse): void {
   const path = (req.url ?? '').split('?')[0] ?? '';
-  if (path === `${CONTROL_PREFIX}info`) {
-    const body = JSON.stringify({ kubetrail: true, pid: process.pid });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-    return;
-  }
-  if (path.startsWith(`${CONTROL_PREFIX}routes/`)) {
-    const id = decodeURIComponent(path.slice(`${CONTROL_PREFIX}routes/`.length));
-    res.writeHead(routes.clusters.has(id) ? 204 : 404);
-    res.end();
-    return;
-  }
   if (onControl?.(path.slice(CONTROL_PREFIX.length), req, res)) return;
   res.writeHead(404);
   res.end();

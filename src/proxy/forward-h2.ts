@@ -25,7 +25,7 @@ export function sendOverH2(f: HttpForward, retriesLeft: number): void {
   const askedAt = performance.now();
   f.h2AskedAt = askedAt;
   const route = f.target.route;
-  f.upstreams.h2For(route, f.identity).then(
+  f.upstreams.h2For(f.upstreamRoute, f.identity).then(
     (lease) => {
       if (f.x.ended) lease?.release();
       else if (lease) sendOnLease(f, lease, askedAt, retriesLeft);

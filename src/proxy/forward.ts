@@ -14,9 +14,9 @@ import { downstreamHead, Exchange, isH2Response, requestFacts, type DownstreamHe
 import { sendOverH2 } from './forward-h2.ts';
 import { MAX_RETRIES, sendHttp1 } from './forward-http1.ts';
 import { forwardHeaders, h2ResponseHeaders, header, headBytes, type RawHeaders } from './headers.ts';
-import { refuseIdentity, type PeerIdentities } from './identity.ts';
+import { refuseIdentity, upstreamRoute, type PeerIdentities } from './identity.ts';
 import { relay } from './relay.ts';
-import { resolveTarget, type ClientIdentity, type Routes, type Target } from './routing.ts';
+import { resolveTarget, type ClientIdentity, type ClusterRoute, type Routes, type Target } from './routing.ts';
 import { sendStatus, type ProxyAnswer } from './status.ts';
 
 export interface ForwardContext {
@@ -46,6 +46,8 @@ export class HttpForward {
   readonly upstreams: Upstreams;
   /** The key pair presented upstream: the kubeconfig's, for the certificate kubectl presented; or none. */
   readonly identity: ClientIdentity | undefined;
+  /** The route its upstream connection is opened for (identity.ts upstreamRoute: an anonymous request's has no proxy credentials). */
+  readonly upstreamRoute: ClusterRoute;
   /** The head to send upstream, as kubectl sent it (hop-by-hop headers aside, Host the apiserver's). */
   readonly headers: string[];
   /** The request has a body to relay (HTTP/2: its HEADERS frame did not end the stream). */
@@ -71,6 +73,7 @@ export class HttpForward {
     this.x = x;
     this.target = target;
     this.identity = identity;
+    this.upstreamRoute = upstreamRoute(target.route, identity, head.raw);
     this.upstreams = ctx.upstreamsOf(req);
     this.info = parseRequestInfo(x.facts.method, x.facts.path, x.facts.query);
     // Discovery documents (not /version, whose Status kubectl and kubetrail doctor do read) get the message
@@ -83,7 +86,7 @@ export class HttpForward {
   }
 
   get agent(): Agent {
-    return this.upstreams.agentFor(this.target.route, this.identity);
+    return this.upstreams.agentFor(this.upstreamRoute, this.identity);
   }
 
   /** kubetrail answers itself (a Status), and the request ends as a proxy error. */

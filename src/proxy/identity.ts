@@ -6,7 +6,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { header, type RawHeaders } from './headers.ts';
-import { certFingerprint, type ClientIdentity, type Routes } from './routing.ts';
+import { certFingerprint, type ClientIdentity, type ClusterRoute, type Routes } from './routing.ts';
 import type { ProxyAnswer } from './status.ts';
 
 export interface PeerIdentity {
@@ -43,4 +43,33 @@ export function refuseIdentity(peer: PeerIdentity, raw: RawHeaders): ProxyAnswer
     ktCode: 'KT_ERR_CLIENT_CERT',
     message: `kubetrail: the client certificate (${peer.presented.subject.replace(/\n/g, ', ')}) is not one the kubeconfig holds a key for, so kubetrail cannot present it to the apiserver`,
   };
+}
+
+/** Neither a client certificate kubetrail holds a key for nor an Authorization header: an anonymous request. */
+export function carriesNoCredential(identity: ClientIdentity | undefined, raw: RawHeaders): boolean {
+  return identity === undefined && header(raw, 'authorization') === undefined;
+}
+
+/** Each route's variant without the proxy-url's userinfo, made once (its id keys its own connections). */
+const bareRoutes = new WeakMap<ClusterRoute, ClusterRoute>();
+
+/**
+ * The route a request's upstream connection is opened for: an anonymous request (carriesNoCredential)
+ * goes through the cluster's proxy-url without the proxy's userinfo, unless a kubeconfig user of the
+ * cluster is itself anonymous (ClusterRoute.anonymousUser): any local process can send one, and must not
+ * spend the kubeconfig's proxy credentials. The variant has its own id, so its connections are never
+ * shared with the credentialed ones.
+ */
+export function upstreamRoute(route: ClusterRoute, identity: ClientIdentity | undefined, raw: RawHeaders): ClusterRoute {
+  if (route.proxyUrl === undefined || route.anonymousUser || !carriesNoCredential(identity, raw)) return route;
+  const proxy = new URL(route.proxyUrl);
+  if (!proxy.username && !proxy.password) return route;
+  let bare = bareRoutes.get(route);
+  if (!bare) {
+    proxy.username = '';
+    proxy.password = '';
+    bare = { ...route, id: `${route.id}\0anonymous-proxy`, proxyUrl: proxy.href };
+    bareRoutes.set(route, bare);
+  }
+  return bare;
 }

@@ -15,6 +15,12 @@ export interface ClusterRoute {
   insecureSkipTlsVerify: boolean;
   tlsServerName: string | undefined;
   proxyUrl: string | undefined;
+  /**
+   * A context pairs this cluster with a user that has no credential: only then does a request that carries
+   * none (no client certificate kubetrail holds a key for, no Authorization) reach the apiserver through a
+   * proxy-url with the proxy's credentials. Otherwise any local process could spend them.
+   */
+  anonymousUser?: boolean;
 }
 
 export interface ClientIdentity {

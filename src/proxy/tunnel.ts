@@ -11,7 +11,7 @@ import { downstreamHead, Exchange, requestFacts } from './exchange.ts';
 import type { ForwardContext } from './forward.ts';
 import { timeNewConnection, upstreamRequest } from './forward-http1.ts';
 import { forwardHeaders, header, responseHead } from './headers.ts';
-import { refuseIdentity } from './identity.ts';
+import { refuseIdentity, upstreamRoute } from './identity.ts';
 import { relay } from './relay.ts';
 import { resolveTarget } from './routing.ts';
 import { sendStatusRaw, upstreamFailure } from './status.ts';
@@ -45,7 +45,7 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
   socket.on('close', () => ctx.openSockets.delete(socket));
   // A connection no other request uses: after a 101 it belongs to this tunnel.
   const up = upstreamRequest(
-    upstreams.upgradeAgentFor(route, peer.identity),
+    upstreams.upgradeAgentFor(upstreamRoute(route, peer.identity, dh.raw), peer.identity),
     x,
     target.upstreamPath,
     forwardHeaders(dh.raw, { keepUpgrade: true, host: route.server.host, add: x.added }),

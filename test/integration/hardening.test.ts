@@ -5,10 +5,13 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { startKubetrailProcess, type KubetrailProcess } from '../../scripts/soak.ts';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { alive } from '../helpers/global-tmp.ts';
@@ -356,4 +359,114 @@ describe('a running kubetrail with other telemetry settings (item 5)', () => {
       await b.close();
     }
   }, 120_000);
+});
+
+describe('what any local process can do with the listener (item 10)', () => {
+  let fake: FakeApiserver;
+  let proxy: NetServer;
+  const connects: { auth: string | undefined }[] = [];
+  let kt: KubetrailProcess | undefined;
+  let ktAnon: KubetrailProcess | undefined;
+
+  /** A CONNECT proxy that records whether each tunnel carried proxy credentials. */
+  function startConnectProxy(): Promise<NetServer> {
+    const server = createNetServer((client) => {
+      let head = '';
+      const onData = (c: Buffer): void => {
+        head += c.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        client.off('data', onData);
+        const auth = /\r\nproxy-authorization: ([^\r]*)/i.exec(head)?.[1];
+        connects.push({ auth });
+        const [host, port] = (/^CONNECT (\S+) /.exec(head)?.[1] ?? '').split(':');
+        const up = netConnect(Number(port), host ?? '127.0.0.1', () => {
+          client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+          up.pipe(client);
+          client.pipe(up);
+        });
+        up.on('error', () => client.destroy());
+        client.on('error', () => up.destroy());
+      };
+      client.on('data', onData);
+    });
+    return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
+  }
+
+  beforeAll(async () => {
+    fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
+    fake.create(makePod('web-0'));
+    proxy = await startConnectProxy();
+    const proxyUrl = `http://puser:kt-SECRET-proxy-pass@127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const base = await fake.writeKubeconfig(join(dir, 'proxied'), { users: [{ name: 'tina', token: 'tina-token' }] });
+    const doc = parse(readFileSync(base, 'utf8')) as { clusters: { cluster: Record<string, unknown> }[]; users: { name: string; user: Record<string, unknown> }[]; contexts: { name: string; context: Record<string, unknown> }[] };
+    for (const c of doc.clusters) c.cluster['proxy-url'] = proxyUrl;
+    writeFileSync(join(dir, 'proxied', 'tokens-only'), stringify(doc), { mode: 0o600 });
+    // The same cluster, and a context whose user is anonymous: its requests carry no credential on purpose.
+    doc.users.push({ name: 'nobody', user: {} });
+    doc.contexts.push({ name: 'anon', context: { cluster: doc.contexts[0]?.context.cluster, user: 'nobody' } });
+    writeFileSync(join(dir, 'proxied', 'with-anonymous'), stringify(doc), { mode: 0o600 });
+    kt = await startKubetrailProcess({ kubeconfig: join(dir, 'proxied', 'tokens-only'), home: freshHome(), args: ['--quiet'] });
+    ktAnon = await startKubetrailProcess({ kubeconfig: join(dir, 'proxied', 'with-anonymous'), home: freshHome(), args: ['--quiet'] });
+  });
+  afterAll(async () => {
+    await kt?.stop();
+    await ktAnon?.stop();
+    proxy.close();
+    await fake.close();
+  });
+
+  /** A request through kubetrail's route with no credential at all (any local process can send one). */
+  function anonymous(k: KubetrailProcess, path: string): Promise<number> {
+    const route = k.route();
+    const url = new URL(`${route.base}${path}`);
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: url.hostname, port: url.port, path: url.pathname, ca: route.caPem, servername: route.servername, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it("an anonymous request gets no proxy-url credentials; the kubeconfig's token user does", async () => {
+    if (!kt) throw new Error('no kubetrail');
+    connects.length = 0;
+    await anonymous(kt, '/api/v1/namespaces/default/pods');
+    expect(connects).toEqual([{ auth: undefined }]);
+    connects.length = 0;
+    const r = await runKubetrail(['--kubeconfig', join(dir, 'proxied', 'tokens-only'), '--listen', '127.0.0.1:0', '--linger', '0', '--quiet', '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], { env: kubetrailEnv(freshHome(), { OTEL_SDK_DISABLED: 'true' }), timeoutMs: 40_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(connects.length).toBeGreaterThan(0);
+    for (const c of connects) expect(c.auth).toBe(`Basic ${Buffer.from('puser:kt-SECRET-proxy-pass').toString('base64')}`);
+  });
+
+  it('unless a kubeconfig user of that cluster is itself anonymous', async () => {
+    if (!ktAnon) throw new Error('no kubetrail');
+    connects.length = 0;
+    await anonymous(ktAnon, '/version');
+    expect(connects).toEqual([{ auth: `Basic ${Buffer.from('puser:kt-SECRET-proxy-pass').toString('base64')}` }]);
+  });
+
+  it('control endpoints answer nothing without the control token: no pid, no probeable route ids', async () => {
+    if (!kt) throw new Error('no kubetrail');
+    const route = kt.route();
+    const id = new URL(route.base).pathname.split('/')[2] ?? '';
+    const get = (path: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port: kt?.port, path, ca: route.caPem, servername: 'localhost', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const info = await get('/.kubetrail/v1/info');
+    expect(info.status).toBe(404);
+    expect(info.body).not.toContain(String(kt.pid));
+    expect((await get(`/.kubetrail/v1/routes/${id}`)).status).toBe((await get('/.kubetrail/v1/routes/no-such-route')).status);
+    expect((await get('/.kubetrail/v1/status')).status).toBe(401);
+  });
 });
