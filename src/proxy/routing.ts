@@ -4,6 +4,7 @@
  * names the route again in TLS SNI; this module reads both back. Pure: no sockets, no state.
  */
 import { createHash } from 'node:crypto';
+import { originForm, removeDotSegments } from './paths.ts';
 
 export interface ClusterRoute {
   /** Path segment under /c/ on the kubetrail listener; stable for a given cluster name. */
@@ -102,20 +103,25 @@ function splitQuery(url: string): { path: string; query: string; hasQuery: boole
  * OpenAPI v3 serverRelativeURL) names it in SNI only, and is forwarded with its path as kubectl sent it,
  * as it would reach the apiserver without kubetrail. Undefined when no route matches.
  */
-export function resolveTarget(routes: Routes, url: string, servername: string | false | null | undefined): Target | undefined {
+export function resolveTarget(routes: Routes, requestUrl: string, servername: string | false | null | undefined): Target | undefined {
+  // Origin form only, dot segments resolved inside the route (proxy/paths.ts).
+  const url = originForm(requestUrl);
+  if (url === undefined) return undefined;
   const { path: pathPart, query, hasQuery } = splitQuery(url);
+  const withQuery = (p: string): string => `${p}${hasQuery ? `?${query}` : ''}`;
   if (!url.startsWith(ROUTE_PREFIX)) {
     const id = parseServerName(servername)?.routeId;
     const route = id === undefined ? undefined : routes.clusters.get(id);
     if (!route) return undefined;
-    return { route, path: pathPart, query, upstreamPath: url };
+    const path = removeDotSegments(pathPart);
+    return { route, path, query, upstreamPath: withQuery(path) };
   }
   const rest = pathPart.slice(ROUTE_PREFIX.length);
   const slash = rest.indexOf('/');
   const id = slash === -1 ? rest : rest.slice(0, slash);
   const route = routes.clusters.get(id);
   if (!route) return undefined;
-  const path = slash === -1 ? '/' : rest.slice(slash);
+  const path = slash === -1 ? '/' : removeDotSegments(rest.slice(slash));
   const base = route.server.pathname.replace(/\/+$/, '');
-  return { route, path, query, upstreamPath: `${base}${path}${hasQuery ? `?${query}` : ''}` };
+  return { route, path, query, upstreamPath: withQuery(`${base}${path}`) };
 }

@@ -8,6 +8,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { request as httpsRequest } from 'node:https';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -447,6 +448,27 @@ describe('what any local process can do with the listener (item 10)', () => {
     connects.length = 0;
     await anonymous(ktAnon, '/version');
     expect(connects).toEqual([{ auth: `Basic ${Buffer.from('puser:kt-SECRET-proxy-pass').toString('base64')}` }]);
+  });
+
+  it('item 11: dot segments and an absolute-form request line reach the apiserver as a clean origin-form path', async () => {
+    if (!kt) throw new Error('no kubetrail');
+    const route = kt.route();
+    const prefix = new URL(route.base).pathname;
+    const raw = (target: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: kt?.port, ca: route.caPem, servername: route.servername }, () =>
+          s.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tina-token\r\nConnection: close\r\n\r\n`),
+        );
+        let buf = '';
+        s.on('data', (c: Buffer) => (buf += c.toString()));
+        s.on('close', () => resolve(buf));
+        s.on('error', reject);
+      });
+    for (const target of [`${prefix}/api/../../../version`, `${prefix}/%2e%2e/%2E%2E/version`, `https://elsewhere.example${prefix}/version`]) {
+      const mark = fake.requests.length;
+      expect(await raw(target)).toMatch(/^HTTP\/1\.1 200 /);
+      expect(fake.requests.slice(mark).map((q) => q.url)).toEqual(['/version']);
+    }
   });
 
   it('control endpoints answer nothing without the control token: no pid, no probeable route ids', async () => {
