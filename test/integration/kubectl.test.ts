@@ -51,7 +51,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function opts(version: KubectlVersion = '1.33', extra: Partial<CompareOptions> = {}): CompareOptions {
+function optsFor(version: KubectlVersion = '1.33', extra: Partial<CompareOptions> = {}): CompareOptions {
   return { kubeconfig, version, otlpEndpoint: receiver.url, ...extra };
 }
 
@@ -60,15 +60,33 @@ function klogless(stderr: string): string {
   return stderr.replace(/^([EWIF])\d{4} \d\d:\d\d:\d\d\.\d{6}\s+\d+ /gm, '$1 ');
 }
 
-async function expectSame(args: string[], o: CompareOptions = opts()): Promise<void> {
+/**
+ * The protocol kubectl speaks, direct and to kubetrail (which mirrors it upstream): `h2`, what kubectl
+ * chooses by itself against an apiserver that offers it, and `http/1.1`, with client-go's DISABLE_HTTP2
+ * (as behind a proxy or load balancer without h2). Every transparency check runs over both (#13).
+ */
+type Protocol = 'h2' | 'http/1.1';
+const PROTOCOLS: Protocol[] = ['h2', 'http/1.1'];
+const protocolEnv = (protocol: Protocol): Record<string, string> => (protocol === 'h2' ? {} : { DISABLE_HTTP2: '1' });
+/** client-go logs that it honoured DISABLE_HTTP2 (klog, every run, direct and through kubetrail alike). */
+const withoutH2Notice = (stderr: string): string => stderr.replace(/^I\d{4} [^\n]* HTTP2 has been explicitly disabled\n/gm, '');
+/** HTTP versions the stand-in saw for requests that were not upgrades (exec and friends are HTTP/1.1 always). */
+const versionsSince = (mark: number): Set<string> => new Set(fake.requests.slice(mark).filter((r) => !r.upgrade).map((r) => r.httpVersion));
+
+async function expectSame(args: string[], o: CompareOptions): Promise<void> {
+  const mark = fake.requests.length;
   const { direct, proxied: via } = await compare(args, o);
+  // Both sides spoke the protocol this run is about: the parametrisation is real, and kubetrail mirrored it.
+  expect(versionsSince(mark), `HTTP versions the apiserver saw for kubectl ${args.join(' ')}`).toEqual(new Set([o.env?.DISABLE_HTTP2 ? '1.1' : '2.0']));
   expect(via.stdout.toString(), `stdout of kubectl ${args.join(' ')}`).toBe(direct.stdout.toString());
   expect(via.stdout.equals(direct.stdout)).toBe(true);
   expect(klogless(via.stderr), `stderr of kubectl ${args.join(' ')}`).toBe(klogless(direct.stderr));
   expect(via.code, `exit code of kubectl ${args.join(' ')}`).toBe(direct.code);
 }
 
-describe.each(['1.32', '1.33'] as const)('kubectl %s, direct vs through kubetrail', (version) => {
+describe.each((['1.32', '1.33'] as const).flatMap((v) => PROTOCOLS.map((p) => [v, p] as const)))('kubectl %s over %s, direct vs through kubetrail', (version, protocol) => {
+  const opts = (v: KubectlVersion, extra: Partial<CompareOptions> = {}): CompareOptions => optsFor(v, { env: protocolEnv(protocol), ...extra });
+
   it('get pods (Table), as a certificate user and as a token user', async () => {
     await expectSame(['--context', 'alice', 'get', 'pods'], opts(version));
     await expectSame(['--context', 'tina', 'get', 'pods', '-o', 'wide'], opts(version));
@@ -106,14 +124,20 @@ describe.each(['1.32', '1.33'] as const)('kubectl %s, direct vs through kubetrai
   });
 });
 
-describe('kubectl 1.33, mutations and streams', () => {
+describe.each(PROTOCOLS)('kubectl 1.33 over %s, mutations and streams', (protocol) => {
+  const env = protocolEnv(protocol);
+  const opts = (): CompareOptions => optsFor('1.33', { env });
+
+  const expected = new Set([protocol === 'h2' ? '2.0' : '1.1']);
+
   it('create, apply and delete print the same', async () => {
+    const mark = fake.requests.length;
     for (const side of ['direct', 'proxied'] as const) {
-      const name = `cm-${side}`;
+      const name = `cm-${side}-${protocol === 'h2' ? 'h2' : 'h1'}`;
       const run = (args: string[], stdin?: string) =>
         side === 'direct'
-          ? kubectl(args, { kubeconfig, stdin, timeoutMs: 30_000 }).then((r) => ({ out: r.stdout.toString() + r.stderr, code: r.code }))
-          : proxied(args, { ...opts(), stdin }).then((r) => ({ out: r.stdout.toString() + r.stderr, code: r.code }));
+          ? kubectl(args, { kubeconfig, stdin, env, timeoutMs: 30_000 }).then((r) => ({ out: r.stdout.toString() + withoutH2Notice(r.stderr), code: r.code }))
+          : proxied(args, { ...opts(), stdin }).then((r) => ({ out: r.stdout.toString() + withoutH2Notice(r.stderr), code: r.code }));
       // (`kubectl create configmap NAME` posts protobuf, which the stand-in does not speak; -f posts JSON.)
       const cm = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  a: "1"\n`;
       expect(await run(['--context', 'alice', 'create', '-f', '-'], cm)).toEqual({ out: `configmap/${name} created\n`, code: 0 });
@@ -122,15 +146,17 @@ describe('kubectl 1.33, mutations and streams', () => {
       expect(await run(['--context', 'alice', 'delete', 'pod', `pod-${side}`])).toEqual({ out: `pod "pod-${side}" deleted\n`, code: 0 });
       expect(await run(['--context', 'alice', 'delete', 'configmap', name])).toEqual({ out: `configmap "${name}" deleted\n`, code: 0 });
     }
-    const deletes = fake.requests.filter((r) => r.method === 'DELETE' && r.path.endsWith('/pods/pod-proxied'));
+    const deletes = fake.requests.slice(mark).filter((r) => r.method === 'DELETE' && r.path.endsWith('/pods/pod-proxied'));
     expect(deletes.length).toBe(1);
+    expect(versionsSince(mark)).toEqual(expected);
   });
 
   it('get pods -w shows a pod created during the watch, then exits 0 when the server ends the stream', async () => {
+    const mark = fake.requests.length;
     const outputs: string[] = [];
     for (const side of ['direct', 'proxied'] as const) {
       const args = ['--context', 'alice', 'get', 'pods', '-w', '-o', 'name'];
-      const p = side === 'direct' ? startKubectl(args, { kubeconfig, timeoutMs: 30_000 }) : startProxied(args, opts());
+      const p = side === 'direct' ? startKubectl(args, { kubeconfig, env, timeoutMs: 30_000 }) : startProxied(args, opts());
       const wait = (re: RegExp) => ('waitForStdout' in p ? p.waitForStdout(re, 15_000).then(() => undefined) : p.waitFor(re));
       await wait(/pod\/web-2\n/);
       fake.create(makePod(`watched-${side}`, { ageSeconds: 1 }));
@@ -142,5 +168,6 @@ describe('kubectl 1.33, mutations and streams', () => {
       fake.remove('pods', 'default', `watched-${side}`);
     }
     expect(outputs[1]).toBe(outputs[0]);
+    expect(versionsSince(mark)).toEqual(expected);
   });
 });
