@@ -10,6 +10,7 @@ import { compare, proxied, startProxied, type CompareOptions } from '../helpers/
 import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, startKubectl, type KubectlVersion } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { httpVersionOf, PROTOCOLS, protocolEnv, withoutH2Notice } from '../helpers/protocols.ts';
 
 let fake: FakeApiserver;
 let receiver: OtlpReceiver;
@@ -60,24 +61,15 @@ function klogless(stderr: string): string {
   return stderr.replace(/^([EWIF])\d{4} \d\d:\d\d:\d\d\.\d{6}\s+\d+ /gm, '$1 ');
 }
 
-/**
- * The protocol kubectl speaks, direct and to kubetrail (which mirrors it upstream): `h2`, what kubectl
- * chooses by itself against an apiserver that offers it, and `http/1.1`, with client-go's DISABLE_HTTP2
- * (as behind a proxy or load balancer without h2). Every transparency check runs over both (#13).
- */
-type Protocol = 'h2' | 'http/1.1';
-const PROTOCOLS: Protocol[] = ['h2', 'http/1.1'];
-const protocolEnv = (protocol: Protocol): Record<string, string> => (protocol === 'h2' ? {} : { DISABLE_HTTP2: '1' });
-/** client-go logs that it honoured DISABLE_HTTP2 (klog, every run, direct and through kubetrail alike). */
-const withoutH2Notice = (stderr: string): string => stderr.replace(/^I\d{4} [^\n]* HTTP2 has been explicitly disabled\n/gm, '');
-/** HTTP versions the stand-in saw for requests that were not upgrades (exec and friends are HTTP/1.1 always). */
+/** HTTP versions the stand-in saw for requests that were not upgrades (exec and friends are HTTP/1.1 always):
+ * every comparison checks that both sides spoke the protocol of its run. */
 const versionsSince = (mark: number): Set<string> => new Set(fake.requests.slice(mark).filter((r) => !r.upgrade).map((r) => r.httpVersion));
 
 async function expectSame(args: string[], o: CompareOptions): Promise<void> {
   const mark = fake.requests.length;
   const { direct, proxied: via } = await compare(args, o);
   // Both sides spoke the protocol this run is about: the parametrisation is real, and kubetrail mirrored it.
-  expect(versionsSince(mark), `HTTP versions the apiserver saw for kubectl ${args.join(' ')}`).toEqual(new Set([o.env?.DISABLE_HTTP2 ? '1.1' : '2.0']));
+  expect(versionsSince(mark), `HTTP versions the apiserver saw for kubectl ${args.join(' ')}`).toEqual(new Set([httpVersionOf(o.env?.DISABLE_HTTP2 ? 'http/1.1' : 'h2')]));
   expect(via.stdout.toString(), `stdout of kubectl ${args.join(' ')}`).toBe(direct.stdout.toString());
   expect(via.stdout.equals(direct.stdout)).toBe(true);
   expect(klogless(via.stderr), `stderr of kubectl ${args.join(' ')}`).toBe(klogless(direct.stderr));
@@ -128,7 +120,7 @@ describe.each(PROTOCOLS)('kubectl 1.33 over %s, mutations and streams', (protoco
   const env = protocolEnv(protocol);
   const opts = (): CompareOptions => optsFor('1.33', { env });
 
-  const expected = new Set([protocol === 'h2' ? '2.0' : '1.1']);
+  const expected = new Set([httpVersionOf(protocol)]);
 
   it('create, apply and delete print the same', async () => {
     const mark = fake.requests.length;

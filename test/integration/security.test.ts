@@ -16,6 +16,7 @@ import { parse, stringify } from 'yaml';
 import { handles, startKubetrailProcess, type KubetrailProcess } from '../../scripts/soak.ts';
 import { createCA, issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
+import { PROTOCOLS, protocolEnv } from '../helpers/protocols.ts';
 import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, kubectlPath, startKubectl } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
@@ -126,7 +127,8 @@ function forged(pair: KeyPairPem, name: string): string {
   return f;
 }
 
-describe('a client certificate kubectl does not hold gets no upstream identity', () => {
+describe.each(PROTOCOLS)('over %s, a client certificate kubectl does not hold gets no upstream identity', (protocol) => {
+  const env = protocolEnv(protocol);
   it("one signed by kubetrail's own local CA with a kubeconfig user's subject: 401, nothing forwarded", async () => {
     const caFile = readFileSync(join(stateDir, 'ca.pem'), 'utf8');
     const localCa: KeyPairPem = {
@@ -135,7 +137,7 @@ describe('a client certificate kubectl does not hold gets no upstream identity',
     };
     const fakeAlice = await issueCert(localCa, { commonName: 'alice', organizations: ['dev'], usage: 'client' });
     const mark = fake.requests.length;
-    const r = await kubectl(['get', 'pods'], { kubeconfig: forged(fakeAlice, 'localca') });
+    const r = await kubectl(['get', 'pods'], { kubeconfig: forged(fakeAlice, 'localca'), env });
     if (process.env.KUBETRAIL_FAULT_REPORT === '1') console.log(`local-CA alice: ${r.code}: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/You must be logged in to the server/);
@@ -161,18 +163,19 @@ describe('a client certificate kubectl does not hold gets no upstream identity',
   it("one the cluster's own CA issued for the same user, but not the kubeconfig's (another key): 401, nothing forwarded", async () => {
     const otherAlice = await issueCert(fake.ca, { commonName: 'alice', organizations: ['dev'], usage: 'client' });
     const mark = fake.requests.length;
-    const r = await kubectl(['get', 'pods'], { kubeconfig: forged(otherAlice, 'samecA') });
+    const r = await kubectl(['get', 'pods'], { kubeconfig: forged(otherAlice, 'samecA'), env });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/You must be logged in to the server/);
     expect(fake.requests.slice(mark)).toEqual([]);
   });
 });
 
-describe('two users on one cluster never share an upstream connection (real kubectl, interleaved)', () => {
+describe.each(PROTOCOLS)('over %s, two users on one cluster never share an upstream connection (real kubectl, interleaved)', (protocol) => {
+  const env = protocolEnv(protocol);
   it('every request the apiserver saw with a bearer token came on a connection without a client certificate', async () => {
     const mark = fake.requests.length;
     const home = freshHome();
-    const run = (ctx: string): Promise<number> => kubectl(['--context', ctx, 'get', 'pods', '-o', 'name'], { kubeconfig: kt.kubeconfig, home }).then((r) => r.code);
+    const run = (ctx: string): Promise<number> => kubectl(['--context', ctx, 'get', 'pods', '-o', 'name'], { kubeconfig: kt.kubeconfig, home, env }).then((r) => r.code);
     for (let round = 0; round < 4; round++) {
       const codes = await Promise.all([run('alice'), run('tina'), run('alice'), run('fiona'), run('bob')]);
       expect(codes).toEqual([0, 0, 0, 0, 0]);
@@ -323,11 +326,16 @@ process.on('exit', () => orig.writeFileSync(process.env.KT_FS_LOG, JSON.stringif
   });
 });
 
-describe('secrets never reach a span, a log line or kubetrail output', () => {
+describe.each(PROTOCOLS)('over %s, secrets never reach a span, a log line or kubetrail output', (protocol) => {
+  const env = protocolEnv(protocol);
   it('a battery of commands carrying tokens, a password, keys and Secret values leaves none of them behind', async () => {
+    // Each protocol's run starts from the same objects (the first run's watch changed db, and made 'made').
+    fake.update(makeConfigMap('db', { password: CONFIGMAP_VALUE }));
+    // (The stand-in serves configmaps, not secrets: `create secret` is answered 404 both runs.)
+    if (fake.requests.some((r) => r.method === 'POST' && r.path === '/api/v1/namespaces/default/configmaps')) fake.remove('configmaps', 'default', 'made');
     const home = freshHome();
     const through = (args: string[], stdin?: string): Promise<string> =>
-      kubectl(args, { kubeconfig: kt.kubeconfig, home, stdin }).then((r) => r.stdout.toString() + r.stderr);
+      kubectl(args, { kubeconfig: kt.kubeconfig, home, stdin, env }).then((r) => r.stdout.toString() + r.stderr);
     const kubectlOutput: string[] = [];
     // start mode: the request log is kubetrail's stdout.
     kubectlOutput.push(
@@ -347,14 +355,14 @@ describe('secrets never reach a span, a log line or kubetrail output', () => {
       await through(['--context', 'tina', 'get', 'pods', '--as', 'system:admin', '--as-group', 'system:masters']),
     );
     // A watch that sees a changed value.
-    const w = startKubectl(['--context', 'tina', 'get', 'configmaps', '-w', '-o', 'yaml'], { kubeconfig: kt.kubeconfig, home, timeoutMs: 20_000 });
+    const w = startKubectl(['--context', 'tina', 'get', 'configmaps', '-w', '-o', 'yaml'], { kubeconfig: kt.kubeconfig, home, env, timeoutMs: 20_000 });
     await w.waitForStdout(CONFIGMAP_VALUE);
     fake.update(makeConfigMap('db', { password: WATCH_VALUE }));
     await w.waitForStdout(WATCH_VALUE);
     w.kill('SIGINT');
     kubectlOutput.push((await w.result).stdout.toString());
     // wrap mode: the waterfall and links on kubetrail's stderr.
-    const wrapped = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), '--context', 'bob', 'get', 'configmap', 'db', '-o', 'yaml'], { env: kubetrailEnv(freshHome()), timeoutMs: 40_000 });
+    const wrapped = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), '--context', 'bob', 'get', 'configmap', 'db', '-o', 'yaml'], { env: kubetrailEnv(freshHome(), env), timeoutMs: 40_000 });
     kubectlOutput.push(wrapped.stdout.toString());
 
     // Let the last commands' spans go out.
