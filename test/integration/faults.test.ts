@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { createServer as createTlsServer } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOLS, protocolEnv, type Protocol } from '../helpers/protocols.ts';
 import { handles, processStats, runSoak, settle, startKubetrailProcess, type Handles, type KubetrailProcess } from '../../scripts/soak.ts';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../../src/kubeconfig/rewrite.ts';
@@ -213,15 +214,14 @@ afterAll(async () => {
 
 /** Same kubectl command direct and through kubetrail, the fault armed for each side separately. */
 /**
- * The same kubectl command direct and through kubetrail. `downstream`: the protocol kubectl speaks to
- * kubetrail (kubetrail mirrors it upstream). HTTP/1.1 by default, as these assertions were written for it:
- * client-go's DISABLE_HTTP2 makes kubectl offer http/1.1 only; `h2` is what kubectl chooses by itself.
+ * The same kubectl command direct and through kubetrail, both in the protocol `downstream` (kubetrail
+ * mirrors it upstream): `h2`, what kubectl chooses by itself, or `http/1.1` with client-go's DISABLE_HTTP2.
  */
-async function both(args: string[], fault?: Fault, downstream: 'http/1.1' | 'h2' = 'http/1.1'): Promise<{ direct: KubectlResult; through: KubectlResult }> {
+async function both(args: string[], fault: Fault | undefined, downstream: Protocol): Promise<{ direct: KubectlResult; through: KubectlResult }> {
   if (fault) fake.setFault(fault);
-  const direct = await kubectl(args, { kubeconfig: kc, home: directHome, timeoutMs: 30_000 });
+  const direct = await kubectl(args, { kubeconfig: kc, home: directHome, timeoutMs: 30_000, env: protocolEnv(downstream) });
   if (fault) fake.setFault(fault);
-  const through = await kubectl(args, { kubeconfig: kt.kubeconfig, home: proxiedHome, timeoutMs: 30_000, env: downstream === 'h2' ? {} : { DISABLE_HTTP2: '1' } });
+  const through = await kubectl(args, { kubeconfig: kt.kubeconfig, home: proxiedHome, timeoutMs: 30_000, env: protocolEnv(downstream) });
   fake.setFault(null);
   if (REPORT) console.log(`${args.join(' ')}\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`);
   return { direct, through };
@@ -244,9 +244,9 @@ async function stillHealthy(): Promise<void> {
   expect(h.outbound, 'upstream connections beyond the pools').toBeLessThanOrEqual(baseline.outbound + 4);
 }
 
-describe('the apiserver misbehaves: kubectl sees the same class of error as direct, and kubetrail stays healthy', () => {
+describe.each(PROTOCOLS)('over %s, the apiserver misbehaves: kubectl sees the same class of error as direct, and kubetrail stays healthy', (protocol) => {
   it('refuses the connection: direct "connection refused", through a Status naming the apiserver and ECONNREFUSED', async () => {
-    const { direct, through } = await both(['--context', 'refused', 'get', 'pods']);
+    const { direct, through } = await both(['--context', 'refused', 'get', 'pods'], undefined, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.code).toBe(1);
     expect(direct.stderr).toMatch(/connect: connection refused/);
@@ -255,7 +255,7 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('resets mid-headers: direct "unexpected EOF", through a Status with ECONNRESET', async () => {
-    const { direct, through } = await both(['--context', 'mid-headers', 'get', 'pods']);
+    const { direct, through } = await both(['--context', 'mid-headers', 'get', 'pods'], undefined, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.stderr).toMatch(/transport connection broken: unexpected EOF/);
     expect(through.stderr).toMatch(/kubetrail: cannot reach the kube-apiserver at \S+ failed: ECONNRESET/);
@@ -263,16 +263,18 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('closes the connection without an answer: a connection-level failure both ways', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, dropConnection: true });
+    const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, dropConnection: true }, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.code).toBe(1);
-    // Direct kubectl speaks HTTP/2 to the apiserver (a stream reset); through kubetrail, HTTP/1.1 and a 502.
+    // Direct, the dropped connection is a reset stream (h2) or a closed connection (http/1.1); through kubetrail,
+    // which has no response to relay yet, a 502 Status naming the apiserver and what Node saw in that protocol.
     expect(direct.stderr).toMatch(/INTERNAL_ERROR|EOF|connection reset/);
-    expect(through.stderr).toMatch(/\(BadGateway\): kubetrail: cannot reach the kube-apiserver at \S+ failed: ECONNRESET/);
+    const seen = protocol === 'h2' ? 'ERR_HTTP2_STREAM_ERROR: Stream closed with error code NGHTTP2_INTERNAL_ERROR' : 'ECONNRESET';
+    expect(through.stderr).toContain(`(BadGateway): kubetrail: cannot reach the kube-apiserver at https://127.0.0.1:${fake.port} failed: ${seen}`);
     await stillHealthy();
   });
 
-  it('over HTTP/2 both ways: a dropped connection or a reset mid-body fails kubectl as it fails direct, never a truncated success', async () => {
+  it.runIf(protocol === 'h2')('over HTTP/2 both ways: a dropped connection or a reset mid-body fails kubectl as it fails direct, never a truncated success', async () => {
     for (const fault of [{ path: /\/pods/, dropConnection: true }, { path: /\/pods/, resetAfterBytes: 3000 }]) {
       const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], fault, 'h2');
       expect(through.code).toBe(direct.code);
@@ -286,11 +288,14 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('resets mid-body of a list: "error when reading response body" both ways, never a truncated success', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, resetAfterBytes: 3000 });
+    const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, resetAfterBytes: 3000 }, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.code).toBe(1);
     expect(direct.stderr).toMatch(/error when reading response body/);
-    expect(through.stderr).toMatch(/error when reading response body.*unexpected EOF/);
+    // http/1.1: kubetrail ends kubectl's response short (unexpected EOF); h2: it resets kubectl's stream with the
+    // upstream's code, so kubectl prints exactly what it prints direct.
+    if (protocol === 'h2') expect(through.stderr).toBe(direct.stderr);
+    else expect(through.stderr).toMatch(/error when reading response body.*unexpected EOF/);
     expect(through.stdout.toString()).toBe('');
     await stillHealthy();
   });
@@ -302,11 +307,12 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
       [kt.kubeconfig, proxiedHome, 'through'],
     ] as const) {
       fake.setFault({ path: /watch=(true|1)/, resetAfterBytes: 40 });
-      const w = startKubectl(['--context', 'fake', 'get', 'pods', '-w'], { kubeconfig: cfg, home, timeoutMs: 20_000 });
+      const w = startKubectl(['--context', 'fake', 'get', 'pods', '-w'], { kubeconfig: cfg, home, env: protocolEnv(protocol), timeoutMs: 20_000 });
       await w.waitForStdout('web-199');
       await expect.poll(() => fake.requests.some((r) => /watch=(true|1)/.test(r.url))).toBe(true);
       fake.create(makePod(`late-${name}`));
       results.push(await w.result);
+      fake.remove('pods', 'default', `late-${name}`); // the other protocol's run lists the pods again
       fake.setFault(null);
       fake.requests.length = 0;
     }
@@ -319,7 +325,7 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('answers later than --request-timeout: a client timeout both ways; kubetrail drops the upstream request', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods', '--request-timeout=1s'], { path: /\/pods/, delayHeadersMs: 3000 });
+    const { direct, through } = await both(['--context', 'fake', 'get', 'pods', '--request-timeout=1s'], { path: /\/pods/, delayHeadersMs: 3000 }, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.code).toBe(1);
     const timeout = /Client\.Timeout|context deadline exceeded/;
@@ -329,7 +335,7 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('hangs after the headers: kubectl\'s timeout while reading the body, both ways', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods', '--request-timeout=1s'], { path: /\/pods/, hangAfterHeaders: true });
+    const { direct, through } = await both(['--context', 'fake', 'get', 'pods', '--request-timeout=1s'], { path: /\/pods/, hangAfterHeaders: true }, protocol);
     expect(through.code).toBe(direct.code);
     // kubectl words its own timeout either way, direct or not: whichever of its two timers fires first.
     const canceled = /error when reading response body.*(request canceled \(Client\.Timeout or context cancellation while reading body\)|context deadline exceeded)/;
@@ -339,7 +345,7 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('sends malformed HTTP: direct "transport connection broken", through a Status saying the response was malformed', async () => {
-    const { direct, through } = await both(['--context', 'malformed', 'get', 'pods']);
+    const { direct, through } = await both(['--context', 'malformed', 'get', 'pods'], undefined, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.stderr).toMatch(/transport connection broken: bad Content-Length/);
     expect(through.stderr).toMatch(/kubetrail: the kube-apiserver at \S+ sent a malformed HTTP response: HPE_INVALID_CONTENT_LENGTH/);
@@ -347,7 +353,7 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('presents a certificate from another CA: fails closed both ways, nothing is sent to it', async () => {
-    const { direct, through } = await both(['--context', 'wrong-ca', 'get', 'pods']);
+    const { direct, through } = await both(['--context', 'wrong-ca', 'get', 'pods'], undefined, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.stderr).toMatch(/x509: certificate signed by unknown authority/);
     expect(through.stderr).toMatch(/kubetrail: TLS verification of the kube-apiserver at \S+ failed: UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
@@ -357,7 +363,7 @@ describe('the apiserver misbehaves: kubectl sees the same class of error as dire
   });
 
   it('presents a certificate for another name: fails closed both ways, nothing is sent to it', async () => {
-    const { direct, through } = await both(['--context', 'wrong-name', 'get', 'pods']);
+    const { direct, through } = await both(['--context', 'wrong-name', 'get', 'pods'], undefined, protocol);
     expect(through.code).toBe(direct.code);
     expect(direct.stderr).toMatch(/x509: cannot validate certificate for 127\.0\.0\.1/);
     expect(through.stderr).toMatch(/kubetrail: TLS verification of the kube-apiserver at \S+ failed: ERR_TLS_CERT_ALTNAME_INVALID/);
