@@ -32,7 +32,7 @@ import {
   writeSync,
   type Stats,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { KtError } from '../errors.ts';
 
 function myUid(): number | undefined {
@@ -56,13 +56,41 @@ function untrusted(path: string, st: Stats): string | undefined {
 }
 
 /**
+ * `mkdir -p`, one level at a time, each new level with `mode`. Not Node's `mkdirSync(…, { recursive })`:
+ * under a directory that answers ENOENT for every new name (/proc, /sys) its loop takes the ENOENT to mean
+ * "make the parent first" and never returns (Node 24.21, measured: `--state-dir /proc/x` spun at 100% CPU).
+ * Here the first level that cannot be made throws, naming itself.
+ */
+function makeDirs(dir: string, mode: number): void {
+  const missing: string[] = [];
+  for (let cur = resolve(dir); ; cur = dirname(cur)) {
+    try {
+      statSync(cur);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    missing.push(cur);
+    if (dirname(cur) === cur) break;
+  }
+  for (const level of missing.reverse()) {
+    try {
+      mkdirSync(level, { mode });
+    } catch (err) {
+      // Another process made it between our stat and our mkdir: fine, the checks below judge it.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
+
+/**
  * Create `dir` (0700) if needed, and make sure it is this user's and private: refuse one that belongs to
  * another user or that others can write to; tighten one that others can only read.
  */
 export function ensurePrivateDir(dir: string): void {
   let st: Stats;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir, 0o700);
     st = statSync(dir);
   } catch (err) {
     throw stateDirError(`state dir ${dir}: ${(err as Error).message} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`, err);
