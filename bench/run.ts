@@ -28,8 +28,8 @@ import { DIAG_PATHS, KUBETRAIL_DIST, PATHS, startPath, useKubetrailBin, type Pat
 import { createPods, startReal, w5Kubectl, wrapBreakdown, type Real } from './lib/real.ts';
 import { renderMarkdown, type Machine, type Results } from './lib/report.ts';
 import { KUBECTL, setupBench, startStandIn, type Bench, type StandIn } from './lib/setup.ts';
-import type { Job, JobResult } from './lib/target.ts';
-import { startAll, stopAll, w1Latency, w2Throughput, w3Large, w4Watches, type Ctx } from './lib/workloads.ts';
+import type { Job, JobResult, Proto } from './lib/target.ts';
+import { legsOf, startAll, stopAll, w1Latency, w2Throughput, w3Large, w4Watches, type Ctx } from './lib/workloads.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,8 +42,13 @@ const { values: args } = parseArgs({
     diag: { type: 'boolean' },
     'upstream-delay-ms': { type: 'string', default: '0' },
     render: { type: 'string' },
+    'w4-proto': { type: 'string', default: 'h2' },
+    'no-h2-legs': { type: 'boolean', default: false },
+    paths: { type: 'string' },
   },
 });
+if (args['w4-proto'] !== 'h1' && args['w4-proto'] !== 'h2') throw new Error('--w4-proto is h1 or h2');
+const W4_PROTO: Proto = args['w4-proto'];
 if (args.kubetrail === 'dist') useKubetrailBin(KUBETRAIL_DIST);
 else if (args.kubetrail !== 'src') throw new Error('--kubetrail is src or dist');
 
@@ -69,7 +74,16 @@ const CFG = QUICK
  * Diagnostic paths (export off; no observer) next to the six: full mode, or --diag. On the stand-in for
  * workloads 1-3, and on the real apiserver for workload 1 (what the forwarding core alone adds there).
  */
-const STANDIN_PATHS: readonly PathKind[] = (args.diag ?? !QUICK) ? [...PATHS, ...DIAG_PATHS] : PATHS;
+/** --paths kubetrail,direct: only those paths (development; a run to quote measures them all). */
+const ONLY = args.paths?.split(',').map((s) => s.trim());
+const only = (ks: readonly PathKind[]): PathKind[] => ks.filter((k) => !ONLY || ONLY.includes(k));
+const STANDIN_PATHS: readonly PathKind[] = only((args.diag ?? !QUICK) ? [...PATHS, ...DIAG_PATHS] : PATHS);
+/**
+ * Paths measured a second time over h2 in workloads 1-3 (one connection, every request a stream of it, as
+ * kubectl does with a listener that offers h2): kubetrail and its core (h2 both legs), direct, and nginx
+ * (h2 to the client, HTTP/1.1 upstream). The HTTP/1.1 rows stay, comparable with earlier runs.
+ */
+const H2_KINDS: readonly PathKind[] = args['no-h2-legs'] ? [] : ['direct', 'kubetrail', 'nginx', 'proxy-core'];
 const POD = '/api/v1/namespaces/default/pods/pod-0';
 const SMALL_LIST = '/api/v1/namespaces/default/pods';
 const WATCH = '/api/v1/namespaces/default/pods?watch=1&resourceVersion=1';
@@ -122,9 +136,9 @@ async function profileKubetrail(bench: Bench, si: StandIn, ctx: Ctx, what: 'w2' 
   const p = await startPath('kubetrail', bench.env, si.spec, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   try {
     if (what === 'w2') {
-      await ctx.lg.call({ type: 'throughput', target: p.target, path: SMALL_LIST, concurrency: 32, warmupMs: 500, durationMs: 3000 }, 'throughput', 60_000);
+      await ctx.lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: SMALL_LIST, concurrency: 32, warmupMs: 500, durationMs: 3000 }, 'throughput', 60_000);
     } else {
-      await ctx.lg.call({ type: 'large', target: p.target, path: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`, encoding: what === 'w3-gzip' ? 'gzip' : 'identity', count: 2 }, 'large', 120_000);
+      await ctx.lg.call({ type: 'large', target: p.target, proto: 'h1', path: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`, encoding: what === 'w3-gzip' ? 'gzip' : 'identity', count: 2 }, 'large', 120_000);
     }
   } finally {
     await p.stop();
@@ -133,22 +147,29 @@ async function profileKubetrail(bench: Bench, si: StandIn, ctx: Ctx, what: 'w2' 
   return f ? summarizeProfile(join(dir, f)) : undefined;
 }
 
-async function standInWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<void> {
+async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Promise<void> {
   log(`[${elapsed()}] stand-in apiserver`);
   const si = await startStandIn(bench, Number(args['upstream-delay-ms']));
   results.standIn.podBytes = si.podBytes;
   const up = si.spec;
+  const ctx: Ctx = {
+    ...ctx0,
+    upstreamConns: async () => {
+      const c = await si.proc.call({ type: 'conns' }, 'conns', 10_000);
+      return { accepted: c.accepted, open: c.open };
+    },
+  };
   try {
     if (WANT.has(1) || WANT.has(2)) {
       const paths = await startAll(ctx, STANDIN_PATHS, up);
       try {
         if (WANT.has(1)) {
           log(`[${elapsed()}] workload 1: small GET, concurrency 1 (${CFG.w1.rounds} rounds × ${CFG.w1.perRound} requests per path)`);
-          results.standIn.w1 = await w1Latency(ctx, paths, { path: POD, ...CFG.w1 });
+          results.standIn.w1 = await w1Latency(ctx, legsOf(paths, H2_KINDS), { path: POD, ...CFG.w1 });
         }
         if (WANT.has(2)) {
           log(`[${elapsed()}] workload 2: small list, concurrency ${CFG.w2.concurrency} (${CFG.w2.rounds} × ${CFG.w2.durationMs} ms per path)`);
-          results.standIn.w2 = await w2Throughput(ctx, paths, { path: SMALL_LIST, ...CFG.w2 });
+          results.standIn.w2 = await w2Throughput(ctx, legsOf(paths, H2_KINDS), { path: SMALL_LIST, ...CFG.w2 });
         }
       } finally {
         await stopAll(paths);
@@ -161,10 +182,10 @@ async function standInWorkloads(bench: Bench, ctx: Ctx, results: Results): Promi
       log(`[${elapsed()}] workload 3: preparing lists of ${counts.join(', ')} pods`);
       await si.proc.call({ type: 'prepare', counts }, 'prepared', 300_000);
       log(`[${elapsed()}] workload 3: ${CFG.w3.items} pods, identity and gzip, fresh proxy per measurement`);
-      results.standIn.w3 = await w3Large(ctx, up, STANDIN_PATHS, { items: CFG.w3.items, listPath: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`, encodings: ['identity', 'gzip'], rounds: CFG.w3.rounds, requests: CFG.w3.requests, slow: ['mitmproxy'] });
+      results.standIn.w3 = await w3Large(ctx, up, STANDIN_PATHS, { items: CFG.w3.items, listPath: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`, encodings: ['identity', 'gzip'], rounds: CFG.w3.rounds, requests: CFG.w3.requests, slow: ['mitmproxy'], h2Kinds: H2_KINDS });
       if (bigItems > 0) {
         log(`[${elapsed()}] workload 3: ${bigItems} pods (~${CFG.w3.bigMb} MB), mitmproxy left out (it buffers whole bodies)`);
-        const kinds: PathKind[] = ['direct', 'kubetrail', 'kubetrail-refused', 'nginx', 'kubectl-proxy'];
+        const kinds: PathKind[] = only(['direct', 'kubetrail', 'kubetrail-refused', 'nginx', 'kubectl-proxy']);
         results.standIn.w3big = await w3Large(ctx, up, kinds, { items: bigItems, listPath: `/api/v1/namespaces/bench-n${bigItems}/pods`, encodings: ['identity', 'gzip'], rounds: 1, requests: 1 });
       }
     }
@@ -174,7 +195,7 @@ async function standInWorkloads(bench: Bench, ctx: Ctx, results: Results): Promi
         emit: async (rate: number, durationMs: number): Promise<number> => (await si.proc.call({ type: 'emit', rate, durationMs }, 'emitted', durationMs + 60_000)).sent,
         watches: async (): Promise<number> => (await si.proc.call({ type: 'watches' }, 'watches', 10_000)).count,
       };
-      results.standIn.w4 = await w4Watches(ctx, up, PATHS, { n: CFG.w4.n, rate: CFG.w4.rate, durationMs: CFG.w4.durationMs, watchPath: WATCH }, control);
+      results.standIn.w4 = await w4Watches(ctx, up, only(PATHS), { n: CFG.w4.n, rate: CFG.w4.rate, durationMs: CFG.w4.durationMs, watchPath: WATCH, proto: W4_PROTO }, control);
     }
     if (!args['no-profile'] && !QUICK) {
       log(`[${elapsed()}] CPU profiles of kubetrail (workload 2, workload 3 gzip and identity)`);
@@ -214,7 +235,7 @@ async function realWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<
       log(`[${elapsed()}] real workload 1: small GET`);
       const paths = await startAll(rctx, STANDIN_PATHS, real.spec);
       try {
-        results.real.w1 = await w1Latency(rctx, paths, { path: POD, ...CFG.real.w1 });
+        results.real.w1 = await w1Latency(rctx, legsOf(paths, H2_KINDS), { path: POD, ...CFG.real.w1 });
       } finally {
         await stopAll(paths);
       }
@@ -223,7 +244,7 @@ async function realWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<
       log(`[${elapsed()}] real workload 3: creating ${CFG.real.w3Items} pods`);
       results.real.podsCreatedMs = await createPods(real.spec, 'bench-large', CFG.real.w3Items, log);
       log(`[${elapsed()}] real workload 3: list of ${CFG.real.w3Items} pods (created in ${(results.real.podsCreatedMs / 1000).toFixed(1)} s)`);
-      results.real.w3 = await w3Large(rctx, real.spec, PATHS, { items: CFG.real.w3Items, listPath: '/api/v1/namespaces/bench-large/pods', encodings: ['identity', 'gzip'], rounds: CFG.real.w3Rounds, requests: CFG.w3.requests, slow: ['mitmproxy'] });
+      results.real.w3 = await w3Large(rctx, real.spec, only(PATHS), { items: CFG.real.w3Items, listPath: '/api/v1/namespaces/bench-large/pods', encodings: ['identity', 'gzip'], rounds: CFG.real.w3Rounds, requests: CFG.w3.requests, slow: ['mitmproxy'], h2Kinds: H2_KINDS.filter((k) => k !== 'proxy-core') });
     }
     if (WANT.has(5)) {
       log(`[${elapsed()}] workload 5: kubectl get pods, ${CFG.real.w5Runs} runs per variant`);

@@ -110,7 +110,7 @@ try {
       let c1 = 0;
       let t0 = new Map<string, number>();
       let t1 = new Map<string, number>();
-      const res = await lg.call({ type: 'throughput', target: p.target, path: SMALL_LIST, concurrency: 32, warmupMs: WARMUP, durationMs: MS }, 'throughput', MS + WARMUP + 60_000, (m) => {
+      const res = await lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: SMALL_LIST, concurrency: 32, warmupMs: WARMUP, durationMs: MS }, 'throughput', MS + WARMUP + 60_000, (m) => {
         if (m.type === 'window' && m.phase === 'start') {
           c0 = cpuMs(pid);
           t0 = threadCpu(pid);

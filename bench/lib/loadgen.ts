@@ -1,35 +1,21 @@
 /**
  * The load generator: a process of its own (forked by run.ts, one job at a time over IPC), the same for
- * every path. Keep-alive agents, kubectl-like headers (User-Agent, Kubectl-Command, and a Kubectl-Session
+ * every path. Over HTTP/1.1 keep-alive agents or one HTTP/2 connection (bench/lib/client.ts), as each job
+ * asks; kubectl-like headers (User-Agent, Kubectl-Command, and a Kubectl-Session
  * that changes every 10 requests per connection, as if each were one kubectl command), bodies read and
  * counted, never parsed (watch events: only the send stamp is read).
  */
 import { randomUUID } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
+import { createClient, type Client, type OnResponse, type Pending, type Timing } from './client.ts';
 import { SENT_ANNOTATION } from './pods.ts';
-import type { Job, JobResult, LargeRun, Target } from './target.ts';
+import type { Job, JobResult, Target } from './target.ts';
 
 const REQUESTS_PER_SESSION = 10;
 const USER_AGENT = 'kubectl/v1.33.0 (linux/amd64) kubernetes/bench';
 
 function send(m: JobResult): void {
   process.send?.(m);
-}
-
-function agentFor(t: Target, maxSockets: number): HttpAgent {
-  if (t.scheme === 'http') return new HttpAgent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' });
-  return new HttpsAgent({
-    keepAlive: true,
-    maxSockets,
-    maxFreeSockets: maxSockets,
-    scheduling: 'lifo',
-    ca: t.ca,
-    cert: t.cert,
-    key: t.key,
-    servername: t.servername,
-    ALPNProtocols: ['http/1.1'],
-  });
 }
 
 class Session {
@@ -41,62 +27,31 @@ class Session {
   }
 }
 
-interface Timing {
-  status: number;
-  ttfbMs: number;
-  ttlbMs: number;
-  bytes: number;
+function start(t: Target, client: Client, path: string, session: string, extra: Record<string, string> = {}, onResponse?: OnResponse): Pending {
+  const headers: Record<string, string> = {
+    Accept: 'application/json',
+    'User-Agent': USER_AGENT,
+    'Kubectl-Command': 'kubectl get',
+    'Kubectl-Session': session,
+    ...t.headers,
+    ...extra,
+  };
+  return client.request(path, headers, onResponse);
 }
 
-interface Pending {
-  request: ClientRequest;
-  done: Promise<Timing>;
-}
-
-function start(t: Target, agent: HttpAgent, path: string, session: string, extra: Record<string, string> = {}, onResponse?: (res: IncomingMessage) => void): Pending {
-  let request: ClientRequest | undefined;
-  const done = new Promise<Timing>((resolve, reject) => {
-    const t0 = performance.now();
-    const headers: Record<string, string> = {
-      Accept: 'application/json',
-      'User-Agent': USER_AGENT,
-      'Kubectl-Command': 'kubectl get',
-      'Kubectl-Session': session,
-      ...t.headers,
-      ...extra,
-    };
-    const opts = { agent, host: t.host, port: t.port, path: `${t.prefix}${path}`, method: 'GET', headers };
-    request = (t.scheme === 'https' ? httpsRequest : httpRequest)(opts, (res) => {
-      const ttfb = performance.now() - t0;
-      let bytes = 0;
-      if (onResponse) {
-        onResponse(res);
-        return;
-      }
-      res.on('data', (c: Buffer) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ttfbMs: ttfb, ttlbMs: performance.now() - t0, bytes }));
-      res.on('error', reject);
-    });
-    request.on('error', reject);
-    request.end();
-  });
-  if (!request) throw new Error('unreachable');
-  return { request, done };
-}
-
-function get(t: Target, agent: HttpAgent, path: string, session: string, extra: Record<string, string> = {}): Promise<Timing> {
-  return start(t, agent, path, session, extra).done;
+function get(t: Target, client: Client, path: string, session: string, extra: Record<string, string> = {}): Promise<Timing> {
+  return start(t, client, path, session, extra).done;
 }
 
 async function latency(job: Extract<Job, { type: 'latency' }>): Promise<JobResult> {
-  const agent = agentFor(job.target, 1);
+  const client = createClient(job.target, job.proto, 1);
   const session = new Session();
   const samples: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
   for (let i = 0; i < job.warmup + job.count; i++) {
     try {
-      const r = await get(job.target, agent, job.path, session.next());
+      const r = await get(job.target, client, job.path, session.next());
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
       if (i >= job.warmup) samples.push(r.ttlbMs);
     } catch (err) {
@@ -105,12 +60,13 @@ async function latency(job: Extract<Job, { type: 'latency' }>): Promise<JobResul
       if (errors > 20) break;
     }
   }
-  agent.destroy();
-  return { type: 'latency', samples, errors, firstError };
+  client.close();
+  return { type: 'latency', samples, errors, conns: client.connections(), firstError };
 }
 
 async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<JobResult> {
-  const agent = agentFor(job.target, job.concurrency);
+  // HTTP/1.1: one connection per concurrent request; h2: all of them as streams of one connection.
+  const client = createClient(job.target, job.proto, job.concurrency);
   const t0 = performance.now();
   const windowStart = t0 + job.warmupMs;
   const windowEnd = windowStart + job.durationMs;
@@ -125,7 +81,7 @@ async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<Jo
     while (performance.now() < windowEnd && errors < 100) {
       const s = performance.now();
       try {
-        const r = await get(job.target, agent, job.path, session.next());
+        const r = await get(job.target, client, job.path, session.next());
         if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
         const e = performance.now();
         // Completions inside the window count; latency only for requests wholly inside it.
@@ -142,21 +98,21 @@ async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<Jo
   await Promise.all(Array.from({ length: job.concurrency }, worker));
   clearTimeout(startTimer);
   clearTimeout(endTimer);
-  agent.destroy();
-  return { type: 'throughput', count, errors, ms: job.durationMs, samples, firstError };
+  client.close();
+  return { type: 'throughput', count, errors, ms: job.durationMs, samples, conns: client.connections(), firstError };
 }
 
 async function large(job: Extract<Job, { type: 'large' }>): Promise<JobResult> {
-  const agent = agentFor(job.target, 1);
+  const client = createClient(job.target, job.proto, 1);
   const session = new Session();
-  const runs: LargeRun[] = [];
+  const runs: Timing[] = [];
   let errors = 0;
   let firstError: string | undefined;
   try {
     // Open (and keep) the connection first: the measurement is the transfer, not the handshake.
-    await get(job.target, agent, '/api/v1/namespaces/default/pods/pod-0', session.next());
+    await get(job.target, client, '/api/v1/namespaces/default/pods/pod-0', session.next());
     for (let i = 0; i < job.count; i++) {
-      const r = await get(job.target, agent, job.path, session.next(), { 'Accept-Encoding': job.encoding });
+      const r = await get(job.target, client, job.path, session.next(), { 'Accept-Encoding': job.encoding });
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
       runs.push(r);
     }
@@ -164,16 +120,17 @@ async function large(job: Extract<Job, { type: 'large' }>): Promise<JobResult> {
     errors++;
     firstError = String(err);
   }
-  agent.destroy();
-  return { type: 'large', runs, errors, firstError };
+  client.close();
+  return { type: 'large', runs, errors, conns: client.connections(), firstError };
 }
 
 let stopWatches: (() => JobResult) | undefined;
 
 async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
-  const agent = agentFor(job.target, Infinity);
+  // h2: every watch a stream of one connection, as kubectl (client-go) opens them; HTTP/1.1: a connection each.
+  const client = createClient(job.target, job.proto, Infinity);
   const latenciesUs: number[] = [];
-  const open = new Set<IncomingMessage>();
+  const open = new Set<Readable>();
   const marker = Buffer.from(`"${SENT_ANNOTATION}":"`);
   let events = 0;
   let unparsed = 0;
@@ -181,7 +138,7 @@ async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
   let opened = 0;
   let responses = 0;
   let failed = 0;
-  const requests = new Set<ClientRequest>();
+  const requests = new Set<Pending>();
   let firstError: string | undefined;
   const t0 = performance.now();
   // A watch counts as opened once its request is on the wire: some proxies (mitmproxy) send the response
@@ -189,10 +146,10 @@ async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
   // watches it holds before it emits events.
   const openOne = (): Promise<void> =>
     new Promise<void>((resolve) => {
-      const req = start(job.target, agent, job.path, randomUUID(), {}, (res) => {
-        if (res.statusCode !== 200) {
+      const req = start(job.target, client, job.path, randomUUID(), {}, (status, res) => {
+        if (status !== 200) {
           failed++;
-          firstError ??= `HTTP ${res.statusCode}`;
+          firstError ??= `HTTP ${status}`;
           res.resume();
           return;
         }
@@ -226,8 +183,8 @@ async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
           ended++;
         });
       });
-      requests.add(req.request);
-      req.request.once('finish', () => {
+      requests.add(req);
+      void req.sent.then(() => {
         opened++;
         resolve();
       });
@@ -250,10 +207,10 @@ async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
     const endedBefore = ended;
     for (const r of open) r.destroy();
     for (const r of requests) r.destroy();
-    agent.destroy();
+    client.close();
     return { type: 'watch-done', latenciesUs, events, unparsed, ended: endedBefore, responses, failed, firstError };
   };
-  return { type: 'watch-ready', opened, failed, ms: performance.now() - t0, firstError };
+  return { type: 'watch-ready', opened, failed, ms: performance.now() - t0, conns: client.connections(), firstError };
 }
 
 process.on('message', (job: Job) => {

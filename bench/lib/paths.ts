@@ -159,6 +159,8 @@ export function kubetrailTarget(name: string, kubeconfigPath: string, client: { 
     ca: Buffer.from(cluster['certificate-authority-data'] ?? '', 'base64').toString('utf8'),
     cert: client.certPem,
     key: client.keyPem,
+    // kubetrail's listener offers h2 and http/1.1 by ALPN, as the apiserver does (#13).
+    h2: true,
   };
 }
 
@@ -205,7 +207,11 @@ http {
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:${port} ssl;
+    # h2 on the client leg, as the apiserver offers it; nginx's proxy module speaks only HTTP/1.x upstream,
+    # so each concurrent stream (each watch) takes an upstream connection of its own.
+    listen 127.0.0.1:${port} ssl http2;
+    # kube-apiserver's limit (nginx's default is 128): 1,000 watches fit on one client connection.
+    http2_max_concurrent_streams 1000;
     ssl_certificate ${env.nginxCertFile};
     ssl_certificate_key ${env.nginxKeyFile};
     # Ask for the client certificate without verifying it, as kubetrail does.
@@ -241,7 +247,7 @@ http {
   return {
     kind: 'nginx',
     startMs: performance.now() - t0,
-    target: { name: 'nginx', scheme: 'https', host: '127.0.0.1', port, prefix: '', servername: 'localhost', ca: env.benchCaPem, cert: up.certPem, key: up.keyPem },
+    target: { name: 'nginx', scheme: 'https', host: '127.0.0.1', port, prefix: '', servername: 'localhost', ca: env.benchCaPem, cert: up.certPem, key: up.keyPem, h2: true },
     pids: () => (child.exitCode === null && child.pid ? processTree(child.pid) : []),
     stop: () => stopChild(child),
   };
@@ -293,6 +299,9 @@ async function startMitmproxy(env: BenchEnv, up: UpstreamSpec, opts: PathOptions
       ca: readFileSync(join(confdir, 'mitmproxy-ca-cert.pem'), 'utf8'),
       cert: up.certPem,
       key: up.keyPem,
+      // mitmproxy 8.1.1 in reverse mode negotiates no ALPN on either leg (checked with `openssl s_client
+      // -alpn h2,http/1.1`: "No ALPN negotiated"; the stand-in sees none either), so HTTP/1.1 on both.
+      h2: false,
     },
     pids: () => (child.exitCode === null && child.pid ? processTree(child.pid) : []),
     stop: () => stopChild(child),
@@ -307,7 +316,9 @@ async function startKubectlProxy(env: BenchEnv, up: UpstreamSpec): Promise<Runni
   return {
     kind: 'kubectl-proxy',
     startMs: ms,
-    target: { name: 'kubectl-proxy', scheme: 'http', host: '127.0.0.1', port, prefix: '' },
+    // Plain HTTP on loopback: Go's server speaks HTTP/1.1 there (no h2c), so a client opens a connection per
+    // concurrent request; upstream it is client-go's transport (h2, one connection).
+    target: { name: 'kubectl-proxy', scheme: 'http', host: '127.0.0.1', port, prefix: '', h2: false },
     pids: () => (child.exitCode === null && child.pid ? [child.pid] : []),
     stop: () => stopChild(child),
   };
@@ -319,7 +330,7 @@ export async function startPath(kind: PathKind, env: BenchEnv, up: UpstreamSpec,
       return {
         kind,
         startMs: 0,
-        target: { name: 'direct', scheme: 'https', host: up.host, port: up.port, prefix: '', ca: up.caPem, cert: up.certPem, key: up.keyPem },
+        target: { name: 'direct', scheme: 'https', host: up.host, port: up.port, prefix: '', ca: up.caPem, cert: up.certPem, key: up.keyPem, h2: true },
         pids: () => [],
         stop: () => Promise.resolve(),
       };

@@ -6,9 +6,10 @@
  * real apiserver does), and 1,000 watches whose events it emits at a controlled rate, each stamped with
  * CLOCK_MONOTONIC at the moment it is written, so the load generator can measure delivery latency. It
  * verifies client certificates against the bench CA and answers 401 without one, like the apiserver.
- * Like the apiserver it offers ALPN h2 and http/1.1 on one port: kubetrail sends watches over h2 (one
- * connection per identity) and kubectl proxy (Go) everything; the load generator, nginx and mitmproxy
- * speak HTTP/1.1 to it.
+ * Like the apiserver it offers ALPN h2 and http/1.1 on one port (1,000 streams per h2 connection, as
+ * kube-apiserver allows): each client speaks what it negotiates (kubetrail mirrors its client's protocol,
+ * kubectl proxy and mitmproxy choose h2, nginx HTTP/1.1). It counts the connections it accepts and holds,
+ * by ALPN protocol, so the bench can report how many upstream connections each path opened.
  *
  *   GET /api/v1/namespaces/default/pods/pod-<i>      one pod (~4.3 kB, Content-Length)
  *   GET /api/v1/namespaces/default/pods              a small list: 10 pods (~43 kB, Content-Length)
@@ -35,13 +36,16 @@ export type ToUpstream =
   | { type: 'prepare'; counts: number[] }
   | { type: 'emit'; rate: number; durationMs: number }
   | { type: 'watches' }
+  | { type: 'conns' }
   | { type: 'stop' };
 
 export type FromUpstream =
   | { type: 'ready'; port: number; podBytes: number }
   | { type: 'prepared'; sizes: { count: number; identity: number; gzip: number }[] }
   | { type: 'emitted'; sent: number; watches: number; backpressured: number }
-  | { type: 'watches'; count: number };
+  | { type: 'watches'; count: number }
+  /** TLS connections accepted since start and open now, by the protocol ALPN chose. */
+  | { type: 'conns'; accepted: Record<string, number>; open: Record<string, number> };
 
 const GZIP_MIN = 128 * 1024;
 const CHUNK = 64 * 1024;
@@ -199,6 +203,14 @@ function main(): void {
     s.on('close', () => sessions.delete(s));
   });
   server.on('clientError', (_e: Error, s: { destroy(): void }) => s.destroy());
+  const accepted: Record<string, number> = {};
+  const open: Record<string, number> = {};
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const proto = socket.alpnProtocol || 'none';
+    accepted[proto] = (accepted[proto] ?? 0) + 1;
+    open[proto] = (open[proto] ?? 0) + 1;
+    socket.once('close', () => (open[proto] = (open[proto] ?? 1) - 1));
+  });
 
   const emit = (rate: number, durationMs: number): void => {
     const list = [...watches];
@@ -234,6 +246,9 @@ function main(): void {
         break;
       case 'watches':
         send({ type: 'watches', count: watches.size });
+        break;
+      case 'conns':
+        send({ type: 'conns', accepted: { ...accepted }, open: { ...open } });
         break;
       case 'stop':
         for (const w of watches) {

@@ -6,7 +6,7 @@ import type { Forked } from './child.ts';
 import { PATH_LABELS, startPath, type BenchEnv, type PathKind, type RunningPath, type UpstreamSpec } from './paths.ts';
 import { cpuMsAll, peakRssBytes, rssBytes } from './proc.ts';
 import { median, summarize, type Summary } from './stats.ts';
-import type { Encoding, Job, JobResult } from './target.ts';
+import type { ConnCounts, Encoding, Job, JobResult, Proto } from './target.ts';
 
 export type LoadGen = Forked<Job, JobResult>;
 
@@ -14,7 +14,47 @@ export interface Ctx {
   env: BenchEnv;
   lg: LoadGen;
   log: (line: string) => void;
+  /** The stand-in's connection counters (absent on the real apiserver). */
+  upstreamConns?: () => Promise<{ accepted: ConnCounts; open: ConnCounts }>;
 }
+
+/** Connections a measurement opened: client → path (the load generator's), path → upstream (the stand-in's count). */
+export interface Conns {
+  client: ConnCounts;
+  upstream?: ConnCounts;
+}
+
+/** b − a per protocol (counters only grow), without the zeros. */
+export function connDelta(a: ConnCounts, b: ConnCounts): ConnCounts {
+  const out: ConnCounts = {};
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) !== 0) out[k] = v - (a[k] ?? 0);
+  return out;
+}
+
+/** Runs `job`, and says how many connections it opened on each leg. */
+async function measured<T>(ctx: Ctx, job: () => Promise<T & { conns: ConnCounts }>): Promise<{ res: T & { conns: ConnCounts }; conns: Conns }> {
+  const before = await ctx.upstreamConns?.();
+  const res = await job();
+  const after = await ctx.upstreamConns?.();
+  return { res, conns: { client: res.conns, ...(before && after ? { upstream: connDelta(before.accepted, after.accepted) } : {}) } };
+}
+
+/**
+ * One measured way through a path: its process, and the protocol the load generator speaks to it. HTTP/1.1
+ * keep-alive agents are how the bench measured before #13 (rows comparable with earlier runs); h2 (one
+ * connection, every request a stream of it) is what kubectl itself does with a listener that offers it.
+ */
+export interface Leg {
+  path: RunningPath;
+  proto: Proto;
+}
+
+/** The HTTP/1.1 leg of every path, and an h2 leg for those in `h2Kinds` whose listener offers h2. */
+export function legsOf(paths: readonly RunningPath[], h2Kinds: readonly PathKind[]): Leg[] {
+  return paths.flatMap((p) => [{ path: p, proto: 'h1' as const }, ...(p.target.h2 && h2Kinds.includes(p.kind) ? [{ path: p, proto: 'h2' as const }] : [])]);
+}
+
+const legKey = (kind: PathKind, proto: Proto): string => `${kind}\0${proto}`;
 
 /** Round-robin order for round r: each path goes first once every n rounds. */
 export function rotation<T>(xs: readonly T[], r: number): T[] {
@@ -42,6 +82,10 @@ export async function stopAll(paths: readonly RunningPath[]): Promise<void> {
 
 export interface LatencyResult {
   path: PathKind;
+  /** Absent in runs before the h2 legs: HTTP/1.1. */
+  proto?: Proto;
+  /** Connections each round opened (the load generator starts each round on fresh connections). */
+  conns?: Conns[];
   summary: Summary;
   /** p50 of each round, to show the spread between rounds. */
   roundP50: number[];
@@ -49,36 +93,39 @@ export interface LatencyResult {
   error?: string;
 }
 
-export async function w1Latency(ctx: Ctx, paths: readonly RunningPath[], o: { path: string; rounds: number; perRound: number; warmup: number }): Promise<LatencyResult[]> {
-  const samples = new Map<PathKind, number[]>();
-  const rounds = new Map<PathKind, number[]>();
-  const errors = new Map<PathKind, { n: number; first?: string }>();
-  // Warm every path (JIT in the load generator and the proxies, connections, TLS sessions).
-  for (const p of paths) await ctx.lg.call({ type: 'latency', target: p.target, path: o.path, count: 0, warmup: o.warmup }, 'latency');
+export async function w1Latency(ctx: Ctx, legs: readonly Leg[], o: { path: string; rounds: number; perRound: number; warmup: number }): Promise<LatencyResult[]> {
+  const acc = new Map<string, { samples: number[]; rounds: number[]; conns: Conns[]; errors: number; first?: string }>();
+  const slot = (l: Leg): { samples: number[]; rounds: number[]; conns: Conns[]; errors: number; first?: string } => {
+    const k = legKey(l.path.kind, l.proto);
+    const a = acc.get(k) ?? { samples: [], rounds: [], conns: [], errors: 0 };
+    acc.set(k, a);
+    return a;
+  };
+  // Warm every leg (JIT in the load generator and the proxies, connections, TLS sessions).
+  for (const l of legs) await ctx.lg.call({ type: 'latency', target: l.path.target, proto: l.proto, path: o.path, count: 0, warmup: o.warmup }, 'latency');
   for (let r = 0; r < o.rounds; r++) {
-    for (const p of rotation(paths, r)) {
-      const res = await ctx.lg.call({ type: 'latency', target: p.target, path: o.path, count: o.perRound, warmup: 20 }, 'latency');
-      (samples.get(p.kind) ?? samples.set(p.kind, []).get(p.kind))?.push(...res.samples);
-      (rounds.get(p.kind) ?? rounds.set(p.kind, []).get(p.kind))?.push(median(res.samples));
-      const e = errors.get(p.kind) ?? { n: 0 };
-      e.n += res.errors;
-      e.first ??= res.firstError;
-      errors.set(p.kind, e);
+    for (const l of rotation(legs, r)) {
+      const { res, conns } = await measured(ctx, () => ctx.lg.call({ type: 'latency', target: l.path.target, proto: l.proto, path: o.path, count: o.perRound, warmup: 20 }, 'latency'));
+      const a = slot(l);
+      a.samples.push(...res.samples);
+      a.rounds.push(median(res.samples));
+      a.conns.push(conns);
+      a.errors += res.errors;
+      a.first ??= res.firstError;
     }
   }
-  return paths.map((p) => ({
-    path: p.kind,
-    summary: summarize(samples.get(p.kind) ?? []),
-    roundP50: rounds.get(p.kind) ?? [],
-    errors: errors.get(p.kind)?.n ?? 0,
-    error: errors.get(p.kind)?.first,
-  }));
+  return legs.map((l) => {
+    const a = slot(l);
+    return { path: l.path.kind, proto: l.proto, conns: a.conns, summary: summarize(a.samples), roundP50: a.rounds, errors: a.errors, error: a.first };
+  });
 }
 
 // ---- workload 2: small list, concurrency 32, fixed duration ----
 
 export interface ThroughputResult {
   path: PathKind;
+  proto?: Proto;
+  conns?: Conns[];
   /** Median over rounds. */
   rps: number;
   rpsRounds: number[];
@@ -90,34 +137,46 @@ export interface ThroughputResult {
   error?: string;
 }
 
-export async function w2Throughput(ctx: Ctx, paths: readonly RunningPath[], o: { path: string; rounds: number; concurrency: number; warmupMs: number; durationMs: number }): Promise<ThroughputResult[]> {
-  const acc = new Map<PathKind, { rps: number[]; cpu: number[]; lat: number[]; errors: number; first?: string }>();
+export async function w2Throughput(ctx: Ctx, legs: readonly Leg[], o: { path: string; rounds: number; concurrency: number; warmupMs: number; durationMs: number }): Promise<ThroughputResult[]> {
+  type Acc = { rps: number[]; cpu: number[]; lat: number[]; conns: Conns[]; errors: number; first?: string };
+  const acc = new Map<string, Acc>();
+  const slot = (l: Leg): Acc => {
+    const k = legKey(l.path.kind, l.proto);
+    const a = acc.get(k) ?? { rps: [], cpu: [], lat: [], conns: [], errors: 0 };
+    acc.set(k, a);
+    return a;
+  };
   for (let r = 0; r < o.rounds; r++) {
-    for (const p of rotation(paths, r)) {
+    for (const l of rotation(legs, r)) {
+      const p = l.path;
       let cpu0 = 0;
       let cpu1 = 0;
-      const res = await ctx.lg.call(
-        { type: 'throughput', target: p.target, path: o.path, concurrency: o.concurrency, warmupMs: o.warmupMs, durationMs: o.durationMs },
-        'throughput',
-        o.warmupMs + o.durationMs + 60_000,
-        (m) => {
-          if (m.type === 'window' && m.phase === 'start') cpu0 = cpuMsAll(p.pids());
-          if (m.type === 'window' && m.phase === 'end') cpu1 = cpuMsAll(p.pids());
-        },
+      const { res, conns } = await measured(ctx, () =>
+        ctx.lg.call(
+          { type: 'throughput', target: p.target, proto: l.proto, path: o.path, concurrency: o.concurrency, warmupMs: o.warmupMs, durationMs: o.durationMs },
+          'throughput',
+          o.warmupMs + o.durationMs + 60_000,
+          (m) => {
+            if (m.type === 'window' && m.phase === 'start') cpu0 = cpuMsAll(p.pids());
+            if (m.type === 'window' && m.phase === 'end') cpu1 = cpuMsAll(p.pids());
+          },
+        ),
       );
-      const a = acc.get(p.kind) ?? { rps: [], cpu: [], lat: [], errors: 0 };
+      const a = slot(l);
       a.rps.push(res.count / (res.ms / 1000));
       if (p.pids().length > 0 && res.count > 0) a.cpu.push((cpu1 - cpu0) / res.count);
       a.lat.push(...res.samples);
+      a.conns.push(conns);
       a.errors += res.errors;
       a.first ??= res.firstError;
-      acc.set(p.kind, a);
     }
   }
-  return paths.map((p) => {
-    const a = acc.get(p.kind) ?? { rps: [], cpu: [], lat: [], errors: 0 };
+  return legs.map((l) => {
+    const a = slot(l);
     return {
-      path: p.kind,
+      path: l.path.kind,
+      proto: l.proto,
+      conns: a.conns,
       rps: median(a.rps),
       rpsRounds: a.rps,
       cpuMsPerReq: a.cpu.length > 0 ? median(a.cpu) : undefined,
@@ -133,6 +192,8 @@ export async function w2Throughput(ctx: Ctx, paths: readonly RunningPath[], o: {
 
 export interface LargeResult {
   path: PathKind;
+  proto?: Proto;
+  conns?: Conns[];
   items: number;
   encoding: Encoding;
   /** Wire bytes of one response. */
@@ -152,58 +213,68 @@ export async function w3Large(
   ctx: Ctx,
   up: UpstreamSpec,
   kinds: readonly PathKind[],
-  o: { items: number; listPath: string; encodings: readonly Encoding[]; rounds: number; requests: number; slow?: readonly PathKind[] },
+  o: { items: number; listPath: string; encodings: readonly Encoding[]; rounds: number; requests: number; slow?: readonly PathKind[]; h2Kinds?: readonly PathKind[] },
 ): Promise<LargeResult[]> {
-  const acc = new Map<string, { ttlb: number[]; ttfb: number[]; bytes: number; idle: number[]; peak: number[]; error?: string }>();
+  type Acc = { ttlb: number[]; ttfb: number[]; bytes: number; idle: number[]; peak: number[]; conns: Conns[]; error?: string };
+  const acc = new Map<string, Acc>();
+  const protosOf = (kind: PathKind): Proto[] => (o.h2Kinds?.includes(kind) ? ['h1', 'h2'] : ['h1']);
   for (let r = 0; r < o.rounds; r++) {
     for (const kind of rotation(kinds, r)) {
       // Very slow paths (mitmproxy buffers and copies whole bodies in Python): one request, first round only.
       const slow = o.slow?.includes(kind) ?? false;
       if (slow && r > 0) continue;
-      for (const encoding of o.encodings) {
-        const key = `${kind}\0${encoding}`;
-        const a = acc.get(key) ?? { ttlb: [], ttfb: [], bytes: 0, idle: [], peak: [] };
-        acc.set(key, a);
-        let p: RunningPath | undefined;
-        try {
-          // A fresh process per measurement: VmHWM cannot be reset.
-          p = await startPath(kind, ctx.env, up);
-          if (p.pids().length > 0) a.idle.push(rssBytes(p.pids()));
-          const res = await ctx.lg.call({ type: 'large', target: p.target, path: o.listPath, encoding, count: slow ? 1 : o.requests }, 'large', 600_000);
-          if (res.firstError) throw new Error(res.firstError);
-          for (const run of res.runs) {
-            a.ttlb.push(run.ttlbMs);
-            a.ttfb.push(run.ttfbMs);
-            a.bytes = run.bytes;
+      for (const proto of protosOf(kind)) {
+        for (const encoding of o.encodings) {
+          const key = `${legKey(kind, proto)}\0${encoding}`;
+          const a = acc.get(key) ?? { ttlb: [], ttfb: [], bytes: 0, idle: [], peak: [], conns: [] };
+          acc.set(key, a);
+          let p: RunningPath | undefined;
+          try {
+            // A fresh process per measurement: VmHWM cannot be reset.
+            p = await startPath(kind, ctx.env, up);
+            const target = p.target;
+            if (p.pids().length > 0) a.idle.push(rssBytes(p.pids()));
+            const { res, conns } = await measured(ctx, () => ctx.lg.call({ type: 'large', target, proto, path: o.listPath, encoding, count: slow ? 1 : o.requests }, 'large', 600_000));
+            if (res.firstError) throw new Error(res.firstError);
+            for (const run of res.runs) {
+              a.ttlb.push(run.ttlbMs);
+              a.ttfb.push(run.ttfbMs);
+              a.bytes = run.bytes;
+            }
+            a.conns.push(conns);
+            if (p.pids().length > 0) a.peak.push(peakRssBytes(p.pids()));
+          } catch (err) {
+            a.error ??= String(err);
+            ctx.log(`  ${PATH_LABELS[kind]} ${proto} ${encoding}: ${String(err)}`);
+          } finally {
+            await p?.stop();
           }
-          if (p.pids().length > 0) a.peak.push(peakRssBytes(p.pids()));
-        } catch (err) {
-          a.error ??= String(err);
-          ctx.log(`  ${PATH_LABELS[kind]} ${encoding}: ${String(err)}`);
-        } finally {
-          await p?.stop();
         }
       }
     }
   }
   const out: LargeResult[] = [];
   for (const kind of kinds) {
-    for (const encoding of o.encodings) {
-      const a = acc.get(`${kind}\0${encoding}`);
-      if (!a) continue;
-      out.push({
-        path: kind,
-        items: o.items,
-        encoding,
-        bytes: a.bytes,
-        ttlbMs: median(a.ttlb),
-        ttlbRuns: a.ttlb,
-        ttfbMs: median(a.ttfb),
-        idleRss: a.idle.length > 0 ? median(a.idle) : undefined,
-        peakRss: a.peak.length > 0 ? Math.max(...a.peak) : undefined,
-        peakRuns: a.peak,
-        error: a.error,
-      });
+    for (const proto of protosOf(kind)) {
+      for (const encoding of o.encodings) {
+        const a = acc.get(`${legKey(kind, proto)}\0${encoding}`);
+        if (!a) continue;
+        out.push({
+          path: kind,
+          proto,
+          conns: a.conns,
+          items: o.items,
+          encoding,
+          bytes: a.bytes,
+          ttlbMs: median(a.ttlb),
+          ttlbRuns: a.ttlb,
+          ttfbMs: median(a.ttfb),
+          idleRss: a.idle.length > 0 ? median(a.idle) : undefined,
+          peakRss: a.peak.length > 0 ? Math.max(...a.peak) : undefined,
+          peakRuns: a.peak,
+          error: a.error,
+        });
+      }
     }
   }
   return out;
@@ -213,6 +284,10 @@ export async function w3Large(
 
 export interface WatchResult {
   path: PathKind;
+  /** The load generator's protocol: h2 (every watch a stream of one connection) where the path offers it. */
+  proto?: Proto;
+  /** Connections the load generator opened; and the upstream connections open with the watches held. */
+  conns?: Conns;
   watches: number;
   opened: number;
   openMs: number;
@@ -231,7 +306,7 @@ export async function w4Watches(
   ctx: Ctx,
   up: UpstreamSpec,
   kinds: readonly PathKind[],
-  o: { n: number; rate: number; durationMs: number; watchPath: string },
+  o: { n: number; rate: number; durationMs: number; watchPath: string; proto?: Proto },
   upstream: { emit: (rate: number, durationMs: number) => Promise<number>; watches: () => Promise<number> },
 ): Promise<WatchResult[]> {
   const out: WatchResult[] = [];
@@ -241,14 +316,21 @@ export async function w4Watches(
     try {
       p = await startPath(kind, ctx.env, up, { stream: true });
       if (p.pids().length > 0) res.idleRss = rssBytes(p.pids());
+      // As kubectl would: h2 where the path's listener offers it, unless the run asks for HTTP/1.1.
+      const proto: Proto = p.target.h2 && o.proto !== 'h1' ? 'h2' : 'h1';
+      res.proto = proto;
+      const before = await ctx.upstreamConns?.();
       const t0 = performance.now();
-      const ready = await ctx.lg.call({ type: 'watch', target: p.target, path: o.watchPath, n: o.n, openConcurrency: 50, timeoutMs: 60_000 }, 'watch-ready', 90_000);
+      const ready = await ctx.lg.call({ type: 'watch', target: p.target, proto, path: o.watchPath, n: o.n, openConcurrency: 50, timeoutMs: 60_000 }, 'watch-ready', 90_000);
       // Open means: the upstream holds the watch (bounded wait).
       const deadline = performance.now() + 60_000;
       let held = 0;
       while ((held = await upstream.watches()) < ready.opened && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       res.opened = held;
       res.openMs = performance.now() - t0;
+      const after = await ctx.upstreamConns?.();
+      // Accepted while the watches opened (the open counts still hold closing connections of earlier paths).
+      res.conns = { client: ready.conns, ...(before && after ? { upstream: connDelta(before.accepted, after.accepted) } : {}) };
       if (p.pids().length > 0) res.openRss = rssBytes(p.pids());
       res.sent = await upstream.emit(o.rate, o.durationMs);
       // Let the last events arrive.
