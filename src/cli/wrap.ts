@@ -71,13 +71,18 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
       const { inUseMessage } = await import('./port-holder.ts');
       throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port));
     }
-    if (shared === 'other-telemetry') {
-      // Its spans would go to the collector it was started with, not the one this command asks for.
-      if (!config.quiet) hooks.warn(`kubetrail: the kubetrail on ${config.listen} exports elsewhere (another collector, trace link or OTEL_* setting); serving this command in-process, exporting to ${redactUrl(config.otlpEndpoint)}`);
-      proxy = await startProxy({ ...proxyOpts, port: 0 });
-    } else {
-      hooks.warn(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
+    // This path serves in-process (--linger 0, or no background kubetrail could be used): another kubetrail on
+    // the port is left alone and this command gets a port of its own, its own trace and waterfall. Handing
+    // it to that kubetrail would leave it with neither here (#19 item 3), and, when that one exports
+    // elsewhere, send its spans to a collector the user did not ask for (#15 item 5).
+    if (!config.quiet) {
+      hooks.warn(
+        shared === 'other-telemetry'
+          ? `kubetrail: the kubetrail on ${config.listen} exports elsewhere (another collector, trace link or OTEL_* setting); serving this command in-process, exporting to ${redactUrl(config.otlpEndpoint)}`
+          : `kubetrail: ${config.listen} is served by another kubetrail; serving this command in-process on an ephemeral port`,
+      );
     }
+    proxy = await startProxy({ ...proxyOpts, port: 0 });
   }
   const kubeconfigPath = prepared.writeKubeconfig(proxy?.url ?? listenUrl(prepared.listen));
   const childArgv = kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv;

@@ -118,6 +118,33 @@ describe('the stable port and kubectl caches', () => {
   });
 });
 
+describe('--linger 0 next to a running `kubetrail start` (#19 item 3)', () => {
+  it('serves the command in-process on another port, says so, and prints its own waterfall; the start logs nothing of it', async () => {
+    const port = await unusedPort();
+    const home = freshHome();
+    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
+    try {
+      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+      const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--linger', '0', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], {
+        env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' },
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe((await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig })).stdout.toString());
+      expect(r.stderr).not.toContain('its output shows this command');
+      expect(r.stderr).toContain(`kubetrail: 127.0.0.1:${port} is served by another kubetrail; serving this command in-process on an ephemeral port`);
+      expect(r.stderr).toMatch(/^kubectl get · \d+ requests? · /m);
+      expect(r.stderr).toMatch(/^ {2}list pods +200 /m);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(log).not.toMatch(/ list pods /);
+    } finally {
+      start.kill('SIGTERM');
+      await new Promise((r) => start.on('close', r));
+    }
+  });
+});
+
 /** The Google Cloud SDK's kubectl dispatcher (/usr/bin/kubectl here): it asks /version, with no Kubectl-Session, then runs the kubectl it picks. */
 const DISPATCHER = '/usr/lib/google-cloud-sdk/bin/kubectl';
 
@@ -344,7 +371,7 @@ describe('bad input: one line naming the file or flag, exit 2', () => {
     ['a non-loopback --listen', ['--kubeconfig', 'KC', '--listen', '0.0.0.0:1', '--', 'true'], /^kubetrail: --listen "0\.0\.0\.0:1" is not a loopback address: .*--allow-non-loopback if you mean it$/],
     ['a --context that does not exist: the line lists those that do', ['--kubeconfig', 'KC', '--context', 'nope', '--', 'true'], /^kubetrail: kubeconfig .*: context "nope" does not exist; its contexts: alice, tina$/],
     ['a command not on PATH', ['--kubeconfig', 'KC', '--linger', '0', '--', 'kubectl-missing'], /^kubetrail: cannot run kubectl-missing: not found on PATH; give its full path \(kubectl trail: set KUBETRAIL_KUBECTL to its path\)$/],
-    ['a state dir that cannot be made (a background kubetrail at a fixed port)', ['--kubeconfig', 'KC', '--state-dir', '/dev/null/kubetrail', '--listen', 'PORT', '--', 'true'], /^kubetrail: state dir \/dev\/null\/kubetrail: ENOTDIR: not a directory, mkdir .* \(pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write\) \(KT_ERR_STATE_DIR\)$/],
+    ['a state dir that cannot be made (a background kubetrail at a fixed port)', ['--kubeconfig', 'KC', '--state-dir', '/dev/null/kubetrail', '--listen', 'PORT', '--', 'true'], /^kubetrail: state dir \/dev\/null\/kubetrail: ENOTDIR: not a directory, (mkdir|stat) .* \(pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write\) \(KT_ERR_STATE_DIR\)$/],
     ['no command', ['--kubeconfig', 'KC'], /^kubetrail: no command given: kubetrail \[flags\] -- kubectl get pods$/],
   ])('%s', async (_name, args, message) => {
     const port = `127.0.0.1:${await unusedPort()}`;
