@@ -5,6 +5,7 @@
  * How the proxy reads a route back (path prefix, SNI, command tag) lives in proxy/routing.ts.
  */
 import { createHash, X509Certificate } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { KtError } from '../errors.ts';
 import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, taggedServerName, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
 import { shimExec } from './credential-shim.ts';
@@ -69,21 +70,88 @@ export function buildRoutes(kc: LoadedKubeconfig): Routes {
   markAnonymousUsers(kc, clusters);
 
   const identities = new Map<string, ClientIdentity>();
+  const onDisk: CertFiles[] = [];
   for (const { name, body, origin } of kc.users.values()) {
     const where = `${origin} user "${name}"`;
-    const certPem = dataOrFile(body, 'client-certificate', where);
-    const keyPem = dataOrFile(body, 'client-key', where);
-    if (!certPem || !keyPem) continue;
-    let der: Buffer;
-    try {
-      der = new X509Certificate(certPem).raw;
-    } catch {
-      throw new KtError('KT_ERR_KUBECONFIG_INVALID', `kubeconfig ${where}: client-certificate is not a PEM certificate`);
-    }
-    const fingerprint = certFingerprint(der);
-    if (!identities.has(fingerprint)) identities.set(fingerprint, { user: name, certPem, keyPem, fingerprint });
+    const files = certFiles(body);
+    const stamp = files.length > 0 ? filesStamp(files) : '';
+    const identity = readIdentity(name, body, where);
+    if (!identity) continue;
+    if (!identities.has(identity.fingerprint)) identities.set(identity.fingerprint, identity);
+    if (files.length > 0) onDisk.push({ name, body, where, files, stamp });
   }
-  return { clusters, identities };
+  const routes: Routes = { clusters, identities };
+  if (onDisk.length > 0) routes.refreshIdentities = () => refreshIdentities(onDisk, identities);
+  return routes;
+}
+
+/** A user's client certificate and key as the kubeconfig names them, read now; undefined without both. */
+function readIdentity(name: string, body: Entry, where: string): ClientIdentity | undefined {
+  const certPem = dataOrFile(body, 'client-certificate', where);
+  const keyPem = dataOrFile(body, 'client-key', where);
+  if (!certPem || !keyPem) return undefined;
+  let der: Buffer;
+  try {
+    der = new X509Certificate(certPem).raw;
+  } catch {
+    throw new KtError('KT_ERR_KUBECONFIG_INVALID', `kubeconfig ${where}: client-certificate is not a PEM certificate`);
+  }
+  return { user: name, certPem, keyPem, fingerprint: certFingerprint(der) };
+}
+
+/** A user whose certificate or key is a file, and what those files were when last read. */
+interface CertFiles {
+  name: string;
+  body: Entry;
+  where: string;
+  files: string[];
+  stamp: string;
+}
+
+/** The files a user's client certificate and key are read from (not their `-data` fields). */
+function certFiles(body: Entry): string[] {
+  return ['client-certificate', 'client-key'].flatMap((field) => {
+    const data = body[`${field}-data`];
+    const file = body[field];
+    return (typeof data !== 'string' || data === '') && typeof file === 'string' && file !== '' ? [file] : [];
+  });
+}
+
+/** Which version of the files this is: inode, size and mtime (a rewrite or a rename-into-place changes it). */
+function filesStamp(files: string[]): string {
+  return files
+    .map((f) => {
+      try {
+        const st = statSync(f, { bigint: true });
+        return `${st.ino}:${st.size}:${st.mtimeNs}`;
+      } catch {
+        return 'missing';
+      }
+    })
+    .join('|');
+}
+
+/**
+ * A client certificate was presented that no identity matches: kubectl reads its certificate and key files
+ * on every start, so they may have been re-issued (rotated) since kubetrail read them. Re-read the users'
+ * files that changed (a few stat calls when none did) and add what they now hold. The identities read
+ * before stay: a kubectl started earlier still presents the old certificate, and proved it holds its key.
+ * A file caught half-written fails to parse and is read again at the next miss (its stamp moves on).
+ */
+function refreshIdentities(users: CertFiles[], identities: Map<string, ClientIdentity>): void {
+  for (const u of users) {
+    const stamp = filesStamp(u.files);
+    if (stamp === u.stamp) continue;
+    let identity: ClientIdentity | undefined;
+    try {
+      identity = readIdentity(u.name, u.body, u.where);
+    } catch {
+      continue;
+    }
+    // The stamp taken before the read: a write racing the read leaves it stale, so the next miss reads again.
+    u.stamp = stamp;
+    if (identity && !identities.has(identity.fingerprint)) identities.set(identity.fingerprint, identity);
+  }
 }
 
 /** What a kubeconfig user authenticates with, if anything (kubectl sends nothing for a user without these). */

@@ -4,7 +4,7 @@
  */
 // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata polyfill.
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
+import { createPublicKey, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 
@@ -23,6 +23,8 @@ export interface IssueOptions {
   ipAddresses?: string[];
   usage: 'server' | 'client';
   days?: number;
+  /** Certify this existing key instead of a new one (a certificate re-issued for the same key). */
+  keyPem?: string;
 }
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -59,6 +61,15 @@ export async function createCA(commonName: string, days = 3650): Promise<KeyPair
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
+/** The key pair of an existing PKCS#8 private key (its public half derived from it). */
+async function existingKeys(keyPem: string): Promise<webcrypto.CryptoKeyPair> {
+  const spki = createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
+  return {
+    privateKey: await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(keyPem), ALG, true, ['sign']),
+    publicKey: await webcrypto.subtle.importKey('spki', spki, ALG, true, ['verify']),
+  };
+}
+
 async function importKey(keyPem: string): Promise<webcrypto.CryptoKey> {
   const der = x509.PemConverter.decodeFirst(keyPem);
   return webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
@@ -66,7 +77,7 @@ async function importKey(keyPem: string): Promise<webcrypto.CryptoKey> {
 
 export async function issueCert(ca: KeyPairPem, opts: IssueOptions): Promise<KeyPairPem> {
   const caCert = new x509.X509Certificate(ca.certPem);
-  const keys = await newKeys();
+  const keys = opts.keyPem === undefined ? await newKeys() : await existingKeys(opts.keyPem);
   const names: x509.JsonGeneralName[] = [
     ...(opts.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
     ...(opts.ipAddresses ?? []).map((value) => {

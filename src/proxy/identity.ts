@@ -27,11 +27,19 @@ export class PeerIdentities {
     let peer = this.#peers.get(socket);
     if (!peer) {
       const presented = socket.getPeerX509Certificate?.();
-      const identity = presented ? this.#routes.identities.get(certFingerprint(presented.raw)) : undefined;
+      const identity = presented ? this.#identityOf(certFingerprint(presented.raw)) : undefined;
       peer = { presented, identity };
       this.#peers.set(socket, peer);
     }
     return peer;
+  }
+
+  /** A certificate no identity matches may be a rotated one: the files are checked again, then it is looked up again. */
+  #identityOf(fingerprint: string): ClientIdentity | undefined {
+    const known = this.#routes.identities.get(fingerprint);
+    if (known) return known;
+    this.#routes.refreshIdentities?.();
+    return this.#routes.identities.get(fingerprint);
   }
 }
 

@@ -36,6 +36,11 @@ export interface ClientIdentity {
 export interface Routes {
   clusters: Map<string, ClusterRoute>;
   identities: Map<string, ClientIdentity>;
+  /**
+   * Re-read client certificates and keys whose files changed since they were read, adding what they now
+   * hold to `identities` (kubeconfig/rewrite.ts): called when a presented certificate matches none.
+   */
+  refreshIdentities?: () => void;
 }
 
 export const ROUTE_PREFIX = '/c/';
