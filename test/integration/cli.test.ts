@@ -39,6 +39,21 @@ function wrapped(args: string[], home: string, extra: string[] = []): ReturnType
   return runKubetrail(['--kubeconfig', kubeconfig, '--quiet', ...extra, '--', kubectlPath('1.33'), ...args], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' } });
 }
 
+/** A foreground `kubetrail start` on `port` for this file's kubeconfig, ready (its export line out), for `fn`;
+ * `log()` is its stdout so far (the export line, then the request log). Stopped afterwards. */
+async function withStart<T>(port: number, home: string, fn: (log: () => string) => Promise<T>): Promise<T> {
+  const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  start.stdout.on('data', (c: Buffer) => (log += c.toString()));
+  try {
+    await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+    return await fn(() => log);
+  } finally {
+    start.kill('SIGTERM');
+    await new Promise((r) => start.on('close', r));
+  }
+}
+
 const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
 const discovery = (f: FakeApiserver, since: number): string[] =>
   f.requests.slice(since).map((r) => r.path).filter((p) => p === '/api' || p === '/apis' || p.startsWith('/apis/') && p.split('/').length <= 4);
@@ -101,20 +116,13 @@ describe('the stable port and kubectl caches', () => {
   it('shares the port with a running `kubetrail start` for the same clusters; it logs the requests', async () => {
     const port = await unusedPort();
     const home = freshHome();
-    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
-    try {
-      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+    await withStart(port, home, async (log) => {
       const r = await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`]);
       expect(r.code).toBe(0);
       expect(r.stdout.toString()).toContain('web-0');
       expect(r.stderr).toContain(`using the kubetrail already listening on 127.0.0.1:${port}`);
-      await expect.poll(() => log, { timeout: 10_000 }).toMatch(/^\d\d:\d\d:\d\d\.\d{3} 200 list pods \/api\/v1\/namespaces\/default\/pods [\d.]+ms 1 items [\d.]+k?B \[/m);
-    } finally {
-      start.kill('SIGTERM');
-      await new Promise((r) => start.on('close', r));
-    }
+      await expect.poll(() => log(), { timeout: 10_000 }).toMatch(/^\d\d:\d\d:\d\d\.\d{3} 200 list pods \/api\/v1\/namespaces\/default\/pods [\d.]+ms 1 items [\d.]+k?B \[/m);
+    });
   });
 });
 
@@ -122,26 +130,19 @@ describe('--linger 0 next to a running `kubetrail start` (#19 item 3)', () => {
   it('serves the command in-process on another port, says so, and prints its own waterfall; the start logs nothing of it', async () => {
     const port = await unusedPort();
     const home = freshHome();
-    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
-    try {
-      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+    await withStart(port, home, async (log) => {
       const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--linger', '0', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], {
         env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' },
-      });
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout.toString()).toBe((await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig })).stdout.toString());
-      expect(r.stderr).not.toContain('its output shows this command');
-      expect(r.stderr).toContain(`kubetrail: 127.0.0.1:${port} is served by another kubetrail; serving this command in-process on an ephemeral port`);
-      expect(r.stderr).toMatch(/^kubectl get · \d+ requests? · /m);
-      expect(r.stderr).toMatch(/^ {2}list pods +200 /m);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(log).not.toMatch(/ list pods /);
-    } finally {
-      start.kill('SIGTERM');
-      await new Promise((r) => start.on('close', r));
-    }
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe((await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig })).stdout.toString());
+    expect(r.stderr).not.toContain('its output shows this command');
+    expect(r.stderr).toContain(`kubetrail: 127.0.0.1:${port} is served by another kubetrail; serving this command in-process on an ephemeral port`);
+    expect(r.stderr).toMatch(/^kubectl get · \d+ requests? · /m);
+    expect(r.stderr).toMatch(/^ {2}list pods +200 /m);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(log()).not.toMatch(/ list pods /);
+    });
   });
 });
 
@@ -152,29 +153,22 @@ describe.skipIf(!existsSync(DISPATCHER))('`kubetrail start` and the gcloud kubec
   it("groups the dispatcher's /version with the kubectl command that follows: one trace line, as wrap mode", async () => {
     const port = await unusedPort();
     const home = freshHome();
-    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    start.stdout.on('data', (c: Buffer) => (log += c.toString()));
-    try {
-      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
-      const kc = /^export KUBECONFIG=(\S+)$/m.exec(log)?.[1] ?? '';
+    await withStart(port, home, async (log) => {
+      const kc = /^export KUBECONFIG=(\S+)$/m.exec(log())?.[1] ?? '';
       const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
         const k = spawn(DISPATCHER, ['--context', 'alice', 'get', 'pods', '-o', 'name'], { env: { ...kubetrailEnv(home), KUBECONFIG: kc }, stdio: ['ignore', 'pipe', 'inherit'] });
         let out = '';
         k.stdout.on('data', (c: Buffer) => (out += c.toString()));
         k.on('close', (code) => resolve({ code, out }));
-      });
-      expect(r.code).toBe(0);
-      expect(r.out).toBe('pod/web-0\n');
-      await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^trace not sent: kubectl get \(\d+ requests, /m);
-      expect(log).toMatch(/^\S+ 200 GET \/version \/version /m);
-      // One trace for the whole command: none for the dispatcher's probe alone.
-      await new Promise((res) => setTimeout(res, 2000));
-      expect(log.match(/^trace/gm)).toHaveLength(1);
-    } finally {
-      start.kill('SIGTERM');
-      await new Promise((res) => start.on('close', res));
-    }
+    });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('pod/web-0\n');
+    await expect.poll(() => log(), { timeout: 15_000 }).toMatch(/^trace not sent: kubectl get \(\d+ requests, /m);
+    expect(log()).toMatch(/^\S+ 200 GET \/version \/version /m);
+    // One trace for the whole command: none for the dispatcher's probe alone.
+    await new Promise((res) => setTimeout(res, 2000));
+    expect(log().match(/^trace/gm)).toHaveLength(1);
+    });
   });
 });
 
