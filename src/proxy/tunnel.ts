@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { downstreamHead, Exchange, requestFacts } from './exchange.ts';
 import type { ForwardContext } from './forward.ts';
 import { timeNewConnection, upstreamRequest } from './forward-http1.ts';
-import { forwardHeaders, header, responseHead } from './headers.ts';
+import { forwardHeaders, header, responseHead, type RawHeaders } from './headers.ts';
 import { refuseIdentity, upstreamRoute } from './identity.ts';
 import { relay } from './relay.ts';
 import { resolveTarget } from './routing.ts';
@@ -64,7 +64,7 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
   });
   up.on('upgrade', (upRes, upSocket, upHead) => {
     // A 101 tunnel is counted, not decoded (opaque).
-    x.responded(upRes.statusCode ?? 101, upRes.rawHeaders, { isWatch: false, opaque: upRes.statusCode === 101 });
+    x.responded(upRes.statusCode ?? 101, withAuditId(upRes.rawHeaders, sentAuditId(x, dh.raw)), { isWatch: false, opaque: upRes.statusCode === 101 });
     upSocket.on('error', () => socket.destroy());
     socket.write(responseHead(upRes.statusCode ?? 101, upRes.statusMessage, upRes.rawHeaders));
     if (upHead.length > 0) socket.write(upHead);
@@ -95,4 +95,21 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
     upRes.on('error', () => socket.destroy());
   });
   up.end();
+}
+
+/** The Audit-ID the request went upstream with: the one kubetrail added, else the client's own. */
+function sentAuditId(x: Exchange, clientRaw: RawHeaders): string | undefined {
+  const added = Object.entries(x.added ?? {}).find(([name]) => name.toLowerCase() === 'audit-id')?.[1];
+  return added ?? header(clientRaw, 'audit-id');
+}
+
+/**
+ * The headers the stages read from a 101 (never the bytes relayed: those stay the apiserver's). The
+ * apiserver answers an upgrade with the kubelet's 101 (SPDY), or its stream translator's (WebSocket),
+ * and neither carries the Audit-Id its other answers do; its audit ID is still the request's Audit-ID,
+ * which kube-apiserver's audit filter adopts. So the span names that one rather than none.
+ */
+function withAuditId(raw: RawHeaders, sent: string | undefined): RawHeaders {
+  if (sent === undefined || header(raw, 'audit-id') !== undefined) return raw;
+  return [...raw, 'Audit-Id', sent];
 }

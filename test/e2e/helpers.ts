@@ -5,8 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:https';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
@@ -14,7 +13,7 @@ import { parse } from 'yaml';
 import { KUBETRAIL_BIN, type RunResult } from '../helpers/run-kubetrail.ts';
 import type { Stack, UserName } from './stack/stack.ts';
 
-export type KubectlVersion = '1.32' | '1.33';
+export type KubectlVersion = '1.30' | '1.32' | '1.33';
 
 /** Plain kubectl builds (not the gcloud dispatcher, which picks a version from the server's /version). */
 export function kubectlBinary(version: KubectlVersion = '1.33'): string {
@@ -70,6 +69,8 @@ export interface Comparison {
 export interface Streaming<R> {
   /** Resolves once stdout matches (or rejects after timeoutMs, with what was seen so far). */
   waitForStdout: (re: RegExp, timeoutMs: number) => Promise<void>;
+  /** ^C: SIGINT to the process group, as a terminal sends it to the foreground job. */
+  interrupt: () => void;
   result: Promise<R>;
 }
 
@@ -180,6 +181,7 @@ export class Harness {
     const s = spawnStreaming(process.execPath, argv, this.#baseEnv(opts.env), opts);
     return {
       waitForStdout: s.waitForStdout,
+      interrupt: s.interrupt,
       result: s.result.then((res) => {
         this.kubetrailStderr.push(res.stderr);
         return { ...res, ...splitReport(res.stderr) };
@@ -210,13 +212,14 @@ function spawnStreaming(cmd: string, args: string[], env: NodeJS.ProcessEnv, opt
     for (const l of listeners) l();
   });
   child.stderr.on('data', (c: Buffer) => err.push(c));
-  const timer = setTimeout(() => {
+  const signalGroup = (signal: NodeJS.Signals): void => {
     try {
-      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      if (child.pid !== undefined) process.kill(-child.pid, signal);
     } catch {
       // already gone
     }
-  }, timeoutMs);
+  };
+  const timer = setTimeout(() => signalGroup('SIGKILL'), timeoutMs);
   let closed = false;
   const result = new Promise<RunResult>((resolve, reject) => {
     child.on('error', reject);
@@ -227,13 +230,15 @@ function spawnStreaming(cmd: string, args: string[], env: NodeJS.ProcessEnv, opt
       resolve({
         stdout: Buffer.concat(out),
         stderr: Buffer.concat(err).toString('utf8'),
-        code: code ?? (signal === 'SIGKILL' ? 137 : 128),
+        // What a shell's $? shows for a process killed by a signal: 128 + its number.
+        code: code ?? 128 + (signal ? constants.signals[signal] : 0),
         ms: performance.now() - started,
       });
     });
   });
   return {
     result,
+    interrupt: () => signalGroup('SIGINT'),
     waitForStdout: (re, ms) =>
       new Promise<void>((resolve, reject) => {
         const check = (): void => {
@@ -534,46 +539,9 @@ export function stackSecrets(stack: Stack): { name: string; value: string }[] {
   return out;
 }
 
-export interface AdminClient {
-  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: string }>;
-  close(): void;
-}
-
-/** HTTPS straight to the apiserver as admin (system:masters), verified against the stack's CA. */
-export function adminClient(stack: Stack, maxSockets = 16): AdminClient {
-  const kc = readKubeconfig(stack);
-  const admin = kc.users.find((u) => u.name === 'admin')?.user;
-  const cluster = kc.clusters[0]?.cluster;
-  if (!admin?.['client-certificate-data'] || !admin['client-key-data'] || !cluster) throw new Error('stack kubeconfig: no admin certificate');
-  const b64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
-  const agent = new Agent({
-    keepAlive: true,
-    maxSockets,
-    ca: b64(cluster['certificate-authority-data']),
-    cert: b64(admin['client-certificate-data']),
-    key: b64(admin['client-key-data']),
-  });
-  return {
-    request: (method, path, body) =>
-      new Promise((resolve, reject) => {
-        const req = request(new URL(path, cluster.server), {
-          method,
-          agent,
-          headers: body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
-          timeout: 10_000,
-        });
-        req.on('response', (res) => {
-          let text = '';
-          res.setEncoding('utf8').on('data', (c: string) => (text += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-        });
-        req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
-        req.on('error', reject);
-        req.end(body === undefined ? undefined : JSON.stringify(body));
-      }),
-    close: () => agent.destroy(),
-  };
-}
+// The admin client lives with the stack, so the demo can use it without vitest.
+export { adminClient, type AdminClient } from './stack/stack.ts';
+import type { AdminClient } from './stack/stack.ts';
 
 async function must(p: Promise<{ status: number; body: string }>, what: string, ok: number[] = [200, 201]): Promise<void> {
   const res = await p;

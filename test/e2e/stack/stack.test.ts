@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,5 +60,41 @@ describe('the end-to-end stack', () => {
     await stack.stop();
     for (const { pid } of procs) expect(alive(pid)).toBe(false);
     expect(existsSync(stack.runDir)).toBe(false);
+  });
+});
+
+describe('npm run stack (the CLI)', () => {
+  const STACK_TS = fileURLToPath(new URL('./stack.ts', import.meta.url));
+  const runDir = join(tmpdir(), `kt-stack-cli-${process.pid}`);
+  const cli = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    promisify(execFile)(process.execPath, [STACK_TS, ...args], { env: { ...process.env, KUBETRAIL_STACK_DIR: runDir } }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+    );
+  afterAll(() => cli('down'));
+
+  it('refuses a bad --nodes with a one-line error naming the flag', async () => {
+    expect(await cli('up', '--nodes', 'three')).toMatchObject({ code: 1, stderr: 'stack up: --nodes needs a whole number ≥ 0, not three\n' });
+    expect((await cli('up', '--node=3')).stderr).toMatch(/^stack up: unknown argument --node=3\n/);
+  });
+
+  it('up starts the nodes, a second up prints the running stack, down stops it', async () => {
+    const first = await cli('up', '--nodes=1');
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^stack up in [\d.]+s \(run dir /);
+    expect(first.stdout).toMatch(/^ {2}nodes {11}kwok-node-0 \(kwok; kubelet server https:\/\/127\.0\.0\.1:\d+\)$/m);
+    const state = readState(runDir);
+    expect(state?.procs.map((p) => p.name).sort()).toEqual(['etcd', 'jaeger', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok']);
+
+    const second = await cli('up', '--nodes=1');
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain(`stack already running in ${runDir}\n`);
+    expect(second.stdout).toContain(`  kube-apiserver  ${state?.info.apiserverUrl ?? '?'}`);
+    // Nothing was restarted.
+    expect(readState(runDir)?.procs.map((p) => p.pid)).toEqual(state?.procs.map((p) => p.pid));
+
+    expect((await cli('down')).stderr).toBe(`stack in ${runDir} stopped\n`);
+    for (const { pid } of state?.procs ?? []) expect(alive(pid)).toBe(false);
+    expect(existsSync(state?.info.container?.rootDir ?? '/nonexistent')).toBe(false);
   });
 });
