@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   chownSync,
   closeSync,
   existsSync,
@@ -23,12 +24,12 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts';
 import { ensureBinaries, moduleSourceDir, type Binaries, type ComponentName } from './build.ts';
 
@@ -55,6 +56,11 @@ export interface StackInfo {
   apiserverUrl: string;
   /** gitVersion from /version. */
   apiserverVersion: string;
+  /**
+   * The apiserver's audit log (JSON lines): the requests it proxies to a kubelet (pods' log, exec, attach,
+   * portforward) at level Metadata, nothing else. Each event's `auditID` is what kubetrail's spans name.
+   */
+  auditLog: string;
   etcdUrl: string;
   /** Jaeger query API base, e.g. `${jaegerUrl}/api/services`, `${jaegerUrl}/api/v3/traces/{id}`. */
   jaegerUrl: string;
@@ -81,6 +87,11 @@ export interface ContainerInfo {
    * so `kubectl cp` reads and writes real files here: the simulated containers share one filesystem.
    */
   rootDir: string;
+  /**
+   * First on the PATH of every exec'd command: a `tar` that ends an extraction at the end of the archive
+   * (see CONTAINER_TAR), so `kubectl cp` to a pod finishes although kwok never closes the command's stdin.
+   */
+  binDir: string;
 }
 
 /**
@@ -150,13 +161,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   prepareRunDir(runDir);
 
   const procs: Proc[] = [];
-  let containerRoot: string | undefined;
+  let containerDirs: ContainerDirs | undefined;
   const killAll = (): void => procs.forEach((p) => signalGroup(p.pid, 'SIGKILL'));
   process.on('exit', killAll);
   const stop = async (): Promise<void> => {
     process.off('exit', killAll);
     for (const p of procs.toReversed()) await stopProc(p);
-    if (containerRoot !== undefined) rmSync(containerRoot, { recursive: true, force: true });
+    if (containerDirs !== undefined) removeContainerDirs(containerDirs);
   };
   try {
     const file = (name: string, data: string): string => {
@@ -167,9 +178,25 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const launch = <T>(name: ComponentName, setup: () => Promise<Launch<T>>): Promise<T> =>
       launchWithRetry(name, binary(bins, name), runDir, procs, setup);
 
-    // Jaeger first, so etcd and the apiserver can export their spans from the start.
-    const jaeger = await launch('jaeger', async () => {
-      const ports = await freePorts(['query', 'queryGrpc', 'otlpGrpc', 'otlpHttp']);
+    // The certificates are made while Jaeger and etcd start (WebCrypto works off the main thread).
+    const pkiMade = makePki();
+    pkiMade.catch(() => undefined); // awaited below; a failure there is reported there
+    // Jaeger and etcd start together: etcd exports its spans to Jaeger's OTLP port, which it retries until
+    // Jaeger listens. Their first ports are picked in one go, so they cannot pick the same one.
+    const first = await freePorts(['query', 'queryGrpc', 'otlpGrpc', 'otlpHttp', 'etcdClient', 'etcdPeer']);
+    const firstTry = <T>(ports: T): (() => T | undefined) => {
+      let unused: T | undefined = ports;
+      return () => {
+        const p = unused;
+        unused = undefined;
+        return p;
+      };
+    };
+    const jaegerPorts = firstTry({ query: first.query, queryGrpc: first.queryGrpc, otlpGrpc: first.otlpGrpc, otlpHttp: first.otlpHttp });
+    const etcdPorts = firstTry({ client: first.etcdClient, peer: first.etcdPeer });
+    const otlpGrpcEndpoint = `${HOST}:${first.otlpGrpc}`;
+    const jaegerStarted = launch('jaeger', async () => {
+      const ports = jaegerPorts() ?? (await freePorts(['query', 'queryGrpc', 'otlpGrpc', 'otlpHttp']));
       const config = file('jaeger.yaml', stringify(jaegerConfig(ports)));
       const jaegerUrl = `http://${HOST}:${ports.query}`;
       return {
@@ -185,10 +212,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         },
       };
     });
-    log(`jaeger ready: ${jaeger.jaegerUrl}`);
-
-    const etcdUrl = await launch('etcd', async () => {
-      const { client, peer } = await freePorts(['client', 'peer']);
+    const etcdStarted = launch('etcd', async () => {
+      const { client, peer } = etcdPorts() ?? (await freePorts(['client', 'peer']));
       const clientUrl = `http://${HOST}:${client}`;
       const peerUrl = `http://${HOST}:${peer}`;
       return {
@@ -202,7 +227,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
           `--initial-cluster=kubetrail=${peerUrl}`,
           '--unsafe-no-fsync',
           '--experimental-enable-distributed-tracing',
-          `--experimental-distributed-tracing-address=${jaeger.otlpGrpcEndpoint}`,
+          // Jaeger's first port: should Jaeger have to start again on others (a port taken meanwhile), only
+          // etcd's spans are lost.
+          `--experimental-distributed-tracing-address=${otlpGrpcEndpoint}`,
           '--experimental-distributed-tracing-service-name=etcd',
           '--experimental-distributed-tracing-sampling-rate=1000000',
         ],
@@ -210,25 +237,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         value: clientUrl,
       };
     });
+    const [jaeger, etcdUrl] = await allStarted([jaegerStarted, etcdStarted] as const);
+    log(`jaeger ready: ${jaeger.jaegerUrl}`);
     log(`etcd ready: ${etcdUrl}`);
 
-    const ca = await createCA('kubetrail-e2e-ca');
+    const { ca, serving, sa, creds, kubeletClient } = await pkiMade;
     const caFile = file('ca.crt', ca.certPem);
-    const serving = await issueCert(ca, {
-      commonName: 'kube-apiserver',
-      dnsNames: ['localhost'],
-      ipAddresses: [HOST],
-      usage: 'server',
-    });
-    const sa = generateKeyPairSync('ec', {
-      namedCurve: 'prime256v1',
-      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    });
-    const creds = await userCredentials(ca);
     const tokens = Object.values(creds).flatMap((c) => ('token' in c ? [`${c.token},${c.name},${c.name}`] : []));
-    // The apiserver's client certificate for kubelets (kwok's server), and the CA it verifies them with.
-    const kubeletClient = await issueCert(ca, { commonName: 'kube-apiserver-kubelet-client', usage: 'client' });
     const apiArgs = [
       `--etcd-servers=${etcdUrl}`,
       `--bind-address=${HOST}`,
@@ -253,6 +268,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       `--kubelet-client-key=${file('kubelet-client.key', kubeletClient.keyPem)}`,
       '--kubelet-preferred-address-types=InternalIP',
       `--tracing-config-file=${file('tracing.yaml', stringify(tracingConfig(jaeger.otlpGrpcEndpoint)))}`,
+      `--audit-policy-file=${file('audit-policy.yaml', stringify(AUDIT_POLICY))}`,
+      `--audit-log-path=${join(runDir, 'audit.log')}`,
       '--profiling=false',
     ];
     const apiserverUrl = await launch('kube-apiserver', async () => {
@@ -278,7 +295,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     let container: ContainerInfo | undefined;
     let nodeNames: string[] = [];
     if (nodes > 0) {
-      containerRoot = makeContainerRoot();
+      containerDirs = makeContainerDirs();
       const started = Date.now();
       const cluster = await startNodeComponents({
         nodes,
@@ -291,7 +308,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         saKeyFile: join(runDir, 'sa.key'),
         otlpGrpcEndpoint: jaeger.otlpGrpcEndpoint,
         kwokSource: moduleSourceDir('kwok', opts.cacheDir),
-        containerRoot,
+        containerDirs,
         asAdmin,
       });
       container = cluster.container;
@@ -305,6 +322,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       caFile,
       apiserverUrl,
       apiserverVersion,
+      auditLog: join(runDir, 'audit.log'),
       etcdUrl,
       ...jaeger,
       env: stackEnv({ kubeconfig, ...jaeger }),
@@ -331,7 +349,7 @@ export async function stopStack(runDir: string): Promise<boolean> {
   const state = readState(runDir);
   if (state === undefined) return false;
   for (const p of state.procs.toReversed()) await stopProc(p);
-  if (state.info.container) rmSync(state.info.container.rootDir, { recursive: true, force: true });
+  if (state.info.container) removeContainerDirs(state.info.container);
   rmSync(runDir, { recursive: true, force: true });
   return true;
 }
@@ -376,7 +394,7 @@ interface NodeComponentsSetup {
   otlpGrpcEndpoint: string;
   /** kwok's module source, for its stock Stage definitions. */
   kwokSource: string;
-  containerRoot: string;
+  containerDirs: ContainerDirs;
   asAdmin: AsAdmin;
 }
 
@@ -443,7 +461,7 @@ async function startNodeComponents(o: NodeComponentsSetup): Promise<{ nodes: str
   const kubeletServing = await issueCert(o.ca, { commonName: 'kwok-kubelet', ipAddresses: [HOST], usage: 'server' });
   const kwokConfigFile = o.file(
     'kwok.yaml',
-    kwokConfig({ kwokSource: o.kwokSource, logFile, rootDir: o.containerRoot, httpScript: o.file('pod-http.sh', POD_HTTP_SCRIPT) }),
+    kwokConfig({ kwokSource: o.kwokSource, logFile, rootDir: o.containerDirs.rootDir, httpScript: o.file('pod-http.sh', POD_HTTP_SCRIPT) }),
   );
   const kwok = o.launch('kwok', async () => {
     const { port } = await freePorts(['port']);
@@ -465,16 +483,13 @@ async function startNodeComponents(o: NodeComponentsSetup): Promise<{ nodes: str
         '--tracing-sampling-rate-per-million=1000000',
       ],
       // HOME: kwok reads ~/.kwok/kwok.yaml when it exists; exec'd commands inherit this environment.
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: o.containerRoot },
+      // PATH: kwok looks up an exec'd command on its own PATH, so the container's tar comes first.
+      env: { PATH: `${o.containerDirs.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: o.containerDirs.rootDir },
       ready: healthy(url, '/healthz'),
       value: url,
     };
   });
-  // allSettled: a failure is reported only once all three have stopped starting, so stop() finds every process.
-  const settled = await Promise.allSettled([controllerManager, scheduler, kwok]);
-  const failed = settled.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  const kubeletUrl = await kwok;
+  const [, , kubeletUrl] = await allStarted([controllerManager, scheduler, kwok] as const);
 
   const names = Array.from({ length: o.nodes }, (_, i) => `kwok-node-${i}`);
   for (const name of names) {
@@ -487,7 +502,7 @@ async function startNodeComponents(o: NodeComponentsSetup): Promise<{ nodes: str
   });
   return {
     nodes: names,
-    container: { kubeletUrl, logFile, initialLog: CONTAINER_LOG, rootDir: o.containerRoot },
+    container: { kubeletUrl, logFile, initialLog: CONTAINER_LOG, ...o.containerDirs },
   };
 }
 
@@ -519,7 +534,7 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
   const deadline = Date.now() + timeoutMs;
   while (!(await check().catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`${what}: not after ${timeoutMs / 1000}s`);
-    await sleep(200);
+    await sleep(100);
   }
 }
 
@@ -545,16 +560,88 @@ body='hello from a kwok pod'
 printf 'HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s\\n' $((\${#body} + 1)) "$body"
 `;
 
+type ContainerDirs = Pick<ContainerInfo, 'rootDir' | 'binDir'>;
+
 /**
  * exec runs commands on this machine: give them a directory of their own, owned by the user they run as
- * (nobody, when we are root: then every directory above it must let others through, as /tmp does).
+ * (nobody, when we are root: then every directory above it must let others through, as /tmp does), and
+ * a directory of programs that come first on their PATH, which they may run but not change.
  */
-function makeContainerRoot(): string {
+function makeContainerDirs(): ContainerDirs {
   const asRoot = process.getuid?.() === 0;
   const base = !asRoot || othersMayTraverse(tmpdir()) ? tmpdir() : '/tmp';
-  const dir = mkdtempSync(join(base, 'kubetrail-container-'));
-  if (asRoot) chownSync(dir, CONTAINER_UID, CONTAINER_UID);
-  return dir;
+  const rootDir = mkdtempSync(join(base, 'kubetrail-container-'));
+  if (asRoot) chownSync(rootDir, CONTAINER_UID, CONTAINER_UID);
+  const binDir = mkdtempSync(join(base, 'kubetrail-container-bin-'));
+  chmodSync(binDir, 0o755);
+  writeFileSync(join(binDir, 'tar'), containerTar(realTar()), { mode: 0o755 });
+  return { rootDir, binDir };
+}
+
+function removeContainerDirs(dirs: ContainerDirs): void {
+  for (const dir of [dirs.rootDir, dirs.binDir]) rmSync(dir, { recursive: true, force: true });
+}
+
+/** The machine's tar: the first on PATH. */
+function realTar(): string {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const path = join(dir || '.', 'tar');
+    if (existsSync(path) && (statSync(path).mode & 0o111) !== 0) return resolve(path);
+  }
+  throw new Error('stack: no tar on PATH (kubectl cp runs it in the simulated containers)');
+}
+
+/**
+ * The containers' `tar`. kwok v0.8.0 copies an exec's stdin to the command through a pipe it never closes
+ * (pkg/utils/exec: `io.Copy(inPipe, in)` without a Close), and GNU tar reading an archive from a pipe reads
+ * it to its end even after the end-of-archive blocks, so the `tar -xmf -` of `kubectl cp` to a pod would
+ * wait forever. This one passes every other use to the machine's tar as it is; for an extraction from
+ * stdin it hands tar the archive up to its end-of-archive block and then closes tar's stdin.
+ */
+function containerTar(tar: string): string {
+  return `#!${process.execPath}
+// Made by kubetrail's e2e stack (test/e2e/stack/stack.ts, containerTar): see there why.
+import { spawn } from 'node:child_process';
+const args = process.argv.slice(2);
+const fromStdin = /^-?[A-Za-z]*x[A-Za-z]*f$/.test(args[0] ?? '') && args[1] === '-';
+const tar = spawn(${JSON.stringify(tar)}, args, { argv0: 'tar', stdio: [fromStdin ? 'pipe' : 'inherit', 'inherit', 'inherit'] });
+tar.on('exit', (code, signal) => process.exit(code ?? 128));
+if (fromStdin) {
+  tar.stdin.on('error', () => undefined);
+  let header = Buffer.alloc(0); // the next entry's 512-byte header, as it arrives
+  let body = 0; // bytes of the current entry's data (padded to 512) still to pass on
+  const endOfArchive = () => {
+    tar.stdin.end(Buffer.alloc(1024));
+    process.stdin.destroy();
+  };
+  process.stdin.on('data', (chunk) => {
+    while (chunk.length > 0) {
+      if (body > 0) {
+        const n = Math.min(body, chunk.length);
+        tar.stdin.write(chunk.subarray(0, n));
+        body -= n;
+        chunk = chunk.subarray(n);
+        continue;
+      }
+      const n = Math.min(512 - header.length, chunk.length);
+      header = Buffer.concat([header, chunk.subarray(0, n)]);
+      chunk = chunk.subarray(n);
+      if (header.length < 512) continue;
+      if (header.every((b) => b === 0)) return endOfArchive();
+      body = Math.ceil(entrySize(header) / 512) * 512;
+      tar.stdin.write(header);
+      header = Buffer.alloc(0);
+    }
+  });
+  process.stdin.on('end', () => tar.stdin.end());
+}
+/** The size field: octal text, or base-256 when its first byte has the high bit set. */
+function entrySize(h) {
+  const field = h.subarray(124, 136);
+  if (field[0] & 0x80) return field.subarray(1).reduce((n, b) => n * 256 + b, field[0] & 0x7f);
+  return parseInt(field.toString('latin1').replace(/[\0 ]/g, '') || '0', 8);
+}
+`;
 }
 
 function othersMayTraverse(dir: string): boolean {
@@ -603,6 +690,37 @@ function binary(bins: Binaries, name: ComponentName): string {
 
 // ---- processes ----
 
+/**
+ * Waits for components started together. A failure is reported only once all of them have stopped
+ * starting, so stop() finds every process.
+ */
+async function allStarted<T extends readonly unknown[]>(starting: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(starting);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/**
+ * The stack's certificates and keys: its CA, the serving certificate for 127.0.0.1 (the apiserver's; the
+ * controller-manager and scheduler share it), the ServiceAccount signing key, the users' credentials, and
+ * the apiserver's client certificate for kubelets (kwok's server).
+ */
+async function makePki() {
+  const ca = await createCA('kubetrail-e2e-ca');
+  const [serving, creds, kubeletClient] = await Promise.all([
+    issueCert(ca, { commonName: 'kube-apiserver', dnsNames: ['localhost'], ipAddresses: [HOST], usage: 'server' }),
+    userCredentials(ca),
+    issueCert(ca, { commonName: 'kube-apiserver-kubelet-client', usage: 'client' }),
+  ]);
+  const sa = generateKeyPairSync('ec', {
+    namedCurve: 'prime256v1',
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return { ca, serving, sa, creds, kubeletClient };
+}
+
 interface Launch<T> {
   args: string[];
   /** The whole environment; default: this process's. */
@@ -627,7 +745,8 @@ async function launchWithRetry<T>(
     const started = Date.now();
     for (;;) {
       if (!isRunning(proc)) {
-        procs.pop();
+        // Not pop(): components start side by side, so another may have been added since.
+        procs.splice(procs.indexOf(proc), 1);
         const tail = logTail(proc.log);
         if (attempt < 3 && tail.includes('address already in use')) break;
         throw new Error(`${name} exited during start; ${proc.log} ends:\n${tail}`);
@@ -636,7 +755,7 @@ async function launchWithRetry<T>(
       if (Date.now() - started > timeoutMs) {
         throw new Error(`${name} not ready after ${timeoutMs / 1000}s; see ${proc.log}`);
       }
-      await sleep(250);
+      await sleep(100);
     }
   }
 }
@@ -752,6 +871,55 @@ function api(
   });
 }
 
+export interface AdminClient {
+  request(method: string, path: string, body?: unknown): Promise<ApiResponse>;
+  close(): void;
+}
+
+/**
+ * HTTPS straight to the apiserver as admin (system:masters), verified against the stack's CA, with
+ * keep-alive connections (up to maxSockets): for setting up cluster state in tests, scenarios and the demo.
+ * PATCH bodies are merge patches.
+ */
+export function adminClient(info: Pick<StackInfo, 'kubeconfig'>, maxSockets = 16): AdminClient {
+  interface Kubeconfig {
+    clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
+    users: { name: string; user: { 'client-certificate-data'?: string; 'client-key-data'?: string } }[];
+  }
+  const kc = parse(readFileSync(info.kubeconfig, 'utf8')) as Kubeconfig;
+  const admin = kc.users.find((u) => u.name === 'admin')?.user;
+  const cluster = kc.clusters[0]?.cluster;
+  if (!admin?.['client-certificate-data'] || !admin['client-key-data'] || !cluster) throw new Error(`${info.kubeconfig}: no admin certificate`);
+  const b64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
+  const agent = new Agent({
+    keepAlive: true,
+    maxSockets,
+    ca: b64(cluster['certificate-authority-data']),
+    cert: b64(admin['client-certificate-data']),
+    key: b64(admin['client-key-data']),
+  });
+  return {
+    request: (method, path, body) =>
+      new Promise((resolve, reject) => {
+        const req = request(new URL(path, cluster.server), {
+          method,
+          agent,
+          headers: body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
+          timeout: 10_000,
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        });
+        req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
+        req.on('error', reject);
+        req.end(body === undefined ? undefined : JSON.stringify(body));
+      }),
+    close: () => agent.destroy(),
+  };
+}
+
 // ---- users, RBAC, kubeconfig ----
 
 type CertCredentials = KeyPairPem & { name: string };
@@ -813,6 +981,17 @@ function kubeconfigFor(server: string, caPem: string, users: Credentials[], curr
 
 // ---- component configuration ----
 
+/** What the apiserver's audit log records: the requests it proxies to a kubelet, at level Metadata. */
+const AUDIT_POLICY = {
+  apiVersion: 'audit.k8s.io/v1',
+  kind: 'Policy',
+  omitStages: ['RequestReceived'],
+  rules: [
+    { level: 'Metadata', resources: [{ group: '', resources: ['pods/log', 'pods/exec', 'pods/attach', 'pods/portforward'] }] },
+    { level: 'None' },
+  ],
+};
+
 function tracingConfig(otlpGrpc: string): object {
   return {
     apiVersion: 'apiserver.config.k8s.io/v1beta1',
@@ -868,7 +1047,7 @@ function describe(s: StackInfo): string {
           `  nodes           ${s.nodes.join(' ')} (kwok; kubelet server ${s.container.kubeletUrl})`,
           `  containers      log ${s.container.logFile}, exec runs on this machine in ${s.container.rootDir}`,
         ]
-      : ['  nodes           none: pods stay Pending (up --nodes N for controller-manager, scheduler and kwok)']),
+      : ['  nodes           none: pods stay Pending (started with --nodes 0)']),
     `  Jaeger query    ${s.jaegerUrl}  (API: /api/services, /api/traces?service=apiserver)`,
     `  OTLP            HTTP ${s.otlpHttpEndpoint}  gRPC ${s.otlpGrpcEndpoint}`,
     `  eval "$(npm run -s stack -- env)"   sets KUBECONFIG, OTEL_EXPORTER_OTLP_ENDPOINT, KUBETRAIL_JAEGER_URL, JAEGER_URL`,
@@ -877,12 +1056,17 @@ function describe(s: StackInfo): string {
   return lines.join('\n');
 }
 
+const UP_NODES = 3;
 const USAGE =
-  'usage: npm run stack -- up [--nodes N] | down | env   (N default 0; run dir: $KUBETRAIL_STACK_DIR or ${XDG_RUNTIME_DIR:-/tmp}/kubetrail-stack)';
+  'usage: npm run stack -- up [--nodes N] | down | env   (N default 3, 0 for no nodes; run dir: $KUBETRAIL_STACK_DIR or ${XDG_RUNTIME_DIR:-/tmp}/kubetrail-stack)';
 
-/** `up`'s only option: --nodes N (or --nodes=N), a whole number ≥ 0. */
+/**
+ * `up`'s only option: --nodes N (or --nodes=N), a whole number ≥ 0. Three by default: what a person
+ * starts the stack for (the demo's story, logs and exec) needs them; tests start what they need through
+ * startStack(), whose default is none.
+ */
 export function parseUpArgs(args: string[]): { nodes: number } {
-  let nodes = 0;
+  let nodes = UP_NODES;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
     const [flag, inline] = arg.split(/=(.*)/s, 2);
