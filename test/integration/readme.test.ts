@@ -523,13 +523,13 @@ describe('the flag table (docs/reference.md)', () => {
 
 // ---- the local stack (real kube-apiserver, etcd, Jaeger) ----------------------------------------------
 
-/** The stack's binaries are cached (a cold build takes ~7 minutes: CI builds them after this suite). */
+/** The stack's binaries are cached (a cold build takes tens of minutes: CI builds them after this suite). */
 const STACK_CACHE = process.env.KUBETRAIL_STACK_CACHE ?? join(process.env.HOME ?? '', '.cache', 'kubetrail-stack');
 
 function stackBuilt(): boolean {
-  // What `npm run stack -- up` starts (no nodes by default). Without Go there is no stack either.
+  // What `npm run stack -- up` starts (three kwok nodes by default): all six. Without Go there is no stack either.
   try {
-    return isBuilt(['etcd', 'jaeger', 'kube-apiserver'], STACK_CACHE);
+    return isBuilt(undefined, STACK_CACHE);
   } catch {
     return false;
   }
@@ -592,7 +592,14 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       const demoEnv = { ...base(), KUBETRAIL_LISTEN: env.KUBETRAIL_LISTEN ?? '', KUBETRAIL_STATE_DIR: '/dev/null/kubetrail-state' };
       const demo = await sh('npm ci && npm run demo'.replace('npm ci && ', ''), demoEnv);
       expect(demo.code, demo.stderr).toBe(0);
-      for (const c of ['kubetrail -- kubectl --context alice get pods -A', 'kubetrail -- kubectl --context mallory get pods']) expect(demo.stdout.toString()).toContain(`$ ${c}\n`);
+      for (const c of ['alice get pods -n shop --chunk-size=100', 'alice logs deployment/web -n shop', 'alice exec deployment/web -n shop -- echo hello from a pod', 'mallory get pods -n shop']) {
+        expect(demo.stdout.toString()).toContain(`$ kubetrail -- kubectl --context ${c}\n`);
+      }
+      // The story: pods Running and Pending, the scheduler's reason, a log line and exec's echo from a kwok node.
+      expect(demo.stdout.toString()).toMatch(/… 304 pods: 300 Running, 4 Pending /);
+      expect(demo.stdout.toString()).toMatch(/0\/3 nodes are available: 3 Insufficient cpu/);
+      expect(demo.stdout.toString()).toContain('listening on :8080\n');
+      expect(demo.stdout.toString()).toContain('\nhello from a pod\n');
       expect(demo.stderr).toContain('rbac: denied for mallory: cannot list pods');
       expect(demo.stdout.toString()).toMatch(/Jaeger has trace [0-9a-f]{32}: \d+ kubetrail spans and \d+ apiserver spans/);
       // The next command works at once: the demo left nothing on the port.
@@ -602,7 +609,7 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       // A command that fails (no kubectl) fails the demo.
       const broken = await sh('npm run demo', { ...demoEnv, KUBETRAIL_KUBECTL: '/nonexistent/kubectl' });
       expect(broken.code).not.toBe(0);
-      expect(broken.stdout.toString()).toContain('demo: 3 of 3 commands failed');
+      expect(broken.stdout.toString()).toContain('demo: 6 of 6 commands failed');
 
       const doctor = await sh('npx kubetrail doctor --context mallory --jaeger-url "$JAEGER_URL"', env);
       expect(doctor.code, doctor.stdout.toString()).toBe(0);
