@@ -89,7 +89,7 @@ export interface ContainerInfo {
   rootDir: string;
   /**
    * First on the PATH of every exec'd command: a `tar` that ends an extraction at the end of the archive
-   * (see CONTAINER_TAR), so `kubectl cp` to a pod finishes although kwok never closes the command's stdin.
+   * (see containerTar), so `kubectl cp` to a pod finishes although kwok never closes the command's stdin.
    */
   binDir: string;
 }
