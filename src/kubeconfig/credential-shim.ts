@@ -10,7 +10,7 @@
  * the kubeconfig's `env` and KUBERNETES_EXEC_INFO) and terminal, returns its exit code, and appends one
  * line to the timing file: when it started and ended, its exit code and the command's base name. Never
  * its arguments, environment or output. sh, not Node: a Node start would cost ~40 ms per credential; the
- * shim costs two `date` calls (bench: see the README's figure).
+ * shim costs one `sh` start (`npm run bench:shim`; docs/findings.md has the figures).
  *
  * Timing files live in `<state dir>/timing/` (0700; the shim creates its lines' file 0600): one per
  * wrapped command (`<tag>`, with the line `spawn <epoch ms>` the wrapper writes before starting kubectl)

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
-import { kubectlPath } from '../helpers/kubectl.ts';
+import { KUBECTL_DIR, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
@@ -30,7 +30,7 @@ beforeAll(async () => {
   const plugin = join(dir, 'slow-auth-plugin');
   writeFileSync(
     plugin,
-    `#!/bin/sh\nt0=$(date +%s%N)\n[ "$1" = "${PLUGIN_ARG}" ] || exit 3\nsleep 0.3\necho "$t0 $(date +%s%N)" >> "$0.ran"\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$PLUGIN_TOKEN_VALUE"\n`,
+    `#!/bin/sh\n[ "$1" = "${PLUGIN_ARG}" ] || exit 3\nsleep 0.3\necho ran >> "$0.ran"\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$PLUGIN_TOKEN_VALUE"\n`,
   );
   chmodSync(plugin, 0o700);
   kubeconfig = await fake.writeKubeconfig(dir, {
@@ -62,6 +62,8 @@ async function spansOf(traceId: string): Promise<ReceivedSpan[]> {
 }
 
 const ms = (ns: bigint): number => Number(ns) / 1e6;
+/** Figures for a person reading the run (KT_TEST_REPORT=1), not for the assertions. */
+const report = (line: string): void => void (process.env.KT_TEST_REPORT === '1' && process.stderr.write(`whole-command: ${line}\n`));
 
 /** The waits client-go logs at -v=3: `Waited for 196.5ms due to client-side throttling…` (≤1.30) or `"Waited before sending request" delay="196.5ms" reason="client-side throttling…"`. */
 function throttleLogged(stderr: string): number {
@@ -124,19 +126,19 @@ describe('exec credential plugins, timed by the shim', () => {
     const root = rootOf(spans);
     const first = requestSpans(spans, root)[0] as ReceivedSpan;
     // kubectl may run the plugin more than once, concurrently (its discovery and REST clients): one span
-    // per run the plugin itself logged, each holding that run.
-    const runs = readFileSync(ran, 'utf8').trim().split('\n').map((l) => l.split(' ').map((t) => Number(BigInt(t) / 1000n) / 1000) as [number, number]).sort((x, y) => x[0] - y[0]);
+    // per run the plugin itself logged.
+    const runs = readFileSync(ran, 'utf8').trim().split('\n').length;
     const cred = spans.filter((s) => s.name === 'kubectl credential').sort((x, y) => (x.startNs < y.startNs ? -1 : 1));
-    expect(cred).toHaveLength(runs.length);
-    for (const [i, c] of cred.entries()) {
-      const [p0, p1] = runs[i] as [number, number];
+    expect(cred).toHaveLength(runs);
+    for (const c of cred) {
       expect(c.parentSpanId).toBe(root.spanId);
-      // 300 ms ±50 as the plugin itself measured it, plus its own process start (~1 ms idle; up to ~100 ms
-      // on a loaded 2-core machine, hence the margin). /proc/uptime, the shim's clock under dash, steps 10 ms.
-      expect(p1 - p0).toBeGreaterThanOrEqual(300);
-      expect(ms(c.startNs)).toBeLessThanOrEqual(p0 + 20);
-      expect(ms(c.endNs)).toBeGreaterThanOrEqual(p1 - 20);
-      expect(ms(c.endNs - c.startNs)).toBeLessThanOrEqual(p1 - p0 + 150);
+      // The issue's figure: 300 ms ±50. The span is the plugin's run as the shim, its parent, saw it: the
+      // plugin's own starts (sh, sleep) count, as they do for kubectl; the shim's clock under dash is
+      // /proc/uptime (10 ms steps). bench/credential-shim.ts measures both (see docs/findings.md).
+      const span = ms(c.endNs - c.startNs);
+      report(`credential span ${span.toFixed(1)} ms`);
+      expect(span).toBeGreaterThanOrEqual(250);
+      expect(span).toBeLessThanOrEqual(350);
       expect(c.startNs >= root.startNs && c.endNs <= root.endNs).toBe(true);
       expect(c.endNs <= first.startNs).toBe(true);
       expect(c.attributes['auth.exec.command']).toBe('slow-auth-plugin');
@@ -164,25 +166,47 @@ describe('exec credential plugins, timed by the shim', () => {
   });
 });
 
+/**
+ * What client-go's token bucket (QPS 5, burst 10: rest.DefaultQPS/DefaultBurst, which kubectl keeps for
+ * ordinary requests) makes sequential requests wait, given when each could have left: the request before
+ * it had ended (its span's end, as kubetrail saw it). The bucket is full at the first request; the k-th
+ * token (from 0) is there 200 ms × (k − 9) after it. Written apart from src/stages/throttle.ts, as the
+ * test's own account of the bucket: with ~5 ms requests it gives the issue's ~3.9 s for 30 GETs.
+ */
+function bucketIdealMs(gets: readonly ReceivedSpan[]): number {
+  const t0 = ms(gets[0]?.startNs ?? 0n);
+  let total = 0;
+  for (let k = 10; k < gets.length; k++) {
+    const ready = ms((gets[k - 1] as ReceivedSpan).endNs);
+    total += Math.max(0, t0 + 200 * (k - 9) - ready);
+  }
+  return total;
+}
+
 describe('client-side throttling, inferred', () => {
-  it("30 single-object GETs wait ~3.9 s in kubectl's limiter (QPS 5, burst 10); a single get waits none", async () => {
+  it.each(['1.30', '1.33'] as const)("kubectl %s: 30 single-object GETs wait ~3.9 s in kubectl's limiter (QPS 5, burst 10); a single get waits none", async (version) => {
     const names = Array.from({ length: 30 }, (_, i) => `p${i}`);
-    // -v=3: client-go logs each wait over 50 ms ("Waited for 196.5ms due to client-side throttling"), the
-    // truth to compare with. ~3.9 s on an idle machine; less when the first requests are slow (the bucket
-    // refills meanwhile), which is why the comparison is with kubectl's own account.
-    const r = await traced([kubectlPath('1.33'), '--context', 'alice', '-v=3', 'get', 'pod', ...names]);
+    // -v=3: client-go logs each wait over 50 ms ("Waited for 196.5ms due to client-side throttling"):
+    // kubectl's own account, one oracle. The other is the bucket itself over the requests' observed times.
+    const r = await traced([join(KUBECTL_DIR, `kubectl.${version}`), '--context', 'alice', '-v=3', 'get', 'pod', ...names]);
     expect(r.code).toBe(0);
     const logged = throttleLogged(r.stderr);
     expect(logged, r.stderr.split('\n').filter((l) => /[Ww]aited/.test(l)).slice(0, 3).join('\n')).toBeGreaterThan(2000);
     const all = await spansOf(r.traceId);
     const root = rootOf(all);
+    const gets = requestSpans(all, root).filter((s) => s.name === 'get pods');
+    expect(gets).toHaveLength(30);
+    const ideal = bucketIdealMs(gets);
     expect(all.filter((s) => s.name === 'client-side throttling' && s.parentSpanId === root.spanId).length).toBeGreaterThanOrEqual(15);
     const throttled = root.attributes['kubectl.throttled_ms'] as number;
+    report(`kubectl ${version}: throttled_ms ${throttled}, -v=3 waits ${logged.toFixed(1)} ms, bucket ${ideal.toFixed(1)} ms, mean GET ${(gets.reduce((n, s) => n + ms(s.endNs - s.startNs), 0) / gets.length).toFixed(1)} ms`);
     expect(throttled).toBeGreaterThanOrEqual(logged * 0.85);
     expect(throttled).toBeLessThanOrEqual(logged * 1.15);
+    expect(throttled).toBeGreaterThanOrEqual(ideal * 0.85);
+    expect(throttled).toBeLessThanOrEqual(ideal * 1.15);
     expect(r.stderr).toMatch(/^client-side throttling: \S+ \(kubectl's limiter: QPS 5, burst 10\)$/m);
 
-    const one = await traced([kubectlPath('1.33'), '--context', 'alice', 'get', 'pod', 'p0']);
+    const one = await traced([join(KUBECTL_DIR, `kubectl.${version}`), '--context', 'alice', 'get', 'pod', 'p0']);
     expect(rootOf(await spansOf(one.traceId)).attributes['kubectl.throttled_ms']).toBe(0);
     expect(one.stderr).not.toContain('throttling');
   });
