@@ -65,7 +65,7 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
       break;
     case 'protobuf':
     case 'protobuf-watch':
-      proto = new ProtobufScanner(collector, format === 'protobuf-watch', now);
+      proto = new ProtobufScanner(collector, format === 'protobuf-watch', now, input.countPodPhases === true);
       break;
     case 'text':
       text = new LineCounter();

@@ -12,6 +12,12 @@
  *   Status   { 1: ListMeta; 2: string status; 3: string message; 4: string reason; 6: int32 code }
  *   object   { 1: ObjectMeta metadata; ... }  ObjectMeta { 1: name; 3: namespace; 6: resourceVersion }
  *
+ * and, when pod phases are counted, a PodList's items (core/v1 generated.proto; the field numbers were
+ * checked against bytes from kube-apiserver v1.33: test/fixtures/README.md):
+ *   Pod       { 1: ObjectMeta metadata; 2: PodSpec spec; 3: PodStatus status }
+ *   PodStatus { 1: string phase; ... }
+ * Each item is then walked for those two fields (the rest skipped by length) instead of skipped whole.
+ *
  * Watch (`;stream=watch`): 4-byte big-endian length frames (util/framer), no magic; each frame is
  *   WatchEvent   { 1: string type; 2: RawExtension object }
  *   RawExtension { 1: bytes raw }   raw = `k8s\0` + Unknown, as above
@@ -41,6 +47,7 @@ import {
   F_REMAINING,
   F_RV,
   MESSAGE_CAP,
+  P_PHASE,
   STRING_CAP,
   utf8,
 } from './collector.ts';
@@ -65,6 +72,9 @@ const M_EV_OBJECT = 11;
 const M_EV_OBJMETA = 12;
 const M_EV_STATUS = 13;
 const M_NONE = 14; // walked for structure only
+const M_PODLIST = 15; // a PodList whose pods' phases are counted
+const M_POD = 16;
+const M_PODSTATUS = 17;
 
 // Field actions.
 const A_DESCEND = 1; // length-delimited: walk it as message `msg`
@@ -73,6 +83,7 @@ const A_STRING = 3; // length-delimited: capture into `slot`
 const A_PRESENT = 4; // length-delimited: only whether non-empty (ListMeta.continue)
 const A_COUNT = 5; // length-delimited: count it (List.items), skip its bytes
 const A_VARINT = 6; // varint: capture into `slot`
+const A_DESCEND_ITEM = 7; // List.items, when each is walked: count it and walk it as message `msg`
 
 interface FieldAction {
   a: number;
@@ -102,15 +113,19 @@ const SCHEMAS: Record<number, Record<number, FieldAction>> = {
   [M_EV_OBJMETA]: { 1: str(E_NAME), 3: str(E_NAMESPACE), 6: str(E_RV) },
   [M_EV_STATUS]: { 4: str(E_REASON), 6: { a: A_VARINT, slot: E_CODE } },
   [M_NONE]: {},
+  [M_PODLIST]: { 1: { a: A_DESCEND, msg: M_LISTMETA }, 2: { a: A_DESCEND_ITEM, msg: M_POD } },
+  [M_POD]: { 3: { a: A_DESCEND, msg: M_PODSTATUS } },
+  [M_PODSTATUS]: { 1: str(P_PHASE) },
 };
 
 /** Kinds named `*List` that do not have the ListMeta/items layout. */
 const NOT_LISTS = new Set(['APIGroupList', 'APIResourceList']);
 
-function rawMessage(kind: string | undefined, event: boolean): number {
+function rawMessage(kind: string | undefined, event: boolean, podPhases: boolean): number {
   if (kind === undefined) return M_NONE;
   if (kind === 'Status') return event ? M_EV_STATUS : M_STATUS;
   if (event) return M_EV_OBJECT;
+  if (kind === 'PodList' && podPhases) return M_PODLIST;
   if (kind.endsWith('List') && !NOT_LISTS.has(kind)) return M_LIST;
   return M_OBJECT;
 }
@@ -130,6 +145,7 @@ export class ProtobufScanner {
 
   private readonly c: Collector;
   private readonly watch: boolean;
+  private readonly podPhases: boolean;
   private readonly now: () => number;
   private writeTime = -1;
 
@@ -159,9 +175,10 @@ export class ProtobufScanner {
   private capOver = false;
   private capSlot = 0;
 
-  constructor(collector: Collector, watch: boolean, now: () => number) {
+  constructor(collector: Collector, watch: boolean, now: () => number, podPhases = false) {
     this.c = collector;
     this.watch = watch;
+    this.podPhases = podPhases && !watch;
     this.now = now;
     if (watch) {
       this.st = P_FRAME;
@@ -312,18 +329,25 @@ export class ProtobufScanner {
     if (act === undefined || len === 0) {
       if (act?.a === A_PRESENT) this.c.continueNonEmpty = false;
       if (act?.a === A_COUNT) this.c.items++;
+      // An empty Pod: one pod, with no phase.
+      if (act?.a === A_DESCEND_ITEM) {
+        this.c.items++;
+        this.c.endPod();
+      }
       if (len === 0 && act?.a === A_STRING && act.slot !== undefined) this.c.setStr(act.slot, '');
       if (len === 0) this.fieldDone();
       return;
     }
     switch (act.a) {
       case A_DESCEND:
+      case A_DESCEND_ITEM:
       case A_DESCEND_RAW: {
         let msg = act.msg ?? M_NONE;
         if (act.a === A_DESCEND_RAW) {
           const event = this.fMsg[this.fd - 1] === M_EV_UNKNOWN;
-          msg = rawMessage(this.c.str[event ? E_KIND : F_KIND], event);
+          msg = rawMessage(this.c.str[event ? E_KIND : F_KIND], event, this.podPhases);
         }
+        if (act.a === A_DESCEND_ITEM) this.c.items++;
         if (this.fd === MAX_FRAMES) return; // deeper than any schema: skip it
         this.push(msg, end, act.soft === true);
         if (act.magic === true) {
@@ -355,7 +379,7 @@ export class ProtobufScanner {
     this.fEnd[d] = end;
     this.fMsg[d] = msg;
     this.fSoft[d] = soft ? 1 : 0;
-    if (msg === M_LIST) this.c.items = 0;
+    if (msg === M_LIST || msg === M_PODLIST) this.c.items = 0;
   }
 
   /** A field (or a magic prefix, or a frame header) is complete: close the messages that ended here. */
@@ -373,6 +397,8 @@ export class ProtobufScanner {
       if (msg === M_WATCHEVENT) {
         if (this.writeTime < 0) this.writeTime = this.now();
         this.c.endEvent(this.writeTime);
+      } else if (msg === M_POD) {
+        this.c.endPod();
       }
     }
     if (this.watch) this.st = P_FRAME;

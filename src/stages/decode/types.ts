@@ -14,7 +14,7 @@ export interface DecodeInput {
   /** True when the request was a watch (RequestInfo verb `watch`). */
   isWatch: boolean;
   /**
-   * The request listed pods: count them per phase (JSON lists and Tables; `DecodeResult.podPhases`).
+   * The request listed pods: count them per phase (JSON lists and Tables, protobuf lists; `DecodeResult.podPhases`).
    * Off otherwise, so other lists' items are still stepped over whole.
    */
   countPodPhases?: boolean;

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createDecoder, decodeAttributes } from '../../../../src/stages/decode/index.ts';
+import { pbBytes, pbEnvelope, pbPodList } from './fixtures.ts';
 
 function decode(body: unknown, opts: { pods?: boolean; chunk?: number } = {}): ReturnType<ReturnType<typeof createDecoder>['end']> {
   const d = createDecoder({ contentType: 'application/json', contentEncoding: undefined, statusCode: 200, isWatch: false, countPodPhases: opts.pods ?? true });
@@ -40,5 +42,46 @@ describe('pod phases while decoding a pod list', () => {
     const list = { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [pod('a', 'Running')] };
     expect(decode(list, { pods: false }).podPhases).toBeUndefined();
     expect(decode({ kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [] }).podPhases).toBeUndefined();
+  });
+});
+
+/** Pages of a real pod list in protobuf, from kube-apiserver v1.33 (test/fixtures/README.md). */
+const PB_PAGES = [1, 2, 3].map((n) => readFileSync(new URL(`../../../fixtures/podlist-protobuf/page${n}.pb`, import.meta.url)));
+
+function decodePb(bytes: Buffer, opts: { pods?: boolean; chunk?: number } = {}): ReturnType<ReturnType<typeof createDecoder>['end']> {
+  const d = createDecoder({ contentType: 'application/vnd.kubernetes.protobuf', contentEncoding: undefined, statusCode: 200, isWatch: false, countPodPhases: opts.pods ?? true });
+  const step = opts.chunk ?? bytes.length;
+  for (let i = 0; i < bytes.length; i += step) d.write(bytes.subarray(i, i + step));
+  return d.end();
+}
+
+describe('pod phases while decoding a protobuf pod list', () => {
+  it("counts each page of the real apiserver's pod list, at every split, and the pages sum to the pods it holds", () => {
+    const expected = [{ succeeded: 1, failed: 1 }, { running: 2 }, { pending: 1 }];
+    for (const [i, page] of PB_PAGES.entries()) {
+      for (const chunk of [1, 3, 64, 100_000]) {
+        const r = decodePb(page, { chunk });
+        expect(r.error, `page ${i + 1} chunk ${chunk}`).toBeUndefined();
+        expect(r.podPhases, `page ${i + 1} chunk ${chunk}`).toEqual(expected[i]);
+      }
+    }
+    const sum: Record<string, number> = {};
+    for (const page of PB_PAGES) for (const [phase, n] of Object.entries(decodePb(page).podPhases ?? {})) sum[phase] = (sum[phase] ?? 0) + n;
+    expect(sum).toEqual({ running: 2, pending: 1, succeeded: 1, failed: 1 });
+    // The list itself is read as before: kind, items, continue.
+    expect(decodePb(PB_PAGES[0] as Buffer)).toMatchObject({ kind: 'PodList', items: 2, continue: true });
+    expect(decodePb(PB_PAGES[2] as Buffer)).toMatchObject({ items: 1, continue: false });
+  });
+
+  it('counts nothing unless asked, and a pod with no status (or an empty one) is a pod without a phase', () => {
+    expect(decodePb(PB_PAGES[1] as Buffer, { pods: false }).podPhases).toBeUndefined();
+    expect(decodePb(PB_PAGES[1] as Buffer, { pods: false }).items).toBe(2);
+    // The documented schema's fixtures: every pod Running, then one Pod with no status and one empty Pod.
+    expect(decodePb(pbPodList(3)).podPhases).toEqual({ running: 3 });
+    const bare = pbEnvelope('v1', 'PodList', Buffer.concat([pbBytes(1, pbBytes(2, '1')), pbBytes(2, pbBytes(1, pbBytes(1, 'no-status'))), pbBytes(2, '')]));
+    const r = decodePb(bare);
+    expect(r.error).toBeUndefined();
+    expect(r.items).toBe(2);
+    expect(r.podPhases).toBeUndefined();
   });
 });
