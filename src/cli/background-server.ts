@@ -337,7 +337,8 @@ export function publish(opts: {
     if (name.startsWith(`${paths.key}.`) && name.endsWith('.kubeconfig') && join(paths.dir, name) !== template) removeQuietly(join(paths.dir, name));
   }
   // A wrapped command's credential plugins are timed into its own file (the tag replaces the placeholder).
-  const credentialShim = { install: (command: string) => installShim(config.stateDir, command, opts.env.PATH), timingFile: join(timingDir(config.stateDir), placeholder) };
+  // Every command through it is one kubetrail starts (runThrough), with the shims' directory on its PATH.
+  const credentialShim = { install: (command: string) => installShim(config.stateDir, command, opts.env.PATH, 'on-path'), timingFile: join(timingDir(config.stateDir), placeholder), mode: 'on-path' as const };
   writeKubeconfig(template, rewriteKubeconfig(prepared.kubeconfig, { listenUrl: opts.proxy.url, caPem: prepared.pki.caPem, currentContext: config.context, commandTag: placeholder, credentialShim }));
   const state: BackgroundState = {
     v: 1,

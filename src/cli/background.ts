@@ -47,6 +47,7 @@ import {
   type BackgroundPaths,
   type BackgroundState,
 } from './background-state.ts';
+import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
 import { timingDir } from '../kubeconfig/timing.ts';
 import type { KubectlLife } from '../telemetry/commands.ts';
 import { epochNow, runChild, takeKubeconfigArg } from './child.ts';
@@ -563,7 +564,7 @@ async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: Backg
   }
   let exitedAt: number;
   try {
-    code = await runChild(childArgv, { ...envIn, KUBECONFIG: kubeconfigPath });
+    code = await runChild(childArgv, { ...shimPathEnv(envIn, config.stateDir, readPrivateTextQuietly(kubeconfigPath)), KUBECONFIG: kubeconfigPath });
   } finally {
     exitedAt = epochNow();
     removeQuietly(kubeconfigPath);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { parseListen, type ListenAddress } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { installShim } from '../kubeconfig/credential-shim.ts';
+import { installShim, type ShimMode } from '../kubeconfig/credential-shim.ts';
 import { untaggedTimingFile } from '../kubeconfig/timing.ts';
 import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
@@ -22,9 +22,10 @@ export interface Prepared {
   pki: LocalPki;
   /**
    * Write the rewritten kubeconfig for the address kubetrail really listens on (with --listen HOST:0 it is
-   * known only after binding) and return its path (0600, in the 0700 state dir).
+   * known only after binding) and return its path (0600, in the 0700 state dir). `on-path`: for a kubectl
+   * this process starts, with shimPathEnv's PATH (credential-shim.ts).
    */
-  writeKubeconfig(url: string): string;
+  writeKubeconfig(url: string, shims?: ShimMode): string;
 }
 
 export function listenUrl(listen: ListenAddress): string {
@@ -49,13 +50,13 @@ export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.e
     kubeconfig,
     routes,
     pki,
-    writeKubeconfig(url) {
-      const credentialShim = { install: (command: string) => installShim(config.stateDir, command, env.PATH), timingFile: untaggedTimingFile(config.stateDir) };
+    writeKubeconfig(url, shims = 'by-path') {
+      const credentialShim = { install: (command: string) => installShim(config.stateDir, command, env.PATH, shims), timingFile: untaggedTimingFile(config.stateDir), mode: shims };
       const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context, credentialShim });
       // One file per (source files, context, listen address): stable across runs, so kubectl sees the
       // same server URLs and keeps its caches.
       const key = createHash('sha256')
-        .update(JSON.stringify([kubeconfig.files, config.context ?? null, url]))
+        .update(JSON.stringify([kubeconfig.files, config.context ?? null, url, ...(shims === 'by-path' ? [] : [shims])]))
         .digest('hex')
         .slice(0, 16);
       const path = join(config.stateDir, 'kubeconfigs', `${key}.yaml`);

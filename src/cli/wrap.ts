@@ -10,6 +10,8 @@
  */
 import type { Config } from '../config/schema.ts';
 import { KtError } from '../errors.ts';
+import { readPrivateTextQuietly } from '../fs/private.ts';
+import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
 import { redactUrl } from '../redact.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
@@ -84,14 +86,14 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
     }
     proxy = await startProxy({ ...proxyOpts, port: 0 });
   }
-  const kubeconfigPath = prepared.writeKubeconfig(proxy?.url ?? listenUrl(prepared.listen));
+  const kubeconfigPath = prepared.writeKubeconfig(proxy?.url ?? listenUrl(prepared.listen), 'on-path');
   const childArgv = kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv;
   let code: number;
   const spawnedAt = epochNow();
   hooks.spawning?.(spawnedAt);
   let exitedAt: number;
   try {
-    code = await runChild(childArgv, { ...env, KUBECONFIG: kubeconfigPath });
+    code = await runChild(childArgv, { ...shimPathEnv(env, config.stateDir, readPrivateTextQuietly(kubeconfigPath)), KUBECONFIG: kubeconfigPath });
   } finally {
     exitedAt = epochNow();
     await proxy?.close();

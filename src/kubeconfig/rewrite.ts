@@ -8,7 +8,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { KtError } from '../errors.ts';
 import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, taggedServerName, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
-import { shimExec } from './credential-shim.ts';
+import { shimExec, type ShimMode } from './credential-shim.ts';
 import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
 
 /**
@@ -178,7 +178,7 @@ export interface RewriteOptions {
   /** Tag every request made with this kubeconfig as one command's (wrap mode with a background kubetrail). */
   commandTag?: string | undefined;
   /** Run every exec credential plugin through kubetrail's timing shim (credential-shim.ts). */
-  credentialShim?: { install: (command: string) => string | undefined; timingFile: string } | undefined;
+  credentialShim?: { install: (command: string) => string | undefined; timingFile: string; mode?: ShimMode } | undefined;
 }
 
 /** The rewritten kubeconfig as a plain object, ready to be serialised. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
-import { KUBECTL_DIR, kubectlPath } from '../helpers/kubectl.ts';
+import { KUBECTL_DIR, kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
@@ -20,6 +20,8 @@ let fake: FakeApiserver;
 let receiver: OtlpReceiver;
 let dir: string;
 let kubeconfig: string;
+/** PATH with the plugin's directory on it: the kubeconfig names the plugin by its bare name, as gcloud and aws write it. */
+let pluginPath: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kt-whole-'));
@@ -33,10 +35,11 @@ beforeAll(async () => {
     `#!/bin/sh\n[ "$1" = "${PLUGIN_ARG}" ] || exit 3\nsleep 0.3\necho ran >> "$0.ran"\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$PLUGIN_TOKEN_VALUE"\n`,
   );
   chmodSync(plugin, 0o700);
+  pluginPath = `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`;
   kubeconfig = await fake.writeKubeconfig(dir, {
     users: [
       { name: 'alice', cert: alice },
-      { name: 'pat', exec: { command: plugin, args: [PLUGIN_ARG], env: [{ name: 'PLUGIN_TOKEN_VALUE', value: PLUGIN_TOKEN }] } },
+      { name: 'pat', exec: { command: 'slow-auth-plugin', args: [PLUGIN_ARG], env: [{ name: 'PLUGIN_TOKEN_VALUE', value: PLUGIN_TOKEN }] } },
     ],
   });
   for (let i = 0; i < 30; i++) fake.create(makePod(`p${i}`));
@@ -50,7 +53,7 @@ afterAll(async () => {
 
 async function traced(argv: string[], env: Record<string, string> = {}): Promise<RunResult & { traceId: string }> {
   const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', ...argv], {
-    env: kubetrailEnv(freshHome(), env),
+    env: kubetrailEnv(freshHome(), { PATH: pluginPath, ...env }),
     timeoutMs: 60_000,
   });
   return { ...r, traceId: /\/trace\/([0-9a-f]{32})/.exec(r.stderr)?.[1] ?? '' };
@@ -150,19 +153,44 @@ describe('exec credential plugins, timed by the shim', () => {
     expect(r.stderr).not.toContain(PLUGIN_TOKEN);
   });
 
-  it("passes the plugin's exit code through: kubectl fails as it would without kubetrail, naming kubetrail's shim", async () => {
-    // The plugin exits 3 when its argument is missing; here the argument is wrong.
-    const bad = await fake.writeKubeconfig(join(dir, 'bad'), {
-      users: [{ name: 'pat', exec: { command: join(dir, 'slow-auth-plugin'), args: ['wrong'] } }],
+  it.each([
+    ['by its bare name, found on PATH', 'slow-auth-plugin'],
+    ['by path', () => join(dir, 'slow-auth-plugin')],
+  ] as const)("a failing plugin named %s: kubectl prints what it prints without kubetrail and exits the same", async (_, command) => {
+    // The plugin exits 3 when its argument is wrong. client-go names the command in its error
+    // ("exec: executable slow-auth-plugin failed with exit code 3"): the shim must not show there.
+    const cmd = typeof command === 'string' ? command : command();
+    const bad = await fake.writeKubeconfig(join(dir, `bad-${cmd.includes('/') ? 'path' : 'name'}`), {
+      users: [{ name: 'pat', exec: { command: cmd, args: ['wrong'] } }],
     });
-    const r = await runKubetrail(['--kubeconfig', bad, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), 'get', 'pods'], {
-      env: kubetrailEnv(freshHome()),
+    const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
+    const through = await runKubetrail(['--kubeconfig', bad, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods'], {
+      env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
       timeoutMs: 60_000,
     });
-    expect(r.code).toBe(1);
-    // client-go names the executable it ran: the shim's copy named after the plugin, in kubetrail's state dir.
-    expect(r.stderr).toMatch(/executable \S+\/bin\/[0-9a-f]{12}\/slow-auth-plugin failed with exit code 3$/m);
-    expect(r.stderr).toMatch(/^credential plugin: slow-auth-plugin \S+ in \d+ runs, \d+ failed$/m);
+    expect(direct.code).toBe(1);
+    expect(through.code).toBe(direct.code);
+    expect(direct.stderr).toContain(`executable ${cmd} failed with exit code 3`);
+    // Only what cannot be the same is set aside: klog's time and pid, and the server's address (kubetrail's).
+    const same = (text: string): string => text.replace(/^([EIW])\d{4} [\d:.]+\s+\d+ /gm, '$1 ').replace(/https:\/\/[^/"\\]+(\/c\/[^/"\\]+)?\//g, 'https://<server>/');
+    expect(same(through.stderr)).toBe(same(direct.stderr));
+  });
+
+  it('still times a failing plugin named by its bare name; one given by path runs as it is, untimed', async () => {
+    const failing = (command: string): Promise<string> =>
+      fake.writeKubeconfig(join(dir, `failing-${command.includes('/') ? 'path' : 'name'}`), { users: [{ name: 'pat', exec: { command, args: ['wrong'] } }] });
+    const byName = await runKubetrail(['--kubeconfig', await failing('slow-auth-plugin'), '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), 'get', 'pods'], {
+      env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+      timeoutMs: 60_000,
+    });
+    expect(byName.code).toBe(1);
+    expect(byName.stderr).toMatch(/^credential plugin: slow-auth-plugin \S+ in \d+ runs, \d+ failed$/m);
+    const byPath = await runKubetrail(['--kubeconfig', await failing(join(dir, 'slow-auth-plugin')), '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), 'get', 'pods'], {
+      env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+      timeoutMs: 60_000,
+    });
+    expect(byPath.code).toBe(1);
+    expect(byPath.stderr).not.toContain('credential plugin:');
   });
 });
 
