@@ -11,6 +11,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { KUBECTL_DIR, kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
+import { unusedPort } from '../helpers/ports.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
 const PLUGIN_TOKEN = 'plugin-SECRET-token-4e1d9a';
@@ -191,6 +192,32 @@ describe('exec credential plugins, timed by the shim', () => {
     });
     expect(byPath.code).toBe(1);
     expect(byPath.stderr).not.toContain('credential plugin:');
+  });
+});
+
+describe('exec credential plugins through a background kubetrail (wrap mode at a fixed port)', () => {
+  it("times a plugin named by its bare name, and a failing one's stderr and exit code are kubectl's own", async () => {
+    const home = freshHome();
+    const port = await unusedPort();
+    const env = kubetrailEnv(home, { PATH: pluginPath, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url });
+    const wrapped = (kc: string, args: string[], flags: string[] = [], more: Record<string, string> = {}): Promise<RunResult> =>
+      runKubetrail(['--kubeconfig', kc, '--listen', `127.0.0.1:${port}`, ...flags, '--', kubectlPath('1.33'), ...args], { env: { ...env, ...more }, timeoutMs: 60_000 });
+    try {
+      const ok = await wrapped(kubeconfig, ['--context', 'pat', 'get', 'pods', 'p1']);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stderr).toMatch(/^kubetrail: started a background kubetrail/m);
+      expect(ok.stderr).toMatch(/^credential plugin: slow-auth-plugin \d+ms/m);
+      const bad = await fake.writeKubeconfig(join(dir, 'bad-background'), { users: [{ name: 'pat', exec: { command: 'slow-auth-plugin', args: ['wrong'] } }] });
+      const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
+      // A discovery cache of its own, as direct has: the first command filled HOME's for this server URL.
+      const through = await wrapped(bad, ['get', 'pods'], ['--quiet'], { KUBECACHEDIR: join(home, 'cache-for-bad') });
+      expect(through.code).toBe(direct.code);
+      const same = (text: string): string => text.replace(/^([EIW])\d{4} [\d:.]+\s+\d+ /gm, '$1 ').replace(/https:\/\/[^/"\\]+(\/c\/[^/"\\]+)?\//g, 'https://<server>/');
+      expect(same(through.stderr)).toBe(same(direct.stderr));
+      expect(direct.stderr).toContain('executable slow-auth-plugin failed with exit code 3');
+    } finally {
+      await runKubetrail(['stop'], { env });
+    }
   });
 });
 
