@@ -497,6 +497,7 @@ export async function runBackground(): Promise<number> {
       port: prepared.listen.port,
       observer: telemetry.observer,
       onInternalError: (e) => log(`kubetrail: internal error: ${describeError(e)}`),
+      onNotice: log,
       onControl: controlHandler(deps),
       reuseUpstream: config.reuseUpstream,
     });

@@ -98,6 +98,7 @@ async function runStart(given: Config): Promise<number> {
       port: prepared.listen.port,
       observer,
       onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`),
+      onNotice: errLine,
       onControl: control ? bg.controlHandler({ ...control.deps, telemetry }) : undefined,
       reuseUpstream: config.reuseUpstream,
     });

@@ -61,7 +61,7 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   const prepared = await prepare(effective, env);
   if (!prepared.listen.loopback) hooks.warn(exposureWarning(listenUrl(prepared.listen)));
   let proxy: RunningProxy | undefined;
-  const proxyOpts = { routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e: unknown) => hooks.warn(`kubetrail: internal error: ${String(e)}`), reuseUpstream: config.reuseUpstream };
+  const proxyOpts = { routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e: unknown) => hooks.warn(`kubetrail: internal error: ${String(e)}`), onNotice: hooks.warn, reuseUpstream: config.reuseUpstream };
   try {
     proxy = await startProxy(proxyOpts);
   } catch (err) {

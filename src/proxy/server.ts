@@ -46,7 +46,36 @@ export interface ProxyOptions {
    * Off by default: each kubectl connection gets its own, so connect and TLS are what kubectl would pay.
    */
   reuseUpstream?: boolean | undefined;
+  /** Bounds on connections (defaults: DEFAULT_LIMITS); tests shorten them. */
+  limits?: Partial<ConnectionLimits> | undefined;
+  /** A line for the user (the connection cap reached); never a secret. */
+  onNotice?: (line: string) => void;
 }
+
+/**
+ * What one kubectl connection (or anything else that connects) can hold, and for how long
+ * (docs/security.md "Limits"). Without them a flood of connections that never finish TLS, never send a
+ * request or sit idle held ~45-70 kB each for ever. Open requests are never timed out: a watch, a
+ * `logs -f` or an exec tunnel stays open as long as both ends want it.
+ */
+export interface ConnectionLimits {
+  /** Connections open at once; new ones are closed while the listener is at the cap, never an open one. */
+  maxConnections: number;
+  /** The TLS handshake must finish within this. */
+  handshakeMs: number;
+  /** A connection's first request head must be complete within this (the kube-apiserver's ReadHeaderTimeout: 32 s). */
+  firstRequestMs: number;
+  /** A connection with no request open is closed after this (HTTP/1.1 keep-alive; an HTTP/2 connection with no stream). */
+  idleMs: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = { maxConnections: 1024, handshakeMs: 10_000, firstRequestMs: 32_000, idleMs: 60_000 };
+
+/** How long a connection closed for idleness may take to say goodbye before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1_000;
+
+/** How often the cap line may be repeated while connections keep being closed at the cap. */
+const CAP_NOTICE_EVERY_MS = 10_000;
 
 export interface RunningProxy {
   server: Server;
@@ -69,6 +98,7 @@ function isLoopbackHost(host: string): boolean {
 }
 
 export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const pool = new UpstreamPool();
   const internalError = opts.onInternalError ?? (() => undefined);
   const openSockets = new Set<Duplex>();
@@ -103,13 +133,19 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   // HTTP/1.1 connections: the HTTP server parses them (it is handed each TLS connection; it never listens).
   const h1 = createHttpServer(
     {
-      keepAliveTimeout: 60_000,
-      headersTimeout: 60_000,
+      keepAliveTimeout: limits.idleMs,
+      // A request head (the first one counted from the connection's start) must be complete within this;
+      // answered 408 otherwise, as Go's server does. The body and the answer are never timed out.
+      headersTimeout: limits.firstRequestMs,
       requestTimeout: 0,
+      connectionsCheckingInterval: Math.min(5_000, limits.firstRequestMs),
       maxHeaderSize: MAX_REQUEST_HEAD_BYTES,
     },
     onRequest,
   );
+  // The HTTP server checks headersTimeout from a timer it starts on 'listening'; it never listens (it is
+  // handed TLS connections), so it is told it does. close() below stops that timer.
+  h1.emit('listening');
   // As for responses: the byte limit (maxHeaderSize) bounds a request head, not Node's 2,000-line default.
   h1.maxHeadersCount = 0;
   h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -153,6 +189,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       // request against the kubeconfig's own certificates, never against a CA.
       requestCert: true,
       rejectUnauthorized: false,
+      handshakeTimeout: limits.handshakeMs,
       // As the kube-apiserver does: kubectl then speaks to kubetrail what it would speak to the apiserver.
       ALPNProtocols: ['h2', 'http/1.1'],
       // On loopback, classic key exchange: the post-quantum hybrid Node 24's OpenSSL prefers costs ~10 kB
@@ -162,7 +199,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     (socket: TLSSocket) => {
       socket.on('error', () => socket.destroy());
       if (socket.alpnProtocol === 'h2') {
+        // The HTTP/2 server makes the session synchronously, in this emit; closeWhenIdle needs the TLS
+        // socket itself (session.socket is a proxy that cannot destroy it).
+        const onSession = (session: ServerHttp2Session): void => closeWhenIdle(session, socket, limits);
+        h2.once('session', onSession);
         h2.emit('connection', socket);
+        h2.off('session', onSession);
         return;
       }
       if (!shared) {
@@ -173,7 +215,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       h1.emit('connection', socket);
     },
   );
-  server.on('tlsClientError', () => undefined);
+  // A failed or timed-out handshake: with a listener here Node leaves closing the socket to it (a socket
+  // left open this way held its memory for as long as the client kept it).
+  server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', capNotice(limits.maxConnections, opts.onNotice ?? (() => undefined)));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -205,6 +251,47 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       pool.destroy();
       await Promise.all(closed);
     },
+  };
+}
+
+/**
+ * An HTTP/2 connection is closed (GOAWAY, then the socket) when no stream has been open for
+ * `firstRequestMs` since it started or `idleMs` since its last stream ended. A connection carrying a
+ * stream, a quiet watch included, is never idle.
+ */
+function closeWhenIdle(session: ServerHttp2Session, socket: Duplex, limits: ConnectionLimits): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (ms: number): void => {
+    timer = setTimeout(() => {
+      if (session.closed || session.destroyed) return;
+      session.close();
+      // close() sends GOAWAY and a FIN, then waits for the client's: one that never reads keeps it open.
+      setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+    }, ms);
+    timer.unref();
+  };
+  arm(limits.firstRequestMs);
+  session.on('stream', (stream: Duplex) => {
+    open++;
+    clearTimeout(timer);
+    stream.once('close', () => {
+      if (--open === 0 && !session.closed) arm(limits.idleMs);
+    });
+  });
+  session.once('close', () => clearTimeout(timer));
+}
+
+/** One line when the cap is reached, repeated at most every CAP_NOTICE_EVERY_MS while it still closes connections. */
+function capNotice(max: number, notice: (line: string) => void): () => void {
+  let closed = 0;
+  let saidAt = -Infinity;
+  return () => {
+    closed++;
+    const now = Date.now();
+    if (now - saidAt < CAP_NOTICE_EVERY_MS) return;
+    saidAt = now;
+    notice(`kubetrail: ${max} connections open, its limit: new connections are closed until some end (${closed} so far); open ones are kept`);
   };
 }
 
