@@ -33,6 +33,11 @@ export function upstreamRequest(agent: Agent, x: Exchange, upstreamPath: string,
   // Node keeps only the first 2,000 header lines by default and drops the rest silently; Go counts
   // bytes, not lines. The byte limit above bounds the head.
   up.maxHeadersCount = 0;
+  // TCP_NODELAY, as Go's dialer sets on every connection (kubectl's and the apiserver's): Node writes a
+  // request's head and its body or chunk framing as separate small writes, and with Nagle's algorithm the
+  // second waits for the apiserver's delayed ACK: +40 ms per HTTP/1.1 request to the real kube-apiserver
+  // (bench/RESULTS.md, 2026-12-07, workload 1 over HTTP/1.1).
+  up.setNoDelay(true);
   return up;
 }
 

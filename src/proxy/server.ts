@@ -192,6 +192,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       handshakeTimeout: limits.handshakeMs,
       // As the kube-apiserver does: kubectl then speaks to kubetrail what it would speak to the apiserver.
       ALPNProtocols: ['h2', 'http/1.1'],
+      // TCP_NODELAY on kubectl's connections, as the apiserver's Go server has: a response head and body
+      // written apart must not wait for kubectl's delayed ACK (see upstream.ts).
+      noDelay: true,
       // On loopback, classic key exchange: the post-quantum hybrid Node 24's OpenSSL prefers costs ~10 kB
       // more per connection (1,000 watches: 10 MB) and protects nothing that leaves the machine.
       ...(isLoopbackHost(opts.host) ? { ecdhCurve: 'X25519:P-256' } : {}),

@@ -298,6 +298,7 @@ export class UpstreamPool {
       // HTTP/1.1 agent derives it from the Host header.
       const servername = perConnection.servername ?? (isIP(host) ? undefined : host);
       const socket = tlsConnect({ ...perConnection, ...(servername ? { servername } : {}), secureContext, host, port, ALPNProtocols: ['h2', 'http/1.1'] });
+      socket.setNoDelay(true); // as Go's dialer does, and as upstreamRequest() sets on every HTTP/1.1 socket
       conn.kill = () => socket.destroy();
       socket.once('connect', () => (connectEnd = performance.now()));
       const beforeSession = (err: Error): void => {
