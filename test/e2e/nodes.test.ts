@@ -322,6 +322,10 @@ describe.each(KUBECTLS)('kubectl %s through kubetrail to a kubelet, byte for byt
     let answers: string[] = [];
     const c = await compareStreaming(['port-forward', `pod/${POD}`, '-n', NS, `${port}:8080`], kubectl, async (s) => {
       await s.waitForStdout(/^Forwarding from 127\.0\.0\.1:\d+ -> 8080$/m, 20_000);
+      // kubectl opens its [::1] listener just after the IPv4 one: a request sent in between makes its
+      // "Handling connection" line land before the "[::1]" one, on either side (kubectl's own race). Wait
+      // for it where the machine has IPv6 loopback.
+      await s.waitForStdout(/^Forwarding from \[::1\]:\d+ -> 8080$/m, 3_000).catch(() => undefined);
       const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(15_000) });
       answers.push(`${res.status} ${await res.text()}`);
       await s.waitForStdout(/^Handling connection for \d+$/m, 10_000);
