@@ -48,22 +48,28 @@ function observer(): StageObserver {
   };
 }
 
+/** A kubeconfig in `d` whose one context (`fake`, user alice in system:masters) reaches `fake` through `relay`. */
+async function kubeconfigThrough(fake: FakeApiserver, relay: CountingRelay, d: string): Promise<string> {
+  const alice = await fake.issueUser('alice', ['system:masters']);
+  writeFileSync(join(d, 'ca.crt'), fake.serverCaPem);
+  writeFileSync(join(d, 'alice.crt'), alice.certPem);
+  writeFileSync(join(d, 'alice.key'), alice.keyPem);
+  const file = join(d, 'kubeconfig');
+  writeFileSync(
+    file,
+    `clusters:\n- name: fake\n  cluster: {server: "https://127.0.0.1:${relay.port}", certificate-authority: ca.crt}\n` +
+      `users:\n- name: alice\n  user: {client-certificate: alice.crt, client-key: alice.key}\n` +
+      `contexts:\n- name: fake\n  context: {cluster: fake, user: alice, namespace: default}\ncurrent-context: fake\n`,
+  );
+  return file;
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kubetrail-conns-'));
   fake = await startFakeApiserver();
   fake.create(makePod('nowhere', { namespace: 'default', phase: 'Running', nodeName: '' }));
   relay = await startCountingRelay(fake.port);
-  const alice = await fake.issueUser('alice', ['system:masters']);
-  writeFileSync(join(dir, 'ca.crt'), fake.serverCaPem);
-  writeFileSync(join(dir, 'alice.crt'), alice.certPem);
-  writeFileSync(join(dir, 'alice.key'), alice.keyPem);
-  direct = join(dir, 'kubeconfig');
-  writeFileSync(
-    direct,
-    `clusters:\n- name: fake\n  cluster: {server: "https://127.0.0.1:${relay.port}", certificate-authority: ca.crt}\n` +
-      `users:\n- name: alice\n  user: {client-certificate: alice.crt, client-key: alice.key}\n` +
-      `contexts:\n- name: fake\n  context: {cluster: fake, user: alice, namespace: default}\ncurrent-context: fake\n`,
-  );
+  direct = await kubeconfigThrough(fake, relay, dir);
   const loaded = loadKubeconfig({ explicitPath: direct, env: {} });
   pki = await ensureLocalPki(join(dir, 'state'));
   proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: observer() });
@@ -179,18 +185,8 @@ describe('an apiserver that answers an h2 offer with http/1.1', () => {
   beforeAll(async () => {
     h1fake = await startFakeApiserver({ http2: false });
     h1relay = await startCountingRelay(h1fake.port);
-    const alice = await h1fake.issueUser('alice', ['system:masters']);
     const d = mkdtempSync(join(dir, 'h1-'));
-    writeFileSync(join(d, 'ca.crt'), h1fake.serverCaPem);
-    writeFileSync(join(d, 'alice.crt'), alice.certPem);
-    writeFileSync(join(d, 'alice.key'), alice.keyPem);
-    h1direct = join(d, 'kubeconfig');
-    writeFileSync(
-      h1direct,
-      `clusters:\n- name: fake\n  cluster: {server: "https://127.0.0.1:${h1relay.port}", certificate-authority: ca.crt}\n` +
-        `users:\n- name: alice\n  user: {client-certificate: alice.crt, client-key: alice.key}\n` +
-        `contexts:\n- name: fake\n  context: {cluster: fake, user: alice, namespace: default}\ncurrent-context: fake\n`,
-    );
+    h1direct = await kubeconfigThrough(h1fake, h1relay, d);
     const loaded = loadKubeconfig({ explicitPath: h1direct, env: {} });
     h1proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0 });
     h1through = join(d, 'through.yaml');
