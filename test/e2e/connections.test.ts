@@ -57,13 +57,18 @@ async function setup(name: string, delayMs = 0): Promise<Setup> {
   for (const c of doc.contexts) c.context.namespace = NS;
   const direct = join(dir, `${name}.kubeconfig`);
   writeFileSync(direct, stringify(doc), { mode: 0o600 });
+  return { relay, direct, through: await throughKubetrail(name, direct) };
+}
+
+/** An in-process kubetrail in front of the kubeconfig `direct`'s clusters, and the kubeconfig leading to it. */
+async function throughKubetrail(name: string, direct: string): Promise<string> {
   const loaded = loadKubeconfig({ explicitPath: direct, env: {} });
   const pki = await ensureLocalPki(join(dir, 'state'));
   const proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: recorder() });
   proxies.push(proxy);
   const through = join(dir, `${name}-through.yaml`);
   writeKubeconfig(through, rewriteKubeconfig(loaded, { listenUrl: proxy.url, caPem: pki.caPem }));
-  return { relay, direct, through };
+  return through;
 }
 
 beforeAll(async () => {
@@ -167,12 +172,7 @@ describe('HTTP/1.1 through kubetrail costs what a hop costs, not a delayed ACK',
   // kubetrail's sockets the second waited for the apiserver's delayed ACK: ~+40 ms on every request (measured
   // 46–52 ms through vs 6–9 ms direct, kubectl 1.33 with DISABLE_HTTP2, before TCP_NODELAY was set).
   it('kubectl 1.33 with DISABLE_HTTP2: a GET through kubetrail takes at most ~30 ms more than direct (median of 9)', async () => {
-    const loaded = loadKubeconfig({ explicitPath: stack.kubeconfig, env: {} });
-    const pki = await ensureLocalPki(join(dir, 'state'));
-    const proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: recorder() });
-    proxies.push(proxy);
-    const through = join(dir, 'nodelay-through.yaml');
-    writeKubeconfig(through, rewriteKubeconfig(loaded, { listenUrl: proxy.url, caPem: pki.caPem }));
+    const through = await throughKubetrail('nodelay', stack.kubeconfig);
     /** The request's own time as kubectl logs it at -v=6 (connection set-up included: a new one per run). */
     const requestMs = async (kubeconfig: string): Promise<number> => {
       const r = await kubectl(['--context', 'admin', 'get', '--raw', `/api/v1/namespaces/${NS}/pods`, '-v=6'], { ...opts('1.33', kubeconfig, mkdtempSync(join(dir, 'home-'))), env: { DISABLE_HTTP2: '1' } });
