@@ -543,10 +543,9 @@ async function checkListen(config: Config): Promise<Finding> {
   // Who listens is told only to the state dir's control token (read here, never written).
   let pid: number | undefined;
   try {
-    const { controlCall } = await import('./background.ts');
-    const r = await controlCall(config.stateDir, host, listen.port, 'GET', 'status', 2000);
-    const body = r.status === 200 ? (r.body as { kubetrail?: boolean; pid?: unknown }) : undefined;
-    pid = body?.kubetrail === true && typeof body.pid === 'number' ? body.pid : undefined;
+    const [{ controlCall }, { statusBody }] = await Promise.all([import('../background/client.ts'), import('../background/protocol.ts')]);
+    const body = statusBody(await controlCall(config.stateDir, host, listen.port, { op: 'status' }, 2000));
+    pid = typeof body?.pid === 'number' ? body.pid : undefined;
   } catch {
     pid = undefined;
   }

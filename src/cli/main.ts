@@ -10,7 +10,7 @@ import { VERSION } from '../version.ts';
 import { errLine, outLine, writeAll } from './output.ts';
 
 // Everything else is imported where it is used: a wrapped command served by a background kubetrail loads
-// neither the proxy nor OpenTelemetry nor the YAML parser (see background.ts).
+// neither the proxy nor OpenTelemetry nor the YAML parser (see background/wrapper.ts).
 
 export const USAGE_EXIT = 2;
 
@@ -65,7 +65,7 @@ function flagValues(cmd: Command): RawValues {
 }
 
 async function giveWay(stateDir: string, host: string, port: number): Promise<{ stopped: boolean; busy?: { open: number; wrappers: number } }> {
-  const [{ stopBackgroundOn }, { recordedElsewhere }] = await Promise.all([import('./background-server.ts'), import('./addresses.ts')]);
+  const [{ stopBackgroundOn }, { recordedElsewhere }] = await Promise.all([import('../background/client.ts'), import('../background/addresses.ts')]);
   const r = await stopBackgroundOn(stateDir, host, port);
   if (r.stopped || r.busy) return r;
   const other = recordedElsewhere(process.env, stateDir, host, port);
@@ -73,12 +73,15 @@ async function giveWay(stateDir: string, host: string, port: number): Promise<{ 
 }
 
 async function runStart(given: Config): Promise<number> {
-  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, bg, { resolveForBackground, backgroundPaths, busyText }] = await Promise.all([
+  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, { foregroundControl }, { tagAliveIn }, { resolveForBackground }, { backgroundPaths }, { busyText }] = await Promise.all([
     import('../proxy/server.ts'),
     import('./setup.ts'),
     import('./telemetry-setup.ts'),
-    import('./background-server.ts'),
-    import('./background-state.ts'),
+    import('../background/foreground.ts'),
+    import('../background/publish.ts'),
+    import('../background/state.ts'),
+    import('../background/paths.ts'),
+    import('../background/protocol.ts'),
   ]);
   // Absolute paths, so wrapped commands run from anywhere recognise the same configuration.
   const { config, env } = resolveForBackground(given, process.env);
@@ -86,10 +89,10 @@ async function runStart(given: Config): Promise<number> {
   if (!prepared.listen.loopback) errLine(exposureWarning(listenUrl(prepared.listen)));
   // A wrapped command served here is ended by idle only once its wrapper is gone, as in the background.
   const bgPaths = backgroundPaths(config.stateDir, prepared.listen.host, prepared.listen.port);
-  const telemetry = instrument(config, 'start', env, { tagAlive: bg.tagAliveIn(bgPaths.commands, bgPaths.key) });
+  const telemetry = instrument(config, 'start', env, { tagAlive: tagAliveIn(bgPaths.commands, bgPaths.key) });
   const observer = telemetry.observer;
   // Wrapped commands with the same configuration use this kubetrail as they would a background one.
-  const control = bg.foregroundControl(config, env, [...prepared.routes.clusters.keys()]);
+  const control = foregroundControl(config, env, [...prepared.routes.clusters.keys()], telemetry);
   const listen = (): ReturnType<typeof startProxy> =>
     startProxy({
       routes: prepared.routes,
@@ -99,7 +102,7 @@ async function runStart(given: Config): Promise<number> {
       observer,
       onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`),
       onNotice: errLine,
-      onControl: control ? bg.controlHandler({ ...control.deps, telemetry }) : undefined,
+      onControl: control?.onControl,
       reuseUpstream: config.reuseUpstream,
     });
   let proxy;
@@ -122,7 +125,7 @@ async function runStart(given: Config): Promise<number> {
     const { inUseMessage } = await import('./port-holder.ts');
     throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port), { cause: err });
   }
-  if (prepared.listen.port !== 0) await control?.publish(prepared, proxy, telemetry);
+  if (prepared.listen.port !== 0) await control?.publish(prepared, proxy);
   outLine(`export KUBECONFIG=${prepared.writeKubeconfig(proxy.url)}`);
   errLine(`kubetrail: listening on ${proxy.url} for ${prepared.routes.clusters.size} cluster(s); Ctrl-C to stop`);
   await new Promise<void>((resolve) => {
@@ -137,14 +140,14 @@ async function runStart(given: Config): Promise<number> {
 
 async function runWrap(config: Config, command: string[]): Promise<number> {
   if (command.length === 0) throw new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods');
-  const viaBackground = await (await import('./background.ts')).wrapViaBackground(config, command);
+  const viaBackground = await (await import('../background/wrapper.ts')).wrapViaBackground(config, command);
   if (viaBackground !== undefined) return viaBackground;
   return (await import('./wrap.ts')).wrapInProcess(config, command);
 }
 
 export async function main(argv: string[]): Promise<number> {
-  // The background kubetrail a wrapped command starts (background-server.ts); not for users.
-  if (argv.length === 1 && argv[0] === '__background') return (await import('./background-server.ts')).runBackground();
+  // The background kubetrail a wrapped command starts (background/daemon.ts); not for users.
+  if (argv.length === 1 && argv[0] === '__background') return (await import('../background/daemon.ts')).runBackground();
   let result: Promise<number> | undefined;
   const program = withExamples(addOptions(new Command('kubetrail')), EXAMPLES.wrap)
     .description('Trace what kubectl does: a transparent HTTPS proxy that turns each kubectl command into one OpenTelemetry trace.')

@@ -4,8 +4,9 @@
  * /proc, for this user's processes).
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { ownedElsewhere, owned } from './background.ts';
-import { backgroundPaths, readState } from './background-state.ts';
+import { ownedElsewhere, owned } from '../background/client.ts';
+import { backgroundPaths } from '../background/paths.ts';
+import { readState } from '../background/state.ts';
 
 /** The listening TCP socket inodes for `port` (any local address), from /proc/net/tcp{,6}. */
 function listeningInodes(port: number): Set<string> {

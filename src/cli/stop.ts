@@ -1,15 +1,16 @@
 /**
  * `kubetrail stop`: stop every background kubetrail that wrapped commands started with this state dir, and
- * every one the address book (addresses.ts) records on an address with another state dir (the demo's, a
+ * every one the address book (background/addresses.ts) records on an address with another state dir (the demo's, a
  * script's --state-dir): whichever state dir it was started with, a kubetrail holding the port is found.
  * Each also stops by itself once idle for --linger. A foreground `kubetrail start` is left alone.
  */
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
-import { recordedAddresses } from './addresses.ts';
-import { owned, stopBackground } from './background.ts';
-import { readState, removeQuietly, sameInstance } from './background-state.ts';
+import { recordedAddresses } from '../background/addresses.ts';
+import { owned, stopBackground } from '../background/client.ts';
+import { readState, sameInstance } from '../background/state.ts';
+import { removeQuietly } from '../fs/private.ts';
 import { errLine } from './output.ts';
 
 /** State files to look at: [state dir, state file], this state dir's first, each once. */

@@ -8,6 +8,7 @@
  * one instead: it traces the requests. When the port is held by anything else, kubetrail stops with a
  * clear error rather than quietly moving to another port and going cold.
  */
+import type { StatusBody } from '../background/protocol.ts';
 import type { Config } from '../config/schema.ts';
 import { KtError } from '../errors.ts';
 import { readPrivateTextQuietly } from '../fs/private.ts';
@@ -39,17 +40,15 @@ export interface WrapHooks {
  * settings), undefined when it is not a kubetrail of this state dir serving our clusters.
  */
 async function sharedKubetrail(p: Prepared, config: Config, env: NodeJS.ProcessEnv): Promise<'same' | 'other-telemetry' | undefined> {
-  const { controlCall } = await import('./background.ts');
-  const { resolveForBackground, telemetryKey } = await import('./background-state.ts');
-  let body: { kubetrail?: unknown; routes?: unknown; telemetry?: unknown } | undefined;
+  const [{ controlCall }, { statusBody }, { resolveForBackground, telemetryKey }] = await Promise.all([import('../background/client.ts'), import('../background/protocol.ts'), import('../background/state.ts')]);
+  let body: Partial<StatusBody> | undefined;
   try {
-    const r = await controlCall(config.stateDir, p.listen.host, p.listen.port, 'GET', 'status', 2000);
-    body = r.status === 200 ? (r.body as typeof body) : undefined;
+    body = statusBody(await controlCall(config.stateDir, p.listen.host, p.listen.port, { op: 'status' }, 2000));
   } catch {
     return undefined;
   }
   const served = Array.isArray(body?.routes) ? (body.routes as unknown[]) : undefined;
-  if (body?.kubetrail !== true || !served || ![...p.routes.clusters.keys()].every((id) => served.includes(id))) return undefined;
+  if (!body || !served || ![...p.routes.clusters.keys()].every((id) => served.includes(id))) return undefined;
   const resolved = resolveForBackground(config, env);
   return body.telemetry === telemetryKey(resolved.config, resolved.env) ? 'same' : 'other-telemetry';
 }

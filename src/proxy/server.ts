@@ -26,7 +26,6 @@ import { sendStatus } from './status.ts';
 import { forwardUpgrade, type TunnelContext } from './tunnel.ts';
 import { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool } from './upstream.ts';
 
-export { CONTROL_PREFIX } from './control.ts';
 
 export interface ProxyOptions {
   routes: Routes;

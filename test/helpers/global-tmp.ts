@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } 
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** The pid runs and is not a zombie. Kept apart from src/cli/background-state.ts: tests check the product's view. */
+/** The pid runs and is not a zombie. Kept apart from src/background/process.ts: tests check the product's view. */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

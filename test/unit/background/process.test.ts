@@ -3,9 +3,11 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { liveWrappers, tagAliveIn } from '../../../src/cli/background-server.ts';
-import { markerName, parseMarker, procStartTime, sameProcess, type BackgroundState } from '../../../src/cli/background-state.ts';
-import { owned } from '../../../src/cli/background.ts';
+import { owned } from '../../../src/background/client.ts';
+import { markerName, parseMarker } from '../../../src/background/paths.ts';
+import { procStartTime, sameProcess } from '../../../src/background/process.ts';
+import { liveWrappers, tagAliveIn } from '../../../src/background/publish.ts';
+import type { BackgroundState } from '../../../src/background/state.ts';
 
 const hasProc = procStartTime(process.pid) !== undefined;
 

@@ -9,13 +9,14 @@
  *   <default state dir>/addresses/<addr>   the absolute path of the state dir it was started with (0600)
  *
  * An entry is only a hint: a reader believes it only when that state dir's state file for the address names
- * a process that is still that kubetrail (background.ts owned), and its control calls still need that
- * state dir's token. Imported by the wrapper's fast path: Node built-ins and small modules only.
+ * a process that is still that kubetrail (client.ts owned), and its control calls still need that
+ * state dir's token. Imported by the wrapper's fast path (eslint.config.js lists it): Node built-ins only.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { OPTIONS, type OptionDef } from '../config/schema.ts';
-import { backgroundPaths, privateDir, readState, replacePrivate, type BackgroundState } from './background-state.ts';
+import { backgroundPaths, privateDir } from './paths.ts';
+import { readState, replacePrivate, type BackgroundState } from './state.ts';
 
 /** The state dir kubetrail uses when none is given (the option registry's default: XDG_STATE_HOME or HOME). */
 export function defaultStateDir(env: NodeJS.ProcessEnv): string {
@@ -45,7 +46,7 @@ export interface Elsewhere {
 
 /**
  * The kubetrail state recorded for host:port by a state dir other than `stateDir`, if any (its process is
- * not checked here: see background.ts owned).
+ * not checked here: see client.ts owned).
  */
 export function recordedElsewhere(env: NodeJS.ProcessEnv, stateDir: string, host: string, port: number): Elsewhere | undefined {
   const key = backgroundPaths(stateDir, host, port).key;

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { kubeconfigPaths } from '../../../src/kubeconfig/load.ts';
-import { CONTROL_PREFIX as SERVER_PREFIX } from '../../../src/proxy/server.ts';
 import { isCommandTag } from '../../../src/proxy/routing.ts';
 import { parseDuration } from '../../../src/config/load.ts';
-import { CONTROL_PREFIX, kubeconfigCandidates, randomTag, tokenMatches } from '../../../src/cli/background-state.ts';
+import { randomTag } from '../../../src/background/protocol.ts';
+import { kubeconfigCandidates } from '../../../src/background/state.ts';
+import { tokenMatches } from '../../../src/background/token.ts';
 
 describe('the wrapper fast path mirrors the modules it does not import', () => {
   it('kubeconfig candidates are kubectl rules as kubeconfig/load.ts implements them', () => {
@@ -15,10 +16,6 @@ describe('the wrapper fast path mirrors the modules it does not import', () => {
       [undefined, { KUBECONFIG: '', HOME: '/home/u' }],
     ];
     for (const [explicitPath, env] of cases) expect(kubeconfigCandidates(explicitPath, env)).toEqual(kubeconfigPaths({ explicitPath, env }).paths);
-  });
-
-  it("the control prefix is the proxy's", () => {
-    expect(CONTROL_PREFIX).toBe(SERVER_PREFIX);
   });
 
   it('a random command tag is a valid one', () => {

@@ -11,61 +11,30 @@
  * A background kubetrail for another configuration that is busy (requests in flight, wrapped commands alive)
  * is not replaced: the command is served in-process on an ephemeral port instead.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, linkSync, renameSync, statSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
-import { extname, join } from 'node:path';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import { isatty } from 'node:tty';
-import { fileURLToPath } from 'node:url';
 import { lingerMs, parseListen } from '../config/load.ts';
-import { recordedElsewhere, type Elsewhere } from './addresses.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
-import { openPrivateAppend, readPrivateText, readPrivateTextQuietly } from '../fs/private.ts';
-import {
-  BACKGROUND_CONFIG_ENV,
-  backgroundPaths,
-  busyText,
-  CONTROL_PREFIX,
-  cutMarker,
-  filesUnchanged,
-  fingerprint,
-  kubetrailAlive,
-  markerName,
-  pidAlive,
-  privateDir,
-  procStartTime,
-  randomTag,
-  readState,
-  readToken,
-  removeQuietly,
-  resolveForBackground,
-  sameInstance,
-  sameProcess,
-  TOKEN_HEADER,
-  writePrivate,
-  type BackgroundPaths,
-  type BackgroundState,
-} from './background-state.ts';
+import { readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
 import { timingDir } from '../kubeconfig/timing.ts';
-import type { KubectlLife } from '../telemetry/commands.ts';
-import { epochNow, runChild, takeKubeconfigArg } from './child.ts';
-import { NODE_FLAGS } from './node-flags.ts';
-import { errLine } from './output.ts';
+import { epochNow, runChild, takeKubeconfigArg } from '../cli/child.ts';
+import { errLine } from '../cli/output.ts';
+import { call, answers, owned, ownedElsewhere, stopBackground, STOP_WAIT_MS } from './client.ts';
+import { spawnBackground, START_WAIT_MS } from './launch.ts';
+import { releaseLock, tryLock } from './lock.ts';
+import { backgroundPaths, cutMarker, markerName, privateDir, type BackgroundPaths } from './paths.ts';
+import { busyText, FINISH_DEADLINE_MS, randomTag, type Busy } from './protocol.ts';
+import { filesUnchanged, fingerprint, readState, resolveForBackground, sameInstance, writePrivate, type BackgroundState } from './state.ts';
 
-const LOG_MAX_BYTES = 1 << 20;
-/** How long a wrapper waits for another wrapper's background kubetrail to come up, or for one to stop. */
-const START_WAIT_MS = 30_000;
-const STOP_WAIT_MS = 5_000;
 /** A background kubetrail that does not answer a status call within this long is hung. */
 const HUNG_MS = 500;
 /** A kubetrail that is ours but neither listens nor answers for this long is stale (hung, or stopping). */
 const STALE_MS = 1000;
 /** A wrapper waiting this long for another one's start lock says what it waits for. */
 const WAIT_NOTICE_MS = 1000;
-/** The finish call's whole budget (the background waits FINISH_WAIT_MS = 1 s for the command's open requests). */
-const FINISH_DEADLINE_MS = 1500;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -74,7 +43,7 @@ function sleep(ms: number): Promise<void> {
 /** Something accepts TCP connections on host:port (a loopback connect answers at once). */
 function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s: Socket = connect({ host, port });
+    const s = connect({ host, port });
     const done = (v: boolean): void => {
       clearTimeout(timer);
       s.destroy();
@@ -86,270 +55,6 @@ function portOpen(host: string, port: number): Promise<boolean> {
   });
 }
 
-export interface ControlAnswer {
-  status: number;
-  body: unknown;
-}
-
-/**
- * A control call to the kubetrail at host:port, verified against this state dir's local CA before the token
- * is sent (whoever else holds the port never sees it).
- */
-export async function controlCall(stateDir: string, host: string, port: number, method: 'GET' | 'POST', subpath: string, timeoutMs = 5000): Promise<ControlAnswer> {
-  const token = readToken(backgroundPaths(stateDir, host, port).token);
-  if (!token) throw new Error('no control token in the state dir');
-  const ca = readPrivateText(join(stateDir, 'ca.crt'));
-  if (ca === undefined) throw new Error('no local CA in the state dir');
-  const { request } = await import('node:https');
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, method, path: `${CONTROL_PREFIX}${subpath}`, ca, servername: 'localhost', agent: false, headers: { [TOKEN_HEADER]: token }, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** The socket could not be connected to (no such file, nobody listening): the HTTPS path may still answer. */
-class NotConnected extends Error {}
-
-/** A control call on the background kubetrail's Unix socket (see listenControlSocket). */
-function socketCall(path: string, token: string, msg: Record<string, unknown>, timeoutMs: number): Promise<ControlAnswer> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let buf = '';
-    let connected = false;
-    const timer = setTimeout(() => s.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    s.setEncoding('utf8');
-    s.on('connect', () => {
-      connected = true;
-      s.write(`${JSON.stringify({ ...msg, token })}\n`);
-    });
-    s.on('data', (c: string) => (buf += c));
-    s.on('error', (err) => {
-      clearTimeout(timer);
-      reject(connected || err.message.startsWith('no answer') ? err : new NotConnected(describeError(err), { cause: err }));
-    });
-    s.on('end', () => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(buf) as ControlAnswer);
-      } catch {
-        reject(new Error('malformed answer'));
-      }
-    });
-  });
-}
-
-type CallMsg = { op: 'finish'; tag: string; color?: boolean; width?: number; life?: KubectlLife } | { op: 'stop'; ifIdle?: boolean } | { op: 'status' };
-
-/**
- * A control call within `timeoutMs` in all: on the socket when there is one; over HTTPS on the listener
- * only when the socket cannot be connected to (a kubetrail that does not answer on its socket in time is
- * hung: asking it again over HTTPS would only double the wait).
- */
-async function call(stateDir: string, st: BackgroundState, msg: CallMsg, timeoutMs: number): Promise<ControlAnswer> {
-  const until = Date.now() + timeoutMs;
-  const token = readToken(backgroundPaths(stateDir, st.host, st.port).token);
-  if (st.socket && token) {
-    try {
-      return await socketCall(st.socket, token, msg, timeoutMs);
-    } catch (err) {
-      if (!(err instanceof NotConnected)) throw err;
-    }
-  }
-  const q =
-    msg.op === 'finish'
-      ? `commands/${msg.tag}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}${msg.life ? `&spawned=${msg.life.spawnedAt}&exited=${msg.life.exitedAt}&exit=${msg.life.exitCode}` : ''}`
-      : msg.op === 'stop' ? `stop${msg.ifIdle ? '?ifIdle=1' : ''}` : 'status';
-  return controlCall(stateDir, st.host, st.port, msg.op === 'status' ? 'GET' : 'POST', q, Math.max(until - Date.now(), 1));
-}
-
-/**
- * Is the state's pid still the kubetrail that wrote it? Decided from /proc (the process start time) when it
- * can be, else by asking it: an authenticated status call must name the same pid and instance. A pid
- * reused by another process is never signalled, waited for or trusted.
- */
-export async function owned(stateDir: string, st: BackgroundState, timeoutMs = 1000): Promise<boolean> {
-  const same = sameProcess(st);
-  return same ?? answers(stateDir, st, timeoutMs);
-}
-
-/** It answers an authenticated status call as the same pid and instance. */
-async function answers(stateDir: string, st: BackgroundState, timeoutMs = 300): Promise<boolean> {
-  try {
-    const r = await call(stateDir, st, { op: 'status' }, timeoutMs);
-    const b = r.body as { pid?: unknown; instance?: unknown } | undefined;
-    return r.status === 200 && b?.pid === st.pid && b.instance === st.instance;
-  } catch {
-    return false;
-  }
-}
-
-/** Cheap and synchronous: false only when the state's process is certainly gone (or not that kubetrail). */
-function maybeRunning(st: BackgroundState): boolean {
-  return sameProcess(st) !== false;
-}
-
-async function waitForExit(st: BackgroundState, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (maybeRunning(st)) {
-    if (Date.now() > until) return false;
-    await sleep(20);
-  }
-  return true;
-}
-
-export type StopResult = { stopped: true } | { stopped: false; busy?: { open: number; wrappers: number } };
-
-/**
- * Stop a background kubetrail: by control call, else SIGTERM (only when the pid is still that kubetrail);
- * wait until it is gone. With `ifIdle`, a kubetrail with requests in flight or wrapped commands alive
- * refuses and keeps serving.
- */
-export async function stopBackground(stateDir: string, st: BackgroundState, ifIdle = false): Promise<StopResult> {
-  try {
-    const r = await call(stateDir, st, { op: 'stop', ifIdle }, 2000);
-    const b = r.body as { busy?: unknown; open?: unknown; wrappers?: unknown } | undefined;
-    if (r.status === 409 && b?.busy === true) return { stopped: false, busy: { open: Number(b.open) || 0, wrappers: Number(b.wrappers) || 0 } };
-  } catch {
-    // not answering: signal it
-  }
-  if (await waitForExit(st, STOP_WAIT_MS)) return { stopped: true };
-  if (!(await owned(stateDir, st))) return { stopped: true };
-  try {
-    process.kill(st.pid, 'SIGTERM');
-  } catch {
-    return { stopped: true };
-  }
-  return { stopped: await waitForExit(st, STOP_WAIT_MS) };
-}
-
-type Started = { ok: true; state: BackgroundState } | { ok: false; code: string; message: string };
-
-/** Start the background kubetrail (this wrapper holds the lock) and wait until it serves or fails. */
-async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, paths: BackgroundPaths): Promise<Started> {
-  privateDir(paths.stateDir, paths.dir);
-  let size = 0;
-  try {
-    size = statSync(paths.log).size;
-  } catch {
-    // new log
-  }
-  // Never through a symlink or into another user's file (it would be truncated and re-moded).
-  const logFd = openPrivateAppend(paths.log, size > LOG_MAX_BYTES);
-  const here = fileURLToPath(import.meta.url);
-  const bin = fileURLToPath(new URL(`../bin/kubetrail${extname(here)}`, import.meta.url));
-  const child = spawn(process.execPath, [...NODE_FLAGS, bin, '__background'], {
-    detached: true,
-    cwd: '/',
-    stdio: ['ignore', logFd, logFd, 'pipe'],
-    env: { ...env, [BACKGROUND_CONFIG_ENV]: JSON.stringify(config) },
-  });
-  closeSync(logFd);
-  const pipe = child.stdio[3] as Socket;
-  const answer = await new Promise<{ ok: boolean; code?: string; message?: string } | undefined>((resolve) => {
-    let text = '';
-    const timer = setTimeout(() => resolve(undefined), START_WAIT_MS);
-    pipe.on('data', (c: Buffer) => {
-      text += c.toString();
-      const nl = text.indexOf('\n');
-      if (nl === -1) return;
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(text.slice(0, nl)) as { ok: boolean; code?: string; message?: string });
-      } catch {
-        resolve(undefined);
-      }
-    });
-    pipe.on('error', () => undefined);
-    pipe.on('close', () => {
-      clearTimeout(timer);
-      resolve(undefined);
-    });
-    child.on('error', () => resolve(undefined));
-  });
-  pipe.destroy();
-  child.unref();
-  if (answer?.ok) {
-    const state = readState(paths.state);
-    if (state && state.pid === child.pid) return { ok: true, state };
-    return { ok: false, code: 'GONE', message: 'it wrote no state file' };
-  }
-  if (answer === undefined && child.pid !== undefined && pidAlive(child.pid)) process.kill(child.pid, 'SIGTERM');
-  return { ok: false, code: answer?.code ?? 'GONE', message: answer?.message ?? `it exited without saying why (see ${paths.log})` };
-}
-
-/**
- * Take the start lock (O_EXCL); returns its content (released only while it is still this wrapper's), or
- * the pid of the kubetrail that holds it. The lock names its holder by pid and start time: a holder that
- * is gone, whose pid now belongs to another process (another start time, or not a kubetrail at all), or
- * older than any start can take, is stale. A stale lock is moved aside under a unique name before it is
- * removed: of two wrappers that both find it stale, one moves it and neither removes a lock a third one
- * took meanwhile (moved aside by mistake, that one is put back).
- */
-function tryLock(path: string): { mine: string } | { holder: number | undefined } {
-  const mine = `${process.pid} ${procStartTime(process.pid) ?? '-'} ${randomTag()}\n`;
-  try {
-    writePrivate(path, mine, true);
-    return { mine };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  let text: string;
-  let age: number;
-  try {
-    text = readPrivateText(path) ?? '';
-    age = Date.now() - statSync(path).mtimeMs;
-  } catch {
-    return { holder: undefined };
-  }
-  const [pidText, start] = text.split(/\s/);
-  const holder = Number(pidText);
-  if (Number.isSafeInteger(holder) && kubetrailAlive(holder, start) && age < START_WAIT_MS + STOP_WAIT_MS) return { holder };
-  const aside = `${path}.${randomTag()}.stale`;
-  try {
-    renameSync(path, aside);
-  } catch {
-    return { holder: undefined };
-  }
-  let moved = '';
-  try {
-    moved = readPrivateText(aside) ?? '';
-  } catch {
-    // gone
-  }
-  if (moved !== text) {
-    try {
-      linkSync(aside, path);
-    } catch {
-      // yet another wrapper holds a new lock: that one stands
-    }
-  }
-  removeQuietly(aside);
-  return { holder: undefined };
-}
-
-function releaseLock(path: string, mine: string): void {
-  try {
-    if (readPrivateTextQuietly(path) === mine) removeQuietly(path);
-  } catch {
-    // gone
-  }
-}
-
 interface Found {
   state: BackgroundState;
   /** This wrapper started it (say so once). */
@@ -358,8 +63,8 @@ interface Found {
   replaced: string | undefined;
 }
 
-interface Busy {
-  busy: { open: number; wrappers: number; hung?: boolean };
+interface Busied {
+  busy: Busy & { hung?: boolean };
 }
 
 /** Forget a state file whose kubetrail is gone, hung or not a kubetrail any more (never signalled). */
@@ -367,7 +72,7 @@ function dropStale(paths: BackgroundPaths, st: BackgroundState): void {
   if (sameInstance(readState(paths.state), st)) removeQuietly(paths.state);
 }
 
-async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string, port: number, fp: string): Promise<Found | Busy | undefined> {
+async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string, port: number, fp: string): Promise<Found | Busied | undefined> {
   const paths = backgroundPaths(config.stateDir, host, port);
   let replaced: string | undefined;
   let closedSince: number | undefined;
@@ -409,7 +114,7 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       continue;
     }
     privateDir(paths.stateDir, paths.dir);
-    const taken = tryLock(paths.lock);
+    const taken = tryLock(paths.lock, START_WAIT_MS + STOP_WAIT_MS);
     if (!('mine' in taken)) {
       // Another wrapper is starting one: wait for it, and say so when it takes a while (not silently).
       waitingSince ??= Date.now();
@@ -452,12 +157,6 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
     }
   }
   return undefined;
-}
-
-/** The kubetrail another state dir recorded on host:port (addresses.ts), if it is still that kubetrail. */
-export async function ownedElsewhere(stateDir: string, host: string, port: number, env: NodeJS.ProcessEnv = process.env): Promise<Elsewhere | undefined> {
-  const other = recordedElsewhere(env, stateDir, host, port);
-  return other && (await owned(other.stateDir, other.state)) ? other : undefined;
 }
 
 /**
@@ -503,7 +202,7 @@ function durationText(ms: number): string {
 
 /** The in-process path on an ephemeral port: leaves the address's kubetrail alone (kubectl's caches are cold). */
 async function inProcessElsewhere(config: Config, argv: string[], env: NodeJS.ProcessEnv, host: string): Promise<number> {
-  const { wrapInProcess } = await import('./wrap.ts');
+  const { wrapInProcess } = await import('../cli/wrap.ts');
   return wrapInProcess({ ...config, listen: `${host.includes(':') ? `[${host}]` : host}:0` }, argv, env);
 }
 

@@ -1,0 +1,67 @@
+/**
+ * A foreground `kubetrail start` answers wrapped commands with the same configuration as a background
+ * kubetrail would (the same control calls, its own state file and template), but is never stopped by them:
+ * it has no idle clock and no stop call (control.ts Lingering).
+ */
+import type { Server } from 'node:net';
+import type { Config } from '../config/schema.ts';
+import { describeError } from '../errors.ts';
+import { ensurePrivateDir } from '../fs/private.ts';
+import type { ControlHandler } from '../proxy/control.ts';
+import type { RunningProxy } from '../proxy/server.ts';
+import { errLine } from '../cli/output.ts';
+import type { Prepared } from '../cli/setup.ts';
+import { controlHandler, listenControlSocket, type ControlDeps, type Finisher } from './control.ts';
+import { backgroundPaths, type BackgroundPaths } from './paths.ts';
+import { randomTag } from './protocol.ts';
+import { liveWrappers, publish, unpublish } from './publish.ts';
+import { fingerprint, telemetryKey, type BackgroundState } from './state.ts';
+import { ensureToken } from './token.ts';
+
+export interface ForegroundControl {
+  /** For the proxy's `onControl`. */
+  onControl: ControlHandler;
+  /** Once listening: the state file, template and socket that let wrapped commands find it. */
+  publish(prepared: Prepared, proxy: RunningProxy): Promise<void>;
+  unpublish(): void;
+}
+
+/** For `kubetrail start`: undefined when the state dir has no control token to give (nothing is published). */
+export function foregroundControl(config: Config, env: NodeJS.ProcessEnv, routeIds: string[], finisher: Finisher): ForegroundControl | undefined {
+  let paths: BackgroundPaths | undefined;
+  let socket: Server | undefined;
+  let state: BackgroundState | undefined;
+  let token: string;
+  try {
+    token = ensureToken(backgroundPaths(config.stateDir, '', 0).token);
+  } catch {
+    return undefined;
+  }
+  const fp = fingerprint(config, env);
+  const instance = randomTag();
+  const deps: ControlDeps = {
+    token,
+    identity: { instance, fingerprint: fp, telemetryKey: telemetryKey(config, env), routeIds, lingerMs: 0, startedAt: Date.now() },
+    // Never stopped by a wrapper, so only reported (status); its requests are in its own log.
+    busy: () => ({ open: 0, wrappers: paths ? liveWrappers(paths.commands, paths.key) : 0 }),
+    finisher,
+  };
+  return {
+    onControl: controlHandler(deps),
+    async publish(prepared, proxy) {
+      if (proxy.port === 0) return;
+      paths = backgroundPaths(config.stateDir, prepared.listen.host, proxy.port);
+      try {
+        ensurePrivateDir(paths.dir);
+        socket = await listenControlSocket(paths.socket, deps, errLine);
+        state = publish({ kind: 'start', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: 0, log: undefined, socket: socket ? paths.socket : undefined, instance });
+      } catch (err) {
+        errLine(`kubetrail: wrapped commands will not find this kubetrail: ${describeError(err)}`);
+      }
+    },
+    unpublish() {
+      socket?.close();
+      if (paths && state) unpublish(paths, state);
+    },
+  };
+}
