@@ -92,7 +92,7 @@ function tlsTo(kt: KubetrailProcess): Promise<TLSSocket> {
 }
 
 function requestHead(kt: KubetrailProcess, path: string): string {
-  const prefix = new URL(kt.route().base).pathname;
+  const prefix = new URL(kt.route().base).pathname.replace(/\/$/, '');
   return `GET ${prefix}${path} HTTP/1.1\r\nHost: kubetrail\r\nAuthorization: Bearer ${TOKEN}\r\nUser-Agent: kubetrail-flood\r\n\r\n`;
 }
 

@@ -334,9 +334,10 @@ async function checkContext(plan: ContextPlan, proxy: RunningProxy | undefined, 
   const server = new URL(String(entry.server));
   const through = await get({
     agent: false,
-    host: server.hostname,
+    host: server.hostname.replace(/^\[|\]$/g, ''),
     port: Number(server.port),
-    path: `${server.pathname}/version`,
+    // A route address's URL carries the apiserver's own path, if any ('/' for none); the prefix form /c/<route>.
+    path: `${server.pathname.replace(/\/+$/, '')}/version`,
     ca: Buffer.from(String(entry['certificate-authority-data']), 'base64'),
     servername: String(entry['tls-server-name']),
     ...(cred.presentable && cred.identity ? { cert: cred.identity.certPem, key: cred.identity.keyPem } : {}),

@@ -175,7 +175,8 @@ export async function main(argv: string[]): Promise<number> {
     .action((_opts, cmd: Command) => {
       result = import('./setup.ts').then(async ({ listenUrl, prepare }) => {
         const p = await prepare(resolveConfig(flagValues(cmd)));
-        outLine(p.writeKubeconfig(listenUrl(p.listen)));
+        // The path form: any kubetrail on the address serves it, a published Docker port included.
+        outLine(p.writeKubeconfig(listenUrl(p.listen), 'by-path', true));
         return 0;
       });
     });

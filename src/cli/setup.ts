@@ -23,9 +23,10 @@ export interface Prepared {
   /**
    * Write the rewritten kubeconfig for the address kubetrail really listens on (with --listen HOST:0 it is
    * known only after binding) and return its path (0600, in the 0700 state dir). `on-path`: for a kubectl
-   * this process starts, with shimPathEnv's PATH (credential-shim.ts).
+   * this process starts, with shimPathEnv's PATH (credential-shim.ts). `pathRoutes`: the /c/<route> form
+   * for whatever kubetrail serves the address (`kubetrail kubeconfig`; rewrite.ts routeAddresses).
    */
-  writeKubeconfig(url: string, shims?: ShimMode): string;
+  writeKubeconfig(url: string, shims?: ShimMode, pathRoutes?: boolean): string;
 }
 
 export function listenUrl(listen: ListenAddress): string {
@@ -50,13 +51,13 @@ export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.e
     kubeconfig,
     routes,
     pki,
-    writeKubeconfig(url, shims = 'by-path') {
+    writeKubeconfig(url, shims = 'by-path', pathRoutes = false) {
       const credentialShim = { install: (command: string) => installShim(config.stateDir, command, env.PATH, shims), timingFile: untaggedTimingFile(config.stateDir), mode: shims };
-      const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context, credentialShim });
+      const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context, credentialShim, ...(pathRoutes ? { routeAddresses: false } : {}) });
       // One file per (source files, context, listen address): stable across runs, so kubectl sees the
       // same server URLs and keeps its caches.
       const key = createHash('sha256')
-        .update(JSON.stringify([kubeconfig.files, config.context ?? null, url, ...(shims === 'by-path' ? [] : [shims])]))
+        .update(JSON.stringify([kubeconfig.files, config.context ?? null, url, ...(shims === 'by-path' ? [] : [shims]), ...(pathRoutes ? ['path-routes'] : [])]))
         .digest('hex')
         .slice(0, 16);
       const path = join(config.stateDir, 'kubeconfigs', `${key}.yaml`);

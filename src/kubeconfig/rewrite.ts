@@ -2,12 +2,12 @@
  * Turn a loaded kubeconfig into (a) the routes kubetrail serves and (b) a kubeconfig whose every cluster
  * points at kubetrail. Names of clusters, users and contexts are kept, so `--context X` means the same
  * thing before and after; users are copied as they are (exec plugins still run inside kubectl).
- * How the proxy reads a route back (path prefix, SNI, command tag) lives in proxy/routing.ts.
+ * How the proxy reads a route back (SNI, path prefix, command tag) lives in proxy/routing.ts.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { KtError } from '../errors.ts';
-import { certFingerprint, ROUTE_PREFIX, SNI_SUFFIX, taggedServerName, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
+import { certFingerprint, ROUTE_PREFIX, routeHost, taggedServerName, uniqueRouteAddresses, usesRouteAddresses, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
 import { shimExec, type ShimMode } from './credential-shim.ts';
 import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
 
@@ -177,6 +177,13 @@ export interface RewriteOptions {
   currentContext?: string | undefined;
   /** Tag every request made with this kubeconfig as one command's (wrap mode with a background kubetrail). */
   commandTag?: string | undefined;
+  /**
+   * Give each cluster its loopback address (routing.ts routeAddress) rather than a /c/<route> path; only
+   * for a kubetrail that listens on them (startProxy does where usesRouteAddresses says, the default here).
+   * `kubetrail kubeconfig` writes the path form: it may be for another kubetrail on that address, a
+   * published Docker port reaching a container's 0.0.0.0 listener (docs/docker.md).
+   */
+  routeAddresses?: boolean | undefined;
   /** Run every exec credential plugin through kubetrail's timing shim (credential-shim.ts). */
   credentialShim?: { install: (command: string) => string | undefined; timingFile: string; mode?: ShimMode } | undefined;
 }
@@ -184,14 +191,22 @@ export interface RewriteOptions {
 /** The rewritten kubeconfig as a plain object, ready to be serialised. */
 export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): Entry {
   const base = opts.listenUrl.replace(/\/$/, '');
+  const listen = new URL(opts.listenUrl);
   const caData = Buffer.from(opts.caPem).toString('base64');
+  const ids = new Map([...kc.clusters.values()].map(({ name, body }) => [name, routeId(name, body.server)]));
+  const addresses = (opts.routeAddresses ?? usesRouteAddresses(listen.hostname)) ? uniqueRouteAddresses(ids.values()) : new Map<string, string>();
   const clusters = [...kc.clusters.values()].map(({ name, body }) => {
     const cluster: Entry = { ...body };
     for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) delete cluster[k];
-    const id = routeId(name, body.server);
-    cluster.server = `${base}${ROUTE_PREFIX}${id}`;
+    const id = ids.get(name) ?? routeId(name, body.server);
+    const address = addresses.get(id);
+    // A host:port per cluster and no path of kubetrail's: `kubectl proxy` warns about any server path,
+    // and kubectl keys its discovery cache by the server URL (docs/decisions.md, "Routes"). The apiserver
+    // URL's own path (a Rancher-style `/k8s/clusters/x`) is kept, so kubectl uses it as it would direct.
+    cluster.server = address === undefined ? `${base}${ROUTE_PREFIX}${id}` : `https://${address}:${listen.port || '443'}${ownPath(body.server)}`;
     cluster['certificate-authority-data'] = caData;
-    cluster['tls-server-name'] = opts.commandTag === undefined ? `${id}${SNI_SUFFIX}` : taggedServerName(id, opts.commandTag);
+    // A command tag goes in SNI only, so the server URL (and kubectl's caches) stay the same per cluster.
+    cluster['tls-server-name'] = opts.commandTag === undefined ? routeHost(id) : taggedServerName(id, opts.commandTag);
     return { name, cluster };
   });
   const current = opts.currentContext ?? kc.currentContext;
@@ -212,6 +227,12 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
   if (kc.preferences !== undefined) out.preferences = kc.preferences;
   if (kc.extensions !== undefined) out.extensions = kc.extensions;
   return out;
+}
+
+/** The apiserver URL's own path, '' for none (`https://h:6443` and `https://h:6443/` alike). */
+function ownPath(server: unknown): string {
+  const path = typeof server === 'string' && URL.canParse(server) ? new URL(server).pathname : '/';
+  return path === '/' ? '' : path;
 }
 
 function withShim(user: Entry, shim: RewriteOptions['credentialShim']): Entry {

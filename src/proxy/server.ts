@@ -10,7 +10,7 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttp2Server, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server, type TLSSocket } from 'node:tls';
 import { describeError } from '../errors.ts';
@@ -21,7 +21,7 @@ import { OwnUpstreams, SharedUpstreams } from './connection.ts';
 import { isH2Request, type DownstreamRequest, type DownstreamResponse } from './exchange.ts';
 import { forwardRequest } from './forward.ts';
 import { PeerIdentities } from './identity.ts';
-import type { Routes } from './routing.ts';
+import { uniqueRouteAddresses, usesRouteAddresses, type Routes } from './routing.ts';
 import { sendStatus } from './status.ts';
 import { forwardUpgrade, type TunnelContext } from './tunnel.ts';
 import { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool } from './upstream.ts';
@@ -220,17 +220,25 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   // A failed or timed-out handshake: with a listener here Node leaves closing the socket to it (a socket
   // left open this way held its memory for as long as the client kept it).
   server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
-  server.maxConnections = limits.maxConnections;
-  server.on('drop', capNotice(limits.maxConnections, opts.onNotice ?? (() => undefined)));
+  const dropped = capNotice(limits.maxConnections, opts.onNotice ?? (() => undefined));
+  server.on('drop', dropped);
+  const cap = sharedCap(server, limits.maxConnections, dropped);
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const addresses = usesRouteAddresses(opts.host) ? [...new Set(uniqueRouteAddresses(opts.routes.clusters.keys()).values())] : [];
+  let routeListeners: NetServer[] = [];
+  // With port 0, the port must be free on every route address too: another ephemeral port if not.
+  for (let attempt = 1; ; attempt++) {
+    await listen(server, opts.port, opts.host);
+    try {
+      routeListeners = await listenOnRouteAddresses(addresses, (server.address() as AddressInfo).port, (socket) => cap.accept(socket));
+      break;
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (opts.port !== 0 || attempt === 3) throw err;
+    }
+  }
   server.on('error', internalError);
+  for (const l of routeListeners) l.on('error', internalError);
   const port = (server.address() as AddressInfo).port;
   const hostForUrl = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
@@ -241,7 +249,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     // included: by then every request has published its `end`, so a caller that flushes telemetry next
     // has every span.
     close: async () => {
-      const closed = [new Promise<void>((resolve) => server.close(() => resolve()))];
+      const closed = [server, ...routeListeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
       for (const s of openSockets) if (!s.closed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
       for (const s of sessions) if (!s.destroyed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
       h1.closeAllConnections();
@@ -252,6 +260,68 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       for (const s of sessions) s.destroy();
       pool.destroy();
       await Promise.all(closed);
+    },
+  };
+}
+
+function listen(server: NetServer, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * One plain listener per route address (routing.ts routeAddress) on kubetrail's port, each handing its
+ * connections to the TLS server as its own listener does. A failure names the address and carries no
+ * EADDRINUSE code: the callers read that as kubetrail's port being held (by another kubetrail).
+ */
+async function listenOnRouteAddresses(addresses: string[], port: number, accept: (socket: Socket) => void): Promise<NetServer[]> {
+  const listeners: NetServer[] = [];
+  try {
+    for (const address of addresses) {
+      // As the TLS server's own options: TCP_NODELAY as the apiserver's Go server sets it.
+      const l = createNetServer({ noDelay: true }, accept);
+      listeners.push(l);
+      await listen(l, port, address);
+    }
+  } catch (err) {
+    for (const l of listeners) l.close();
+    throw new Error(`cannot listen on a cluster's loopback address: ${describeError(err)}`);
+  }
+  return listeners;
+}
+
+/**
+ * One connection cap over the TLS server's own listener and the route addresses' (which hand their
+ * connections over with emit('connection'), past Node's check): the own listener's maxConnections is
+ * what the others leave; the others check the total themselves.
+ */
+function sharedCap(server: Server, max: number, dropped: () => void): { accept(socket: Socket): void } {
+  let open = 0;
+  let handedOver = 0;
+  server.maxConnections = max;
+  server.on('connection', (socket: Socket) => {
+    open++;
+    socket.once('close', () => open--);
+  });
+  return {
+    accept(socket) {
+      if (open >= max) {
+        socket.destroy();
+        dropped();
+        return;
+      }
+      handedOver++;
+      server.maxConnections = max - handedOver;
+      socket.once('close', () => {
+        handedOver--;
+        server.maxConnections = max - handedOver;
+      });
+      server.emit('connection', socket);
     },
   };
 }

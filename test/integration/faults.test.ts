@@ -391,7 +391,7 @@ describe('requests that are large or odd: bytes pass through or fail cleanly; me
     return new Promise((resolve, reject) => {
       const url = new URL(route.base);
       const req = httpsRequest(
-        { host: '127.0.0.1', port: url.port, path: `${url.pathname}${path}`, ca: route.caPem, servername: route.servername, headers: { authorization: 'Bearer faults-token', ...headers }, agent: false, maxHeaderSize: 16 << 20 },
+        { host: '127.0.0.1', port: url.port, path: `${url.pathname.replace(/\/$/, '')}${path}`, ca: route.caPem, servername: route.servername, headers: { authorization: 'Bearer faults-token', ...headers }, agent: false, maxHeaderSize: 16 << 20 },
         (res) => {
           const hash = createHash('sha256');
           let bytes = 0;
@@ -702,7 +702,7 @@ describe('the collector misbehaves: traffic is unaffected, memory bounded, drops
       const agent = new Agent({ keepAlive: true, maxSockets: 8, ca: route.caPem, servername: route.servername });
       const one = (): Promise<void> =>
         new Promise((resolve, reject) => {
-          const req = httpsRequest({ host: '127.0.0.1', port: url.port, path: `${url.pathname}/version`, agent }, (res) => {
+          const req = httpsRequest({ host: '127.0.0.1', port: url.port, path: `${url.pathname.replace(/\/$/, '')}/version`, agent }, (res) => {
             res.resume();
             res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
           });

@@ -453,7 +453,7 @@ describe('what any local process can do with the listener (item 10)', () => {
   it('item 11: dot segments and an absolute-form request line reach the apiserver as a clean origin-form path', async () => {
     if (!kt) throw new Error('no kubetrail');
     const route = kt.route();
-    const prefix = new URL(route.base).pathname;
+    const prefix = new URL(route.base).pathname.replace(/\/$/, '');
     const raw = (target: string): Promise<string> =>
       new Promise((resolve, reject) => {
         const s = tlsConnect({ host: '127.0.0.1', port: kt?.port, ca: route.caPem, servername: route.servername }, () =>
@@ -474,7 +474,7 @@ describe('what any local process can do with the listener (item 10)', () => {
   it('control endpoints answer nothing without the control token: no pid, no probeable route ids', async () => {
     if (!kt) throw new Error('no kubetrail');
     const route = kt.route();
-    const id = new URL(route.base).pathname.split('/')[2] ?? '';
+    const id = route.servername.replace(/\.kubetrail\.localhost$/, '');
     const get = (path: string): Promise<{ status: number; body: string }> =>
       new Promise((resolve, reject) => {
         const req = httpsRequest({ host: '127.0.0.1', port: kt?.port, path, ca: route.caPem, servername: 'localhost', agent: false }, (res) => {

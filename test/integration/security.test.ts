@@ -148,7 +148,7 @@ describe.each(PROTOCOLS)('over %s, a client certificate kubectl does not hold ge
     const url = new URL(route.base);
     const head = await new Promise<string>((resolve, reject) => {
       const s = tlsConnect({ host: '127.0.0.1', port: Number(url.port), ca: route.caPem, servername: route.servername, cert: fakeAlice.certPem, key: fakeAlice.keyPem }, () =>
-        s.write(`GET ${url.pathname}/api/v1/namespaces/default/pods/web-0/exec?command=id HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+        s.write(`GET ${url.pathname.replace(/\/$/, '')}/api/v1/namespaces/default/pods/web-0/exec?command=id HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
       );
       let buf = '';
       s.on('data', (c: Buffer) => (buf += c.toString()));
@@ -192,9 +192,12 @@ describe.each(PROTOCOLS)('over %s, two users on one cluster never share an upstr
 });
 
 describe('the listener', () => {
-  it('binds loopback only: the listening socket of `kubetrail start` is on 127.0.0.1', () => {
+  it("binds loopback only: the listening sockets of `kubetrail start` are on 127.0.0.1 and its clusters' loopback addresses", () => {
+    const hosts = (parse(readFileSync(kt.kubeconfig, 'utf8')) as { clusters: { cluster: { server: string } }[] }).clusters.map((c) => new URL(c.cluster.server).hostname);
+    const expected = ['127.0.0.1', ...hosts].map((a) => `${Buffer.from(a.split('.').map(Number).reverse()).toString('hex').toUpperCase()}:${kt.port.toString(16).toUpperCase().padStart(4, '0')}`);
+    for (const host of hosts) expect(host).toMatch(/^127\.\d+\.\d+\.\d+$/);
     const h = handles(kt.pid, kt.port);
-    expect(h.listening).toBe(1);
+    expect(h.listening).toBe(expected.length);
     const inodes = readdirSync(`/proc/${kt.pid}/fd`).flatMap((fd) => {
       try {
         const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${kt.pid}/fd/${fd}`));
@@ -207,7 +210,8 @@ describe('the listener', () => {
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
       .filter((f) => f[3] === '0A' && inodes.includes(f[9] ?? ''));
-    expect(listeners.map((f) => f[1])).toEqual([`0100007F:${kt.port.toString(16).toUpperCase().padStart(4, '0')}`]);
+    // /proc shows IPv4 addresses little-endian: 127.0.0.1 is 0100007F.
+    expect(listeners.map((f) => f[1]).sort()).toEqual(expected.sort());
   });
 
   it.each([

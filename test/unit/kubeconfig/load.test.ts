@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadKubeconfig } from '../../../src/kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig, routeId } from '../../../src/kubeconfig/rewrite.ts';
-import { parseServerName, taggedServerName } from '../../../src/proxy/routing.ts';
+import { parseServerName, routeAddress, taggedServerName } from '../../../src/proxy/routing.ts';
 import { writeKubeconfig } from '../../../src/kubeconfig/write.ts';
 import { createCA, issueCert } from '../../../src/pki/certs.ts';
 import { isKtError } from '../../../src/errors.ts';
@@ -116,7 +116,8 @@ describe('rewrite', () => {
     expect(clusters.map((c) => c.name)).toEqual(['c1', 'c2']);
     for (const c of clusters) {
       const id = [...routes.clusters.values()].find((r) => r.name === c.name)?.id ?? '';
-      expect(c.cluster.server).toBe(`https://127.0.0.1:17443/c/${id}`);
+      // An address per cluster on kubetrail's port (Linux, 127.0.0.1), no path of kubetrail's; the apiserver URL's own path kept.
+      expect(c.cluster.server).toBe(`https://${routeAddress(id)}:17443${c.name === 'c2' ? '/some/prefix' : ''}`);
       expect(c.cluster['certificate-authority-data']).toBe(Buffer.from('LOCALCA').toString('base64'));
       expect(c.cluster['tls-server-name']).toBe(`${id}.kubetrail.localhost`);
       for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) expect(c.cluster).not.toHaveProperty(k);
@@ -124,6 +125,10 @@ describe('rewrite', () => {
     expect(out['current-context']).toBe('ctx-a');
     expect((out.users as { name: string }[]).map((u) => u.name)).toEqual(['u1', 'u2']);
     expect((out.contexts as { name: string; context: unknown }[]).find((c) => c.name === 'ctx-b')?.context).toEqual({ cluster: 'c2', user: 'u2', namespace: 'kube-system' });
+
+    // Where no loopback range is there to use (an IPv6 or non-loopback listener), a path prefix per cluster.
+    const v6 = rewriteKubeconfig(kc, { listenUrl: 'https://[::1]:17443', caPem: 'LOCALCA' }).clusters as typeof clusters;
+    for (const c of v6) expect(c.cluster.server).toBe(`https://[::1]:17443/c/${[...routes.clusters.values()].find((r) => r.name === c.name)?.id ?? ''}`);
 
     const r1 = routes.clusters.get(routeId('c1', 'https://127.0.0.1:6443'));
     expect(r1?.server.href).toBe('https://127.0.0.1:6443/');
