@@ -8,7 +8,7 @@
  * later round must reuse what the first grew, not add to it); then, `--after-s` later, RSS is read again.
  * All the while one ordinary watch, opened before the flood, must keep receiving its events.
  *
- *   node scripts/flood.ts [--after-s 60] [--rounds 2] [--raw 5000] [--keep-alive 900] [--watches 300]
+ *   node scripts/flood.ts [--after-s 60] [--rounds 2] [--raw 5000] [--keep-alive 900] [--watches 300] [--env K=V]...
  *       (npx node ... with the system's Node older than 22)
  *
  * test/integration/hardening-flood.test.ts runs a smaller flood with a shorter wait and bounds the figures.
@@ -36,6 +36,8 @@ export interface FloodOptions {
   afterS: number;
   /** The whole flood, this many times over (a later round reuses what the first one grew). */
   rounds: number;
+  /** Extra environment for the kubetrail process (NODE_OPTIONS, MALLOC_ARENA_MAX...: what its memory does). */
+  env?: Record<string, string>;
   log?: (line: string) => void;
 }
 
@@ -185,7 +187,7 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
   let kt: KubetrailProcess | undefined;
   try {
     const kubeconfig = await fake.writeKubeconfig(join(home, 'kc'), { users: [{ name: 'flood', token: TOKEN }] });
-    kt = await startKubetrailProcess({ kubeconfig, home, args: ['--quiet'] });
+    kt = await startKubetrailProcess({ kubeconfig, home, args: ['--quiet'], env: opts.env });
     const k = kt;
     const rss = (): number => processStats(k.pid).rssKb;
 
@@ -277,6 +279,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     eventBytes: arg('--event-bytes', 64 * 1024),
     afterS: arg('--after-s', 60),
     rounds: arg('--rounds', 2),
+    env: Object.fromEntries(process.argv.flatMap((a, i) => (process.argv[i - 1] === '--env' && a.includes('=') ? [[a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]] : []))),
     log: (line) => void process.stdout.write(`${line}\n`),
   });
 }

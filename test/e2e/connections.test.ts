@@ -19,6 +19,7 @@ import type { StageObserver, UpstreamConnected } from '../../src/proxy/events.ts
 import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
 import { startCountingRelay, type CountingRelay } from '../helpers/counting-relay.ts';
 import { kubectl, startKubectl, type KubectlOptions } from '../helpers/kubectl.ts';
+import { unusedPort } from '../helpers/ports.ts';
 import { adminClient, createNamespace, createPods } from './helpers.ts';
 import { startStack, type Stack } from './stack/stack.ts';
 
@@ -192,5 +193,27 @@ describe('HTTP/1.1 through kubetrail costs what a hop costs, not a delayed ACK',
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
     console.log(JSON.stringify({ http1: true, directMs: direct, throughMs: via, directMedian: median(direct), throughMedian: median(via) }));
     expect(median(via) - median(direct)).toBeLessThan(30);
+  });
+});
+
+describe('kubectl proxy to the real apiserver prints what it prints direct (#19 item 2)', () => {
+  // The rewritten server URL once carried /c/<route>, and kubectl proxy warned `Your kube context contains a
+  // server path`; a loopback address per cluster carries no path of kubetrail's.
+  it.each(['1.30', '1.33'])('kubectl %s proxy: the same stdout, stderr and exit code, the same object served', async (version) => {
+    const through = await throughKubetrail(`proxy-${version}`, stack.kubeconfig);
+    const port = await unusedPort();
+    const run = async (kubeconfig: string): Promise<{ stdout: string; stderr: string; code: number; served: unknown }> => {
+      const k = startKubectl(['--context', 'admin', 'proxy', `--port=${port}`], opts(version, kubeconfig, mkdtempSync(join(dir, 'home-'))));
+      await k.waitForStdout(/Starting to serve/, 30_000);
+      const pod = (await (await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/${NS}/pods/nowhere`)).json()) as { kind?: string; metadata?: { name?: string; uid?: string } };
+      k.kill('SIGINT');
+      const r = await k.result;
+      // klog's line header (time, pid) differs run to run by nature.
+      return { stdout: r.stdout.toString(), stderr: r.stderr.replace(/^([EWIF])\d{4} [\d:.]+\s+\d+ /gm, '$1 '), code: r.code, served: [pod.kind, pod.metadata?.name, pod.metadata?.uid] };
+    };
+    const direct = await run(stack.kubeconfig);
+    const proxied = await run(through);
+    expect(proxied).toEqual(direct);
+    expect(proxied.stderr).not.toMatch(/server path/);
   });
 });
