@@ -29,7 +29,7 @@ import { createPods, startReal, w5Kubectl, wrapBreakdown, type Real } from './li
 import { renderMarkdown, type Machine, type Results } from './lib/report.ts';
 import { KUBECTL, setupBench, startStandIn, type Bench, type StandIn } from './lib/setup.ts';
 import type { Job, JobResult, Proto } from './lib/target.ts';
-import { legsOf, startAll, stopAll, w1Latency, w2Throughput, w3Large, w4Watches, type Ctx } from './lib/workloads.ts';
+import { legsOf, startAll, startMemory, stopAll, w1Latency, w2Throughput, w3Large, w4Watches, type Ctx } from './lib/workloads.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -59,6 +59,7 @@ const CFG = QUICK
       w1: { rounds: 3, perRound: 250, warmup: 300 },
       w2: { rounds: 1, concurrency: 32, warmupMs: 300, durationMs: 1000 },
       w3: { items: 5_000, rounds: 1, requests: 1, bigMb: 0 },
+      mem: { runs: 1, concurrency: 16, burstMs: 1000, listMb: 28 },
       w4: { n: 200, rate: 500, durationMs: 1000 },
       real: { w1: { rounds: 2, perRound: 150, warmup: 150 }, w3Items: 2_000, w3Rounds: 1, w5Runs: 4, breakdownRuns: 2 },
     }
@@ -66,6 +67,7 @@ const CFG = QUICK
       w1: { rounds: 10, perRound: 500, warmup: 500 },
       w2: { rounds: 3, concurrency: 32, warmupMs: 1000, durationMs: 5000 },
       w3: { items: 20_000, rounds: 3, requests: 2, bigMb: 200 },
+      mem: { runs: 3, concurrency: 16, burstMs: 3000, listMb: 28 },
       w4: { n: 1000, rate: 1000, durationMs: 10_000 },
       real: { w1: { rounds: 5, perRound: 300, warmup: 300 }, w3Items: 20_000, w3Rounds: 2, w5Runs: 20, breakdownRuns: 10 },
     };
@@ -179,6 +181,8 @@ async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Prom
       const counts = [CFG.w3.items];
       const bigItems = CFG.w3.bigMb > 0 ? Math.ceil((CFG.w3.bigMb * 1e6) / (si.podBytes + 1)) : 0;
       if (bigItems > 0) counts.push(bigItems);
+      const memItems = Math.ceil((CFG.mem.listMb * 1e6) / (si.podBytes + 1));
+      counts.push(memItems);
       log(`[${elapsed()}] workload 3: preparing lists of ${counts.join(', ')} pods`);
       await si.proc.call({ type: 'prepare', counts }, 'prepared', 300_000);
       log(`[${elapsed()}] workload 3: ${CFG.w3.items} pods, identity and gzip, fresh proxy per measurement`);
@@ -187,6 +191,10 @@ async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Prom
         log(`[${elapsed()}] workload 3: ${bigItems} pods (~${CFG.w3.bigMb} MB), mitmproxy left out (it buffers whole bodies)`);
         const kinds: PathKind[] = only(['direct', 'kubetrail', 'kubetrail-refused', 'nginx', 'kubectl-proxy']);
         results.standIn.w3big = await w3Large(ctx, up, kinds, { items: bigItems, listPath: `/api/v1/namespaces/bench-n${bigItems}/pods`, encodings: ['identity', 'gzip'], rounds: 1, requests: 1 });
+      }
+      if (!ONLY || ONLY.includes('kubetrail')) {
+        log(`[${elapsed()}] kubetrail start's memory as a user runs it: c=${CFG.mem.concurrency} burst, then a ${CFG.mem.listMb} MB list (${memItems} pods), ${CFG.mem.runs} fresh processes per variant`);
+        results.standIn.startMem = await startMemory(ctx, up, { runs: CFG.mem.runs, concurrency: CFG.mem.concurrency, burstMs: CFG.mem.burstMs, smallPath: SMALL_LIST, listPath: `/api/v1/namespaces/bench-n${memItems}/pods` });
       }
     }
     if (WANT.has(4)) {
@@ -299,6 +307,7 @@ async function main(): Promise<void> {
     log(`bench: ${String(err)}`);
     process.exitCode = 1;
   } finally {
+    if (lg.dropped > 0) results.errors.push(`${lg.dropped} late answer(s) of cancelled load-generator jobs dropped`);
     await lg.stop();
     await bench.cleanup();
   }

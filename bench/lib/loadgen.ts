@@ -1,5 +1,6 @@
 /**
- * The load generator: a process of its own (forked by run.ts, one job at a time over IPC), the same for
+ * The load generator: a process of its own (forked by run.ts, one job at a time over IPC, each numbered and
+ * cancelled if its caller stops waiting: bench/lib/jobs.ts), the same for
  * every path. Over HTTP/1.1 keep-alive agents or one HTTP/2 connection (bench/lib/client.ts), as each job
  * asks; kubectl-like headers (User-Agent, Kubectl-Command, and a Kubectl-Session
  * that changes every 10 requests per connection, as if each were one kubectl command), bodies read and
@@ -7,15 +8,21 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { serveParent } from './child.ts';
 import { createClient, type Client, type OnResponse, type Pending, type Timing } from './client.ts';
+import type { JobContext } from './jobs.ts';
 import { SENT_ANNOTATION } from './pods.ts';
 import type { Job, JobResult, Target } from './target.ts';
 
 const REQUESTS_PER_SESSION = 10;
 const USER_AGENT = 'kubectl/v1.33.0 (linux/amd64) kubernetes/bench';
 
-function send(m: JobResult): void {
-  process.send?.(m);
+type Ctx = JobContext<JobResult>;
+
+/** A cancelled job stops at once: its client's connections (and so its requests in flight) are destroyed. */
+function closeOnAbort(ctx: Ctx, client: Client): void {
+  if (ctx.signal.aborted) client.close();
+  else ctx.signal.addEventListener('abort', () => client.close(), { once: true });
 }
 
 class Session {
@@ -43,13 +50,14 @@ function get(t: Target, client: Client, path: string, session: string, extra: Re
   return start(t, client, path, session, extra).done;
 }
 
-async function latency(job: Extract<Job, { type: 'latency' }>): Promise<JobResult> {
+async function latency(job: Extract<Job, { type: 'latency' }>, ctx: Ctx): Promise<JobResult> {
   const client = createClient(job.target, job.proto, 1);
+  closeOnAbort(ctx, client);
   const session = new Session();
   const samples: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
-  for (let i = 0; i < job.warmup + job.count; i++) {
+  for (let i = 0; i < job.warmup + job.count && !ctx.signal.aborted; i++) {
     try {
       const r = await get(job.target, client, job.path, session.next());
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
@@ -64,9 +72,10 @@ async function latency(job: Extract<Job, { type: 'latency' }>): Promise<JobResul
   return { type: 'latency', samples, errors, conns: client.connections(), firstError };
 }
 
-async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<JobResult> {
+async function throughput(job: Extract<Job, { type: 'throughput' }>, ctx: Ctx): Promise<JobResult> {
   // HTTP/1.1: one connection per concurrent request; h2: all of them as streams of one connection.
   const client = createClient(job.target, job.proto, job.concurrency);
+  closeOnAbort(ctx, client);
   const t0 = performance.now();
   const windowStart = t0 + job.warmupMs;
   const windowEnd = windowStart + job.durationMs;
@@ -74,11 +83,11 @@ async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<Jo
   let errors = 0;
   let firstError: string | undefined;
   const samples: number[] = [];
-  const startTimer = setTimeout(() => send({ type: 'window', phase: 'start' }), job.warmupMs);
-  const endTimer = setTimeout(() => send({ type: 'window', phase: 'end' }), job.warmupMs + job.durationMs);
+  const startTimer = setTimeout(() => ctx.emit({ type: 'window', phase: 'start' }), job.warmupMs);
+  const endTimer = setTimeout(() => ctx.emit({ type: 'window', phase: 'end' }), job.warmupMs + job.durationMs);
   const worker = async (): Promise<void> => {
     const session = new Session();
-    while (performance.now() < windowEnd && errors < 100) {
+    while (performance.now() < windowEnd && errors < 100 && !ctx.signal.aborted) {
       const s = performance.now();
       try {
         const r = await get(job.target, client, job.path, session.next());
@@ -102,8 +111,9 @@ async function throughput(job: Extract<Job, { type: 'throughput' }>): Promise<Jo
   return { type: 'throughput', count, errors, ms: job.durationMs, samples, conns: client.connections(), firstError };
 }
 
-async function large(job: Extract<Job, { type: 'large' }>): Promise<JobResult> {
+async function large(job: Extract<Job, { type: 'large' }>, ctx: Ctx): Promise<JobResult> {
   const client = createClient(job.target, job.proto, 1);
+  closeOnAbort(ctx, client);
   const session = new Session();
   const runs: Timing[] = [];
   let errors = 0;
@@ -111,7 +121,7 @@ async function large(job: Extract<Job, { type: 'large' }>): Promise<JobResult> {
   try {
     // Open (and keep) the connection first: the measurement is the transfer, not the handshake.
     await get(job.target, client, '/api/v1/namespaces/default/pods/pod-0', session.next());
-    for (let i = 0; i < job.count; i++) {
+    for (let i = 0; i < job.count && !ctx.signal.aborted; i++) {
       const r = await get(job.target, client, job.path, session.next(), { 'Accept-Encoding': job.encoding });
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
       runs.push(r);
@@ -126,9 +136,10 @@ async function large(job: Extract<Job, { type: 'large' }>): Promise<JobResult> {
 
 let stopWatches: (() => JobResult) | undefined;
 
-async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
+async function watch(job: Extract<Job, { type: 'watch' }>, ctx: Ctx): Promise<JobResult> {
   // h2: every watch a stream of one connection, as kubectl (client-go) opens them; HTTP/1.1: a connection each.
   const client = createClient(job.target, job.proto, Infinity);
+  closeOnAbort(ctx, client);
   const latenciesUs: number[] = [];
   const open = new Set<Readable>();
   const marker = Buffer.from(`"${SENT_ANNOTATION}":"`);
@@ -197,7 +208,7 @@ async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
   let next = 0;
   const deadline = t0 + job.timeoutMs;
   const opener = async (): Promise<void> => {
-    while (next < job.n && performance.now() < deadline) {
+    while (next < job.n && performance.now() < deadline && !ctx.signal.aborted) {
       next++;
       await openOne();
     }
@@ -213,21 +224,17 @@ async function watch(job: Extract<Job, { type: 'watch' }>): Promise<JobResult> {
   return { type: 'watch-ready', opened, failed, ms: performance.now() - t0, conns: client.connections(), firstError };
 }
 
-process.on('message', (job: Job) => {
-  const run = async (): Promise<JobResult> => {
-    switch (job.type) {
-      case 'latency':
-        return latency(job);
-      case 'throughput':
-        return throughput(job);
-      case 'large':
-        return large(job);
-      case 'watch':
-        return watch(job);
-      case 'watch-stop':
-        return stopWatches?.() ?? { type: 'error', message: 'no watches' };
-    }
-  };
-  run().then(send, (err: unknown) => send({ type: 'error', message: String(err) }));
+serveParent<Job, JobResult>(async (job, ctx) => {
+  switch (job.type) {
+    case 'latency':
+      return latency(job, ctx);
+    case 'throughput':
+      return throughput(job, ctx);
+    case 'large':
+      return large(job, ctx);
+    case 'watch':
+      return watch(job, ctx);
+    case 'watch-stop':
+      return stopWatches?.() ?? { type: 'error', message: 'no watches' };
+  }
 });
-process.on('disconnect', () => process.exit(0));

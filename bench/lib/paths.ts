@@ -97,6 +97,8 @@ export interface RunningPath {
 export interface PathOptions {
   /** Extra Node flags for kubetrail (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** kubetrail as a user runs `kubetrail start` (the bin alone: Node's defaults, not NODE_FLAGS). */
+  userFlags?: boolean;
   /** mitmproxy: stream bodies instead of buffering them (needed for watches). */
   stream?: boolean;
 }
@@ -166,10 +168,11 @@ export function kubetrailTarget(name: string, kubeconfigPath: string, client: { 
 
 async function startKubetrail(env: BenchEnv, up: UpstreamSpec, otlp: string, kind: PathKind, opts: PathOptions): Promise<RunningPath> {
   const stateDir = join(env.workDir, 'kubetrail-state');
+  const flags = opts.userFlags ? [] : NODE_FLAGS;
   const args =
     kind === 'proxy-core'
-      ? [...NODE_FLAGS, ...(opts.nodeArgs ?? []), PROXY_CORE, up.kubeconfig, stateDir]
-      : [...NODE_FLAGS, ...(opts.nodeArgs ?? []), KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
+      ? [...flags, ...(opts.nodeArgs ?? []), PROXY_CORE, up.kubeconfig, stateDir]
+      : [...flags, ...(opts.nodeArgs ?? []), KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
   const childEnv = kind === 'kubetrail-nosdk' ? { ...env, env: { ...env.env, OTEL_SDK_DISABLED: 'true' } } : env;
   const { child, match, ms } = await spawnReady(childEnv, kind, process.execPath, args, /export KUBECONFIG=(\S+)\n/);
   return {

@@ -4,7 +4,7 @@ import { PATH_LABELS, type PathKind } from './paths.ts';
 import type { W5Result, W5Variant, WrapBreakdown } from './real.ts';
 import { fmt, mb, ratio } from './stats.ts';
 import type { ConnCounts, Proto } from './target.ts';
-import type { Conns, LargeResult, LatencyResult, ThroughputResult, WatchResult } from './workloads.ts';
+import type { Conns, LargeResult, LatencyResult, StartMemResult, ThroughputResult, WatchResult } from './workloads.ts';
 
 export interface Machine {
   date: string;
@@ -35,6 +35,8 @@ export interface Results {
     w3?: LargeResult[];
     w3big?: LargeResult[];
     w4?: WatchResult[];
+    /** `kubetrail start` as a user runs it: peak RSS after a burst and a large list (#18). */
+    startMem?: StartMemResult[];
   };
   real?: {
     w1?: LatencyResult[];
@@ -166,6 +168,20 @@ function watchTable(rs: WatchResult[], rate: number, durationMs: number): string
   return [...out, ''];
 }
 
+function startMemTable(rs: StartMemResult[]): string[] {
+  const first = rs[0];
+  const out = [
+    `**\`kubetrail start\` memory: a c=${first?.concurrency ?? 0} burst of small lists, then one ${mb(first?.listBytes)} identity list (stand-in; fresh process per run)**`,
+    '',
+    '| how it is started | RSS idle | peak after burst | peak after list (median) | runs |',
+    '|---|---:|---:|---:|---|',
+  ];
+  const names = { user: '`kubetrail start` as a user runs it (Node defaults)', flags: 'with the background kubetrail\'s Node flags' };
+  for (const r of rs) out.push(`| ${names[r.variant]} | ${mb(r.idleRss)} | ${mb(r.burstPeak)} | ${mb(r.peakRss)} | ${r.peakRuns.map((x) => mb(x)).join(', ')}${r.error ? `; ${r.error}` : ''} |`);
+  out.push('');
+  return out;
+}
+
 function w5Table(w5: W5Result, b: WrapBreakdown | undefined): string[] {
   const d = w5.wall.direct?.p50;
   const out = [
@@ -218,6 +234,12 @@ function w5Table(w5: W5Result, b: WrapBreakdown | undefined): string[] {
   return out;
 }
 
+/** The goals of issue #18 (performance, round two). */
+const W1_ADDED_MS = 0.3;
+const W1_X_NGINX = 2.5;
+const W2_OF_NGINX = 0.75;
+const W3_GZIP_X_DIRECT = 1.3;
+
 export function evaluateTargets(r: Results): Target[] {
   const t: Target[] = [];
   const w1 = r.standIn.w1;
@@ -231,11 +253,11 @@ export function evaluateTargets(r: Results): Target[] {
     const n1 = by(w1, 'nginx', proto)?.summary.p50;
     if (d1 !== undefined && k1 !== undefined) {
       const added = k1 - d1;
-      t.push({ id: `w1-added${on}`, target: `W1 added p50 latency ≤ 0.5 ms (stand-in${on})`, value: `${fmt(added)} ms`, verdict: added <= 0.5 ? 'met' : 'NOT met' });
+      t.push({ id: `w1-added${on}`, target: `W1 added p50 latency ≤ ${W1_ADDED_MS} ms (stand-in${on})`, value: `${fmt(added)} ms`, verdict: added <= W1_ADDED_MS ? 'met' : 'NOT met' });
       if (n1 !== undefined) {
         const nAdded = n1 - d1;
-        const ok = added <= 2 * Math.max(nAdded, 0);
-        t.push({ id: `w1-nginx${on}`, target: `W1 added p50 ≤ 2× nginx's added p50${on}`, value: `${fmt(added)} ms vs nginx ${fmt(nAdded)} ms (${ratio(added, nAdded)})`, verdict: ok ? 'met' : 'NOT met' });
+        const ok = added <= W1_X_NGINX * Math.max(nAdded, 0);
+        t.push({ id: `w1-nginx${on}`, target: `W1 added p50 ≤ ${W1_X_NGINX}× nginx's added p50${on}`, value: `${fmt(added)} ms vs nginx ${fmt(nAdded)} ms (${ratio(added, nAdded)})`, verdict: ok ? 'met' : 'NOT met' });
       }
     }
     const rd1 = by(rw1, 'direct', proto)?.summary.p50;
@@ -246,7 +268,7 @@ export function evaluateTargets(r: Results): Target[] {
     const k2 = by(w2, 'kubetrail', proto)?.rps;
     const n2 = by(w2, 'nginx', proto)?.rps;
     if (k2 !== undefined && n2 !== undefined) {
-      t.push({ id: `w2${on}`, target: `W2 throughput ≥ 70% of nginx's${on}`, value: `${fmt(k2)} vs ${fmt(n2)} req/s (${((100 * k2) / n2).toFixed(0)}%)`, verdict: k2 >= 0.7 * n2 ? 'met' : 'NOT met' });
+      t.push({ id: `w2${on}`, target: `W2 throughput ≥ ${100 * W2_OF_NGINX}% of nginx's${on}`, value: `${fmt(k2)} vs ${fmt(n2)} req/s (${((100 * k2) / n2).toFixed(0)}%)`, verdict: k2 >= W2_OF_NGINX * n2 ? 'met' : 'NOT met' });
     }
     for (const [where, rs] of [['stand-in', r.standIn.w3], ['stand-in, 200 MB', r.standIn.w3big], ['real', r.real?.w3]] as const) {
       if (!rs) continue;
@@ -257,11 +279,23 @@ export function evaluateTargets(r: Results): Target[] {
         const d = row('direct', enc);
         // mitmproxy runs over HTTP/1.1 only here (one slow request): the h2 rows compare with it too.
         const m = rs.find((x) => x.path === 'mitmproxy' && x.encoding === enc);
-        if (k && d) t.push({ id: `w3-ttlb-${label3}-${enc}`, target: `W3 TTLB ≤ 1.1× direct (${label3}, ${enc}, ${k.items} items)`, value: `${fmt(k.ttlbMs)} vs ${fmt(d.ttlbMs)} ms (${ratio(k.ttlbMs, d.ttlbMs)})`, verdict: k.ttlbMs <= 1.1 * d.ttlbMs ? 'met' : 'NOT met' });
+        const n = row('nginx', enc);
+        if (k && d && enc === 'gzip') t.push({ id: `w3-ttlb-${label3}-${enc}`, target: `W3 TTLB ≤ ${W3_GZIP_X_DIRECT}× direct (${label3}, ${enc}, ${k.items} items)`, value: `${fmt(k.ttlbMs)} vs ${fmt(d.ttlbMs)} ms (${ratio(k.ttlbMs, d.ttlbMs)})`, verdict: k.ttlbMs <= W3_GZIP_X_DIRECT * d.ttlbMs ? 'met' : 'NOT met' });
+        // Identity: no proxy that decrypts and re-encrypts ~86 MB keeps up with direct on two shared cores; nginx's ratio is the bar.
+        if (k && d && n && enc === 'identity') {
+          const kx = k.ttlbMs / d.ttlbMs;
+          const nx = n.ttlbMs / d.ttlbMs;
+          t.push({ id: `w3-ttlb-${label3}-${enc}`, target: `W3 TTLB ×direct ≤ nginx's (${label3}, ${enc}, ${k.items} items)`, value: `${fmt(k.ttlbMs)} vs direct ${fmt(d.ttlbMs)} ms (${kx.toFixed(2)}×; nginx ${nx.toFixed(2)}×)`, verdict: kx <= nx ? 'met' : 'NOT met' });
+        }
         if (k?.peakRss !== undefined) t.push({ id: `w3-rss-${label3}-${enc}`, target: `W3 proxy peak RSS < 150 MB (${label3}, ${enc}, ${mb(k.bytes)} on the wire)`, value: mb(k.peakRss), verdict: k.peakRss < 150e6 ? 'met' : 'NOT met' });
-        if (k && m && Number.isFinite(m.ttlbMs)) t.push({ id: `w3-mitm-${label3}-${enc}`, target: `W3 ≥ 5× faster than mitmproxy (${label3}, ${enc})`, value: `${ratio(m.ttlbMs, k.ttlbMs)} faster`, verdict: m.ttlbMs >= 5 * k.ttlbMs ? 'met' : 'NOT met' });
+        if (k && m && Number.isFinite(m.ttlbMs)) t.push({ id: `w3-mitm-${label3}-${enc}`, target: `W3 faster than mitmproxy (${label3}, ${enc})`, value: `${ratio(m.ttlbMs, k.ttlbMs)} faster`, verdict: m.ttlbMs > k.ttlbMs ? 'met' : 'NOT met' });
+        else if (k && m?.error) t.push({ id: `w3-mitm-${label3}-${enc}`, target: `W3 faster than mitmproxy (${label3}, ${enc})`, value: `mitmproxy did not finish: ${m.error.slice(0, 80)}`, verdict: 'met' });
       }
     }
+  }
+  const um = r.standIn.startMem?.find((x) => x.variant === 'user');
+  if (um?.peakRss !== undefined) {
+    t.push({ id: 'start-rss', target: `\`kubetrail start\` as a user runs it: peak RSS ≤ 150 MB after a c=${um.concurrency} burst and a ${mb(um.listBytes)} list`, value: `${mb(um.peakRss)} (runs ${um.peakRuns.map((x) => mb(x)).join(', ')})`, verdict: Math.max(...um.peakRuns) <= 150e6 ? 'met' : 'NOT met' });
   }
   const w4 = r.standIn.w4;
   const k4 = byPath(w4, 'kubetrail');
@@ -340,6 +374,7 @@ export function renderMarkdown(r: Results): string {
   if (s.w3) out.push(...largeTable(`Workload 3: large list, ${s.w3[0]?.items ?? 0} pods (stand-in); fresh proxy process per measurement`, s.w3));
   if (s.w3big) out.push(...largeTable(`Workload 3: very large list, ${s.w3big[0]?.items ?? 0} pods (~200 MB identity) (stand-in)`, s.w3big));
   if (r.real?.w3) out.push(...largeTable(`Workload 3: large list, ${r.real.w3[0]?.items ?? 0} pods (real kube-apiserver)`, r.real.w3));
+  if (s.startMem) out.push(...startMemTable(s.startMem));
   if (s.w4) out.push(...watchTable(s.w4, Number(r.config.w4Rate), Number(r.config.w4DurationMs)));
   if (r.real?.w5) out.push(...w5Table(r.real.w5, r.real.breakdown));
   for (const [name, p] of Object.entries(r.profiles ?? {})) {

@@ -22,6 +22,7 @@ import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, 
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gzipSync, constants as zc } from 'node:zlib';
+import { sendUnasked, serveParent } from './child.ts';
 import { podObject, SENT_ANNOTATION } from './pods.ts';
 
 export interface UpstreamConfig {
@@ -61,7 +62,6 @@ function listBody(count: number, namespace: string): Buffer {
 function main(): void {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as UpstreamConfig;
   const delayMs = cfg.delayMs ?? 0;
-  const send = (m: FromUpstream): void => void process.send?.(m);
 
   const podBodies = new Map<string, Buffer>();
   const pod = (name: string): Buffer => {
@@ -212,44 +212,41 @@ function main(): void {
     socket.once('close', () => (open[proto] = (open[proto] ?? 1) - 1));
   });
 
-  const emit = (rate: number, durationMs: number): void => {
-    const list = [...watches];
-    let sent = 0;
-    let backpressured = 0;
-    let next = 0;
-    const t0 = performance.now();
-    const tick = (): void => {
-      const elapsed = performance.now() - t0;
-      const due = Math.floor((Math.min(elapsed, durationMs) * rate) / 1000);
-      while (sent < due && list.length > 0) {
-        const res = list[next % list.length] as ServerResponse | undefined;
-        next++;
-        sent++;
-        if (!res || res.writableEnded || (res as { destroyed?: boolean }).destroyed) continue;
-        if (!res.write(`${eventHead}${process.hrtime.bigint()}${eventTail}\n`)) backpressured++;
-      }
-      if (elapsed >= durationMs) {
-        clearInterval(timer);
-        send({ type: 'emitted', sent, watches: list.length, backpressured });
-      }
-    };
-    const timer = setInterval(tick, 2);
-  };
+  const emit = (rate: number, durationMs: number): Promise<FromUpstream> =>
+    new Promise((resolve) => {
+      const list = [...watches];
+      let sent = 0;
+      let backpressured = 0;
+      let next = 0;
+      const t0 = performance.now();
+      const tick = (): void => {
+        const elapsed = performance.now() - t0;
+        const due = Math.floor((Math.min(elapsed, durationMs) * rate) / 1000);
+        while (sent < due && list.length > 0) {
+          const res = list[next % list.length] as ServerResponse | undefined;
+          next++;
+          sent++;
+          if (!res || res.writableEnded || (res as { destroyed?: boolean }).destroyed) continue;
+          if (!res.write(`${eventHead}${process.hrtime.bigint()}${eventTail}\n`)) backpressured++;
+        }
+        if (elapsed >= durationMs) {
+          clearInterval(timer);
+          resolve({ type: 'emitted', sent, watches: list.length, backpressured });
+        }
+      };
+      const timer = setInterval(tick, 2);
+    });
 
-  process.on('message', (msg: ToUpstream) => {
+  serveParent<ToUpstream, FromUpstream>(async (msg) => {
     switch (msg.type) {
       case 'prepare':
-        send({ type: 'prepared', sizes: msg.counts.map((count) => ({ count, identity: largeFor(count).identity.length, gzip: largeFor(count).gzip.length })) });
-        break;
+        return { type: 'prepared', sizes: msg.counts.map((count) => ({ count, identity: largeFor(count).identity.length, gzip: largeFor(count).gzip.length })) };
       case 'emit':
-        emit(msg.rate, msg.durationMs);
-        break;
+        return emit(msg.rate, msg.durationMs);
       case 'watches':
-        send({ type: 'watches', count: watches.size });
-        break;
+        return { type: 'watches', count: watches.size };
       case 'conns':
-        send({ type: 'conns', accepted: { ...accepted }, open: { ...open } });
-        break;
+        return { type: 'conns', accepted: { ...accepted }, open: { ...open } };
       case 'stop':
         for (const w of watches) {
           if ('stream' in w) w.stream.destroy();
@@ -258,13 +255,12 @@ function main(): void {
         for (const s of sessions) s.destroy();
         server.close(() => process.exit(0));
         setTimeout(() => process.exit(0), 2000).unref();
-        break;
+        return undefined;
     }
   });
-  process.on('disconnect', () => process.exit(0));
 
   server.listen(0, '127.0.0.1', () => {
-    send({ type: 'ready', port: (server.address() as AddressInfo).port, podBytes: pod('pod-0').length });
+    sendUnasked<FromUpstream>({ type: 'ready', port: (server.address() as AddressInfo).port, podBytes: pod('pod-0').length });
   });
 }
 

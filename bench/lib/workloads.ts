@@ -209,6 +209,12 @@ export interface LargeResult {
   error?: string;
 }
 
+/**
+ * A slow path's one large request gives up after this (mitmproxy's 86 MB identity relay took 47 s on a
+ * quiet machine, > 600 s at load 13): the call is cancelled, and the table says it did not finish in time.
+ */
+const SLOW_LARGE_TIMEOUT_MS = 240_000;
+
 export async function w3Large(
   ctx: Ctx,
   up: UpstreamSpec,
@@ -234,7 +240,7 @@ export async function w3Large(
             p = await startPath(kind, ctx.env, up);
             const target = p.target;
             if (p.pids().length > 0) a.idle.push(rssBytes(p.pids()));
-            const { res, conns } = await measured(ctx, () => ctx.lg.call({ type: 'large', target, proto, path: o.listPath, encoding, count: slow ? 1 : o.requests }, 'large', 600_000));
+            const { res, conns } = await measured(ctx, () => ctx.lg.call({ type: 'large', target, proto, path: o.listPath, encoding, count: slow ? 1 : o.requests }, 'large', slow ? SLOW_LARGE_TIMEOUT_MS : 600_000));
             if (res.firstError) throw new Error(res.firstError);
             for (const run of res.runs) {
               a.ttlb.push(run.ttlbMs);
@@ -350,6 +356,59 @@ export async function w4Watches(
       await p?.stop();
     }
     out.push(res);
+  }
+  return out;
+}
+
+// ---- `kubetrail start` as a user runs it: peak RSS after a burst and a large list ----
+
+export interface StartMemResult {
+  /** 'user': the bin alone, Node's defaults (as `npx kubetrail start` runs); 'flags': with NODE_FLAGS (the background kubetrail's). */
+  variant: 'user' | 'flags';
+  concurrency: number;
+  listBytes: number;
+  idleRss: number | undefined;
+  /** VmHWM after the burst, and after the list too (the figure the goal is about). */
+  burstPeak: number | undefined;
+  peakRss: number | undefined;
+  peakRuns: number[];
+  error?: string;
+}
+
+/**
+ * A fresh `kubetrail start` per run: a burst of small-list requests at concurrency `concurrency` over
+ * HTTP/1.1 (one connection each), then one large list (identity), then VmHWM. What a user sees in `ps`
+ * after a busy minute, with and without the background kubetrail's Node flags.
+ */
+export async function startMemory(ctx: Ctx, up: UpstreamSpec, o: { runs: number; concurrency: number; burstMs: number; smallPath: string; listPath: string }): Promise<StartMemResult[]> {
+  const out: StartMemResult[] = [];
+  for (const variant of ['user', 'flags'] as const) {
+    const r: StartMemResult = { variant, concurrency: o.concurrency, listBytes: 0, idleRss: undefined, burstPeak: undefined, peakRss: undefined, peakRuns: [] };
+    const idle: number[] = [];
+    const burst: number[] = [];
+    for (let i = 0; i < o.runs; i++) {
+      let p: RunningPath | undefined;
+      try {
+        p = await startPath('kubetrail', ctx.env, up, { userFlags: variant === 'user' });
+        idle.push(rssBytes(p.pids()));
+        const b = await ctx.lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: o.smallPath, concurrency: o.concurrency, warmupMs: 0, durationMs: o.burstMs }, 'throughput', o.burstMs + 60_000);
+        if (b.firstError) throw new Error(b.firstError);
+        burst.push(peakRssBytes(p.pids()));
+        const l = await ctx.lg.call({ type: 'large', target: p.target, proto: 'h1', path: o.listPath, encoding: 'identity', count: 1 }, 'large', 300_000);
+        if (l.firstError) throw new Error(l.firstError);
+        r.listBytes = l.runs[0]?.bytes ?? 0;
+        r.peakRuns.push(peakRssBytes(p.pids()));
+      } catch (err) {
+        r.error ??= String(err);
+        ctx.log(`  start memory (${variant}): ${String(err)}`);
+      } finally {
+        await p?.stop();
+      }
+    }
+    r.idleRss = idle.length > 0 ? median(idle) : undefined;
+    r.burstPeak = burst.length > 0 ? median(burst) : undefined;
+    r.peakRss = r.peakRuns.length > 0 ? median(r.peakRuns) : undefined;
+    out.push(r);
   }
   return out;
 }
