@@ -107,6 +107,9 @@ export function parseSubject(subject: string): { commonName: string | undefined;
   return { commonName, organizations };
 }
 
+/** Left to decode at a response's end up to this, the `end` event is published at once (small answers). */
+const DECODE_AT_END_INLINE_BYTES = 256 * 1024;
+
 export interface ResponseTapOptions {
   isWatch: boolean;
   /** The request listed pods: the decode tap counts them per phase. */
@@ -173,13 +176,24 @@ export class Exchange {
     this.#observer?.onProgress?.(this.id, { t: now, bytesDown: this.bytesDown, ...tap.progress() });
   }
 
-  /** Publishes `end` (once; later calls do nothing). */
+  /**
+   * Publishes `end` (once; later calls do nothing), at the time the relay ended. When much of the body
+   * still waits for the decoder (tap.ts), the event goes out a loop turn later: the relay's last writes
+   * (HTTP/1.1's uncork on nextTick, HTTP/2's frames on the session's immediate) reach kubectl first, and
+   * the decoding that follows delays the trace, never the answer.
+   */
   finish(outcome: Outcome, error?: ProxyAnswer): void {
     if (this.#ended) return;
     this.#ended = true;
-    const ev: RequestEnd = { t: performance.now(), outcome, bytesDown: this.bytesDown, bytesUp: this.bytesUp, ...this.#tap?.finish(outcome === 'complete') };
+    const ev: RequestEnd = { t: performance.now(), outcome, bytesDown: this.bytesDown, bytesUp: this.bytesUp };
     if (this.requestSent !== undefined) ev.requestSent = this.requestSent;
     if (error) ev.error = { code: error.ktCode, message: error.message };
-    this.#observer?.onRequestEnd(this.id, ev);
+    const tap = this.#tap;
+    const publish = (): void => {
+      if (tap) Object.assign(ev, tap.finish(outcome === 'complete'));
+      this.#observer?.onRequestEnd(this.id, ev);
+    };
+    if (tap && tap.pending() > DECODE_AT_END_INLINE_BYTES) setImmediate(publish);
+    else publish();
   }
 }

@@ -223,6 +223,7 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
       const items = collector.str[F_KIND] === 'Table' || collector.items < 0 ? collector.rows : collector.items;
       return { items: items > 0 ? items : 0, watchEvents: collector.events };
     },
+    done: () => stopped || result !== undefined,
     stateSize(): number {
       const scanner = json?.stateSize() ?? proto?.stateSize() ?? 16;
       return scanner + collector.size() + (inflater !== undefined ? 64 * 1024 : 0) + 256;

@@ -186,4 +186,9 @@ export interface Decoder {
    * reading (end, error, or the scan budget for documents).
    */
   progress(): DecodeProgress;
+  /**
+   * True once nothing more will be read (an error, the scan budget spent, an opaque body, or ended):
+   * later chunks are only counted, so a caller that defers `write` may as well call it at once.
+   */
+  done(): boolean;
 }
