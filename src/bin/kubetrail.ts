@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // First: nothing may open libuv handles on the stdio that kubectl shares (src/cli/stdio-guard.ts).
 import '../cli/stdio-guard.ts';
+import { withNodeFlags } from '../cli/node-flags.ts';
 import { checkNode } from '../cli/node-version.ts';
 
 // Before anything else is loaded: on an older Node the rest may not even parse, and the user would get a
 // stack trace instead of what to do.
 checkNode();
+// `kubetrail start` as a user runs it gets the background kubetrail's heap settings (src/cli/node-flags.ts).
+withNodeFlags(process.argv.slice(2));
 const { main } = await import('../cli/main.ts');
 // Exit as soon as main is done: telemetry has already flushed (bounded), and a collector that refused or
 // hung must not keep the process alive through the exporter's retry timers. All output is synchronous.

@@ -17,6 +17,7 @@ import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { alive as pidAlive, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
 import { KUBECTL_TRAIL_BIN, KUBETRAIL_BIN, runKubetrail, runProcess } from '../helpers/run-kubetrail.ts';
 import { unusedPort } from '../helpers/ports.ts';
+import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 
 let fake: FakeApiserver;
 let dir: string;
@@ -41,13 +42,13 @@ function wrapped(args: string[], home: string, extra: string[] = []): ReturnType
 
 /** A foreground `kubetrail start` on `port` for this file's kubeconfig, ready (its export line out), for `fn`;
  * `log()` is its stdout so far (the export line, then the request log). Stopped afterwards. */
-async function withStart<T>(port: number, home: string, fn: (log: () => string) => Promise<T>): Promise<T> {
+async function withStart<T>(port: number, home: string, fn: (log: () => string, pid: number) => Promise<T>): Promise<T> {
   const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   start.stdout.on('data', (c: Buffer) => (log += c.toString()));
   try {
     await expect.poll(() => log, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
-    return await fn(() => log);
+    return await fn(() => log, start.pid ?? -1);
   } finally {
     start.kill('SIGTERM');
     await new Promise((r) => start.on('close', r));
@@ -122,6 +123,19 @@ describe('the stable port and kubectl caches', () => {
       expect(r.stdout.toString()).toContain('web-0');
       expect(r.stderr).toContain(`using the kubetrail already listening on 127.0.0.1:${port}`);
       await expect.poll(() => log(), { timeout: 10_000 }).toMatch(/^\d\d:\d\d:\d\d\.\d{3} 200 list pods \/api\/v1\/namespaces\/default\/pods [\d.]+ms 1 items [\d.]+k?B \[/m);
+    });
+  });
+});
+
+describe('`kubetrail start` as a user runs it (#18)', () => {
+  it('runs with the background kubetrail\'s heap flags, in the process the user started (no second process)', async () => {
+    const port = await unusedPort();
+    await withStart(port, freshHome(), async (_log, pid) => {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      for (const flag of NODE_FLAGS) expect(cmdline).toContain(flag);
+      expect(cmdline).toContain('start');
+      const children = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && existsSync(`/proc/${p}/stat`) && readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(pid));
+      expect(children).toEqual([]);
     });
   });
 });
