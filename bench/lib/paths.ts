@@ -99,6 +99,8 @@ export interface PathOptions {
   nodeArgs?: string[];
   /** kubetrail as a user runs `kubetrail start` (the bin alone: Node's defaults, not NODE_FLAGS). */
   userFlags?: boolean;
+  /** kubetrail's entry point for this process (default KUBETRAIL_BIN). */
+  bin?: string;
   /** mitmproxy: stream bodies instead of buffering them (needed for watches). */
   stream?: boolean;
 }
@@ -172,7 +174,7 @@ async function startKubetrail(env: BenchEnv, up: UpstreamSpec, otlp: string, kin
   const args =
     kind === 'proxy-core'
       ? [...flags, ...(opts.nodeArgs ?? []), PROXY_CORE, up.kubeconfig, stateDir]
-      : [...flags, ...(opts.nodeArgs ?? []), KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
+      : [...flags, ...(opts.nodeArgs ?? []), opts.bin ?? KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
   const childEnv = kind === 'kubetrail-nosdk' ? { ...env, env: { ...env.env, OTEL_SDK_DISABLED: 'true' } } : env;
   const { child, match, ms } = await spawnReady(childEnv, kind, process.execPath, args, /export KUBECONFIG=(\S+)\n/);
   return {

@@ -3,7 +3,7 @@
  * is bounded in count and time, and memory peaks are read from a fresh proxy process per measurement.
  */
 import type { Forked } from './child.ts';
-import { PATH_LABELS, startPath, type BenchEnv, type PathKind, type RunningPath, type UpstreamSpec } from './paths.ts';
+import { distFresh, KUBETRAIL_DIST, KUBETRAIL_SRC, PATH_LABELS, startPath, type BenchEnv, type PathKind, type RunningPath, type UpstreamSpec } from './paths.ts';
 import { cpuMsAll, peakRssBytes, rssBytes } from './proc.ts';
 import { median, summarize, type Summary } from './stats.ts';
 import type { ConnCounts, Encoding, Job, JobResult, Proto } from './target.ts';
@@ -365,6 +365,8 @@ export async function w4Watches(
 export interface StartMemResult {
   /** 'user': the bin alone, Node's defaults (as `npx kubetrail start` runs); 'flags': with NODE_FLAGS (the background kubetrail's). */
   variant: 'user' | 'flags';
+  /** The entry point: the built CLI (what users run), or the TypeScript source (type stripping: ~30 MB more). Absent: src. */
+  entry?: 'dist' | 'src';
   concurrency: number;
   listBytes: number;
   idleRss: number | undefined;
@@ -382,14 +384,21 @@ export interface StartMemResult {
  */
 export async function startMemory(ctx: Ctx, up: UpstreamSpec, o: { runs: number; concurrency: number; burstMs: number; smallPath: string; listPath: string }): Promise<StartMemResult[]> {
   const out: StartMemResult[] = [];
-  for (const variant of ['user', 'flags'] as const) {
-    const r: StartMemResult = { variant, concurrency: o.concurrency, listBytes: 0, idleRss: undefined, burstPeak: undefined, peakRss: undefined, peakRuns: [] };
+  const dist = distFresh();
+  if (!dist) ctx.log('  start memory: dist/ is missing or older than src/ (run `npm run build`): measured from src/ only');
+  const variants: { variant: 'user' | 'flags'; entry: 'dist' | 'src' }[] = [
+    ...(dist ? [{ variant: 'user' as const, entry: 'dist' as const }, { variant: 'flags' as const, entry: 'dist' as const }] : []),
+    { variant: 'user', entry: 'src' },
+    { variant: 'flags', entry: 'src' },
+  ];
+  for (const { variant, entry } of variants) {
+    const r: StartMemResult = { variant, entry, concurrency: o.concurrency, listBytes: 0, idleRss: undefined, burstPeak: undefined, peakRss: undefined, peakRuns: [] };
     const idle: number[] = [];
     const burst: number[] = [];
     for (let i = 0; i < o.runs; i++) {
       let p: RunningPath | undefined;
       try {
-        p = await startPath('kubetrail', ctx.env, up, { userFlags: variant === 'user' });
+        p = await startPath('kubetrail', ctx.env, up, { userFlags: variant === 'user', bin: entry === 'dist' ? KUBETRAIL_DIST : KUBETRAIL_SRC });
         idle.push(rssBytes(p.pids()));
         const b = await ctx.lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: o.smallPath, concurrency: o.concurrency, warmupMs: 0, durationMs: o.burstMs }, 'throughput', o.burstMs + 60_000);
         if (b.firstError) throw new Error(b.firstError);
