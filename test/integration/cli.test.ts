@@ -130,12 +130,13 @@ describe('the stable port and kubectl caches', () => {
 describe('`kubetrail start` as a user runs it (#18)', () => {
   it('runs with the background kubetrail\'s heap flags, in the process the user started (no second process)', async () => {
     const port = await unusedPort();
-    await withStart(port, freshHome(), async (_log, pid) => {
+    await withStart(port, freshHome(), (_log, pid) => {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       for (const flag of NODE_FLAGS) expect(cmdline).toContain(flag);
       expect(cmdline).toContain('start');
       const children = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && existsSync(`/proc/${p}/stat`) && readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(pid));
       expect(children).toEqual([]);
+      return Promise.resolve();
     });
   });
 });
