@@ -4,18 +4,20 @@
  * memory questions over IPC (process.memoryUsage, V8 heap statistics, /proc/self/status, heap snapshots),
  * so the figures are the proxy's own; the watches are opened from this (driver) process.
  *
- *   npx node bench/lib/watch-mem.ts [--entry src|dist] [--mode start|core] [--steps 0,250,500,1000]
+ *   npx node bench/lib/watch-mem.ts [--entry src|dist] [--mode start|core] [--proto h2|h1] [--steps 0,250,500,1000]
  *       [--flags "--max-semi-space-size=1"] [--events 1000:10000] [--large 20000:identity[:count]]
  *       [--snapshots DIR] [--env K=V,...] [--json FILE]
  *
  * --mode start: `kubetrail start` in-process (src/cli/main.ts or dist/cli/main.js, OTLP to a live sink);
- * --mode core: startProxy without an observer (bench/lib/proxy-core.ts). Every measurement is taken
+ * --mode core: startProxy without an observer (bench/lib/proxy-core.ts). --proto h2 (the default): every
+ * request a stream of one connection, as kubectl speaks to kubetrail's listener since #13; h1: HTTP/1.1
+ * keep-alive, a connection per concurrent request (each watch then has its own connection on both legs).
+ * Both through the bench's client (bench/lib/client.ts). Every measurement is taken
  * before and after a forced full GC (the host runs with --expose-gc), so live memory and garbage separate.
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { ClientRequest, IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type * as SetupModule from '../../src/cli/setup.ts';
@@ -186,6 +188,8 @@ function trim(pid: number): void {
 async function driver(): Promise<void> {
   const { setupBench, startStandIn } = await import('./setup.ts');
   const { kubetrailTarget } = await import('./paths.ts');
+  const { createClient } = await import('./client.ts');
+  const proto = opt('proto', 'h2') as 'h1' | 'h2';
   const entry = opt('entry', 'src') as 'src' | 'dist';
   const mode = opt('mode', 'start') as 'start' | 'core';
   const steps = opt('steps', '0,250,500,1000').split(',').filter(Boolean).map(Number);
@@ -219,24 +223,18 @@ async function driver(): Promise<void> {
       child.once('exit', (c) => reject(new Error(`host exited ${c}`)));
     });
     const t = kubetrailTarget(mode, kcPath, up);
-    console.log(`# entry=${entry} mode=${mode} flags=${flags.join(' ')} env=${JSON.stringify(extraEnv)} pid=${child.pid}`);
+    console.log(`# entry=${entry} mode=${mode} proto=${proto} flags=${flags.join(' ')} env=${JSON.stringify(extraEnv)} pid=${child.pid}`);
     console.log(['label', 'rss', 'hwm', 'anon', 'file', 'heapTot', 'heapUsed', 'newSp', 'oldUsed', 'code', 'lo', 'ext', 'ab', 'malloc', 'handles'].join('\t'));
     await sleep(1500);
     results.push(line('idle', await h.mem()));
     results.push(line('idle+gc', await h.mem(true)));
     // One request so every lazily loaded module and the upstream agent exist before the baseline.
-    const agent = new HttpsAgent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1000, scheduling: 'lifo', ca: t.ca, cert: t.cert, key: t.key, servername: t.servername, ALPNProtocols: ['http/1.1'] });
-    const get = (path: string, headers: Record<string, string> = {}): Promise<{ status: number; bytes: number; ms: number }> =>
-      new Promise((resolve, reject) => {
-        const t0 = performance.now();
-        const req = httpsRequest({ agent, host: t.host, port: t.port, path: `${t.prefix}${path}`, headers: { Accept: 'application/json', 'User-Agent': 'kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0', 'Kubectl-Command': 'kubectl get', 'Kubectl-Session': randomUUID(), ...headers } }, (res) => {
-          let bytes = 0;
-          res.on('data', (c: Buffer) => (bytes += c.length));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ms: performance.now() - t0 }));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+    const client = createClient(t, proto, Infinity);
+    const kubectlHeaders = (): Record<string, string> => ({ Accept: 'application/json', 'User-Agent': 'kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0', 'Kubectl-Command': 'kubectl get', 'Kubectl-Session': randomUUID() });
+    const get = async (path: string, headers: Record<string, string> = {}): Promise<{ status: number; bytes: number; ms: number }> => {
+      const r = await client.request(path, { ...kubectlHeaders(), ...headers }).done;
+      return { status: r.status, bytes: r.bytes, ms: r.ttlbMs };
+    };
     for (let i = 0; i < 20; i++) await get('/api/v1/namespaces/default/pods/pod-0');
     await sleep(500);
     results.push(line('warm+gc', await h.mem(true)));
@@ -263,24 +261,18 @@ async function driver(): Promise<void> {
     }
 
     // Watches, opened in steps.
-    const open = new Set<IncomingMessage>();
-    const reqs = new Set<ClientRequest>();
+    const open = new Set<Readable>();
     let received = 0;
     const openOne = (): Promise<void> =>
       new Promise((resolve) => {
-        const req = httpsRequest(
-          { agent, host: t.host, port: t.port, path: `${t.prefix}/api/v1/namespaces/default/pods?watch=1&resourceVersion=1`, headers: { Accept: 'application/json', 'User-Agent': 'kubectl/v1.33.1', 'Kubectl-Command': 'kubectl get', 'Kubectl-Session': randomUUID() } },
-          (res) => {
-            open.add(res);
-            res.on('data', (c: Buffer) => (received += c.length));
-            res.on('error', () => undefined);
-            res.on('close', () => open.delete(res));
-            resolve();
-          },
-        );
-        req.on('error', () => resolve());
-        reqs.add(req);
-        req.end();
+        const req = client.request('/api/v1/namespaces/default/pods?watch=1&resourceVersion=1', kubectlHeaders(), (_status, res) => {
+          open.add(res);
+          res.on('data', (c: Buffer) => (received += c.length));
+          res.on('error', () => undefined);
+          res.on('close', () => open.delete(res));
+          resolve();
+        });
+        req.done.catch(() => resolve());
       });
     let opened = 0;
     for (const n of steps) {
@@ -335,8 +327,7 @@ async function driver(): Promise<void> {
       if (snapshots) await h.ask({ type: 'snapshot', path: `${snapshots}/w${opened}-events.heapsnapshot` } as HostIn);
     }
     for (const r of open) r.destroy();
-    for (const r of reqs) r.destroy();
-    agent.destroy();
+    client.close();
     if (opened > 0) {
       await sleep(2000);
       results.push(line('closed', await h.mem()));
