@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     'w4-proto': { type: 'string', default: 'h2' },
     'no-h2-legs': { type: 'boolean', default: false },
     paths: { type: 'string' },
+    'w3-big-mb': { type: 'string' },
   },
 });
 if (args['w4-proto'] !== 'h1' && args['w4-proto'] !== 'h2') throw new Error('--w4-proto is h1 or h2');
@@ -53,6 +54,8 @@ if (args.kubetrail === 'dist') useKubetrailBin(KUBETRAIL_DIST);
 else if (args.kubetrail !== 'src') throw new Error('--kubetrail is src or dist');
 
 const QUICK = args.quick;
+/** `--w3-big-mb 0`: no very large list (a run on a busy machine that must end in time). */
+const BIG_MB = args['w3-big-mb'] === undefined ? undefined : Number(args['w3-big-mb']);
 const WANT = new Set(args.workloads.split(',').map((s) => Number(s.trim())));
 const CFG = QUICK
   ? {
@@ -179,7 +182,8 @@ async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Prom
     }
     if (WANT.has(3)) {
       const counts = [CFG.w3.items];
-      const bigItems = CFG.w3.bigMb > 0 ? Math.ceil((CFG.w3.bigMb * 1e6) / (si.podBytes + 1)) : 0;
+      const bigMb = BIG_MB ?? CFG.w3.bigMb;
+      const bigItems = bigMb > 0 ? Math.ceil((bigMb * 1e6) / (si.podBytes + 1)) : 0;
       if (bigItems > 0) counts.push(bigItems);
       const memItems = Math.ceil((CFG.mem.listMb * 1e6) / (si.podBytes + 1));
       counts.push(memItems);

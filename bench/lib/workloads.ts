@@ -211,9 +211,10 @@ export interface LargeResult {
 
 /**
  * A slow path's one large request gives up after this (mitmproxy's 86 MB identity relay took 47 s on a
- * quiet machine, > 600 s at load 13): the call is cancelled, and the table says it did not finish in time.
+ * quiet machine, > 600 s at load 13, > 240 s at load 20): the call is cancelled, and the table says it did
+ * not finish in time.
  */
-const SLOW_LARGE_TIMEOUT_MS = 240_000;
+const SLOW_LARGE_TIMEOUT_MS = 120_000;
 
 export async function w3Large(
   ctx: Ctx,
