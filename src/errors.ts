@@ -35,3 +35,13 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
   return String(err);
 }
+
+/** An error code of a failed TLS handshake or verification (OpenSSL's CERT_*, DEPTH_ZERO_SELF_SIGNED_CERT, Node's ERR_TLS_*, ERR_SSL_*). */
+export function isTlsErrorCode(code: unknown): boolean {
+  return typeof code === 'string' && /CERT|SELF_SIGNED|ALTNAME|HOSTNAME|ISSUER|VERIFY|SIGNATURE|SSL|TLS/.test(code);
+}
+
+/** describeError without the advice Node appends to TLS errors ("try --use-system-ca"): no help to a kubetrail user. */
+export function describeWithoutNodeAdvice(err: unknown): string {
+  return describeError(err).replace(/; if the root CA is installed locally.*$/, '');
+}

@@ -7,6 +7,7 @@
 import { chmodSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server } from 'node:net';
+import { isCommandTag } from '../command-tag.ts';
 import { describeError } from '../errors.ts';
 import { removeQuietly } from '../fs/private.ts';
 import type { ControlHandler } from '../proxy/control.ts';
@@ -82,7 +83,7 @@ export async function control(d: ControlDeps, msg: ControlMessage, method: strin
     if (msg.ifIdle === true && !lingering.withdraw()) return { status: 409, body: { busy: true, ...d.busy() } };
     return { status: 200, body: { stopping: true, pid: process.pid }, after: () => lingering.stop() };
   }
-  if (!/^[0-9a-z]{6,10}$/.test(msg.tag)) return { status: 400, body: { error: 'bad command tag' } };
+  if (!isCommandTag(msg.tag)) return { status: 400, body: { error: 'bad command tag' } };
   const summary = await d.finisher.finishCommand(msg.tag, FINISH_WAIT_MS, msg.life);
   const lines = summary ? await d.finisher.render(summary, { color: msg.color === true, width: msg.width }) : [];
   d.lingering?.touch();

@@ -6,6 +6,7 @@
  * start` does the same (foreground.ts), so wrapped commands with the same configuration use it the same way.
  */
 import { closeSync, writeSync } from 'node:fs';
+import { randomTag } from '../command-tag.ts';
 import { lingerMs as parseLinger } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, isKtError } from '../errors.ts';
@@ -18,7 +19,7 @@ import { errLine } from '../cli/output.ts';
 import { listenUrl, prepare, type Prepared } from '../cli/setup.ts';
 import { controlHandler, listenControlSocket, type ControlDeps } from './control.ts';
 import { backgroundPaths, cutMarker, type BackgroundPaths } from './paths.ts';
-import { BACKGROUND_CONFIG_ENV, randomTag, type Busy } from './protocol.ts';
+import { BACKGROUND_CONFIG_ENV, type Busy } from './protocol.ts';
 import { digestsBefore, liveWrappers, publish, tagAliveIn, unpublish } from './publish.ts';
 import { fingerprint, readState, replacePrivate, telemetryKey, writePrivate, type BackgroundState } from './state.ts';
 import { ensureToken } from './token.ts';

@@ -4,6 +4,7 @@
  * it has no idle clock and no stop call (control.ts Lingering).
  */
 import type { Server } from 'node:net';
+import { randomTag } from '../command-tag.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { ensurePrivateDir } from '../fs/private.ts';
@@ -13,7 +14,6 @@ import { errLine } from '../cli/output.ts';
 import type { Prepared } from '../cli/setup.ts';
 import { controlHandler, listenControlSocket, type ControlDeps, type Finisher } from './control.ts';
 import { backgroundPaths, type BackgroundPaths } from './paths.ts';
-import { randomTag } from './protocol.ts';
 import { liveWrappers, publish, unpublish } from './publish.ts';
 import { fingerprint, telemetryKey, type BackgroundState } from './state.ts';
 import { ensureToken } from './token.ts';

@@ -5,9 +5,9 @@
  * Imported by the wrapper's fast path (eslint.config.js lists it): Node built-ins only.
  */
 import { linkSync, renameSync, statSync } from 'node:fs';
+import { randomTag } from '../command-tag.ts';
 import { readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { kubetrailAlive, procStartTime } from './process.ts';
-import { randomTag } from './protocol.ts';
 import { writePrivate } from './state.ts';
 
 /**

@@ -15,7 +15,6 @@
  * A new control message: a member of ControlMessage, its two encodings below, its answer in control.ts.
  * Imported by the wrapper's fast path (eslint.config.js lists it): Node built-ins only.
  */
-import { randomBytes } from 'node:crypto';
 import { CONTROL_PREFIX } from '../proxy/control.ts';
 import type { KubectlLife } from '../telemetry/commands.ts';
 
@@ -43,14 +42,6 @@ export interface ControlAnswer {
 export interface Busy {
   open: number;
   wrappers: number;
-}
-
-/** A command tag: 10 characters of [0-9a-z] (proxy/routing.ts isCommandTag). */
-export function randomTag(): string {
-  const bytes = randomBytes(10);
-  let s = '';
-  for (const b of bytes) s += '0123456789abcdefghijklmnopqrstuvwxyz'[b % 36];
-  return s;
 }
 
 /** The wrapper's view of kubectl's life, when it is one (a finite start, exit and code, in order). */

@@ -5,6 +5,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomTag } from '../command-tag.ts';
 import type { Config } from '../config/schema.ts';
 import { ensurePrivateDir, removeQuietly } from '../fs/private.ts';
 import { installShim } from '../kubeconfig/credential-shim.ts';
@@ -16,7 +17,6 @@ import type { Prepared } from '../cli/setup.ts';
 import { recordAddress } from './addresses.ts';
 import { parseMarker, templatePath, type BackgroundPaths } from './paths.ts';
 import { pidAlive, procStartTime } from './process.ts';
-import { randomTag } from './protocol.ts';
 import { fileDigest, kubeconfigCandidates, readState, replacePrivate, type BackgroundState } from './state.ts';
 
 /**

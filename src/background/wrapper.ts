@@ -11,22 +11,24 @@
  * A background kubetrail for another configuration that is busy (requests in flight, wrapped commands alive)
  * is not replaced: the command is served in-process on an ephemeral port instead.
  */
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { isatty } from 'node:tty';
+import { randomTag } from '../command-tag.ts';
 import { lingerMs, parseListen } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
 import { readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
 import { timingDir } from '../kubeconfig/timing.ts';
+import { hostForUrl } from '../net/host.ts';
+import { tcpProbe } from '../net/tcp-probe.ts';
 import { epochNow, runChild, takeKubeconfigArg } from '../cli/child.ts';
 import { errLine } from '../cli/output.ts';
 import { call, answers, owned, ownedElsewhere, stopBackground, STOP_WAIT_MS } from './client.ts';
 import { spawnBackground, START_WAIT_MS } from './launch.ts';
 import { releaseLock, tryLock } from './lock.ts';
 import { backgroundPaths, cutMarker, markerName, privateDir, type BackgroundPaths } from './paths.ts';
-import { busyText, FINISH_DEADLINE_MS, randomTag, type Busy } from './protocol.ts';
+import { busyText, FINISH_DEADLINE_MS, type Busy } from './protocol.ts';
 import { filesUnchanged, fingerprint, readState, resolveForBackground, sameInstance, writePrivate, type BackgroundState } from './state.ts';
 
 /** A background kubetrail that does not answer a status call within this long is hung. */
@@ -41,18 +43,8 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Something accepts TCP connections on host:port (a loopback connect answers at once). */
-function portOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host, port });
-    const done = (v: boolean): void => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(v);
-    };
-    const timer = setTimeout(() => done(false), 1000);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
+async function portOpen(host: string, port: number): Promise<boolean> {
+  return (await tcpProbe(host, port, 1000)) === 'open';
 }
 
 interface Found {
@@ -203,7 +195,7 @@ function durationText(ms: number): string {
 /** The in-process path on an ephemeral port: leaves the address's kubetrail alone (kubectl's caches are cold). */
 async function inProcessElsewhere(config: Config, argv: string[], env: NodeJS.ProcessEnv, host: string): Promise<number> {
   const { wrapInProcess } = await import('../cli/wrap.ts');
-  return wrapInProcess({ ...config, listen: `${host.includes(':') ? `[${host}]` : host}:0` }, argv, env);
+  return wrapInProcess({ ...config, listen: `${hostForUrl(host)}:0` }, argv, env);
 }
 
 /** The wrapped command through a background kubetrail; undefined = use the in-process path. */

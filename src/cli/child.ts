@@ -7,6 +7,11 @@ import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { KtError } from '../errors.ts';
 
+/** The one error for `kubetrail` (or `kubetrail --`) without a command to run. */
+export function noCommandGiven(): KtError {
+  return new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods');
+}
+
 /** kubectl's own --kubeconfig inside the wrapped command must not bypass the proxy. */
 export function takeKubeconfigArg(argv: string[]): { path: string | undefined; rewrite: (to: string) => string[] } {
   const isKubectl = basename(argv[0] ?? '').startsWith('kubectl');
@@ -49,7 +54,7 @@ export function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number
   return new Promise((resolve, reject) => {
     const [cmd, ...args] = argv;
     if (!cmd) {
-      reject(new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods'));
+      reject(noCommandGiven());
       return;
     }
     const child = spawn(cmd, args, { stdio: 'inherit', env });

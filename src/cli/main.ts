@@ -7,6 +7,7 @@ import { resolveConfig, type RawValues } from '../config/load.ts';
 import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
 import { VERSION } from '../version.ts';
+import { noCommandGiven } from './child.ts';
 import { errLine, outLine, writeAll } from './output.ts';
 
 // Everything else is imported where it is used: a wrapped command served by a background kubetrail loads
@@ -139,7 +140,7 @@ async function runStart(given: Config): Promise<number> {
 }
 
 async function runWrap(config: Config, command: string[]): Promise<number> {
-  if (command.length === 0) throw new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods');
+  if (command.length === 0) throw noCommandGiven();
   const viaBackground = await (await import('../background/wrapper.ts')).wrapViaBackground(config, command);
   if (viaBackground !== undefined) return viaBackground;
   return (await import('./wrap.ts')).wrapInProcess(config, command);
@@ -199,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("check the kubeconfig, each context's apiserver (direct and through kubetrail), the OTLP endpoint, the state dir and the listen address; say what to do")
     .action((_opts, cmd: Command) => {
       // Loaded on demand: the wrapped command's start-up never pays for it.
-      result = import('./doctor.ts').then((d) => d.runDoctor(flagValues(cmd)));
+      result = import('./doctor/doctor.ts').then((d) => d.runDoctor(flagValues(cmd)));
     });
 
   program

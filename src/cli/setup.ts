@@ -12,6 +12,7 @@ import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
 import type { Routes } from '../proxy/routing.ts';
 import { ensurePrivateDir } from '../fs/private.ts';
+import { hostForUrl } from '../net/host.ts';
 import { writeKubeconfig } from '../kubeconfig/write.ts';
 import { ensureLocalPki, type LocalPki } from '../pki/local-ca.ts';
 
@@ -30,7 +31,7 @@ export interface Prepared {
 }
 
 export function listenUrl(listen: ListenAddress): string {
-  return `https://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  return `https://${hostForUrl(listen.host)}:${listen.port}`;
 }
 
 /** What binding beyond loopback exposes, said whenever kubetrail is about to do it. */

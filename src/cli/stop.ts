@@ -11,6 +11,7 @@ import { recordedAddresses } from '../background/addresses.ts';
 import { owned, stopBackground } from '../background/client.ts';
 import { readState, sameInstance } from '../background/state.ts';
 import { removeQuietly } from '../fs/private.ts';
+import { hostForUrl } from '../net/host.ts';
 import { errLine } from './output.ts';
 
 /** State files to look at: [state dir, state file], this state dir's first, each once. */
@@ -35,7 +36,7 @@ export async function runStop(config: Config, env: NodeJS.ProcessEnv = process.e
   for (const [stateDir, file] of candidates(resolve(config.stateDir), env)) {
     const st = readState(file);
     if (!st) continue;
-    const where = `${st.host.includes(':') ? `[${st.host}]` : st.host}:${st.port}`;
+    const where = `${hostForUrl(st.host)}:${st.port}`;
     const elsewhere = stateDir === resolve(config.stateDir) ? '' : ` (state dir ${stateDir})`;
     // Gone, or its pid reused by another process after an unclean exit (never signalled): stale.
     if (!(await owned(stateDir, st))) {

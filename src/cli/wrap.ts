@@ -17,11 +17,10 @@ import { redactUrl } from '../redact.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import type { KubectlLife } from '../telemetry/commands.ts';
-import { epochNow, runChild, takeKubeconfigArg } from './child.ts';
+import { epochNow, noCommandGiven, runChild, takeKubeconfigArg } from './child.ts';
 import { errLine } from './output.ts';
 import { exposureWarning, listenUrl, prepare, type Prepared } from './setup.ts';
 
-export { takeKubeconfigArg } from './child.ts';
 
 export interface WrapHooks {
   /** Observers for this run's requests (telemetry, report). */
@@ -54,7 +53,7 @@ async function sharedKubetrail(p: Prepared, config: Config, env: NodeJS.ProcessE
 }
 
 export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  if (argv.length === 0) throw new KtError('KT_ERR_USAGE', 'no command given: kubetrail [flags] -- kubectl get pods');
+  if (argv.length === 0) throw noCommandGiven();
   const kcArg = takeKubeconfigArg(argv);
   const effective = kcArg.path !== undefined ? { ...config, kubeconfig: kcArg.path } : config;
   const prepared = await prepare(effective, env);

@@ -9,6 +9,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
+import { socketHost } from '../net/host.ts';
 import { authAttributes } from '../stages/auth.ts';
 import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart, type StageObserver, type UpstreamConnected } from './events.ts';
 import { header, headerAll, responseFacts, withoutPseudoHeaders, type RawHeaders } from './headers.ts';
@@ -63,7 +64,7 @@ export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity
     path: t.path,
     query: t.query,
     cluster: t.route.name,
-    upstream: { host: t.route.server.hostname.replace(/^\[|\]$/g, ''), port: Number(t.route.server.port || 443) },
+    upstream: { host: socketHost(t.route.server.hostname), port: Number(t.route.server.port || 443) },
     upgrade: opts.upgrade,
     userAgent: header(raw, 'user-agent'),
     kubectlCommand: header(raw, 'kubectl-command'),

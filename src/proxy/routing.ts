@@ -6,6 +6,7 @@
  * sockets, no state.
  */
 import { createHash } from 'node:crypto';
+import { isCommandTag } from '../command-tag.ts';
 import { originForm, removeDotSegments } from './paths.ts';
 
 export interface ClusterRoute {
@@ -103,12 +104,6 @@ export function uniqueRouteAddresses(ids: Iterable<string>): Map<string, string>
  * One DNS label: a route id is at most 49 characters, so a tag is at most 10 (63 in all).
  */
 const TAG_SEP = '--w';
-const TAG_RE = /^[0-9a-z]{6,10}$/;
-
-export function isCommandTag(tag: string): boolean {
-  return TAG_RE.test(tag);
-}
-
 export function taggedServerName(id: string, tag: string): string {
   if (!isCommandTag(tag)) throw new Error(`invalid command tag ${JSON.stringify(tag)}`);
   return routeHost(`${id}${TAG_SEP}${tag}`);

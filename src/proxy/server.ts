@@ -14,6 +14,7 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server, type TLSSocket } from 'node:tls';
 import { describeError } from '../errors.ts';
+import { hostForUrl } from '../net/host.ts';
 import type { LocalPki } from '../pki/local-ca.ts';
 import { handleControl, isControlRequest, type ControlHandler } from './control.ts';
 import type { StageObserver } from './events.ts';
@@ -82,15 +83,6 @@ export interface RunningProxy {
   port: number;
   close(): Promise<void>;
 }
-
-/**
- * Header limits as the two Go ends set them, in bytes (never in lines), not Node's 16 KiB default: the
- * kube-apiserver accepts request heads up to 1 MiB (a large OIDC bearer token, a list with thousands of
- * selector terms in its query), and kubectl's client reads response heads up to 10 MiB. A larger request
- * head is answered 431, as the apiserver would; a larger response head fails the request with a 502 Status.
- * The HTTP/2 upstream connections (upstream.ts) use the same limits.
- */
-export { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES };
 
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
@@ -240,11 +232,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   server.on('error', internalError);
   for (const l of routeListeners) l.on('error', internalError);
   const port = (server.address() as AddressInfo).port;
-  const hostForUrl = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
     server,
     port,
-    url: `https://${hostForUrl}:${port}`,
+    url: `https://${hostForUrl(opts.host)}:${port}`,
     // Resolves once the listener and every connection are closed, upgraded tunnels and HTTP/2 sessions
     // included: by then every request has published its `end`, so a caller that flushes telemetry next
     // has every span.

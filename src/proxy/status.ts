@@ -5,7 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { describeError, type ErrorCode } from '../errors.ts';
+import { describeWithoutNodeAdvice, isTlsErrorCode, type ErrorCode } from '../errors.ts';
 import type { ClusterRoute } from './routing.ts';
 
 const REASONS: Record<number, string> = {
@@ -74,10 +74,9 @@ export const CLOSED_MID_RESPONSE: ProxyAnswer = { code: 502, ktCode: 'KT_ERR_UPS
 /** What kubectl is told when the apiserver could not be reached, verified or understood. */
 export function upstreamFailure(err: unknown, route: ClusterRoute): ProxyAnswer {
   const e = err as NodeJS.ErrnoException;
-  const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME|HOSTNAME|ISSUER|VERIFY|SIGNATURE|SSL|TLS/.test(e.code);
+  const tls = isTlsErrorCode(e.code);
   const ktCode: ErrorCode = tls ? 'KT_ERR_UPSTREAM_TLS' : 'KT_ERR_UPSTREAM';
-  // Node's own advice ("try running Node.js with --use-system-ca") is no help to a kubetrail user.
-  const detail = `${e.code ? `${e.code}: ` : ''}${describeError(err).replace(/; if the root CA is installed locally.*$/, '')}`;
+  const detail = `${e.code ? `${e.code}: ` : ''}${describeWithoutNodeAdvice(err)}`;
   if (typeof e.code === 'string' && e.code.startsWith('HPE_')) {
     // Node's HTTP parser: the apiserver (or something in its place) answered, but not in HTTP/1.1.
     return { code: 502, ktCode, message: `kubetrail: the kube-apiserver at ${route.server.origin} sent a malformed HTTP response: ${detail}` };

@@ -16,9 +16,10 @@ import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { socketHost } from '../net/host.ts';
 import type { ClientIdentity, ClusterRoute } from './routing.ts';
 
-export function tlsOptionsFor(route: ClusterRoute, identity: ClientIdentity | undefined): ConnectionOptions {
+function tlsOptionsFor(route: ClusterRoute, identity: ClientIdentity | undefined): ConnectionOptions {
   const opts: ConnectionOptions = {
     rejectUnauthorized: !route.insecureSkipTlsVerify,
     // Upstream speaks HTTP/1.1 to us: the agent pools h1 connections, and upgrades need h1 anyway.
@@ -151,9 +152,12 @@ const H2_CONNECTION_WINDOW = 1 << 30;
 const H2_PING_EVERY_MS = 30_000;
 const H2_PING_TIMEOUT_MS = 15_000;
 /**
- * Header limits in bytes, as on HTTP/1.1 (server.ts): kubectl's request heads up to 1 MiB (a large OIDC
- * token, a selector with thousands of terms), apiserver answers' heads up to 10 MiB. HTTP/2's defaults
- * (64 KiB both ways, 128 header lines) would fail a watch HTTP/1.1 carries.
+ * Header limits as the two Go ends set them, in bytes (never in lines), not Node's 16 KiB default: the
+ * kube-apiserver accepts request heads up to 1 MiB (a large OIDC bearer token, a list with thousands of
+ * selector terms in its query), and kubectl's client reads response heads up to 10 MiB. A larger request
+ * head is answered 431, as the apiserver would; a larger response head fails the request with a 502 Status.
+ * The listener (server.ts) and the HTTP/2 upstream connections use them alike: HTTP/2's defaults (64 KiB
+ * both ways, 128 header lines) would fail a watch HTTP/1.1 carries.
  */
 export const MAX_REQUEST_HEAD_BYTES = 1 << 20;
 export const MAX_RESPONSE_HEAD_BYTES = 10 << 20;
@@ -291,7 +295,7 @@ export class UpstreamPool {
     };
     conn.ready = new Promise((resolve, reject) => {
       const { secureContext, perConnection } = this.#contextFor(route, identity);
-      const host = route.server.hostname.replace(/^\[|\]$/g, '');
+      const host = socketHost(route.server.hostname);
       const port = Number(route.server.port || 443);
       let connectEnd: number | undefined;
       // SNI and the name checked: tls-server-name, else the server URL's host name (never an IP), as the

@@ -9,12 +9,13 @@
  * (OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*, OTEL_EXPORTER_OTLP_[TRACES_]HEADERS/TIMEOUT); the resource
  * detector reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; OTEL_SDK_DISABLED turns export off.
  */
-import { connect } from 'node:net';
 import { TraceFlags, type Tracer } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { socketHost } from '../net/host.ts';
+import { tcpProbe } from '../net/tcp-probe.ts';
 import { redactUrl, redactUserinfo } from '../redact.ts';
 
 export const EXPORT_TIMEOUT_MS = 2000;
@@ -90,17 +91,7 @@ export function refusesConnections(endpoint: string): Promise<boolean> {
     return Promise.resolve(false);
   }
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-  return new Promise((resolve) => {
-    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port });
-    const done = (refused: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(refused);
-    };
-    const timer = setTimeout(() => done(false), 250);
-    socket.once('connect', () => done(false));
-    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
-  });
+  return tcpProbe(socketHost(url.hostname), port, 250).then((r) => r === 'refused');
 }
 
 /** Counts what the batch processor hands over and what comes back, and reports the first failure. */

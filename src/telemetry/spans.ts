@@ -5,7 +5,7 @@
  *
  * Span times come from the proxy's monotonic clock, anchored to the request's epoch start.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes as OtelAttributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import type { RequestEnd, RequestStart, ResponseStart, StageObserver, UpstreamConnected } from '../proxy/events.ts';
 import { setAttr, type Attributes } from '../stages/attributes.ts';
 import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
@@ -138,10 +138,6 @@ export function redactQuery(query: string): string {
   return query.replace(/(^|&)(continue|command)=[^&]*/g, '$1$2=REDACTED');
 }
 
-function toOtel(a: Attributes): OtelAttributes {
-  return a;
-}
-
 export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   const { tracer } = opts;
   const commands = new Map<string, Command>();
@@ -194,7 +190,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   }
 
   function child(cmd: Command, name: string, from: number, to: number, attrs: Attributes = {}): void {
-    tracer.startSpan(name, { kind: SpanKind.INTERNAL, startTime: from }, cmd.rootCtx).setAttributes(toOtel(attrs)).end(Math.max(to, from + INSTANT_MS));
+    tracer.startSpan(name, { kind: SpanKind.INTERNAL, startTime: from }, cmd.rootCtx).setAttributes(attrs).end(Math.max(to, from + INSTANT_MS));
   }
 
   function endCommand(cmd: Command, life?: KubectlLife): void {
@@ -305,7 +301,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start?.userAgent);
     // connect and TLS then show a pool's, not what this command would pay on its own.
     if (start?.upstreamShared === true) attrs[sc.ATTR_KUBETRAIL_UPSTREAM_SHARED] = true;
-    root.setAttributes(toOtel(attrs));
+    root.setAttributes(attrs);
     const cmd: Command = {
       key,
       upstreamShared: start?.upstreamShared === true,
@@ -411,9 +407,9 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
       if (start.upgrade) attrs[sc.ATTR_KUBETRAIL_UPGRADE] = true;
       if (start.insecure) attrs[sc.ATTR_KUBETRAIL_INSECURE] = true;
-      span.setAttributes(toOtel(attrs));
+      span.setAttributes(attrs);
       const ctx = trace.setSpan(ROOT_CONTEXT, span);
-      tracer.startSpan('auth', { startTime: start.startedAt }, ctx).setAttributes(toOtel(start.auth)).end(start.startedAt + INSTANT_MS);
+      tracer.startSpan('auth', { startTime: start.startedAt }, ctx).setAttributes(start.auth).end(start.startedAt + INSTANT_MS);
       const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
       upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
       upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
@@ -454,7 +450,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         reused: connected?.reused ?? false,
         h2: connected?.protocol === 'h2',
       });
-      upstream.setAttributes(toOtel(connected ? latency : {}));
+      upstream.setAttributes(connected ? latency : {});
       if (response) upstream.setAttribute(sc.ATTR_HTTP_RESPONSE_STATUS_CODE, response.statusCode);
       if (ev.error && ev.outcome !== 'proxy_error') {
         upstream.setAttribute(sc.ATTR_ERROR_TYPE, ev.error.code);
@@ -468,11 +464,11 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       if (response) {
         rbac = rbacAttributes({ statusCode: response.statusCode, statusBody: ev.statusBody, retryAfter: response.retryAfter });
         const rbacAt = at(start, response.t);
-        tracer.startSpan('rbac', { startTime: rbacAt }, ctx).setAttributes(toOtel(rbac)).end(rbacAt + INSTANT_MS);
+        tracer.startSpan('rbac', { startTime: rbacAt }, ctx).setAttributes(rbac).end(rbacAt + INSTANT_MS);
       }
       if (response && ev.decode) {
-        const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t) }, ctx).setAttributes(toOtel(decodeAttributes(ev.decode)));
-        for (const e of watchEventSpanEvents(ev.decode)) decodeSpan.addEvent(e.name, toOtel(e.attributes), at(start, e.atMs));
+        const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t) }, ctx).setAttributes(decodeAttributes(ev.decode));
+        for (const e of watchEventSpanEvents(ev.decode)) decodeSpan.addEvent(e.name, e.attributes, at(start, e.atMs));
         decodeSpan.end(endAt);
       }
 
@@ -491,7 +487,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         attrs[sc.ATTR_ERROR_TYPE] = String(response.statusCode);
         span.setStatus({ code: SpanStatusCode.ERROR });
       }
-      span.setAttributes(toOtel(attrs));
+      span.setAttributes(attrs);
       span.end(endAt);
 
       command.requests.push({

@@ -1,11 +1,5 @@
-export { createDecoder, DEFAULT_MAX_SCAN_BYTES } from './decoder.ts';
-export {
-  decodeAttributes,
-  watchEventAttributes,
-  watchEventSpanEvents,
-  WATCH_EVENT_NAME,
-  type SpanEventFacts,
-} from './attributes.ts';
+export { createDecoder } from './decoder.ts';
+export { decodeAttributes, watchEventSpanEvents } from './attributes.ts';
 export type {
   DecodedStatus,
   DecodeErrorCode,

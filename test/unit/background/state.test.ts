@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { kubeconfigPaths } from '../../../src/kubeconfig/load.ts';
-import { isCommandTag } from '../../../src/proxy/routing.ts';
 import { parseDuration } from '../../../src/config/load.ts';
-import { randomTag } from '../../../src/background/protocol.ts';
+import { isCommandTag, randomTag } from '../../../src/command-tag.ts';
 import { kubeconfigCandidates } from '../../../src/background/state.ts';
 import { tokenMatches } from '../../../src/background/token.ts';
 
