@@ -9,12 +9,15 @@
 import type { RequestProgress, RequestStart, StageObserver } from '../proxy/events.ts';
 import { parseRequestInfo, spanName } from '../stages/request-info.ts';
 import { rbacAttributes } from '../stages/rbac.ts';
-import { fmtBytes, fmtMs } from './format.ts';
-import { denialText } from './waterfall.ts';
+import { readKind } from '../telemetry/commands.ts';
+import { fmtBytes, fmtMs, plural } from './format.ts';
+import { denialText, itemsText } from './waterfall.ts';
 
 interface Pending {
   start: RequestStart;
   name: string;
+  /** A single object's GET: a Table's one row is not an item it listed (telemetry/commands.ts readKind). */
+  single: boolean;
   status?: number;
   progress?: RequestProgress;
   /** performance.now() of the last `(still open)` line. */
@@ -40,14 +43,14 @@ function clock(epochMs: number): string {
 }
 
 function counts(items: number | undefined, events: number | undefined, bytes: number, partial = false): string {
-  return `${items !== undefined ? ` ${partial ? '≥' : ''}${items} items` : ''}${events !== undefined ? ` ${events} events` : ''} ${fmtBytes(bytes)}`;
+  return `${items !== undefined ? ` ${itemsText(items, partial)}` : ''}${events !== undefined ? ` ${plural(events, 'event')}` : ''} ${fmtBytes(bytes)}`;
 }
 
 /** A watch counts events, anything else items; nothing before the first progress. */
 function progressCounts(p: Pending): string {
   const pr = p.progress;
   const watch = p.name.startsWith('watch ');
-  return counts(watch ? undefined : pr?.items || undefined, watch ? (pr?.watchEvents ?? 0) : undefined, pr?.bytesDown ?? 0);
+  return counts(watch || p.single ? undefined : pr?.items || undefined, watch ? (pr?.watchEvents ?? 0) : undefined, pr?.bytesDown ?? 0);
 }
 
 /** A 401/403 says who was refused what, as the waterfall's `rbac:` line does. */
@@ -113,7 +116,8 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
   return {
     print: line,
     onRequestStart(start) {
-      pending.set(start.id, { start, name: spanName(parseRequestInfo(start.method, start.path, start.query), start.method), printedAt: start.t0 });
+      const info = parseRequestInfo(start.method, start.path, start.query);
+      pending.set(start.id, { start, name: spanName(info, start.method), single: readKind(info) === 'object', printedAt: start.t0 });
       if (!ticker) {
         ticker = setInterval(tick, TICK_MS);
         ticker.unref();
@@ -143,7 +147,7 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
       const { start } = p;
       const status = p.status ?? 'ERR';
       const note = ev.outcome === 'complete' ? '' : ` ${ev.outcome}${ev.error ? ` ${ev.error.code}` : ''}`;
-      line(`${clock(epoch(p, ev.t))} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}${denial(p.status, ev.statusBody)}`);
+      line(`${clock(epoch(p, ev.t))} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(p.single ? undefined : ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}${denial(p.status, ev.statusBody)}`);
     },
   };
 }

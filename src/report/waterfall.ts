@@ -4,7 +4,7 @@
  * lines out. Sized to the terminal's width (80 columns when it is not a terminal); colour only when asked
  * (a TTY).
  */
-import { totals, type CommandSummary, type RequestSummary } from '../telemetry/commands.ts';
+import { totals, type CommandSummary, type CommandTotals, type RequestSummary } from '../telemetry/commands.ts';
 import { divisionLine, exitNote, findingLines, rbacFixLines, timedFromNote } from './findings.ts';
 import { fit, fmtBytes, fmtMs, plural } from './format.ts';
 
@@ -38,9 +38,26 @@ function statusColor(r: RequestSummary): string {
   return s >= 500 ? '31' : s >= 400 ? '33' : r.discovery ? '36' : '32';
 }
 
+/** `3 items`, `1 item`, `≥3902 items` (a lower bound). */
+export function itemsText(n: number, partial: boolean): string {
+  return partial ? `≥${n} items` : plural(n, 'item');
+}
+
+/**
+ * What the command read, lists and single objects apart: `600 items in 2 pages`, `1 object`, or both;
+ * '' when it read nothing (totals(): a Table of one row or `-o yaml` is 1 object, a NotFound nothing).
+ */
+export function readText(sum: CommandTotals): string {
+  const parts: string[] = [];
+  if (sum.items > 0) parts.push(`${itemsText(sum.items, sum.itemsPartial)} in ${plural(sum.pages, 'page')}`);
+  if (sum.objects > 0) parts.push(plural(sum.objects, 'object'));
+  return parts.join(', ');
+}
+
 function detail(r: RequestSummary): string {
   const parts: string[] = [];
-  if (r.items !== undefined) parts.push(`${r.itemsPartial === true ? '≥' : ''}${r.items} item${r.items === 1 && r.itemsPartial !== true ? '' : 's'}`);
+  // A single object's GET says what it read in its name (`get configmaps`); a Table's one row is a format.
+  if (r.items !== undefined && r.reads !== 'object') parts.push(itemsText(r.items, r.itemsPartial === true));
   if (r.watchEvents !== undefined) parts.push(`${r.watchEvents} ev`);
   parts.push(fmtBytes(r.bytes));
   return parts.join(' ');
@@ -113,7 +130,8 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
   const span = Math.max(cmd.durationMs, ...cmd.requests.map((r) => r.startedAt - t0 + r.durationMs), 1);
   const lines: string[] = [];
   const head = `${cmd.command} · ${plural(sum.requests, 'request')} · ${fmtMs(span)}${exitNote(cmd)}${timedFromNote(cmd)}`;
-  const extra = sum.items > 0 ? ` · ${sum.itemsPartial ? '≥' : ''}${sum.items} items in ${plural(sum.pages, 'page')}` : '';
+  const read = readText(sum);
+  const extra = read ? ` · ${read}` : '';
   lines.push(paint(c, '1', fit(head + extra, width)));
 
   const names = rowNames(cmd.requests);

@@ -4,6 +4,7 @@
  */
 import type { CredentialRun } from '../kubeconfig/timing.ts';
 import type { Attributes } from '../stages/attributes.ts';
+import type { RequestInfo } from '../stages/request-info.ts';
 import type { Throttling } from '../stages/throttle.ts';
 
 export interface RequestSummary {
@@ -28,6 +29,15 @@ export interface RequestSummary {
   itemsPartial?: boolean;
   /** Continue page of a list: it carried a continue token. */
   page: boolean;
+  /**
+   * What the request asked to read, by its verb: `list` (a list or Table of items), `object` (a single
+   * object's GET, whatever format it came back in); undefined for anything else (discovery, watches,
+   * writes, subresources such as logs). See reads().
+   */
+  reads?: 'list' | 'object' | undefined;
+  /** A resource request's namespace and object name ('' when none): kubectl's namespace check, see reads(). */
+  namespace?: string | undefined;
+  objectName?: string | undefined;
   watchEvents: number | undefined;
   connectMs: number | undefined;
   tlsMs: number | undefined;
@@ -97,10 +107,14 @@ export interface CommandTotals {
   requests: number;
   discoveryRequests: number;
   discoveryMs: number;
+  /** Items of the lists the command read, over every page. */
   items: number;
-  /** Some response was decoded only up to the scan budget: `items` is a lower bound. */
+  /** Some list was decoded only up to the scan budget: `items` is a lower bound. */
   itemsPartial: boolean;
+  /** List responses (pages) the command read. */
   pages: number;
+  /** Single objects the command read (GETs by name), kept apart from lists' items. */
+  objects: number;
   bytes: number;
   errors: number;
 }
@@ -123,17 +137,44 @@ export function unionMs(intervals: ReadonlyArray<readonly [number, number]>): nu
   return total;
 }
 
+/**
+ * What a request read, counted as the command's summary counts it: a list page's items, or one object for
+ * a single object's GET whether kubectl asked for a Table (one row) or the object itself (`-o yaml`).
+ * A request that failed read nothing (a NotFound, a 403), and neither does kubectl's namespace check: the
+ * GET of namespace N it sends after a NotFound in N, to say which of the two is missing.
+ */
+/** RequestSummary.reads from the request's path and verb. */
+export function readKind(info: RequestInfo): RequestSummary['reads'] {
+  if (!info.isResourceRequest) return undefined;
+  if (info.verb === 'list') return 'list';
+  return info.verb === 'get' && info.subresource === '' && info.name !== '' ? 'object' : undefined;
+}
+
+export function reads(r: RequestSummary, command: readonly RequestSummary[]): { list: number } | { object: 1 } | undefined {
+  if (r.statusCode === undefined || r.statusCode < 200 || r.statusCode >= 300) return undefined;
+  if (r.reads === 'list') return r.items !== undefined ? { list: r.items } : undefined;
+  if (r.reads !== 'object' || namespaceCheck(r, command)) return undefined;
+  return { object: 1 };
+}
+
+function namespaceCheck(r: RequestSummary, command: readonly RequestSummary[]): boolean {
+  if (r.group !== '' || r.path !== `/api/v1/namespaces/${r.objectName ?? ''}`) return false;
+  return command.some((o) => o !== r && o.statusCode === 404 && o.namespace === r.objectName && o.startedAt <= r.startedAt);
+}
+
 export function totals(requests: readonly RequestSummary[]): CommandTotals {
   const discovery = requests.filter((r) => r.discovery);
-  const resources = requests.filter((r) => !r.discovery);
+  // Discovery documents have `items` too (API groups); the command's counts are the resources it read.
+  const read = requests.map((r) => [r, reads(r, requests)] as const);
+  const lists = read.flatMap(([r, x]) => (x && 'list' in x ? [{ r, items: x.list }] : []));
   return {
     requests: requests.length,
     discoveryRequests: discovery.length,
     discoveryMs: Math.round(coveredMs(discovery) * 10) / 10,
-    // Discovery documents have `items` too (API groups); the command's items are the resources it read.
-    items: resources.reduce((n, r) => n + (r.items ?? 0), 0),
-    itemsPartial: resources.some((r) => r.itemsPartial === true),
-    pages: resources.filter((r) => r.items !== undefined).length,
+    items: lists.reduce((n, l) => n + l.items, 0),
+    itemsPartial: lists.some((l) => l.r.itemsPartial === true),
+    pages: lists.length,
+    objects: read.filter(([, x]) => x !== undefined && 'object' in x).length,
     bytes: requests.reduce((n, r) => n + r.bytes, 0),
     errors: requests.filter((r) => r.outcome !== 'complete' || (r.statusCode ?? 0) >= 400).length,
   };

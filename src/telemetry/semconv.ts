@@ -38,6 +38,7 @@ export const ATTR_COMMAND_ITEMS = 'kubectl.items';
 /** Set (true) when a response was decoded only up to the scan budget: kubectl.items is a lower bound. */
 export const ATTR_COMMAND_ITEMS_PARTIAL = 'kubectl.items_partial';
 export const ATTR_COMMAND_PAGES = 'kubectl.pages';
+export const ATTR_COMMAND_OBJECTS = 'kubectl.objects';
 export const ATTR_COMMAND_BYTES = 'kubectl.bytes';
 export const ATTR_COMMAND_ERRORS = 'kubectl.errors';
 

@@ -13,8 +13,8 @@ import { latencyAttributes } from '../stages/latency.ts';
 import { rbacAttributes } from '../stages/rbac.ts';
 import { inferThrottling } from '../stages/throttle.ts';
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
-import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName } from '../stages/request-info.ts';
-import { coveredMs, podPhaseTotals, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
+import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName, type RequestInfo } from '../stages/request-info.ts';
+import { coveredMs, podPhaseTotals, readKind, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
 import * as sc from './semconv.ts';
 
 interface Command {
@@ -60,6 +60,7 @@ interface Pending {
   name: string;
   group: string | undefined;
   discovery: boolean;
+  info: RequestInfo;
 }
 
 export interface SpanObserverOptions {
@@ -240,6 +241,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       [sc.ATTR_COMMAND_ITEMS]: sum.items,
       ...(sum.itemsPartial ? { [sc.ATTR_COMMAND_ITEMS_PARTIAL]: true } : {}),
       [sc.ATTR_COMMAND_PAGES]: sum.pages,
+      [sc.ATTR_COMMAND_OBJECTS]: sum.objects,
       [sc.ATTR_COMMAND_BYTES]: sum.bytes,
       [sc.ATTR_COMMAND_ERRORS]: sum.errors,
       [sc.ATTR_KUBECTL_TIMED_FROM]: cmd.timedFrom,
@@ -413,7 +415,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
       upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
       upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
-      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, group: info.isResourceRequest ? info.apiGroup : undefined, discovery });
+      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, group: info.isResourceRequest ? info.apiGroup : undefined, discovery, info });
       // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
       // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
       const sc0 = upstream.spanContext();
@@ -507,6 +509,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         items: ev.decode?.items,
         itemsPartial: ev.decode?.partial === true,
         page: /(^|&)continue=/.test(start.query),
+        reads: readKind(p.info),
+        ...(p.info.isResourceRequest ? { namespace: p.info.namespace, objectName: p.info.name } : {}),
         watchEvents: ev.decode?.watch?.events,
         connectMs: latency['upstream.connect_ms'] as number | undefined,
         tlsMs: latency['upstream.tls_ms'] as number | undefined,

@@ -122,7 +122,7 @@ describe('the stable port and kubectl caches', () => {
       expect(r.code).toBe(0);
       expect(r.stdout.toString()).toContain('web-0');
       expect(r.stderr).toContain(`using the kubetrail already listening on 127.0.0.1:${port}`);
-      await expect.poll(() => log(), { timeout: 10_000 }).toMatch(/^\d\d:\d\d:\d\d\.\d{3} 200 list pods \/api\/v1\/namespaces\/default\/pods [\d.]+ms 1 items [\d.]+k?B \[/m);
+      await expect.poll(() => log(), { timeout: 10_000 }).toMatch(/^\d\d:\d\d:\d\d\.\d{3} 200 list pods \/api\/v1\/namespaces\/default\/pods [\d.]+ms 1 item [\d.]+k?B \[/m);
     });
   });
 });

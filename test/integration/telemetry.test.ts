@@ -161,6 +161,30 @@ describe('one trace per kubectl command', () => {
     expect(auth?.attributes).toMatchObject({ 'auth.method': 'bearer' });
   });
 
+  it('counts what the command read: a single object is 1 object in any format, a NotFound nothing, a one-item list "1 item"', async () => {
+    const rootOf = async (r: { traceId: string }): Promise<ReceivedSpan | undefined> => (await spansOf(r.traceId, 3)).find((s) => s.parentSpanId === undefined);
+    const head = (r: RunResult): string => r.stderr.split('\n').find((l) => l.startsWith('kubectl get ·')) ?? '';
+    // kubectl asks for a Table (one row) by default, for the object itself with -o yaml: the same read.
+    for (const format of [[], ['-o', 'yaml']]) {
+      const one = await traced(['--context', 'tina', 'get', 'configmap', 'db', ...format]);
+      expect(one.code).toBe(0);
+      expect(head(one), `kubectl get configmap db ${format.join(' ')}`).toMatch(/ · 1 object$/);
+      expect((await rootOf(one))?.attributes).toMatchObject({ 'kubectl.objects': 1, 'kubectl.items': 0, 'kubectl.pages': 0 });
+    }
+    // A NotFound read nothing; nor did kubectl's check that the namespace exists (a GET it sends after one).
+    const mark = fake.requests.length;
+    // (kubectl 1.33 checks a namespace other than `default`, and finds this one.)
+    const none = await traced(['--context', 'tina', 'get', 'configmap', 'nope', '-n', 'kube-system']);
+    expect(none.code).toBe(1);
+    expect(fake.requests.slice(mark).map((q) => [q.path, q.status])).toContainEqual(['/api/v1/namespaces/kube-system', 200]);
+    expect(head(none)).not.toMatch(/object|item/);
+    expect((await rootOf(none))?.attributes).toMatchObject({ 'kubectl.objects': 0, 'kubectl.items': 0, 'kubectl.pages': 0 });
+    const list = await traced(['--context', 'tina', 'get', 'pods', '-n', 'default']);
+    expect(head(list)).toMatch(/ · 1 item in 1 page$/);
+    const named = await traced(['--context', 'tina', 'get', 'pod/web-0', 'configmap/db', '-o', 'name']);
+    expect(head(named)).toMatch(/ · 2 objects$/);
+  });
+
   it('a forbidden user: rbac.decision=denied with the parsed user, verb and resource', async () => {
     const r = await traced(['--context', 'mallory', 'get', 'pods']);
     expect(r.code).toBe(1);

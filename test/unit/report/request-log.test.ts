@@ -133,3 +133,20 @@ describe('request log: a denial (#12 item 6)', () => {
     expect(lines).toEqual(['10:00:00.004 403 list pods /api/v1/namespaces/default/pods 4.0ms 248B [kind] rbac: denied for tom: cannot list pods']);
   });
 });
+
+describe('request log: counts say what was read (#19 item 4)', () => {
+  it('a single GET prints no items (a Table of one row is a format), a one-item list "1 item"', () => {
+    const lines: string[] = [];
+    const log = requestLog((l) => lines.push(l));
+    log.onRequestStart({ ...start('g', ''), path: '/api/v1/namespaces/default/configmaps/x' });
+    log.onResponseStart('g', { t: 5, statusCode: 200, ...response });
+    log.onRequestEnd('g', { t: 10, outcome: 'complete', bytesDown: 900, bytesUp: 0, decode: { format: 'json', items: 1 } as never });
+    log.onRequestStart(start('l', ''));
+    log.onResponseStart('l', { t: 5, statusCode: 200, ...response });
+    log.onRequestEnd('l', { t: 10, outcome: 'complete', bytesDown: 900, bytesUp: 0, decode: { format: 'json', items: 1 } as never });
+    expect(lines).toEqual([
+      '10:00:00.010 200 get configmaps /api/v1/namespaces/default/configmaps/x 10.0ms 900B [kind]',
+      '10:00:00.010 200 list pods /api/v1/namespaces/default/pods 10.0ms 1 item 900B [kind]',
+    ]);
+  });
+});

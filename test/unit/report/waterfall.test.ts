@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { commandTraceLine, renderWaterfall } from '../../../src/report/waterfall.ts';
-import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
+import { totals, type CommandSummary, type RequestSummary } from '../../../src/telemetry/commands.ts';
 
 function req(over: Partial<RequestSummary>): RequestSummary {
   return {
     id: 'x', name: 'list pods', method: 'GET', path: '/api/v1/pods', cluster: 'c', discovery: false,
     startedAt: 1_000, durationMs: 10, statusCode: 200, outcome: 'complete', errorCode: undefined, bytes: 2048,
     items: undefined, page: false, watchEvents: undefined, connectMs: undefined, tlsMs: undefined,
-    ttfbMs: undefined, transferMs: undefined, reused: true, rbac: { 'rbac.decision': 'allowed' }, ...over,
+    ttfbMs: undefined, transferMs: undefined, reused: true, rbac: { 'rbac.decision': 'allowed' },
+    reads: (over.name ?? 'list pods').startsWith('list ') ? 'list' : undefined, ...over,
   };
 }
 
@@ -24,6 +25,37 @@ const cmd: CommandSummary = {
     req({ name: 'list pods', startedAt: 1_380, durationMs: 20, items: 100, page: true }),
   ],
 };
+
+describe('what a command read (#19 item 4)', () => {
+  const get = (over: Partial<RequestSummary>): RequestSummary =>
+    req({ name: 'get configmaps', path: '/api/v1/namespaces/default/configmaps/x', reads: 'object', group: '', namespace: 'default', objectName: 'x', items: undefined, ...over });
+  const head = (requests: RequestSummary[]): string => renderWaterfall({ ...cmd, requests }, { jaegerUrl: 'http://j', color: false })[0] ?? '';
+
+  it('a single GET is 1 object, as a Table of one row (no "items in 1 page") or as the object itself (-o yaml)', () => {
+    const table = get({ items: 1 });
+    expect(totals([table])).toMatchObject({ objects: 1, items: 0, pages: 0 });
+    expect(head([table])).toBe('kubectl get · 1 request · 400ms · 1 object');
+    expect(renderWaterfall({ ...cmd, requests: [table] }, { jaegerUrl: 'http://j', color: false })[1]).not.toContain('item');
+    expect(totals([get({ items: undefined })])).toMatchObject({ objects: 1, items: 0, pages: 0 });
+  });
+
+  it("a NotFound reads nothing, nor does kubectl's namespace check after it; a namespace read for itself counts", () => {
+    const missing = get({ statusCode: 404, objectName: 'nope' });
+    const check = get({ name: 'get namespaces', path: '/api/v1/namespaces/default', namespace: '', objectName: 'default', startedAt: 1_020, items: 1 });
+    expect(totals([missing, check])).toMatchObject({ objects: 0, items: 0, pages: 0 });
+    expect(head([missing, check])).toBe('kubectl get · 2 requests · 400ms');
+    expect(totals([check])).toMatchObject({ objects: 1 });
+    // Three missing objects (get -k): nothing read, not "3 items in 3 pages".
+    expect(totals([1, 2, 3].map((i) => get({ statusCode: 404, objectName: `m${i}`, items: 1 })))).toMatchObject({ objects: 0, items: 0, pages: 0 });
+  });
+
+  it('lists and single objects apart; one item is "1 item"', () => {
+    expect(head([req({ items: 1 })])).toBe('kubectl get · 1 request · 400ms · 1 item in 1 page');
+    expect(head([req({ items: 12 }), req({ items: 3, page: true }), get({}), get({ objectName: 'y' })])).toBe('kubectl get · 4 requests · 400ms · 15 items in 2 pages, 2 objects');
+    // A failed list and a watch are no page.
+    expect(totals([req({ items: 0, statusCode: 403 }), req({ name: 'watch pods', items: undefined, watchEvents: 3 })])).toMatchObject({ items: 0, pages: 0, objects: 0 });
+  });
+});
 
 describe('renderWaterfall', () => {
   it('says when upstream connections were shared (--reuse-upstream), within 80 columns, and not otherwise', () => {
