@@ -19,7 +19,7 @@ import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
 import { readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
-import { timingDir } from '../kubeconfig/timing.ts';
+import { commandLineName, timingDir } from '../kubeconfig/timing.ts';
 import { hostForUrl } from '../net/host.ts';
 import { tcpProbe } from '../net/tcp-probe.ts';
 import { epochNow, runChild, takeKubeconfigArg } from '../cli/child.ts';
@@ -249,7 +249,8 @@ async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: Backg
   const spawnedAt = epochNow();
   const timingFile = join(timingDir(config.stateDir), tag);
   try {
-    writePrivate(timingFile, `spawn ${spawnedAt}\n`, true);
+    const name = commandLineName(childArgv);
+    writePrivate(timingFile, `spawn ${spawnedAt}\n${name !== undefined ? `name ${name}\n` : ''}`, true);
   } catch {
     // an older kubetrail's state dir: the trace begins at the first request
   }

@@ -9,7 +9,7 @@ import { redactUrl } from '../redact.ts';
 import { requestLog } from '../report/request-log.ts';
 import { commandTraceLine, renderWaterfall } from '../report/waterfall.ts';
 import { join } from 'node:path';
-import { readTiming, takeTiming, timingDir, trimShared, untaggedTimingFile, type Timing } from '../kubeconfig/timing.ts';
+import { commandLineName, readTiming, takeTiming, timingDir, trimShared, untaggedTimingFile, type Timing } from '../kubeconfig/timing.ts';
 import type { CommandSummary, KubectlLife } from '../telemetry/commands.ts';
 import { startTracing } from '../telemetry/sdk.ts';
 import { createSpanObserver } from '../telemetry/spans.ts';
@@ -22,7 +22,7 @@ export interface Instrumentation {
   /** End open commands (the wrapped kubectl's with its life), flush spans (bounded), return the finished commands. */
   finish(life?: KubectlLife): Promise<CommandSummary[]>;
   /** In-process wrap: kubectl is being started now (epoch ms); its trace begins here. */
-  spawning(at: number): void;
+  spawning(at: number, argv: readonly string[]): void;
   /** The waterfall for this process's terminal (wrap mode, after finish()). */
   waterfall(cmd: CommandSummary): Promise<string[]>;
   /** A wrapped command's kubectl exited: end its tagged trace (see SpanObserver.finishCommand). */
@@ -58,6 +58,8 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
   const exportOff = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '') ? 'export disabled by OTEL_SDK_DISABLED' : undefined;
   // Credential plugin runs and kubectl's start: a tagged command's own timing file, else the shared one.
   let spawnedAt: number | undefined;
+  /** The wrapped command's root name from its command line (commandLineName), when kubectl does not say. */
+  let wrappedName: string | undefined;
   const timing = (tag: string | undefined, done: boolean): Timing | undefined => {
     if (tag !== undefined) {
       const path = join(timingDir(config.stateDir), tag);
@@ -66,7 +68,7 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     const shared = untaggedTimingFile(config.stateDir);
     const t = readTiming(shared);
     if (done) trimShared(shared);
-    return mode === 'wrap' ? { credentials: t?.credentials ?? [], ...(spawnedAt !== undefined ? { spawnedAt } : {}) } : t;
+    return mode === 'wrap' ? { credentials: t?.credentials ?? [], ...(spawnedAt !== undefined ? { spawnedAt } : {}), ...(wrappedName !== undefined ? { command: wrappedName } : {}) } : t;
   };
   /** Why the command's trace will not be in the collector (each command is judged, not only the first). */
   const notSent = async (cmd: CommandSummary, waitMs: number): Promise<string | undefined> => {
@@ -100,8 +102,9 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     renderWaterfall(cmd, { jaegerUrl, color: terminal.color, width: terminal.width, exportNote: await notSent(cmd, waitMs) });
   return {
     observer: combineObservers(observers, (e) => warn(`kubetrail: telemetry error: ${describeError(e)}`)),
-    spawning(at) {
+    spawning(at, argv) {
       spawnedAt = at;
+      wrappedName = commandLineName(argv);
     },
     async finish(life) {
       spans.finishAll(life);

@@ -26,7 +26,7 @@ export interface WrapHooks {
   /** Observers for this run's requests (telemetry, report). */
   observer?: StageObserver;
   /** kubectl is about to be started (epoch ms): its trace begins here. */
-  spawning?: (at: number) => void;
+  spawning?: (at: number, argv: readonly string[]) => void;
   /** Called after the command exited and before kubetrail exits (flush, print the waterfall). */
   afterExit?: (info: { proxied: boolean; code: number; life: KubectlLife }) => Promise<void>;
   warn: (line: string) => void;
@@ -88,7 +88,7 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   const childArgv = kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv;
   let code: number;
   const spawnedAt = epochNow();
-  hooks.spawning?.(spawnedAt);
+  hooks.spawning?.(spawnedAt, childArgv);
   let exitedAt: number;
   try {
     code = await runChild(childArgv, { ...shimPathEnv(env, config.stateDir, readPrivateTextQuietly(kubeconfigPath)), KUBECONFIG: kubeconfigPath });
@@ -113,7 +113,7 @@ export async function wrapInProcess(config: Config, argv: string[], env: NodeJS.
     {
       observer: telemetry.observer,
       warn: errLine,
-      spawning: (at) => telemetry.spawning(at),
+      spawning: (at, argv) => telemetry.spawning(at, argv),
       afterExit: async ({ life }) => {
         const commands = await telemetry.finish(life);
         if (config.quiet) return;

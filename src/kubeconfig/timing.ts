@@ -4,6 +4,9 @@
  * telemetry when a command starts and ends. Imported by the wrapper's fast path: Node built-ins only.
  *
  *   spawn <epoch ms>                                      the wrapper started kubectl
+ *   name <words>                                          the wrapped command's root name, from its
+ *                                                         command line (telemetry/commands.ts
+ *                                                         commandLineName: never its values)
  *   credential <start> <end> <exit code> <name>           an exec credential plugin ran (name: base name;
  *                                                         times: see stampMs)
  */
@@ -33,7 +36,33 @@ export interface CredentialRun {
 export interface Timing {
   /** Epoch ms at which the wrapper started kubectl, when it said. */
   spawnedAt?: number;
+  /** The wrapped command's name from its command line (`helm install`), when the wrapper said. */
+  command?: string;
   credentials: CredentialRun[];
+}
+
+/** A program's name as a root's: its file name, lower-cased, of the characters a command name is made of. */
+export function programName(file: string): string | undefined {
+  const name = basename(file).toLowerCase().replace(/[^a-z0-9._+-]/g, '').slice(0, 64);
+  return name || undefined;
+}
+
+/** A plain sub-command word: lower-case letters and hyphens. A value (a name, a path, a token) rarely is. */
+const SUBCOMMAND = /^[a-z][a-z-]{0,31}$/;
+
+/**
+ * A wrapped command's root name from its command line (wrap mode, when kubectl's own Kubectl-Command does
+ * not name it; the wrapper writes it as the `name` line): the program's file name and, when the first
+ * argument is a plain word (lower-case letters and hyphens), that word: `helm install`, `clientgo-demo`,
+ * `gcloud container`. One word only: a program's later words may be values (`helm install <release>
+ * <chart>`), and nothing here can tell which are, so no name, path, flag or value that could be a secret
+ * reaches the trace. Kubectl-Command names kubectl's commands whole (`kubectl create secret generic`).
+ */
+export function commandLineName(argv: readonly string[]): string | undefined {
+  const program = programName(argv[0] ?? '');
+  if (program === undefined) return undefined;
+  const first = argv[1];
+  return first !== undefined && SUBCOMMAND.test(first) ? `${program} ${first}` : program;
 }
 
 /** Parse a timing file; lines that are not ours (or cut short) are ignored. */
@@ -45,6 +74,8 @@ export function parseTiming(text: string): Timing {
     const f = line.split(' ');
     if (f[0] === 'spawn' && f.length === 2 && /^\d+(\.\d+)?$/.test(f[1] ?? '')) {
       out.spawnedAt = Number(f[1]);
+    } else if (f[0] === 'name' && f.length >= 2 && f.length <= 3 && f.slice(1).every((w) => /^[a-z0-9._+-]{1,64}$/.test(w))) {
+      out.command = f.slice(1).join(' ');
     } else if (f[0] === 'credential' && f.length === 5 && /^\d+$/.test(f[3] ?? '')) {
       const start = stampMs(f[1] ?? '', bootMs);
       const end = stampMs(f[2] ?? '', bootMs);

@@ -33,6 +33,12 @@ export interface RequestStart {
    * request that carries no Kubectl-Session with the session that follows (telemetry/spans.ts).
    */
   clientIdentity?: string;
+  /**
+   * Which client connection it came on (HTTP/1.1: the TLS connection; HTTP/2: the session), an id
+   * `connectionClosed` names again when it closes: with the identity and User-Agent, what groups the
+   * requests of a client that sends no Kubectl-Session into commands (telemetry/commands.ts ClientGroups).
+   */
+  clientConnection?: string;
   /** The wrapped command these requests belong to, from TLS SNI (kubeconfig/rewrite.ts), if tagged. */
   commandTag: string | undefined;
   /** Audit-ID the client itself sent, if any. */
@@ -114,6 +120,8 @@ export interface StageObserver {
   onRequestEnd(id: string, ev: RequestEnd): void;
   /** Optional: at most once per PROGRESS_INTERVAL_MS per request, while body bytes flow. */
   onProgress?(id: string, ev: RequestProgress): void;
+  /** Optional: a client connection some request came on (RequestStart.clientConnection) has closed. */
+  onConnectionClosed?(connection: string): void;
 }
 
 export const STATUS_BODY_CAP = 16 * 1024;
@@ -145,6 +153,9 @@ export function combineObservers(observers: StageObserver[], onError: (err: unkn
     // Only when someone listens: the proxy skips progress bookkeeping for observers without it.
     ...(observers.some((o) => o.onProgress !== undefined)
       ? { onProgress: (id: string, ev: RequestProgress) => each((o) => o.onProgress?.(id, ev)) }
+      : {}),
+    ...(observers.some((o) => o.onConnectionClosed !== undefined)
+      ? { onConnectionClosed: (connection: string) => each((o) => o.onConnectionClosed?.(connection)) }
       : {}),
   };
 }

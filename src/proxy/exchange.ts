@@ -31,6 +31,8 @@ export interface DownstreamHead {
   raw: RawHeaders;
   /** kubectl's TLS connection (on HTTP/2, the session's). */
   socket: TLSSocket;
+  /** What closes with kubectl's connection: the TLS socket (HTTP/1.1) or the HTTP/2 session. */
+  connection: { once(event: 'close', listener: () => void): unknown };
 }
 
 export function isH2Request(req: DownstreamRequest): req is Http2ServerRequest {
@@ -49,11 +51,27 @@ export function downstreamHead(req: DownstreamRequest): DownstreamHead {
     url: req.url ?? '/',
     raw: h2 ? withoutPseudoHeaders(req.rawHeaders) : req.rawHeaders,
     socket: req.socket as TLSSocket,
+    connection: h2 ? (req.stream.session ?? req.socket) : req.socket,
   };
 }
 
+/** RequestStart.clientConnection ids, one per kubectl connection, for as long as it lives. */
+const connectionIds = new WeakMap<object, string>();
+
+/** The connection's id; the first time it is seen, the observer is told when it closes. */
+function connectionId(head: DownstreamHead, observer: StageObserver | undefined): string {
+  let id = connectionIds.get(head.connection);
+  if (id === undefined) {
+    const fresh = randomUUID();
+    id = fresh;
+    connectionIds.set(head.connection, fresh);
+    if (observer?.onConnectionClosed) head.connection.once('close', () => observer.onConnectionClosed?.(fresh));
+  }
+  return id;
+}
+
 /** The `start` facts of a request (auth reduced to non-secret attributes). */
-export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity, opts: { upgrade: boolean; upstreamShared: boolean }): RequestStart {
+export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity, opts: { upgrade: boolean; upstreamShared: boolean; observer?: StageObserver | undefined }): RequestStart {
   const raw = head.raw;
   const subject = peer.presented ? parseSubject(peer.presented.subject) : undefined;
   return {
@@ -70,6 +88,7 @@ export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity
     kubectlCommand: header(raw, 'kubectl-command'),
     kubectlSession: header(raw, 'kubectl-session'),
     clientIdentity: clientIdentity(t.route.name, peer, raw),
+    ...(opts.observer ? { clientConnection: connectionId(head, opts.observer) } : {}),
     commandTag: parseServerName(head.socket.servername)?.tag,
     clientAuditId: header(raw, 'audit-id'),
     auth: authAttributes({

@@ -192,7 +192,7 @@ export function forwardRequest(ctx: ForwardContext, req: DownstreamRequest, res:
   const peer = ctx.peers.of(head.socket);
   const refused = refuseIdentity(peer, head.raw);
   const upstreamShared = ctx.upstreamsOf(req).shared;
-  const x = new Exchange(ctx.observer, requestFacts(head, target, peer, { upgrade: false, upstreamShared }), { progress: true });
+  const x = new Exchange(ctx.observer, requestFacts(head, target, peer, { upgrade: false, upstreamShared, observer: ctx.observer }), { progress: true });
   const f = new HttpForward(ctx, req, res, head, x, target, peer.identity);
   if (refused) {
     req.resume();

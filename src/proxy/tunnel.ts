@@ -32,7 +32,7 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
   }
   const peer = ctx.peers.of(dh.socket);
   const upstreams = ctx.upstreamsOf(req);
-  const x = new Exchange(ctx.observer, requestFacts(dh, target, peer, { upgrade: true, upstreamShared: upstreams.shared }), { progress: false });
+  const x = new Exchange(ctx.observer, requestFacts(dh, target, peer, { upgrade: true, upstreamShared: upstreams.shared, observer: ctx.observer }), { progress: false });
   x.bytesUp = head.length;
   const refused = refuseIdentity(peer, dh.raw);
   if (refused) {

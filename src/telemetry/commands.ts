@@ -2,7 +2,7 @@
  * What one kubectl command did, as plain data: its requests with their stage facts. Built from stage
  * events by telemetry/spans.ts, read by the terminal report. No OpenTelemetry types here.
  */
-import type { CredentialRun } from '../kubeconfig/timing.ts';
+import { programName, type CredentialRun } from '../kubeconfig/timing.ts';
 import type { Attributes } from '../stages/attributes.ts';
 import type { RequestInfo } from '../stages/request-info.ts';
 import type { Throttling } from '../stages/throttle.ts';
@@ -178,4 +178,76 @@ export function totals(requests: readonly RequestSummary[]): CommandTotals {
     bytes: requests.reduce((n, r) => n + r.bytes, 0),
     errors: requests.filter((r) => r.outcome !== 'complete' || (r.statusCode ?? 0) >= 400).length,
   };
+}
+
+/**
+ * A root's name from a User-Agent: its program, lower-cased (`Helm/4.3.2` → `helm`; client-go's default,
+ * `<program>/<version> (<os>/<arch>) kubernetes/<commit>`, → the program's file name). Never more: what
+ * command a session-less client runs (`helm upgrade`) is not in its requests.
+ */
+export function programOf(userAgent: string | undefined): string | undefined {
+  return programName(/^[^/\s]+/.exec(userAgent ?? '')?.[0] ?? '');
+}
+
+/**
+ * Start mode's commands for clients that send no Kubectl-Session (helm, client-go programs), grouped by
+ * what a proxy can tell of a process: a request joins the command of the connection it came on; a request
+ * on a new connection joins the command of the same client (identity, the credential it proved, and
+ * User-Agent) while one of that command's connections is still open (the process lives and opened another
+ * connection), else it begins a new command: a process that exited closed its connections, so
+ * `helm install && helm upgrade` are two. A request whose connection is not known (no connection id)
+ * joins its client's command. Idleness ends a command, as for kubectl's sessions (spans.ts), and its
+ * connections then begin a new one (a long-lived program's next burst of work).
+ */
+export class ClientGroups {
+  /** Connection id → its command's key. */
+  readonly #byConnection = new Map<string, string>();
+  /** Client (identity and User-Agent) → its latest command's key. */
+  readonly #byClient = new Map<string, string>();
+  /** Command key → its connections still open, and whether it has had any. */
+  readonly #groups = new Map<string, { client: string; open: Set<string>; hadConnection: boolean }>();
+  #next = 0;
+
+  /** The key of the command this request belongs to (`client:<n>`), binding its connection to it. */
+  keyFor(identity: string, userAgent: string | undefined, connection: string | undefined): string {
+    const bound = connection !== undefined ? this.#byConnection.get(connection) : undefined;
+    if (bound !== undefined) return bound;
+    const client = `${identity}\n${userAgent ?? ''}`;
+    let key = this.#byClient.get(client);
+    const group = key !== undefined ? this.#groups.get(key) : undefined;
+    if (key === undefined || !group || (group.hadConnection && group.open.size === 0)) {
+      key = `client:${++this.#next}`;
+      this.#byClient.set(client, key);
+      this.#groups.set(key, { client, open: new Set(), hadConnection: false });
+    }
+    if (connection !== undefined) {
+      const g = this.#groups.get(key);
+      g?.open.add(connection);
+      if (g) g.hadConnection = true;
+      this.#byConnection.set(connection, key);
+    }
+    return key;
+  }
+
+  /** A client connection closed: its command takes no new connection once all of its have. */
+  closed(connection: string): void {
+    const key = this.#byConnection.get(connection);
+    if (key === undefined) return;
+    this.#byConnection.delete(connection);
+    this.#groups.get(key)?.open.delete(connection);
+  }
+
+  /** The command ended (idle) or became a session's (adopted): forget it; its connections begin anew. */
+  ended(key: string): void {
+    const g = this.#groups.get(key);
+    if (!g) return;
+    this.#groups.delete(key);
+    for (const c of g.open) this.#byConnection.delete(c);
+    if (this.#byClient.get(g.client) === key) this.#byClient.delete(g.client);
+  }
+
+  /** Entries held (for tests: everything is forgotten once commands end and connections close). */
+  get size(): number {
+    return this.#byConnection.size + this.#byClient.size + this.#groups.size;
+  }
 }

@@ -1,5 +1,6 @@
 /**
- * Stage events → OpenTelemetry spans. One trace per kubectl command (grouped by Kubectl-Session): a root
+ * Stage events → OpenTelemetry spans. One trace per kubectl command (grouped by Kubectl-Session; a client
+ * that sends none, by process: commands.ts ClientGroups): a root
  * span `kubectl <command>`, a SERVER span per HTTP request, and under it `auth`, `upstream` (CLIENT),
  * `rbac` and `decode`, in that order and nested in time. The only file that starts or ends spans.
  *
@@ -14,7 +15,7 @@ import { rbacAttributes } from '../stages/rbac.ts';
 import { inferThrottling } from '../stages/throttle.ts';
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
 import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName, type RequestInfo } from '../stages/request-info.ts';
-import { coveredMs, podPhaseTotals, readKind, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
+import { ClientGroups, coveredMs, podPhaseTotals, programOf, readKind, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
 import * as sc from './semconv.ts';
 
 interface Command {
@@ -46,6 +47,8 @@ interface Command {
   idleSince: number;
   /** Set by finishCommand() while it waits for the command's open requests to end. */
   onIdle: (() => void) | undefined;
+  /** Session-less, from a kubectl program (the dispatcher's probe): a session may adopt it. */
+  kubectlProbe: boolean;
 }
 
 interface Pending {
@@ -147,11 +150,13 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
 
   const recent = new Map<string, { summary: CommandSummary; at: number }>();
   const adoptWindow = opts.adoptWindowMs ?? ADOPT_WINDOW_MS;
+  /** Start mode: the commands of clients that send no Kubectl-Session (helm, client-go programs: #19). */
+  const groups = new ClientGroups();
   /**
-   * Session-less commands a session may still adopt, by client identity (the last one each). Only
-   * discovery (the dispatcher's `/version`) is adopted: a client that never sends a session (helm,
-   * client-go: #19) keeps a trace per request until grouping by identity, user agent and idleness
-   * serves it too, with this same map.
+   * Session-less commands a session may still adopt, by client identity (the last one each). Only a
+   * kubectl program's discovery is adopted (the gcloud dispatcher's `/version`, User-Agent
+   * `kubectl-dispatcher/…`): helm's first requests are discovery too, and a kubectl started beside it
+   * must not take them.
    */
   const unclaimed = new Map<string, { cmd: Command; until: number }>();
 
@@ -162,7 +167,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     if (!u) return undefined;
     unclaimed.delete(start.clientIdentity);
     const live = commands.get(u.cmd.key) === u.cmd && (u.cmd.open > 0 || performance.now() <= u.until);
-    return live && u.cmd.requests.every((r) => r.discovery) ? u.cmd : undefined;
+    return live && u.cmd.requests.every((r) => r.discovery) && u.cmd.kubectlProbe ? u.cmd : undefined;
   }
 
   function remember(key: string, summary: CommandSummary): void {
@@ -196,6 +201,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
 
   function endCommand(cmd: Command, life?: KubectlLife): void {
     if (!commands.delete(cmd.key)) return;
+    groups.ended(cmd.key);
     for (const [identity, u] of unclaimed) if (u.cmd === cmd) unclaimed.delete(identity);
     if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
     cmd.onIdle = undefined;
@@ -280,16 +286,21 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         ? 'wrapped'
         : start.kubectlSession
           ? `session:${start.kubectlSession}`
-          : `request:${start.id}`;
+          : start.clientIdentity !== undefined
+            ? groups.keyFor(start.clientIdentity, start.userAgent, start.clientConnection)
+            : `request:${start.id}`;
   }
 
   /**
    * A new command's root. It begins at kubectl's start when the wrapper said when that was, else at the
    * first credential plugin run it can claim, else at its first request (start mode: no process to watch).
+   * Its name: kubectl's Kubectl-Command, else the wrapped command line's (commandLineName), else for a
+   * session-less client its User-Agent's program, else the first request's.
    */
-  function openCommand(key: string, command: string, firstAt: number, start: RequestStart | undefined): Command {
+  function openCommand(key: string, firstName: string, firstAt: number, start: RequestStart | undefined): Command {
     const tag = key.startsWith('tag:') ? key.slice('tag:'.length) : undefined;
     const timing = kubectlCommand(key) ? opts.timing?.(tag, false) : undefined;
+    const command = start?.kubectlCommand ?? timing?.command ?? (key.startsWith('client:') ? programOf(start?.userAgent) : undefined) ?? firstName;
     const spawnedAt = timing?.spawnedAt;
     const credentials = credentialsFor({ key, startedAt: firstAt }, timing, firstAt, spawnedAt);
     const credentialStart = Math.min(...credentials.map((c) => c.start));
@@ -321,6 +332,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       idleTimer: undefined,
       idleSince: 0,
       onIdle: undefined,
+      kubectlProbe: key.startsWith('client:') && start?.kubectlSession === undefined && (programOf(start?.userAgent)?.startsWith('kubectl') ?? false),
     };
     commands.set(key, cmd);
     return cmd;
@@ -333,7 +345,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       cmd = adoptable(start);
       if (cmd) {
         commands.delete(cmd.key);
+        groups.ended(cmd.key);
         cmd.key = key;
+        // A session's now: no other session may take it.
+        cmd.kubectlProbe = false;
         commands.set(key, cmd);
       }
     }
@@ -345,15 +360,15 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       cmd.root.setAttribute(sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
       if (start.kubectlSession) cmd.root.setAttribute(sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
     }
-    cmd ??= openCommand(key, start.kubectlCommand ?? name, start.startedAt, start);
+    cmd ??= openCommand(key, name, start.startedAt, start);
     cmd.open++;
     return cmd;
   }
 
   function idleDelay(cmd: Command): number {
     if (cmd.key.startsWith('tag:')) return Math.max(opts.idleMs, TAGGED_IDLE_MS);
-    // A session-less command stays open for a session to adopt it.
-    if (cmd.key.startsWith('request:')) return Math.max(opts.idleMs, adoptWindow);
+    // A kubectl program's session-less probe stays open for a session to adopt it.
+    if (cmd.kubectlProbe) return Math.max(opts.idleMs, adoptWindow);
     return opts.idleMs;
   }
 
@@ -522,13 +537,17 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       });
       command.lastEnd = Math.max(command.lastEnd, endAt);
       command.open--;
-      if (command.key.startsWith('request:') && start.clientIdentity !== undefined) unclaimed.set(start.clientIdentity, { cmd: command, until: performance.now() + adoptWindow });
+      if (command.kubectlProbe && start.clientIdentity !== undefined) unclaimed.set(start.clientIdentity, { cmd: command, until: performance.now() + adoptWindow });
       if (command.open === 0 && command.onIdle) {
         command.onIdle();
       } else if (command.open === 0 && opts.idleMs > 0) {
         command.idleSince = performance.now();
         if (!command.idleTimer) armIdle(command, idleDelay(command));
       }
+    },
+
+    onConnectionClosed(connection) {
+      groups.closed(connection);
     },
 
     finishAll(life) {
@@ -554,7 +573,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   };
 }
 
-/** A command kubectl ran (not one request of some other client): only these have plugins and a life to time. */
+/**
+ * A command of a process (kubectl's session, a wrapped command, a session-less client's grouped requests),
+ * not one request of a client kubetrail cannot group: only these have plugins and a life to time.
+ */
 function kubectlCommand(key: string): boolean {
   return !key.startsWith('request:');
 }

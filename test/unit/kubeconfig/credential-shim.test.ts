@@ -75,3 +75,12 @@ describe('the credential shim, on PATH', () => {
     expect(r).toEqual({ code: 0, out: `path=${plugins}:${SYSTEM_PATH} args= stdin=from-stdin\n` });
   });
 });
+
+describe('timing file: the wrapped command name (#19 item 1)', () => {
+  it("reads the wrapper's `name` line, and only words a command line's name is made of", () => {
+    expect(parseTiming('spawn 1700000000000\nname helm install\n')).toMatchObject({ spawnedAt: 1700000000000, command: 'helm install' });
+    expect(parseTiming('name clientgo-demo\n').command).toBe('clientgo-demo');
+    expect(parseTiming('name helm install --set x=1\n').command).toBeUndefined();
+    expect(parseTiming('name Helm\n').command).toBeUndefined();
+  });
+});

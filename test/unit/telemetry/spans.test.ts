@@ -109,7 +109,8 @@ describe('start mode: a request without Kubectl-Session (#12 item 6)', () => {
     const obs = createSpanObserver({ tracer, idleMs: 20, adoptWindowMs, onCommandFinished: (c) => done.push(c) });
     return { obs, done };
   }
-  const probe = { path: '/version', query: '', kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'Go-http-client/1.1' };
+  // What the Google Cloud SDK's kubectl dispatcher sends before it runs the kubectl it picked.
+  const probe = { path: '/version', query: 'timeout=5s', kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)' };
 
   it("the gcloud dispatcher's /version joins the session that follows from the same identity: one trace, named after kubectl's command", async () => {
     const { obs, done } = observe();
@@ -132,5 +133,102 @@ describe('start mode: a request without Kubectl-Session (#12 item 6)', () => {
     request(obs, { kubectlSession: 's3', clientIdentity: 'alice' })();
     await vi.waitFor(() => expect(done).toHaveLength(3), { timeout: 3000 });
     expect(done.map((c) => c.requests.length)).toEqual([1, 1, 1]);
+  });
+});
+
+describe('start mode: clients that never send Kubectl-Session (helm, client-go programs: #19 item 1)', () => {
+  function observe(idleMs = 30): { obs: ReturnType<typeof createSpanObserver>; done: CommandSummary[] } {
+    const done: CommandSummary[] = [];
+    const obs = createSpanObserver({ tracer, idleMs, adoptWindowMs: 0, onCommandFinished: (c) => done.push(c) });
+    return { obs, done };
+  }
+  const helm = { kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'Helm/4.3.2', clientIdentity: 'alice' };
+  const roots = (): string[] => exporter.getFinishedSpans().filter((s) => s.parentSpanContext === undefined).map((s) => s.name);
+
+  it("one process's requests are one trace named after its program, over its connections, ended by idleness", async () => {
+    const { obs, done } = observe();
+    request(obs, { ...helm, path: '/version', query: '', clientConnection: 'c1' })();
+    request(obs, { ...helm, path: '/api', query: '', clientConnection: 'c1' })();
+    // A second connection while the first is open (HTTP/1.1 in parallel, or a watch): the same process.
+    const watch = request(obs, { ...helm, query: 'watch=true', clientConnection: 'c2' });
+    request(obs, { ...helm, method: 'POST', path: '/api/v1/namespaces/default/configmaps', query: '', clientConnection: 'c1' })();
+    watch();
+    await vi.waitFor(() => expect(done).toHaveLength(1), { timeout: 3000 });
+    expect(done[0]?.command).toBe('helm');
+    expect(done[0]?.requests).toHaveLength(4);
+    expect(roots()).toEqual(['helm']);
+  });
+
+  it('the next process (its connections new, the last one closed) is another trace, even within the idle time', async () => {
+    const { obs, done } = observe(200);
+    request(obs, { ...helm, clientConnection: 'c1' })();
+    request(obs, { ...helm, clientConnection: 'c2' })();
+    obs.onConnectionClosed?.('c1');
+    obs.onConnectionClosed?.('c2');
+    // `helm install && helm upgrade`: the upgrade's first connection.
+    request(obs, { ...helm, clientConnection: 'c3' })();
+    request(obs, { ...helm, clientConnection: 'c3' })();
+    await vi.waitFor(() => expect(done).toHaveLength(2), { timeout: 3000 });
+    expect(done.map((c) => c.requests.length)).toEqual([2, 2]);
+    expect(done[0]?.traceId).not.toBe(done[1]?.traceId);
+  });
+
+  it('a token refreshed on the same connection stays in the command; another program or identity is another', async () => {
+    const { obs, done } = observe();
+    request(obs, { ...helm, clientConnection: 'c1' })();
+    request(obs, { ...helm, clientIdentity: 'alice-refreshed', clientConnection: 'c1' })();
+    request(obs, { ...helm, userAgent: 'clientgo-demo/v0.0.0 (linux/amd64) kubernetes/$Format', clientConnection: 'c2' })();
+    request(obs, { ...helm, clientIdentity: 'bob', clientConnection: 'c3' })();
+    await vi.waitFor(() => expect(done).toHaveLength(3), { timeout: 3000 });
+    expect(done.map((c) => [c.command, c.requests.length])).toEqual([
+      ['helm', 2],
+      ['clientgo-demo', 1],
+      ['helm', 1],
+    ]);
+  });
+
+  it("a long-lived program's next burst after idleness is another trace, on the same connection", async () => {
+    const { obs, done } = observe(20);
+    request(obs, { ...helm, clientConnection: 'c1' })();
+    await vi.waitFor(() => expect(done).toHaveLength(1), { timeout: 3000 });
+    request(obs, { ...helm, clientConnection: 'c1' })();
+    await vi.waitFor(() => expect(done).toHaveLength(2), { timeout: 3000 });
+    expect(done[1]?.traceId).not.toBe(done[0]?.traceId);
+  });
+
+  it("a dispatcher's probe is adopted once: the next kubectl of the same user is a trace of its own", async () => {
+    const done: CommandSummary[] = [];
+    const obs = createSpanObserver({ tracer, idleMs: 20, adoptWindowMs: 1500, onCommandFinished: (c) => done.push(c) });
+    const dispatcher = { path: '/version', query: 'timeout=5s', kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)', clientIdentity: 'alice' };
+    request(obs, { ...dispatcher, clientConnection: 'd1' })();
+    request(obs, { kubectlSession: 's1', clientIdentity: 'alice', path: '/api', query: '', clientConnection: 'k1' })();
+    request(obs, { kubectlSession: 's2', clientIdentity: 'alice', path: '/api', query: '', clientConnection: 'k2' })();
+    await vi.waitFor(() => expect(done).toHaveLength(2), { timeout: 5000 });
+    expect(done.map((c) => c.requests.map((r) => r.path).join(' ')).sort()).toEqual(['/api', '/version /api']);
+  });
+
+  it("helm's discovery is not adopted by a kubectl session of the same identity started beside it", async () => {
+    const done: CommandSummary[] = [];
+    const obs = createSpanObserver({ tracer, idleMs: 20, adoptWindowMs: 1500, onCommandFinished: (c) => done.push(c) });
+    request(obs, { ...helm, path: '/version', query: '', clientConnection: 'c1' })();
+    request(obs, { kubectlSession: 's9', clientIdentity: 'alice', clientConnection: 'c2' })();
+    await vi.waitFor(() => expect(done).toHaveLength(2), { timeout: 5000 });
+    expect(done.map((c) => c.command).sort()).toEqual(['helm', 'kubectl get']);
+  });
+});
+
+describe('wrap mode: a program that sends no Kubectl-Command is named after its command line (#19 item 1)', () => {
+  it('the root is `helm install`, from the wrapper, not the first request; kubectl\'s own name still wins', () => {
+    const done: CommandSummary[] = [];
+    const obs = createSpanObserver({ tracer, idleMs: 0, singleCommand: true, timing: () => ({ credentials: [], command: 'helm install' }), onCommandFinished: (c) => done.push(c) });
+    request(obs, { path: '/version', query: '', kubectlCommand: undefined, userAgent: 'Helm/4.3.2' })();
+    request(obs, { path: '/api/v1/namespaces/default/configmaps', query: '', kubectlCommand: undefined, userAgent: 'Helm/4.3.2' })();
+    obs.finishAll();
+    expect(done.map((c) => c.command)).toEqual(['helm install']);
+    const tagged = createSpanObserver({ tracer, idleMs: 0, timing: () => ({ credentials: [], command: 'kubectl get' }), onCommandFinished: (c) => done.push(c) });
+    request(tagged, { commandTag: 'eeeeee5', path: '/version', query: '', kubectlCommand: undefined, userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)' })();
+    request(tagged, { commandTag: 'eeeeee5', kubectlCommand: 'kubectl create', kubectlSession: 's5' })();
+    tagged.finishAll();
+    expect(done.map((c) => c.command)).toEqual(['helm install', 'kubectl create']);
   });
 });
