@@ -1,14 +1,16 @@
 /**
  * Builds the end-to-end stack's binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
- * Jaeger, kwok) from the wrapper Go modules in ./go/<module dir>, into a cache directory outside the clone. A binary is keyed by its module
- * version, the Go version and a hash of go.mod, go.sum and the build flags, so an unchanged key is
- * never built twice. GOMODCACHE and GOCACHE live in the same cache directory.
+ * Jaeger, kwok) and the clients the e2e tests drive besides kubectl (helm; clientgo-demo, our own client-go
+ * program, whose source is in its module directory) from the wrapper Go modules in ./go/<module dir>, into
+ * a cache directory outside the clone. A binary is keyed by its module version, the Go version and a hash
+ * of go.mod, go.sum, the module's own Go source and the build flags, so an unchanged key is never built
+ * twice. GOMODCACHE and GOCACHE live in the same cache directory.
  *
  *   node test/e2e/stack/build.ts [component…]   # build whatever is missing (of those named), print the paths
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,7 +20,9 @@ export type ComponentName =
   | 'kube-apiserver'
   | 'kube-controller-manager'
   | 'kube-scheduler'
-  | 'kwok';
+  | 'kwok'
+  | 'helm'
+  | 'clientgo-demo';
 
 interface Component {
   /** The module whose version the wrapper's go.mod pins. */
@@ -30,6 +34,8 @@ interface Component {
   /** -X flags for the pinned version. */
   stamp?: (version: string) => string[];
 }
+
+const LOCAL = '.';
 
 const COMPONENTS: Record<ComponentName, Component> = {
   etcd: {
@@ -63,6 +69,17 @@ const COMPONENTS: Record<ComponentName, Component> = {
     module: 'sigs.k8s.io/kwok',
     pkg: 'sigs.k8s.io/kwok/cmd/kwok',
   },
+  // Clients that send no Kubectl-Session (#19). Helm as released (its User-Agent says Helm/<version>).
+  helm: {
+    module: 'helm.sh/helm/v4',
+    pkg: 'helm.sh/helm/v4/cmd/helm',
+    stamp: (v) => [`-X helm.sh/helm/v4/internal/version.version=${v}`],
+  },
+  // Ours: main.go beside its go.mod; keyed by the client-go it is built with.
+  'clientgo-demo': {
+    module: 'k8s.io/client-go',
+    pkg: LOCAL,
+  },
 };
 
 /** Without these /version reports v0.0.0-master and kubectl warns about version skew. */
@@ -74,6 +91,8 @@ function kubernetesStamp(v: string): string[] {
 }
 
 export const COMPONENT_NAMES = Object.keys(COMPONENTS) as ComponentName[];
+/** What the stack runs (`npm run stack -- up`, the demo); the rest are clients only the e2e tests drive. */
+export const STACK_COMPONENT_NAMES: ComponentName[] = ['etcd', 'jaeger', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'];
 
 const MODULES_DIR = join(import.meta.dirname, 'go');
 const GO = process.env.KUBETRAIL_GO ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : 'go');
@@ -129,7 +148,7 @@ function goEnv(key: string): string {
 }
 
 /** True when every named component's binary is in the cache for the current go.mod/go.sum and Go. */
-export function isBuilt(components: readonly ComponentName[] = COMPONENT_NAMES, cacheDir = stackCacheDir()): boolean {
+export function isBuilt(components: readonly ComponentName[] = STACK_COMPONENT_NAMES, cacheDir = stackCacheDir()): boolean {
   const goVersion = goEnv('GOVERSION');
   return components.every((name) => existsSync(buildPlan(name, goVersion, cacheDir).bin));
 }
@@ -140,12 +159,12 @@ function buildPlan(name: ComponentName, goVersion: string, cacheDir: string) {
   const modDir = join(MODULES_DIR, c.dir ?? name);
   const version = pinnedVersion(name);
   const args = ['build', '-trimpath', '-buildvcs=false', '-ldflags', ['-s', '-w', ...(c.stamp?.(version) ?? [])].join(' ')];
-  const hash = createHash('sha256')
+  const h = createHash('sha256')
     .update(readFileSync(join(modDir, 'go.mod')))
-    .update(readFileSync(join(modDir, 'go.sum')))
-    .update(args.join('\0'))
-    .digest('hex')
-    .slice(0, 12);
+    .update(readFileSync(join(modDir, 'go.sum')));
+  // A program of ours: its source is part of what goes in (the wrappers have none, so their keys stay).
+  if (c.pkg === LOCAL) for (const f of readdirSync(modDir).filter((f) => f.endsWith('.go')).sort()) h.update(f).update(readFileSync(join(modDir, f)));
+  const hash = h.update(args.join('\0')).digest('hex').slice(0, 12);
   const dir = join(cacheDir, 'bin', `${name}-${version}-${goVersion}-${hash}`);
   return { c, modDir, version, args, dir, bin: join(dir, name) };
 }
