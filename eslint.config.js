@@ -62,7 +62,8 @@ function fastPathRules() {
               {
                 regex: `^(?!node:|commander$|(${allowed.join('|')})$)`,
                 allowTypeImports: true,
-                message: "The wrapped command's fast path loads only Node built-ins, commander and the modules in eslint.config.js FAST_PATH: load this with `await import()` where it is needed.",
+                message:
+                  "The wrapped command's fast path loads only Node built-ins, commander and the modules in eslint.config.js FAST_PATH: load this with `await import()` where it is needed.",
               },
             ],
           },
@@ -85,7 +86,18 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-restricted-syntax': ['error', 'ExportAllDeclaration'],
       'no-console': 'error',
-      'no-restricted-imports': ['error', { patterns: [{ regex: '^(?!node:)(fs|path|http|https|http2|net|tls|crypto|os|stream|url|util|events|zlib|child_process|diagnostics_channel|dns|readline|timers|perf_hooks|assert)(/.*)?$', message: 'Use the node: protocol.' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex:
+                '^(?!node:)(fs|path|http|https|http2|net|tls|crypto|os|stream|url|util|events|zlib|child_process|diagnostics_channel|dns|readline|timers|perf_hooks|assert)(/.*)?$',
+              message: 'Use the node: protocol.',
+            },
+          ],
+        },
+      ],
     },
   },
   ...fastPathRules(),

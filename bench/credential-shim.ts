@@ -24,7 +24,9 @@ import { installShim, shimExec } from '../src/kubeconfig/credential-shim.ts';
 import { parseTiming } from '../src/kubeconfig/timing.ts';
 import { median } from './lib/stats.ts';
 
-const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '200' }, 'slow-runs': { type: 'string', default: '20' } } });
+const { values: args } = parseArgs({
+  options: { runs: { type: 'string', default: '200' }, 'slow-runs': { type: 'string', default: '20' } },
+});
 const RUNS = Number(args.runs);
 const SLOW_RUNS = Number(args['slow-runs']);
 
@@ -58,14 +60,19 @@ function run(cmd: string, argv: string[]): { ms: number; cpu: number } {
   const t0 = performance.now();
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   const ms = performance.now() - t0;
-  if (r.status !== 0 || r.stdout.toString() !== CRED) throw new Error(`${cmd} failed: ${r.status} ${r.stdout.toString()}`);
+  if (r.status !== 0 || r.stdout.toString() !== CRED)
+    throw new Error(`${cmd} failed: ${r.status} ${r.stdout.toString()}`);
   return { ms, cpu: childCpuMs() - c0 };
 }
 
 const f = (x: number): string => x.toFixed(2);
 try {
   const sh = realpathSync('/bin/sh');
-  console.log(`credential shim bench: /bin/sh is ${sh}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${RUNS} runs each, ${SLOW_RUNS} slow runs`);
+  console.log(
+    `credential shim bench: /bin/sh is ${sh}; load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}; ${RUNS} runs each, ${SLOW_RUNS} slow runs`,
+  );
 
   // 1. Cost.
   const trivial = plugin('trivial-plugin', ':');
@@ -91,10 +98,18 @@ try {
     throughCpu += b.cpu;
   }
   const stamp = readFileSync(timing, 'utf8').split('\n')[0]?.split(' ')[1] ?? '';
-  const clock = stamp.startsWith('up') ? '/proc/uptime (10 ms steps)' : /^\d+[.,]\d+$/.test(stamp) ? '$EPOCHREALTIME' : 'date';
+  const clock = stamp.startsWith('up')
+    ? '/proc/uptime (10 ms steps)'
+    : /^\d+[.,]\d+$/.test(stamp)
+      ? '$EPOCHREALTIME'
+      : 'date';
   console.log(`shim clock: ${clock}`);
-  console.log(`cost, wall ms per run (median of ${RUNS}): direct ${f(median(direct))} · through the shim ${f(median(through))} · shim ${f(median(through) - median(direct))}`);
-  console.log(`cost, children's CPU ms per run (mean of ${RUNS}): direct ${f(directCpu / RUNS)} · through the shim ${f(throughCpu / RUNS)} · shim ${f((throughCpu - directCpu) / RUNS)}`);
+  console.log(
+    `cost, wall ms per run (median of ${RUNS}): direct ${f(median(direct))} · through the shim ${f(median(through))} · shim ${f(median(through) - median(direct))}`,
+  );
+  console.log(
+    `cost, children's CPU ms per run (mean of ${RUNS}): direct ${f(directCpu / RUNS)} · through the shim ${f(throughCpu / RUNS)} · shim ${f((throughCpu - directCpu) / RUNS)}`,
+  );
 
   // 2. Accuracy.
   const slow = plugin('slow-plugin', 'sleep 0.3');

@@ -29,7 +29,17 @@ import { createPods, startReal, w5Kubectl, wrapBreakdown, type Real } from './li
 import { renderMarkdown, type Machine, type Results } from './lib/report.ts';
 import { KUBECTL, setupBench, startStandIn, type Bench, type StandIn } from './lib/setup.ts';
 import type { Job, JobResult, Proto } from './lib/target.ts';
-import { legsOf, startAll, startMemory, stopAll, w1Latency, w2Throughput, w3Large, w4Watches, type Ctx } from './lib/workloads.ts';
+import {
+  legsOf,
+  startAll,
+  startMemory,
+  stopAll,
+  w1Latency,
+  w2Throughput,
+  w3Large,
+  w4Watches,
+  type Ctx,
+} from './lib/workloads.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -72,7 +82,13 @@ const CFG = QUICK
       w3: { items: 20_000, rounds: 3, requests: 2, bigMb: 200 },
       mem: { runs: 3, concurrency: 16, burstMs: 3000, listMb: 28 },
       w4: { n: 1000, rate: 1000, durationMs: 10_000 },
-      real: { w1: { rounds: 5, perRound: 300, warmup: 300 }, w3Items: 20_000, w3Rounds: 2, w5Runs: 20, breakdownRuns: 10 },
+      real: {
+        w1: { rounds: 5, perRound: 300, warmup: 300 },
+        w3Items: 20_000,
+        w3Rounds: 2,
+        w5Runs: 20,
+        breakdownRuns: 10,
+      },
     };
 
 /**
@@ -135,15 +151,43 @@ function machine(): Machine {
 }
 
 /** kubetrail under a workload with --cpu-prof: where its CPU goes. */
-async function profileKubetrail(bench: Bench, si: StandIn, ctx: Ctx, what: 'w2' | 'w3-gzip' | 'w3-identity'): Promise<ProfileSummary | undefined> {
+async function profileKubetrail(
+  bench: Bench,
+  si: StandIn,
+  ctx: Ctx,
+  what: 'w2' | 'w3-gzip' | 'w3-identity',
+): Promise<ProfileSummary | undefined> {
   const dir = join(bench.workDir, `prof-${what}`);
   mkdirSync(dir, { recursive: true });
   const p = await startPath('kubetrail', bench.env, si.spec, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   try {
     if (what === 'w2') {
-      await ctx.lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: SMALL_LIST, concurrency: 32, warmupMs: 500, durationMs: 3000 }, 'throughput', 60_000);
+      await ctx.lg.call(
+        {
+          type: 'throughput',
+          target: p.target,
+          proto: 'h1',
+          path: SMALL_LIST,
+          concurrency: 32,
+          warmupMs: 500,
+          durationMs: 3000,
+        },
+        'throughput',
+        60_000,
+      );
     } else {
-      await ctx.lg.call({ type: 'large', target: p.target, proto: 'h1', path: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`, encoding: what === 'w3-gzip' ? 'gzip' : 'identity', count: 2 }, 'large', 120_000);
+      await ctx.lg.call(
+        {
+          type: 'large',
+          target: p.target,
+          proto: 'h1',
+          path: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`,
+          encoding: what === 'w3-gzip' ? 'gzip' : 'identity',
+          count: 2,
+        },
+        'large',
+        120_000,
+      );
     }
   } finally {
     await p.stop();
@@ -169,11 +213,15 @@ async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Prom
       const paths = await startAll(ctx, STANDIN_PATHS, up);
       try {
         if (WANT.has(1)) {
-          log(`[${elapsed()}] workload 1: small GET, concurrency 1 (${CFG.w1.rounds} rounds × ${CFG.w1.perRound} requests per path)`);
+          log(
+            `[${elapsed()}] workload 1: small GET, concurrency 1 (${CFG.w1.rounds} rounds × ${CFG.w1.perRound} requests per path)`,
+          );
           results.standIn.w1 = await w1Latency(ctx, legsOf(paths, H2_KINDS), { path: POD, ...CFG.w1 });
         }
         if (WANT.has(2)) {
-          log(`[${elapsed()}] workload 2: small list, concurrency ${CFG.w2.concurrency} (${CFG.w2.rounds} × ${CFG.w2.durationMs} ms per path)`);
+          log(
+            `[${elapsed()}] workload 2: small list, concurrency ${CFG.w2.concurrency} (${CFG.w2.rounds} × ${CFG.w2.durationMs} ms per path)`,
+          );
           results.standIn.w2 = await w2Throughput(ctx, legsOf(paths, H2_KINDS), { path: SMALL_LIST, ...CFG.w2 });
         }
       } finally {
@@ -190,24 +238,57 @@ async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Prom
       log(`[${elapsed()}] workload 3: preparing lists of ${counts.join(', ')} pods`);
       await si.proc.call({ type: 'prepare', counts }, 'prepared', 300_000);
       log(`[${elapsed()}] workload 3: ${CFG.w3.items} pods, identity and gzip, fresh proxy per measurement`);
-      results.standIn.w3 = await w3Large(ctx, up, STANDIN_PATHS, { items: CFG.w3.items, listPath: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`, encodings: ['identity', 'gzip'], rounds: CFG.w3.rounds, requests: CFG.w3.requests, slow: ['mitmproxy'], h2Kinds: H2_KINDS });
+      results.standIn.w3 = await w3Large(ctx, up, STANDIN_PATHS, {
+        items: CFG.w3.items,
+        listPath: `/api/v1/namespaces/bench-n${CFG.w3.items}/pods`,
+        encodings: ['identity', 'gzip'],
+        rounds: CFG.w3.rounds,
+        requests: CFG.w3.requests,
+        slow: ['mitmproxy'],
+        h2Kinds: H2_KINDS,
+      });
       if (bigItems > 0) {
-        log(`[${elapsed()}] workload 3: ${bigItems} pods (~${CFG.w3.bigMb} MB), mitmproxy left out (it buffers whole bodies)`);
+        log(
+          `[${elapsed()}] workload 3: ${bigItems} pods (~${CFG.w3.bigMb} MB), mitmproxy left out (it buffers whole bodies)`,
+        );
         const kinds: PathKind[] = only(['direct', 'kubetrail', 'kubetrail-refused', 'nginx', 'kubectl-proxy']);
-        results.standIn.w3big = await w3Large(ctx, up, kinds, { items: bigItems, listPath: `/api/v1/namespaces/bench-n${bigItems}/pods`, encodings: ['identity', 'gzip'], rounds: 1, requests: 1 });
+        results.standIn.w3big = await w3Large(ctx, up, kinds, {
+          items: bigItems,
+          listPath: `/api/v1/namespaces/bench-n${bigItems}/pods`,
+          encodings: ['identity', 'gzip'],
+          rounds: 1,
+          requests: 1,
+        });
       }
       if (!ONLY || ONLY.includes('kubetrail')) {
-        log(`[${elapsed()}] kubetrail start's memory as a user runs it: c=${CFG.mem.concurrency} burst, then a ${CFG.mem.listMb} MB list (${memItems} pods), ${CFG.mem.runs} fresh processes per variant`);
-        results.standIn.startMem = await startMemory(ctx, up, { runs: CFG.mem.runs, concurrency: CFG.mem.concurrency, burstMs: CFG.mem.burstMs, smallPath: SMALL_LIST, listPath: `/api/v1/namespaces/bench-n${memItems}/pods` });
+        log(
+          `[${elapsed()}] kubetrail start's memory as a user runs it: c=${CFG.mem.concurrency} burst, then a ${CFG.mem.listMb} MB list (${memItems} pods), ${CFG.mem.runs} fresh processes per variant`,
+        );
+        results.standIn.startMem = await startMemory(ctx, up, {
+          runs: CFG.mem.runs,
+          concurrency: CFG.mem.concurrency,
+          burstMs: CFG.mem.burstMs,
+          smallPath: SMALL_LIST,
+          listPath: `/api/v1/namespaces/bench-n${memItems}/pods`,
+        });
       }
     }
     if (WANT.has(4)) {
-      log(`[${elapsed()}] workload 4: ${CFG.w4.n} watches, ${CFG.w4.rate} events/s for ${CFG.w4.durationMs} ms, fresh proxy per path`);
+      log(
+        `[${elapsed()}] workload 4: ${CFG.w4.n} watches, ${CFG.w4.rate} events/s for ${CFG.w4.durationMs} ms, fresh proxy per path`,
+      );
       const control = {
-        emit: async (rate: number, durationMs: number): Promise<number> => (await si.proc.call({ type: 'emit', rate, durationMs }, 'emitted', durationMs + 60_000)).sent,
+        emit: async (rate: number, durationMs: number): Promise<number> =>
+          (await si.proc.call({ type: 'emit', rate, durationMs }, 'emitted', durationMs + 60_000)).sent,
         watches: async (): Promise<number> => (await si.proc.call({ type: 'watches' }, 'watches', 10_000)).count,
       };
-      results.standIn.w4 = await w4Watches(ctx, up, only(PATHS), { n: CFG.w4.n, rate: CFG.w4.rate, durationMs: CFG.w4.durationMs, watchPath: WATCH, proto: W4_PROTO }, control);
+      results.standIn.w4 = await w4Watches(
+        ctx,
+        up,
+        only(PATHS),
+        { n: CFG.w4.n, rate: CFG.w4.rate, durationMs: CFG.w4.durationMs, watchPath: WATCH, proto: W4_PROTO },
+        control,
+      );
     }
     if (!args['no-profile'] && !QUICK) {
       log(`[${elapsed()}] CPU profiles of kubetrail (workload 2, workload 3 gzip and identity)`);
@@ -215,7 +296,10 @@ async function standInWorkloads(bench: Bench, ctx0: Ctx, results: Results): Prom
       for (const what of ['w2', 'w3-gzip', 'w3-identity'] as const) {
         try {
           const p = await profileKubetrail(bench, si, ctx, what);
-          if (p) results.profiles[`kubetrail, ${what === 'w2' ? 'workload 2 (small list, c=32)' : `workload 3 (${CFG.w3.items} pods, ${what.slice(3)})`}`] = p;
+          if (p)
+            results.profiles[
+              `kubetrail, ${what === 'w2' ? 'workload 2 (small list, c=32)' : `workload 3 (${CFG.w3.items} pods, ${what.slice(3)})`}`
+            ] = p;
         } catch (err) {
           results.errors.push(`profile ${what}: ${String(err)}`);
         }
@@ -255,8 +339,18 @@ async function realWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<
     if (WANT.has(3)) {
       log(`[${elapsed()}] real workload 3: creating ${CFG.real.w3Items} pods`);
       results.real.podsCreatedMs = await createPods(real.spec, 'bench-large', CFG.real.w3Items, log);
-      log(`[${elapsed()}] real workload 3: list of ${CFG.real.w3Items} pods (created in ${(results.real.podsCreatedMs / 1000).toFixed(1)} s)`);
-      results.real.w3 = await w3Large(rctx, real.spec, only(PATHS), { items: CFG.real.w3Items, listPath: '/api/v1/namespaces/bench-large/pods', encodings: ['identity', 'gzip'], rounds: CFG.real.w3Rounds, requests: CFG.w3.requests, slow: ['mitmproxy'], h2Kinds: H2_KINDS.filter((k) => k !== 'proxy-core') });
+      log(
+        `[${elapsed()}] real workload 3: list of ${CFG.real.w3Items} pods (created in ${(results.real.podsCreatedMs / 1000).toFixed(1)} s)`,
+      );
+      results.real.w3 = await w3Large(rctx, real.spec, only(PATHS), {
+        items: CFG.real.w3Items,
+        listPath: '/api/v1/namespaces/bench-large/pods',
+        encodings: ['identity', 'gzip'],
+        rounds: CFG.real.w3Rounds,
+        requests: CFG.w3.requests,
+        slow: ['mitmproxy'],
+        h2Kinds: H2_KINDS.filter((k) => k !== 'proxy-core'),
+      });
     }
     if (WANT.has(5)) {
       log(`[${elapsed()}] workload 5: kubectl get pods, ${CFG.real.w5Runs} runs per variant`);
@@ -272,7 +366,8 @@ async function realWorkloads(bench: Bench, ctx: Ctx, results: Results): Promise<
 /** Replace the generated part of bench/RESULTS.md (between its markers) with `md`. */
 function updateResultsMd(md: string): void {
   const file = join(import.meta.dirname, 'RESULTS.md');
-  const begin = '<!-- bench:begin (generated by `npm run bench -- --update-results-md`; edit outside these markers) -->';
+  const begin =
+    '<!-- bench:begin (generated by `npm run bench -- --update-results-md`; edit outside these markers) -->';
   const end = '<!-- bench:end -->';
   let text = '';
   try {
@@ -282,7 +377,10 @@ function updateResultsMd(md: string): void {
   }
   const i = text.indexOf(begin);
   const j = text.indexOf(end);
-  text = i === -1 || j === -1 ? `${text}\n${begin}\n${md}\n${end}\n` : `${text.slice(0, i + begin.length)}\n${md}\n${text.slice(j)}`;
+  text =
+    i === -1 || j === -1
+      ? `${text}\n${begin}\n${md}\n${end}\n`
+      : `${text.slice(0, i + begin.length)}\n${md}\n${text.slice(j)}`;
   writeFileSync(file, text);
 }
 
@@ -293,8 +391,16 @@ async function main(): Promise<void> {
     if (args['update-results-md']) updateResultsMd(md);
     return;
   }
-  const results: Results = { machine: machine(), config: { quick: QUICK, ...CFG, w4Rate: CFG.w4.rate, w4DurationMs: CFG.w4.durationMs }, standIn: { podBytes: 0 }, durationS: 0, errors: [] };
-  log(`kubetrail bench (${QUICK ? 'quick' : 'full'}): ${results.machine.nproc} cores, ${results.machine.cpu}, Node ${results.machine.node}`);
+  const results: Results = {
+    machine: machine(),
+    config: { quick: QUICK, ...CFG, w4Rate: CFG.w4.rate, w4DurationMs: CFG.w4.durationMs },
+    standIn: { podBytes: 0 },
+    durationS: 0,
+    errors: [],
+  };
+  log(
+    `kubetrail bench (${QUICK ? 'quick' : 'full'}): ${results.machine.nproc} cores, ${results.machine.cpu}, Node ${results.machine.node}`,
+  );
   const bench = await setupBench();
   const lg = new Forked<Job, JobResult>('./loadgen.ts', [], bench.env.env);
   const ctx: Ctx = { env: bench.env, lg, log };

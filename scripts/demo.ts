@@ -54,12 +54,21 @@ function traced(
 ): Promise<{ code: number; traceId: string | undefined }> {
   const argv = [
     kubetrailBin,
-    '--kubeconfig', info.kubeconfig,
-    '--listen', '127.0.0.1:0',
-    '--state-dir', join(runDir, 'kubetrail'),
-    '--otlp-endpoint', `${info.otlpHttpEndpoint}/v1/traces`,
-    '--jaeger-url', info.jaegerUrl,
-    '--', kubectl, '--context', context, ...args,
+    '--kubeconfig',
+    info.kubeconfig,
+    '--listen',
+    '127.0.0.1:0',
+    '--state-dir',
+    join(runDir, 'kubetrail'),
+    '--otlp-endpoint',
+    `${info.otlpHttpEndpoint}/v1/traces`,
+    '--jaeger-url',
+    info.jaegerUrl,
+    '--',
+    kubectl,
+    '--context',
+    context,
+    ...args,
   ];
   say(`\n$ kubetrail -- kubectl --context ${context} ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
@@ -98,20 +107,35 @@ function podTable(stdout: string): string {
     .sort((a, b) => b[1] - a[1])
     .map(([s, n]) => `${n} ${s}`)
     .join(', ');
-  return [header, ...head, `… ${rows.length} pods: ${summary} (demo's cut; kubectl printed every row) …`, ...notRunning, ''].join('\n');
+  return [
+    header,
+    ...head,
+    `… ${rows.length} pods: ${summary} (demo's cut; kubectl printed every row) …`,
+    ...notRunning,
+    '',
+  ].join('\n');
 }
 
 /** Poll Jaeger for the trace; with `apiserverToo`, wait (up to ~10 s: it exports in batches) for its spans. */
-async function spansInJaeger(info: StackInfo, traceId: string, apiserverToo: boolean): Promise<{ kubetrail: number; apiserver: number }> {
+async function spansInJaeger(
+  info: StackInfo,
+  traceId: string,
+  apiserverToo: boolean,
+): Promise<{ kubetrail: number; apiserver: number }> {
   let last = { kubetrail: 0, apiserver: 0 };
   for (let i = 0; i < 20; i++) {
     const res = await fetch(`${info.jaegerUrl}/api/traces/${traceId}`);
     if (res.ok) {
-      const body = (await res.json()) as { data: { spans: { processID: string }[]; processes: Record<string, { serviceName: string }> }[] };
+      const body = (await res.json()) as {
+        data: { spans: { processID: string }[]; processes: Record<string, { serviceName: string }> }[];
+      };
       const trace = body.data[0];
       if (trace) {
         const services = trace.spans.map((s) => trace.processes[s.processID]?.serviceName);
-        last = { kubetrail: services.filter((s) => s === 'kubetrail').length, apiserver: services.filter((s) => s === 'apiserver').length };
+        last = {
+          kubetrail: services.filter((s) => s === 'kubetrail').length,
+          apiserver: services.filter((s) => s === 'apiserver').length,
+        };
         // kubetrail exports from a background process: its spans may arrive just after the apiserver's.
         if (last.kubetrail > 0 && (!apiserverToo || last.apiserver > 0)) return last;
       }
@@ -147,13 +171,22 @@ function story(shop: BusyNamespace): Step[] {
       args: ['get', 'events', '-n', ns, '--field-selector=reason=FailedScheduling'],
       why: `why they are Pending: the scheduler's events`,
     },
-    { context: 'alice', args: ['logs', `deployment/${shop.web.name}`, '-n', ns], why: 'logs: the apiserver streams them from the kubelet (kwok)' },
+    {
+      context: 'alice',
+      args: ['logs', `deployment/${shop.web.name}`, '-n', ns],
+      why: 'logs: the apiserver streams them from the kubelet (kwok)',
+    },
     {
       context: 'alice',
       args: ['exec', `deployment/${shop.web.name}`, '-n', ns, '--', 'echo', 'hello from a pod'],
       why: 'exec: an upgraded connection (WebSocket) through kubetrail and the apiserver to the kubelet',
     },
-    { context: 'mallory', args: ['get', 'pods', '-n', ns], why: 'a user without rights: the 403 and what RBAC said', exitCode: 1 },
+    {
+      context: 'mallory',
+      args: ['get', 'pods', '-n', ns],
+      why: 'a user without rights: the 403 and what RBAC said',
+      exitCode: 1,
+    },
     {
       context: 'admin',
       args: ['logs', `deployment/${shop.web.name}`, '-n', ns, '--tail=1'],
@@ -164,11 +197,15 @@ function story(shop: BusyNamespace): Step[] {
 
 const info = await stack();
 if (info.nodes.length === 0) {
-  say(`\nThe stack in ${runDir} has no nodes, and the demo needs them: npm run stack -- down, then npm run demo again.`);
+  say(
+    `\nThe stack in ${runDir} has no nodes, and the demo needs them: npm run stack -- down, then npm run demo again.`,
+  );
   process.exit(1);
 }
 const admin = adminClient(info);
-say(`\n== namespace shop: a Deployment of 300 small pods on ${info.nodes.length} nodes of 2 CPUs, and one that cannot fit`);
+say(
+  `\n== namespace shop: a Deployment of 300 small pods on ${info.nodes.length} nodes of 2 CPUs, and one that cannot fit`,
+);
 const shop = await busyNamespace(admin).finally(() => admin.close());
 const steps = story(shop);
 let failures = 0;
@@ -178,11 +215,15 @@ for (const step of steps) {
   const { code, traceId: id } = await traced(info, step.context, step.args, step.summarise);
   if (code !== expected || !id) {
     failures++;
-    say(`   demo: this command ${code !== expected ? `exited ${code} (expected ${expected})` : 'printed no trace link'}`);
+    say(
+      `   demo: this command ${code !== expected ? `exited ${code} (expected ${expected})` : 'printed no trace link'}`,
+    );
     continue;
   }
   const n = await spansInJaeger(info, id, step.context === 'admin');
-  say(`   Jaeger has trace ${id}: ${n.kubetrail} kubetrail spans${n.apiserver ? ` and ${n.apiserver} apiserver spans (system:masters joins the trace)` : ''}`);
+  say(
+    `   Jaeger has trace ${id}: ${n.kubetrail} kubetrail spans${n.apiserver ? ` and ${n.apiserver} apiserver spans (system:masters joins the trace)` : ''}`,
+  );
   say(`   ${info.jaegerUrl}/api/traces/${id}`);
 }
 say(`\nThe stack keeps running (Jaeger query API: ${info.jaegerUrl}). Stop it with: npm run stack -- down`);

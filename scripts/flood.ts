@@ -88,7 +88,10 @@ function rssSampler(pid: number): { peak(): number; stop(): void } {
 function tlsTo(kt: KubetrailProcess): Promise<TLSSocket> {
   const route = kt.route();
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: kt.port, ca: route.caPem, servername: route.servername, ALPNProtocols: ['http/1.1'] }, () => resolve(s));
+    const s = tlsConnect(
+      { host: '127.0.0.1', port: kt.port, ca: route.caPem, servername: route.servername, ALPNProtocols: ['http/1.1'] },
+      () => resolve(s),
+    );
     s.once('error', reject);
   });
 }
@@ -205,17 +208,29 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     const sampler = rssSampler(k.pid);
     const phases: PhaseReport[] = [];
 
-    const phase = async <T extends Socket>(name: string, n: number, open: () => Promise<T>, during?: () => Promise<void>): Promise<void> => {
+    const phase = async <T extends Socket>(
+      name: string,
+      n: number,
+      open: () => Promise<T>,
+      during?: () => Promise<void>,
+    ): Promise<void> => {
       const phaseSampler = rssSampler(k.pid);
       const t0 = Date.now();
       const held = await openMany(n, open);
       if (during) await during();
       await sleep(1000);
-      const report: PhaseReport = { name, opened: n, closedByKubetrail: held.closedByPeer(), peakMb: mb(phaseSampler.peak()) };
+      const report: PhaseReport = {
+        name,
+        opened: n,
+        closedByKubetrail: held.closedByPeer(),
+        peakMb: mb(phaseSampler.peak()),
+      };
       phaseSampler.stop();
       await held.closeAll();
       phases.push(report);
-      log(`${name}: ${n} opened in ${Date.now() - t0} ms, ${report.closedByKubetrail} closed by kubetrail while held, peak RSS ${report.peakMb} MB`);
+      log(
+        `${name}: ${n} opened in ${Date.now() - t0} ms, ${report.closedByKubetrail} closed by kubetrail while held, peak RSS ${report.peakMb} MB`,
+      );
     };
 
     const payload = 'x'.repeat(opts.eventBytes);
@@ -225,17 +240,24 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
       const roundSampler = rssSampler(k.pid);
       await phase(`round ${round}: raw TCP, never TLS`, opts.raw, () => rawTcp(k.port));
       await phase(`round ${round}: TLS, one request, idle keep-alive`, opts.keepAlive, () => idleKeepAlive(k));
-      await phase(`round ${round}: watches that never read`, opts.watches, () => stalledWatch(k), async () => {
-        for (let i = 0; i < opts.events; i++) {
-          fake.create(makeConfigMap(`flood-${made++}`, { payload }));
-          if (i % 10 === 9) await sleep(20);
-        }
-        await sleep(2000);
-      });
+      await phase(
+        `round ${round}: watches that never read`,
+        opts.watches,
+        () => stalledWatch(k),
+        async () => {
+          for (let i = 0; i < opts.events; i++) {
+            fake.create(makeConfigMap(`flood-${made++}`, { payload }));
+            if (i % 10 === 9) await sleep(20);
+          }
+          await sleep(2000);
+        },
+      );
       roundPeaksMb.push(mb(roundSampler.peak()));
       roundSampler.stop();
       const st = processStats(k.pid);
-      log(`round ${round} over: peak RSS ${roundPeaksMb.at(-1) ?? 0} MB; now RSS ${mb(st.rssKb)} MB, ${st.fds} descriptors`);
+      log(
+        `round ${round} over: peak RSS ${roundPeaksMb.at(-1) ?? 0} MB; now RSS ${mb(st.rssKb)} MB, ${st.fds} descriptors`,
+      );
     }
     const peakKb = sampler.peak();
     sampler.stop();
@@ -254,11 +276,29 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     );
     const bystanderOpen = !bystander.closed;
     bystander.destroy();
-    const capLines = k.stderr().split('\n').filter((l) => /connections open/.test(l));
+    const capLines = k
+      .stderr()
+      .split('\n')
+      .filter((l) => /connections open/.test(l));
     log(`RSS: idle ${mb(idleKb)} MB, peak ${mb(peakKb)} MB, ${opts.afterS} s after ${mb(afterKb)} MB`);
-    log(`bystander watch: ${bystanderOpen ? 'open' : 'CUT'}, ${bystanderEvents} events; a request after the flood: ${afterRequestOk ? 'ok' : 'FAILED'}`);
+    log(
+      `bystander watch: ${bystanderOpen ? 'open' : 'CUT'}, ${bystanderEvents} events; a request after the flood: ${afterRequestOk ? 'ok' : 'FAILED'}`,
+    );
     for (const l of capLines) log(`kubetrail said: ${l}`);
-    return { idleMb: mb(idleKb), peakMb: mb(peakKb), roundPeaksMb, afterMb: mb(afterKb), afterS: opts.afterS, idleFds, afterFds, phases, capLines, bystanderEvents, bystanderOpen, afterRequestOk };
+    return {
+      idleMb: mb(idleKb),
+      peakMb: mb(peakKb),
+      roundPeaksMb,
+      afterMb: mb(afterKb),
+      afterS: opts.afterS,
+      idleFds,
+      afterFds,
+      phases,
+      capLines,
+      bystanderEvents,
+      bystanderOpen,
+      afterRequestOk,
+    };
   } finally {
     await kt?.stop();
     await fake.close();
@@ -279,7 +319,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     eventBytes: arg('--event-bytes', 64 * 1024),
     afterS: arg('--after-s', 60),
     rounds: arg('--rounds', 2),
-    env: Object.fromEntries(process.argv.flatMap((a, i) => (process.argv[i - 1] === '--env' && a.includes('=') ? [[a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]] : []))),
+    env: Object.fromEntries(
+      process.argv.flatMap((a, i) =>
+        process.argv[i - 1] === '--env' && a.includes('=')
+          ? [[a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]]
+          : [],
+      ),
+    ),
     log: (line) => void process.stdout.write(`${line}\n`),
   });
 }

@@ -118,15 +118,27 @@ export async function startKubetrailProcess(opts: {
   env?: Record<string, string>;
 }): Promise<KubetrailProcess> {
   const home = opts.home ?? mkdtempSync(join(tmpdir(), 'kt-proc-'));
-  const child = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', opts.kubeconfig, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, KUBETRAIL_STATE_DIR: join(home, 'kubetrail-state'), NO_COLOR: '1', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [KUBETRAIL_BIN, 'start', '--kubeconfig', opts.kubeconfig, '--listen', '127.0.0.1:0', ...(opts.args ?? [])],
+    {
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: home,
+        KUBETRAIL_STATE_DIR: join(home, 'kubetrail-state'),
+        NO_COLOR: '1',
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+  const exited = new Promise<number>((resolve) =>
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))),
+  );
   const deadline = Date.now() + 20_000;
   let path: string | undefined;
   while (!(path = /^export KUBECONFIG=(\S+)$/m.exec(out)?.[1])) {
@@ -149,7 +161,11 @@ export async function startKubetrailProcess(opts: {
     route(name) {
       const c = name === undefined ? first : doc.clusters.find((x) => x.name === name);
       if (!c) throw new Error(`no cluster ${name ?? ''} in the rewritten kubeconfig`);
-      return { base: c.cluster.server, caPem: Buffer.from(c.cluster['certificate-authority-data'], 'base64'), servername: c.cluster['tls-server-name'] };
+      return {
+        base: c.cluster.server,
+        caPem: Buffer.from(c.cluster['certificate-authority-data'], 'base64'),
+        servername: c.cluster['tls-server-name'],
+      };
     },
     stdout: () => out,
     stderr: () => err,
@@ -217,11 +233,20 @@ const STEPS: Step[] = [
   { kind: 'exec', args: ['--context', 'alice', 'exec', 'web-0', '--', 'echo', 'hi'] },
   { kind: 'watch (stopped)', args: ['--context', 'alice', 'get', 'pods', '-w'], killAfterMs: 1500 },
   { kind: 'logs -f (stopped)', args: ['--context', 'tina', 'logs', '-f', 'web-0'], killAfterMs: 1200 },
-  { kind: 'exec tunnel (killed)', args: ['--context', 'alice', 'exec', 'web-0', '--', 'sleep', '30'], killAfterMs: 800 },
+  {
+    kind: 'exec tunnel (killed)',
+    args: ['--context', 'alice', 'exec', 'web-0', '--', 'sleep', '30'],
+    killAfterMs: 800,
+  },
   { kind: 'list (killed midway)', args: ['--context', 'alice', 'get', 'pods', '-n', 'big'], killAfterMs: 150 },
 ];
 
-export async function runSoak(opts: { seconds: number; sampleEveryS?: number; log?: (line: string) => void; concurrency?: number }): Promise<SoakReport> {
+export async function runSoak(opts: {
+  seconds: number;
+  sampleEveryS?: number;
+  log?: (line: string) => void;
+  concurrency?: number;
+}): Promise<SoakReport> {
   const log = opts.log ?? ((): void => undefined);
   const dir = mkdtempSync(join(tmpdir(), 'kt-soak-'));
   const receiver = await startOtlpReceiver('ok');
@@ -234,14 +259,21 @@ export async function runSoak(opts: { seconds: number; sampleEveryS?: number; lo
   try {
     const alice = await fake.issueUser('alice', ['dev']);
     const kubeconfig = await fake.writeKubeconfig(dir, {
-      users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-soak-token' }, { name: 'tom', token: 'tom-soak-token' }],
+      users: [
+        { name: 'alice', cert: alice },
+        { name: 'tina', token: 'tina-soak-token' },
+        { name: 'tom', token: 'tom-soak-token' },
+      ],
     });
     fake.create(makePod('web-0'));
     fake.setLogs('default', 'web-0', ['started', 'ready']);
     fake.create(makeConfigMap('settings', { mode: 'soak' }));
     for (let i = 0; i < 1500; i++) fake.create(makePod(`p-${String(i).padStart(4, '0')}`, { namespace: 'big' }));
 
-    kt = await startKubetrailProcess({ kubeconfig, args: ['--otlp-endpoint', receiver.url, '--session-idle-ms', '500'] });
+    kt = await startKubetrailProcess({
+      kubeconfig,
+      args: ['--otlp-endpoint', receiver.url, '--session-idle-ms', '500'],
+    });
     const proxy = kt;
     // One HOME for every kubectl: warm discovery caches, as a user's would be.
     const home = mkdtempSync(join(tmpdir(), 'kt-soak-home-'));
@@ -267,12 +299,22 @@ export async function runSoak(opts: { seconds: number; sampleEveryS?: number; lo
 
     // Warm-up: every step once, so caches, pools and the JIT are where they stay; the baseline is taken after.
     for (const step of STEPS) await runStep(step);
-    await settle(() => handles(proxy.pid, proxy.port), (h) => h.clients === 0, 5000);
+    await settle(
+      () => handles(proxy.pid, proxy.port),
+      (h) => h.clients === 0,
+      5000,
+    );
     const t0 = Date.now();
-    const sample = (): SoakSample => ({ atS: Math.round((Date.now() - t0) / 1000), commands, ...processStats(proxy.pid) });
+    const sample = (): SoakSample => ({
+      atS: Math.round((Date.now() - t0) / 1000),
+      commands,
+      ...processStats(proxy.pid),
+    });
     const start = sample();
     const handlesAtStart = handles(proxy.pid, proxy.port);
-    log(`start: RSS ${(start.rssKb / 1024).toFixed(1)} MiB, ${start.fds} fds (${handlesAtStart.outbound} upstream, ${handlesAtStart.clients} client sockets)`);
+    log(
+      `start: RSS ${(start.rssKb / 1024).toFixed(1)} MiB, ${start.fds} fds (${handlesAtStart.outbound} upstream, ${handlesAtStart.clients} client sockets)`,
+    );
     const samples: SoakSample[] = [];
     const every = (opts.sampleEveryS ?? 20) * 1000;
     let nextSample = t0 + every;
@@ -299,7 +341,9 @@ export async function runSoak(opts: { seconds: number; sampleEveryS?: number; lo
       10_000,
     );
     const end = sample();
-    log(`end: ${commands} commands in ${seconds.toFixed(0)} s, RSS ${(end.rssKb / 1024).toFixed(1)} MiB (peak ${(end.hwmKb / 1024).toFixed(1)} MiB), ${end.fds} fds; failures: ${failures.length}`);
+    log(
+      `end: ${commands} commands in ${seconds.toFixed(0)} s, RSS ${(end.rssKb / 1024).toFixed(1)} MiB (peak ${(end.hwmKb / 1024).toFixed(1)} MiB), ${end.fds} fds; failures: ${failures.length}`,
+    );
     return { seconds, commands, byKind, failures, start, samples, end, hwmKb: end.hwmKb, handlesAtStart, handlesAtEnd };
   } finally {
     await kt?.stop();
@@ -312,13 +356,16 @@ export async function runSoak(opts: { seconds: number; sampleEveryS?: number; lo
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const i = process.argv.indexOf('--minutes');
   const minutes = i === -1 ? 2 : Number(process.argv[i + 1]);
-  if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 60) throw new Error('--minutes: a number of minutes, at most 60');
+  if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 60)
+    throw new Error('--minutes: a number of minutes, at most 60');
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   const report = await runSoak({ seconds: minutes * 60, log: say });
   say(JSON.stringify({ ...report, samples: undefined }, null, 2));
   say(`| when | commands | RSS MiB | peak MiB | open fds |\n|---|---|---|---|---|`);
   for (const s of [report.start, ...report.samples, report.end]) {
-    say(`| ${s === report.end ? 'end' : `${s.atS} s`} | ${s.commands} | ${(s.rssKb / 1024).toFixed(1)} | ${(s.hwmKb / 1024).toFixed(1)} | ${s.fds} |`);
+    say(
+      `| ${s === report.end ? 'end' : `${s.atS} s`} | ${s.commands} | ${(s.rssKb / 1024).toFixed(1)} | ${(s.hwmKb / 1024).toFixed(1)} | ${s.fds} |`,
+    );
   }
   process.exitCode = report.failures.length === 0 ? 0 : 1;
 }

@@ -7,7 +7,7 @@ export const ERROR_CODES = {
   KT_ERR_CONFIG_INVALID: 'the kubetrail config file is malformed or has an invalid value',
   KT_ERR_KUBECONFIG_INVALID: 'a kubeconfig file is unreadable, malformed or refers to a missing entry',
   KT_ERR_LISTEN: 'the proxy could not listen on the requested address',
-  KT_ERR_STATE_DIR: 'the private state directory is missing, unwritable, full, or not this user\'s alone',
+  KT_ERR_STATE_DIR: "the private state directory is missing, unwritable, full, or not this user's alone",
   KT_ERR_UPSTREAM: 'the kube-apiserver could not be reached or the connection failed',
   KT_ERR_UPSTREAM_TLS: "the kube-apiserver's certificate failed verification",
   KT_ERR_NO_ROUTE: 'a request arrived for a cluster kubetrail does not know',

@@ -37,34 +37,92 @@ const ITEMS = Number(args.items);
 const PROTO = args.proto as Proto;
 const JOB = args.job;
 // src: type-stripped TypeScript (what the bench's paths run); dist: the built CLI, as `npx kubetrail` runs it.
-const bin = (dir: string): string => join(resolve(dir), args.entry === 'dist' ? 'dist/bin/kubetrail.js' : 'src/bin/kubetrail.ts');
+const bin = (dir: string): string =>
+  join(resolve(dir), args.entry === 'dist' ? 'dist/bin/kubetrail.js' : 'src/bin/kubetrail.ts');
 
 const bench = await setupBench();
 const si = await startStandIn(bench);
 const lg = new Forked<Job, JobResult>('./loadgen.ts', [], bench.env.env);
 const memItems = Math.ceil(28e6 / (si.podBytes + 1));
-if (JOB.startsWith('w3') || JOB === 'mem') await si.proc.call({ type: 'prepare', counts: [JOB === 'mem' ? memItems : ITEMS] }, 'prepared', 300_000);
+if (JOB.startsWith('w3') || JOB === 'mem')
+  await si.proc.call({ type: 'prepare', counts: [JOB === 'mem' ? memItems : ITEMS] }, 'prepared', 300_000);
 
 async function measure(target: Target, p: RunningPath | undefined): Promise<number> {
   switch (JOB) {
     case 'w1': {
-      const r = await lg.call({ type: 'latency', target, proto: PROTO, path: '/api/v1/namespaces/default/pods/pod-0', count: 300, warmup: 100 }, 'latency');
+      const r = await lg.call(
+        {
+          type: 'latency',
+          target,
+          proto: PROTO,
+          path: '/api/v1/namespaces/default/pods/pod-0',
+          count: 300,
+          warmup: 100,
+        },
+        'latency',
+      );
       return median(r.samples);
     }
     case 'w2': {
-      const r = await lg.call({ type: 'throughput', target, proto: PROTO, path: '/api/v1/namespaces/default/pods', concurrency: 32, warmupMs: 500, durationMs: 3000 }, 'throughput', 60_000);
+      const r = await lg.call(
+        {
+          type: 'throughput',
+          target,
+          proto: PROTO,
+          path: '/api/v1/namespaces/default/pods',
+          concurrency: 32,
+          warmupMs: 500,
+          durationMs: 3000,
+        },
+        'throughput',
+        60_000,
+      );
       return r.count / 3;
     }
     case 'w3-gzip':
     case 'w3-identity': {
-      const r = await lg.call({ type: 'large', target, proto: PROTO, path: `/api/v1/namespaces/bench-n${ITEMS}/pods`, encoding: JOB === 'w3-gzip' ? 'gzip' : 'identity', count: 1 }, 'large', 300_000);
+      const r = await lg.call(
+        {
+          type: 'large',
+          target,
+          proto: PROTO,
+          path: `/api/v1/namespaces/bench-n${ITEMS}/pods`,
+          encoding: JOB === 'w3-gzip' ? 'gzip' : 'identity',
+          count: 1,
+        },
+        'large',
+        300_000,
+      );
       if (r.firstError) throw new Error(r.firstError);
       return r.runs[0]?.ttlbMs ?? Number.NaN;
     }
     case 'mem': {
       if (!p) return Number.NaN;
-      await lg.call({ type: 'throughput', target, proto: 'h1', path: '/api/v1/namespaces/default/pods', concurrency: 16, warmupMs: 0, durationMs: 3000 }, 'throughput', 60_000);
-      await lg.call({ type: 'large', target, proto: 'h1', path: `/api/v1/namespaces/bench-n${memItems}/pods`, encoding: 'identity', count: 1 }, 'large', 300_000);
+      await lg.call(
+        {
+          type: 'throughput',
+          target,
+          proto: 'h1',
+          path: '/api/v1/namespaces/default/pods',
+          concurrency: 16,
+          warmupMs: 0,
+          durationMs: 3000,
+        },
+        'throughput',
+        60_000,
+      );
+      await lg.call(
+        {
+          type: 'large',
+          target,
+          proto: 'h1',
+          path: `/api/v1/namespaces/bench-n${memItems}/pods`,
+          encoding: 'identity',
+          count: 1,
+        },
+        'large',
+        300_000,
+      );
       return peakRssBytes(p.pids()) / 1e6;
     }
   }
@@ -86,7 +144,11 @@ try {
         await p.stop();
       }
     }
-    process.stderr.write(`round ${r + 1}: ${Object.entries(out).map(([k, v]) => `${k} ${v.at(-1)?.toFixed(2) ?? '-'}`).join(', ')}\n`);
+    process.stderr.write(
+      `round ${r + 1}: ${Object.entries(out)
+        .map(([k, v]) => `${k} ${v.at(-1)?.toFixed(2) ?? '-'}`)
+        .join(', ')}\n`,
+    );
   }
 } finally {
   await lg.stop();
@@ -99,5 +161,7 @@ const d = median(out.direct ?? []);
 for (const [k, v] of Object.entries(out)) {
   if (v.length === 0) continue;
   const m = median(v);
-  console.log(`${JOB} ${PROTO} ${k}: median ${m.toFixed(2)} ${unit}${Number.isFinite(d) && k !== 'direct' ? ` (${(m / d).toFixed(2)}× direct)` : ''}; runs ${v.map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(
+    `${JOB} ${PROTO} ${k}: median ${m.toFixed(2)} ${unit}${Number.isFinite(d) && k !== 'direct' ? ` (${(m / d).toFixed(2)}× direct)` : ''}; runs ${v.map((x) => x.toFixed(1)).join(' ')}`,
+  );
 }

@@ -36,7 +36,12 @@ export class Forked<In extends { type: string }, Out extends { type: string }> {
   }
 
   /** Send and wait for the answer of the given type (others to the same call are passed to `onOther`); cancelled on timeout. */
-  call<T extends Out['type']>(m: In, type: T, timeoutMs = 120_000, onOther?: (o: Out) => void): Promise<Extract<Out, { type: T }>> {
+  call<T extends Out['type']>(
+    m: In,
+    type: T,
+    timeoutMs = 120_000,
+    onOther?: (o: Out) => void,
+  ): Promise<Extract<Out, { type: T }>> {
     return this.#caller.call(m, type, timeoutMs, onOther);
   }
 
@@ -56,7 +61,9 @@ export class Forked<In extends { type: string }, Out extends { type: string }> {
 }
 
 /** In a helper process: serve the parent's calls with `run` (see Runner). */
-export function serveParent<In extends { type: string }, Out extends { type: string }>(run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>): void {
+export function serveParent<In extends { type: string }, Out extends { type: string }>(
+  run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>,
+): void {
   const runner = new Runner<In, Out>((m) => process.send?.(m), run);
   process.on('message', (m: Tagged<In> | Cancel) => runner.receive(m));
   process.on('disconnect', () => process.exit(0));

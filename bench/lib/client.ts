@@ -53,7 +53,8 @@ export interface Client {
 
 export function createClient(t: Target, proto: Proto, maxSockets: number): Client {
   if (proto === 'h2') {
-    if (t.scheme !== 'https') throw new Error(`bench: ${t.name} has no TLS listener, so no h2 (client-go speaks h2 only over TLS)`);
+    if (t.scheme !== 'https')
+      throw new Error(`bench: ${t.name} has no TLS listener, so no h2 (client-go speaks h2 only over TLS)`);
     return new H2Client(t);
   }
   return new H1Client(t, maxSockets);
@@ -64,7 +65,14 @@ function count(m: Record<string, number>, k: string): void {
 }
 
 /** Reads a response body to its end, counting bytes. */
-function readAll(t0: number, ttfb: number, status: number, body: Readable, resolve: (t: Timing) => void, reject: (e: unknown) => void): void {
+function readAll(
+  t0: number,
+  ttfb: number,
+  status: number,
+  body: Readable,
+  resolve: (t: Timing) => void,
+  reject: (e: unknown) => void,
+): void {
   let bytes = 0;
   body.on('data', (c: Buffer) => (bytes += c.length));
   body.on('end', () => resolve({ status, ttfbMs: ttfb, ttlbMs: performance.now() - t0, bytes }));
@@ -86,7 +94,14 @@ class H1Client implements Client {
     this.#agent =
       t.scheme === 'http'
         ? new HttpAgent(keep)
-        : new HttpsAgent({ ...keep, ca: t.ca, cert: t.cert, key: t.key, servername: t.servername, ALPNProtocols: ['http/1.1'] });
+        : new HttpsAgent({
+            ...keep,
+            ca: t.ca,
+            cert: t.cert,
+            key: t.key,
+            servername: t.servername,
+            ALPNProtocols: ['http/1.1'],
+          });
   }
 
   #onSocket(s: Socket): void {
@@ -103,7 +118,14 @@ class H1Client implements Client {
     let markSent = (): void => undefined;
     const sent = new Promise<void>((resolve) => (markSent = resolve));
     const done = new Promise<Timing>((resolve, reject) => {
-      const opts = { agent: this.#agent, host: t.host, port: t.port, path: `${t.prefix}${path}`, method: 'GET', headers };
+      const opts = {
+        agent: this.#agent,
+        host: t.host,
+        port: t.port,
+        path: `${t.prefix}${path}`,
+        method: 'GET',
+        headers,
+      };
       req = (t.scheme === 'https' ? httpsRequest : httpRequest)(opts, (res) => {
         const ttfb = performance.now() - t0;
         if (onResponse) onResponse(res.statusCode ?? 0, res);
@@ -172,7 +194,8 @@ class H2Client implements Client {
       resolveSettled();
     });
     session.once('close', () => {
-      if (!settings) conn.failed = lastError ?? new Error(`bench: ${t.name}: HTTP/2 connection closed before its SETTINGS`);
+      if (!settings)
+        conn.failed = lastError ?? new Error(`bench: ${t.name}: HTTP/2 connection closed before its SETTINGS`);
       resolveSettled();
       this.#conns = this.#conns.filter((c) => c !== conn);
     });
@@ -208,7 +231,10 @@ class H2Client implements Client {
     let cancelled = false;
     let markSent = (): void => undefined;
     const sent = new Promise<void>((resolve) => (markSent = resolve));
-    const h: Record<string, string> = { [h2c.HTTP2_HEADER_METHOD]: 'GET', [h2c.HTTP2_HEADER_PATH]: `${this.#t.prefix}${path}` };
+    const h: Record<string, string> = {
+      [h2c.HTTP2_HEADER_METHOD]: 'GET',
+      [h2c.HTTP2_HEADER_PATH]: `${this.#t.prefix}${path}`,
+    };
     for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
     const done = this.#pick().then(
       (conn) =>

@@ -16,15 +16,25 @@ import { createSpanObserver } from '../../src/telemetry/spans.ts';
 import { podObject } from './pods.ts';
 import { median } from './stats.ts';
 
-const { values: args } = parseArgs({ options: { n: { type: 'string', default: '20000' }, runs: { type: 'string', default: '7' } } });
+const { values: args } = parseArgs({
+  options: { n: { type: 'string', default: '20000' }, runs: { type: 'string', default: '7' } },
+});
 const N = Number(args.n);
 const RUNS = Number(args.runs);
 
-const parts: Buffer[] = [Buffer.from('{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"200010"},"items":[')];
-for (let i = 0; i < 10; i++) parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, 'default', i))));
+const parts: Buffer[] = [
+  Buffer.from('{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"200010"},"items":['),
+];
+for (let i = 0; i < 10; i++)
+  parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, 'default', i))));
 parts.push(Buffer.from(']}\n'));
 const body = Buffer.concat(parts);
-const d = createDecoder({ contentType: 'application/json', contentEncoding: undefined, statusCode: 200, isWatch: false });
+const d = createDecoder({
+  contentType: 'application/json',
+  contentEncoding: undefined,
+  statusCode: 200,
+  isWatch: false,
+});
 d.write(body);
 const decode = d.end();
 
@@ -37,7 +47,13 @@ const sink: SpanExporter = {
   shutdown: () => Promise.resolve(),
 };
 
-const tracing = startTracing({ endpoint: 'http://127.0.0.1:1/v1/traces', version: 'bench', warn: () => undefined, env: {}, exporter: sink });
+const tracing = startTracing({
+  endpoint: 'http://127.0.0.1:1/v1/traces',
+  version: 'bench',
+  warn: () => undefined,
+  env: {},
+  exporter: sink,
+});
 const obs = createSpanObserver({ tracer: tracing.tracer, idleMs: 30_000 });
 let seq = 0;
 let session = '';
@@ -65,8 +81,25 @@ function one(): void {
   };
   obs.onRequestStart(start);
   obs.onUpstreamConnected(id, { t: t0 + 0.01, reused: true });
-  obs.onResponseStart(id, { t: t0 + 0.2, statusCode: 200, contentType: 'application/json', contentEncoding: undefined, auditId: 'a1b2c3d4-0000-4000-8000-000000000000', flowSchemaUid: 'fs-uid', priorityLevelUid: 'pl-uid', retryAfter: undefined, warnings: [] });
-  obs.onRequestEnd(id, { t: t0 + 0.5, outcome: 'complete', bytesDown: body.length, bytesUp: 0, requestSent: t0 + 0.02, decode });
+  obs.onResponseStart(id, {
+    t: t0 + 0.2,
+    statusCode: 200,
+    contentType: 'application/json',
+    contentEncoding: undefined,
+    auditId: 'a1b2c3d4-0000-4000-8000-000000000000',
+    flowSchemaUid: 'fs-uid',
+    priorityLevelUid: 'pl-uid',
+    retryAfter: undefined,
+    warnings: [],
+  });
+  obs.onRequestEnd(id, {
+    t: t0 + 0.5,
+    outcome: 'complete',
+    bytesDown: body.length,
+    bytesUp: 0,
+    requestSent: t0 + 0.02,
+    decode,
+  });
 }
 
 const observe: number[] = [];
@@ -91,6 +124,12 @@ const ser = (f: (s: ReadableSpan[]) => Uint8Array | undefined): { us: number; by
 };
 const json = ser((s) => JsonTraceSerializer.serializeRequest(s));
 const proto = ser((s) => ProtobufTraceSerializer.serializeRequest(s));
-process.stdout.write(`observer (spans built, handed to the batch processor): ${median(observe).toFixed(1)} µs/request\n`);
-process.stdout.write(`OTLP JSON serialization:     ${json.us.toFixed(1)} µs/request, ${json.bytes.toFixed(0)} B/request\n`);
-process.stdout.write(`OTLP protobuf serialization: ${proto.us.toFixed(1)} µs/request, ${proto.bytes.toFixed(0)} B/request\n`);
+process.stdout.write(
+  `observer (spans built, handed to the batch processor): ${median(observe).toFixed(1)} µs/request\n`,
+);
+process.stdout.write(
+  `OTLP JSON serialization:     ${json.us.toFixed(1)} µs/request, ${json.bytes.toFixed(0)} B/request\n`,
+);
+process.stdout.write(
+  `OTLP protobuf serialization: ${proto.us.toFixed(1)} µs/request, ${proto.bytes.toFixed(0)} B/request\n`,
+);

@@ -53,14 +53,35 @@ async function start(spec: string): Promise<Running> {
   const coreScript = before ? join(process.env.BENCH_BEFORE_DIR ?? '', 'bench/lib/proxy-core.ts') : PROXY_CORE;
   const extraEnv = Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
   const stateDir = join(bench.workDir, 'state');
-  const prof = [...flags, ...(args.prof === spec || args.prof === 'all' ? ['--cpu-prof', `--cpu-prof-dir=${join(bench.workDir, 'prof', spec)}`] : [])];
+  const prof = [
+    ...flags,
+    ...(args.prof === spec || args.prof === 'all'
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(bench.workDir, 'prof', spec)}`]
+      : []),
+  ];
   const argv =
     name === 'start'
-      ? [...prof, KUBETRAIL_SRC, 'start', '--kubeconfig', si.spec.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', bench.env.otlpLive, '--quiet']
+      ? [
+          ...prof,
+          KUBETRAIL_SRC,
+          'start',
+          '--kubeconfig',
+          si.spec.kubeconfig,
+          '--listen',
+          '127.0.0.1:0',
+          '--state-dir',
+          stateDir,
+          '--otlp-endpoint',
+          bench.env.otlpLive,
+          '--quiet',
+        ]
       : [...prof, coreScript, si.spec.kubeconfig, stateDir, bench.env.otlpLive];
   mkdirSync(join(bench.workDir, 'logs'), { recursive: true });
   const errFd = openSync(join(bench.workDir, 'logs', `${spec.replace(/\W+/g, '_')}.log`), 'a');
-  const child = spawn(process.execPath, argv, { env: { ...bench.env.env, ...extraEnv, BENCH_OBSERVER: name }, stdio: ['ignore', 'pipe', errFd] });
+  const child = spawn(process.execPath, argv, {
+    env: { ...bench.env.env, ...extraEnv, BENCH_OBSERVER: name },
+    stdio: ['ignore', 'pipe', errFd],
+  });
   closeSync(errFd);
   const kcPath = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -69,7 +90,13 @@ async function start(spec: string): Promise<Running> {
       const m = /export KUBECONFIG=(\S+)\n/.exec(out);
       if (m) resolve(m[1] ?? '');
     });
-    child.once('exit', (code) => reject(new Error(`${name} exited ${code}: ${readFileSync(join(bench.workDir, 'logs', `${spec.replace(/\W+/g, '_')}.log`), 'utf8')}`)));
+    child.once('exit', (code) =>
+      reject(
+        new Error(
+          `${name} exited ${code}: ${readFileSync(join(bench.workDir, 'logs', `${spec.replace(/\W+/g, '_')}.log`), 'utf8')}`,
+        ),
+      ),
+    );
   });
   return { name: spec, child, target: kubetrailTarget(name, kcPath, si.spec) };
 }
@@ -110,16 +137,29 @@ try {
       let c1 = 0;
       let t0 = new Map<string, number>();
       let t1 = new Map<string, number>();
-      const res = await lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: SMALL_LIST, concurrency: 32, warmupMs: WARMUP, durationMs: MS }, 'throughput', MS + WARMUP + 60_000, (m) => {
-        if (m.type === 'window' && m.phase === 'start') {
-          c0 = cpuMs(pid);
-          t0 = threadCpu(pid);
-        }
-        if (m.type === 'window' && m.phase === 'end') {
-          c1 = cpuMs(pid);
-          t1 = threadCpu(pid);
-        }
-      });
+      const res = await lg.call(
+        {
+          type: 'throughput',
+          target: p.target,
+          proto: 'h1',
+          path: SMALL_LIST,
+          concurrency: 32,
+          warmupMs: WARMUP,
+          durationMs: MS,
+        },
+        'throughput',
+        MS + WARMUP + 60_000,
+        (m) => {
+          if (m.type === 'window' && m.phase === 'start') {
+            c0 = cpuMs(pid);
+            t0 = threadCpu(pid);
+          }
+          if (m.type === 'window' && m.phase === 'end') {
+            c1 = cpuMs(pid);
+            t1 = threadCpu(pid);
+          }
+        },
+      );
       if (res.errors > 0) process.stderr.write(`${p.name}: ${res.errors} errors (${res.firstError})\n`);
       const a = acc.get(p.name) ?? { cpu: [], rps: [], threads: new Map<string, number[]>() };
       a.cpu.push((c1 - c0) / res.count);
@@ -130,19 +170,30 @@ try {
       }
       a.rps.push(res.count / (res.ms / 1000));
       acc.set(p.name, a);
-      process.stderr.write(`round ${r} ${p.name}: ${((c1 - c0) / res.count).toFixed(3)} ms/req, ${(res.count / (res.ms / 1000)).toFixed(0)} rps\n`);
+      process.stderr.write(
+        `round ${r} ${p.name}: ${((c1 - c0) / res.count).toFixed(3)} ms/req, ${(res.count / (res.ms / 1000)).toFixed(0)} rps\n`,
+      );
     }
   }
 } finally {
   for (const p of running) await stopChild(p.child);
 }
-process.stdout.write('| variant | CPU ms/req (median) | rounds | req/s (median) | by thread (median ms/req) |\n|---|---|---|---|---|\n');
+process.stdout.write(
+  '| variant | CPU ms/req (median) | rounds | req/s (median) | by thread (median ms/req) |\n|---|---|---|---|---|\n',
+);
 for (const v of VARIANTS) {
   const a = acc.get(v) ?? { cpu: [], rps: [], threads: new Map<string, number[]>() };
-  const threads = [...a.threads].map(([k, xs]) => [k, median(xs)] as const).filter(([, x]) => x >= 0.001).sort((x, y) => y[1] - x[1]);
-  process.stdout.write(`| ${v} | ${median(a.cpu).toFixed(3)} | ${a.cpu.map((x) => x.toFixed(3)).join(' ')} | ${median(a.rps).toFixed(0)} | ${threads.map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')} |\n`);
+  const threads = [...a.threads]
+    .map(([k, xs]) => [k, median(xs)] as const)
+    .filter(([, x]) => x >= 0.001)
+    .sort((x, y) => y[1] - x[1]);
+  process.stdout.write(
+    `| ${v} | ${median(a.cpu).toFixed(3)} | ${a.cpu.map((x) => x.toFixed(3)).join(' ')} | ${median(a.rps).toFixed(0)} | ${threads.map(([k, x]) => `${k} ${x.toFixed(3)}`).join(', ')} |\n`,
+  );
 }
-process.stdout.write(`OTLP sink: ${bench.sink.requests - sink0.requests} posts, ${((bench.sink.bytes - sink0.bytes) / 1e6).toFixed(1)} MB\n`);
+process.stdout.write(
+  `OTLP sink: ${bench.sink.requests - sink0.requests} posts, ${((bench.sink.bytes - sink0.bytes) / 1e6).toFixed(1)} MB\n`,
+);
 if (args.prof) process.stdout.write(`profile in ${join(bench.workDir, 'prof')}\n`);
 await lg.stop();
 si.proc.send({ type: 'stop' });

@@ -34,7 +34,8 @@ export function areaOf(url: string, fn: string): string {
   if (nm) return nm[1] ?? url;
   const src = /\/(src|bench|test)\/([^/]+)/.exec(url);
   if (src) return `${src[1]}/${src[2]}`;
-  if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0] === 'internal' ? url.slice(5).split('/').slice(0, 2).join('/') : url.slice(5)}`;
+  if (url.startsWith('node:'))
+    return `node:${url.slice(5).split('/')[0] === 'internal' ? url.slice(5).split('/').slice(0, 2).join('/') : url.slice(5)}`;
   return url;
 }
 
@@ -62,7 +63,8 @@ export function summarizeProfile(file: string, top = 15): ProfileSummary {
     const key = `${functionName || '(anonymous)'} ${short ? `${short}:${lineNumber + 1}` : ''}`.trim();
     fns.set(key, (fns.get(key) ?? 0) + ms);
   }
-  const rank = (m: Map<string, number>): [string, number][] => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+  const rank = (m: Map<string, number>): [string, number][] =>
+    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
   return {
     file,
     wallMs: (p.endTime - p.startTime) / 1000,

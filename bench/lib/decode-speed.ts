@@ -34,8 +34,11 @@ const BUDGET_MB = arg('--budget');
 // ---- bodies ---------------------------------------------------------------------------------
 
 function listJson(count: number): Buffer {
-  const parts: Buffer[] = [Buffer.from(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"${200000 + count}"},"items":[`)];
-  for (let i = 0; i < count; i++) parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, 'bench', i))));
+  const parts: Buffer[] = [
+    Buffer.from(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"${200000 + count}"},"items":[`),
+  ];
+  for (let i = 0; i < count; i++)
+    parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, 'bench', i))));
   parts.push(Buffer.from(']}\n'));
   return Buffer.concat(parts);
 }
@@ -44,16 +47,29 @@ function listJson(count: number): Buffer {
 function configMapList(count: number): Buffer {
   const file = Array.from({ length: 60 }, (_, l) => `key.${l} = "value ${l}"\tpath=C:\\conf\\${l}`).join('\n');
   const items = Array.from({ length: count }, (_, i) => ({
-    metadata: { name: `cm-${i}`, namespace: 'bench', uid: `uid-${i}`, resourceVersion: String(5000 + i), annotations: { note: 'é中😀' } },
+    metadata: {
+      name: `cm-${i}`,
+      namespace: 'bench',
+      uid: `uid-${i}`,
+      resourceVersion: String(5000 + i),
+      annotations: { note: 'é中😀' },
+    },
     data: { 'app.conf': file, 'run.sh': `#!/bin/sh\nexec /app --id=${i} "$@"\n` },
   }));
-  return Buffer.from(JSON.stringify({ kind: 'ConfigMapList', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items }));
+  return Buffer.from(
+    JSON.stringify({ kind: 'ConfigMapList', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items }),
+  );
 }
 
 function watchEvents(count: number): Buffer[] {
   const types = ['ADDED', 'MODIFIED', 'MODIFIED', 'DELETED'];
   return Array.from({ length: count }, (_, i) =>
-    Buffer.from(JSON.stringify({ type: types[i % types.length], object: { kind: 'Pod', apiVersion: 'v1', ...podObject(`pod-${i % 100}`, 'bench', i) } }) + '\n'),
+    Buffer.from(
+      JSON.stringify({
+        type: types[i % types.length],
+        object: { kind: 'Pod', apiVersion: 'v1', ...podObject(`pod-${i % 100}`, 'bench', i) },
+      }) + '\n',
+    ),
   );
 }
 
@@ -78,8 +94,17 @@ const pbv = (field: number, v: number): Buffer => Buffer.concat([varint(field * 
 function pbPod(i: number): Buffer {
   const p = podObject(`pod-${i}`, 'bench', i);
   const meta = p.metadata as Record<string, string>;
-  const labels = Object.entries(meta.labels as unknown as Record<string, string>).map(([k, v]) => pb(11, Buffer.concat([pb(1, k), pb(2, v)])));
-  const objectMeta = Buffer.concat([pb(1, meta.name ?? ''), pb(3, 'bench'), pb(5, meta.uid ?? ''), pb(6, meta.resourceVersion ?? ''), pbv(7, 1), ...labels]);
+  const labels = Object.entries(meta.labels as unknown as Record<string, string>).map(([k, v]) =>
+    pb(11, Buffer.concat([pb(1, k), pb(2, v)])),
+  );
+  const objectMeta = Buffer.concat([
+    pb(1, meta.name ?? ''),
+    pb(3, 'bench'),
+    pb(5, meta.uid ?? ''),
+    pb(6, meta.resourceVersion ?? ''),
+    pbv(7, 1),
+    ...labels,
+  ]);
   // The rest of the pod: nested messages of strings, the way protobuf carries it (no key names).
   const strings = (o: unknown): Buffer[] => {
     if (typeof o === 'string') return [pb(1, o)];
@@ -87,13 +112,23 @@ function pbPod(i: number): Buffer {
     if (o === null || typeof o !== 'object') return [];
     return [pb(3, Buffer.concat(Object.values(o).flatMap(strings)))];
   };
-  return Buffer.concat([pb(1, objectMeta), pb(2, Buffer.concat(strings(p.spec))), pb(3, Buffer.concat(strings(p.status)))]);
+  return Buffer.concat([
+    pb(1, objectMeta),
+    pb(2, Buffer.concat(strings(p.spec))),
+    pb(3, Buffer.concat(strings(p.status))),
+  ]);
 }
 
 function pbList(count: number): Buffer {
   const items = Array.from({ length: count }, (_, i) => pb(2, pbPod(i)));
   const raw = Buffer.concat([pb(1, pb(2, String(200000 + count))), ...items]);
-  return Buffer.concat([Buffer.from([0x6b, 0x38, 0x73, 0x00]), pb(1, Buffer.concat([pb(1, 'v1'), pb(2, 'PodList')])), pb(2, raw), pb(3, ''), pb(4, '')]);
+  return Buffer.concat([
+    Buffer.from([0x6b, 0x38, 0x73, 0x00]),
+    pb(1, Buffer.concat([pb(1, 'v1'), pb(2, 'PodList')])),
+    pb(2, raw),
+    pb(3, ''),
+    pb(4, ''),
+  ]);
 }
 
 function chunks(body: Buffer, size: number): Buffer[] {
@@ -104,7 +139,12 @@ function chunks(body: Buffer, size: number): Buffer[] {
 
 // ---- cases ----------------------------------------------------------------------------------
 
-const JSON_IN: DecodeInput = { contentType: 'application/json', contentEncoding: undefined, statusCode: 200, isWatch: false };
+const JSON_IN: DecodeInput = {
+  contentType: 'application/json',
+  contentEncoding: undefined,
+  statusCode: 200,
+  isWatch: false,
+};
 const GZIP_IN: DecodeInput = { ...JSON_IN, contentEncoding: 'gzip' };
 const WATCH_IN: DecodeInput = { ...JSON_IN, isWatch: true };
 const PB_IN: DecodeInput = { ...JSON_IN, contentType: 'application/vnd.kubernetes.protobuf' };
@@ -126,7 +166,14 @@ const describe = (r: DecodeResult): string => {
   return parts.join(' ');
 };
 
-function decodeCase(name: string, input: DecodeInput, pieces: Buffer[], scanned: number, repeat = 1, options: DecoderOptions = {}): Case {
+function decodeCase(
+  name: string,
+  input: DecodeInput,
+  pieces: Buffer[],
+  scanned: number,
+  repeat = 1,
+  options: DecoderOptions = {},
+): Case {
   return {
     name,
     scanned,
@@ -179,7 +226,8 @@ function main(): void {
   );
   // Scan rows read every byte (no budget); `default budget` rows use the decoder's default (or --budget).
   const unbounded: DecoderOptions = { maxScanBytes: Infinity };
-  const budgeted: DecoderOptions = BUDGET_MB === undefined ? {} : { maxScanBytes: Math.round(Number(BUDGET_MB) * 2 ** 20) };
+  const budgeted: DecoderOptions =
+    BUDGET_MB === undefined ? {} : { maxScanBytes: Math.round(Number(BUDGET_MB) * 2 ** 20) };
 
   const cases: Case[] = [
     decodeCase('json list-20000 identity, 64 KiB chunks', JSON_IN, chunks(big, 64 * KIB), big.length, 1, unbounded),
@@ -211,7 +259,9 @@ function main(): void {
     const ms = median(times);
     const best = Math.min(...times);
     const mbps = (t: number): string => (c.scanned / 1e6 / (t / 1000)).toFixed(0);
-    console.log(`${c.name.padEnd(48)} ${ms.toFixed(ms < 1 ? 4 : 2).padStart(10)} ${mbps(ms).padStart(8)} ${mbps(best).padStart(8)}  ${out}`);
+    console.log(
+      `${c.name.padEnd(48)} ${ms.toFixed(ms < 1 ? 4 : 2).padStart(10)} ${mbps(ms).padStart(8)} ${mbps(best).padStart(8)}  ${out}`,
+    );
   }
 }
 

@@ -79,7 +79,12 @@ export class Caller<In extends { type: string }, Out extends { type: string }> {
   }
 
   /** Send `m` and wait (bounded) for its answer of type `type`; other answers to it go to `onOther`. */
-  call<T extends Out['type']>(m: In, type: T, timeoutMs: number, onOther?: (o: Out) => void): Promise<Extract<Out, { type: T }>> {
+  call<T extends Out['type']>(
+    m: In,
+    type: T,
+    timeoutMs: number,
+    onOther?: (o: Out) => void,
+  ): Promise<Extract<Out, { type: T }>> {
     if (this.#gone) return Promise.reject(this.#gone);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
@@ -133,7 +138,10 @@ export class Runner<In extends { type: string }, Out extends { type: string }> {
   readonly #run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>;
   readonly #running = new Map<number, AbortController>();
 
-  constructor(post: (m: Tagged<Out | ErrorAnswer>) => void, run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>) {
+  constructor(
+    post: (m: Tagged<Out | ErrorAnswer>) => void,
+    run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>,
+  ) {
     this.#post = post;
     this.#run = run;
   }
@@ -165,15 +173,17 @@ export class Runner<In extends { type: string }, Out extends { type: string }> {
     } catch (err) {
       answer = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
-    answer.then(
-      (o) => {
-        if (live() && o) this.#post({ ...o, id });
-      },
-      (err: unknown) => {
-        if (live()) this.#post({ type: 'error', message: String(err), id });
-      },
-    ).finally(() => {
-      if (this.#running.get(id) === ctrl) this.#running.delete(id);
-    });
+    answer
+      .then(
+        (o) => {
+          if (live() && o) this.#post({ ...o, id });
+        },
+        (err: unknown) => {
+          if (live()) this.#post({ type: 'error', message: String(err), id });
+        },
+      )
+      .finally(() => {
+        if (this.#running.get(id) === ctrl) this.#running.delete(id);
+      });
   }
 }

@@ -34,7 +34,14 @@ class Session {
   }
 }
 
-function start(t: Target, client: Client, path: string, session: string, extra: Record<string, string> = {}, onResponse?: OnResponse): Pending {
+function start(
+  t: Target,
+  client: Client,
+  path: string,
+  session: string,
+  extra: Record<string, string> = {},
+  onResponse?: OnResponse,
+): Pending {
   const headers: Record<string, string> = {
     Accept: 'application/json',
     'User-Agent': USER_AGENT,
@@ -46,7 +53,13 @@ function start(t: Target, client: Client, path: string, session: string, extra: 
   return client.request(path, headers, onResponse);
 }
 
-function get(t: Target, client: Client, path: string, session: string, extra: Record<string, string> = {}): Promise<Timing> {
+function get(
+  t: Target,
+  client: Client,
+  path: string,
+  session: string,
+  extra: Record<string, string> = {},
+): Promise<Timing> {
   return start(t, client, path, session, extra).done;
 }
 

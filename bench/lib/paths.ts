@@ -26,7 +26,10 @@ export function useKubetrailBin(bin: string): void {
 /** dist/ exists and is newer than every file under src/ (else it is not the code under test). */
 export function distFresh(): boolean {
   const newest = (dir: string): number =>
-    readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0);
+    readdirSync(dir, { withFileTypes: true }).reduce(
+      (m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs),
+      0,
+    );
   try {
     return statSync(KUBETRAIL_DIST).mtimeMs >= newest(fileURLToPath(new URL('../../src', import.meta.url)));
   } catch {
@@ -114,7 +117,14 @@ function logFile(env: BenchEnv, name: string): number {
 }
 
 /** Spawn with stdout captured until `ready(stdoutSoFar)` matches, stderr to a log file. */
-function spawnReady(env: BenchEnv, name: string, cmd: string, args: string[], ready: RegExp, timeoutMs = 30_000): Promise<{ child: ChildProcess; match: RegExpExecArray; ms: number }> {
+function spawnReady(
+  env: BenchEnv,
+  name: string,
+  cmd: string,
+  args: string[],
+  ready: RegExp,
+  timeoutMs = 30_000,
+): Promise<{ child: ChildProcess; match: RegExpExecArray; ms: number }> {
   const t0 = performance.now();
   const errFd = logFile(env, name);
   const child = spawn(cmd, args, { env: env.env, stdio: ['ignore', 'pipe', errFd] });
@@ -123,7 +133,11 @@ function spawnReady(env: BenchEnv, name: string, cmd: string, args: string[], re
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`bench: ${name} did not start within ${timeoutMs} ms; stdout: ${out.slice(0, 500)} (logs in ${env.workDir}/logs)`));
+      reject(
+        new Error(
+          `bench: ${name} did not start within ${timeoutMs} ms; stdout: ${out.slice(0, 500)} (logs in ${env.workDir}/logs)`,
+        ),
+      );
     }, timeoutMs);
     child.stdout?.setEncoding('utf8').on('data', (c: string) => {
       out += c;
@@ -136,7 +150,11 @@ function spawnReady(env: BenchEnv, name: string, cmd: string, args: string[], re
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`bench: ${name} exited with ${code} during start; stdout: ${out.slice(0, 500)} (logs in ${env.workDir}/logs)`));
+      reject(
+        new Error(
+          `bench: ${name} exited with ${code} during start; stdout: ${out.slice(0, 500)} (logs in ${env.workDir}/logs)`,
+        ),
+      );
     });
   });
 }
@@ -149,7 +167,11 @@ function spawnLogged(env: BenchEnv, name: string, cmd: string, args: string[]): 
 }
 
 /** The load generator's target for a kubetrail: its first cluster in the kubeconfig it wrote, as a client holding `client`. */
-export function kubetrailTarget(name: string, kubeconfigPath: string, client: { certPem: string; keyPem: string }): Target {
+export function kubetrailTarget(
+  name: string,
+  kubeconfigPath: string,
+  client: { certPem: string; keyPem: string },
+): Target {
   const kc = parse(readFileSync(kubeconfigPath, 'utf8')) as { clusters: { cluster: Record<string, string> }[] };
   const cluster = kc.clusters[0]?.cluster ?? {};
   const server = new URL(cluster.server ?? '');
@@ -168,13 +190,33 @@ export function kubetrailTarget(name: string, kubeconfigPath: string, client: { 
   };
 }
 
-async function startKubetrail(env: BenchEnv, up: UpstreamSpec, otlp: string, kind: PathKind, opts: PathOptions): Promise<RunningPath> {
+async function startKubetrail(
+  env: BenchEnv,
+  up: UpstreamSpec,
+  otlp: string,
+  kind: PathKind,
+  opts: PathOptions,
+): Promise<RunningPath> {
   const stateDir = join(env.workDir, 'kubetrail-state');
   const flags = opts.userFlags ? [] : NODE_FLAGS;
   const args =
     kind === 'proxy-core'
       ? [...flags, ...(opts.nodeArgs ?? []), PROXY_CORE, up.kubeconfig, stateDir]
-      : [...flags, ...(opts.nodeArgs ?? []), opts.bin ?? KUBETRAIL_BIN, 'start', '--kubeconfig', up.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet'];
+      : [
+          ...flags,
+          ...(opts.nodeArgs ?? []),
+          opts.bin ?? KUBETRAIL_BIN,
+          'start',
+          '--kubeconfig',
+          up.kubeconfig,
+          '--listen',
+          '127.0.0.1:0',
+          '--state-dir',
+          stateDir,
+          '--otlp-endpoint',
+          otlp,
+          '--quiet',
+        ];
   const childEnv = kind === 'kubetrail-nosdk' ? { ...env, env: { ...env.env, OTEL_SDK_DISABLED: 'true' } } : env;
   const { child, match, ms } = await spawnReady(childEnv, kind, process.execPath, args, /export KUBECONFIG=(\S+)\n/);
   return {
@@ -246,13 +288,25 @@ http {
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const child = spawnLogged(env, 'nginx', 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')]);
   await waitFor('nginx', async () => {
-    if (child.exitCode !== null) throw new Error(`bench: nginx exited with ${child.exitCode} (see ${env.workDir}/logs)`);
+    if (child.exitCode !== null)
+      throw new Error(`bench: nginx exited with ${child.exitCode} (see ${env.workDir}/logs)`);
     return tcpOpen(port);
   });
   return {
     kind: 'nginx',
     startMs: performance.now() - t0,
-    target: { name: 'nginx', scheme: 'https', host: '127.0.0.1', port, prefix: '', servername: 'localhost', ca: env.benchCaPem, cert: up.certPem, key: up.keyPem, h2: true },
+    target: {
+      name: 'nginx',
+      scheme: 'https',
+      host: '127.0.0.1',
+      port,
+      prefix: '',
+      servername: 'localhost',
+      ca: env.benchCaPem,
+      cert: up.certPem,
+      key: up.keyPem,
+      h2: true,
+    },
     pids: () => (child.exitCode === null && child.pid ? processTree(child.pid) : []),
     stop: () => stopChild(child),
   };
@@ -286,7 +340,8 @@ async function startMitmproxy(env: BenchEnv, up: UpstreamSpec, opts: PathOptions
   await waitFor(
     'mitmproxy',
     async () => {
-      if (child.exitCode !== null) throw new Error(`bench: mitmdump exited with ${child.exitCode} (see ${env.workDir}/logs)`);
+      if (child.exitCode !== null)
+        throw new Error(`bench: mitmdump exited with ${child.exitCode} (see ${env.workDir}/logs)`);
       return tcpOpen(port);
     },
     60_000,
@@ -314,7 +369,13 @@ async function startMitmproxy(env: BenchEnv, up: UpstreamSpec, opts: PathOptions
 }
 
 async function startKubectlProxy(env: BenchEnv, up: UpstreamSpec): Promise<RunningPath> {
-  const { child, match, ms } = await spawnReady(env, 'kubectl-proxy', env.kubectl, ['proxy', '--kubeconfig', up.kubeconfig, '--address', '127.0.0.1', '--port', '0'], /Starting to serve on 127\.0\.0\.1:(\d+)/);
+  const { child, match, ms } = await spawnReady(
+    env,
+    'kubectl-proxy',
+    env.kubectl,
+    ['proxy', '--kubeconfig', up.kubeconfig, '--address', '127.0.0.1', '--port', '0'],
+    /Starting to serve on 127\.0\.0\.1:(\d+)/,
+  );
   const port = Number(match[1]);
   // Keep draining its stdout.
   child.stdout?.resume();
@@ -329,13 +390,28 @@ async function startKubectlProxy(env: BenchEnv, up: UpstreamSpec): Promise<Runni
   };
 }
 
-export async function startPath(kind: PathKind, env: BenchEnv, up: UpstreamSpec, opts: PathOptions = {}): Promise<RunningPath> {
+export async function startPath(
+  kind: PathKind,
+  env: BenchEnv,
+  up: UpstreamSpec,
+  opts: PathOptions = {},
+): Promise<RunningPath> {
   switch (kind) {
     case 'direct':
       return {
         kind,
         startMs: 0,
-        target: { name: 'direct', scheme: 'https', host: up.host, port: up.port, prefix: '', ca: up.caPem, cert: up.certPem, key: up.keyPem, h2: true },
+        target: {
+          name: 'direct',
+          scheme: 'https',
+          host: up.host,
+          port: up.port,
+          prefix: '',
+          ca: up.caPem,
+          cert: up.certPem,
+          key: up.keyPem,
+          h2: true,
+        },
         pids: () => [],
         stop: () => Promise.resolve(),
       };

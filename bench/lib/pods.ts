@@ -24,8 +24,17 @@ export function podManifest(name: string, namespace: string, i: number): PodJson
     metadata: {
       name,
       namespace,
-      labels: { app, 'app.kubernetes.io/name': app, 'app.kubernetes.io/part-of': 'bench', 'pod-template-hash': `7d${hex(i * 2654435761, 8)}` },
-      annotations: { 'kubectl.kubernetes.io/restartedAt': '2025-11-24T08:00:00Z', 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9090' },
+      labels: {
+        app,
+        'app.kubernetes.io/name': app,
+        'app.kubernetes.io/part-of': 'bench',
+        'pod-template-hash': `7d${hex(i * 2654435761, 8)}`,
+      },
+      annotations: {
+        'kubectl.kubernetes.io/restartedAt': '2025-11-24T08:00:00Z',
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': '9090',
+      },
     },
     spec: {
       containers: [
@@ -45,8 +54,20 @@ export function podManifest(name: string, namespace: string, i: number): PodJson
             { name: 'UPSTREAM_URL', value: `http://svc-${(i + 1) % 50}.${namespace}.svc.cluster.local:8080` },
           ],
           resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
-          readinessProbe: { httpGet: { path: '/readyz', port: 'http', scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
-          livenessProbe: { httpGet: { path: '/livez', port: 'http', scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
+          readinessProbe: {
+            httpGet: { path: '/readyz', port: 'http', scheme: 'HTTP' },
+            periodSeconds: 10,
+            timeoutSeconds: 1,
+            successThreshold: 1,
+            failureThreshold: 3,
+          },
+          livenessProbe: {
+            httpGet: { path: '/livez', port: 'http', scheme: 'HTTP' },
+            periodSeconds: 10,
+            timeoutSeconds: 1,
+            successThreshold: 1,
+            failureThreshold: 3,
+          },
           volumeMounts: [{ name: 'config', mountPath: '/etc/app', readOnly: true }],
           terminationMessagePath: '/dev/termination-log',
           terminationMessagePolicy: 'File',
@@ -85,7 +106,16 @@ export function podObject(name: string, namespace: string, i: number): PodJson {
     uid: `${hex(i, 8)}-1c2d-4e5f-8a9b-${hex(i * 7919, 12)}`,
     resourceVersion: String(100000 + i),
     creationTimestamp: '2025-11-24T08:00:00Z',
-    ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `svc-${i % 50}-${hash}`, uid: `${hex(i % 50, 8)}-aaaa-4bbb-8ccc-000000000000`, controller: true, blockOwnerDeletion: true }],
+    ownerReferences: [
+      {
+        apiVersion: 'apps/v1',
+        kind: 'ReplicaSet',
+        name: `svc-${i % 50}-${hash}`,
+        uid: `${hex(i % 50, 8)}-aaaa-4bbb-8ccc-000000000000`,
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ],
     managedFields: [
       {
         manager: 'kube-controller-manager',
@@ -93,7 +123,10 @@ export function podObject(name: string, namespace: string, i: number): PodJson {
         apiVersion: 'v1',
         time: '2025-11-24T08:00:00Z',
         fieldsType: 'FieldsV1',
-        fieldsV1: { 'f:metadata': { 'f:generateName': {}, 'f:labels': { '.': {}, 'f:app': {} }, 'f:ownerReferences': {} }, 'f:spec': { 'f:containers': {} } },
+        fieldsV1: {
+          'f:metadata': { 'f:generateName': {}, 'f:labels': { '.': {}, 'f:app': {} }, 'f:ownerReferences': {} },
+          'f:spec': { 'f:containers': {} },
+        },
       },
     ],
   });
@@ -113,8 +146,28 @@ export function podObject(name: string, namespace: string, i: number): PodJson {
     startTime: '2025-11-24T08:00:00Z',
     qosClass: 'Burstable',
     containerStatuses: [
-      { name: 'app', ready: true, restartCount: 0, started: true, image: `registry.example.com/bench/svc-${i % 50}:1.0`, imageID: `registry.example.com/bench/svc@sha256:${hex(i, 8).repeat(8)}`, containerID: `containerd://${hex(i * 31, 8).repeat(8)}`, state: { running: { startedAt: '2025-11-24T08:00:03Z' } }, lastState: {} },
-      { name: 'sidecar', ready: true, restartCount: 0, started: true, image: 'registry.example.com/bench/log-shipper:2.4.1', imageID: `registry.example.com/bench/log-shipper@sha256:${'ab'.repeat(32)}`, containerID: `containerd://${hex(i * 37, 8).repeat(8)}`, state: { running: { startedAt: '2025-11-24T08:00:03Z' } }, lastState: {} },
+      {
+        name: 'app',
+        ready: true,
+        restartCount: 0,
+        started: true,
+        image: `registry.example.com/bench/svc-${i % 50}:1.0`,
+        imageID: `registry.example.com/bench/svc@sha256:${hex(i, 8).repeat(8)}`,
+        containerID: `containerd://${hex(i * 31, 8).repeat(8)}`,
+        state: { running: { startedAt: '2025-11-24T08:00:03Z' } },
+        lastState: {},
+      },
+      {
+        name: 'sidecar',
+        ready: true,
+        restartCount: 0,
+        started: true,
+        image: 'registry.example.com/bench/log-shipper:2.4.1',
+        imageID: `registry.example.com/bench/log-shipper@sha256:${'ab'.repeat(32)}`,
+        containerID: `containerd://${hex(i * 37, 8).repeat(8)}`,
+        state: { running: { startedAt: '2025-11-24T08:00:03Z' } },
+        lastState: {},
+      },
     ],
   };
   return m;

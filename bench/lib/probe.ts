@@ -47,7 +47,13 @@ if (mode === 'import' || mode === 'import-dist') {
   const { prepare } = await import('../../src/cli/setup.ts');
   const { instrument } = await import('../../src/cli/telemetry-setup.ts');
   const { resolveConfig } = await import('../../src/config/load.ts');
-  const config = resolveConfig({ kubeconfig, 'state-dir': stateDir, listen: '127.0.0.1:0', quiet: true, 'otlp-endpoint': 'http://127.0.0.1:9/v1/traces' });
+  const config = resolveConfig({
+    kubeconfig,
+    'state-dir': stateDir,
+    listen: '127.0.0.1:0',
+    quiet: true,
+    'otlp-endpoint': 'http://127.0.0.1:9/v1/traces',
+  });
   const caMs = await time(() => ensureLocalPki(stateDir));
   const prepareMs = await time(() => prepare(config));
   let telemetry: ReturnType<typeof instrument> | undefined;

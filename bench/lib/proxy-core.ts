@@ -23,7 +23,14 @@ import { startProxy } from '../../src/proxy/server.ts';
 const [kubeconfig = '', stateDir = '', otlp = 'http://127.0.0.1:1/v1/traces'] = process.argv.slice(2);
 const variant = process.env.BENCH_OBSERVER ?? 'none';
 const idle = process.env.BENCH_SESSION_IDLE_MS;
-const config = resolveConfig({ kubeconfig, 'state-dir': stateDir, listen: '127.0.0.1:0', quiet: true, 'otlp-endpoint': otlp, ...(idle ? { 'session-idle-ms': Number(idle) } : {}) });
+const config = resolveConfig({
+  kubeconfig,
+  'state-dir': stateDir,
+  listen: '127.0.0.1:0',
+  quiet: true,
+  'otlp-endpoint': otlp,
+  ...(idle ? { 'session-idle-ms': Number(idle) } : {}),
+});
 
 function noop(headers: boolean): StageObserver {
   return {

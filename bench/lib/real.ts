@@ -52,7 +52,11 @@ export async function startReal(bench: Bench, log: (l: string) => void): Promise
       keyFile: writeFile(dir, 'real-admin.key', keyPem),
       certPem,
       keyPem,
-      kubeconfig: writeFile(dir, 'real.kubeconfig', kubeconfigYaml(stack.apiserverUrl, caPem, { certPem, keyPem }, 'kube-apiserver')),
+      kubeconfig: writeFile(
+        dir,
+        'real.kubeconfig',
+        kubeconfigYaml(stack.apiserverUrl, caPem, { certPem, keyPem }, 'kube-apiserver'),
+      ),
     },
   };
 }
@@ -61,7 +65,14 @@ function api(spec: UpstreamSpec, agent: Agent, method: string, path: string, bod
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
-      { agent, host: spec.host, port: spec.port, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+      {
+        agent,
+        host: spec.host,
+        port: spec.port,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -74,17 +85,32 @@ function api(spec: UpstreamSpec, agent: Agent, method: string, path: string, bod
 }
 
 /** Create `count` pods in `namespace` (concurrency 32); returns ms. Existing pods are kept. */
-export async function createPods(spec: UpstreamSpec, namespace: string, count: number, log: (l: string) => void): Promise<number> {
+export async function createPods(
+  spec: UpstreamSpec,
+  namespace: string,
+  count: number,
+  log: (l: string) => void,
+): Promise<number> {
   const t0 = performance.now();
   const agent = new Agent({ keepAlive: true, maxSockets: 32, ca: spec.caPem, cert: spec.certPem, key: spec.keyPem });
-  const ns = await api(spec, agent, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
+  const ns = await api(spec, agent, 'POST', '/api/v1/namespaces', {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: namespace },
+  });
   if (ns !== 201 && ns !== 409) throw new Error(`bench: cannot create namespace ${namespace}: HTTP ${ns}`);
   let next = 0;
   let failed = 0;
   const worker = async (): Promise<void> => {
     while (next < count && failed < 20) {
       const i = next++;
-      const code = await api(spec, agent, 'POST', `/api/v1/namespaces/${namespace}/pods`, podManifest(`pod-${i}`, namespace, i));
+      const code = await api(
+        spec,
+        agent,
+        'POST',
+        `/api/v1/namespaces/${namespace}/pods`,
+        podManifest(`pod-${i}`, namespace, i),
+      );
       if (code !== 201 && code !== 409) failed++;
       if (i > 0 && i % 5000 === 0) log(`  created ${i} pods in ${namespace}`);
     }
@@ -120,7 +146,8 @@ interface W5Setup {
  */
 async function variantPorts(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const k of ['wrapped', 'wrapped-refused', 'wrapped-dist', 'wrapped-nosdk', 'live', 'refused', 'nosdk']) out[k] = await freePort();
+  for (const k of ['wrapped', 'wrapped-refused', 'wrapped-dist', 'wrapped-nosdk', 'live', 'refused', 'nosdk'])
+    out[k] = await freePort();
   return out;
 }
 
@@ -135,7 +162,21 @@ function w5Setup(bench: Bench, real: Real, ports: Record<string, number>): W5Set
     argv: (v, command = kubectl) => {
       if (v === 'direct') return [KUBECTL, '--kubeconfig', real.spec.kubeconfig, 'get', 'pods'];
       const otlp = v === 'wrapped-refused' ? bench.env.otlpRefused : real.jaegerOtlp;
-      return [process.execPath, v === 'wrapped-dist' ? KUBETRAIL_DIST : KUBETRAIL_BIN, '--kubeconfig', real.spec.kubeconfig, '--listen', `127.0.0.1:${ports[v] ?? 0}`, '--state-dir', stateDir, '--otlp-endpoint', otlp, '--quiet', '--', ...command];
+      return [
+        process.execPath,
+        v === 'wrapped-dist' ? KUBETRAIL_DIST : KUBETRAIL_BIN,
+        '--kubeconfig',
+        real.spec.kubeconfig,
+        '--listen',
+        `127.0.0.1:${ports[v] ?? 0}`,
+        '--state-dir',
+        stateDir,
+        '--otlp-endpoint',
+        otlp,
+        '--quiet',
+        '--',
+        ...command,
+      ];
     },
   };
 }
@@ -146,7 +187,8 @@ export async function w5Kubectl(bench: Bench, real: Real, runs: number, log: (l:
   const variants: W5Variant[] = ['direct', 'wrapped', 'wrapped-refused'];
   let note: string | undefined;
   if (KUBETRAIL_BIN !== KUBETRAIL_DIST && distFresh()) variants.push('wrapped-dist');
-  else if (KUBETRAIL_BIN !== KUBETRAIL_DIST) note = 'dist/ is missing or older than src/ (run `npm run build`): the built CLI was not measured';
+  else if (KUBETRAIL_BIN !== KUBETRAIL_DIST)
+    note = 'dist/ is missing or older than src/ (run `npm run build`): the built CLI was not measured';
   const walls: Partial<Record<W5Variant, number[]>> = {};
   const failures: Partial<Record<W5Variant, number>> = {};
   // Warm kubectl's discovery and HTTP caches for both server URLs, and the OS page cache.
@@ -182,7 +224,10 @@ export interface WrapBreakdown {
   prepareMs: number;
   instrumentMs: number;
   /** Wrapped run phases (median ms): launch → kubectl starts; kubectl's own run; kubectl exits → kubetrail exits. */
-  phases: Record<'live' | 'refused' | 'nosdk', { beforeChild: number; child: number; afterChild: number; total: number }>;
+  phases: Record<
+    'live' | 'refused' | 'nosdk',
+    { beforeChild: number; child: number; afterChild: number; total: number }
+  >;
   /** kubectl's own run time, direct (same shell wrapper), for comparison with `child`. */
   directChildMs: number;
   /** From kubetrail's spans (wrapped runs): the upstream connection kubetrail opens, per run. */
@@ -201,20 +246,33 @@ function jsonLine<T>(s: string): T {
   return JSON.parse(line) as T;
 }
 
-function tlsHandshakeMs(host: string, port: number, o: { ca: string; servername?: string; cert?: string; key?: string }): Promise<number> {
+function tlsHandshakeMs(
+  host: string,
+  port: number,
+  o: { ca: string; servername?: string; cert?: string; key?: string },
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const s = connect({ host, port, ca: o.ca, servername: o.servername, cert: o.cert, key: o.key, ALPNProtocols: ['http/1.1'] }, () => {
-      const ms = performance.now() - t0;
-      s.destroy();
-      resolve(ms);
-    });
+    const s = connect(
+      { host, port, ca: o.ca, servername: o.servername, cert: o.cert, key: o.key, ALPNProtocols: ['http/1.1'] },
+      () => {
+        const ms = performance.now() - t0;
+        s.destroy();
+        resolve(ms);
+      },
+    );
     s.setTimeout(10_000, () => s.destroy(new Error('handshake timeout')));
     s.on('error', reject);
   });
 }
 
-export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log: (l: string) => void, withProfile = true): Promise<WrapBreakdown> {
+export async function wrapBreakdown(
+  bench: Bench,
+  real: Real,
+  runs: number,
+  log: (l: string) => void,
+  withProfile = true,
+): Promise<WrapBreakdown> {
   const env = bench.env.env;
   const cwd = join(import.meta.dirname, '..', '..');
   const probe = join(import.meta.dirname, 'probe.ts');
@@ -227,20 +285,33 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
   for (let i = 0; i < runs; i++) nodeStarts.push((await run(process.execPath, ['-e', '0'], { env, cwd })).ms);
   type ImportProbe = { importMs: number; rssAfterMb: number };
   const imports = (await rep(runs, process.execPath, [probe, 'import'])).map((s) => jsonLine<ImportProbe>(s));
-  const importsDist = distFresh() ? (await rep(runs, process.execPath, [probe, 'import-dist'])).map((s) => jsonLine<ImportProbe>(s)) : [];
-  const depsRuns = (await rep(Math.min(runs, 5), process.execPath, [probe, 'deps'])).map((s) => jsonLine<Record<string, number>>(s));
+  const importsDist = distFresh()
+    ? (await rep(runs, process.execPath, [probe, 'import-dist'])).map((s) => jsonLine<ImportProbe>(s))
+    : [];
+  const depsRuns = (await rep(Math.min(runs, 5), process.execPath, [probe, 'deps'])).map((s) =>
+    jsonLine<Record<string, number>>(s),
+  );
   const depsMs: Record<string, number> = {};
   for (const k of Object.keys(depsRuns[0] ?? {})) depsMs[k] = median(depsRuns.map((d) => d[k] ?? Number.NaN));
   const stateDir = join(bench.workDir, 'wrap-state');
-  const setups = (await rep(runs, process.execPath, [probe, 'setup', real.spec.kubeconfig, stateDir])).map((s) => jsonLine<{ caMs: number; prepareMs: number; instrumentMs: number }>(s));
+  const setups = (await rep(runs, process.execPath, [probe, 'setup', real.spec.kubeconfig, stateDir])).map((s) =>
+    jsonLine<{ caMs: number; prepareMs: number; instrumentMs: number }>(s),
+  );
 
   // Wrapped runs through a shell that stamps kubectl's start and end (CLOCK_REALTIME ns).
   const ports = await variantPorts();
   const s = w5Setup(bench, real, ports);
   const receiver = await startOtlpReceiver();
   const stamps = join(bench.workDir, 'stamps');
-  const shell = (file: string): string[] => ['sh', '-c', `echo S $(date +%s%N) > ${file}; ${KUBECTL} get pods; c=$?; echo E $(date +%s%N) >> ${file}; exit $c`];
-  const phaseRuns: Record<'live' | 'refused' | 'nosdk' | 'direct', { before: number[]; child: number[]; after: number[]; total: number[] }> = {
+  const shell = (file: string): string[] => [
+    'sh',
+    '-c',
+    `echo S $(date +%s%N) > ${file}; ${KUBECTL} get pods; c=$?; echo E $(date +%s%N) >> ${file}; exit $c`,
+  ];
+  const phaseRuns: Record<
+    'live' | 'refused' | 'nosdk' | 'direct',
+    { before: number[]; child: number[]; after: number[]; total: number[] }
+  > = {
     live: { before: [], child: [], after: [], total: [] },
     refused: { before: [], child: [], after: [], total: [] },
     nosdk: { before: [], child: [], after: [], total: [] },
@@ -281,7 +352,9 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
   for (const k of kinds) await once(k); // warm caches for this shell path
   for (const k of kinds) phaseRuns[k] = { before: [], child: [], after: [], total: [] };
   for (let i = 0; i < runs; i++) for (const k of rotation(kinds, i)) await once(k);
-  const med = (k: 'live' | 'refused' | 'nosdk'): { beforeChild: number; child: number; afterChild: number; total: number } => ({
+  const med = (
+    k: 'live' | 'refused' | 'nosdk',
+  ): { beforeChild: number; child: number; afterChild: number; total: number } => ({
     beforeChild: median(phaseRuns[k].before),
     child: median(phaseRuns[k].child),
     afterChild: median(phaseRuns[k].after),
@@ -299,7 +372,8 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
     upstreamTlsMs: attr('upstream.tls_ms'),
     upstreamConnectMs: attr('upstream.connect_ms'),
     upstreamTtfbMs: attr('upstream.ttfb_ms'),
-    serverSpanMs: serverSpans.length > 0 ? median(serverSpans.map((sp) => Number(sp.endNs - sp.startNs) / 1e6)) : undefined,
+    serverSpanMs:
+      serverSpans.length > 0 ? median(serverSpans.map((sp) => Number(sp.endNs - sp.startNs) / 1e6)) : undefined,
     requestsPerRun: roots > 0 ? serverSpans.length / roots : undefined,
   };
   await receiver.close();
@@ -311,7 +385,12 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
   for (let i = 0; i < Math.min(runs, 5); i++) {
     const p = await startPath('kubetrail', bench.env, real.spec);
     try {
-      const o = { ca: p.target.ca ?? '', servername: p.target.servername, cert: real.spec.certPem, key: real.spec.keyPem };
+      const o = {
+        ca: p.target.ca ?? '',
+        servername: p.target.servername,
+        cert: real.spec.certPem,
+        key: real.spec.keyPem,
+      };
       firsts.push(await tlsHandshakeMs(p.target.host, p.target.port, o));
       for (let j = 0; j < 5; j++) warms.push(await tlsHandshakeMs(p.target.host, p.target.port, o));
     } finally {
@@ -319,28 +398,38 @@ export async function wrapBreakdown(bench: Bench, real: Real, runs: number, log:
     }
   }
   const api: number[] = [];
-  for (let j = 0; j < 10; j++) api.push(await tlsHandshakeMs(real.spec.host, real.spec.port, { ca: real.spec.caPem, cert: real.spec.certPem, key: real.spec.keyPem }));
+  for (let j = 0; j < 10; j++)
+    api.push(
+      await tlsHandshakeMs(real.spec.host, real.spec.port, {
+        ca: real.spec.caPem,
+        cert: real.spec.certPem,
+        key: real.spec.keyPem,
+      }),
+    );
   hs.kubetrailFirstMs = median(firsts);
   hs.kubetrailMs = median(warms);
   hs.apiserverMs = median(api);
 
   // One CPU profile of a wrapped run.
   let profile: ProfileSummary | undefined;
-  if (withProfile) try {
-    const profDir = join(bench.workDir, 'prof-wrap');
-    mkdirSync(profDir, { recursive: true });
-    const argv = s.argv('wrapped');
-    argv.splice(1, 0, '--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=200');
-    const [cmd = '', ...args] = argv;
-    await new Promise<void>((resolve) => spawn(cmd, args, { env: s.env, stdio: 'ignore' }).once('exit', () => resolve()));
-    const f = readdirSync(profDir).find((x) => x.endsWith('.cpuprofile'));
-    if (f) {
-      profile = summarizeProfile(join(profDir, f));
-      writeFileSync(join(bench.workDir, 'wrap.cpuprofile.json'), JSON.stringify(profile));
+  if (withProfile)
+    try {
+      const profDir = join(bench.workDir, 'prof-wrap');
+      mkdirSync(profDir, { recursive: true });
+      const argv = s.argv('wrapped');
+      argv.splice(1, 0, '--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=200');
+      const [cmd = '', ...args] = argv;
+      await new Promise<void>((resolve) =>
+        spawn(cmd, args, { env: s.env, stdio: 'ignore' }).once('exit', () => resolve()),
+      );
+      const f = readdirSync(profDir).find((x) => x.endsWith('.cpuprofile'));
+      if (f) {
+        profile = summarizeProfile(join(profDir, f));
+        writeFileSync(join(bench.workDir, 'wrap.cpuprofile.json'), JSON.stringify(profile));
+      }
+    } catch (err) {
+      log(`  profile of a wrapped run failed: ${String(err)}`);
     }
-  } catch (err) {
-    log(`  profile of a wrapped run failed: ${String(err)}`);
-  }
 
   return {
     nodeStartMs: median(nodeStarts),

@@ -74,7 +74,8 @@ export interface Bench {
 function cleanEnv(home: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(OTEL_|KUBETRAIL_|KUBECONFIG$|NODE_OPTIONS$|HTTPS?_PROXY$|https?_proxy$|NO_PROXY$|no_proxy$)/.test(k)) continue;
+    if (/^(OTEL_|KUBETRAIL_|KUBECONFIG$|NODE_OPTIONS$|HTTPS?_PROXY$|https?_proxy$|NO_PROXY$|no_proxy$)/.test(k))
+      continue;
     env[k] = v;
   }
   env.HOME = home;
@@ -84,7 +85,12 @@ function cleanEnv(home: string): NodeJS.ProcessEnv {
 export async function setupBench(): Promise<Bench> {
   const workDir = mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'kubetrail-bench-'));
   const ca = await createCA('kubetrail bench CA');
-  const nginx = await issueCert(ca, { commonName: 'nginx', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
+  const nginx = await issueCert(ca, {
+    commonName: 'nginx',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
   const sink = await startOtlpSink();
   const refusedPort = await freePort();
   const env: BenchEnv = {
@@ -117,10 +123,24 @@ export interface StandIn {
 
 export async function startStandIn(bench: Bench, delayMs = 0): Promise<StandIn> {
   const dir = bench.workDir;
-  const server = await issueCert(bench.ca, { commonName: 'stand-in apiserver', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
-  const client = await issueCert(bench.ca, { commonName: 'bench-admin', organizations: ['system:masters'], usage: 'client' });
+  const server = await issueCert(bench.ca, {
+    commonName: 'stand-in apiserver',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  const client = await issueCert(bench.ca, {
+    commonName: 'bench-admin',
+    organizations: ['system:masters'],
+    usage: 'client',
+  });
   const caFile = writeFile(dir, 'ca.crt', bench.ca.certPem);
-  const cfg: UpstreamConfig = { certFile: writeFile(dir, 'standin.crt', server.certPem), keyFile: writeFile(dir, 'standin.key', server.keyPem), caFile, delayMs };
+  const cfg: UpstreamConfig = {
+    certFile: writeFile(dir, 'standin.crt', server.certPem),
+    keyFile: writeFile(dir, 'standin.key', server.keyPem),
+    caFile,
+    delayMs,
+  };
   const proc = new Forked<ToUpstream, FromUpstream>('./upstream.ts', [JSON.stringify(cfg)], bench.env.env);
   const ready = await proc.next(30_000);
   if (ready.type !== 'ready') throw new Error('bench: the stand-in apiserver did not start');

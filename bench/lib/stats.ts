@@ -31,7 +31,15 @@ export interface Summary {
 export function summarize(xs: readonly number[]): Summary {
   const s = sorted(xs);
   const mean = s.length === 0 ? Number.NaN : s.reduce((a, b) => a + b, 0) / s.length;
-  return { n: s.length, p50: median(s), p90: pct(s, 90), p99: pct(s, 99), min: s[0] ?? Number.NaN, max: s[s.length - 1] ?? Number.NaN, mean };
+  return {
+    n: s.length,
+    p50: median(s),
+    p90: pct(s, 90),
+    p99: pct(s, 99),
+    min: s[0] ?? Number.NaN,
+    max: s[s.length - 1] ?? Number.NaN,
+    mean,
+  };
 }
 
 /** A compact, human number: 3 significant digits, no exponent for the ranges the bench produces. */

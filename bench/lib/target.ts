@@ -30,7 +30,15 @@ export type Encoding = 'identity' | 'gzip';
 
 export type Job =
   | { type: 'latency'; target: Target; proto: Proto; path: string; count: number; warmup: number }
-  | { type: 'throughput'; target: Target; proto: Proto; path: string; concurrency: number; warmupMs: number; durationMs: number }
+  | {
+      type: 'throughput';
+      target: Target;
+      proto: Proto;
+      path: string;
+      concurrency: number;
+      warmupMs: number;
+      durationMs: number;
+    }
   | { type: 'large'; target: Target; proto: Proto; path: string; encoding: Encoding; count: number }
   | { type: 'watch'; target: Target; proto: Proto; path: string; n: number; openConcurrency: number; timeoutMs: number }
   | { type: 'watch-stop' };
@@ -45,8 +53,25 @@ export interface LargeRun {
 export type JobResult =
   | { type: 'latency'; samples: number[]; errors: number; conns: ConnCounts; firstError?: string }
   | { type: 'window'; phase: 'start' | 'end' }
-  | { type: 'throughput'; count: number; errors: number; ms: number; samples: number[]; conns: ConnCounts; firstError?: string }
+  | {
+      type: 'throughput';
+      count: number;
+      errors: number;
+      ms: number;
+      samples: number[];
+      conns: ConnCounts;
+      firstError?: string;
+    }
   | { type: 'large'; runs: LargeRun[]; errors: number; conns: ConnCounts; firstError?: string }
   | { type: 'watch-ready'; opened: number; failed: number; ms: number; conns: ConnCounts; firstError?: string }
-  | { type: 'watch-done'; latenciesUs: number[]; events: number; unparsed: number; ended: number; responses: number; failed: number; firstError?: string }
+  | {
+      type: 'watch-done';
+      latenciesUs: number[];
+      events: number;
+      unparsed: number;
+      ended: number;
+      responses: number;
+      failed: number;
+      firstError?: string;
+    }
   | { type: 'error'; message: string };

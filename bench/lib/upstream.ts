@@ -53,8 +53,11 @@ const CHUNK = 64 * 1024;
 const SMALL_LIST = 10;
 
 function listBody(count: number, namespace: string): Buffer {
-  const parts: Buffer[] = [Buffer.from(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"${200000 + count}"},"items":[`)];
-  for (let i = 0; i < count; i++) parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, namespace, i))));
+  const parts: Buffer[] = [
+    Buffer.from(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"${200000 + count}"},"items":[`),
+  ];
+  for (let i = 0; i < count; i++)
+    parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(podObject(`pod-${i}`, namespace, i))));
   parts.push(Buffer.from(']}\n'));
   return Buffer.concat(parts);
 }
@@ -88,7 +91,10 @@ function main(): void {
 
   const watchPod = podObject('pod-w', 'default', 7);
   ((watchPod.metadata as Record<string, unknown>).annotations as Record<string, string>)[SENT_ANNOTATION] = '__SENT__';
-  const [eventHead, eventTail] = JSON.stringify({ type: 'MODIFIED', object: watchPod }).split('__SENT__') as [string, string];
+  const [eventHead, eventTail] = JSON.stringify({ type: 'MODIFIED', object: watchPod }).split('__SENT__') as [
+    string,
+    string,
+  ];
   const watches = new Set<ServerResponse | Http2ServerResponse>();
 
   const common = (res: ServerResponse, contentType = 'application/json'): void => {
@@ -123,7 +129,15 @@ function main(): void {
     const res = res0 as ServerResponse;
     const socket = req.socket as TLSSocket;
     if (!socket.authorized) {
-      const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+      const body = JSON.stringify({
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: 'Unauthorized',
+        reason: 'Unauthorized',
+        code: 401,
+      });
       common(res);
       res.writeHead(401, { 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
@@ -175,7 +189,15 @@ function main(): void {
       res.end(body);
       return;
     }
-    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'not found', reason: 'NotFound', code: 404 });
+    const body = JSON.stringify({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'not found',
+      reason: 'NotFound',
+      code: 404,
+    });
     common(res);
     res.writeHead(404, { 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
@@ -240,7 +262,14 @@ function main(): void {
   serveParent<ToUpstream, FromUpstream>(async (msg) => {
     switch (msg.type) {
       case 'prepare':
-        return { type: 'prepared', sizes: msg.counts.map((count) => ({ count, identity: largeFor(count).identity.length, gzip: largeFor(count).gzip.length })) };
+        return {
+          type: 'prepared',
+          sizes: msg.counts.map((count) => ({
+            count,
+            identity: largeFor(count).identity.length,
+            gzip: largeFor(count).gzip.length,
+          })),
+        };
       case 'emit':
         return emit(msg.rate, msg.durationMs);
       case 'watches':
@@ -260,7 +289,11 @@ function main(): void {
   });
 
   server.listen(0, '127.0.0.1', () => {
-    sendUnasked<FromUpstream>({ type: 'ready', port: (server.address() as AddressInfo).port, podBytes: pod('pod-0').length });
+    sendUnasked<FromUpstream>({
+      type: 'ready',
+      port: (server.address() as AddressInfo).port,
+      podBytes: pod('pod-0').length,
+    });
   });
 }
 

@@ -42,7 +42,8 @@ function memStats(): Record<string, unknown> {
   const mu = process.memoryUsage();
   const hs = v8.getHeapStatistics();
   const spaces: Record<string, { size: number; used: number; physical: number }> = {};
-  for (const s of v8.getHeapSpaceStatistics()) spaces[s.space_name] = { size: s.space_size, used: s.space_used_size, physical: s.physical_space_size };
+  for (const s of v8.getHeapSpaceStatistics())
+    spaces[s.space_name] = { size: s.space_size, used: s.space_used_size, physical: s.physical_space_size };
   const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
   return {
     ...procStatus(),
@@ -60,7 +61,13 @@ function memStats(): Record<string, unknown> {
   };
 }
 
-async function host(cfg: { entry: 'src' | 'dist'; mode: 'start' | 'core'; kubeconfig: string; stateDir: string; otlp: string }): Promise<void> {
+async function host(cfg: {
+  entry: 'src' | 'dist';
+  mode: 'start' | 'core';
+  kubeconfig: string;
+  stateDir: string;
+  otlp: string;
+}): Promise<void> {
   process.on('message', (m: HostIn) => {
     if (m.type === 'mem') {
       if (m.gc) {
@@ -80,16 +87,40 @@ async function host(cfg: { entry: 'src' | 'dist'; mode: 'start' | 'core'; kubeco
   if (cfg.mode === 'start') {
     const mainUrl = new URL(cfg.entry === 'dist' ? 'dist/cli/main.js' : 'src/cli/main.ts', root);
     const { main } = (await import(mainUrl.href)) as { main: (argv: string[]) => Promise<number> };
-    process.exit(await main(['start', '--kubeconfig', cfg.kubeconfig, '--listen', '127.0.0.1:0', '--state-dir', cfg.stateDir, '--otlp-endpoint', cfg.otlp, '--quiet']));
+    process.exit(
+      await main([
+        'start',
+        '--kubeconfig',
+        cfg.kubeconfig,
+        '--listen',
+        '127.0.0.1:0',
+        '--state-dir',
+        cfg.stateDir,
+        '--otlp-endpoint',
+        cfg.otlp,
+        '--quiet',
+      ]),
+    );
   } else {
     const ext = cfg.entry === 'dist' ? 'js' : 'ts';
     const base = cfg.entry === 'dist' ? 'dist/' : 'src/';
     const { prepare } = (await import(new URL(`${base}cli/setup.${ext}`, root).href)) as typeof SetupModule;
     const { resolveConfig } = (await import(new URL(`${base}config/load.${ext}`, root).href)) as typeof LoadModule;
     const { startProxy } = (await import(new URL(`${base}proxy/server.${ext}`, root).href)) as typeof ServerModule;
-    const config = resolveConfig({ kubeconfig: cfg.kubeconfig, 'state-dir': cfg.stateDir, listen: '127.0.0.1:0', quiet: true });
+    const config = resolveConfig({
+      kubeconfig: cfg.kubeconfig,
+      'state-dir': cfg.stateDir,
+      listen: '127.0.0.1:0',
+      quiet: true,
+    });
     const prepared = await prepare(config);
-    const proxy = await startProxy({ routes: prepared.routes, pki: prepared.pki, host: '127.0.0.1', port: 0, observer: undefined });
+    const proxy = await startProxy({
+      routes: prepared.routes,
+      pki: prepared.pki,
+      host: '127.0.0.1',
+      port: 0,
+      observer: undefined,
+    });
     process.stdout.write(`export KUBECONFIG=${prepared.writeKubeconfig(proxy.url)}\n`);
   }
 }
@@ -114,7 +145,9 @@ class Host {
       this.child.send({ ...m, id });
     });
   }
-  mem(gc = false): Promise<Record<string, number> & { spaces: Record<string, { size: number; used: number; physical: number }> }> {
+  mem(
+    gc = false,
+  ): Promise<Record<string, number> & { spaces: Record<string, { size: number; used: number; physical: number }> }> {
     return this.ask({ type: 'mem', gc } as HostIn) as never;
   }
 }
@@ -127,7 +160,10 @@ function opt(name: string, def: string): string {
   return i === -1 ? def : (process.argv[i + 1] ?? def);
 }
 
-function line(label: string, m: Record<string, number> & { spaces?: Record<string, { size: number; used: number; physical: number }> }): Record<string, unknown> {
+function line(
+  label: string,
+  m: Record<string, number> & { spaces?: Record<string, { size: number; used: number; physical: number }> },
+): Record<string, unknown> {
   const sp = m.spaces ?? {};
   const row = {
     label,
@@ -152,7 +188,10 @@ function line(label: string, m: Record<string, number> & { spaces?: Record<strin
 
 /** RSS of a process by mapping kind: brk heap, anonymous mmaps (malloc arenas, V8 pages), files. */
 function smaps(pid: number): string {
-  let heap = 0, anon = 0, file = 0, arenaLike = 0;
+  let heap = 0,
+    anon = 0,
+    file = 0,
+    arenaLike = 0;
   let cur = '';
   let size = 0;
   for (const l of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
@@ -169,7 +208,7 @@ function smaps(pid: number): string {
       continue;
     }
     if (cur === '[heap]') heap += kb;
-    else if (cur === '' ) {
+    else if (cur === '') {
       anon += kb;
       if (size >= 60000 && size <= 65536) arenaLike += kb;
     } else file += kb;
@@ -179,7 +218,10 @@ function smaps(pid: number): string {
 
 function trim(pid: number): void {
   try {
-    execFileSync('gdb', ['-p', String(pid), '-batch', '-ex', 'call (int)malloc_trim(0)'], { stdio: 'ignore', timeout: 60_000 });
+    execFileSync('gdb', ['-p', String(pid), '-batch', '-ex', 'call (int)malloc_trim(0)'], {
+      stdio: 'ignore',
+      timeout: 60_000,
+    });
   } catch (err) {
     console.log(`# malloc_trim via gdb failed: ${String(err)}`);
   }
@@ -197,7 +239,12 @@ async function driver(): Promise<void> {
   const events = opt('events', '');
   const large = opt('large', '');
   const snapshots = opt('snapshots', '');
-  const extraEnv = Object.fromEntries(opt('env', '').split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+  const extraEnv = Object.fromEntries(
+    opt('env', '')
+      .split(',')
+      .filter(Boolean)
+      .map((kv) => kv.split('=') as [string, string]),
+  );
   const results: Record<string, unknown>[] = [];
   const doTrim = process.argv.includes('--trim');
 
@@ -206,12 +253,25 @@ async function driver(): Promise<void> {
   const up = standIn.spec;
   try {
     if (large) await standIn.proc.call({ type: 'prepare', counts: [Number(large.split(':')[0])] }, 'prepared', 120_000);
-    const child = fork(fileURLToPath(import.meta.url), ['--host', JSON.stringify({ entry, mode, kubeconfig: up.kubeconfig, stateDir: `${bench.workDir}/state`, otlp: bench.env.otlpLive })], {
-      env: { ...bench.env.env, ...extraEnv },
-      execArgv: ['--expose-gc', ...flags],
-      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-      serialization: 'advanced',
-    });
+    const child = fork(
+      fileURLToPath(import.meta.url),
+      [
+        '--host',
+        JSON.stringify({
+          entry,
+          mode,
+          kubeconfig: up.kubeconfig,
+          stateDir: `${bench.workDir}/state`,
+          otlp: bench.env.otlpLive,
+        }),
+      ],
+      {
+        env: { ...bench.env.env, ...extraEnv },
+        execArgv: ['--expose-gc', ...flags],
+        stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+        serialization: 'advanced',
+      },
+    );
     const h = new Host(child);
     let out = '';
     const kcPath = await new Promise<string>((resolve, reject) => {
@@ -223,15 +283,43 @@ async function driver(): Promise<void> {
       child.once('exit', (c) => reject(new Error(`host exited ${c}`)));
     });
     const t = kubetrailTarget(mode, kcPath, up);
-    console.log(`# entry=${entry} mode=${mode} proto=${proto} flags=${flags.join(' ')} env=${JSON.stringify(extraEnv)} pid=${child.pid}`);
-    console.log(['label', 'rss', 'hwm', 'anon', 'file', 'heapTot', 'heapUsed', 'newSp', 'oldUsed', 'code', 'lo', 'ext', 'ab', 'malloc', 'handles'].join('\t'));
+    console.log(
+      `# entry=${entry} mode=${mode} proto=${proto} flags=${flags.join(' ')} env=${JSON.stringify(extraEnv)} pid=${child.pid}`,
+    );
+    console.log(
+      [
+        'label',
+        'rss',
+        'hwm',
+        'anon',
+        'file',
+        'heapTot',
+        'heapUsed',
+        'newSp',
+        'oldUsed',
+        'code',
+        'lo',
+        'ext',
+        'ab',
+        'malloc',
+        'handles',
+      ].join('\t'),
+    );
     await sleep(1500);
     results.push(line('idle', await h.mem()));
     results.push(line('idle+gc', await h.mem(true)));
     // One request so every lazily loaded module and the upstream agent exist before the baseline.
     const client = createClient(t, proto, Infinity);
-    const kubectlHeaders = (): Record<string, string> => ({ Accept: 'application/json', 'User-Agent': 'kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0', 'Kubectl-Command': 'kubectl get', 'Kubectl-Session': randomUUID() });
-    const get = async (path: string, headers: Record<string, string> = {}): Promise<{ status: number; bytes: number; ms: number }> => {
+    const kubectlHeaders = (): Record<string, string> => ({
+      Accept: 'application/json',
+      'User-Agent': 'kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0',
+      'Kubectl-Command': 'kubectl get',
+      'Kubectl-Session': randomUUID(),
+    });
+    const get = async (
+      path: string,
+      headers: Record<string, string> = {},
+    ): Promise<{ status: number; bytes: number; ms: number }> => {
       const r = await client.request(path, { ...kubectlHeaders(), ...headers }).done;
       return { status: r.status, bytes: r.bytes, ms: r.ttlbMs };
     };
@@ -265,13 +353,17 @@ async function driver(): Promise<void> {
     let received = 0;
     const openOne = (): Promise<void> =>
       new Promise((resolve) => {
-        const req = client.request('/api/v1/namespaces/default/pods?watch=1&resourceVersion=1', kubectlHeaders(), (_status, res) => {
-          open.add(res);
-          res.on('data', (c: Buffer) => (received += c.length));
-          res.on('error', () => undefined);
-          res.on('close', () => open.delete(res));
-          resolve();
-        });
+        const req = client.request(
+          '/api/v1/namespaces/default/pods?watch=1&resourceVersion=1',
+          kubectlHeaders(),
+          (_status, res) => {
+            open.add(res);
+            res.on('data', (c: Buffer) => (received += c.length));
+            res.on('error', () => undefined);
+            res.on('close', () => open.delete(res));
+            resolve();
+          },
+        );
         req.done.catch(() => resolve());
       });
     let opened = 0;
@@ -301,12 +393,17 @@ async function driver(): Promise<void> {
         trim(child.pid ?? 0);
         results.push(line(`w${n}+gc+trim`, await h.mem()));
       }
-      if (snapshots && n === steps[steps.length - 1]) await h.ask({ type: 'snapshot', path: `${snapshots}/w${n}.heapsnapshot` } as HostIn);
+      if (snapshots && n === steps[steps.length - 1])
+        await h.ask({ type: 'snapshot', path: `${snapshots}/w${n}.heapsnapshot` } as HostIn);
     }
     if (events && opened > 0) {
       const [rate = '1000', ms = '10000'] = events.split(':');
       const cpu0 = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ');
-      const e = standIn.proc.call({ type: 'emit', rate: Number(rate), durationMs: Number(ms) }, 'emitted', Number(ms) + 30_000);
+      const e = standIn.proc.call(
+        { type: 'emit', rate: Number(rate), durationMs: Number(ms) },
+        'emitted',
+        Number(ms) + 30_000,
+      );
       let maxRss = 0;
       const poll = setInterval(() => {
         try {
@@ -321,7 +418,9 @@ async function driver(): Promise<void> {
       clearInterval(poll);
       const cpu1 = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ');
       const cpuMs = ((Number(cpu1?.[11]) + Number(cpu1?.[12]) - Number(cpu0?.[11]) - Number(cpu0?.[12])) * 1000) / 100;
-      console.log(`# events: sent ${sent.sent} to ${sent.watches} watches; client got ${MB(received)} MB; max sampled RSS ${MB(maxRss)} MB; proxy CPU ${cpuMs.toFixed(0)} ms`);
+      console.log(
+        `# events: sent ${sent.sent} to ${sent.watches} watches; client got ${MB(received)} MB; max sampled RSS ${MB(maxRss)} MB; proxy CPU ${cpuMs.toFixed(0)} ms`,
+      );
       results.push(line('events-end', await h.mem()));
       results.push(line('events-end+gc', await h.mem(true)));
       if (snapshots) await h.ask({ type: 'snapshot', path: `${snapshots}/w${opened}-events.heapsnapshot` } as HostIn);
@@ -339,7 +438,8 @@ async function driver(): Promise<void> {
       }
     }
     const json = opt('json', '');
-    if (json) (await import('node:fs')).writeFileSync(json, JSON.stringify({ entry, mode, flags, extraEnv, results }, null, 1));
+    if (json)
+      (await import('node:fs')).writeFileSync(json, JSON.stringify({ entry, mode, flags, extraEnv, results }, null, 1));
     if (process.argv.includes('--hold')) {
       console.log(`# holding; host pid ${child.pid}; Ctrl-C to stop`);
       await new Promise((r) => process.once('SIGINT', r));

@@ -3,7 +3,17 @@
  * is bounded in count and time, and memory peaks are read from a fresh proxy process per measurement.
  */
 import type { Forked } from './child.ts';
-import { distFresh, KUBETRAIL_DIST, KUBETRAIL_SRC, PATH_LABELS, startPath, type BenchEnv, type PathKind, type RunningPath, type UpstreamSpec } from './paths.ts';
+import {
+  distFresh,
+  KUBETRAIL_DIST,
+  KUBETRAIL_SRC,
+  PATH_LABELS,
+  startPath,
+  type BenchEnv,
+  type PathKind,
+  type RunningPath,
+  type UpstreamSpec,
+} from './paths.ts';
 import { cpuMsAll, peakRssBytes, rssBytes } from './proc.ts';
 import { median, summarize, type Summary } from './stats.ts';
 import type { ConnCounts, Encoding, Job, JobResult, Proto } from './target.ts';
@@ -32,11 +42,17 @@ export function connDelta(a: ConnCounts, b: ConnCounts): ConnCounts {
 }
 
 /** Runs `job`, and says how many connections it opened on each leg. */
-async function measured<T>(ctx: Ctx, job: () => Promise<T & { conns: ConnCounts }>): Promise<{ res: T & { conns: ConnCounts }; conns: Conns }> {
+async function measured<T>(
+  ctx: Ctx,
+  job: () => Promise<T & { conns: ConnCounts }>,
+): Promise<{ res: T & { conns: ConnCounts }; conns: Conns }> {
   const before = await ctx.upstreamConns?.();
   const res = await job();
   const after = await ctx.upstreamConns?.();
-  return { res, conns: { client: res.conns, ...(before && after ? { upstream: connDelta(before.accepted, after.accepted) } : {}) } };
+  return {
+    res,
+    conns: { client: res.conns, ...(before && after ? { upstream: connDelta(before.accepted, after.accepted) } : {}) },
+  };
 }
 
 /**
@@ -51,7 +67,10 @@ export interface Leg {
 
 /** The HTTP/1.1 leg of every path, and an h2 leg for those in `h2Kinds` whose listener offers h2. */
 export function legsOf(paths: readonly RunningPath[], h2Kinds: readonly PathKind[]): Leg[] {
-  return paths.flatMap((p) => [{ path: p, proto: 'h1' as const }, ...(p.target.h2 && h2Kinds.includes(p.kind) ? [{ path: p, proto: 'h2' as const }] : [])]);
+  return paths.flatMap((p) => [
+    { path: p, proto: 'h1' as const },
+    ...(p.target.h2 && h2Kinds.includes(p.kind) ? [{ path: p, proto: 'h2' as const }] : []),
+  ]);
 }
 
 const legKey = (kind: PathKind, proto: Proto): string => `${kind}\0${proto}`;
@@ -93,8 +112,15 @@ export interface LatencyResult {
   error?: string;
 }
 
-export async function w1Latency(ctx: Ctx, legs: readonly Leg[], o: { path: string; rounds: number; perRound: number; warmup: number }): Promise<LatencyResult[]> {
-  const acc = new Map<string, { samples: number[]; rounds: number[]; conns: Conns[]; errors: number; first?: string }>();
+export async function w1Latency(
+  ctx: Ctx,
+  legs: readonly Leg[],
+  o: { path: string; rounds: number; perRound: number; warmup: number },
+): Promise<LatencyResult[]> {
+  const acc = new Map<
+    string,
+    { samples: number[]; rounds: number[]; conns: Conns[]; errors: number; first?: string }
+  >();
   const slot = (l: Leg): { samples: number[]; rounds: number[]; conns: Conns[]; errors: number; first?: string } => {
     const k = legKey(l.path.kind, l.proto);
     const a = acc.get(k) ?? { samples: [], rounds: [], conns: [], errors: 0 };
@@ -102,10 +128,19 @@ export async function w1Latency(ctx: Ctx, legs: readonly Leg[], o: { path: strin
     return a;
   };
   // Warm every leg (JIT in the load generator and the proxies, connections, TLS sessions).
-  for (const l of legs) await ctx.lg.call({ type: 'latency', target: l.path.target, proto: l.proto, path: o.path, count: 0, warmup: o.warmup }, 'latency');
+  for (const l of legs)
+    await ctx.lg.call(
+      { type: 'latency', target: l.path.target, proto: l.proto, path: o.path, count: 0, warmup: o.warmup },
+      'latency',
+    );
   for (let r = 0; r < o.rounds; r++) {
     for (const l of rotation(legs, r)) {
-      const { res, conns } = await measured(ctx, () => ctx.lg.call({ type: 'latency', target: l.path.target, proto: l.proto, path: o.path, count: o.perRound, warmup: 20 }, 'latency'));
+      const { res, conns } = await measured(ctx, () =>
+        ctx.lg.call(
+          { type: 'latency', target: l.path.target, proto: l.proto, path: o.path, count: o.perRound, warmup: 20 },
+          'latency',
+        ),
+      );
       const a = slot(l);
       a.samples.push(...res.samples);
       a.rounds.push(median(res.samples));
@@ -116,7 +151,15 @@ export async function w1Latency(ctx: Ctx, legs: readonly Leg[], o: { path: strin
   }
   return legs.map((l) => {
     const a = slot(l);
-    return { path: l.path.kind, proto: l.proto, conns: a.conns, summary: summarize(a.samples), roundP50: a.rounds, errors: a.errors, error: a.first };
+    return {
+      path: l.path.kind,
+      proto: l.proto,
+      conns: a.conns,
+      summary: summarize(a.samples),
+      roundP50: a.rounds,
+      errors: a.errors,
+      error: a.first,
+    };
   });
 }
 
@@ -137,7 +180,11 @@ export interface ThroughputResult {
   error?: string;
 }
 
-export async function w2Throughput(ctx: Ctx, legs: readonly Leg[], o: { path: string; rounds: number; concurrency: number; warmupMs: number; durationMs: number }): Promise<ThroughputResult[]> {
+export async function w2Throughput(
+  ctx: Ctx,
+  legs: readonly Leg[],
+  o: { path: string; rounds: number; concurrency: number; warmupMs: number; durationMs: number },
+): Promise<ThroughputResult[]> {
   type Acc = { rps: number[]; cpu: number[]; lat: number[]; conns: Conns[]; errors: number; first?: string };
   const acc = new Map<string, Acc>();
   const slot = (l: Leg): Acc => {
@@ -153,7 +200,15 @@ export async function w2Throughput(ctx: Ctx, legs: readonly Leg[], o: { path: st
       let cpu1 = 0;
       const { res, conns } = await measured(ctx, () =>
         ctx.lg.call(
-          { type: 'throughput', target: p.target, proto: l.proto, path: o.path, concurrency: o.concurrency, warmupMs: o.warmupMs, durationMs: o.durationMs },
+          {
+            type: 'throughput',
+            target: p.target,
+            proto: l.proto,
+            path: o.path,
+            concurrency: o.concurrency,
+            warmupMs: o.warmupMs,
+            durationMs: o.durationMs,
+          },
           'throughput',
           o.warmupMs + o.durationMs + 60_000,
           (m) => {
@@ -220,9 +275,25 @@ export async function w3Large(
   ctx: Ctx,
   up: UpstreamSpec,
   kinds: readonly PathKind[],
-  o: { items: number; listPath: string; encodings: readonly Encoding[]; rounds: number; requests: number; slow?: readonly PathKind[]; h2Kinds?: readonly PathKind[] },
+  o: {
+    items: number;
+    listPath: string;
+    encodings: readonly Encoding[];
+    rounds: number;
+    requests: number;
+    slow?: readonly PathKind[];
+    h2Kinds?: readonly PathKind[];
+  },
 ): Promise<LargeResult[]> {
-  type Acc = { ttlb: number[]; ttfb: number[]; bytes: number; idle: number[]; peak: number[]; conns: Conns[]; error?: string };
+  type Acc = {
+    ttlb: number[];
+    ttfb: number[];
+    bytes: number;
+    idle: number[];
+    peak: number[];
+    conns: Conns[];
+    error?: string;
+  };
   const acc = new Map<string, Acc>();
   const protosOf = (kind: PathKind): Proto[] => (o.h2Kinds?.includes(kind) ? ['h1', 'h2'] : ['h1']);
   for (let r = 0; r < o.rounds; r++) {
@@ -241,7 +312,13 @@ export async function w3Large(
             p = await startPath(kind, ctx.env, up);
             const target = p.target;
             if (p.pids().length > 0) a.idle.push(rssBytes(p.pids()));
-            const { res, conns } = await measured(ctx, () => ctx.lg.call({ type: 'large', target, proto, path: o.listPath, encoding, count: slow ? 1 : o.requests }, 'large', slow ? SLOW_LARGE_TIMEOUT_MS : 600_000));
+            const { res, conns } = await measured(ctx, () =>
+              ctx.lg.call(
+                { type: 'large', target, proto, path: o.listPath, encoding, count: slow ? 1 : o.requests },
+                'large',
+                slow ? SLOW_LARGE_TIMEOUT_MS : 600_000,
+              ),
+            );
             if (res.firstError) throw new Error(res.firstError);
             for (const run of res.runs) {
               a.ttlb.push(run.ttlbMs);
@@ -319,7 +396,18 @@ export async function w4Watches(
   const out: WatchResult[] = [];
   for (const kind of kinds) {
     let p: RunningPath | undefined;
-    const res: WatchResult = { path: kind, watches: o.n, opened: 0, openMs: 0, idleRss: undefined, openRss: undefined, peakRss: undefined, latencyUs: summarize([]), events: 0, sent: 0 };
+    const res: WatchResult = {
+      path: kind,
+      watches: o.n,
+      opened: 0,
+      openMs: 0,
+      idleRss: undefined,
+      openRss: undefined,
+      peakRss: undefined,
+      latencyUs: summarize([]),
+      events: 0,
+      sent: 0,
+    };
     try {
       p = await startPath(kind, ctx.env, up, { stream: true });
       if (p.pids().length > 0) res.idleRss = rssBytes(p.pids());
@@ -328,16 +416,24 @@ export async function w4Watches(
       res.proto = proto;
       const before = await ctx.upstreamConns?.();
       const t0 = performance.now();
-      const ready = await ctx.lg.call({ type: 'watch', target: p.target, proto, path: o.watchPath, n: o.n, openConcurrency: 50, timeoutMs: 60_000 }, 'watch-ready', 90_000);
+      const ready = await ctx.lg.call(
+        { type: 'watch', target: p.target, proto, path: o.watchPath, n: o.n, openConcurrency: 50, timeoutMs: 60_000 },
+        'watch-ready',
+        90_000,
+      );
       // Open means: the upstream holds the watch (bounded wait).
       const deadline = performance.now() + 60_000;
       let held = 0;
-      while ((held = await upstream.watches()) < ready.opened && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while ((held = await upstream.watches()) < ready.opened && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
       res.opened = held;
       res.openMs = performance.now() - t0;
       const after = await ctx.upstreamConns?.();
       // Accepted while the watches opened (the open counts still hold closing connections of earlier paths).
-      res.conns = { client: ready.conns, ...(before && after ? { upstream: connDelta(before.accepted, after.accepted) } : {}) };
+      res.conns = {
+        client: ready.conns,
+        ...(before && after ? { upstream: connDelta(before.accepted, after.accepted) } : {}),
+      };
       if (p.pids().length > 0) res.openRss = rssBytes(p.pids());
       res.sent = await upstream.emit(o.rate, o.durationMs);
       // Let the last events arrive.
@@ -347,7 +443,8 @@ export async function w4Watches(
       res.latencyUs = summarize(done.latenciesUs);
       res.events = done.events;
       const failed = ready.failed + done.failed;
-      if (held < o.n || failed > 0) res.error = `${o.n - held} of ${o.n} watches not held by the upstream; ${failed} failed (${done.firstError ?? ready.firstError ?? 'timeout'})`;
+      if (held < o.n || failed > 0)
+        res.error = `${o.n - held} of ${o.n} watches not held by the upstream; ${failed} failed (${done.firstError ?? ready.firstError ?? 'timeout'})`;
       if (res.error) ctx.log(`  ${PATH_LABELS[kind]}: ${res.error}`);
     } catch (err) {
       res.error = String(err);
@@ -383,28 +480,66 @@ export interface StartMemResult {
  * HTTP/1.1 (one connection each), then one large list (identity), then VmHWM. What a user sees in `ps`
  * after a busy minute, with and without the background kubetrail's Node flags.
  */
-export async function startMemory(ctx: Ctx, up: UpstreamSpec, o: { runs: number; concurrency: number; burstMs: number; smallPath: string; listPath: string }): Promise<StartMemResult[]> {
+export async function startMemory(
+  ctx: Ctx,
+  up: UpstreamSpec,
+  o: { runs: number; concurrency: number; burstMs: number; smallPath: string; listPath: string },
+): Promise<StartMemResult[]> {
   const out: StartMemResult[] = [];
   const dist = distFresh();
-  if (!dist) ctx.log('  start memory: dist/ is missing or older than src/ (run `npm run build`): measured from src/ only');
+  if (!dist)
+    ctx.log('  start memory: dist/ is missing or older than src/ (run `npm run build`): measured from src/ only');
   const variants: { variant: 'user' | 'flags'; entry: 'dist' | 'src' }[] = [
-    ...(dist ? [{ variant: 'user' as const, entry: 'dist' as const }, { variant: 'flags' as const, entry: 'dist' as const }] : []),
+    ...(dist
+      ? [
+          { variant: 'user' as const, entry: 'dist' as const },
+          { variant: 'flags' as const, entry: 'dist' as const },
+        ]
+      : []),
     { variant: 'user', entry: 'src' },
     { variant: 'flags', entry: 'src' },
   ];
   for (const { variant, entry } of variants) {
-    const r: StartMemResult = { variant, entry, concurrency: o.concurrency, listBytes: 0, idleRss: undefined, burstPeak: undefined, peakRss: undefined, peakRuns: [] };
+    const r: StartMemResult = {
+      variant,
+      entry,
+      concurrency: o.concurrency,
+      listBytes: 0,
+      idleRss: undefined,
+      burstPeak: undefined,
+      peakRss: undefined,
+      peakRuns: [],
+    };
     const idle: number[] = [];
     const burst: number[] = [];
     for (let i = 0; i < o.runs; i++) {
       let p: RunningPath | undefined;
       try {
-        p = await startPath('kubetrail', ctx.env, up, { userFlags: variant === 'user', bin: entry === 'dist' ? KUBETRAIL_DIST : KUBETRAIL_SRC });
+        p = await startPath('kubetrail', ctx.env, up, {
+          userFlags: variant === 'user',
+          bin: entry === 'dist' ? KUBETRAIL_DIST : KUBETRAIL_SRC,
+        });
         idle.push(rssBytes(p.pids()));
-        const b = await ctx.lg.call({ type: 'throughput', target: p.target, proto: 'h1', path: o.smallPath, concurrency: o.concurrency, warmupMs: 0, durationMs: o.burstMs }, 'throughput', o.burstMs + 60_000);
+        const b = await ctx.lg.call(
+          {
+            type: 'throughput',
+            target: p.target,
+            proto: 'h1',
+            path: o.smallPath,
+            concurrency: o.concurrency,
+            warmupMs: 0,
+            durationMs: o.burstMs,
+          },
+          'throughput',
+          o.burstMs + 60_000,
+        );
         if (b.firstError) throw new Error(b.firstError);
         burst.push(peakRssBytes(p.pids()));
-        const l = await ctx.lg.call({ type: 'large', target: p.target, proto: 'h1', path: o.listPath, encoding: 'identity', count: 1 }, 'large', 300_000);
+        const l = await ctx.lg.call(
+          { type: 'large', target: p.target, proto: 'h1', path: o.listPath, encoding: 'identity', count: 1 },
+          'large',
+          300_000,
+        );
         if (l.firstError) throw new Error(l.firstError);
         r.listBytes = l.runs[0]?.bytes ?? 0;
         r.peakRuns.push(peakRssBytes(p.pids()));

@@ -48,7 +48,12 @@ export interface Elsewhere {
  * The kubetrail state recorded for host:port by a state dir other than `stateDir`, if any (its process is
  * not checked here: see client.ts owned).
  */
-export function recordedElsewhere(env: NodeJS.ProcessEnv, stateDir: string, host: string, port: number): Elsewhere | undefined {
+export function recordedElsewhere(
+  env: NodeJS.ProcessEnv,
+  stateDir: string,
+  host: string,
+  port: number,
+): Elsewhere | undefined {
   const key = backgroundPaths(stateDir, host, port).key;
   let other: string;
   try {

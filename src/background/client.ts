@@ -14,7 +14,16 @@ import { readPrivateText, removeQuietly } from '../fs/private.ts';
 import { recordedElsewhere, type Elsewhere } from './addresses.ts';
 import { backgroundPaths } from './paths.ts';
 import { sameProcess } from './process.ts';
-import { CONTROL_PREFIX, statusBody, toHttp, toLine, TOKEN_HEADER, type Busy, type ControlAnswer, type ControlMessage } from './protocol.ts';
+import {
+  CONTROL_PREFIX,
+  statusBody,
+  toHttp,
+  toLine,
+  TOKEN_HEADER,
+  type Busy,
+  type ControlAnswer,
+  type ControlMessage,
+} from './protocol.ts';
 import { readState, sameInstance, type BackgroundState } from './state.ts';
 import { readToken } from './token.ts';
 
@@ -29,7 +38,13 @@ function sleep(ms: number): Promise<void> {
  * A control call to the kubetrail at host:port over HTTPS, verified against this state dir's local CA before
  * the token is sent.
  */
-export async function controlCall(stateDir: string, host: string, port: number, msg: ControlMessage, timeoutMs = 5000): Promise<ControlAnswer> {
+export async function controlCall(
+  stateDir: string,
+  host: string,
+  port: number,
+  msg: ControlMessage,
+  timeoutMs = 5000,
+): Promise<ControlAnswer> {
   const token = readToken(backgroundPaths(stateDir, host, port).token);
   if (!token) throw new Error('no control token in the state dir');
   const ca = readPrivateText(join(stateDir, 'ca.crt'));
@@ -37,20 +52,33 @@ export async function controlCall(stateDir: string, host: string, port: number, 
   const { method, subpath } = toHttp(msg);
   const { request } = await import('node:https');
   return new Promise((resolve, reject) => {
-    const req = request({ host, port, method, path: `${CONTROL_PREFIX}${subpath}`, ca, servername: 'localhost', agent: false, headers: { [TOKEN_HEADER]: token }, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-      res.on('error', reject);
-    });
+    const req = request(
+      {
+        host,
+        port,
+        method,
+        path: `${CONTROL_PREFIX}${subpath}`,
+        ca,
+        servername: 'localhost',
+        agent: false,
+        headers: { [TOKEN_HEADER]: token },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let body: unknown;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            body = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();
@@ -75,7 +103,9 @@ function socketCall(path: string, token: string, msg: ControlMessage, timeoutMs:
     s.on('data', (c: string) => (buf += c));
     s.on('error', (err) => {
       clearTimeout(timer);
-      reject(connected || err.message.startsWith('no answer') ? err : new NotConnected(describeError(err), { cause: err }));
+      reject(
+        connected || err.message.startsWith('no answer') ? err : new NotConnected(describeError(err), { cause: err }),
+      );
     });
     s.on('end', () => {
       clearTimeout(timer);
@@ -93,7 +123,12 @@ function socketCall(path: string, token: string, msg: ControlMessage, timeoutMs:
  * only when the socket cannot be connected to (a kubetrail that does not answer on its socket in time is
  * hung: asking it again over HTTPS would only double the wait).
  */
-export async function call(stateDir: string, st: BackgroundState, msg: ControlMessage, timeoutMs: number): Promise<ControlAnswer> {
+export async function call(
+  stateDir: string,
+  st: BackgroundState,
+  msg: ControlMessage,
+  timeoutMs: number,
+): Promise<ControlAnswer> {
   const until = Date.now() + timeoutMs;
   const token = readToken(backgroundPaths(stateDir, st.host, st.port).token);
   if (st.socket && token) {
@@ -127,7 +162,12 @@ export async function answers(stateDir: string, st: BackgroundState, timeoutMs =
 }
 
 /** The kubetrail another state dir recorded on host:port (addresses.ts), if it is still that kubetrail. */
-export async function ownedElsewhere(stateDir: string, host: string, port: number, env: NodeJS.ProcessEnv = process.env): Promise<Elsewhere | undefined> {
+export async function ownedElsewhere(
+  stateDir: string,
+  host: string,
+  port: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Elsewhere | undefined> {
   const other = recordedElsewhere(env, stateDir, host, port);
   return other && (await owned(other.stateDir, other.state)) ? other : undefined;
 }
@@ -157,7 +197,8 @@ export async function stopBackground(stateDir: string, st: BackgroundState, ifId
   try {
     const r = await call(stateDir, st, { op: 'stop', ifIdle }, 2000);
     const b = r.body as { busy?: unknown; open?: unknown; wrappers?: unknown } | undefined;
-    if (r.status === 409 && b?.busy === true) return { stopped: false, busy: { open: Number(b.open) || 0, wrappers: Number(b.wrappers) || 0 } };
+    if (r.status === 409 && b?.busy === true)
+      return { stopped: false, busy: { open: Number(b.open) || 0, wrappers: Number(b.wrappers) || 0 } };
   } catch {
     // not answering: signal it
   }
@@ -176,7 +217,11 @@ export async function stopBackground(stateDir: string, st: BackgroundState, ifId
  * with requests in flight or wrapped commands alive is left serving (a `kubectl get -w` in another terminal
  * would be cut), and `busy` says what it serves. `kubetrail stop` is how the user stops it anyway.
  */
-export async function stopBackgroundOn(stateDir: string, host: string, port: number): Promise<{ stopped: boolean; busy?: Busy }> {
+export async function stopBackgroundOn(
+  stateDir: string,
+  host: string,
+  port: number,
+): Promise<{ stopped: boolean; busy?: Busy }> {
   const paths = backgroundPaths(stateDir, host, port);
   const st = readState(paths.state);
   if (!st || st.kind !== 'linger') return { stopped: false };

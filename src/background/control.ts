@@ -12,7 +12,17 @@ import { describeError } from '../errors.ts';
 import { removeQuietly } from '../fs/private.ts';
 import type { ControlHandler } from '../proxy/control.ts';
 import type { Instrumentation } from '../cli/telemetry-setup.ts';
-import { answerLine, FINISH_WAIT_MS, fromHttp, fromLine, TOKEN_HEADER, type Busy, type ControlAnswer, type ControlMessage, type StatusBody } from './protocol.ts';
+import {
+  answerLine,
+  FINISH_WAIT_MS,
+  fromHttp,
+  fromLine,
+  TOKEN_HEADER,
+  type Busy,
+  type ControlAnswer,
+  type ControlMessage,
+  type StatusBody,
+} from './protocol.ts';
 import { tokenMatches } from './token.ts';
 
 /** Who answers: what a status call reports besides its pid and load. */
@@ -92,7 +102,11 @@ export async function control(d: ControlDeps, msg: ControlMessage, method: strin
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }
 
@@ -117,7 +131,11 @@ export function controlHandler(d: ControlDeps): ControlHandler {
  * command uses it after kubectl exits because it costs no TLS (a first TLS connection costs a Node process
  * ~15 ms); the directory's 0700 means only this user can connect, and the token is checked all the same.
  */
-export async function listenControlSocket(path: string, d: ControlDeps, log: (line: string) => void): Promise<Server | undefined> {
+export async function listenControlSocket(
+  path: string,
+  d: ControlDeps,
+  log: (line: string) => void,
+): Promise<Server | undefined> {
   // A socket path is limited to ~100 bytes; beyond it wrappers use the HTTPS control path.
   if (Buffer.byteLength(path) > 100) return undefined;
   removeQuietly(path);

@@ -29,7 +29,11 @@ import { ensureToken } from './token.ts';
  * that refuses connections is known before any export fails: the first wrapped command is told, as it is
  * in-process; the exporter's own first-failure line is then not repeated.
  */
-export function warningRelay(config: Config, env: NodeJS.ProcessEnv, log: (line: string) => void): { warn: (line: string) => void; take: () => Promise<string[]> } {
+export function warningRelay(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+): { warn: (line: string) => void; take: () => Promise<string[]> } {
   const pending: string[] = [];
   let exportWarned = false;
   const warn = (line: string): void => {
@@ -43,7 +47,10 @@ export function warningRelay(config: Config, env: NodeJS.ProcessEnv, log: (line:
   const probe = disabled
     ? Promise.resolve()
     : refusesConnections(config.otlpEndpoint).then((refused) => {
-        if (refused) warn(`kubetrail: cannot export traces to ${redactUrl(config.otlpEndpoint)} (connection refused); traces are dropped, kubectl is unaffected`);
+        if (refused)
+          warn(
+            `kubetrail: cannot export traces to ${redactUrl(config.otlpEndpoint)} (connection refused); traces are dropped, kubectl is unaffected`,
+          );
       });
   return {
     warn,
@@ -58,7 +65,12 @@ export function warningRelay(config: Config, env: NodeJS.ProcessEnv, log: (line:
  * Counts requests in flight and remembers the last activity: the idle clock. Knows which wrapped commands
  * (tags) have requests open, so a stop can tell them their streams were cut.
  */
-export function activityObserver(): StageObserver & { open(): number; openTags(): string[]; last(): number; touch(): void } {
+export function activityObserver(): StageObserver & {
+  open(): number;
+  openTags(): string[];
+  last(): number;
+  touch(): void;
+} {
   const inFlight = new Map<string, string | undefined>();
   let last = Date.now();
   return {
@@ -133,7 +145,11 @@ export async function runBackground(): Promise<number> {
   const telemetryEnv = { ...env, OTEL_BSP_SCHEDULE_DELAY: env.OTEL_BSP_SCHEDULE_DELAY ?? '50' };
   // Idle does not end a tagged command whose wrapper is still running (kubectl waiting in an editor, say).
   const tagAlive = tagAliveIn(paths.commands, paths.key);
-  const telemetry = instrument({ ...config, quiet: true }, 'start', telemetryEnv, { warn: warnings.warn, observers: [activity], tagAlive });
+  const telemetry = instrument({ ...config, quiet: true }, 'start', telemetryEnv, {
+    warn: warnings.warn,
+    observers: [activity],
+    tagAlive,
+  });
   let stopRequested: (why: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   const startedAt = Date.now();
@@ -141,11 +157,22 @@ export async function runBackground(): Promise<number> {
   const busy = (): Busy => ({ open: activity.open(), wrappers: liveWrappers(paths.commands, paths.key) });
   const deps: ControlDeps = {
     token,
-    identity: { instance, fingerprint: fp, telemetryKey: telemetryKey(config, env), routeIds: [...prepared.routes.clusters.keys()], lingerMs: linger, startedAt },
+    identity: {
+      instance,
+      fingerprint: fp,
+      telemetryKey: telemetryKey(config, env),
+      routeIds: [...prepared.routes.clusters.keys()],
+      lingerMs: linger,
+      startedAt,
+    },
     busy,
     finisher: telemetry,
     takeWarnings: warnings.take,
-    lingering: { touch: () => activity.touch(), withdraw: () => withdraw(), stop: () => stopRequested('stop requested') },
+    lingering: {
+      touch: () => activity.touch(),
+      withdraw: () => withdraw(),
+      stop: () => stopRequested('stop requested'),
+    },
   };
   let proxy: RunningProxy;
   try {
@@ -162,7 +189,11 @@ export async function runBackground(): Promise<number> {
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    report({ ok: false, code: code === 'EADDRINUSE' ? 'EADDRINUSE' : 'KT_ERR_LISTEN', message: `--listen ${config.listen}: ${describeError(err)}` });
+    report({
+      ok: false,
+      code: code === 'EADDRINUSE' ? 'EADDRINUSE' : 'KT_ERR_LISTEN',
+      message: `--listen ${config.listen}: ${describeError(err)}`,
+    });
     return 2;
   }
   let state: BackgroundState | undefined;
@@ -188,14 +219,29 @@ export async function runBackground(): Promise<number> {
   ensurePrivateDir(paths.dir);
   const socket = await listenControlSocket(paths.socket, deps, log);
   try {
-    state = publish({ kind: 'linger', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: linger, log: paths.log, socket: socket ? paths.socket : undefined, instance, before });
+    state = publish({
+      kind: 'linger',
+      config,
+      env,
+      prepared,
+      proxy,
+      paths,
+      fingerprint: fp,
+      lingerMs: linger,
+      log: paths.log,
+      socket: socket ? paths.socket : undefined,
+      instance,
+      before,
+    });
   } catch (err) {
     socket?.close();
     await proxy.close();
     report({ ok: false, code: isKtError(err) ? err.code : 'KT_ERR_STATE_DIR', message: describeError(err) });
     return 2;
   }
-  log(`serving ${listenUrl(prepared.listen)} for ${prepared.routes.clusters.size} cluster(s); exits after ${config.linger} idle`);
+  log(
+    `serving ${listenUrl(prepared.listen)} for ${prepared.routes.clusters.size} cluster(s); exits after ${config.linger} idle`,
+  );
   report({ ok: true, pid: process.pid, port: state.port });
 
   // The idle clock, and a check that this process is still the one wrapped commands find.

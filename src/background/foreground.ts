@@ -27,7 +27,12 @@ export interface ForegroundControl {
 }
 
 /** For `kubetrail start`: undefined when the state dir has no control token to give (nothing is published). */
-export function foregroundControl(config: Config, env: NodeJS.ProcessEnv, routeIds: string[], finisher: Finisher): ForegroundControl | undefined {
+export function foregroundControl(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  routeIds: string[],
+  finisher: Finisher,
+): ForegroundControl | undefined {
   let paths: BackgroundPaths | undefined;
   let socket: Server | undefined;
   let state: BackgroundState | undefined;
@@ -41,7 +46,14 @@ export function foregroundControl(config: Config, env: NodeJS.ProcessEnv, routeI
   const instance = randomTag();
   const deps: ControlDeps = {
     token,
-    identity: { instance, fingerprint: fp, telemetryKey: telemetryKey(config, env), routeIds, lingerMs: 0, startedAt: Date.now() },
+    identity: {
+      instance,
+      fingerprint: fp,
+      telemetryKey: telemetryKey(config, env),
+      routeIds,
+      lingerMs: 0,
+      startedAt: Date.now(),
+    },
     // Never stopped by a wrapper, so only reported (status); its requests are in its own log.
     busy: () => ({ open: 0, wrappers: paths ? liveWrappers(paths.commands, paths.key) : 0 }),
     finisher,
@@ -54,7 +66,19 @@ export function foregroundControl(config: Config, env: NodeJS.ProcessEnv, routeI
       try {
         ensurePrivateDir(paths.dir);
         socket = await listenControlSocket(paths.socket, deps, errLine);
-        state = publish({ kind: 'start', config, env, prepared, proxy, paths, fingerprint: fp, lingerMs: 0, log: undefined, socket: socket ? paths.socket : undefined, instance });
+        state = publish({
+          kind: 'start',
+          config,
+          env,
+          prepared,
+          proxy,
+          paths,
+          fingerprint: fp,
+          lingerMs: 0,
+          log: undefined,
+          socket: socket ? paths.socket : undefined,
+          instance,
+        });
       } catch (err) {
         errLine(`kubetrail: wrapped commands will not find this kubetrail: ${describeError(err)}`);
       }

@@ -25,7 +25,11 @@ export const START_WAIT_MS = 30_000;
 export type Started = { ok: true; state: BackgroundState } | { ok: false; code: string; message: string };
 
 /** Start the background kubetrail (this wrapper holds the lock) and wait until it serves or fails. */
-export async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, paths: BackgroundPaths): Promise<Started> {
+export async function spawnBackground(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  paths: BackgroundPaths,
+): Promise<Started> {
   privateDir(paths.stateDir, paths.dir);
   let size = 0;
   try {
@@ -74,5 +78,9 @@ export async function spawnBackground(config: Config, env: NodeJS.ProcessEnv, pa
     return { ok: false, code: 'GONE', message: 'it wrote no state file' };
   }
   if (answer === undefined && child.pid !== undefined && pidAlive(child.pid)) process.kill(child.pid, 'SIGTERM');
-  return { ok: false, code: answer?.code ?? 'GONE', message: answer?.message ?? `it exited without saying why (see ${paths.log})` };
+  return {
+    ok: false,
+    code: answer?.code ?? 'GONE',
+    message: answer?.message ?? `it exited without saying why (see ${paths.log})`,
+  };
 }

@@ -16,7 +16,10 @@ function procStat(pid: number): string[] | undefined {
     return undefined;
   }
   // The command name may hold spaces and parentheses: the fields start after its last ')'.
-  return text.slice(text.lastIndexOf(')') + 1).trim().split(' ');
+  return text
+    .slice(text.lastIndexOf(')') + 1)
+    .trim()
+    .split(' ');
 }
 
 export function pidAlive(pid: number): boolean {

@@ -48,7 +48,9 @@ export interface Busy {
 export function validLife(l: unknown): KubectlLife | undefined {
   const o = l as Partial<KubectlLife> | undefined;
   const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-  return o && ok(o.spawnedAt) && ok(o.exitedAt) && ok(o.exitCode) && o.exitedAt >= o.spawnedAt ? { spawnedAt: o.spawnedAt, exitedAt: o.exitedAt, exitCode: o.exitCode } : undefined;
+  return o && ok(o.spawnedAt) && ok(o.exitedAt) && ok(o.exitCode) && o.exitedAt >= o.spawnedAt
+    ? { spawnedAt: o.spawnedAt, exitedAt: o.exitedAt, exitCode: o.exitCode }
+    : undefined;
 }
 
 function validWidth(w: unknown): number | undefined {
@@ -60,7 +62,10 @@ export function toHttp(msg: ControlMessage): { method: 'GET' | 'POST'; subpath: 
   if (msg.op === 'status') return { method: 'GET', subpath: 'status' };
   if (msg.op === 'stop') return { method: 'POST', subpath: `stop${msg.ifIdle ? '?ifIdle=1' : ''}` };
   const life = msg.life ? `&spawned=${msg.life.spawnedAt}&exited=${msg.life.exitedAt}&exit=${msg.life.exitCode}` : '';
-  return { method: 'POST', subpath: `commands/${msg.tag}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}${life}` };
+  return {
+    method: 'POST',
+    subpath: `commands/${msg.tag}/finish?color=${msg.color ? 1 : 0}${msg.width ? `&width=${msg.width}` : ''}${life}`,
+  };
 }
 
 /** A request's path under CONTROL_PREFIX and its query; undefined when it names no control call. */
@@ -70,8 +75,16 @@ export function fromHttp(path: string, query: string): ControlMessage | undefine
   if (path === 'stop') return { op: 'stop', ifIdle: q.get('ifIdle') === '1' };
   const finish = /^commands\/([^/]+)\/finish$/.exec(path);
   if (!finish) return undefined;
-  const life = q.has('spawned') ? { spawnedAt: Number(q.get('spawned')), exitedAt: Number(q.get('exited')), exitCode: Number(q.get('exit')) } : undefined;
-  return { op: 'finish', tag: finish[1] ?? '', color: q.get('color') === '1', width: validWidth(q.has('width') ? Number(q.get('width')) : undefined), life: validLife(life) };
+  const life = q.has('spawned')
+    ? { spawnedAt: Number(q.get('spawned')), exitedAt: Number(q.get('exited')), exitCode: Number(q.get('exit')) }
+    : undefined;
+  return {
+    op: 'finish',
+    tag: finish[1] ?? '',
+    color: q.get('color') === '1',
+    width: validWidth(q.has('width') ? Number(q.get('width')) : undefined),
+    life: validLife(life),
+  };
 }
 
 /** The socket form: one JSON line, the token in it. */
@@ -92,7 +105,16 @@ export function fromLine(line: string): { msg: ControlMessage; token: unknown } 
   if (o.op === 'status') return { msg: { op: 'status' }, token };
   if (o.op === 'stop') return { msg: { op: 'stop', ifIdle: o.ifIdle === true }, token };
   if (o.op !== 'finish') return undefined;
-  return { msg: { op: 'finish', tag: typeof o.tag === 'string' ? o.tag : '', color: o.color === true, width: validWidth(o.width), life: validLife(o.life) }, token };
+  return {
+    msg: {
+      op: 'finish',
+      tag: typeof o.tag === 'string' ? o.tag : '',
+      color: o.color === true,
+      width: validWidth(o.width),
+      life: validLife(o.life),
+    },
+    token,
+  };
 }
 
 /** An answer on the socket: one JSON line. */
@@ -127,5 +149,10 @@ function plural(n: number, one: string, many: string): string {
 
 /** What a busy kubetrail serves, for a line: `1 command running, 2 requests open`. */
 export function busyText(b: Busy): string {
-  return [b.wrappers > 0 ? `${plural(b.wrappers, 'command', 'commands')} running` : '', b.open > 0 ? `${plural(b.open, 'request', 'requests')} open` : ''].filter(Boolean).join(', ');
+  return [
+    b.wrappers > 0 ? `${plural(b.wrappers, 'command', 'commands')} running` : '',
+    b.open > 0 ? `${plural(b.open, 'request', 'requests')} open` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
 }

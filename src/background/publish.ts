@@ -29,7 +29,12 @@ export function digestsBefore(config: Config, env: NodeJS.ProcessEnv): Map<strin
 }
 
 /** Files whose change makes a running kubetrail stale: kubeconfigs, what they point at, the local CA. */
-export function dependedFiles(config: Config, env: NodeJS.ProcessEnv, p: Prepared, before: Map<string, string | null> = new Map()): BackgroundState['files'] {
+export function dependedFiles(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  p: Prepared,
+  before: Map<string, string | null> = new Map(),
+): BackgroundState['files'] {
   const paths = new Set<string>(kubeconfigCandidates(config.kubeconfig, env));
   for (const c of p.kubeconfig.clusters.values()) {
     const f = c.body['certificate-authority'];
@@ -68,12 +73,26 @@ export function publish(opts: {
   const template = templatePath(paths, opts.instance);
   // Templates of this address's earlier instances: this process holds the port, so they serve nobody.
   for (const name of safeReaddir(paths.dir)) {
-    if (name.startsWith(`${paths.key}.`) && name.endsWith('.kubeconfig') && join(paths.dir, name) !== template) removeQuietly(join(paths.dir, name));
+    if (name.startsWith(`${paths.key}.`) && name.endsWith('.kubeconfig') && join(paths.dir, name) !== template)
+      removeQuietly(join(paths.dir, name));
   }
   // A wrapped command's credential plugins are timed into its own file (the tag replaces the placeholder).
   // Every command through it is one kubetrail starts (runThrough), with the shims' directory on its PATH.
-  const credentialShim = { install: (command: string) => installShim(config.stateDir, command, opts.env.PATH, 'on-path'), timingFile: join(timingDir(config.stateDir), placeholder), mode: 'on-path' as const };
-  writeKubeconfig(template, rewriteKubeconfig(prepared.kubeconfig, { listenUrl: opts.proxy.url, caPem: prepared.pki.caPem, currentContext: config.context, commandTag: placeholder, credentialShim }));
+  const credentialShim = {
+    install: (command: string) => installShim(config.stateDir, command, opts.env.PATH, 'on-path'),
+    timingFile: join(timingDir(config.stateDir), placeholder),
+    mode: 'on-path' as const,
+  };
+  writeKubeconfig(
+    template,
+    rewriteKubeconfig(prepared.kubeconfig, {
+      listenUrl: opts.proxy.url,
+      caPem: prepared.pki.caPem,
+      currentContext: config.context,
+      commandTag: placeholder,
+      credentialShim,
+    }),
+  );
   const state: BackgroundState = {
     v: 1,
     instance: opts.instance,

@@ -53,7 +53,9 @@ export function kubeconfigCandidates(explicitPath: string | undefined, env: Node
 /** Environment variables that change what a running kubetrail does, beyond its Config. */
 function relevantEnv(env: NodeJS.ProcessEnv): [string, string][] {
   return Object.entries(env)
-    .filter((e): e is [string, string] => e[1] !== undefined && (e[0].startsWith('OTEL_') || e[0] === 'NODE_EXTRA_CA_CERTS'))
+    .filter(
+      (e): e is [string, string] => e[1] !== undefined && (e[0].startsWith('OTEL_') || e[0] === 'NODE_EXTRA_CA_CERTS'),
+    )
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
@@ -61,7 +63,10 @@ function relevantEnv(env: NodeJS.ProcessEnv): [string, string][] {
  * Relative paths made absolute (the background kubetrail runs from `/`), KUBECONFIG as the resolved list:
  * the configuration a background kubetrail is started with, and the one a wrapper compares with it.
  */
-export function resolveForBackground(config: Config, env: NodeJS.ProcessEnv): { config: Config; env: NodeJS.ProcessEnv } {
+export function resolveForBackground(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+): { config: Config; env: NodeJS.ProcessEnv } {
   const out: Record<string, unknown> = { ...config, stateDir: resolve(config.stateDir) };
   if (config.kubeconfig !== undefined) out.kubeconfig = resolve(config.kubeconfig);
   const e: NodeJS.ProcessEnv = { ...env };
@@ -105,7 +110,9 @@ export function fingerprint(config: Config, env: NodeJS.ProcessEnv): string {
  */
 export function telemetryKey(config: Pick<Config, 'otlpEndpoint' | 'jaegerUrl'>, env: NodeJS.ProcessEnv): string {
   const otel = relevantEnv(env).filter(([k]) => k.startsWith('OTEL_'));
-  return createHash('sha256').update(JSON.stringify([config.otlpEndpoint, config.jaegerUrl, otel])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([config.otlpEndpoint, config.jaegerUrl, otel]))
+    .digest('hex');
 }
 
 function codeStamp(): string {

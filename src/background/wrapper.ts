@@ -29,7 +29,15 @@ import { spawnBackground, START_WAIT_MS } from './launch.ts';
 import { releaseLock, tryLock } from './lock.ts';
 import { backgroundPaths, cutMarker, markerName, privateDir, type BackgroundPaths } from './paths.ts';
 import { busyText, FINISH_DEADLINE_MS, type Busy } from './protocol.ts';
-import { filesUnchanged, fingerprint, readState, resolveForBackground, sameInstance, writePrivate, type BackgroundState } from './state.ts';
+import {
+  filesUnchanged,
+  fingerprint,
+  readState,
+  resolveForBackground,
+  sameInstance,
+  writePrivate,
+  type BackgroundState,
+} from './state.ts';
 
 /** A background kubetrail that does not answer a status call within this long is hung. */
 const HUNG_MS = 500;
@@ -64,7 +72,13 @@ function dropStale(paths: BackgroundPaths, st: BackgroundState): void {
   if (sameInstance(readState(paths.state), st)) removeQuietly(paths.state);
 }
 
-async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string, port: number, fp: string): Promise<Found | Busied | undefined> {
+async function findOrStart(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  host: string,
+  port: number,
+  fp: string,
+): Promise<Found | Busied | undefined> {
   const paths = backgroundPaths(config.stateDir, host, port);
   let replaced: string | undefined;
   let closedSince: number | undefined;
@@ -112,7 +126,9 @@ async function findOrStart(config: Config, env: NodeJS.ProcessEnv, host: string,
       waitingSince ??= Date.now();
       if (taken.holder !== undefined && !saidWaiting && Date.now() - waitingSince >= WAIT_NOTICE_MS) {
         saidWaiting = true;
-        errLine(`kubetrail: waiting for kubetrail pid ${taken.holder}, which is starting the background kubetrail on ${config.listen} (at most ${Math.round((until - Date.now()) / 1000)}s more)`);
+        errLine(
+          `kubetrail: waiting for kubetrail pid ${taken.holder}, which is starting the background kubetrail on ${config.listen} (at most ${Math.round((until - Date.now()) / 1000)}s more)`,
+        );
       }
       await sleep(20);
       continue;
@@ -193,20 +209,32 @@ function durationText(ms: number): string {
 }
 
 /** The in-process path on an ephemeral port: leaves the address's kubetrail alone (kubectl's caches are cold). */
-async function inProcessElsewhere(config: Config, argv: string[], env: NodeJS.ProcessEnv, host: string): Promise<number> {
+async function inProcessElsewhere(
+  config: Config,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  host: string,
+): Promise<number> {
   const { wrapInProcess } = await import('../cli/wrap.ts');
   return wrapInProcess({ ...config, listen: `${hostForUrl(host)}:0` }, argv, env);
 }
 
 /** The wrapped command through a background kubetrail; undefined = use the in-process path. */
-export async function wrapViaBackground(configIn: Config, argv: string[], envIn: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
+export async function wrapViaBackground(
+  configIn: Config,
+  argv: string[],
+  envIn: NodeJS.ProcessEnv = process.env,
+): Promise<number | undefined> {
   const linger = lingerMs(configIn.linger);
   if (linger === 0) return undefined;
   const listen = parseListen(configIn.listen, configIn.allowNonLoopback);
   // A background kubetrail needs an address to be found at again, and stays on loopback.
   if (listen.port === 0 || !listen.loopback) return undefined;
   const kcArg = takeKubeconfigArg(argv);
-  const { config, env } = resolveForBackground(kcArg.path !== undefined ? { ...configIn, kubeconfig: kcArg.path } : configIn, envIn);
+  const { config, env } = resolveForBackground(
+    kcArg.path !== undefined ? { ...configIn, kubeconfig: kcArg.path } : configIn,
+    envIn,
+  );
   const fp = fingerprint(config, env);
   const tag = randomTag();
   // Twice at most: the kubetrail found may stop or be replaced before this command's kubeconfig is written.
@@ -214,17 +242,26 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
     const found = await findOrStart(config, env, listen.host, listen.port, fp).catch((err: unknown) => {
       // Its files could not be made (a state dir under a file, not writable): the user's to fix.
       if ((err as NodeJS.ErrnoException).syscall === undefined) throw err;
-      throw new KtError('KT_ERR_STATE_DIR', `state dir ${config.stateDir}: ${describeError(err)} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`, { cause: err });
+      throw new KtError(
+        'KT_ERR_STATE_DIR',
+        `state dir ${config.stateDir}: ${describeError(err)} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`,
+        { cause: err },
+      );
     });
     if (!found) return undefined;
     if ('busy' in found) {
       const { open, wrappers, hung } = found.busy;
       if (hung) {
-        errLine(`kubetrail: the background kubetrail on ${config.listen} (pid ${readState(backgroundPaths(config.stateDir, listen.host, listen.port).state)?.pid ?? '?'}) does not answer; serving this command in-process (kubetrail stop, or kill it)`);
+        errLine(
+          `kubetrail: the background kubetrail on ${config.listen} (pid ${readState(backgroundPaths(config.stateDir, listen.host, listen.port).state)?.pid ?? '?'}) does not answer; serving this command in-process (kubetrail stop, or kill it)`,
+        );
         return inProcessElsewhere(configIn, argv, envIn, listen.host);
       }
       const what = busyText({ open, wrappers });
-      if (!config.quiet) errLine(`kubetrail: the background kubetrail on ${config.listen} has another configuration and is in use (${what}); serving this command in-process`);
+      if (!config.quiet)
+        errLine(
+          `kubetrail: the background kubetrail on ${config.listen} has another configuration and is in use (${what}); serving this command in-process`,
+        );
       return inProcessElsewhere(configIn, argv, envIn, listen.host);
     }
     const { state } = found;
@@ -232,18 +269,34 @@ export async function wrapViaBackground(configIn: Config, argv: string[], envIn:
     const kubeconfigPath = claim(paths, state, tag);
     if (kubeconfigPath === undefined) continue;
     if (state.kind === 'start') {
-      errLine(`kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`);
+      errLine(
+        `kubetrail: using the kubetrail already listening on ${config.listen}; its output shows this command's requests`,
+      );
     } else if (found.started && !config.quiet) {
       errLine(
         `kubetrail: ${found.replaced ? `restarted the background kubetrail on ${config.listen} (${found.replaced})` : `started a background kubetrail on ${config.listen}`} (pid ${state.pid}) for the next commands; it exits after ${durationText(linger)} idle. Stop it: kubetrail stop; never: --linger 0`,
       );
     }
-    return runThrough(config, envIn, state, tag, kubeconfigPath, kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv);
+    return runThrough(
+      config,
+      envIn,
+      state,
+      tag,
+      kubeconfigPath,
+      kcArg.path !== undefined ? kcArg.rewrite(kubeconfigPath) : argv,
+    );
   }
   return inProcessElsewhere(configIn, argv, envIn, listen.host);
 }
 
-async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: BackgroundState, tag: string, kubeconfigPath: string, childArgv: string[]): Promise<number> {
+async function runThrough(
+  config: Config,
+  envIn: NodeJS.ProcessEnv,
+  state: BackgroundState,
+  tag: string,
+  kubeconfigPath: string,
+  childArgv: string[],
+): Promise<number> {
   let code: number;
   // The trace begins now: the kubetrail reads this when the command's first request arrives.
   const spawnedAt = epochNow();
@@ -256,7 +309,10 @@ async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: Backg
   }
   let exitedAt: number;
   try {
-    code = await runChild(childArgv, { ...shimPathEnv(envIn, config.stateDir, readPrivateTextQuietly(kubeconfigPath)), KUBECONFIG: kubeconfigPath });
+    code = await runChild(childArgv, {
+      ...shimPathEnv(envIn, config.stateDir, readPrivateTextQuietly(kubeconfigPath)),
+      KUBECONFIG: kubeconfigPath,
+    });
   } finally {
     exitedAt = epochNow();
     removeQuietly(kubeconfigPath);
@@ -266,7 +322,9 @@ async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: Backg
   if (cut !== undefined) {
     removeQuietly(cutFile);
     // kubectl reads a cut watch or log stream as its normal end (exit 0): it was not.
-    errLine(`kubetrail: the background kubetrail on ${config.listen} stopped while this command had a request open (${cut.trim()}): its output was cut short`);
+    errLine(
+      `kubetrail: the background kubetrail on ${config.listen} stopped while this command had a request open (${cut.trim()}): its output was cut short`,
+    );
     return code === 0 ? 1 : code;
   }
 
@@ -274,7 +332,12 @@ async function runThrough(config: Config, envIn: NodeJS.ProcessEnv, state: Backg
   const tty = isatty(2);
   try {
     const life = { spawnedAt, exitedAt, exitCode: code };
-    const r = await call(config.stateDir, state, { op: 'finish', tag, color: tty && !envIn.NO_COLOR, width: tty ? process.stderr.columns : undefined, life }, FINISH_DEADLINE_MS);
+    const r = await call(
+      config.stateDir,
+      state,
+      { op: 'finish', tag, color: tty && !envIn.NO_COLOR, width: tty ? process.stderr.columns : undefined, life },
+      FINISH_DEADLINE_MS,
+    );
     const body = r.body as { lines?: unknown; warnings?: unknown } | undefined;
     if (r.status !== 200 || !body) throw new Error(`answered ${r.status}`);
     for (const w of Array.isArray(body.warnings) ? body.warnings : []) errLine(String(w));

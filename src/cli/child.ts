@@ -45,8 +45,10 @@ export function epochNow(): number {
 /** Why the command could not be started, and what to do, in one line. */
 export function cannotRun(cmd: string, err: NodeJS.ErrnoException): string {
   const plugin = basename(cmd).startsWith('kubectl') ? ' (kubectl trail: set KUBETRAIL_KUBECTL to its path)' : '';
-  if (err.code === 'ENOENT') return `cannot run ${cmd}: ${cmd.includes('/') ? 'no such file' : 'not found on PATH'}; give its full path${plugin}`;
-  if (err.code === 'EACCES') return `cannot run ${cmd}: permission denied (not executable?); give the path of an executable${plugin}`;
+  if (err.code === 'ENOENT')
+    return `cannot run ${cmd}: ${cmd.includes('/') ? 'no such file' : 'not found on PATH'}; give its full path${plugin}`;
+  if (err.code === 'EACCES')
+    return `cannot run ${cmd}: permission denied (not executable?); give the path of an executable${plugin}`;
   return `cannot run ${cmd}: ${err.code ?? err.message}`;
 }
 
@@ -73,9 +75,10 @@ export function runChild(argv: string[], env: NodeJS.ProcessEnv): Promise<number
     child.once('exit', (code, signal) => {
       process.off('SIGINT', ignore);
       process.off('SIGTERM', forward);
-      const signo = signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13, SIGHUP: 1 }) as Record<string, number>)[signal] ?? 1 : 0;
+      const signo = signal
+        ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13, SIGHUP: 1 } as Record<string, number>)[signal] ?? 1)
+        : 0;
       resolve(code ?? 128 + signo);
     });
   });
 }
-

@@ -20,25 +20,54 @@ export const USAGE_EXIT = 2;
  * reads them all). A config file may still set any key: a command ignores those it does not read.
  */
 const COMMAND_OPTIONS = {
-  start: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir', 'otlp-endpoint', 'jaeger-url', 'quiet', 'reuse-upstream', 'session-idle-ms'],
+  start: [
+    'config',
+    'kubeconfig',
+    'context',
+    'listen',
+    'allow-non-loopback',
+    'state-dir',
+    'otlp-endpoint',
+    'jaeger-url',
+    'quiet',
+    'reuse-upstream',
+    'session-idle-ms',
+  ],
   kubeconfig: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir'],
   stop: ['config', 'state-dir'],
   show: ['config', 'state-dir', 'jaeger-url'],
-  doctor: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir', 'otlp-endpoint', 'jaeger-url'],
+  doctor: [
+    'config',
+    'kubeconfig',
+    'context',
+    'listen',
+    'allow-non-loopback',
+    'state-dir',
+    'otlp-endpoint',
+    'jaeger-url',
+  ],
 } as const satisfies Record<string, readonly OptionDef['key'][]>;
 
 /** Examples under each command's --help. */
 const EXAMPLES: Record<'wrap' | keyof typeof COMMAND_OPTIONS, string[]> = {
   wrap: [
-    'kubetrail -- kubectl get pods                      # kubectl\'s output, then the waterfall and a trace link',
+    "kubetrail -- kubectl get pods                      # kubectl's output, then the waterfall and a trace link",
     'kubetrail --context staging -- kubectl get pods -A',
     'kubetrail --quiet -- kubectl apply -f app.yaml     # no waterfall: the trace is still exported',
     'kubectl trail get pods                             # the same, as a kubectl plugin (kubectl trail --help)',
   ],
-  start: ['kubetrail start                                    # then, in another terminal: export KUBECONFIG=<the path it printed>', 'kubetrail start --listen 127.0.0.1:18443 --session-idle-ms 1000'],
-  kubeconfig: ['KUBECONFIG=$(kubetrail kubeconfig) kubectl get pods   # needs a running kubetrail start on the same address'],
+  start: [
+    'kubetrail start                                    # then, in another terminal: export KUBECONFIG=<the path it printed>',
+    'kubetrail start --listen 127.0.0.1:18443 --session-idle-ms 1000',
+  ],
+  kubeconfig: [
+    'KUBECONFIG=$(kubetrail kubeconfig) kubectl get pods   # needs a running kubetrail start on the same address',
+  ],
   stop: ['kubetrail stop'],
-  show: ['kubetrail show last                                 # the last command\'s trace as a tree', 'kubetrail show last --json > trace.json                # OTLP JSON, for a bug report'],
+  show: [
+    "kubetrail show last                                 # the last command's trace as a tree",
+    'kubetrail show last --json > trace.json                # OTLP JSON, for a bug report',
+  ],
   doctor: ['kubetrail doctor', 'kubetrail doctor --context staging --jaeger-url http://localhost:16686'],
 };
 
@@ -49,7 +78,14 @@ function withExamples(cmd: Command, lines: string[]): Command {
 function addOptions(cmd: Command, keys?: readonly string[]): Command {
   for (const def of (OPTIONS as readonly OptionDef[]).filter((d) => keys === undefined || keys.includes(d.key))) {
     const flag = def.type === 'boolean' ? `--${def.key}` : `--${def.key} <${def.metavar ?? 'VALUE'}>`;
-    cmd.addOption(new Option(flag, def.default !== undefined && typeof def.default !== 'function' && def.type !== 'boolean' ? `${def.help} (default ${String(def.default)})` : def.help));
+    cmd.addOption(
+      new Option(
+        flag,
+        def.default !== undefined && typeof def.default !== 'function' && def.type !== 'boolean'
+          ? `${def.help} (default ${String(def.default)})`
+          : def.help,
+      ),
+    );
   }
   return cmd;
 }
@@ -65,8 +101,15 @@ function flagValues(cmd: Command): RawValues {
   return out;
 }
 
-async function giveWay(stateDir: string, host: string, port: number): Promise<{ stopped: boolean; busy?: { open: number; wrappers: number } }> {
-  const [{ stopBackgroundOn }, { recordedElsewhere }] = await Promise.all([import('../background/client.ts'), import('../background/addresses.ts')]);
+async function giveWay(
+  stateDir: string,
+  host: string,
+  port: number,
+): Promise<{ stopped: boolean; busy?: { open: number; wrappers: number } }> {
+  const [{ stopBackgroundOn }, { recordedElsewhere }] = await Promise.all([
+    import('../background/client.ts'),
+    import('../background/addresses.ts'),
+  ]);
   const r = await stopBackgroundOn(stateDir, host, port);
   if (r.stopped || r.busy) return r;
   const other = recordedElsewhere(process.env, stateDir, host, port);
@@ -74,7 +117,16 @@ async function giveWay(stateDir: string, host: string, port: number): Promise<{ 
 }
 
 async function runStart(given: Config): Promise<number> {
-  const [{ startProxy }, { exposureWarning, listenUrl, prepare }, { instrument }, { foregroundControl }, { tagAliveIn }, { resolveForBackground }, { backgroundPaths }, { busyText }] = await Promise.all([
+  const [
+    { startProxy },
+    { exposureWarning, listenUrl, prepare },
+    { instrument },
+    { foregroundControl },
+    { tagAliveIn },
+    { resolveForBackground },
+    { backgroundPaths },
+    { busyText },
+  ] = await Promise.all([
     import('../proxy/server.ts'),
     import('./setup.ts'),
     import('./telemetry-setup.ts'),
@@ -115,16 +167,25 @@ async function runStart(given: Config): Promise<number> {
       // says, another) gives way to a foreground one, once idle: never one that other terminals' commands use.
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
       const r = await giveWay(config.stateDir, prepared.listen.host, prepared.listen.port);
-      if (r.busy) throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: the background kubetrail there is in use (${busyText(r.busy)}); stopping it would cut them: retry when they end, or stop it anyway with \`kubetrail stop\``);
+      if (r.busy)
+        throw new KtError(
+          'KT_ERR_LISTEN',
+          `--listen ${config.listen}: the background kubetrail there is in use (${busyText(r.busy)}); stopping it would cut them: retry when they end, or stop it anyway with \`kubetrail stop\``,
+        );
       if (!r.stopped) throw err;
       errLine(`kubetrail: stopped the background kubetrail on ${config.listen} to serve here`);
       proxy = await listen();
     }
   } catch (err) {
     if (isKtError(err)) throw err;
-    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${describeError(err)}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE')
+      throw new KtError('KT_ERR_LISTEN', `--listen ${config.listen}: ${describeError(err)}`, { cause: err });
     const { inUseMessage } = await import('./port-holder.ts');
-    throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port), { cause: err });
+    throw new KtError(
+      'KT_ERR_LISTEN',
+      await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port),
+      { cause: err },
+    );
   }
   if (prepared.listen.port !== 0) await control?.publish(prepared, proxy);
   outLine(`export KUBECONFIG=${prepared.writeKubeconfig(proxy.url)}`);
@@ -151,7 +212,9 @@ export async function main(argv: string[]): Promise<number> {
   if (argv.length === 1 && argv[0] === '__background') return (await import('../background/daemon.ts')).runBackground();
   let result: Promise<number> | undefined;
   const program = withExamples(addOptions(new Command('kubetrail')), EXAMPLES.wrap)
-    .description('Trace what kubectl does: a transparent HTTPS proxy that turns each kubectl command into one OpenTelemetry trace.')
+    .description(
+      'Trace what kubectl does: a transparent HTTPS proxy that turns each kubectl command into one OpenTelemetry trace.',
+    )
     .usage('[flags] -- <command...>   (or: kubetrail <subcommand> [flags])')
     .version(VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'print this help')
@@ -183,21 +246,29 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   withExamples(addOptions(program.command('stop'), COMMAND_OPTIONS.stop), EXAMPLES.stop)
-    .description('stop the background kubetrails that wrapped commands started (see --linger), whatever state dir they have')
+    .description(
+      'stop the background kubetrails that wrapped commands started (see --linger), whatever state dir they have',
+    )
     .action((_opts, cmd: Command) => {
       result = import('./stop.ts').then((m) => m.runStop(resolveConfig(flagValues(cmd))));
     });
 
   withExamples(addOptions(program.command('show'), COMMAND_OPTIONS.show), EXAMPLES.show)
-    .description('print a trace as a tree of spans (kubetrail, apiserver, etcd) from Jaeger, or from the last commands kept in the state dir')
+    .description(
+      'print a trace as a tree of spans (kubetrail, apiserver, etcd) from Jaeger, or from the last commands kept in the state dir',
+    )
     .argument('<trace>', 'a trace id, or `last` for the last command')
     .option('--json', 'print the trace as OTLP JSON (for a bug report)')
     .action((trace: string, _opts, cmd: Command) => {
-      result = import('./show.ts').then((m) => m.runShow(resolveConfig(flagValues(cmd)), trace, { json: cmd.opts<{ json?: boolean }>().json === true }));
+      result = import('./show.ts').then((m) =>
+        m.runShow(resolveConfig(flagValues(cmd)), trace, { json: cmd.opts<{ json?: boolean }>().json === true }),
+      );
     });
 
   withExamples(addOptions(program.command('doctor'), COMMAND_OPTIONS.doctor), EXAMPLES.doctor)
-    .description("check the kubeconfig, each context's apiserver (direct and through kubetrail), the OTLP endpoint, the state dir and the listen address; say what to do")
+    .description(
+      "check the kubeconfig, each context's apiserver (direct and through kubetrail), the OTLP endpoint, the state dir and the listen address; say what to do",
+    )
     .action((_opts, cmd: Command) => {
       // Loaded on demand: the wrapped command's start-up never pays for it.
       result = import('./doctor/doctor.ts').then((d) => d.runDoctor(flagValues(cmd)));

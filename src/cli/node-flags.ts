@@ -20,7 +20,10 @@ type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
  * (as the docs write it): short commands and wrap mode must not pay a second start. Where Node has no
  * execve (Node < 22.15, Windows), or it fails, kubetrail runs on with Node's defaults.
  */
-export function withNodeFlags(argv: readonly string[], proc: { execArgv: string[]; argv: string[]; execPath: string; env: NodeJS.ProcessEnv; execve?: Execve } = process): void {
+export function withNodeFlags(
+  argv: readonly string[],
+  proc: { execArgv: string[]; argv: string[]; execPath: string; env: NodeJS.ProcessEnv; execve?: Execve } = process,
+): void {
   if (argv[0] !== 'start') return;
   if (NODE_FLAGS.every((f) => proc.execArgv.includes(f))) return;
   if (typeof proc.execve !== 'function') return;

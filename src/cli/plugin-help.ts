@@ -25,7 +25,7 @@ export function pluginHelp(): string {
     'Examples:',
     '  kubectl trail get pods',
     '  KUBETRAIL_JAEGER_URL=http://localhost:16686 kubectl trail --context staging get pods -A',
-    '  kubectl trail get pods --help            # kubectl\'s own help for get',
+    "  kubectl trail get pods --help            # kubectl's own help for get",
     '',
     "Every argument is kubectl's: kubetrail's settings come from these environment variables (or the config file):",
     ...rows.map(([n, h]) => `  ${n.padEnd(width)}${h}`),

@@ -62,7 +62,11 @@ export function processOnPort(port: number): { pid: number; name: string } | und
 function processName(pid: string): string {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    if (argv.length > 0) return argv.slice(0, 3).map((a) => (a.length > 60 ? `…${a.slice(-59)}` : a)).join(' ');
+    if (argv.length > 0)
+      return argv
+        .slice(0, 3)
+        .map((a) => (a.length > 60 ? `…${a.slice(-59)}` : a))
+        .join(' ');
   } catch {
     // gone
   }

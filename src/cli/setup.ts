@@ -44,7 +44,10 @@ export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.e
   const kubeconfig = loadKubeconfig({ explicitPath: config.kubeconfig, env });
   const routes = buildRoutes(kubeconfig);
   ensurePrivateDir(config.stateDir);
-  const pki = await ensureLocalPki(config.stateDir, listen.host === '127.0.0.1' || listen.host === '::1' ? [] : [listen.host]);
+  const pki = await ensureLocalPki(
+    config.stateDir,
+    listen.host === '127.0.0.1' || listen.host === '::1' ? [] : [listen.host],
+  );
   // Fail on a bad --context now, before anything listens.
   rewriteKubeconfig(kubeconfig, { listenUrl: listenUrl(listen), caPem: pki.caPem, currentContext: config.context });
   return {
@@ -53,12 +56,30 @@ export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.e
     routes,
     pki,
     writeKubeconfig(url, shims = 'by-path', pathRoutes = false) {
-      const credentialShim = { install: (command: string) => installShim(config.stateDir, command, env.PATH, shims), timingFile: untaggedTimingFile(config.stateDir), mode: shims };
-      const rewritten = rewriteKubeconfig(kubeconfig, { listenUrl: url, caPem: pki.caPem, currentContext: config.context, credentialShim, ...(pathRoutes ? { routeAddresses: false } : {}) });
+      const credentialShim = {
+        install: (command: string) => installShim(config.stateDir, command, env.PATH, shims),
+        timingFile: untaggedTimingFile(config.stateDir),
+        mode: shims,
+      };
+      const rewritten = rewriteKubeconfig(kubeconfig, {
+        listenUrl: url,
+        caPem: pki.caPem,
+        currentContext: config.context,
+        credentialShim,
+        ...(pathRoutes ? { routeAddresses: false } : {}),
+      });
       // One file per (source files, context, listen address): stable across runs, so kubectl sees the
       // same server URLs and keeps its caches.
       const key = createHash('sha256')
-        .update(JSON.stringify([kubeconfig.files, config.context ?? null, url, ...(shims === 'by-path' ? [] : [shims]), ...(pathRoutes ? ['path-routes'] : [])]))
+        .update(
+          JSON.stringify([
+            kubeconfig.files,
+            config.context ?? null,
+            url,
+            ...(shims === 'by-path' ? [] : [shims]),
+            ...(pathRoutes ? ['path-routes'] : []),
+          ]),
+        )
         .digest('hex')
         .slice(0, 16);
       const path = join(config.stateDir, 'kubeconfigs', `${key}.yaml`);

@@ -19,7 +19,10 @@ type Fetched = { trace: OtlpTrace } | { missing: string };
 async function fromJaeger(jaegerUrl: string, traceId: string): Promise<Fetched> {
   const url = `${jaegerUrl.replace(/\/$/, '')}/api/v3/traces/${traceId}`;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(JAEGER_TIMEOUT_MS), headers: { accept: 'application/json' } });
+    const res = await fetch(url, {
+      signal: AbortSignal.timeout(JAEGER_TIMEOUT_MS),
+      headers: { accept: 'application/json' },
+    });
     const text = await res.text();
     if (res.status === 404) return { missing: `Jaeger at ${jaegerUrl} does not have it` };
     if (!res.ok) return { missing: `Jaeger at ${jaegerUrl} answered ${res.status}` };
@@ -35,8 +38,10 @@ async function fromJaeger(jaegerUrl: string, traceId: string): Promise<Fetched> 
 export async function runShow(config: Config, target: string, opts: { json: boolean }): Promise<number> {
   const dir = traceStoreDir(config.stateDir);
   const traceId = target === 'last' ? lastStoredTrace(dir) : target.toLowerCase();
-  if (traceId === undefined) throw new KtError('KT_ERR_USAGE', `show last: no trace kept in ${dir} yet; run a command through kubetrail first`);
-  if (!/^[0-9a-f]{32}$/.test(traceId)) throw new KtError('KT_ERR_USAGE', `show ${target}: not a trace id (32 hex digits) or "last"`);
+  if (traceId === undefined)
+    throw new KtError('KT_ERR_USAGE', `show last: no trace kept in ${dir} yet; run a command through kubetrail first`);
+  if (!/^[0-9a-f]{32}$/.test(traceId))
+    throw new KtError('KT_ERR_USAGE', `show ${target}: not a trace id (32 hex digits) or "last"`);
 
   const jaeger = await fromJaeger(config.jaegerUrl, traceId);
   let trace: OtlpTrace;
@@ -46,11 +51,16 @@ export async function runShow(config: Config, target: string, opts: { json: bool
     source = `from Jaeger at ${config.jaegerUrl}`;
   } else {
     const stored = readStoredTrace(dir, traceId);
-    if (stored === undefined) throw new KtError('KT_ERR_USAGE', `show ${traceId}: not found: ${jaeger.missing}, and ${dir} does not keep it`);
+    if (stored === undefined)
+      throw new KtError('KT_ERR_USAGE', `show ${traceId}: not found: ${jaeger.missing}, and ${dir} does not keep it`);
     try {
       trace = JSON.parse(stored) as OtlpTrace;
     } catch (err) {
-      throw new KtError('KT_ERR_STATE_DIR', `show ${traceId}: ${dir}/${traceId}.json is not JSON: ${describeError(err)}`, { cause: err });
+      throw new KtError(
+        'KT_ERR_STATE_DIR',
+        `show ${traceId}: ${dir}/${traceId}.json is not JSON: ${describeError(err)}`,
+        { cause: err },
+      );
     }
     source = `from the local store (kubetrail's spans only; ${jaeger.missing})`;
   }

@@ -45,7 +45,9 @@ export async function runStop(config: Config, env: NodeJS.ProcessEnv = process.e
     }
     found++;
     if (st.kind === 'start') {
-      errLine(`kubetrail: the kubetrail on ${where} (pid ${st.pid})${elsewhere} is a foreground \`kubetrail start\`: stop it in its terminal`);
+      errLine(
+        `kubetrail: the kubetrail on ${where} (pid ${st.pid})${elsewhere} is a foreground \`kubetrail start\`: stop it in its terminal`,
+      );
       continue;
     }
     if ((await stopBackground(stateDir, st)).stopped) {

@@ -9,7 +9,15 @@ import { redactUrl } from '../redact.ts';
 import { requestLog } from '../report/request-log.ts';
 import { commandTraceLine, renderWaterfall } from '../report/waterfall.ts';
 import { join } from 'node:path';
-import { commandLineName, readTiming, takeTiming, timingDir, trimShared, untaggedTimingFile, type Timing } from '../kubeconfig/timing.ts';
+import {
+  commandLineName,
+  readTiming,
+  takeTiming,
+  timingDir,
+  trimShared,
+  untaggedTimingFile,
+  type Timing,
+} from '../kubeconfig/timing.ts';
 import type { CommandSummary, KubectlLife } from '../telemetry/commands.ts';
 import { startTracing } from '../telemetry/sdk.ts';
 import { createSpanObserver } from '../telemetry/spans.ts';
@@ -47,11 +55,22 @@ export interface InstrumentOptions {
  */
 const FATE_WAIT_MS = 800;
 
-export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.ProcessEnv = process.env, opts: InstrumentOptions = {}): Instrumentation {
+export function instrument(
+  config: Config,
+  mode: 'wrap' | 'start',
+  env: NodeJS.ProcessEnv = process.env,
+  opts: InstrumentOptions = {},
+): Instrumentation {
   const warn = opts.warn ?? errLine;
   // Trace links are printed: never with the Jaeger URL's userinfo.
   const jaegerUrl = redactUrl(config.jaegerUrl);
-  const tracing = startTracing({ endpoint: config.otlpEndpoint, env, version: VERSION, warn, store: traceStoreProcessor(traceStoreDir(config.stateDir), warn) });
+  const tracing = startTracing({
+    endpoint: config.otlpEndpoint,
+    env,
+    version: VERSION,
+    warn,
+    store: traceStoreProcessor(traceStoreDir(config.stateDir), warn),
+  });
   const finished: CommandSummary[] = [];
   /** Start mode's lines go through the request log, which keeps its live status line below them. */
   let print: (line: string) => void = outLine;
@@ -68,7 +87,13 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
     const shared = untaggedTimingFile(config.stateDir);
     const t = readTiming(shared);
     if (done) trimShared(shared);
-    return mode === 'wrap' ? { credentials: t?.credentials ?? [], ...(spawnedAt !== undefined ? { spawnedAt } : {}), ...(wrappedName !== undefined ? { command: wrappedName } : {}) } : t;
+    return mode === 'wrap'
+      ? {
+          credentials: t?.credentials ?? [],
+          ...(spawnedAt !== undefined ? { spawnedAt } : {}),
+          ...(wrappedName !== undefined ? { command: wrappedName } : {}),
+        }
+      : t;
   };
   /** Why the command's trace will not be in the collector (each command is judged, not only the first). */
   const notSent = async (cmd: CommandSummary, waitMs: number): Promise<string | undefined> => {
@@ -93,13 +118,24 @@ export function instrument(config: Config, mode: 'wrap' | 'start', env: NodeJS.P
   const observers: StageObserver[] = [spans, ...(opts.observers ?? [])];
   if (mode === 'start' && !config.quiet) {
     // On a terminal the log keeps a live status line for long watches; no wrapped command shares it.
-    const terminal = isatty(1) ? { write: (t: string) => writeAll(1, t), columns: process.stdout.columns || 100 } : undefined;
+    const terminal = isatty(1)
+      ? { write: (t: string) => writeAll(1, t), columns: process.stdout.columns || 100 }
+      : undefined;
     const log = requestLog(outLine, terminal ? { terminal } : {});
     print = log.print;
     observers.push(log);
   }
-  const render = async (cmd: CommandSummary, terminal: { color: boolean; width: number | undefined }, waitMs = FATE_WAIT_MS): Promise<string[]> =>
-    renderWaterfall(cmd, { jaegerUrl, color: terminal.color, width: terminal.width, exportNote: await notSent(cmd, waitMs) });
+  const render = async (
+    cmd: CommandSummary,
+    terminal: { color: boolean; width: number | undefined },
+    waitMs = FATE_WAIT_MS,
+  ): Promise<string[]> =>
+    renderWaterfall(cmd, {
+      jaegerUrl,
+      color: terminal.color,
+      width: terminal.width,
+      exportNote: await notSent(cmd, waitMs),
+    });
   return {
     observer: combineObservers(observers, (e) => warn(`kubetrail: telemetry error: ${describeError(e)}`)),
     spawning(at, argv) {

@@ -21,7 +21,6 @@ import { epochNow, noCommandGiven, runChild, takeKubeconfigArg } from './child.t
 import { errLine } from './output.ts';
 import { exposureWarning, listenUrl, prepare, type Prepared } from './setup.ts';
 
-
 export interface WrapHooks {
   /** Observers for this run's requests (telemetry, report). */
   observer?: StageObserver;
@@ -38,8 +37,16 @@ export interface WrapHooks {
  * `other-telemetry` when its spans would go elsewhere (another collector, other trace links or OTEL_*
  * settings), undefined when it is not a kubetrail of this state dir serving our clusters.
  */
-async function sharedKubetrail(p: Prepared, config: Config, env: NodeJS.ProcessEnv): Promise<'same' | 'other-telemetry' | undefined> {
-  const [{ controlCall }, { statusBody }, { resolveForBackground, telemetryKey }] = await Promise.all([import('../background/client.ts'), import('../background/protocol.ts'), import('../background/state.ts')]);
+async function sharedKubetrail(
+  p: Prepared,
+  config: Config,
+  env: NodeJS.ProcessEnv,
+): Promise<'same' | 'other-telemetry' | undefined> {
+  const [{ controlCall }, { statusBody }, { resolveForBackground, telemetryKey }] = await Promise.all([
+    import('../background/client.ts'),
+    import('../background/protocol.ts'),
+    import('../background/state.ts'),
+  ]);
   let body: Partial<StatusBody> | undefined;
   try {
     body = statusBody(await controlCall(config.stateDir, p.listen.host, p.listen.port, { op: 'status' }, 2000));
@@ -52,14 +59,28 @@ async function sharedKubetrail(p: Prepared, config: Config, env: NodeJS.ProcessE
   return body.telemetry === telemetryKey(resolved.config, resolved.env) ? 'same' : 'other-telemetry';
 }
 
-export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function wrap(
+  config: Config,
+  argv: string[],
+  hooks: WrapHooks,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   if (argv.length === 0) throw noCommandGiven();
   const kcArg = takeKubeconfigArg(argv);
   const effective = kcArg.path !== undefined ? { ...config, kubeconfig: kcArg.path } : config;
   const prepared = await prepare(effective, env);
   if (!prepared.listen.loopback) hooks.warn(exposureWarning(listenUrl(prepared.listen)));
   let proxy: RunningProxy | undefined;
-  const proxyOpts = { routes: prepared.routes, pki: prepared.pki, host: prepared.listen.host, port: prepared.listen.port, observer: hooks.observer, onInternalError: (e: unknown) => hooks.warn(`kubetrail: internal error: ${String(e)}`), onNotice: hooks.warn, reuseUpstream: config.reuseUpstream };
+  const proxyOpts = {
+    routes: prepared.routes,
+    pki: prepared.pki,
+    host: prepared.listen.host,
+    port: prepared.listen.port,
+    observer: hooks.observer,
+    onInternalError: (e: unknown) => hooks.warn(`kubetrail: internal error: ${String(e)}`),
+    onNotice: hooks.warn,
+    reuseUpstream: config.reuseUpstream,
+  };
   try {
     proxy = await startProxy(proxyOpts);
   } catch (err) {
@@ -69,7 +90,10 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
     const shared = await sharedKubetrail(prepared, effective, env);
     if (!shared) {
       const { inUseMessage } = await import('./port-holder.ts');
-      throw new KtError('KT_ERR_LISTEN', await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port));
+      throw new KtError(
+        'KT_ERR_LISTEN',
+        await inUseMessage(config.listen, config.stateDir, prepared.listen.host, prepared.listen.port),
+      );
     }
     // This path serves in-process (--linger 0, or no background kubetrail could be used): another kubetrail on
     // the port is left alone and this command gets a port of its own, its own trace and waterfall. Handing
@@ -91,7 +115,10 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
   hooks.spawning?.(spawnedAt, childArgv);
   let exitedAt: number;
   try {
-    code = await runChild(childArgv, { ...shimPathEnv(env, config.stateDir, readPrivateTextQuietly(kubeconfigPath)), KUBECONFIG: kubeconfigPath });
+    code = await runChild(childArgv, {
+      ...shimPathEnv(env, config.stateDir, readPrivateTextQuietly(kubeconfigPath)),
+      KUBECONFIG: kubeconfigPath,
+    });
   } finally {
     exitedAt = epochNow();
     await proxy?.close();
@@ -104,7 +131,11 @@ export async function wrap(config: Config, argv: string[], hooks: WrapHooks, env
  * The whole in-process path: this process serves the command, traces it and prints its waterfall. Used
  * (with an ephemeral --listen) when the address's background kubetrail must be left alone.
  */
-export async function wrapInProcess(config: Config, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function wrapInProcess(
+  config: Config,
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   const { instrument } = await import('./telemetry-setup.ts');
   const telemetry = instrument(config, 'wrap', env);
   return wrap(

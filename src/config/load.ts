@@ -20,12 +20,16 @@ function coerce(def: OptionDef, value: unknown, where: string): string | boolean
     if (value === 'true' || value === '1') return true;
     if (value === 'false' || value === '0') return false;
   } else if (def.type === 'number') {
-    const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+    const n =
+      typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
     if (Number.isFinite(n) && n >= 0) return n;
   } else if (typeof value === 'string' && value !== '') {
     return value;
   }
-  throw new KtError('KT_ERR_CONFIG_INVALID', `${where}: expected a ${def.type === 'number' ? 'non-negative number' : def.type}, got ${JSON.stringify(value)}`);
+  throw new KtError(
+    'KT_ERR_CONFIG_INVALID',
+    `${where}: expected a ${def.type === 'number' ? 'non-negative number' : def.type}, got ${JSON.stringify(value)}`,
+  );
 }
 
 function defaultConfigFile(env: NodeJS.ProcessEnv): string | undefined {
@@ -39,7 +43,11 @@ function readConfigFile(file: string): RawValues {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    throw new KtError(
+      'KT_ERR_CONFIG_INVALID',
+      `config ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      { cause: err },
+    );
   }
   // Loaded only when there is a config file: a wrapped command without one never pays for the YAML parser.
   const { isMap, isScalar, parseDocument } = createRequire(import.meta.url)('yaml') as typeof Yaml;
@@ -47,21 +55,30 @@ function readConfigFile(file: string): RawValues {
   const first = doc.errors[0];
   if (first) {
     const line = first.linePos?.[0].line;
-    throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}${line ? `:${line}` : ''}: ${(first.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`);
+    throw new KtError(
+      'KT_ERR_CONFIG_INVALID',
+      `config ${file}${line ? `:${line}` : ''}: ${(first.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`,
+    );
   }
   if (doc.contents === null) return {};
   if (!isMap(doc.contents)) throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: expected a map of options`);
   const out: RawValues = {};
   for (const pair of doc.contents.items as Pair[]) {
     const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
-    const line = pair.key && isScalar(pair.key) && pair.key.range ? doc.toString().slice(0, pair.key.range[0]).split('\n').length : undefined;
+    const line =
+      pair.key && isScalar(pair.key) && pair.key.range
+        ? doc.toString().slice(0, pair.key.range[0]).split('\n').length
+        : undefined;
     const where = `config ${file}${line ? `:${line}` : ''}: "${key}"`;
     const def = OPTIONS.find((o) => o.key === key) as OptionDef | undefined;
     if (!def || def.flagOnly) {
-      const known = OPTIONS.filter((o: OptionDef) => !o.flagOnly).map((o) => o.key).join(', ');
+      const known = OPTIONS.filter((o: OptionDef) => !o.flagOnly)
+        .map((o) => o.key)
+        .join(', ');
       throw new KtError('KT_ERR_CONFIG_INVALID', `${where} is not a kubetrail option (known: ${known})`);
     }
-    if (pair.value !== null && !isScalar(pair.value)) throw new KtError('KT_ERR_CONFIG_INVALID', `${where}: expected a single value`);
+    if (pair.value !== null && !isScalar(pair.value))
+      throw new KtError('KT_ERR_CONFIG_INVALID', `${where}: expected a single value`);
     const value: unknown = pair.value === null ? null : pair.value.value;
     if (value === null || value === undefined) continue;
     out[key] = coerce(def, value, where);
@@ -101,7 +118,8 @@ export interface ListenAddress {
 export function parseListen(value: string, allowNonLoopback: boolean): ListenAddress {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new KtError('KT_ERR_USAGE', `--listen "${value}": expected HOST:PORT, e.g. 127.0.0.1:17443`);
+  if (!m || port > 65535)
+    throw new KtError('KT_ERR_USAGE', `--listen "${value}": expected HOST:PORT, e.g. 127.0.0.1:17443`);
   const host = (m[1] ?? m[2]) as string;
   const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
   if (!loopback && !allowNonLoopback) {
@@ -126,6 +144,10 @@ export function parseDuration(value: string): number | undefined {
 /** --linger as milliseconds (0 = no background kubetrail), or a one-line usage error. */
 export function lingerMs(value: string): number {
   const ms = parseDuration(value);
-  if (ms === undefined) throw new KtError('KT_ERR_USAGE', `--linger "${value}": expected a duration such as 10m, 30s or 0 (no background kubetrail)`);
+  if (ms === undefined)
+    throw new KtError(
+      'KT_ERR_USAGE',
+      `--linger "${value}": expected a duration such as 10m, 30s or 0 (no background kubetrail)`,
+    );
   return ms;
 }

@@ -41,11 +41,17 @@ export const OPTIONS = [
     default: undefined,
     metavar: 'FILE',
   },
-  { key: 'context', type: 'string', help: 'current-context for the rewritten kubeconfig', default: undefined, metavar: 'NAME' },
+  {
+    key: 'context',
+    type: 'string',
+    help: 'current-context for the rewritten kubeconfig',
+    default: undefined,
+    metavar: 'NAME',
+  },
   {
     key: 'listen',
     type: 'string',
-    help: 'host:port to listen on; stable by default so kubectl\'s discovery cache stays warm',
+    help: "host:port to listen on; stable by default so kubectl's discovery cache stays warm",
     default: DEFAULT_LISTEN,
     env: ['KUBETRAIL_LISTEN'],
     metavar: 'HOST:PORT',
@@ -70,10 +76,19 @@ export const OPTIONS = [
     help: 'OTLP/HTTP traces endpoint (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://localhost:4318/v1/traces)',
     default: (env) =>
       env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
-      (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : 'http://localhost:4318/v1/traces'),
+      (env.OTEL_EXPORTER_OTLP_ENDPOINT
+        ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces`
+        : 'http://localhost:4318/v1/traces'),
     metavar: 'URL',
   },
-  { key: 'jaeger-url', type: 'string', help: 'Jaeger UI base URL for trace links', default: 'http://localhost:16686', env: ['KUBETRAIL_JAEGER_URL'], metavar: 'URL' },
+  {
+    key: 'jaeger-url',
+    type: 'string',
+    help: 'Jaeger UI base URL for trace links',
+    default: 'http://localhost:16686',
+    env: ['KUBETRAIL_JAEGER_URL'],
+    metavar: 'URL',
+  },
   { key: 'quiet', type: 'boolean', help: 'print no waterfall, trace link or request lines', default: false },
   {
     key: 'linger',

@@ -93,11 +93,15 @@ export function ensurePrivateDir(dir: string): void {
     makeDirs(dir, 0o700);
     st = statSync(dir);
   } catch (err) {
-    throw stateDirError(`state dir ${dir}: ${(err as Error).message} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`, err);
+    throw stateDirError(
+      `state dir ${dir}: ${(err as Error).message} (pass --state-dir DIR or set KUBETRAIL_STATE_DIR to a directory you can write)`,
+      err,
+    );
   }
   if (!st.isDirectory()) throw stateDirError(`state dir ${dir}: not a directory`);
   const why = untrusted(dir, st);
-  if (why) throw stateDirError(`refusing the state dir: ${why}; fix: chmod 700 it if it is yours, or pass --state-dir DIR`);
+  if (why)
+    throw stateDirError(`refusing the state dir: ${why}; fix: chmod 700 it if it is yours, or pass --state-dir DIR`);
   // mkdir's mode is filtered by the umask and does not touch an existing directory: make sure.
   if ((st.mode & 0o077) !== 0) {
     try {
@@ -191,7 +195,10 @@ function checkedStat(path: string): Stats | undefined {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw stateDirError(`${path}: ${(err as Error).message}`, err);
   }
-  if (st.isSymbolicLink()) throw stateDirError(`refusing ${path}: it is a symbolic link (kubetrail never follows one in its state dir); remove it`);
+  if (st.isSymbolicLink())
+    throw stateDirError(
+      `refusing ${path}: it is a symbolic link (kubetrail never follows one in its state dir); remove it`,
+    );
   if (!st.isFile()) throw stateDirError(`refusing ${path}: not a regular file; remove it`);
   const why = untrusted(path, st);
   if (why) throw stateDirError(`refusing ${why}; remove it`);

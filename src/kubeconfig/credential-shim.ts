@@ -85,7 +85,11 @@ export function shimPathDir(stateDir: string): string {
 }
 
 /** kubectl's environment for a kubeconfig from rewriteKubeconfig: the shims' directory first on PATH when it has shims there. */
-export function shimPathEnv(env: NodeJS.ProcessEnv, stateDir: string, kubeconfigText: string | undefined): NodeJS.ProcessEnv {
+export function shimPathEnv(
+  env: NodeJS.ProcessEnv,
+  stateDir: string,
+  kubeconfigText: string | undefined,
+): NodeJS.ProcessEnv {
   if (!env.PATH || kubeconfigText === undefined || !kubeconfigText.includes(SHIM_MARKER)) return env;
   return { ...env, PATH: `${shimPathDir(stateDir)}${delimiter}${env.PATH}` };
 }
@@ -97,14 +101,24 @@ export type ShimMode = 'on-path' | 'by-path';
  * the stanza must be left alone: the command cannot be run from here (not found, not executable: kubectl
  * says so itself, with the plugin's installHint), or, on PATH, it is given by path.
  */
-export function installShim(stateDir: string, command: string, path = process.env.PATH ?? '', mode: ShimMode = 'by-path'): string | undefined {
+export function installShim(
+  stateDir: string,
+  command: string,
+  path = process.env.PATH ?? '',
+  mode: ShimMode = 'by-path',
+): string | undefined {
   if (!runnable(command, path)) return undefined;
   if (mode === 'on-path') {
     if (command.includes('/')) return undefined;
     writeShim(join(shimPathDir(stateDir), command), stateDir);
     return command;
   }
-  const shim = join(stateDir, 'bin', createHash('sha256').update(command).digest('hex').slice(0, 12), basename(command));
+  const shim = join(
+    stateDir,
+    'bin',
+    createHash('sha256').update(command).digest('hex').slice(0, 12),
+    basename(command),
+  );
   writeShim(shim, stateDir);
   return shim;
 }
@@ -122,7 +136,12 @@ function writeShim(shim: string, stateDir: string): void {
 
 /** As exec.Command would find it: a path as it is, a bare name on PATH. */
 function runnable(command: string, path: string): boolean {
-  const candidates = command.includes('/') ? [command] : path.split(delimiter).filter(Boolean).map((d) => join(d, command));
+  const candidates = command.includes('/')
+    ? [command]
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, command));
   return candidates.some((c) => {
     try {
       accessSync(c, constants.X_OK);
@@ -134,11 +153,19 @@ function runnable(command: string, path: string): boolean {
 }
 
 /** A user's `exec` stanza, run through the shim; its args and env stay in the kubeconfig, as they were. */
-export function shimExec(exec: Record<string, unknown>, shim: { install: (command: string) => string | undefined; timingFile: string; mode?: ShimMode }): Record<string, unknown> {
+export function shimExec(
+  exec: Record<string, unknown>,
+  shim: { install: (command: string) => string | undefined; timingFile: string; mode?: ShimMode },
+): Record<string, unknown> {
   const command = exec.command;
   if (typeof command !== 'string' || command === '') return exec;
   // The plugin's env sets PATH: kubectl looks the command up on its own PATH, the shim would on that one.
-  if (shim.mode === 'on-path' && Array.isArray(exec.env) && exec.env.some((e) => (e as { name?: unknown } | null)?.name === 'PATH')) return exec;
+  if (
+    shim.mode === 'on-path' &&
+    Array.isArray(exec.env) &&
+    exec.env.some((e) => (e as { name?: unknown } | null)?.name === 'PATH')
+  )
+    return exec;
   const path = shim.install(command);
   if (path === undefined) return exec;
   const args: unknown[] = Array.isArray(exec.args) ? (exec.args as unknown[]) : [];

@@ -112,7 +112,10 @@ function collect(
     }
     const body = rec?.[kind] ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) {
-      throw new KtError('KT_ERR_KUBECONFIG_INVALID', `kubeconfig ${file}: ${kind}s[${i}] ("${name}").${kind} must be a map`);
+      throw new KtError(
+        'KT_ERR_KUBECONFIG_INVALID',
+        `kubeconfig ${file}: ${kind}s[${i}] ("${name}").${kind} must be a map`,
+      );
     }
     if (!target.has(name)) {
       target.set(name, { name, body: absolutize(body as Entry, kind, dirname(file)), origin: file });

@@ -7,7 +7,17 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { KtError } from '../errors.ts';
-import { certFingerprint, ROUTE_PREFIX, routeHost, taggedServerName, uniqueRouteAddresses, usesRouteAddresses, type ClientIdentity, type ClusterRoute, type Routes } from '../proxy/routing.ts';
+import {
+  certFingerprint,
+  ROUTE_PREFIX,
+  routeHost,
+  taggedServerName,
+  uniqueRouteAddresses,
+  usesRouteAddresses,
+  type ClientIdentity,
+  type ClusterRoute,
+  type Routes,
+} from '../proxy/routing.ts';
 import { shimExec, type ShimMode } from './credential-shim.ts';
 import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
 
@@ -18,8 +28,15 @@ import { dataOrFile, type Entry, type LoadedKubeconfig } from './load.ts';
  * would go to the wrong apiserver. A request with a stale route gets KT_ERR_NO_ROUTE instead.
  */
 export function routeId(clusterName: string, server: unknown): string {
-  const slug = clusterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
-  const hash = createHash('sha256').update(`${clusterName}\0${typeof server === 'string' ? server : ''}`).digest('hex').slice(0, 8);
+  const slug = clusterName
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 40);
+  const hash = createHash('sha256')
+    .update(`${clusterName}\0${typeof server === 'string' ? server : ''}`)
+    .digest('hex')
+    .slice(0, 8);
   return slug ? `${slug}-${hash}` : hash;
 }
 
@@ -155,7 +172,16 @@ function refreshIdentities(users: CertFiles[], identities: Map<string, ClientIde
 }
 
 /** What a kubeconfig user authenticates with, if anything (kubectl sends nothing for a user without these). */
-const CREDENTIAL_FIELDS = ['token', 'tokenFile', 'client-certificate', 'client-certificate-data', 'username', 'password', 'exec', 'auth-provider'];
+const CREDENTIAL_FIELDS = [
+  'token',
+  'tokenFile',
+  'client-certificate',
+  'client-certificate-data',
+  'username',
+  'password',
+  'exec',
+  'auth-provider',
+];
 
 /** ClusterRoute.anonymousUser: some context pairs the cluster with a user without credentials (or none). */
 function markAnonymousUsers(kc: LoadedKubeconfig, clusters: Map<string, ClusterRoute>): void {
@@ -185,7 +211,8 @@ export interface RewriteOptions {
    */
   routeAddresses?: boolean | undefined;
   /** Run every exec credential plugin through kubetrail's timing shim (credential-shim.ts). */
-  credentialShim?: { install: (command: string) => string | undefined; timingFile: string; mode?: ShimMode } | undefined;
+  credentialShim?:
+    { install: (command: string) => string | undefined; timingFile: string; mode?: ShimMode } | undefined;
 }
 
 /** The rewritten kubeconfig as a plain object, ready to be serialised. */
@@ -194,7 +221,10 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
   const listen = new URL(opts.listenUrl);
   const caData = Buffer.from(opts.caPem).toString('base64');
   const ids = new Map([...kc.clusters.values()].map(({ name, body }) => [name, routeId(name, body.server)]));
-  const addresses = (opts.routeAddresses ?? usesRouteAddresses(listen.hostname)) ? uniqueRouteAddresses(ids.values()) : new Map<string, string>();
+  const addresses =
+    (opts.routeAddresses ?? usesRouteAddresses(listen.hostname))
+      ? uniqueRouteAddresses(ids.values())
+      : new Map<string, string>();
   const clusters = [...kc.clusters.values()].map(({ name, body }) => {
     const cluster: Entry = { ...body };
     for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) delete cluster[k];
@@ -203,7 +233,10 @@ export function rewriteKubeconfig(kc: LoadedKubeconfig, opts: RewriteOptions): E
     // A host:port per cluster and no path of kubetrail's: `kubectl proxy` warns about any server path,
     // and kubectl keys its discovery cache by the server URL (docs/decisions.md, "Routes"). The apiserver
     // URL's own path (a Rancher-style `/k8s/clusters/x`) is kept, so kubectl uses it as it would direct.
-    cluster.server = address === undefined ? `${base}${ROUTE_PREFIX}${id}` : `https://${address}:${listen.port || '443'}${ownPath(body.server)}`;
+    cluster.server =
+      address === undefined
+        ? `${base}${ROUTE_PREFIX}${id}`
+        : `https://${address}:${listen.port || '443'}${ownPath(body.server)}`;
     cluster['certificate-authority-data'] = caData;
     // A command tag goes in SNI only, so the server URL (and kubectl's caches) stay the same per cluster.
     cluster['tls-server-name'] = opts.commandTag === undefined ? routeHost(id) : taggedServerName(id, opts.commandTag);

@@ -43,7 +43,10 @@ export interface Timing {
 
 /** A program's name as a root's: its file name, lower-cased, of the characters a command name is made of. */
 export function programName(file: string): string | undefined {
-  const name = basename(file).toLowerCase().replace(/[^a-z0-9._+-]/g, '').slice(0, 64);
+  const name = basename(file)
+    .toLowerCase()
+    .replace(/[^a-z0-9._+-]/g, '')
+    .slice(0, 64);
   return name || undefined;
 }
 
@@ -74,14 +77,26 @@ export function parseTiming(text: string): Timing {
     const f = line.split(' ');
     if (f[0] === 'spawn' && f.length === 2 && /^\d+(\.\d+)?$/.test(f[1] ?? '')) {
       out.spawnedAt = Number(f[1]);
-    } else if (f[0] === 'name' && f.length >= 2 && f.length <= 3 && f.slice(1).every((w) => /^[a-z0-9._+-]{1,64}$/.test(w))) {
+    } else if (
+      f[0] === 'name' &&
+      f.length >= 2 &&
+      f.length <= 3 &&
+      f.slice(1).every((w) => /^[a-z0-9._+-]{1,64}$/.test(w))
+    ) {
       out.command = f.slice(1).join(' ');
     } else if (f[0] === 'credential' && f.length === 5 && /^\d+$/.test(f[3] ?? '')) {
       const start = stampMs(f[1] ?? '', bootMs);
       const end = stampMs(f[2] ?? '', bootMs);
       if (start === undefined || end === undefined) continue;
       // A base name only, whatever was written: the timing file is ours, but the command's name is the user's.
-      if (end >= start) out.credentials.push({ id: line, start, end, exitCode: Number(f[3]), command: basename(f[4] ?? '').slice(0, 64) });
+      if (end >= start)
+        out.credentials.push({
+          id: line,
+          start,
+          end,
+          exitCode: Number(f[3]),
+          command: basename(f[4] ?? '').slice(0, 64),
+        });
     }
   }
   return out;

@@ -7,5 +7,8 @@ import { writePrivateFile } from '../fs/private.ts';
 import type { Entry } from './load.ts';
 
 export function writeKubeconfig(file: string, config: Entry): void {
-  writePrivateFile(file, `# Written by kubetrail; every cluster points at the local kubetrail proxy.\n${stringify(config)}`);
+  writePrivateFile(
+    file,
+    `# Written by kubetrail; every cluster points at the local kubetrail proxy.\n${stringify(config)}`,
+  );
 }

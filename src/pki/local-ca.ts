@@ -23,7 +23,8 @@ const DEFAULT_NAMES = ['127.0.0.1', '::1', 'localhost', `*${SNI_SUFFIX}`];
 function splitPair(text: string, file: string): KeyPairPem {
   const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(text)?.[0];
   const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/.exec(text)?.[0];
-  if (!cert || !key) throw new KtError('KT_ERR_STATE_DIR', `${file}: not a certificate and key (delete it to regenerate)`);
+  if (!cert || !key)
+    throw new KtError('KT_ERR_STATE_DIR', `${file}: not a certificate and key (delete it to regenerate)`);
   return { certPem: cert, keyPem: key };
 }
 
@@ -77,7 +78,9 @@ export async function ensureLocalPki(stateDir: string, extraNames: string[] = []
   let server = readPair(serverFile);
   const issuedByCa = server && new X509Certificate(server.certPem).checkIssued(new X509Certificate(ca.certPem));
   if (!server || !issuedByCa || secondsToExpiry(server.certPem) < RENEW_BEFORE_S || !covers(server.certPem, names)) {
-    server = await (await certs()).issueCert(ca, {
+    server = await (
+      await certs()
+    ).issueCert(ca, {
       commonName: 'kubetrail',
       dnsNames: names.filter((n) => isIP(n) === 0),
       ipAddresses: names.filter((n) => isIP(n) !== 0),

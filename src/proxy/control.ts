@@ -22,7 +22,12 @@ export function isControlRequest(url: string): boolean {
  * local process can reach the listener, so none answers who listens (a pid) or which route ids exist
  * (404 for all of them without the token).
  */
-export function handleControl(_routes: Routes, onControl: ControlHandler | undefined, req: IncomingMessage, res: ServerResponse): void {
+export function handleControl(
+  _routes: Routes,
+  onControl: ControlHandler | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
   const path = (req.url ?? '').split('?')[0] ?? '';
   if (onControl?.(path.slice(CONTROL_PREFIX.length), req, res)) return;
   res.writeHead(404);

@@ -127,7 +127,10 @@ export interface StageObserver {
 export const STATUS_BODY_CAP = 16 * 1024;
 
 /** Fan one event stream out to several observers; one observer's exception never reaches another or the proxy. */
-export function combineObservers(observers: StageObserver[], onError: (err: unknown) => void): StageObserver | undefined {
+export function combineObservers(
+  observers: StageObserver[],
+  onError: (err: unknown) => void,
+): StageObserver | undefined {
   if (observers.length === 0) return undefined;
   const each = (fn: (o: StageObserver) => void): void => {
     for (const o of observers) {

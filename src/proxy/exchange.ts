@@ -11,7 +11,14 @@ import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { socketHost } from '../net/host.ts';
 import { authAttributes } from '../stages/auth.ts';
-import { PROGRESS_INTERVAL_MS, type Outcome, type RequestEnd, type RequestStart, type StageObserver, type UpstreamConnected } from './events.ts';
+import {
+  PROGRESS_INTERVAL_MS,
+  type Outcome,
+  type RequestEnd,
+  type RequestStart,
+  type StageObserver,
+  type UpstreamConnected,
+} from './events.ts';
 import { header, headerAll, responseFacts, withoutPseudoHeaders, type RawHeaders } from './headers.ts';
 import type { PeerIdentity } from './identity.ts';
 import { parseServerName, type Target } from './routing.ts';
@@ -71,7 +78,12 @@ function connectionId(head: DownstreamHead, observer: StageObserver | undefined)
 }
 
 /** The `start` facts of a request (auth reduced to non-secret attributes). */
-export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity, opts: { upgrade: boolean; upstreamShared: boolean; observer?: StageObserver | undefined }): RequestStart {
+export function requestFacts(
+  head: DownstreamHead,
+  t: Target,
+  peer: PeerIdentity,
+  opts: { upgrade: boolean; upstreamShared: boolean; observer?: StageObserver | undefined },
+): RequestStart {
   const raw = head.raw;
   const subject = peer.presented ? parseSubject(peer.presented.subject) : undefined;
   return {
@@ -107,8 +119,12 @@ export function requestFacts(head: DownstreamHead, t: Target, peer: PeerIdentity
 
 /** RequestStart.clientIdentity: a digest, so no credential is kept beyond the request. */
 function clientIdentity(cluster: string, peer: PeerIdentity, raw: RawHeaders): string {
-  const h = createHash('sha256').update(cluster).update('\0').update(peer.presented?.fingerprint256 ?? '');
-  for (const name of ['authorization', 'impersonate-user', 'impersonate-uid']) h.update('\0').update(header(raw, name) ?? '');
+  const h = createHash('sha256')
+    .update(cluster)
+    .update('\0')
+    .update(peer.presented?.fingerprint256 ?? '');
+  for (const name of ['authorization', 'impersonate-user', 'impersonate-uid'])
+    h.update('\0').update(header(raw, name) ?? '');
   for (const g of headerAll(raw, 'impersonate-group')) h.update('\0').update(g);
   return h.digest('base64url').slice(0, 22);
 }
@@ -179,7 +195,12 @@ export class Exchange {
     if (!this.#observer) return;
     const rs = responseFacts(performance.now(), status, raw);
     this.#observer.onResponseStart(this.id, rs);
-    this.#tap = createResponseTap({ ...rs, contentType: opts.opaque ? undefined : rs.contentType, isWatch: opts.isWatch, podList: opts.podList });
+    this.#tap = createResponseTap({
+      ...rs,
+      contentType: opts.opaque ? undefined : rs.contentType,
+      isWatch: opts.isWatch,
+      podList: opts.podList,
+    });
     this.#lastProgress = performance.now();
   }
 

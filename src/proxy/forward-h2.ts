@@ -17,7 +17,8 @@ import type { H2Lease } from './upstream.ts';
 const REFUSED: ProxyAnswer = {
   code: 502,
   ktCode: 'KT_ERR_UPSTREAM',
-  message: 'kubetrail: the apiserver refused the stream (REFUSED_STREAM or GOAWAY); kubectl was told the same, and sends it again',
+  message:
+    'kubetrail: the apiserver refused the stream (REFUSED_STREAM or GOAWAY); kubectl was told the same, and sends it again',
 };
 
 /** Send the request as an HTTP/2 stream, or over HTTP/1.1 when the apiserver does not speak h2. */
@@ -48,16 +49,30 @@ function sendOnLease(f: HttpForward, lease: H2Lease, askedAt: number, retriesLef
     if (published) return;
     published = true;
     x.connected(
-      o ? { t: askedAt, reused: false, connectEnd: Math.max(o.connectEnd, askedAt), tlsEnd: Math.max(o.tlsEnd, askedAt), protocol: 'h2' } : { t: askedAt, reused: true, protocol: 'h2' },
+      o
+        ? {
+            t: askedAt,
+            reused: false,
+            connectEnd: Math.max(o.connectEnd, askedAt),
+            tlsEnd: Math.max(o.tlsEnd, askedAt),
+            protocol: 'h2',
+          }
+        : { t: askedAt, reused: true, protocol: 'h2' },
     );
   };
   let stream: ClientHttp2Stream;
   try {
-    stream = lease.session.request(h2RequestHeaders(f.headers, x.facts.method, f.target.upstreamPath), { endStream: !f.hasBody });
+    stream = lease.session.request(h2RequestHeaders(f.headers, x.facts.method, f.target.upstreamPath), {
+      endStream: !f.hasBody,
+    });
   } catch (err) {
     lease.release();
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_HTTP2_INVALID_SESSION' || code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_OUT_OF_STREAMS') {
+    if (
+      code === 'ERR_HTTP2_INVALID_SESSION' ||
+      code === 'ERR_HTTP2_GOAWAY_SESSION' ||
+      code === 'ERR_HTTP2_OUT_OF_STREAMS'
+    ) {
       // The connection went away between the lease and the request: another one.
       lease.retire();
       if (retriesLeft > 0) sendOverH2(f, retriesLeft - 1);
@@ -110,10 +125,24 @@ function sendOnLease(f: HttpForward, lease: H2Lease, askedAt: number, retriesLef
     // A stream whose connection died ends its readable side as well, reset (CANCEL) rather than
     // finished: that is a cut, as a closed HTTP/1.1 connection mid-body would be.
     const endsCleanly = (): boolean => !stream.rstCode;
-    if (!f.relayResponse(Number(h[':status'] ?? 502), undefined, raw, stream, h['content-length'] !== undefined, endsCleanly, () => stream.rstCode)) return;
+    if (
+      !f.relayResponse(
+        Number(h[':status'] ?? 502),
+        undefined,
+        raw,
+        stream,
+        h['content-length'] !== undefined,
+        endsCleanly,
+        () => stream.rstCode,
+      )
+    )
+      return;
     stream.on('trailers', (trailers: IncomingHttpHeaders, _fl: number, rawTrailers?: string[]) => {
       // Trailers reach an HTTP/2 kubectl as sent; HTTP/1.1 (chunked trailers) never asked for them.
-      if (isH2Response(f.res)) f.res.addTrailers(Object.fromEntries(pairs(h2ResponseHeaders(withoutPseudoHeaders(rawTrailers ?? h2RawHeaders(trailers))))));
+      if (isH2Response(f.res))
+        f.res.addTrailers(
+          Object.fromEntries(pairs(h2ResponseHeaders(withoutPseudoHeaders(rawTrailers ?? h2RawHeaders(trailers))))),
+        );
     });
     stream.on('end', () => {
       if (endsCleanly()) x.finish('complete');
@@ -134,7 +163,11 @@ function sendOnLease(f: HttpForward, lease: H2Lease, askedAt: number, retriesLef
     if (f.clientGone) {
       x.finish('client_abort');
     } else if (!answered) {
-      f.answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the stream before answering' });
+      f.answer({
+        code: 502,
+        ktCode: 'KT_ERR_UPSTREAM',
+        message: 'kubetrail: the apiserver closed the stream before answering',
+      });
     } else if (!stream.readableEnded) {
       f.cut(stream.rstCode);
       x.finish('upstream_error', CLOSED_MID_RESPONSE);

@@ -54,7 +54,9 @@ export function timeNewConnection(socket: Duplex, x: Exchange, t: number): void 
   }
   let connectEnd: number | undefined;
   socket.once('connect', () => (connectEnd = performance.now()));
-  socket.once('secureConnect', () => x.connected({ t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }));
+  socket.once('secureConnect', () =>
+    x.connected({ t, reused: false, connectEnd: connectEnd ?? t, tlsEnd: performance.now() }),
+  );
 }
 
 export function sendHttp1(f: HttpForward, retriesLeft: number): void {
@@ -81,7 +83,14 @@ export function sendHttp1(f: HttpForward, retriesLeft: number): void {
 
   attempt.on('error', (err: NodeJS.ErrnoException) => {
     if (x.ended) return;
-    if (!res.headersSent && retriesLeft > 0 && attempt.reusedSocket && f.replayable && req.readableEnded && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+    if (
+      !res.headersSent &&
+      retriesLeft > 0 &&
+      attempt.reusedSocket &&
+      f.replayable &&
+      req.readableEnded &&
+      (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+    ) {
       sendHttp1(f, retriesLeft - 1);
       return;
     }
@@ -91,7 +100,16 @@ export function sendHttp1(f: HttpForward, retriesLeft: number): void {
 
   attempt.on('response', (upRes) => {
     publishReused();
-    if (!f.relayResponse(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders, upRes, upRes.headers['content-length'] !== undefined)) return;
+    if (
+      !f.relayResponse(
+        upRes.statusCode ?? 502,
+        upRes.statusMessage,
+        upRes.rawHeaders,
+        upRes,
+        upRes.headers['content-length'] !== undefined,
+      )
+    )
+      return;
     upRes.on('end', () => x.finish('complete'));
     upRes.on('error', (err) => f.upstreamFailed(upstreamFailure(err, route)));
     upRes.on('aborted', () => f.upstreamFailed(CLOSED_MID_RESPONSE));

@@ -10,7 +10,15 @@ import { describeError } from '../errors.ts';
 import { isDiscovery, parseRequestInfo, type RequestInfo } from '../stages/request-info.ts';
 import type { Upstreams } from './connection.ts';
 import type { StageObserver } from './events.ts';
-import { downstreamHead, Exchange, isH2Response, requestFacts, type DownstreamHead, type DownstreamRequest, type DownstreamResponse } from './exchange.ts';
+import {
+  downstreamHead,
+  Exchange,
+  isH2Response,
+  requestFacts,
+  type DownstreamHead,
+  type DownstreamRequest,
+  type DownstreamResponse,
+} from './exchange.ts';
 import { sendOverH2 } from './forward-h2.ts';
 import { MAX_RETRIES, sendHttp1 } from './forward-http1.ts';
 import { forwardHeaders, h2ResponseHeaders, header, headBytes, type RawHeaders } from './headers.ts';
@@ -65,7 +73,15 @@ export class HttpForward {
   /** When an HTTP/2 attempt asked for its connection (an answer of http/1.1 hands that socket on). */
   h2AskedAt: number | undefined;
 
-  constructor(ctx: ForwardContext, req: DownstreamRequest, res: DownstreamResponse, head: DownstreamHead, x: Exchange, target: Target, identity: ClientIdentity | undefined) {
+  constructor(
+    ctx: ForwardContext,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    head: DownstreamHead,
+    x: Exchange,
+    target: Target,
+    identity: ClientIdentity | undefined,
+  ) {
     this.#ctx = ctx;
     this.req = req;
     this.res = res;
@@ -80,7 +96,8 @@ export class HttpForward {
     // as text: see sendStatus.
     this.#plainText = isDiscovery(this.info) && x.facts.path !== '/version';
     this.headers = forwardHeaders(head.raw, { keepUpgrade: false, host: target.route.server.host, add: x.added });
-    const declaresBody = header(head.raw, 'transfer-encoding') !== undefined || Number(header(head.raw, 'content-length') ?? 0) !== 0;
+    const declaresBody =
+      header(head.raw, 'transfer-encoding') !== undefined || Number(header(head.raw, 'content-length') ?? 0) !== 0;
     this.hasBody = 'stream' in req ? !req.stream.endAfterHeaders : declaresBody;
     this.replayable = /^(GET|HEAD|OPTIONS)$/.test(head.method) && !declaresBody;
   }
@@ -142,7 +159,15 @@ export class HttpForward {
    * head could not be relayed (kubectl got a 502 Status instead); the caller then drops the body.
    * `cutWith`: the code to reset kubectl's stream with when the body does not end cleanly.
    */
-  relayResponse(status: number, statusMessage: string | undefined, raw: RawHeaders, body: Readable, sized: boolean, endsCleanly?: () => boolean, cutWith?: () => number | undefined): boolean {
+  relayResponse(
+    status: number,
+    statusMessage: string | undefined,
+    raw: RawHeaders,
+    body: Readable,
+    sized: boolean,
+    endsCleanly?: () => boolean,
+    cutWith?: () => number | undefined,
+  ): boolean {
     // A pod list is counted per phase (stages/decode): kubectl get pods' answer to "why is it Pending".
     const podList = this.info.verb === 'list' && this.info.resource === 'pods' && this.info.subresource === '';
     this.x.responded(status, raw, { isWatch: this.info.verb === 'watch', podList });
@@ -159,20 +184,33 @@ export class HttpForward {
     } catch (err) {
       this.#ctx.internalError(err);
       body.destroy();
-      this.answer({ code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}` });
+      this.answer({
+        code: 502,
+        ktCode: 'KT_ERR_UPSTREAM',
+        message: `kubetrail: the apiserver sent a header kubetrail cannot relay: ${describeError(err)}`,
+      });
       return false;
     }
     // A stream (no Content-Length: watches, logs -f, chunked lists) gets its head at once; a sized answer's
     // head goes out with its first body bytes, in one TLS record and one write instead of two.
     // (HTTP/2's writeHead sends the head at once.)
     if (!sized && !isH2Response(res)) res.flushHeaders();
-    relay(body, res, (chunk) => this.x.down(chunk), endsCleanly, () => this.cut(cutWith?.()));
+    relay(
+      body,
+      res,
+      (chunk) => this.x.down(chunk),
+      endsCleanly,
+      () => this.cut(cutWith?.()),
+    );
     return true;
   }
 
   /** Send the request upstream, in the protocol connection.ts chooses for it. */
   send(): void {
-    const smallWatch = this.replayable && this.info.verb === 'watch' && headBytes(this.head.raw, this.target.upstreamPath) <= H2_MAX_HEAD_BYTES;
+    const smallWatch =
+      this.replayable &&
+      this.info.verb === 'watch' &&
+      headBytes(this.head.raw, this.target.upstreamPath) <= H2_MAX_HEAD_BYTES;
     if (this.upstreams.prefersH2(smallWatch)) sendOverH2(this, MAX_RETRIES);
     else sendHttp1(this, MAX_RETRIES);
   }
@@ -192,7 +230,11 @@ export function forwardRequest(ctx: ForwardContext, req: DownstreamRequest, res:
   const peer = ctx.peers.of(head.socket);
   const refused = refuseIdentity(peer, head.raw);
   const upstreamShared = ctx.upstreamsOf(req).shared;
-  const x = new Exchange(ctx.observer, requestFacts(head, target, peer, { upgrade: false, upstreamShared, observer: ctx.observer }), { progress: true });
+  const x = new Exchange(
+    ctx.observer,
+    requestFacts(head, target, peer, { upgrade: false, upstreamShared, observer: ctx.observer }),
+    { progress: true },
+  );
   const f = new HttpForward(ctx, req, res, head, x, target, peer.identity);
   if (refused) {
     req.resume();

@@ -11,7 +11,16 @@ import type { ResponseStart } from './events.ts';
 export type RawHeaders = readonly string[];
 
 /** Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the proxy's own. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
 
 export interface ForwardOptions {
   /** Keep Connection and Upgrade (an upgrade request is forwarded as one). */

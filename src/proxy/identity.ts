@@ -68,7 +68,11 @@ const bareRoutes = new WeakMap<ClusterRoute, ClusterRoute>();
  * spend the kubeconfig's proxy credentials. The variant has its own id, so its connections are never
  * shared with the credentialed ones.
  */
-export function upstreamRoute(route: ClusterRoute, identity: ClientIdentity | undefined, raw: RawHeaders): ClusterRoute {
+export function upstreamRoute(
+  route: ClusterRoute,
+  identity: ClientIdentity | undefined,
+  raw: RawHeaders,
+): ClusterRoute {
   if (route.proxyUrl === undefined || route.anonymousUser || !carriesNoCredential(identity, raw)) return route;
   const proxy = new URL(route.proxyUrl);
   if (!proxy.username && !proxy.password) return route;

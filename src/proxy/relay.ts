@@ -14,7 +14,13 @@
  */
 import type { Readable, Writable } from 'node:stream';
 
-export function relay(src: Readable, dst: Writable, tap?: (chunk: Buffer) => void, endsCleanly?: () => boolean, cut?: () => void): void {
+export function relay(
+  src: Readable,
+  dst: Writable,
+  tap?: (chunk: Buffer) => void,
+  endsCleanly?: () => boolean,
+  cut?: () => void,
+): void {
   src.on('data', (chunk: Buffer) => {
     const ok = dst.write(chunk);
     tap?.(chunk);

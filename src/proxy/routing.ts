@@ -110,7 +110,9 @@ export function taggedServerName(id: string, tag: string): string {
 }
 
 /** The route id and command tag named by a TLS server name, if it is one of kubetrail's. */
-export function parseServerName(name: string | false | null | undefined): { routeId: string; tag: string | undefined } | undefined {
+export function parseServerName(
+  name: string | false | null | undefined,
+): { routeId: string; tag: string | undefined } | undefined {
   if (typeof name !== 'string' || !name.endsWith(SNI_SUFFIX)) return undefined;
   const label = name.slice(0, -SNI_SUFFIX.length);
   const sep = label.lastIndexOf(TAG_SEP);
@@ -139,7 +141,9 @@ export interface Target {
 
 function splitQuery(url: string): { path: string; query: string; hasQuery: boolean } {
   const q = url.indexOf('?');
-  return q === -1 ? { path: url, query: '', hasQuery: false } : { path: url.slice(0, q), query: url.slice(q + 1), hasQuery: true };
+  return q === -1
+    ? { path: url, query: '', hasQuery: false }
+    : { path: url.slice(0, q), query: url.slice(q + 1), hasQuery: true };
 }
 
 /**
@@ -150,7 +154,11 @@ function splitQuery(url: string): { path: string; query: string; hasQuery: boole
  * kubeconfig rewritten before them) `/c/<route>/…` names it instead, and the prefix is replaced by the
  * server URL's own path. Undefined when no route matches.
  */
-export function resolveTarget(routes: Routes, requestUrl: string, servername: string | false | null | undefined): Target | undefined {
+export function resolveTarget(
+  routes: Routes,
+  requestUrl: string,
+  servername: string | false | null | undefined,
+): Target | undefined {
   // Origin form only, dot segments resolved inside the route (proxy/paths.ts).
   const url = originForm(requestUrl);
   if (url === undefined) return undefined;

@@ -27,7 +27,6 @@ import { sendStatus } from './status.ts';
 import { forwardUpgrade, type TunnelContext } from './tunnel.ts';
 import { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool } from './upstream.ts';
 
-
 export interface ProxyOptions {
   routes: Routes;
   pki: LocalPki;
@@ -69,7 +68,12 @@ export interface ConnectionLimits {
   idleMs: number;
 }
 
-export const DEFAULT_LIMITS: ConnectionLimits = { maxConnections: 1024, handshakeMs: 10_000, firstRequestMs: 32_000, idleMs: 60_000 };
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxConnections: 1024,
+  handshakeMs: 10_000,
+  firstRequestMs: 32_000,
+  idleMs: 60_000,
+};
 
 /** How long a connection closed for idleness may take to say goodbye before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1_000;
@@ -102,7 +106,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     peers: new PeerIdentities(opts.routes),
     upstreamsOf: (req) => {
       if (shared) return shared;
-      const ups = own.get(isH2Request(req) ? req.stream.session ?? req.socket : req.socket);
+      const ups = own.get(isH2Request(req) ? (req.stream.session ?? req.socket) : req.socket);
       if (!ups) throw new Error('a request on a connection kubetrail did not accept');
       return ups;
     },
@@ -113,11 +117,16 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
   const onRequest = (req: DownstreamRequest, res: DownstreamResponse): void => {
     try {
-      if (!isH2Request(req) && isControlRequest(req.url ?? '/')) handleControl(opts.routes, opts.onControl, req, res as ServerResponse);
+      if (!isH2Request(req) && isControlRequest(req.url ?? '/'))
+        handleControl(opts.routes, opts.onControl, req, res as ServerResponse);
       else forwardRequest(ctx, req, res);
     } catch (err) {
       internalError(err);
-      sendStatus(res, { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: `kubetrail: internal error: ${describeError(err)}` });
+      sendStatus(res, {
+        code: 502,
+        ktCode: 'KT_ERR_UPSTREAM',
+        message: `kubetrail: internal error: ${describeError(err)}`,
+      });
     }
   };
 
@@ -216,13 +225,17 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   server.on('drop', dropped);
   const cap = sharedCap(server, limits.maxConnections, dropped);
 
-  const addresses = usesRouteAddresses(opts.host) ? [...new Set(uniqueRouteAddresses(opts.routes.clusters.keys()).values())] : [];
+  const addresses = usesRouteAddresses(opts.host)
+    ? [...new Set(uniqueRouteAddresses(opts.routes.clusters.keys()).values())]
+    : [];
   let routeListeners: NetServer[] = [];
   // With port 0, the port must be free on every route address too: another ephemeral port if not.
   for (let attempt = 1; ; attempt++) {
     await listen(server, opts.port, opts.host);
     try {
-      routeListeners = await listenOnRouteAddresses(addresses, (server.address() as AddressInfo).port, (socket) => cap.accept(socket));
+      routeListeners = await listenOnRouteAddresses(addresses, (server.address() as AddressInfo).port, (socket) =>
+        cap.accept(socket),
+      );
       break;
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -241,8 +254,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     // has every span.
     close: async () => {
       const closed = [server, ...routeListeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
-      for (const s of openSockets) if (!s.closed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
-      for (const s of sessions) if (!s.destroyed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
+      for (const s of openSockets)
+        if (!s.closed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
+      for (const s of sessions)
+        if (!s.destroyed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
       h1.closeAllConnections();
       // Neither inner server listens; closing them stops the HTTP server's connection-checking timer.
       h1.close();
@@ -270,7 +285,11 @@ function listen(server: NetServer, port: number, host: string): Promise<void> {
  * connections to the TLS server as its own listener does. A failure names the address and carries no
  * EADDRINUSE code: the callers read that as kubetrail's port being held (by another kubetrail).
  */
-async function listenOnRouteAddresses(addresses: string[], port: number, accept: (socket: Socket) => void): Promise<NetServer[]> {
+async function listenOnRouteAddresses(
+  addresses: string[],
+  port: number,
+  accept: (socket: Socket) => void,
+): Promise<NetServer[]> {
   const listeners: NetServer[] = [];
   try {
     for (const address of addresses) {
@@ -354,7 +373,9 @@ function capNotice(max: number, notice: (line: string) => void): () => void {
     const now = Date.now();
     if (now - saidAt < CAP_NOTICE_EVERY_MS) return;
     saidAt = now;
-    notice(`kubetrail: ${max} connections open, its limit: new connections are closed until some end (${closed} so far); open ones are kept`);
+    notice(
+      `kubetrail: ${max} connections open, its limit: new connections are closed until some end (${closed} so far); open ones are kept`,
+    );
   };
 }
 
@@ -370,7 +391,14 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (clientErrorsAnswered.has(socket)) return;
   clientErrorsAnswered.add(socket);
   const code = err.code ?? '';
-  const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code.startsWith('HPE_') ? '400 Bad Request' : undefined;
+  const status =
+    code === 'HPE_HEADER_OVERFLOW'
+      ? '431 Request Header Fields Too Large'
+      : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? '408 Request Timeout'
+        : code.startsWith('HPE_')
+          ? '400 Bad Request'
+          : undefined;
   if (status === undefined || !socket.writable) {
     socket.destroy();
     return;
@@ -380,4 +408,3 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   socket.resume();
   setTimeout(() => socket.destroy(), 500).unref();
 }
-

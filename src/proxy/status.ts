@@ -47,7 +47,11 @@ const HEADERS = (body: string, contentType = 'application/json'): Record<string,
  * discovery documents raw (`Do().Raw()`): of a failed one it shows a text body, but of a JSON one only
  * "an error on the server ("unknown")", which would hide why kubetrail failed on kubectl's first request.
  */
-export function sendStatus(res: ServerResponse | Http2ServerResponse, a: ProxyAnswer, opts: { plainText?: boolean } = {}): void {
+export function sendStatus(
+  res: ServerResponse | Http2ServerResponse,
+  a: ProxyAnswer,
+  opts: { plainText?: boolean } = {},
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -69,7 +73,11 @@ export function sendStatusRaw(socket: Duplex, a: ProxyAnswer): void {
 }
 
 /** The upstream went away after the answer's head: kubectl's connection is cut, and the span says this. */
-export const CLOSED_MID_RESPONSE: ProxyAnswer = { code: 502, ktCode: 'KT_ERR_UPSTREAM', message: 'kubetrail: the apiserver closed the connection mid-response' };
+export const CLOSED_MID_RESPONSE: ProxyAnswer = {
+  code: 502,
+  ktCode: 'KT_ERR_UPSTREAM',
+  message: 'kubetrail: the apiserver closed the connection mid-response',
+};
 
 /** What kubectl is told when the apiserver could not be reached, verified or understood. */
 export function upstreamFailure(err: unknown, route: ClusterRoute): ProxyAnswer {
@@ -79,8 +87,16 @@ export function upstreamFailure(err: unknown, route: ClusterRoute): ProxyAnswer 
   const detail = `${e.code ? `${e.code}: ` : ''}${describeWithoutNodeAdvice(err)}`;
   if (typeof e.code === 'string' && e.code.startsWith('HPE_')) {
     // Node's HTTP parser: the apiserver (or something in its place) answered, but not in HTTP/1.1.
-    return { code: 502, ktCode, message: `kubetrail: the kube-apiserver at ${route.server.origin} sent a malformed HTTP response: ${detail}` };
+    return {
+      code: 502,
+      ktCode,
+      message: `kubetrail: the kube-apiserver at ${route.server.origin} sent a malformed HTTP response: ${detail}`,
+    };
   }
   const what = tls ? 'TLS verification of' : 'cannot reach';
-  return { code: 502, ktCode, message: `kubetrail: ${what} the kube-apiserver at ${route.server.origin} failed: ${detail}` };
+  return {
+    code: 502,
+    ktCode,
+    message: `kubetrail: ${what} the kube-apiserver at ${route.server.origin} failed: ${detail}`,
+  };
 }

@@ -42,14 +42,27 @@ export function deferredDecodeBytes(): number {
   return deferredBytes;
 }
 
-export function createResponseTap(res: { statusCode: number; contentType: string | undefined; contentEncoding: string | undefined; isWatch: boolean; podList?: boolean }): ResponseTap {
+export function createResponseTap(res: {
+  statusCode: number;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  isWatch: boolean;
+  podList?: boolean;
+}): ResponseTap {
   // A chunk's watch events are stamped with the time the chunk was relayed, not the time it was decoded.
   let chunkTime = 0;
   const decoder: Decoder = createDecoder(
-    { contentType: res.contentType, contentEncoding: res.contentEncoding, statusCode: res.statusCode, isWatch: res.isWatch, countPodPhases: res.podList === true },
+    {
+      contentType: res.contentType,
+      contentEncoding: res.contentEncoding,
+      statusCode: res.statusCode,
+      isWatch: res.isWatch,
+      countPodPhases: res.podList === true,
+    },
     { now: () => chunkTime },
   );
-  const captureStatus = res.statusCode >= 400 && res.contentType?.includes('json') === true && res.contentEncoding === undefined;
+  const captureStatus =
+    res.statusCode >= 400 && res.contentType?.includes('json') === true && res.contentEncoding === undefined;
   const status: Buffer[] = [];
   let statusLen = 0;
 

@@ -27,12 +27,20 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
   const url = dh.url;
   const target = resolveTarget(ctx.routes, url, dh.socket.servername);
   if (!target) {
-    sendStatusRaw(socket, { code: 404, ktCode: 'KT_ERR_NO_ROUTE', message: `kubetrail: no cluster route for ${url.split('?')[0]}` });
+    sendStatusRaw(socket, {
+      code: 404,
+      ktCode: 'KT_ERR_NO_ROUTE',
+      message: `kubetrail: no cluster route for ${url.split('?')[0]}`,
+    });
     return;
   }
   const peer = ctx.peers.of(dh.socket);
   const upstreams = ctx.upstreamsOf(req);
-  const x = new Exchange(ctx.observer, requestFacts(dh, target, peer, { upgrade: true, upstreamShared: upstreams.shared, observer: ctx.observer }), { progress: false });
+  const x = new Exchange(
+    ctx.observer,
+    requestFacts(dh, target, peer, { upgrade: true, upstreamShared: upstreams.shared, observer: ctx.observer }),
+    { progress: false },
+  );
   x.bytesUp = head.length;
   const refused = refuseIdentity(peer, dh.raw);
   if (refused) {
@@ -64,7 +72,10 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
   });
   up.on('upgrade', (upRes, upSocket, upHead) => {
     // A 101 tunnel is counted, not decoded (opaque).
-    x.responded(upRes.statusCode ?? 101, withAuditId(upRes.rawHeaders, sentAuditId(x, dh.raw)), { isWatch: false, opaque: upRes.statusCode === 101 });
+    x.responded(upRes.statusCode ?? 101, withAuditId(upRes.rawHeaders, sentAuditId(x, dh.raw)), {
+      isWatch: false,
+      opaque: upRes.statusCode === 101,
+    });
     upSocket.on('error', () => socket.destroy());
     socket.write(responseHead(upRes.statusCode ?? 101, upRes.statusMessage, upRes.rawHeaders));
     if (upHead.length > 0) socket.write(upHead);

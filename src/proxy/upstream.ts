@@ -37,12 +37,17 @@ function tlsOptionsFor(route: ClusterRoute, identity: ClientIdentity | undefined
 type OnCreate = (err: Error | null, socket?: Duplex) => void;
 
 /** Open a TLS connection to the apiserver through an HTTP(S) CONNECT proxy. */
-function connectViaProxy(proxyUrl: string, options: ConnectionOptions & { host?: string; port?: number }, oncreate: OnCreate): void {
+function connectViaProxy(
+  proxyUrl: string,
+  options: ConnectionOptions & { host?: string; port?: number },
+  oncreate: OnCreate,
+): void {
   const proxy = new URL(proxyUrl);
   const target = `${options.host}:${options.port}`;
   const headers: Record<string, string> = { host: target };
   if (proxy.username) {
-    headers['proxy-authorization'] = `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`;
+    headers['proxy-authorization'] =
+      `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`;
   }
   const req = (proxy.protocol === 'https:' ? httpsRequest : httpRequest)({
     host: proxy.hostname,
@@ -190,7 +195,10 @@ export class UpstreamPool {
    * tls.connect() builds its own (~40 kB of native memory, held for a watch's whole life). Verification,
    * SNI and ALPN stay per connection; without a ca the context trusts the same default roots.
    */
-  #contextFor(route: ClusterRoute, identity: ClientIdentity | undefined): { secureContext: SecureContext; perConnection: ConnectionOptions } {
+  #contextFor(
+    route: ClusterRoute,
+    identity: ClientIdentity | undefined,
+  ): { secureContext: SecureContext; perConnection: ConnectionOptions } {
     const { ca, cert, key: privateKey, ...perConnection } = tlsOptionsFor(route, identity);
     const key = identityKey(route, identity);
     let secureContext = this.#contexts.get(key);
@@ -275,7 +283,13 @@ export class UpstreamPool {
   }
 
   #openH2(key: string, route: ClusterRoute, identity: ClientIdentity | undefined, own = false): H2Conn {
-    const conn: H2Conn = { active: 0, usable: true, ready: Promise.resolve(undefined), retire: () => undefined, kill: () => undefined };
+    const conn: H2Conn = {
+      active: 0,
+      usable: true,
+      ready: Promise.resolve(undefined),
+      retire: () => undefined,
+      kill: () => undefined,
+    };
     this.#allH2.add(conn);
     let ping: NodeJS.Timeout | undefined;
     const drop = (): void => {
@@ -301,7 +315,14 @@ export class UpstreamPool {
       // SNI and the name checked: tls-server-name, else the server URL's host name (never an IP), as the
       // HTTP/1.1 agent derives it from the Host header.
       const servername = perConnection.servername ?? (isIP(host) ? undefined : host);
-      const socket = tlsConnect({ ...perConnection, ...(servername ? { servername } : {}), secureContext, host, port, ALPNProtocols: ['h2', 'http/1.1'] });
+      const socket = tlsConnect({
+        ...perConnection,
+        ...(servername ? { servername } : {}),
+        secureContext,
+        host,
+        port,
+        ALPNProtocols: ['h2', 'http/1.1'],
+      });
       socket.setNoDelay(true); // as Go's dialer does, and as upstreamRequest() sets on every HTTP/1.1 socket
       conn.kill = () => socket.destroy();
       socket.once('connect', () => (connectEnd = performance.now()));
@@ -335,7 +356,11 @@ export class UpstreamPool {
           maxHeaderListPairs: 1 << 20,
           maxSendHeaderBlockLength: MAX_REQUEST_HEAD_BYTES,
           maxSessionMemory: 256,
-          settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW, maxHeaderListSize: MAX_RESPONSE_HEAD_BYTES },
+          settings: {
+            enablePush: false,
+            initialWindowSize: H2_STREAM_WINDOW,
+            maxHeaderListSize: MAX_RESPONSE_HEAD_BYTES,
+          },
         });
         session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
         conn.session = session;
@@ -349,7 +374,10 @@ export class UpstreamPool {
         // while it carries streams, as client-go does, and kill it when no answer comes.
         ping = setInterval(() => {
           if (conn.active === 0 || session.destroyed) return;
-          const timer = setTimeout(() => session.destroy(new Error('the apiserver did not answer an HTTP/2 ping')), H2_PING_TIMEOUT_MS);
+          const timer = setTimeout(
+            () => session.destroy(new Error('the apiserver did not answer an HTTP/2 ping')),
+            H2_PING_TIMEOUT_MS,
+          );
           timer.unref();
           const sent = session.ping((err) => {
             clearTimeout(timer);
@@ -434,4 +462,3 @@ function streamLimit(session: ClientHttp2Session | undefined): number {
   // Before the peer's SETTINGS arrive Node reports the protocol's "unlimited" default.
   return remote === undefined || remote >= 0xffffffff ? H2_STREAMS_BEFORE_SETTINGS : remote;
 }
-

@@ -30,7 +30,14 @@ export function divisionLine(cmd: CommandSummary): string | undefined {
   return `time: ${parts.join(' · ')}`;
 }
 
-const PHASE_NAMES: Record<string, string> = { running: 'Running', pending: 'Pending', succeeded: 'Succeeded', failed: 'Failed', unknown: 'Unknown', other: 'other' };
+const PHASE_NAMES: Record<string, string> = {
+  running: 'Running',
+  pending: 'Pending',
+  succeeded: 'Succeeded',
+  failed: 'Failed',
+  unknown: 'Unknown',
+  other: 'other',
+};
 
 /** `600 pods: 500 Running, 100 Pending`, over every page of the command's pod lists; most first. */
 export function podPhaseLine(cmd: CommandSummary): string | undefined {
@@ -46,7 +53,10 @@ export function podPhaseLine(cmd: CommandSummary): string | undefined {
  * after Retry-After, one line per request path: `apf rejected: list pods 2× 429 (Retry-After 1s), then 200`.
  */
 export function apfLines(cmd: CommandSummary): string[] {
-  const byPath = new Map<string, { name: string; rejected: number; retryAfter: Set<number>; last: number | undefined }>();
+  const byPath = new Map<
+    string,
+    { name: string; rejected: number; retryAfter: Set<number>; last: number | undefined }
+  >();
   for (const r of cmd.requests) {
     const key = `${r.method} ${r.path}`;
     const g = byPath.get(key);
@@ -90,7 +100,9 @@ export function findingLines(cmd: CommandSummary): string[] {
   }
   const t = cmd.throttling;
   if (t && t.totalMs > 0 && t.limiter) {
-    lines.push(`client-side throttling: ${fmtMs(t.totalMs)} (kubectl's limiter: QPS ${t.limiter.qps}, burst ${t.limiter.burst})`);
+    lines.push(
+      `client-side throttling: ${fmtMs(t.totalMs)} (kubectl's limiter: QPS ${t.limiter.qps}, burst ${t.limiter.burst})`,
+    );
   }
   return lines;
 }
@@ -102,8 +114,17 @@ function sh(word: string): string {
 
 /** An RBAC object name (a DNS subdomain) for the rule: `kubetrail-list-pods`, `kubetrail-get-pods-log`. */
 function ruleName(r: RequiredAccess): string {
-  const what = r.path !== undefined ? [r.verb, r.path] : [r.verb, r.resource ?? '', r.group ?? '', r.subresource ?? '', r.name ?? ''];
-  const slug = what.filter(Boolean).join('-').toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '');
+  const what =
+    r.path !== undefined
+      ? [r.verb, r.path]
+      : [r.verb, r.resource ?? '', r.group ?? '', r.subresource ?? '', r.name ?? ''];
+  const slug = what
+    .filter(Boolean)
+    .join('-')
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-|-$/g, '');
   return `kubetrail-${slug}`.slice(0, 63).replace(/[-.]+$/, '');
 }
 
@@ -122,7 +143,10 @@ export function rbacFix(r: RequiredAccess): { allow: string[]; check: string } {
     .join(' ')}`;
   if (r.path !== undefined) {
     return {
-      allow: [`kubectl create clusterrole ${name} --verb=${sh(r.verb)} --non-resource-url=${sh(r.path)}`, `kubectl create clusterrolebinding ${name} --clusterrole=${name} ${subject}`],
+      allow: [
+        `kubectl create clusterrole ${name} --verb=${sh(r.verb)} --non-resource-url=${sh(r.path)}`,
+        `kubectl create clusterrolebinding ${name} --clusterrole=${name} ${subject}`,
+      ],
       check,
     };
   }
@@ -130,9 +154,21 @@ export function rbacFix(r: RequiredAccess): { allow: string[]; check: string } {
   const rule = `--verb=${sh(r.verb)} --resource=${sh(resource)}${r.name !== undefined ? ` --resource-name=${sh(r.name)}` : ''}`;
   if (r.namespace !== undefined) {
     const ns = `-n ${sh(r.namespace)}`;
-    return { allow: [`kubectl create role ${name} ${rule} ${ns}`, `kubectl create rolebinding ${name} --role=${name} ${subject} ${ns}`], check };
+    return {
+      allow: [
+        `kubectl create role ${name} ${rule} ${ns}`,
+        `kubectl create rolebinding ${name} --role=${name} ${subject} ${ns}`,
+      ],
+      check,
+    };
   }
-  return { allow: [`kubectl create clusterrole ${name} ${rule}`, `kubectl create clusterrolebinding ${name} --clusterrole=${name} ${subject}`], check };
+  return {
+    allow: [
+      `kubectl create clusterrole ${name} ${rule}`,
+      `kubectl create clusterrolebinding ${name} --clusterrole=${name} ${subject}`,
+    ],
+    check,
+  };
 }
 
 /** At most this many distinct denials are explained (each is four lines). */
@@ -154,7 +190,8 @@ export function rbacFixLines(cmd: CommandSummary): string[] {
     if (seen.size > MAX_DENIALS) break;
     const fix = rbacFix(r);
     lines.push(`rbac: ${r.user || 'the user'} needs ${key}`);
-    if (r.iamPermissions) lines.push(`  IAM: needs one of ${r.iamPermissions.join(', ')} (an IAM role that grants it; or RBAC:)`);
+    if (r.iamPermissions)
+      lines.push(`  IAM: needs one of ${r.iamPermissions.join(', ')} (an IAM role that grants it; or RBAC:)`);
     lines.push(...fix.allow.map((l) => `  ${l}`));
     lines.push(`  check: ${fix.check}`);
   }

@@ -50,7 +50,11 @@ function counts(items: number | undefined, events: number | undefined, bytes: nu
 function progressCounts(p: Pending): string {
   const pr = p.progress;
   const watch = p.name.startsWith('watch ');
-  return counts(watch || p.single ? undefined : pr?.items || undefined, watch ? (pr?.watchEvents ?? 0) : undefined, pr?.bytesDown ?? 0);
+  return counts(
+    watch || p.single ? undefined : pr?.items || undefined,
+    watch ? (pr?.watchEvents ?? 0) : undefined,
+    pr?.bytesDown ?? 0,
+  );
 }
 
 /** A 401/403 says who was refused what, as the waterfall's `rbac:` line does. */
@@ -104,7 +108,9 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
   const stillOpen = (p: Pending, t: number): void => {
     p.printedAt = t;
     const { start } = p;
-    write(`${clock(epoch(p, t))} ${p.status ?? 'ERR'} ${p.name} ${start.path} ${fmtMs(t - start.t0)}${progressCounts(p)} [${start.cluster}] (still open)`);
+    write(
+      `${clock(epoch(p, t))} ${p.status ?? 'ERR'} ${p.name} ${start.path} ${fmtMs(t - start.t0)}${progressCounts(p)} [${start.cluster}] (still open)`,
+    );
   };
   // Between events the clock still moves: a watch with nothing to say must not look dead.
   const tick = (): void => {
@@ -117,7 +123,12 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
     print: line,
     onRequestStart(start) {
       const info = parseRequestInfo(start.method, start.path, start.query);
-      pending.set(start.id, { start, name: spanName(info, start.method), single: readKind(info) === 'object', printedAt: start.t0 });
+      pending.set(start.id, {
+        start,
+        name: spanName(info, start.method),
+        single: readKind(info) === 'object',
+        printedAt: start.t0,
+      });
       if (!ticker) {
         ticker = setInterval(tick, TICK_MS);
         ticker.unref();
@@ -147,7 +158,9 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
       const { start } = p;
       const status = p.status ?? 'ERR';
       const note = ev.outcome === 'complete' ? '' : ` ${ev.outcome}${ev.error ? ` ${ev.error.code}` : ''}`;
-      line(`${clock(epoch(p, ev.t))} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(p.single ? undefined : ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}${denial(p.status, ev.statusBody)}`);
+      line(
+        `${clock(epoch(p, ev.t))} ${status} ${p.name} ${start.path} ${fmtMs(ev.t - start.t0)}${counts(p.single ? undefined : ev.decode?.items, ev.decode?.watch?.events, ev.bytesDown, ev.decode?.partial === true)} [${start.cluster}]${note}${denial(p.status, ev.statusBody)}`,
+      );
     },
   };
 }

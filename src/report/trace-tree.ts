@@ -24,7 +24,10 @@ interface OtlpSpan {
 }
 
 export interface OtlpTrace {
-  resourceSpans?: { resource?: { attributes?: { key: string; value?: OtlpValue }[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
+  resourceSpans?: {
+    resource?: { attributes?: { key: string; value?: OtlpValue }[] };
+    scopeSpans?: { spans?: OtlpSpan[] }[];
+  }[];
 }
 
 export interface TreeSpan {
@@ -40,7 +43,9 @@ export interface TreeSpan {
 
 function hex(id: string | undefined): string {
   if (!id) return '';
-  return /^[0-9a-f]+$/i.test(id) && (id.length === 16 || id.length === 32) ? id.toLowerCase() : Buffer.from(id, 'base64').toString('hex');
+  return /^[0-9a-f]+$/i.test(id) && (id.length === 16 || id.length === 32)
+    ? id.toLowerCase()
+    : Buffer.from(id, 'base64').toString('hex');
 }
 
 function scalar(v: OtlpValue | undefined): string | number | boolean | undefined {
@@ -94,14 +99,17 @@ export function renderTraceTree(spans: readonly TreeSpan[]): string[] {
     const parent = s.parent !== undefined && ids.has(s.parent) ? s.parent : undefined;
     children.set(parent, [...(children.get(parent) ?? []), s]);
   }
-  for (const list of children.values()) list.sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0));
+  for (const list of children.values())
+    list.sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0));
   const lines: string[] = [];
   const seen = new Set<string>();
   const walk = (s: TreeSpan, depth: number): void => {
     // A span id twice (a malformed payload) must not loop.
     if (seen.has(s.id)) return;
     seen.add(s.id);
-    lines.push(`${'  '.repeat(depth)}${s.name} [${s.service}] ${fmtMs(s.durationMs)}${s.status !== undefined ? ` ${s.status}` : ''}`);
+    lines.push(
+      `${'  '.repeat(depth)}${s.name} [${s.service}] ${fmtMs(s.durationMs)}${s.status !== undefined ? ` ${s.status}` : ''}`,
+    );
     for (const c of children.get(s.id) ?? []) walk(c, depth + 1);
   };
   for (const top of children.get(undefined) ?? []) walk(top, 0);

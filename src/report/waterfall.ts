@@ -73,7 +73,8 @@ export function isWatch(r: RequestSummary): boolean {
  */
 export function rowNames(requests: readonly RequestSummary[]): string[] {
   const groups = new Map<string, Set<string>>();
-  for (const r of requests) if (r.group !== undefined) groups.set(r.name, (groups.get(r.name) ?? new Set()).add(r.group));
+  for (const r of requests)
+    if (r.group !== undefined) groups.set(r.name, (groups.get(r.name) ?? new Set()).add(r.group));
   return requests.map((r) => {
     if (!r.group || (groups.get(r.name)?.size ?? 0) < 2) return r.name;
     // `verb resource[/subresource]` → `verb resource.group[/subresource]`
@@ -98,7 +99,10 @@ function columns(width: number, names: readonly string[], details: readonly stri
     detail = 0;
     room = width - fixed;
   }
-  const name = Math.max(Math.min(longest, NAME_MIN), Math.min(longest, NAME_MAX, room - Math.max(BAR_MIN, Math.round(room * BAR_SHARE))));
+  const name = Math.max(
+    Math.min(longest, NAME_MIN),
+    Math.min(longest, NAME_MAX, room - Math.max(BAR_MIN, Math.round(room * BAR_SHARE))),
+  );
   return { name, bar: Math.max(1, room - name), detail };
 }
 
@@ -119,7 +123,9 @@ function traceLines(url: string, notSent: string | undefined, width: number): st
 /** Start mode's line for a finished command: its link, or why there is none. */
 export function commandTraceLine(cmd: CommandSummary, jaegerUrl: string, notSent: string | undefined): string {
   const what = `${cmd.command} (${plural(cmd.requests.length, 'request')}, ${fmtMs(cmd.durationMs)})`;
-  return notSent !== undefined ? `trace not sent: ${what}: ${notSent}` : `trace: ${traceUrl(jaegerUrl, cmd.traceId)} ${what}`;
+  return notSent !== undefined
+    ? `trace not sent: ${what}: ${notSent}`
+    : `trace: ${traceUrl(jaegerUrl, cmd.traceId)} ${what}`;
 }
 
 export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): string[] {
@@ -158,20 +164,35 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
       slowest.ttfbMs !== undefined ? `TTFB ${fmtMs(slowest.ttfbMs)}` : undefined,
       slowest.transferMs !== undefined ? `transfer ${fmtMs(slowest.transferMs)}` : undefined,
     ].filter((s): s is string => s !== undefined);
-    lines.push(fit(`slowest: ${names[cmd.requests.indexOf(slowest)] ?? slowest.name} ${fmtMs(slowest.durationMs)}`, width));
+    lines.push(
+      fit(`slowest: ${names[cmd.requests.indexOf(slowest)] ?? slowest.name} ${fmtMs(slowest.durationMs)}`, width),
+    );
     if (stages.length) lines.push(fit(`  ${stages.join(' · ')}`, width));
   }
   if (sum.discoveryRequests > 0 && !watching) {
     const share = Math.round((sum.discoveryMs / span) * 100);
-    lines.push(fit(`discovery: ${plural(sum.discoveryRequests, 'request')}, ${fmtMs(sum.discoveryMs)} (${share}% of the command)`, width));
+    lines.push(
+      fit(
+        `discovery: ${plural(sum.discoveryRequests, 'request')}, ${fmtMs(sum.discoveryMs)} (${share}% of the command)`,
+        width,
+      ),
+    );
   }
   const division = divisionLine(cmd);
   if (division) lines.push(fit(division, width));
   for (const f of findingLines(cmd)) lines.push(paint(c, '33', fit(f, width)));
-  const denied = cmd.requests.find((r) => r.rbac['rbac.decision'] === 'denied' || r.rbac['rbac.decision'] === 'unauthenticated');
+  const denied = cmd.requests.find(
+    (r) => r.rbac['rbac.decision'] === 'denied' || r.rbac['rbac.decision'] === 'unauthenticated',
+  );
   if (denied) lines.push(paint(c, '33', fit(`rbac: ${denialText(denied.rbac)}`, width)));
   if (cmd.upstreamShared === true) {
-    lines.push(paint(c, '33', fit('upstream: shared connections (--reuse-upstream): connect/TLS are not what kubectl alone pays', width)));
+    lines.push(
+      paint(
+        c,
+        '33',
+        fit('upstream: shared connections (--reuse-upstream): connect/TLS are not what kubectl alone pays', width),
+      ),
+    );
   }
   // Never cut: they are commands to copy.
   lines.push(...rbacFixLines(cmd));
@@ -182,6 +203,8 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
 /** `denied for mallory: cannot list pods`: the rbac stage's facts in words (waterfall and request log). */
 export function denialText(rbac: RequestSummary['rbac']): string {
   const who = rbac['rbac.user'] ? ` for ${String(rbac['rbac.user'])}` : '';
-  const what = rbac['rbac.verb'] ? `: cannot ${String(rbac['rbac.verb'])} ${String(rbac['rbac.resource'] ?? rbac['rbac.path'] ?? '')}` : '';
+  const what = rbac['rbac.verb']
+    ? `: cannot ${String(rbac['rbac.verb'])} ${String(rbac['rbac.resource'] ?? rbac['rbac.path'] ?? '')}`
+    : '';
   return `${String(rbac['rbac.decision'])}${who}${what}`;
 }

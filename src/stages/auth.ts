@@ -47,15 +47,30 @@ export function authAttributes(facts: AuthFacts): Attributes {
   setAttr(attrs, 'auth.user', user);
   setAttr(attrs, 'auth.groups', groups);
   setAttr(attrs, 'auth.impersonate.user', facts.impersonateUser);
-  setAttr(attrs, 'auth.impersonate.groups', facts.impersonateGroups?.filter((g) => g !== ''));
+  setAttr(
+    attrs,
+    'auth.impersonate.groups',
+    facts.impersonateGroups?.filter((g) => g !== ''),
+  );
   setAttr(attrs, 'auth.impersonate.uid', facts.impersonateUid);
   return attrs;
 }
 
 /** Schemes worth naming in a log line; any other first word might be a bare token. */
 const KNOWN_SCHEMES = new Set([
-  'basic', 'bearer', 'digest', 'dpop', 'hoba', 'mutual', 'negotiate', 'ntlm', 'oauth',
-  'privatetoken', 'scram-sha-1', 'scram-sha-256', 'vapid',
+  'basic',
+  'bearer',
+  'digest',
+  'dpop',
+  'hoba',
+  'mutual',
+  'negotiate',
+  'ntlm',
+  'oauth',
+  'privatetoken',
+  'scram-sha-1',
+  'scram-sha-256',
+  'vapid',
 ]);
 
 /**
@@ -133,7 +148,10 @@ function base64Decode(s: string, url: boolean): string | undefined {
   let std: string;
   if (url) {
     if (!/^[A-Za-z0-9_-]+$/.test(s) || s.length % 4 === 1) return undefined;
-    std = s.replaceAll('-', '+').replaceAll('_', '/').padEnd(Math.ceil(s.length / 4) * 4, '=');
+    std = s
+      .replaceAll('-', '+')
+      .replaceAll('_', '/')
+      .padEnd(Math.ceil(s.length / 4) * 4, '=');
   } else {
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) return undefined;
     std = s;

@@ -186,7 +186,10 @@ export function requiredAccess(message: string, d: ForbiddenMessage): RequiredAc
     if (d.scope === 'namespace' && d.namespace !== undefined) out.namespace = d.namespace;
   }
   const iam = IAM.exec(message)?.[1];
-  const perms = iam === undefined ? [] : [...iam.matchAll(new RegExp(Q, 'g'))].map((p) => unquote(p[1] ?? '')).filter((p) => p !== '');
+  const perms =
+    iam === undefined
+      ? []
+      : [...iam.matchAll(new RegExp(Q, 'g'))].map((p) => unquote(p[1] ?? '')).filter((p) => p !== '');
   if (perms.length > 0) out.iamPermissions = perms;
   return out;
 }
@@ -204,8 +207,20 @@ export function canIArgs(r: RequiredAccess): string {
   return `${r.verb} ${target}${sub}${r.namespace !== undefined ? ` -n ${r.namespace}` : ' -A'}`;
 }
 
-const ENTITIES = new Map([['amp', '&'], ['lt', '<'], ['gt', '>']]);
-const ESCAPES = new Map([['a', '\x07'], ['b', '\b'], ['f', '\f'], ['n', '\n'], ['r', '\r'], ['t', '\t'], ['v', '\v']]);
+const ENTITIES = new Map([
+  ['amp', '&'],
+  ['lt', '<'],
+  ['gt', '>'],
+]);
+const ESCAPES = new Map([
+  ['a', '\x07'],
+  ['b', '\b'],
+  ['f', '\f'],
+  ['n', '\n'],
+  ['r', '\r'],
+  ['t', '\t'],
+  ['v', '\v'],
+]);
 
 /** Reverses responsewriters' HTML sanitizer (`&`, `<`, `>`), then Go's %q escapes. */
 function unquote(s: string): string {

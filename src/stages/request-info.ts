@@ -62,18 +62,13 @@ type QueryValues = (key: string) => string[];
  * (percent-encoded); if it still carries `?query` and no `query` is given, that query is used.
  * A string query is parsed as Go's `url.ParseQuery` does; a URLSearchParams is taken as is.
  */
-export function parseRequestInfo(
-  method: string,
-  path: string,
-  query: URLSearchParams | string = '',
-): RequestInfo {
+export function parseRequestInfo(method: string, path: string, query: URLSearchParams | string = ''): RequestInfo {
   const q = path.indexOf('?');
   if (q !== -1) {
     if (query === '') query = path.slice(q + 1);
     path = path.slice(0, q);
   }
-  const values: QueryValues =
-    typeof query === 'string' ? goQueryValues(query) : (key) => query.getAll(key);
+  const values: QueryValues = typeof query === 'string' ? goQueryValues(query) : (key) => query.getAll(key);
 
   const info: RequestInfo = {
     isResourceRequest: false,
@@ -156,9 +151,7 @@ export function spanName(info: RequestInfo, method: string): string {
   if (info.isResourceRequest) {
     const verb = info.verb || normalizeMethod(method);
     if (info.resource === '') return verb;
-    return info.subresource === ''
-      ? `${verb} ${info.resource}`
-      : `${verb} ${info.resource}/${info.subresource}`;
+    return info.subresource === '' ? `${verb} ${info.resource}` : `${verb} ${info.resource}/${info.subresource}`;
   }
   const route = nonResourceRoute(splitPath(info.path));
   const normalized = normalizeMethod(method);
@@ -209,7 +202,17 @@ export function normalizeMethod(method: string): string {
 }
 
 /** Roots whose tail is templated as `{path}`; any other unknown root gets no route at all. */
-const NON_RESOURCE_ROOTS = new Set(['version', 'healthz', 'livez', 'readyz', 'metrics', 'logs', 'debug', 'openid', '.well-known']);
+const NON_RESOURCE_ROOTS = new Set([
+  'version',
+  'healthz',
+  'livez',
+  'readyz',
+  'metrics',
+  'logs',
+  'debug',
+  'openid',
+  '.well-known',
+]);
 
 function nonResourceRoute(parts: readonly string[]): string | undefined {
   const [root, ...rest] = parts;

@@ -52,13 +52,28 @@ const EARLY_SLACK_MS = 20;
 /** Waits shorter than this are scheduling noise, not throttling. */
 const MIN_WAIT_MS = 2;
 
-export function inferThrottling(requests: readonly TimedRequest[], limiters = { ordinary: KUBECTL_LIMITER, discovery: KUBECTL_DISCOVERY_LIMITER }): Throttling {
+export function inferThrottling(
+  requests: readonly TimedRequest[],
+  limiters = { ordinary: KUBECTL_LIMITER, discovery: KUBECTL_DISCOVERY_LIMITER },
+): Throttling {
   const waits = [
-    ...replay(requests.filter((r) => !r.discovery), limiters.ordinary, false),
-    ...replay(requests.filter((r) => r.discovery), limiters.discovery, true),
+    ...replay(
+      requests.filter((r) => !r.discovery),
+      limiters.ordinary,
+      false,
+    ),
+    ...replay(
+      requests.filter((r) => r.discovery),
+      limiters.discovery,
+      true,
+    ),
   ].sort((a, b) => a.from - b.from);
   const totalMs = Math.round(waits.reduce((n, w) => n + (w.to - w.from), 0) * 10) / 10;
-  const limiter = waits.some((w) => !w.discovery) ? limiters.ordinary : waits.length > 0 ? limiters.discovery : undefined;
+  const limiter = waits.some((w) => !w.discovery)
+    ? limiters.ordinary
+    : waits.length > 0
+      ? limiters.discovery
+      : undefined;
   return { totalMs, waits, limiter };
 }
 

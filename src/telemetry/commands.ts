@@ -150,7 +150,10 @@ export function readKind(info: RequestInfo): RequestSummary['reads'] {
   return info.verb === 'get' && info.subresource === '' && info.name !== '' ? 'object' : undefined;
 }
 
-export function reads(r: RequestSummary, command: readonly RequestSummary[]): { list: number } | { object: 1 } | undefined {
+export function reads(
+  r: RequestSummary,
+  command: readonly RequestSummary[],
+): { list: number } | { object: 1 } | undefined {
   if (r.statusCode === undefined || r.statusCode < 200 || r.statusCode >= 300) return undefined;
   if (r.reads === 'list') return r.items !== undefined ? { list: r.items } : undefined;
   if (r.reads !== 'object' || namespaceCheck(r, command)) return undefined;
@@ -159,7 +162,9 @@ export function reads(r: RequestSummary, command: readonly RequestSummary[]): { 
 
 function namespaceCheck(r: RequestSummary, command: readonly RequestSummary[]): boolean {
   if (r.group !== '' || r.path !== `/api/v1/namespaces/${r.objectName ?? ''}`) return false;
-  return command.some((o) => o !== r && o.statusCode === 404 && o.namespace === r.objectName && o.startedAt <= r.startedAt);
+  return command.some(
+    (o) => o !== r && o.statusCode === 404 && o.namespace === r.objectName && o.startedAt <= r.startedAt,
+  );
 }
 
 export function totals(requests: readonly RequestSummary[]): CommandTotals {

@@ -13,7 +13,13 @@ import { TraceFlags, type Tracer } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  type ReadableSpan,
+  type SpanExporter,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { socketHost } from '../net/host.ts';
 import { tcpProbe } from '../net/tcp-probe.ts';
 import { redactUrl, redactUserinfo } from '../redact.ts';
@@ -113,7 +119,12 @@ class GuardedExporter implements SpanExporter {
   readonly #warn: (line: string) => void;
   readonly #account: (spans: readonly ReadableSpan[], ok: boolean) => void;
 
-  constructor(inner: SpanExporter, endpoint: string, warn: (line: string) => void, account: (spans: readonly ReadableSpan[], ok: boolean) => void) {
+  constructor(
+    inner: SpanExporter,
+    endpoint: string,
+    warn: (line: string) => void,
+    account: (spans: readonly ReadableSpan[], ok: boolean) => void,
+  ) {
     this.#inner = inner;
     this.#endpoint = redactUrl(endpoint);
     this.#warn = warn;
@@ -138,7 +149,9 @@ class GuardedExporter implements SpanExporter {
         this.firstFailure ??= this.failing;
         if (!this.warned) {
           this.warned = true;
-          this.#warn(`kubetrail: cannot export traces to ${this.#endpoint} (${this.firstFailure}); traces are dropped, kubectl is unaffected`);
+          this.#warn(
+            `kubetrail: cannot export traces to ${this.#endpoint} (${this.firstFailure}); traces are dropped, kubectl is unaffected`,
+          );
         }
       }
       for (const fn of this.#onSettle) fn();
@@ -243,7 +256,10 @@ export function startTracing(opts: TracingOptions): Tracing {
     shutdown: () => processor.shutdown(),
     forceFlush: () => processor.forceFlush(),
   };
-  const provider = new BasicTracerProvider({ resource, spanProcessors: disabled ? [] : opts.store ? [gate, opts.store] : [gate] });
+  const provider = new BasicTracerProvider({
+    resource,
+    spanProcessors: disabled ? [] : opts.store ? [gate, opts.store] : [gate],
+  });
   const drops = (): DropCounts => ({
     ended,
     exported: exporter.exported,
@@ -267,7 +283,8 @@ export function startTracing(opts: TracingOptions): Tracing {
     if (finished) return { state: 'dropped', why: `still unsent when kubetrail stopped waiting for ${shownEndpoint}` };
     return undefined;
   };
-  const failingNow = (): string | undefined => exporter.failing ?? (refused && !exporter.answered ? 'connection refused' : undefined);
+  const failingNow = (): string | undefined =>
+    exporter.failing ?? (refused && !exporter.answered ? 'connection refused' : undefined);
   let reported = false;
   const report = (): void => {
     if (reported) return;
@@ -282,9 +299,13 @@ export function startTracing(opts: TracingOptions): Tracing {
     // Name the collector here when it failed and that has not been reported yet (it failed during this
     // shutdown, or never answered at all); either way no export warning follows this line.
     const collectorFailed = d.exportFailed + d.unsent > 0 && !exporter.warned;
-    const collector = collectorFailed ? `cannot export traces to ${shownEndpoint} (${exporter.firstFailure ?? 'no answer'}): ` : '';
+    const collector = collectorFailed
+      ? `cannot export traces to ${shownEndpoint} (${exporter.firstFailure ?? 'no answer'}): `
+      : '';
     exporter.warned = true;
-    opts.warn(`kubetrail: ${collector}${total} of ${d.ended} spans were dropped (${why.join(', ')}); kubectl was unaffected`);
+    opts.warn(
+      `kubetrail: ${collector}${total} of ${d.ended} spans were dropped (${why.join(', ')}); kubectl was unaffected`,
+    );
   };
   return {
     tracer: provider.getTracer('kubetrail', opts.version),
@@ -300,7 +321,10 @@ export function startTracing(opts: TracingOptions): Tracing {
         if (exporter.answered && failing === undefined) return { state: 'pending' };
         // A failing collector may be back: its batch goes out within a moment, and a failure answers fast.
         const budget = failing !== undefined ? Math.min(waitMs, FAILING_RECHECK_MS) : waitMs;
-        if (performance.now() - from >= budget) return failing !== undefined ? { state: 'dropped', why: `cannot export to ${shownEndpoint} (${failing})` } : { state: 'pending' };
+        if (performance.now() - from >= budget)
+          return failing !== undefined
+            ? { state: 'dropped', why: `cannot export to ${shownEndpoint} (${failing})` }
+            : { state: 'pending' };
         await new Promise((r) => setTimeout(r, 10));
       }
     },
@@ -313,7 +337,9 @@ export function startTracing(opts: TracingOptions): Tracing {
         exporter.firstFailure ??= 'connection refused';
         if (!exporter.warned) {
           exporter.warned = true;
-          opts.warn(`kubetrail: cannot export traces to ${shownEndpoint} (connection refused); traces are dropped, kubectl is unaffected`);
+          opts.warn(
+            `kubetrail: cannot export traces to ${shownEndpoint} (connection refused); traces are dropped, kubectl is unaffected`,
+          );
         }
       }
       let timer: NodeJS.Timeout | undefined;
@@ -332,7 +358,8 @@ export function startTracing(opts: TracingOptions): Tracing {
       clearTimeout(timer);
       finished = true;
       // The local store writes to the state dir, whatever the collector does: wait for it apart (bounded).
-      if (opts.store && !disabled) await Promise.race([opts.store.forceFlush(), new Promise((r) => setTimeout(r, STORE_FLUSH_MS).unref())]);
+      if (opts.store && !disabled)
+        await Promise.race([opts.store.forceFlush(), new Promise((r) => setTimeout(r, STORE_FLUSH_MS).unref())]);
       if (!disabled) report();
     },
   };

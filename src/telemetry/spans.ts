@@ -6,7 +6,15 @@
  *
  * Span times come from the proxy's monotonic clock, anchored to the request's epoch start.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import type { RequestEnd, RequestStart, ResponseStart, StageObserver, UpstreamConnected } from '../proxy/events.ts';
 import { setAttr, type Attributes } from '../stages/attributes.ts';
 import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
@@ -14,8 +22,27 @@ import { latencyAttributes } from '../stages/latency.ts';
 import { rbacAttributes } from '../stages/rbac.ts';
 import { inferThrottling } from '../stages/throttle.ts';
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
-import { isDiscovery, normalizeMethod, parseRequestInfo, requestInfoAttributes, spanName, type RequestInfo } from '../stages/request-info.ts';
-import { ClientGroups, coveredMs, podPhaseTotals, programOf, readKind, totals, unionMs, type CommandSummary, type KubectlLife, type RequestSummary, type TimedFrom } from './commands.ts';
+import {
+  isDiscovery,
+  normalizeMethod,
+  parseRequestInfo,
+  requestInfoAttributes,
+  spanName,
+  type RequestInfo,
+} from '../stages/request-info.ts';
+import {
+  ClientGroups,
+  coveredMs,
+  podPhaseTotals,
+  programOf,
+  readKind,
+  totals,
+  unionMs,
+  type CommandSummary,
+  type KubectlLife,
+  type RequestSummary,
+  type TimedFrom,
+} from './commands.ts';
 import * as sc from './semconv.ts';
 
 interface Command {
@@ -188,7 +215,12 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   }
 
   /** The command's timing facts: a tagged or wrapped command owns its file; others claim by time. */
-  function credentialsFor(cmd: Pick<Command, 'key' | 'startedAt'>, timing: Timing | undefined, upTo: number, since: number | undefined): CredentialRun[] {
+  function credentialsFor(
+    cmd: Pick<Command, 'key' | 'startedAt'>,
+    timing: Timing | undefined,
+    upTo: number,
+    since: number | undefined,
+  ): CredentialRun[] {
     const runs = timing?.credentials ?? [];
     if (cmd.key.startsWith('tag:')) return runs;
     if (cmd.key === 'wrapped') return runs.filter((r) => since === undefined || r.start >= since - CLOCK_SLACK_MS);
@@ -196,7 +228,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   }
 
   function child(cmd: Command, name: string, from: number, to: number, attrs: Attributes = {}): void {
-    tracer.startSpan(name, { kind: SpanKind.INTERNAL, startTime: from }, cmd.rootCtx).setAttributes(attrs).end(Math.max(to, from + INSTANT_MS));
+    tracer
+      .startSpan(name, { kind: SpanKind.INTERNAL, startTime: from }, cmd.rootCtx)
+      .setAttributes(attrs)
+      .end(Math.max(to, from + INSTANT_MS));
   }
 
   function endCommand(cmd: Command, life?: KubectlLife): void {
@@ -219,16 +254,21 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     const throttling = inferThrottling(requests);
 
     for (const c of cmd.credentials) {
-      child(cmd, 'kubectl credential', c.start, c.end, { [sc.ATTR_AUTH_EXEC_COMMAND]: c.command, [sc.ATTR_AUTH_EXEC_EXIT_CODE]: c.exitCode });
+      child(cmd, 'kubectl credential', c.start, c.end, {
+        [sc.ATTR_AUTH_EXEC_COMMAND]: c.command,
+        [sc.ATTR_AUTH_EXEC_EXIT_CODE]: c.exitCode,
+      });
     }
     const firstRequest = requests[0]?.startedAt;
     const firstThing = Math.min(firstRequest ?? endAt, ...cmd.credentials.map((c) => c.start));
-    if (cmd.timedFrom === 'process_start' && firstThing > cmd.startedAt) child(cmd, 'kubectl start', cmd.startedAt, firstThing);
+    if (cmd.timedFrom === 'process_start' && firstThing > cmd.startedAt)
+      child(cmd, 'kubectl start', cmd.startedAt, firstThing);
     for (const w of throttling.waits) {
       const limiter = w.discovery ? 'discovery' : 'ordinary';
       child(cmd, 'client-side throttling', w.from, w.to, { [sc.ATTR_KUBECTL_LIMITER]: limiter });
     }
-    if (life && requests.length > 0 && life.exitedAt > cmd.lastEnd) child(cmd, 'kubectl output', cmd.lastEnd, life.exitedAt);
+    if (life && requests.length > 0 && life.exitedAt > cmd.lastEnd)
+      child(cmd, 'kubectl output', cmd.lastEnd, life.exitedAt);
 
     const wallMs = endAt - cmd.startedAt;
     const requestsMs = coveredMs(requests);
@@ -238,7 +278,13 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       ...cmd.credentials.map((c) => [c.start, c.end] as const),
       ...throttling.waits.map((w) => [w.from, w.to] as const),
     ]);
-    const division = { wallMs: round1(wallMs), requestsMs: round1(requestsMs), credentialMs: round1(credentialMs), throttledMs: throttling.totalMs, ownMs: round1(Math.max(0, wallMs - everything)) };
+    const division = {
+      wallMs: round1(wallMs),
+      requestsMs: round1(requestsMs),
+      credentialMs: round1(credentialMs),
+      throttledMs: throttling.totalMs,
+      ownMs: round1(Math.max(0, wallMs - everything)),
+    };
 
     cmd.root.setAttributes({
       [sc.ATTR_COMMAND_REQUESTS]: sum.requests,
@@ -255,9 +301,16 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       [sc.ATTR_KUBECTL_CREDENTIAL_MS]: division.credentialMs,
       [sc.ATTR_KUBECTL_OWN_MS]: division.ownMs,
       ...(life ? { [sc.ATTR_PROCESS_EXIT_CODE]: life.exitCode } : {}),
-      ...Object.fromEntries(Object.entries(podPhaseTotals(requests) ?? {}).map(([phase, n]) => [`decode.pod_phase.${phase}`, n])),
+      ...Object.fromEntries(
+        Object.entries(podPhaseTotals(requests) ?? {}).map(([phase, n]) => [`decode.pod_phase.${phase}`, n]),
+      ),
     });
-    if (sum.errors > 0 && cmd.requests.some((r) => (r.statusCode ?? 0) >= 500 || r.outcome === 'upstream_error' || r.outcome === 'proxy_error')) {
+    if (
+      sum.errors > 0 &&
+      cmd.requests.some(
+        (r) => (r.statusCode ?? 0) >= 500 || r.outcome === 'upstream_error' || r.outcome === 'proxy_error',
+      )
+    ) {
       cmd.root.setStatus({ code: SpanStatusCode.ERROR });
     }
     cmd.root.end(endAt);
@@ -300,12 +353,21 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   function openCommand(key: string, firstName: string, firstAt: number, start: RequestStart | undefined): Command {
     const tag = key.startsWith('tag:') ? key.slice('tag:'.length) : undefined;
     const timing = kubectlCommand(key) ? opts.timing?.(tag, false) : undefined;
-    const command = start?.kubectlCommand ?? timing?.command ?? (key.startsWith('client:') ? programOf(start?.userAgent) : undefined) ?? firstName;
+    const command =
+      start?.kubectlCommand ??
+      timing?.command ??
+      (key.startsWith('client:') ? programOf(start?.userAgent) : undefined) ??
+      firstName;
     const spawnedAt = timing?.spawnedAt;
     const credentials = credentialsFor({ key, startedAt: firstAt }, timing, firstAt, spawnedAt);
     const credentialStart = Math.min(...credentials.map((c) => c.start));
     const startedAt = Math.min(firstAt, spawnedAt ?? Infinity, credentialStart);
-    const timedFrom: TimedFrom = spawnedAt !== undefined && spawnedAt <= startedAt ? 'process_start' : credentialStart <= startedAt ? 'credential' : 'first_request';
+    const timedFrom: TimedFrom =
+      spawnedAt !== undefined && spawnedAt <= startedAt
+        ? 'process_start'
+        : credentialStart <= startedAt
+          ? 'credential'
+          : 'first_request';
     const root = tracer.startSpan(command, { kind: SpanKind.INTERNAL, startTime: startedAt, root: true }, ROOT_CONTEXT);
     const attrs: Attributes = {};
     setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start?.kubectlCommand);
@@ -332,7 +394,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       idleTimer: undefined,
       idleSince: 0,
       onIdle: undefined,
-      kubectlProbe: key.startsWith('client:') && start?.kubectlSession === undefined && (programOf(start?.userAgent)?.startsWith('kubectl') ?? false),
+      kubectlProbe:
+        key.startsWith('client:') &&
+        start?.kubectlSession === undefined &&
+        (programOf(start?.userAgent)?.startsWith('kubectl') ?? false),
     };
     commands.set(key, cmd);
     return cmd;
@@ -384,7 +449,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     const left = cmd.idleSince + idleDelay(cmd) - performance.now();
     // Timers fire up to a millisecond early or late; within that, the command has been idle long enough.
     if (left >= 1) armIdle(cmd, left);
-    else if (cmd.key.startsWith('tag:') && opts.tagAlive?.(cmd.key.slice('tag:'.length)) === true) armIdle(cmd, idleDelay(cmd));
+    else if (cmd.key.startsWith('tag:') && opts.tagAlive?.(cmd.key.slice('tag:'.length)) === true)
+      armIdle(cmd, idleDelay(cmd));
     else endCommand(cmd);
   }
 
@@ -426,15 +492,30 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       if (start.insecure) attrs[sc.ATTR_KUBETRAIL_INSECURE] = true;
       span.setAttributes(attrs);
       const ctx = trace.setSpan(ROOT_CONTEXT, span);
-      tracer.startSpan('auth', { startTime: start.startedAt }, ctx).setAttributes(start.auth).end(start.startedAt + INSTANT_MS);
+      tracer
+        .startSpan('auth', { startTime: start.startedAt }, ctx)
+        .setAttributes(start.auth)
+        .end(start.startedAt + INSTANT_MS);
       const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
       upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
       upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
-      pending.set(start.id, { start, command: cmd, span, ctx, upstream, name, group: info.isResourceRequest ? info.apiGroup : undefined, discovery, info });
+      pending.set(start.id, {
+        start,
+        command: cmd,
+        span,
+        ctx,
+        upstream,
+        name,
+        group: info.isResourceRequest ? info.apiGroup : undefined,
+        discovery,
+        info,
+      });
       // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
       // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
       const sc0 = upstream.spanContext();
-      const headers: Record<string, string> = { traceparent: `00-${sc0.traceId}-${sc0.spanId}-${sc0.traceFlags === 1 ? '01' : '00'}` };
+      const headers: Record<string, string> = {
+        traceparent: `00-${sc0.traceId}-${sc0.spanId}-${sc0.traceFlags === 1 ? '01' : '00'}`,
+      };
       if (!start.clientAuditId) headers['Audit-ID'] = sc0.traceId;
       return headers;
     },
@@ -479,17 +560,30 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
 
       let rbac: Attributes = {};
       if (response) {
-        rbac = rbacAttributes({ statusCode: response.statusCode, statusBody: ev.statusBody, retryAfter: response.retryAfter });
+        rbac = rbacAttributes({
+          statusCode: response.statusCode,
+          statusBody: ev.statusBody,
+          retryAfter: response.retryAfter,
+        });
         const rbacAt = at(start, response.t);
-        tracer.startSpan('rbac', { startTime: rbacAt }, ctx).setAttributes(rbac).end(rbacAt + INSTANT_MS);
+        tracer
+          .startSpan('rbac', { startTime: rbacAt }, ctx)
+          .setAttributes(rbac)
+          .end(rbacAt + INSTANT_MS);
       }
       if (response && ev.decode) {
-        const decodeSpan = tracer.startSpan('decode', { startTime: at(start, response.t) }, ctx).setAttributes(decodeAttributes(ev.decode));
+        const decodeSpan = tracer
+          .startSpan('decode', { startTime: at(start, response.t) }, ctx)
+          .setAttributes(decodeAttributes(ev.decode));
         for (const e of watchEventSpanEvents(ev.decode)) decodeSpan.addEvent(e.name, e.attributes, at(start, e.atMs));
         decodeSpan.end(endAt);
       }
 
-      const attrs: Attributes = { [sc.ATTR_KUBETRAIL_OUTCOME]: ev.outcome, [sc.ATTR_KUBETRAIL_BYTES_DOWN]: ev.bytesDown, [sc.ATTR_KUBETRAIL_BYTES_UP]: ev.bytesUp };
+      const attrs: Attributes = {
+        [sc.ATTR_KUBETRAIL_OUTCOME]: ev.outcome,
+        [sc.ATTR_KUBETRAIL_BYTES_DOWN]: ev.bytesDown,
+        [sc.ATTR_KUBETRAIL_BYTES_UP]: ev.bytesUp,
+      };
       if (response) {
         attrs[sc.ATTR_HTTP_RESPONSE_STATUS_CODE] = response.statusCode;
         setAttr(attrs, sc.ATTR_KUBE_AUDIT_ID, response.auditId);
@@ -537,7 +631,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       });
       command.lastEnd = Math.max(command.lastEnd, endAt);
       command.open--;
-      if (command.kubectlProbe && start.clientIdentity !== undefined) unclaimed.set(start.clientIdentity, { cmd: command, until: performance.now() + adoptWindow });
+      if (command.kubectlProbe && start.clientIdentity !== undefined)
+        unclaimed.set(start.clientIdentity, { cmd: command, until: performance.now() + adoptWindow });
       if (command.open === 0 && command.onIdle) {
         command.onIdle();
       } else if (command.open === 0 && opts.idleMs > 0) {

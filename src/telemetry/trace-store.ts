@@ -71,7 +71,9 @@ export function traceStoreProcessor(dir: string, warn: (line: string) => void): 
         .catch((err: unknown) => {
           if (failed) return;
           failed = true;
-          warn(`kubetrail: cannot keep traces in ${dir} (${(err as Error).message}); \`kubetrail show\` needs a reachable Jaeger`);
+          warn(
+            `kubetrail: cannot keep traces in ${dir} (${(err as Error).message}); \`kubetrail show\` needs a reachable Jaeger`,
+          );
         });
     },
     forceFlush: () => writing,
@@ -94,7 +96,15 @@ async function writeFileAtomically(file: string, body: Buffer): Promise<void> {
 async function prune(dir: string): Promise<void> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.json'));
   if (names.length <= STORE_MAX_TRACES) return;
-  const dated = await Promise.all(names.map(async (n) => ({ n, t: await stat(join(dir, n)).then((s) => s.mtimeMs, () => 0) })));
+  const dated = await Promise.all(
+    names.map(async (n) => ({
+      n,
+      t: await stat(join(dir, n)).then(
+        (s) => s.mtimeMs,
+        () => 0,
+      ),
+    })),
+  );
   dated.sort((a, b) => b.t - a.t);
   for (const { n } of dated.slice(STORE_MAX_TRACES)) await unlink(join(dir, n)).catch(() => undefined);
 }

@@ -16,7 +16,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
-import { adminClient, createNamespace, fetchTrace, kubetrailSpans, parentOf, searchTraces, tagsOf, type AdminClient, type JaegerSpan, type JaegerTrace } from './helpers.ts';
+import {
+  adminClient,
+  createNamespace,
+  fetchTrace,
+  kubetrailSpans,
+  parentOf,
+  searchTraces,
+  tagsOf,
+  type AdminClient,
+  type JaegerSpan,
+  type JaegerTrace,
+} from './helpers.ts';
 import { ensureBinaries, type Binaries } from './stack/build.ts';
 import { startStack, type Stack } from './stack/stack.ts';
 
@@ -38,7 +49,8 @@ beforeAll(async () => {
   bins = await ensureBinaries({ components: ['helm', 'clientgo-demo'] });
   root = mkdtempSync(join(tmpdir(), 'kubetrail-clients-'));
   chart = writeChart(join(root, 'chart'));
-  for (const ns of ['kt-helm-wrap', 'kt-helm-start', 'kt-go-wrap', 'kt-go-start', 'kt-dispatcher']) await createNamespace(admin, ns);
+  for (const ns of ['kt-helm-wrap', 'kt-helm-start', 'kt-go-wrap', 'kt-go-start', 'kt-dispatcher'])
+    await createNamespace(admin, ns);
 }, 3_600_000);
 
 afterAll(async () => {
@@ -54,7 +66,12 @@ function writeChart(dir: string): string {
   writeFileSync(join(dir, 'values.yaml'), 'colour: red\n');
   writeFileSync(
     join(dir, 'templates', 'configmaps.yaml'),
-    ['settings', 'flags'].map((name) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-${name}\ndata:\n  colour: {{ .Values.colour | quote }}\n`).join('---\n'),
+    ['settings', 'flags']
+      .map(
+        (name) =>
+          `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-${name}\ndata:\n  colour: {{ .Values.colour | quote }}\n`,
+      )
+      .join('---\n'),
   );
   return dir;
 }
@@ -63,7 +80,12 @@ function writeChart(dir: string): string {
 function freshEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const dir = join(root, `run-${++n}`);
   mkdirSync(join(dir, 'home'), { recursive: true });
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(dir, 'home'), KUBETRAIL_STATE_DIR: join(dir, 'state'), ...extra };
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: join(dir, 'home'),
+    KUBETRAIL_STATE_DIR: join(dir, 'state'),
+    ...extra,
+  };
 }
 
 const helmArgs = (ns: string): string[][] => [
@@ -82,15 +104,31 @@ function rootOf(trace: JaegerTrace): JaegerSpan | undefined {
  * kubetrail's traces whose root began in [fromMs, toMs], once Jaeger's answer has stopped changing
  * (export is batched): how many traces the run made, whatever kubetrail printed.
  */
-async function tracesIn(fromMs: number, toMs: number, atLeast: number): Promise<{ id: string; name: string; requests: number }[]> {
-  const query = { service: 'kubetrail', start: String(Math.floor(fromMs * 1000)), end: String(Math.ceil(toMs * 1000)), limit: '200' };
+async function tracesIn(
+  fromMs: number,
+  toMs: number,
+  atLeast: number,
+): Promise<{ id: string; name: string; requests: number }[]> {
+  const query = {
+    service: 'kubetrail',
+    start: String(Math.floor(fromMs * 1000)),
+    end: String(Math.ceil(toMs * 1000)),
+    limit: '200',
+  };
   let last = '';
   for (let i = 0; i < 40; i++) {
     const traces = await searchTraces(stack.jaegerUrl, query, (ts) => ts.length >= atLeast, 10_000);
     const found = traces
       .map((t) => ({ t, r: rootOf(t) }))
-      .filter((x): x is { t: JaegerTrace; r: JaegerSpan } => x.r !== undefined && x.r.startTime >= fromMs * 1000 && x.r.startTime <= toMs * 1000)
-      .map(({ t, r }) => ({ id: t.traceID, name: r.operationName, requests: Number(tagsOf(r)['kubectl.requests'] ?? 0) }))
+      .filter(
+        (x): x is { t: JaegerTrace; r: JaegerSpan } =>
+          x.r !== undefined && x.r.startTime >= fromMs * 1000 && x.r.startTime <= toMs * 1000,
+      )
+      .map(({ t, r }) => ({
+        id: t.traceID,
+        name: r.operationName,
+        requests: Number(tagsOf(r)['kubectl.requests'] ?? 0),
+      }))
       .sort((a, b) => a.id.localeCompare(b.id));
     const key = JSON.stringify(found);
     if (key === last) return found;
@@ -107,8 +145,20 @@ function traceIds(text: string): string[] {
 
 async function wrapped(argv: string[]): Promise<RunResult & { from: number; to: number }> {
   const from = Date.now();
-  const flags = ['--kubeconfig', stack.kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', `${stack.otlpHttpEndpoint}/v1/traces`, '--jaeger-url', stack.jaegerUrl];
-  const r = await runProcess(process.execPath, [KUBETRAIL_BIN, ...flags, '--', ...argv], { env: freshEnv(), timeoutMs: 120_000 });
+  const flags = [
+    '--kubeconfig',
+    stack.kubeconfig,
+    '--listen',
+    '127.0.0.1:0',
+    '--otlp-endpoint',
+    `${stack.otlpHttpEndpoint}/v1/traces`,
+    '--jaeger-url',
+    stack.jaegerUrl,
+  ];
+  const r = await runProcess(process.execPath, [KUBETRAIL_BIN, ...flags, '--', ...argv], {
+    env: freshEnv(),
+    timeoutMs: 120_000,
+  });
   return { ...r, from, to: Date.now() };
 }
 
@@ -121,13 +171,27 @@ interface Started {
 
 async function startMode(): Promise<Started> {
   const port = await unusedPort();
-  const flags = ['--kubeconfig', stack.kubeconfig, '--listen', `127.0.0.1:${port}`, '--otlp-endpoint', `${stack.otlpHttpEndpoint}/v1/traces`, '--jaeger-url', stack.jaegerUrl];
-  const proc = spawn(process.execPath, [KUBETRAIL_BIN, 'start', ...flags, '--session-idle-ms', String(IDLE_MS)], { env: freshEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const flags = [
+    '--kubeconfig',
+    stack.kubeconfig,
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--otlp-endpoint',
+    `${stack.otlpHttpEndpoint}/v1/traces`,
+    '--jaeger-url',
+    stack.jaegerUrl,
+  ];
+  const proc = spawn(process.execPath, [KUBETRAIL_BIN, 'start', ...flags, '--session-idle-ms', String(IDLE_MS)], {
+    env: freshEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  await expect.poll(() => out, { timeout: 30_000, message: `kubetrail start printed no kubeconfig; stderr: ${err}` }).toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
+  await expect
+    .poll(() => out, { timeout: 30_000, message: `kubetrail start printed no kubeconfig; stderr: ${err}` })
+    .toMatch(/^export KUBECONFIG=\S+\.yaml$/m);
   return { kubeconfig: /^export KUBECONFIG=(\S+\.yaml)$/m.exec(out)?.[1] ?? '', log: () => out, proc };
 }
 
@@ -141,19 +205,30 @@ async function stopStart(s: Started | undefined): Promise<void> {
  * A program run against a `kubetrail start`: its exit, then the `trace:` lines printed for it once start
  * mode has seen it idle (and then some, so a trace split off late would show too).
  */
-async function throughStart(s: Started, cmd: string, argv: string[], env: Record<string, string> = {}): Promise<RunResult & { from: number; to: number; printed: string[] }> {
+async function throughStart(
+  s: Started,
+  cmd: string,
+  argv: string[],
+  env: Record<string, string> = {},
+): Promise<RunResult & { from: number; to: number; printed: string[] }> {
   const mark = s.log().length;
   const from = Date.now();
   const r = await runProcess(cmd, argv, { env: freshEnv({ KUBECONFIG: s.kubeconfig, ...env }), timeoutMs: 120_000 });
   await expect.poll(() => traceIds(s.log().slice(mark)).length, { timeout: 20_000 }).toBeGreaterThan(0);
   await sleep(IDLE_MS + 2500);
-  const printed = s.log().slice(mark).split('\n').filter((l) => l.startsWith('trace'));
+  const printed = s
+    .log()
+    .slice(mark)
+    .split('\n')
+    .filter((l) => l.startsWith('trace'));
   return { ...r, from, to: Date.now(), printed };
 }
 
 /** One line per run for the report: what the issue counted (traces per run) and what a user sees. */
 function report(mode: string, what: string, traces: { name: string; requests: number }[]): void {
-  console.log(`[clients] ${mode} ${what}: ${traces.length} trace(s): ${traces.map((t) => `${t.name} (${t.requests} requests)`).join(', ')}`);
+  console.log(
+    `[clients] ${mode} ${what}: ${traces.length} trace(s): ${traces.map((t) => `${t.name} (${t.requests} requests)`).join(', ')}`,
+  );
 }
 
 describe('helm (built from helm.sh/helm/v4): one trace per run, named after it', () => {
@@ -181,12 +256,25 @@ describe('helm (built from helm.sh/helm/v4): one trace per run, named after it',
   it('wrap mode through a background kubetrail (the default): each run its own trace, named from its command line', async () => {
     const env = freshEnv();
     const port = await unusedPort();
-    const flags = ['--kubeconfig', stack.kubeconfig, '--listen', `127.0.0.1:${port}`, '--otlp-endpoint', `${stack.otlpHttpEndpoint}/v1/traces`, '--jaeger-url', stack.jaegerUrl];
+    const flags = [
+      '--kubeconfig',
+      stack.kubeconfig,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--otlp-endpoint',
+      `${stack.otlpHttpEndpoint}/v1/traces`,
+      '--jaeger-url',
+      stack.jaegerUrl,
+    ];
     try {
       const ids: string[] = [];
       for (let run = 0; run < 2; run++) {
         const from = Date.now();
-        const r = await runProcess(process.execPath, [KUBETRAIL_BIN, ...flags, '--', bins.helm ?? '', 'list', '--kube-context', 'alice', '-n', 'kt-helm-wrap'], { env, timeoutMs: 120_000 });
+        const r = await runProcess(
+          process.execPath,
+          [KUBETRAIL_BIN, ...flags, '--', bins.helm ?? '', 'list', '--kube-context', 'alice', '-n', 'kt-helm-wrap'],
+          { env, timeoutMs: 120_000 },
+        );
         expect(r.code, r.stderr).toBe(0);
         if (run === 0) expect(r.stderr).toMatch(/started a background kubetrail/);
         const printed = traceIds(r.stderr);
@@ -276,7 +364,10 @@ describe.skipIf(!existsSync(DISPATCHER))("the Google Cloud SDK's kubectl dispatc
         const first = kubetrailSpans(trace as JaegerTrace)
           .filter((sp) => tagsOf(sp)['http.request.method'] !== undefined)
           .sort((a, b) => a.startTime - b.startTime)[0];
-        expect(first && tagsOf(first)).toMatchObject({ 'url.path': '/version', 'user_agent.original': expect.stringMatching(/^kubectl-dispatcher\//) as unknown });
+        expect(first && tagsOf(first)).toMatchObject({
+          'url.path': '/version',
+          'user_agent.original': expect.stringMatching(/^kubectl-dispatcher\//) as unknown,
+        });
       }
     } finally {
       await stopStart(s);

@@ -28,7 +28,8 @@ import { startStack, type Stack } from './stack/stack.ts';
 const UA = 'kubectl.1.33/v1.33.1 (linux/amd64) kubernetes/8adc0f0';
 const DISCOVERY_ACCEPT =
   'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';
-const TABLE_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json';
+const TABLE_ACCEPT =
+  'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json';
 const LEGACY_ACCEPT = 'application/json, */*';
 const WS_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -73,7 +74,8 @@ interface KubeconfigFile {
 
 function realTarget(s: Stack): Target {
   const kc = parse(readFileSync(s.kubeconfig, 'utf8')) as KubeconfigFile;
-  const b64 = (v: string | undefined): string | undefined => (v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8'));
+  const b64 = (v: string | undefined): string | undefined =>
+    v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
   const creds = {} as Record<User, Cred>;
   for (const { name, user } of kc.users) {
     const c: Cred = {};
@@ -91,7 +93,12 @@ function realTarget(s: Stack): Target {
     ca: readFileSync(s.caFile, 'utf8'),
     creds,
     async createPod(namespace, name) {
-      const res = await h1(t, { method: 'POST', path: `/api/v1/namespaces/${namespace}/pods`, who: 'admin', json: podManifest(name) });
+      const res = await h1(t, {
+        method: 'POST',
+        path: `/api/v1/namespaces/${namespace}/pods`,
+        who: 'admin',
+        json: podManifest(name),
+      });
       if (res.status !== 201) throw new Error(`create pod ${namespace}/${name}: ${res.status} ${res.body.toString()}`);
     },
   };
@@ -102,11 +109,22 @@ function realTarget(s: Stack): Target {
  * system:discovery for every authenticated user, system:public-info-viewer for anonymous. */
 const DISCOVERY_PATHS = /^\/(?:(?:api|apis|openapi)(?:\/.*)?|version\/?|healthz|livez|readyz)$/;
 const PUBLIC_PATHS = /^\/(?:version\/?|healthz|livez|readyz)$/;
-const EDIT = new Set(['pods', 'pods/log', 'pods/exec', 'pods/attach', 'pods/portforward', 'configmaps', 'events', 'deployments']);
+const EDIT = new Set([
+  'pods',
+  'pods/log',
+  'pods/exec',
+  'pods/attach',
+  'pods/portforward',
+  'configmaps',
+  'events',
+  'deployments',
+]);
 const authorize: AuthorizeFn = (user, a) => {
   if (user.groups.includes('system:masters')) return true;
   if (!a.isResourceRequest) {
-    return a.verb === 'get' && (user.groups.includes('system:authenticated') ? DISCOVERY_PATHS : PUBLIC_PATHS).test(a.path);
+    return (
+      a.verb === 'get' && (user.groups.includes('system:authenticated') ? DISCOVERY_PATHS : PUBLIC_PATHS).test(a.path)
+    );
   }
   if (user.name !== 'alice' && user.name !== 'tina') return false;
   if (a.resource === 'namespaces') return ['get', 'list', 'watch'].includes(a.verb);
@@ -115,7 +133,11 @@ const authorize: AuthorizeFn = (user, a) => {
 
 async function fakeTarget(f: FakeApiserver, tokens: Record<'tina' | 'tom', string>): Promise<Target> {
   const creds = {} as Record<User, Cred>;
-  for (const [name, groups] of [['admin', ['system:masters']], ['alice', []], ['mallory', []]] as const) {
+  for (const [name, groups] of [
+    ['admin', ['system:masters']],
+    ['alice', []],
+    ['mallory', []],
+  ] as const) {
     const kp = await f.issueUser(name, [...groups]);
     creds[name] = { cert: kp.certPem, key: kp.keyPem };
   }
@@ -151,8 +173,14 @@ beforeAll(async () => {
   t0 = performance.now();
   for (const t of [real, stand]) {
     for (const ns of [NS, NS_WATCH]) {
-      const res = await h1(t, { method: 'POST', path: '/api/v1/namespaces', who: 'admin', json: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } });
-      if (res.status !== 201) throw new Error(`${t.name}: create namespace ${ns}: ${res.status} ${res.body.toString()}`);
+      const res = await h1(t, {
+        method: 'POST',
+        path: '/api/v1/namespaces',
+        who: 'admin',
+        json: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
+      });
+      if (res.status !== 201)
+        throw new Error(`${t.name}: create namespace ${ns}: ${res.status} ${res.body.toString()}`);
     }
     for (const p of PODS) await t.createPod(NS, p);
     await t.createPod(NS_WATCH, 'before');
@@ -163,7 +191,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await fake?.close();
   await stack?.stop();
-  console.log(`[conformance] ${Object.entries(timings).map(([k, v]) => `${k} ${Math.round(v)}ms`).join(', ')}`);
+  console.log(
+    `[conformance] ${Object.entries(timings)
+      .map(([k, v]) => `${k} ${Math.round(v)}ms`)
+      .join(', ')}`,
+  );
 });
 
 // ---- raw clients ------------------------------------------------------------------------------------
@@ -252,7 +284,10 @@ function h1(t: Target, r: Req, timeoutMs = 15_000): Promise<Answer> {
       if (err) reject(err);
       else resolve(a as Answer);
     };
-    const timer = setTimeout(() => finish(new Error(`${t.name} ${method} ${r.path}: no complete answer in ${timeoutMs}ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new Error(`${t.name} ${method} ${r.path}: no complete answer in ${timeoutMs}ms`)),
+      timeoutMs,
+    );
     const answer = (body: Buffer, framing: Answer['framing']): Answer => {
       const h = head as NonNullable<typeof head>;
       return { proto: 'h1', status: h.status, names: h.names, headers: h.headers, body, framing, goaway: false };
@@ -292,14 +327,19 @@ function h1(t: Target, r: Req, timeoutMs = 15_000): Promise<Answer> {
       const cl = head.headers['content-length'];
       if (cl !== undefined) {
         if (rest.length >= Number(cl)) finish(undefined, answer(rest.subarray(0, Number(cl)), 'length'));
-        else if (ended) finish(new Error(`${t.name} ${method} ${r.path}: connection closed after ${rest.length} of ${cl} bytes`));
+        else if (ended)
+          finish(new Error(`${t.name} ${method} ${r.path}: connection closed after ${rest.length} of ${cl} bytes`));
         return;
       }
       if (ended) finish(undefined, answer(rest, 'close'));
     };
     sock.on('secureConnect', () => {
       const body = r.json === undefined ? '' : JSON.stringify(r.json);
-      const lines = [`${method} ${r.path} HTTP/1.1`, `Host: ${t.host}:${t.port}`, ...requestHeaders(t, r).map(([k, v]) => `${k}: ${v}`)];
+      const lines = [
+        `${method} ${r.path} HTTP/1.1`,
+        `Host: ${t.host}:${t.port}`,
+        ...requestHeaders(t, r).map(([k, v]) => `${k}: ${v}`),
+      ];
       if (r.json !== undefined || method === 'POST') lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
       sock.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
     });
@@ -327,7 +367,10 @@ function h2(t: Target, r: Req, opts: { goawayWaitMs?: number; timeoutMs?: number
   const c = credOf(t, r.who);
   const method = r.method ?? 'GET';
   return new Promise<Answer>((resolve, reject) => {
-    const session = h2connect(`https://${t.host}:${t.port}`, { ca: t.ca, ...(c.cert !== undefined ? { cert: c.cert, key: c.key } : {}) });
+    const session = h2connect(`https://${t.host}:${t.port}`, {
+      ca: t.ca,
+      ...(c.cert !== undefined ? { cert: c.cert, key: c.key } : {}),
+    });
     let goaway = false;
     session.on('goaway', () => (goaway = true));
     session.on('error', () => undefined);
@@ -362,8 +405,18 @@ function h2(t: Target, r: Req, opts: { goawayWaitMs?: number; timeoutMs?: number
         clearTimeout(timer);
         session.close();
         // Content-Length is the framing on h2: `framingRule` checks it.
-        const names = Object.keys(resHeaders).filter((k) => k !== 'content-length').sort();
-        resolve({ proto: 'h2', status, names, headers: resHeaders, body: Buffer.concat(chunks), framing: 'h2', goaway });
+        const names = Object.keys(resHeaders)
+          .filter((k) => k !== 'content-length')
+          .sort();
+        resolve({
+          proto: 'h2',
+          status,
+          names,
+          headers: resHeaders,
+          body: Buffer.concat(chunks),
+          framing: 'h2',
+          goaway,
+        });
       }, opts.goawayWaitMs ?? 0);
     });
   });
@@ -406,7 +459,12 @@ function headerFacts(a: Answer, opts: { auditId?: string; streaming?: boolean } 
     xContentTypeOptions: h['x-content-type-options'],
     contentEncoding: h['content-encoding'],
     vary: h['vary'],
-    auditId: opts.auditId === undefined ? UUID.test(h['audit-id'] ?? '') : h['audit-id'] === opts.auditId ? 'echoed' : h['audit-id'],
+    auditId:
+      opts.auditId === undefined
+        ? UUID.test(h['audit-id'] ?? '')
+        : h['audit-id'] === opts.auditId
+          ? 'echoed'
+          : h['audit-id'],
     apf: h['x-kubernetes-pf-flowschema-uid'] !== undefined && h['x-kubernetes-pf-prioritylevel-uid'] !== undefined,
     framing: framingRule(a, opts.streaming === true),
   };
@@ -417,7 +475,8 @@ function json(a: Answer): Record<string, unknown> {
   return JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
 }
 
-const rec = (v: unknown): Record<string, unknown> => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const rec = (v: unknown): Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 /** A Status body as facts: its keys in order, and every field (the whole text when `exact`). */
@@ -471,11 +530,33 @@ describe('headers and bodies of ordinary answers', () => {
       for (const path of ['/api', '/apis']) {
         const agg = await h1(t, { path: `${path}?timeout=32s`, who: 'alice', headers: [['Accept', DISCOVERY_ACCEPT]] });
         const etag = agg.headers['etag'] ?? '';
-        const again = await h1(t, { path: `${path}?timeout=32s`, who: 'alice', headers: [['Accept', DISCOVERY_ACCEPT], ['If-None-Match', etag]] });
-        const again2 = await h2(t, { path: `${path}?timeout=32s`, who: 'alice', headers: [['Accept', DISCOVERY_ACCEPT], ['If-None-Match', etag]] });
-        const agg2 = await h2(t, { path: `${path}?timeout=32s`, who: 'alice', headers: [['Accept', DISCOVERY_ACCEPT]] });
+        const again = await h1(t, {
+          path: `${path}?timeout=32s`,
+          who: 'alice',
+          headers: [
+            ['Accept', DISCOVERY_ACCEPT],
+            ['If-None-Match', etag],
+          ],
+        });
+        const again2 = await h2(t, {
+          path: `${path}?timeout=32s`,
+          who: 'alice',
+          headers: [
+            ['Accept', DISCOVERY_ACCEPT],
+            ['If-None-Match', etag],
+          ],
+        });
+        const agg2 = await h2(t, {
+          path: `${path}?timeout=32s`,
+          who: 'alice',
+          headers: [['Accept', DISCOVERY_ACCEPT]],
+        });
         const legacy = await h1(t, { path: `${path}?timeout=32s`, who: 'alice', headers: [['Accept', LEGACY_ACCEPT]] });
-        const beta = await h1(t, { path, who: 'alice', headers: [['Accept', 'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList']] });
+        const beta = await h1(t, {
+          path,
+          who: 'alice',
+          headers: [['Accept', 'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList']],
+        });
         const doc = json(agg);
         out[path] = {
           aggregated: headerFacts(agg),
@@ -484,7 +565,11 @@ describe('headers and bodies of ordinary answers', () => {
           sameEtagOnH2: agg2.headers['etag'] === etag,
           document: { kind: doc['kind'], apiVersion: doc['apiVersion'], metadata: doc['metadata'] },
           notModified: { ...headerFacts(again), etag: again.headers['etag'] === etag, bodyBytes: again.body.length },
-          notModifiedH2: { ...headerFacts(again2), etag: again2.headers['etag'] === etag, bodyBytes: again2.body.length },
+          notModifiedH2: {
+            ...headerFacts(again2),
+            etag: again2.headers['etag'] === etag,
+            bodyBytes: again2.body.length,
+          },
           legacy: { ...headerFacts(legacy), etag: legacy.headers['etag'], kind: json(legacy)['kind'] },
           v2beta1Only: { ...headerFacts(beta), body: statusFacts(beta) },
         };
@@ -496,20 +581,31 @@ describe('headers and bodies of ordinary answers', () => {
 
   it('aggregated discovery entries for the resources the stand-in serves', async () => {
     const entry = (doc: Record<string, unknown>, group: string, resource: string): unknown => {
-      const g = list(doc['items']).map(rec).find((i) => (rec(i['metadata'])['name'] ?? '') === group);
-      const v = list(g?.['versions']).map(rec).find((x) => x['version'] === 'v1');
-      return list(v?.['resources']).map(rec).find((x) => x['resource'] === resource);
+      const g = list(doc['items'])
+        .map(rec)
+        .find((i) => (rec(i['metadata'])['name'] ?? '') === group);
+      const v = list(g?.['versions'])
+        .map(rec)
+        .find((x) => x['version'] === 'v1');
+      return list(v?.['resources'])
+        .map(rec)
+        .find((x) => x['resource'] === resource);
     };
     const r = await both(async (t) => {
       const core = json(await h1(t, { path: '/api', who: 'alice', headers: [['Accept', DISCOVERY_ACCEPT]] }));
       const groups = json(await h1(t, { path: '/apis', who: 'alice', headers: [['Accept', DISCOVERY_ACCEPT]] }));
-      const apps = list(groups['items']).map(rec).find((i) => rec(i['metadata'])['name'] === 'apps');
+      const apps = list(groups['items'])
+        .map(rec)
+        .find((i) => rec(i['metadata'])['name'] === 'apps');
       return {
         pods: entry(core, '', 'pods'),
         configmaps: entry(core, '', 'configmaps'),
         namespaces: entry(core, '', 'namespaces'),
         deployments: entry(groups, 'apps', 'deployments'),
-        appsVersions: list(apps?.['versions']).map((v) => ({ version: rec(v)['version'], freshness: rec(v)['freshness'] })),
+        appsVersions: list(apps?.['versions']).map((v) => ({
+          version: rec(v)['version'],
+          freshness: rec(v)['freshness'],
+        })),
       };
     });
     same('discovery entries', r);
@@ -521,10 +617,29 @@ describe('headers and bodies of ordinary answers', () => {
       for (const proto of ['h1', 'h2'] as const) {
         const send = proto === 'h1' ? h1 : h2;
         const id = auditId();
-        const plain = await send(t, { path: `/api/v1/namespaces/${NS}/pods?limit=500`, who: 'alice', headers: [['Accept', 'application/json'], ['Audit-ID', id]] });
-        const table = await send(t, { path: `/api/v1/namespaces/${NS}/pods?limit=500`, who: 'tina', headers: [['Accept', TABLE_ACCEPT]] });
-        const get = await send(t, { path: `/api/v1/namespaces/${NS}/pods/pod-0`, who: 'alice', headers: [['Accept', 'application/json, */*']] });
-        const getTable = await send(t, { path: `/api/v1/namespaces/${NS}/pods/pod-0`, who: 'alice', headers: [['Accept', TABLE_ACCEPT]] });
+        const plain = await send(t, {
+          path: `/api/v1/namespaces/${NS}/pods?limit=500`,
+          who: 'alice',
+          headers: [
+            ['Accept', 'application/json'],
+            ['Audit-ID', id],
+          ],
+        });
+        const table = await send(t, {
+          path: `/api/v1/namespaces/${NS}/pods?limit=500`,
+          who: 'tina',
+          headers: [['Accept', TABLE_ACCEPT]],
+        });
+        const get = await send(t, {
+          path: `/api/v1/namespaces/${NS}/pods/pod-0`,
+          who: 'alice',
+          headers: [['Accept', 'application/json, */*']],
+        });
+        const getTable = await send(t, {
+          path: `/api/v1/namespaces/${NS}/pods/pod-0`,
+          who: 'alice',
+          headers: [['Accept', TABLE_ACCEPT]],
+        });
         const l = json(plain);
         const tb = json(table);
         const cols = list(tb['columnDefinitions']).map(rec);
@@ -559,7 +674,8 @@ describe('headers and bodies of ordinary answers', () => {
           getTableBody: {
             rows: list(gt['rows']).length,
             columns: list(gt['columnDefinitions']).length,
-            resourceVersionIsThePods: rec(gt['metadata'])['resourceVersion'] === rec(pod['metadata'])['resourceVersion'],
+            resourceVersionIsThePods:
+              rec(gt['metadata'])['resourceVersion'] === rec(pod['metadata'])['resourceVersion'],
             metadataKeys: Object.keys(rec(gt['metadata'])),
           },
         };
@@ -572,7 +688,11 @@ describe('headers and bodies of ordinary answers', () => {
   it('Table column definitions of configmaps, namespaces and deployments', async () => {
     const r = await both(async (t) => {
       const out: Record<string, unknown> = {};
-      for (const path of [`/api/v1/namespaces/${NS}/configmaps`, '/api/v1/namespaces', `/apis/apps/v1/namespaces/${NS}/deployments`]) {
+      for (const path of [
+        `/api/v1/namespaces/${NS}/configmaps`,
+        '/api/v1/namespaces',
+        `/apis/apps/v1/namespaces/${NS}/deployments`,
+      ]) {
         const a = await h1(t, { path: `${path}?limit=500`, who: 'alice', headers: [['Accept', TABLE_ACCEPT]] });
         out[path] = { status: a.status, columnDefinitions: json(a)['columnDefinitions'] };
       }
@@ -610,7 +730,11 @@ describe('Status answers', () => {
   it('404: a missing object, an unknown resource, an unknown group or path', async () => {
     const r = await both(async (t) => {
       const id = auditId();
-      const missing = await h1(t, { path: `/api/v1/namespaces/${NS}/pods/nope`, who: 'alice', headers: [['Audit-ID', id]] });
+      const missing = await h1(t, {
+        path: `/api/v1/namespaces/${NS}/pods/nope`,
+        who: 'alice',
+        headers: [['Audit-ID', id]],
+      });
       const missingApps = await h2(t, { path: `/apis/apps/v1/namespaces/${NS}/deployments/nope`, who: 'alice' });
       const missingNs = await h1(t, { path: '/api/v1/namespaces/no-such-namespace/pods/nope', who: 'admin' });
       const resource = await h1(t, { path: '/api/v1/nopes', who: 'admin' });
@@ -650,7 +774,9 @@ describe('Status answers', () => {
   it('GOAWAY on h2 after anonymous answers, not after authenticated ones', async () => {
     const r = await both(async (t) => ({
       anonymous: (await h2(t, { path: '/version', who: 'anonymous' }, { goawayWaitMs: 500 })).goaway,
-      anonymousForbidden: (await h2(t, { path: `/api/v1/namespaces/${NS}/pods`, who: 'anonymous' }, { goawayWaitMs: 500 })).goaway,
+      anonymousForbidden: (
+        await h2(t, { path: `/api/v1/namespaces/${NS}/pods`, who: 'anonymous' }, { goawayWaitMs: 500 })
+      ).goaway,
       alice: (await h2(t, { path: '/version', who: 'alice' }, { goawayWaitMs: 500 })).goaway,
       tina: (await h2(t, { path: `/api/v1/namespaces/${NS}/pods`, who: 'tina' }, { goawayWaitMs: 500 })).goaway,
     }));
@@ -676,7 +802,14 @@ describe('Status answers', () => {
       const out: Record<string, unknown> = {};
       for (const [name, who, path] of cases) {
         const id = auditId();
-        const a = await h1(t, { path, who, headers: [['Audit-ID', id], ['Accept', TABLE_ACCEPT]] });
+        const a = await h1(t, {
+          path,
+          who,
+          headers: [
+            ['Audit-ID', id],
+            ['Accept', TABLE_ACCEPT],
+          ],
+        });
         out[name] = { ...headerFacts(a, { auditId: id }), body: statusFacts(a) };
       }
       const a2 = await h2(t, { path: `/api/v1/namespaces/${NS}/pods`, who: 'mallory' });
@@ -718,7 +851,11 @@ interface Page {
 async function page(t: Target, path: string): Promise<Page> {
   const a = await h1(t, { path, who: 'alice', headers: [['Accept', 'application/json']] });
   const b = json(a);
-  return { status: a.status, metadata: rec(b['metadata']), names: list(b['items']).map((i) => rec(rec(i)['metadata'])['name']) };
+  return {
+    status: a.status,
+    metadata: rec(b['metadata']),
+    names: list(b['items']).map((i) => rec(rec(i)['metadata'])['name']),
+  };
 }
 
 function decodeToken(token: unknown): Record<string, unknown> {
@@ -752,17 +889,31 @@ describe('pagination', () => {
       const selected = await page(t, `${base}?labelSelector=app%3Dkubetrail-e2e&limit=2`);
       const cont = first.metadata['continue'];
       // Expire the first page's token: write something, then compact up to it.
-      const cm = await h1(t, { method: 'POST', path: `/api/v1/namespaces/${NS}/configmaps`, who: 'admin', json: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'bump' } } });
+      const cm = await h1(t, {
+        method: 'POST',
+        path: `/api/v1/namespaces/${NS}/configmaps`,
+        who: 'admin',
+        json: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'bump' } },
+      });
       const rv = String(rec(json(cm)['metadata'])['resourceVersion']);
       if (t.name === 'real') {
-        const res = await fetch(`${(stack as Stack).etcdUrl}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision: rv, physical: true }) });
+        const res = await fetch(`${(stack as Stack).etcdUrl}/v3/kv/compaction`, {
+          method: 'POST',
+          body: JSON.stringify({ revision: rv, physical: true }),
+        });
         if (!res.ok) throw new Error(`etcd compaction: ${res.status} ${await res.text()}`);
       } else (fake as FakeApiserver).compact();
       const expired = await h1(t, { path: `${base}?continue=${String(cont)}&limit=2`, who: 'alice' });
       const e = json(expired);
       return {
-        pages: [first, second, third].map((p) => ({ status: p.status, metadataKeys: Object.keys(p.metadata), names: p.names, remainingItemCount: p.metadata['remainingItemCount'] })),
-        sameResourceVersionOnEveryPage: new Set([first, second, third].map((p) => p.metadata['resourceVersion'])).size === 1,
+        pages: [first, second, third].map((p) => ({
+          status: p.status,
+          metadataKeys: Object.keys(p.metadata),
+          names: p.names,
+          remainingItemCount: p.metadata['remainingItemCount'],
+        })),
+        sameResourceVersionOnEveryPage:
+          new Set([first, second, third].map((p) => p.metadata['resourceVersion'])).size === 1,
         firstToken: tokenFacts(first.metadata['continue'], first.metadata['resourceVersion']),
         secondToken: tokenFacts(second.metadata['continue'], first.metadata['resourceVersion']),
         withLabelSelector: { metadataKeys: Object.keys(selected.metadata), names: selected.names },
@@ -795,7 +946,10 @@ interface WatchEventFacts {
   events: Record<string, unknown>[];
 }
 
-function watchEvents(a: Answer, objectFacts: (type: unknown, o: Record<string, unknown>, i: number) => Record<string, unknown>): WatchEventFacts {
+function watchEvents(
+  a: Answer,
+  objectFacts: (type: unknown, o: Record<string, unknown>, i: number) => Record<string, unknown>,
+): WatchEventFacts {
   const text = a.body.toString('utf8');
   const lines = text.split('\n').filter((l) => l !== '');
   return {
@@ -812,10 +966,17 @@ describe('watch', () => {
   it('JSON watch from resourceVersion=0: headers (h1, h2), framing, initial ADDED events, never gzipped', async () => {
     const r = await both(async (t) => {
       const path = `/api/v1/namespaces/${NS}/pods?resourceVersion=0&timeoutSeconds=1&watch=true`;
-      const headers: [string, string][] = [['Accept', 'application/json'], ['Accept-Encoding', 'gzip']];
+      const headers: [string, string][] = [
+        ['Accept', 'application/json'],
+        ['Accept-Encoding', 'gzip'],
+      ];
       const a1 = await h1(t, { path, who: 'alice', headers });
       const a2 = await h2(t, { path, who: 'alice', headers });
-      const objects = (_: unknown, o: Record<string, unknown>): Record<string, unknown> => ({ kind: o['kind'], apiVersion: o['apiVersion'], name: rec(o['metadata'])['name'] });
+      const objects = (_: unknown, o: Record<string, unknown>): Record<string, unknown> => ({
+        kind: o['kind'],
+        apiVersion: o['apiVersion'],
+        name: rec(o['metadata'])['name'],
+      });
       return {
         h1: headerFacts(a1, { streaming: true }),
         h1Events: watchEvents(a1, objects),
@@ -828,7 +989,11 @@ describe('watch', () => {
 
   it('Table watch with kubectl get -w Accept: one row per event, column definitions on the first only', async () => {
     const r = await both(async (t) => {
-      const a = await h1(t, { path: `/api/v1/namespaces/${NS}/pods?resourceVersion=0&timeoutSeconds=1&watch=true`, who: 'alice', headers: [['Accept', TABLE_ACCEPT]] });
+      const a = await h1(t, {
+        path: `/api/v1/namespaces/${NS}/pods?resourceVersion=0&timeoutSeconds=1&watch=true`,
+        who: 'alice',
+        headers: [['Accept', TABLE_ACCEPT]],
+      });
       return {
         headers: headerFacts(a, { streaming: true }),
         events: watchEvents(a, (_, o) => ({
@@ -837,7 +1002,11 @@ describe('watch', () => {
           apiVersion: o['apiVersion'],
           metadataKeys: Object.keys(rec(o['metadata'])),
           columnDefinitions: o['columnDefinitions'] === null ? null : list(o['columnDefinitions']).length,
-          rows: list(o['rows']).map((row) => ({ keys: Object.keys(rec(row)), name: list(rec(row)['cells'])[0], object: rec(rec(row)['object'])['kind'] })),
+          rows: list(o['rows']).map((row) => ({
+            keys: Object.keys(rec(row)),
+            name: list(rec(row)['cells'])[0],
+            object: rec(rec(row)['object'])['kind'],
+          })),
         })),
       };
     });
@@ -846,9 +1015,19 @@ describe('watch', () => {
 
   it('kubectl get -w: list, then watch from the list resourceVersion; an object added meanwhile arrives once', async () => {
     const r = await both(async (t) => {
-      const listed = json(await h1(t, { path: `/api/v1/namespaces/${NS_WATCH}/pods?limit=500`, who: 'alice', headers: [['Accept', TABLE_ACCEPT]] }));
+      const listed = json(
+        await h1(t, {
+          path: `/api/v1/namespaces/${NS_WATCH}/pods?limit=500`,
+          who: 'alice',
+          headers: [['Accept', TABLE_ACCEPT]],
+        }),
+      );
       const rv = String(rec(listed['metadata'])['resourceVersion']);
-      const watching = h1(t, { path: `/api/v1/namespaces/${NS_WATCH}/pods?resourceVersion=${rv}&timeoutSeconds=2&watch=true`, who: 'alice', headers: [['Accept', TABLE_ACCEPT]] });
+      const watching = h1(t, {
+        path: `/api/v1/namespaces/${NS_WATCH}/pods?resourceVersion=${rv}&timeoutSeconds=2&watch=true`,
+        who: 'alice',
+        headers: [['Accept', TABLE_ACCEPT]],
+      });
       await sleep(400);
       await t.createPod(NS_WATCH, 'late');
       const a = await watching;
@@ -866,7 +1045,10 @@ describe('watch', () => {
 
   it('sendInitialEvents (WatchList) is refused: the gate is off by default in 1.33', async () => {
     const r = await both(async (t) => {
-      const a = await h1(t, { path: `/api/v1/namespaces/${NS}/pods?allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=1&watch=true`, who: 'alice' });
+      const a = await h1(t, {
+        path: `/api/v1/namespaces/${NS}/pods?allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=1&watch=true`,
+        who: 'alice',
+      });
       return { ...headerFacts(a), body: statusFacts(a) };
     });
     same('sendInitialEvents', r);
@@ -921,20 +1103,58 @@ describe('upgrade answers for a pod without a node', () => {
   const EXEC = `/api/v1/namespaces/${NS}/pods/pod-0/exec?command=true&container=main&stderr=true&stdout=true`;
   const ATTACH = `/api/v1/namespaces/${NS}/pods/pod-0/attach?container=main&stderr=true&stdout=true`;
   const PORTFORWARD = `/api/v1/namespaces/${NS}/pods/pod-0/portforward`;
-  const STREAM_VERSIONS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
+  const STREAM_VERSIONS = [
+    'v5.channel.k8s.io',
+    'v4.channel.k8s.io',
+    'v3.channel.k8s.io',
+    'v2.channel.k8s.io',
+    'channel.k8s.io',
+  ];
 
   const attempts: [string, Req][] = [
-    ['exec WebSocket', { path: EXEC, who: 'alice', headers: wsHeaders('v5.channel.k8s.io,v4.channel.k8s.io'), noAlpn: true }],
+    [
+      'exec WebSocket',
+      { path: EXEC, who: 'alice', headers: wsHeaders('v5.channel.k8s.io,v4.channel.k8s.io'), noAlpn: true },
+    ],
     ['exec SPDY', { method: 'POST', path: EXEC, who: 'alice', headers: spdyHeaders(STREAM_VERSIONS), noAlpn: true }],
     ['attach WebSocket', { path: ATTACH, who: 'tina', headers: wsHeaders('v5.channel.k8s.io'), noAlpn: true }],
-    ['attach SPDY', { method: 'POST', path: ATTACH, who: 'tina', headers: spdyHeaders(['v4.channel.k8s.io']), noAlpn: true }],
-    ['port-forward WebSocket', { path: PORTFORWARD, who: 'alice', headers: wsHeaders('SPDY/3.1+portforward.k8s.io'), noAlpn: true }],
-    ['port-forward SPDY', { method: 'POST', path: PORTFORWARD, who: 'alice', headers: spdyHeaders(['portforward.k8s.io']), noAlpn: true }],
-    ['exec WebSocket, forbidden', { path: EXEC, who: 'mallory', headers: wsHeaders('v5.channel.k8s.io'), noAlpn: true }],
-    ['exec SPDY, forbidden', { method: 'POST', path: EXEC, who: 'tom', headers: spdyHeaders(STREAM_VERSIONS), noAlpn: true }],
-    ['port-forward WebSocket, forbidden', { path: PORTFORWARD, who: 'mallory', headers: wsHeaders('SPDY/3.1+portforward.k8s.io'), noAlpn: true }],
-    ['exec WebSocket, bad token', { path: EXEC, who: 'badtoken', headers: wsHeaders('v5.channel.k8s.io'), noAlpn: true }],
-    ['exec WebSocket, unknown container', { path: EXEC.replace('container=main', 'container=nope'), who: 'alice', headers: wsHeaders('v5.channel.k8s.io'), noAlpn: true }],
+    [
+      'attach SPDY',
+      { method: 'POST', path: ATTACH, who: 'tina', headers: spdyHeaders(['v4.channel.k8s.io']), noAlpn: true },
+    ],
+    [
+      'port-forward WebSocket',
+      { path: PORTFORWARD, who: 'alice', headers: wsHeaders('SPDY/3.1+portforward.k8s.io'), noAlpn: true },
+    ],
+    [
+      'port-forward SPDY',
+      { method: 'POST', path: PORTFORWARD, who: 'alice', headers: spdyHeaders(['portforward.k8s.io']), noAlpn: true },
+    ],
+    [
+      'exec WebSocket, forbidden',
+      { path: EXEC, who: 'mallory', headers: wsHeaders('v5.channel.k8s.io'), noAlpn: true },
+    ],
+    [
+      'exec SPDY, forbidden',
+      { method: 'POST', path: EXEC, who: 'tom', headers: spdyHeaders(STREAM_VERSIONS), noAlpn: true },
+    ],
+    [
+      'port-forward WebSocket, forbidden',
+      { path: PORTFORWARD, who: 'mallory', headers: wsHeaders('SPDY/3.1+portforward.k8s.io'), noAlpn: true },
+    ],
+    [
+      'exec WebSocket, bad token',
+      { path: EXEC, who: 'badtoken', headers: wsHeaders('v5.channel.k8s.io'), noAlpn: true },
+    ],
+    [
+      'exec WebSocket, unknown container',
+      {
+        path: EXEC.replace('container=main', 'container=nope'),
+        who: 'alice',
+        headers: wsHeaders('v5.channel.k8s.io'),
+        noAlpn: true,
+      },
+    ],
     ['exec without Upgrade (GET)', { path: EXEC, who: 'alice' }],
     ['exec without Upgrade (POST)', { method: 'POST', path: EXEC, who: 'alice' }],
   ];
@@ -958,13 +1178,24 @@ describe('gzip', () => {
   async function sizedConfigMap(t: Target, name: string, bytes: number): Promise<void> {
     const path = `/api/v1/namespaces/${NS}/configmaps`;
     let pad = bytes - 600;
-    const created = await h1(t, { method: 'POST', path, who: 'admin', json: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { pad: 'x'.repeat(pad) } } });
+    const created = await h1(t, {
+      method: 'POST',
+      path,
+      who: 'admin',
+      json: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { pad: 'x'.repeat(pad) } },
+    });
     if (created.status !== 201) throw new Error(`${t.name}: create configmap ${name}: ${created.status}`);
     for (let i = 0; i < 5; i++) {
       const got = await h1(t, { path: `${path}/${name}`, who: 'admin', headers: [['Accept', 'application/json']] });
       if (got.body.length === bytes) return;
       pad += bytes - got.body.length;
-      const patched = await h1(t, { method: 'PATCH', path: `${path}/${name}`, who: 'admin', json: { data: { pad: 'x'.repeat(pad) } }, contentType: 'application/merge-patch+json' });
+      const patched = await h1(t, {
+        method: 'PATCH',
+        path: `${path}/${name}`,
+        who: 'admin',
+        json: { data: { pad: 'x'.repeat(pad) } },
+        contentType: 'application/merge-patch+json',
+      });
       if (patched.status !== 200) throw new Error(`${t.name}: patch configmap ${name}: ${patched.status}`);
     }
     throw new Error(`${t.name}: could not size configmap ${name} to ${bytes} bytes`);
@@ -974,24 +1205,52 @@ describe('gzip', () => {
     const r = await both(async (t) => {
       await sizedConfigMap(t, 'at-threshold', GZIP_THRESHOLD);
       await sizedConfigMap(t, 'over-threshold', GZIP_THRESHOLD + 1);
-      const gz: [string, string][] = [['Accept', 'application/json'], ['Accept-Encoding', 'gzip']];
+      const gz: [string, string][] = [
+        ['Accept', 'application/json'],
+        ['Accept-Encoding', 'gzip'],
+      ];
       const out: Record<string, unknown> = {};
       for (const name of ['at-threshold', 'over-threshold']) {
         for (const proto of ['h1', 'h2'] as const) {
-          const a = await (proto === 'h1' ? h1 : h2)(t, { path: `/api/v1/namespaces/${NS}/configmaps/${name}`, who: 'alice', headers: gz });
+          const a = await (proto === 'h1' ? h1 : h2)(t, {
+            path: `/api/v1/namespaces/${NS}/configmaps/${name}`,
+            who: 'alice',
+            headers: gz,
+          });
           const plain = a.headers['content-encoding'] === 'gzip' ? gunzipSync(a.body) : a.body;
           out[`${name} ${proto}`] = { ...headerFacts(a), decodedBytes: plain.length };
         }
       }
-      const noGzip = await h1(t, { path: `/api/v1/namespaces/${NS}/configmaps/over-threshold`, who: 'alice', headers: [['Accept', 'application/json']] });
+      const noGzip = await h1(t, {
+        path: `/api/v1/namespaces/${NS}/configmaps/over-threshold`,
+        who: 'alice',
+        headers: [['Accept', 'application/json']],
+      });
       out['over-threshold without Accept-Encoding'] = headerFacts(noGzip);
       const listed = await h1(t, { path: `/api/v1/namespaces/${NS}/configmaps`, who: 'alice', headers: gz });
       out['list'] = { ...headerFacts(listed), items: list(json(listed)['items']).length };
-      const table = await h2(t, { path: `/api/v1/namespaces/${NS}/configmaps?includeObject=Object`, who: 'alice', headers: [['Accept', TABLE_ACCEPT], ['Accept-Encoding', 'gzip']] });
+      const table = await h2(t, {
+        path: `/api/v1/namespaces/${NS}/configmaps?includeObject=Object`,
+        who: 'alice',
+        headers: [
+          ['Accept', TABLE_ACCEPT],
+          ['Accept-Encoding', 'gzip'],
+        ],
+      });
       out['Table list with objects'] = { ...headerFacts(table), rows: list(json(table)['rows']).length };
       for (const proto of ['h1', 'h2'] as const) {
-        const w = await (proto === 'h1' ? h1 : h2)(t, { path: `/api/v1/namespaces/${NS}/configmaps?resourceVersion=0&timeoutSeconds=1&watch=true`, who: 'alice', headers: gz });
-        out[`watch ${proto}`] = { ...headerFacts(w, { streaming: true }), events: w.body.toString('utf8').split('\n').filter((l) => l !== '').length };
+        const w = await (proto === 'h1' ? h1 : h2)(t, {
+          path: `/api/v1/namespaces/${NS}/configmaps?resourceVersion=0&timeoutSeconds=1&watch=true`,
+          who: 'alice',
+          headers: gz,
+        });
+        out[`watch ${proto}`] = {
+          ...headerFacts(w, { streaming: true }),
+          events: w.body
+            .toString('utf8')
+            .split('\n')
+            .filter((l) => l !== '').length,
+        };
       }
       return out;
     });
@@ -1004,8 +1263,19 @@ describe('logs of a pod without a node', () => {
     const r = await both(async (t) => {
       const base = `/api/v1/namespaces/${NS}/pods/pod-0/log`;
       const id = auditId();
-      const plain = await h1(t, { path: base, who: 'alice', headers: [['Accept', 'application/json, */*'], ['Audit-ID', id]] });
-      const follow = await h2(t, { path: `${base}?container=main&follow=true`, who: 'tina', headers: [['Accept', 'application/json, */*']] });
+      const plain = await h1(t, {
+        path: base,
+        who: 'alice',
+        headers: [
+          ['Accept', 'application/json, */*'],
+          ['Audit-ID', id],
+        ],
+      });
+      const follow = await h2(t, {
+        path: `${base}?container=main&follow=true`,
+        who: 'tina',
+        headers: [['Accept', 'application/json, */*']],
+      });
       const bad = await h1(t, { path: `${base}?container=nope`, who: 'alice' });
       const forbidden = await h1(t, { path: base, who: 'mallory' });
       return {

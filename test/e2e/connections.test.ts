@@ -53,7 +53,10 @@ interface Setup {
 async function setup(name: string, delayMs = 0): Promise<Setup> {
   const relay = await startCountingRelay(Number(new URL(stack.apiserverUrl).port), { delayMs });
   relays.push(relay);
-  const doc = parse(readFileSync(stack.kubeconfig, 'utf8')) as { clusters: { cluster: Record<string, unknown> }[]; contexts: { context: Record<string, unknown> }[] };
+  const doc = parse(readFileSync(stack.kubeconfig, 'utf8')) as {
+    clusters: { cluster: Record<string, unknown> }[];
+    contexts: { context: Record<string, unknown> }[];
+  };
   for (const c of doc.clusters) c.cluster.server = `https://127.0.0.1:${relay.port}`;
   for (const c of doc.contexts) c.context.namespace = NS;
   const direct = join(dir, `${name}.kubeconfig`);
@@ -65,7 +68,13 @@ async function setup(name: string, delayMs = 0): Promise<Setup> {
 async function throughKubetrail(name: string, direct: string): Promise<string> {
   const loaded = loadKubeconfig({ explicitPath: direct, env: {} });
   const pki = await ensureLocalPki(join(dir, 'state'));
-  const proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: recorder() });
+  const proxy = await startProxy({
+    routes: buildRoutes(loaded),
+    pki,
+    host: '127.0.0.1',
+    port: 0,
+    observer: recorder(),
+  });
   proxies.push(proxy);
   const through = join(dir, `${name}-through.yaml`);
   writeKubeconfig(through, rewriteKubeconfig(loaded, { listenUrl: proxy.url, caPem: pki.caPem }));
@@ -91,7 +100,10 @@ function opts(version: string, kubeconfig: string, home: string): KubectlOptions
   return { kubeconfig, home, timeoutMs: 60_000, env: {}, version: version as KubectlOptions['version'] };
 }
 
-async function observe(relay: CountingRelay, run: () => Promise<number>): Promise<{ code: number; protocols: string[] }> {
+async function observe(
+  relay: CountingRelay,
+  run: () => Promise<number>,
+): Promise<{ code: number; protocols: string[] }> {
   await expect.poll(() => relay.open(), { timeout: 15_000 }).toBe(0);
   const before = relay.connections.length;
   const code = await run();
@@ -107,7 +119,10 @@ describe.each(['1.30', '1.33'])('kubectl %s: the real apiserver sees the connect
     homes.direct = mkdtempSync(join(dir, 'home-'));
     homes.through = mkdtempSync(join(dir, 'home-'));
   });
-  const once = (args: string[]) => async (kc: string, home: string): Promise<number> => (await kubectl(['--context', 'admin', ...args], opts(version, kc, home))).code;
+  const once =
+    (args: string[]) =>
+    async (kc: string, home: string): Promise<number> =>
+      (await kubectl(['--context', 'admin', ...args], opts(version, kc, home))).code;
   const watch = async (kc: string, home: string): Promise<number> => {
     const k = startKubectl(['--context', 'admin', 'get', 'pods', '-w'], opts(version, kc, home));
     await k.waitForStdout(/nowhere/, 30_000);
@@ -160,7 +175,15 @@ describe('an injected round trip shows in every command, and kubetrail never mak
       tls.push((c?.tlsEnd ?? 0) - (c?.connectEnd ?? 0));
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-    console.log(JSON.stringify({ rttMs: RTT, directMedianMs: median(direct), throughMedianMs: median(through), tlsMsMedian: median(tls), tls }));
+    console.log(
+      JSON.stringify({
+        rttMs: RTT,
+        directMedianMs: median(direct),
+        throughMedianMs: median(through),
+        tlsMsMedian: median(tls),
+        tls,
+      }),
+    );
     for (const t of tls) expect(t).toBeGreaterThanOrEqual(RTT * 0.9);
     // Both pay the same handshake round trips; kubetrail adds its hop on loopback. Noise allowance on a shared,
     // loaded machine: 15% of direct's median.
@@ -176,9 +199,14 @@ describe('HTTP/1.1 through kubetrail costs what a hop costs, not a delayed ACK',
     const through = await throughKubetrail('nodelay', stack.kubeconfig);
     /** The request's own time as kubectl logs it at -v=6 (connection set-up included: a new one per run). */
     const requestMs = async (kubeconfig: string): Promise<number> => {
-      const r = await kubectl(['--context', 'admin', 'get', '--raw', `/api/v1/namespaces/${NS}/pods`, '-v=6'], { ...opts('1.33', kubeconfig, mkdtempSync(join(dir, 'home-'))), env: { DISABLE_HTTP2: '1' } });
+      const r = await kubectl(['--context', 'admin', 'get', '--raw', `/api/v1/namespaces/${NS}/pods`, '-v=6'], {
+        ...opts('1.33', kubeconfig, mkdtempSync(join(dir, 'home-'))),
+        env: { DISABLE_HTTP2: '1' },
+      });
       expect(r.code, r.stderr).toBe(0);
-      const ms = [...r.stderr.matchAll(/"Response" verb="GET" url="[^"]*\/pods" status="200 OK" milliseconds=(\d+)/g)].at(-1)?.[1];
+      const ms = [
+        ...r.stderr.matchAll(/"Response" verb="GET" url="[^"]*\/pods" status="200 OK" milliseconds=(\d+)/g),
+      ].at(-1)?.[1];
       expect(ms, r.stderr).toBeDefined();
       return Number(ms);
     };
@@ -191,7 +219,15 @@ describe('HTTP/1.1 through kubetrail costs what a hop costs, not a delayed ACK',
       via.push(await requestMs(through));
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-    console.log(JSON.stringify({ http1: true, directMs: direct, throughMs: via, directMedian: median(direct), throughMedian: median(via) }));
+    console.log(
+      JSON.stringify({
+        http1: true,
+        directMs: direct,
+        throughMs: via,
+        directMedian: median(direct),
+        throughMedian: median(via),
+      }),
+    );
     expect(median(via) - median(direct)).toBeLessThan(30);
   });
 });
@@ -199,21 +235,37 @@ describe('HTTP/1.1 through kubetrail costs what a hop costs, not a delayed ACK',
 describe('kubectl proxy to the real apiserver prints what it prints direct (#19 item 2)', () => {
   // The rewritten server URL once carried /c/<route>, and kubectl proxy warned `Your kube context contains a
   // server path`; a loopback address per cluster carries no path of kubetrail's.
-  it.each(['1.30', '1.33'])('kubectl %s proxy: the same stdout, stderr and exit code, the same object served', async (version) => {
-    const through = await throughKubetrail(`proxy-${version}`, stack.kubeconfig);
-    const port = await unusedPort();
-    const run = async (kubeconfig: string): Promise<{ stdout: string; stderr: string; code: number; served: unknown }> => {
-      const k = startKubectl(['--context', 'admin', 'proxy', `--port=${port}`], opts(version, kubeconfig, mkdtempSync(join(dir, 'home-'))));
-      await k.waitForStdout(/Starting to serve/, 30_000);
-      const pod = (await (await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/${NS}/pods/nowhere`)).json()) as { kind?: string; metadata?: { name?: string; uid?: string } };
-      k.kill('SIGINT');
-      const r = await k.result;
-      // klog's line header (time, pid) differs run to run by nature.
-      return { stdout: r.stdout.toString(), stderr: r.stderr.replace(/^([EWIF])\d{4} [\d:.]+\s+\d+ /gm, '$1 '), code: r.code, served: [pod.kind, pod.metadata?.name, pod.metadata?.uid] };
-    };
-    const direct = await run(stack.kubeconfig);
-    const proxied = await run(through);
-    expect(proxied).toEqual(direct);
-    expect(proxied.stderr).not.toMatch(/server path/);
-  });
+  it.each(['1.30', '1.33'])(
+    'kubectl %s proxy: the same stdout, stderr and exit code, the same object served',
+    async (version) => {
+      const through = await throughKubetrail(`proxy-${version}`, stack.kubeconfig);
+      const port = await unusedPort();
+      const run = async (
+        kubeconfig: string,
+      ): Promise<{ stdout: string; stderr: string; code: number; served: unknown }> => {
+        const k = startKubectl(
+          ['--context', 'admin', 'proxy', `--port=${port}`],
+          opts(version, kubeconfig, mkdtempSync(join(dir, 'home-'))),
+        );
+        await k.waitForStdout(/Starting to serve/, 30_000);
+        const pod = (await (await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/${NS}/pods/nowhere`)).json()) as {
+          kind?: string;
+          metadata?: { name?: string; uid?: string };
+        };
+        k.kill('SIGINT');
+        const r = await k.result;
+        // klog's line header (time, pid) differs run to run by nature.
+        return {
+          stdout: r.stdout.toString(),
+          stderr: r.stderr.replace(/^([EWIF])\d{4} [\d:.]+\s+\d+ /gm, '$1 '),
+          code: r.code,
+          served: [pod.kind, pod.metadata?.name, pod.metadata?.uid],
+        };
+      };
+      const direct = await run(stack.kubeconfig);
+      const proxied = await run(through);
+      expect(proxied).toEqual(direct);
+      expect(proxied.stderr).not.toMatch(/server path/);
+    },
+  );
 });

@@ -58,7 +58,9 @@ describe('a 403 comes with its fix', () => {
     const runs = await untilAllowed(['get', 'pods', '-n', 'kt-rbac-list']);
     const first = runs[0] as ProxiedRun;
     expect(first.code).toBe(1);
-    expect(first.report).toContain('  kubectl create role kubetrail-list-pods --verb=list --resource=pods -n kt-rbac-list');
+    expect(first.report).toContain(
+      '  kubectl create role kubetrail-list-pods --verb=list --resource=pods -n kt-rbac-list',
+    );
     expect(first.report).toContain('  check: kubectl auth can-i list pods -n kt-rbac-list');
     expect(runs).toHaveLength(2);
     expect((runs[1] as ProxiedRun).code).toBe(0);
@@ -67,21 +69,27 @@ describe('a 403 comes with its fix', () => {
   it('pods/log: the subresource is named in the rule (after get pods, which kubectl logs needs first)', async () => {
     const runs = await untilAllowed(['logs', 'web', '-n', 'kt-rbac-log']);
     const rules = runs.flatMap(fixCommands).map((a) => a.join(' '));
-    expect(rules).toContain('create role kubetrail-get-pods-log-web --verb=get --resource=pods/log --resource-name=web -n kt-rbac-log');
+    expect(rules).toContain(
+      'create role kubetrail-get-pods-log-web --verb=get --resource=pods/log --resource-name=web -n kt-rbac-log',
+    );
     // Past authorization there is no kubelet to read from: the apiserver's own error, not a 403.
     expect((runs.at(-1) as ProxiedRun).kubectlStderr).not.toMatch(/Forbidden/);
   });
 
   it('a cluster-scoped resource: a ClusterRole and ClusterRoleBinding', async () => {
     const runs = await untilAllowed(['get', 'namespaces']);
-    expect(runs[0]?.report).toContain('  kubectl create clusterrole kubetrail-list-namespaces --verb=list --resource=namespaces');
+    expect(runs[0]?.report).toContain(
+      '  kubectl create clusterrole kubetrail-list-namespaces --verb=list --resource=namespaces',
+    );
     expect(runs[0]?.report).toContain('  check: kubectl auth can-i list namespaces -A');
     expect(runs.at(-1)?.code).toBe(0);
   });
 
   it('a non-resource URL: --non-resource-url', async () => {
     const runs = await untilAllowed(['get', '--raw', '/metrics']);
-    expect(runs[0]?.report).toContain('  kubectl create clusterrole kubetrail-get-metrics --verb=get --non-resource-url=/metrics');
+    expect(runs[0]?.report).toContain(
+      '  kubectl create clusterrole kubetrail-get-metrics --verb=get --non-resource-url=/metrics',
+    );
     expect(runs.at(-1)?.code).toBe(0);
   });
 });

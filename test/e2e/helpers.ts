@@ -154,7 +154,13 @@ export class Harness {
   }
 
   async proxied(args: readonly string[], opts: RunOptions, namespace?: string): Promise<ProxiedRun> {
-    const argv = [KUBETRAIL_BIN, ...this.kubetrailFlags(), '--', kubectlBinary(opts.kubectl), ...this.#kubectlArgv(args, opts, namespace)];
+    const argv = [
+      KUBETRAIL_BIN,
+      ...this.kubetrailFlags(),
+      '--',
+      kubectlBinary(opts.kubectl),
+      ...this.#kubectlArgv(args, opts, namespace),
+    ];
     const res = await spawnStreaming(process.execPath, argv, this.#baseEnv(opts.env), opts).result;
     this.kubetrailStderr.push(res.stderr);
     return { ...res, ...splitReport(res.stderr) };
@@ -164,7 +170,9 @@ export class Harness {
   async compare(args: readonly string[], opts: CompareOptions): Promise<Comparison> {
     const direct = await this.direct(args, opts, opts.namespaces?.[0]);
     const proxied = await this.proxied(args, opts, opts.namespaces?.[1]);
-    const command = [`kubectl.${opts.kubectl ?? '1.33'}`, ...this.#kubectlArgv(args, opts, opts.namespaces?.[0])].join(' ');
+    const command = [`kubectl.${opts.kubectl ?? '1.33'}`, ...this.#kubectlArgv(args, opts, opts.namespaces?.[0])].join(
+      ' ',
+    );
     this.timings.push({ command, directMs: Math.round(direct.ms), proxiedMs: Math.round(proxied.ms) });
     return { command, direct, proxied };
   }
@@ -177,7 +185,13 @@ export class Harness {
 
   /** kubetrail -- kubectl as a streaming process. */
   spawnProxied(args: readonly string[], opts: RunOptions): Streaming<ProxiedRun> {
-    const argv = [KUBETRAIL_BIN, ...this.kubetrailFlags(), '--', kubectlBinary(opts.kubectl), ...this.#kubectlArgv(args, opts)];
+    const argv = [
+      KUBETRAIL_BIN,
+      ...this.kubetrailFlags(),
+      '--',
+      kubectlBinary(opts.kubectl),
+      ...this.#kubectlArgv(args, opts),
+    ];
     const s = spawnStreaming(process.execPath, argv, this.#baseEnv(opts.env), opts);
     return {
       waitForStdout: s.waitForStdout,
@@ -194,7 +208,12 @@ export class Harness {
  * Runs a process with piped stdio (as a CI job or `| less` would), in a process group of its own so that
  * after timeoutMs it and its children (kubetrail's kubectl) are killed together.
  */
-function spawnStreaming(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: Pick<RunOptions, 'input' | 'timeoutMs' | 'slowReaderMs'>): Streaming<RunResult> {
+function spawnStreaming(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: Pick<RunOptions, 'input' | 'timeoutMs' | 'slowReaderMs'>,
+): Streaming<RunResult> {
   const started = performance.now();
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
@@ -244,9 +263,26 @@ function spawnStreaming(cmd: string, args: string[], env: NodeJS.ProcessEnv, opt
         const check = (): void => {
           const text = Buffer.concat(out).toString('utf8');
           if (re.test(text)) done(resolve);
-          else if (closed) done(() => reject(new Error(`${cmd} exited before stdout matched ${re}; stdout:\n${text}\nstderr:\n${Buffer.concat(err).toString('utf8')}`)));
+          else if (closed)
+            done(() =>
+              reject(
+                new Error(
+                  `${cmd} exited before stdout matched ${re}; stdout:\n${text}\nstderr:\n${Buffer.concat(err).toString('utf8')}`,
+                ),
+              ),
+            );
         };
-        const t = setTimeout(() => done(() => reject(new Error(`stdout did not match ${re} within ${ms}ms; stdout so far:\n${Buffer.concat(out).toString('utf8')}`))), ms);
+        const t = setTimeout(
+          () =>
+            done(() =>
+              reject(
+                new Error(
+                  `stdout did not match ${re} within ${ms}ms; stdout so far:\n${Buffer.concat(out).toString('utf8')}`,
+                ),
+              ),
+            ),
+          ms,
+        );
         const done = (f: () => void): void => {
           clearTimeout(t);
           listeners.delete(check);
@@ -284,7 +320,9 @@ export function describeComparison(c: Comparison): string {
 export function maskAgeColumn(text: string): string {
   return text
     .split('\n')
-    .map((line, _i, lines) => (/\sAGE$/.test(lines[0] ?? '') && line !== lines[0] && line !== '' ? line.replace(/\S+$/, '<age>') : line))
+    .map((line, _i, lines) =>
+      /\sAGE$/.test(lines[0] ?? '') && line !== lines[0] && line !== '' ? line.replace(/\S+$/, '<age>') : line,
+    )
     .join('\n');
 }
 
@@ -303,10 +341,17 @@ export function expectSameOutcome(c: Comparison, opts: SameOptions = {}): void {
   const msg = describeComparison(c);
   expect.soft(c.proxied.code, `exit code differs\n${msg}`).toBe(c.direct.code);
   const out = opts.stdout ?? ((s: string) => s);
-  expect.soft(firstDifference(out(c.direct.stdout.toString('utf8')), out(c.proxied.stdout.toString('utf8'))), `stdout differs\n${msg}`).toBeUndefined();
+  expect
+    .soft(
+      firstDifference(out(c.direct.stdout.toString('utf8')), out(c.proxied.stdout.toString('utf8'))),
+      `stdout differs\n${msg}`,
+    )
+    .toBeUndefined();
   if (!opts.stdout) expect.soft(c.proxied.stdout.equals(c.direct.stdout), `stdout bytes differ\n${msg}`).toBe(true);
   const err = opts.stderr ?? ((s: string) => s);
-  expect.soft(firstDifference(err(c.direct.stderr), err(c.proxied.kubectlStderr)), `kubectl's stderr differs\n${msg}`).toBeUndefined();
+  expect
+    .soft(firstDifference(err(c.direct.stderr), err(c.proxied.kubectlStderr)), `kubectl's stderr differs\n${msg}`)
+    .toBeUndefined();
   expect.soft(c.proxied.traceId, `no trace link in kubetrail's report\n${msg}`).toMatch(/^[0-9a-f]{32}$/);
 }
 
@@ -317,7 +362,15 @@ export function firstDifference(direct: string, proxied: string): object | undef
   const b = proxied.split('\n');
   let i = 0;
   while (i < a.length && i < b.length && a[i] === b[i]) i++;
-  return { line: i + 1, direct: a[i], proxied: b[i], directLines: a.length, proxiedLines: b.length, directBytes: direct.length, proxiedBytes: proxied.length };
+  return {
+    line: i + 1,
+    direct: a[i],
+    proxied: b[i],
+    directLines: a.length,
+    proxiedLines: b.length,
+    directBytes: direct.length,
+    proxiedBytes: proxied.length,
+  };
 }
 
 /**
@@ -326,7 +379,9 @@ export function firstDifference(direct: string, proxied: string): object | undef
  * prefix (time, pid, file:line) is dropped; the reason names no URL.
  */
 export function fallbackReasons(stderr: string): string[] {
-  return stderr.split('\n').flatMap((l) => /^[IW]\d{4} [\d:.]+\s+\d+ fallback(?:_dialer)?\.go:\d+\] (.*)$/.exec(l)?.[1] ?? []);
+  return stderr
+    .split('\n')
+    .flatMap((l) => /^[IW]\d{4} [\d:.]+\s+\d+ fallback(?:_dialer)?\.go:\d+\] (.*)$/.exec(l)?.[1] ?? []);
 }
 
 /** kubectl's own error lines (`Error from server (...)`, `error: ...`), without -v logging around them. */
@@ -419,7 +474,9 @@ export async function searchTraces(
 
 /** The raw JSON of every kubetrail trace Jaeger holds, for the secrets scan. */
 export async function allKubetrailTracesRaw(jaegerUrl: string): Promise<string> {
-  const res = await fetch(`${jaegerUrl}/api/traces?service=kubetrail&limit=1000&lookback=1h`, { signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`${jaegerUrl}/api/traces?service=kubetrail&limit=1000&lookback=1h`, {
+    signal: AbortSignal.timeout(10_000),
+  });
   return res.text();
 }
 
@@ -468,9 +525,12 @@ export async function expectCommandTrace(
 ): Promise<CommandTrace> {
   expect(traceId, 'kubetrail printed no trace id').toMatch(/^[0-9a-f]{32}$/);
   const id = traceId ?? '';
-  const serverSpans = (t: JaegerTrace): JaegerSpan[] => kubetrailSpans(t).filter((s) => tagsOf(s)['span.kind'] === 'server');
+  const serverSpans = (t: JaegerTrace): JaegerSpan[] =>
+    kubetrailSpans(t).filter((s) => tagsOf(s)['span.kind'] === 'server');
   const complete = (t: JaegerTrace): boolean =>
-    expected.requests !== undefined && serverSpans(t).length >= expected.requests && kubetrailSpans(t).some((s) => parentOf(s) === undefined);
+    expected.requests !== undefined &&
+    serverSpans(t).length >= expected.requests &&
+    kubetrailSpans(t).some((s) => parentOf(s) === undefined);
   const trace = await fetchTrace(jaegerUrl, id, complete);
   const where = `trace ${id}:\n${dumpTrace(trace)}`;
   expect(trace, `Jaeger has no trace ${id}`).toBeDefined();
@@ -482,7 +542,10 @@ export async function expectCommandTrace(
   for (const s of ours) expect(serviceOf(trace, s), where).toBe('kubetrail');
 
   const roots = ours.filter((s) => parentOf(s) === undefined);
-  expect(roots.map((s) => s.operationName), `exactly one root span in ${where}`).toEqual([expected.command]);
+  expect(
+    roots.map((s) => s.operationName),
+    `exactly one root span in ${where}`,
+  ).toEqual([expected.command]);
   const root = roots[0] as JaegerSpan;
 
   const requests = serverSpans(trace).sort((a, b) => a.startTime - b.startTime);
@@ -494,8 +557,13 @@ export async function expectCommandTrace(
     expect(tags['kube.audit_id'], `${span.operationName}: kube.audit_id`).toBe(id);
     const children = new Map(ours.filter((c) => parentOf(c)?.spanID === span.spanID).map((c) => [c.operationName, c]));
     // Soft: a missing stage is reported, and the caller's own checks still run.
-    expect.soft([...children.keys()].sort(), `children of ${span.operationName} (${String(tags['url.path'])}) in ${where}`).toEqual([...STAGES].sort());
-    expect(children.get('upstream') && tagsOf(children.get('upstream') as JaegerSpan)['span.kind'], `${span.operationName}: upstream is a CLIENT span`).toBe('client');
+    expect
+      .soft([...children.keys()].sort(), `children of ${span.operationName} (${String(tags['url.path'])}) in ${where}`)
+      .toEqual([...STAGES].sort());
+    expect(
+      children.get('upstream') && tagsOf(children.get('upstream') as JaegerSpan)['span.kind'],
+      `${span.operationName}: upstream is a CLIENT span`,
+    ).toBe('client');
     result.push({ span, tags, children });
   }
   return { trace, root, requests: result };
@@ -543,26 +611,46 @@ export function stackSecrets(stack: Stack): { name: string; value: string }[] {
 export { adminClient, type AdminClient } from './stack/stack.ts';
 import type { AdminClient } from './stack/stack.ts';
 
-async function must(p: Promise<{ status: number; body: string }>, what: string, ok: number[] = [200, 201]): Promise<void> {
+async function must(
+  p: Promise<{ status: number; body: string }>,
+  what: string,
+  ok: number[] = [200, 201],
+): Promise<void> {
   const res = await p;
   if (!ok.includes(res.status)) throw new Error(`${what}: ${res.status} ${res.body}`);
 }
 
 export async function createNamespace(admin: AdminClient, name: string): Promise<void> {
-  await must(admin.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }), `create namespace ${name}`);
+  await must(
+    admin.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }),
+    `create namespace ${name}`,
+  );
 }
 
 export function podManifest(name: string): object {
-  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, labels: { app: 'kubetrail-e2e' } }, spec: { containers: [{ name: 'main', image: 'registry.k8s.io/pause:3.10' }] } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: 'kubetrail-e2e' } },
+    spec: { containers: [{ name: 'main', image: 'registry.k8s.io/pause:3.10' }] },
+  };
 }
 
 /** Creates the pods with `concurrency` requests in flight (600 pods: well under a second). */
-export async function createPods(admin: AdminClient, namespace: string, names: readonly string[], concurrency = 16): Promise<void> {
+export async function createPods(
+  admin: AdminClient,
+  namespace: string,
+  names: readonly string[],
+  concurrency = 16,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < names.length) {
       const name = names[next++] as string;
-      await must(admin.request('POST', `/api/v1/namespaces/${namespace}/pods`, podManifest(name)), `create pod ${namespace}/${name}`);
+      await must(
+        admin.request('POST', `/api/v1/namespaces/${namespace}/pods`, podManifest(name)),
+        `create pod ${namespace}/${name}`,
+      );
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, names.length) }, worker));
@@ -574,12 +662,25 @@ export async function createPods(admin: AdminClient, namespace: string, names: r
  * past that check, so the request reaches the apiserver, which still has no node for the pod.
  */
 export async function markRunning(admin: AdminClient, namespace: string, name: string): Promise<void> {
-  await must(admin.request('PATCH', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { status: { phase: 'Running' } }), `mark ${namespace}/${name} Running`);
+  await must(
+    admin.request('PATCH', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { status: { phase: 'Running' } }),
+    `mark ${namespace}/${name} Running`,
+  );
 }
 
-export async function createConfigMap(admin: AdminClient, namespace: string, name: string, data: Record<string, string>): Promise<void> {
+export async function createConfigMap(
+  admin: AdminClient,
+  namespace: string,
+  name: string,
+  data: Record<string, string>,
+): Promise<void> {
   await must(
-    admin.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data }),
+    admin.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name },
+      data,
+    }),
     `create configmap ${namespace}/${name}`,
   );
 }

@@ -73,7 +73,11 @@ beforeAll(async () => {
   await createPods(admin, NS.stream, ['pending', 'running']);
   await markRunning(admin, NS.stream, 'running');
   const started = performance.now();
-  await createPods(admin, NS.bulk, Array.from({ length: BULK }, (_, i) => `bulk-${String(i).padStart(3, '0')}`));
+  await createPods(
+    admin,
+    NS.bulk,
+    Array.from({ length: BULK }, (_, i) => `bulk-${String(i).padStart(3, '0')}`),
+  );
   console.log(`[e2e] created ${BULK} pods in ${Math.round(performance.now() - started)}ms`);
 });
 
@@ -81,7 +85,8 @@ afterAll(async () => {
   admin?.close();
   if (h) {
     console.log('[e2e] wall time, direct vs through kubetrail (ms):');
-    for (const t of h.timings) console.log(`  ${String(t.directMs).padStart(6)} ${String(t.proxiedMs).padStart(6)}  ${t.command}`);
+    for (const t of h.timings)
+      console.log(`  ${String(t.directMs).padStart(6)} ${String(t.proxiedMs).padStart(6)}  ${t.command}`);
   }
   h?.dispose();
   await stack?.stop();
@@ -122,10 +127,18 @@ describe('kubectl through kubetrail prints exactly what kubectl prints without i
     // A cold cache: discovery, then the list.
     expect(names(t)).toEqual(['GET /api', 'GET /apis', 'list pods']);
     const list = request(t, 'list pods');
-    expect(list.tags).toMatchObject({ 'kube.verb': 'list', 'kube.resource': 'pods', 'k8s.namespace.name': NS.read, 'http.response.status_code': 200 });
+    expect(list.tags).toMatchObject({
+      'kube.verb': 'list',
+      'kube.resource': 'pods',
+      'k8s.namespace.name': NS.read,
+      'http.response.status_code': 200,
+    });
     expect(stageTags(list, 'decode')).toMatchObject({ 'decode.kind': 'Table', 'decode.items': 3 });
     expect(stageTags(list, 'rbac')).toMatchObject({ 'rbac.decision': 'allowed' });
-    expect(stageTags(list, 'auth')).toMatchObject({ 'auth.method': method, ...(method === 'client-certificate' ? { 'auth.user': context } : {}) });
+    expect(stageTags(list, 'auth')).toMatchObject({
+      'auth.method': method,
+      ...(method === 'client-certificate' ? { 'auth.user': context } : {}),
+    });
   });
 
   it.each(['json', 'yaml'])('get configmap -o %s prints the same object', async (format) => {
@@ -140,32 +153,52 @@ describe('kubectl through kubetrail prints exactly what kubectl prints without i
   it.each([
     { context: 'mallory', kubectl: '1.33' },
     { context: 'tom', kubectl: '1.32' },
-  ] as const)('forbids $context (no rights) with the same Forbidden error and exit 1 (kubectl $kubectl)', async ({ context, kubectl }) => {
-    const c = await h.compare(['get', 'pods'], { context, kubectl });
-    expectSameOutcome(c);
-    expect(c.direct.code).toBe(1);
-    expect(c.direct.stdout.length).toBe(0);
-    expect(c.direct.stderr).toBe(
-      `Error from server (Forbidden): pods is forbidden: User "${context}" cannot list resource "pods" in API group "" in the namespace "default"\n`,
-    );
+  ] as const)(
+    'forbids $context (no rights) with the same Forbidden error and exit 1 (kubectl $kubectl)',
+    async ({ context, kubectl }) => {
+      const c = await h.compare(['get', 'pods'], { context, kubectl });
+      expectSameOutcome(c);
+      expect(c.direct.code).toBe(1);
+      expect(c.direct.stdout.length).toBe(0);
+      expect(c.direct.stderr).toBe(
+        `Error from server (Forbidden): pods is forbidden: User "${context}" cannot list resource "pods" in API group "" in the namespace "default"\n`,
+      );
 
-    const t = await traced(c, 'kubectl get');
-    const list = request(t, 'list pods');
-    expect(list.tags['http.response.status_code']).toBe(403);
-    expect(stageTags(list, 'rbac')).toMatchObject({ 'rbac.decision': 'denied', 'rbac.user': context, 'rbac.verb': 'list', 'rbac.resource': 'pods', 'rbac.reason': 'Forbidden' });
-  });
+      const t = await traced(c, 'kubectl get');
+      const list = request(t, 'list pods');
+      expect(list.tags['http.response.status_code']).toBe(403);
+      expect(stageTags(list, 'rbac')).toMatchObject({
+        'rbac.decision': 'denied',
+        'rbac.user': context,
+        'rbac.verb': 'list',
+        'rbac.resource': 'pods',
+        'rbac.reason': 'Forbidden',
+      });
+    },
+  );
 
   it('create configmap', async () => {
-    const c = await h.compare(['create', 'configmap', 'made', '--from-literal=k=v'], { context: 'alice', namespaces: [NS.direct, NS.proxied] });
+    const c = await h.compare(['create', 'configmap', 'made', '--from-literal=k=v'], {
+      context: 'alice',
+      namespaces: [NS.direct, NS.proxied],
+    });
     expectSameOutcome(c);
     expect(c.direct.stdout.toString()).toBe('configmap/made created\n');
     const t = await traced(c, 'kubectl create configmap');
-    expect(request(t, 'create configmaps').tags).toMatchObject({ 'http.response.status_code': 201, 'http.request.method': 'POST' });
+    expect(request(t, 'create configmaps').tags).toMatchObject({
+      'http.response.status_code': 201,
+      'http.request.method': 'POST',
+    });
   });
 
   it('apply -f - (a pod manifest on stdin)', async () => {
-    const manifest = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: applied\nspec:\n  containers:\n  - name: main\n    image: registry.k8s.io/pause:3.10\n';
-    const c = await h.compare(['apply', '-f', '-'], { context: 'tina', input: manifest, namespaces: [NS.direct, NS.proxied] });
+    const manifest =
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: applied\nspec:\n  containers:\n  - name: main\n    image: registry.k8s.io/pause:3.10\n';
+    const c = await h.compare(['apply', '-f', '-'], {
+      context: 'tina',
+      input: manifest,
+      namespaces: [NS.direct, NS.proxied],
+    });
     expectSameOutcome(c);
     expect(c.direct.stdout.toString()).toBe('pod/applied created\n');
     const t = await traced(c, 'kubectl apply');
@@ -199,7 +232,11 @@ describe('kubectl through kubetrail prints exactly what kubectl prints without i
     await Promise.all([direct.waitForStdout(/^before\s/m, 15_000), proxied.waitForStdout(/^before\s/m, 15_000)]);
     await createPods(admin, NS.watch, ['during']);
     await proxied.waitForStdout(/^during\s+0\/1\s+Pending\s/m, 10_000);
-    const c: Comparison = { command: `kubectl.1.33 --context alice ${args.join(' ')}`, direct: await direct.result, proxied: await proxied.result };
+    const c: Comparison = {
+      command: `kubectl.1.33 --context alice ${args.join(' ')}`,
+      direct: await direct.result,
+      proxied: await proxied.result,
+    };
     h.timings.push({ command: c.command, directMs: Math.round(c.direct.ms), proxiedMs: Math.round(c.proxied.ms) });
     expectSameOutcome(c, { stdout: maskAgeColumn });
     expect(c.proxied.stdout.toString()).toMatch(/^NAME\s.*\nbefore\s.*\nduring\s+0\/1\s+Pending\s/);
@@ -238,12 +275,30 @@ describe('exec, attach and port-forward: the apiserver’s refusal reaches kubec
 
   // exec/attach: kubectl 1.31+ tries a WebSocket GET first; a non-101 answer makes it fall back to a SPDY POST.
   describe.each([
-    { cmd: 'exec', pod: 'pending', args: ['exec', 'pending', '-n', NS.stream, '--', 'true'], env: 'KUBECTL_REMOTE_COMMAND_WEBSOCKETS' },
-    { cmd: 'attach', pod: 'running', args: ['attach', 'running', '-n', NS.stream], env: 'KUBECTL_REMOTE_COMMAND_WEBSOCKETS' },
-    { cmd: 'port-forward', pod: 'running', args: ['port-forward', 'running', '-n', NS.stream, ':80'], env: 'KUBECTL_PORT_FORWARD_WEBSOCKETS' },
+    {
+      cmd: 'exec',
+      pod: 'pending',
+      args: ['exec', 'pending', '-n', NS.stream, '--', 'true'],
+      env: 'KUBECTL_REMOTE_COMMAND_WEBSOCKETS',
+    },
+    {
+      cmd: 'attach',
+      pod: 'running',
+      args: ['attach', 'running', '-n', NS.stream],
+      env: 'KUBECTL_REMOTE_COMMAND_WEBSOCKETS',
+    },
+    {
+      cmd: 'port-forward',
+      pod: 'running',
+      args: ['port-forward', 'running', '-n', NS.stream, ':80'],
+      env: 'KUBECTL_PORT_FORWARD_WEBSOCKETS',
+    },
   ])('kubectl $cmd', ({ cmd, pod, args, env }) => {
     const sub = cmd === 'port-forward' ? 'portforward' : cmd;
-    const expectedError = cmd === 'port-forward' ? `error: error upgrading connection: ${HOSTLESS(pod)}` : `Error from server (BadRequest): ${HOSTLESS(pod)}`;
+    const expectedError =
+      cmd === 'port-forward'
+        ? `error: error upgrading connection: ${HOSTLESS(pod)}`
+        : `Error from server (BadRequest): ${HOSTLESS(pod)}`;
 
     it.each(['1.33', '1.32'] as const)('over WebSocket, then the SPDY fallback (kubectl %s)', async (kubectl) => {
       const c = await h.compare(args, { context: 'alice', kubectl });
@@ -256,7 +311,8 @@ describe('exec, attach and port-forward: the apiserver’s refusal reaches kubec
       const ws = request(t, `get pods/${sub}`);
       const spdy = request(t, `create pods/${sub}`);
       expect(names(t).slice(-2)).toEqual([`get pods/${sub}`, `create pods/${sub}`]);
-      for (const r of [ws, spdy]) expect(r.tags).toMatchObject({ 'http.response.status_code': 400, 'kubetrail.upgrade': true });
+      for (const r of [ws, spdy])
+        expect(r.tags).toMatchObject({ 'http.response.status_code': 400, 'kubetrail.upgrade': true });
       expect(ws.tags['http.request.method']).toBe('GET');
       expect(spdy.tags['http.request.method']).toBe('POST');
     });
@@ -297,7 +353,11 @@ describe(`a ${BULK}-pod list (two pages)`, () => {
     const [first, second] = [request(t, 'list pods', 0), request(t, 'list pods', 1)];
     expect(first.tags['url.query']).toBe('limit=500');
     expect(second.tags['url.query']).toMatch(/^continue=.+&limit=500$/);
-    expect(stageTags(first, 'decode')).toMatchObject({ 'decode.kind': 'Table', 'decode.items': 500, 'decode.continue': true });
+    expect(stageTags(first, 'decode')).toMatchObject({
+      'decode.kind': 'Table',
+      'decode.items': 500,
+      'decode.continue': true,
+    });
     expect(stageTags(second, 'decode')).toMatchObject({ 'decode.kind': 'Table', 'decode.items': 100 });
     expect(stageTags(second, 'decode')['decode.continue']).not.toBe(true);
     expect(tagsOf(t.root)).toMatchObject({ 'kubectl.items': BULK, 'kubectl.pages': 2 });
@@ -313,12 +373,26 @@ describe(`a ${BULK}-pod list (two pages)`, () => {
   });
 
   it('get pods -o custom-columns (full PodList JSON, gzip-sized pages) is byte-identical', async () => {
-    const c = await h.compare(['get', 'pods', '-n', NS.bulk, '-o', 'custom-columns=NAME:.metadata.name,PHASE:.status.phase,IMAGE:.spec.containers[0].image'], { context: 'alice' });
+    const c = await h.compare(
+      [
+        'get',
+        'pods',
+        '-n',
+        NS.bulk,
+        '-o',
+        'custom-columns=NAME:.metadata.name,PHASE:.status.phase,IMAGE:.spec.containers[0].image',
+      ],
+      { context: 'alice' },
+    );
     expectSameOutcome(c);
     expect(c.direct.stdout.toString().trimEnd().split('\n')).toHaveLength(BULK + 1);
     const t = await traced(c, 'kubectl get');
     const [first, second] = [request(t, 'list pods', 0), request(t, 'list pods', 1)];
-    expect(stageTags(first, 'decode')).toMatchObject({ 'decode.kind': 'PodList', 'decode.items': 500, 'decode.continue': true });
+    expect(stageTags(first, 'decode')).toMatchObject({
+      'decode.kind': 'PodList',
+      'decode.items': 500,
+      'decode.continue': true,
+    });
     expect(stageTags(second, 'decode')).toMatchObject({ 'decode.kind': 'PodList', 'decode.items': 100 });
     console.log(`[e2e] ${BULK}-pod list as a PodList: ${wire(first)} + ${wire(second)}`);
   });
@@ -327,12 +401,20 @@ describe(`a ${BULK}-pod list (two pages)`, () => {
 describe('the apiserver’s own spans join kubetrail’s trace', () => {
   /** The apiserver's HTTP server spans (otelhttp) in a set of traces. */
   const apiserverServerSpans = (traces: JaegerTrace[]): { trace: JaegerTrace; span: JaegerTrace['spans'][number] }[] =>
-    traces.flatMap((trace) => trace.spans.filter((s) => serviceOf(trace, s) === 'apiserver' && tagsOf(s)['span.kind'] === 'server').map((span) => ({ trace, span })));
+    traces.flatMap((trace) =>
+      trace.spans
+        .filter((s) => serviceOf(trace, s) === 'apiserver' && tagsOf(s)['span.kind'] === 'server')
+        .map((span) => ({ trace, span })),
+    );
 
   // kubetrail sends Audit-ID = its trace id upstream. The apiserver (1.33) records the audit id as the
   // `audit-id` attribute of its SerializeObject spans (not yet on its HTTP server span: that is 1.34).
   const byAuditId = (auditId: string, ready: (ts: JaegerTrace[]) => boolean): Promise<JaegerTrace[]> =>
-    searchTraces(stack.jaegerUrl, { service: 'apiserver', tags: JSON.stringify({ 'audit-id': auditId }), lookback: '1h', limit: '100' }, ready);
+    searchTraces(
+      stack.jaegerUrl,
+      { service: 'apiserver', tags: JSON.stringify({ 'audit-id': auditId }), lookback: '1h', limit: '100' },
+      ready,
+    );
 
   it('for admin (system:masters) the apiserver spans are children of kubetrail’s upstream spans, in the same trace', async () => {
     const c = await h.compare(['get', 'pods', '-n', NS.read], { context: 'admin' });
@@ -342,23 +424,37 @@ describe('the apiserver’s own spans join kubetrail’s trace', () => {
     const upstreamIds = new Set(t.requests.map((r) => r.children.get('upstream')?.spanID));
 
     const found = await byAuditId(traceId, (ts) => apiserverServerSpans(ts).length >= t.requests.length);
-    expect(found.map((x) => x.traceID), 'apiserver traces found by audit-id').toEqual([traceId]);
+    expect(
+      found.map((x) => x.traceID),
+      'apiserver traces found by audit-id',
+    ).toEqual([traceId]);
     const spans = apiserverServerSpans(found);
     expect(spans.length, 'one apiserver server span per request').toBe(t.requests.length);
     for (const { span } of spans) {
       expect(span.traceID).toBe(traceId);
       const parent = parentOf(span);
       expect(parent?.traceID).toBe(traceId);
-      expect(upstreamIds.has(parent?.spanID), `${span.operationName}'s parent is one of kubetrail's upstream spans`).toBe(true);
+      expect(
+        upstreamIds.has(parent?.spanID),
+        `${span.operationName}'s parent is one of kubetrail's upstream spans`,
+      ).toBe(true);
     }
     // And reading kubetrail's trace shows them too.
-    const whole = await fetchTrace(stack.jaegerUrl, traceId, (x) => apiserverServerSpans([x]).length >= t.requests.length);
+    const whole = await fetchTrace(
+      stack.jaegerUrl,
+      traceId,
+      (x) => apiserverServerSpans([x]).length >= t.requests.length,
+    );
     expect(whole && apiserverServerSpans([whole]).length).toBe(t.requests.length);
-    expect(whole && kubetrailSpans(whole).length).toBe(t.trace.spans.filter((s) => serviceOf(t.trace, s) === 'kubetrail').length);
+    expect(whole && kubetrailSpans(whole).length).toBe(
+      t.trace.spans.filter((s) => serviceOf(t.trace, s) === 'kubetrail').length,
+    );
 
     // `kubetrail show` draws the same trace from Jaeger's API v3: the apiserver's spans (and etcd's) under
     // kubetrail's upstream spans (#12 item 4). A fresh state dir: nothing of it kept locally.
-    const shown = await runKubetrail(['show', traceId, '--jaeger-url', stack.jaegerUrl], { env: kubetrailEnv(freshHome()) });
+    const shown = await runKubetrail(['show', traceId, '--jaeger-url', stack.jaegerUrl], {
+      env: kubetrailEnv(freshHome()),
+    });
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stderr).toBe(`kubetrail: trace ${traceId} from Jaeger at ${stack.jaegerUrl}\n`);
     const tree = shown.stdout.toString().trimEnd().split('\n');
@@ -383,7 +479,9 @@ describe('the apiserver’s own spans join kubetrail’s trace', () => {
       expect(parentOf(span), `${span.operationName} has no parent (a new root)`).toBeUndefined();
       const link = span.references.find((r) => r.refType === 'FOLLOWS_FROM');
       expect(link?.traceID).toBe(traceId);
-      expect(upstreamIds.has(link?.spanID), `${span.operationName} links to one of kubetrail's upstream spans`).toBe(true);
+      expect(upstreamIds.has(link?.spanID), `${span.operationName} links to one of kubetrail's upstream spans`).toBe(
+        true,
+      );
     }
   });
 });

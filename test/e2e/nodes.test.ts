@@ -86,7 +86,8 @@ async function waitForPod(namespace: string, name: string, condition: string, ti
     const res = await admin.request('GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
     const pod = JSON.parse(res.body) as { status?: { conditions?: { type: string; status: string }[] } };
     if (pod.status?.conditions?.some((c) => c.type === condition && c.status === 'True')) return;
-    if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name}: no ${condition} after ${timeoutMs / 1000}s: ${res.body}`);
+    if (Date.now() > deadline)
+      throw new Error(`pod ${namespace}/${name}: no ${condition} after ${timeoutMs / 1000}s: ${res.body}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -151,7 +152,10 @@ function last(t: CommandTrace, name: string): CommandTrace['requests'][number] {
 function expectUpgraded(t: CommandTrace, sub: string, kubectl: KubectlVersion): void {
   const upgrades = t.requests.filter((r) => r.span.operationName.endsWith(`pods/${sub}`));
   const accepted = upgrades.filter((r) => r.tags['http.response.status_code'] === 101);
-  expect(accepted.map((r) => r.span.operationName), `upgrades: ${names(t).join(', ')}`).toHaveLength(1);
+  expect(
+    accepted.map((r) => r.span.operationName),
+    `upgrades: ${names(t).join(', ')}`,
+  ).toHaveLength(1);
   expect(accepted[0]?.tags['kubetrail.upgrade']).toBe(true);
   if (kubectl === '1.33') expect(accepted[0]?.span.operationName).toBe(`get pods/${sub}`);
 }
@@ -170,15 +174,17 @@ async function expectAudited(t: CommandTrace, sub: string): Promise<void> {
       .filter((e) => e.auditID === t.trace.traceID)
       .map((e) => e.objectRef?.subresource ?? '');
   await expect.poll(audited, { timeout: 10_000, message: `audit events for ${t.trace.traceID}` }).toContain(sub);
-  for (const r of t.requests.filter((q) => q.span.operationName.endsWith(`pods/${sub}`))) expect(r.tags['kube.audit_id']).toBe(t.trace.traceID);
+  for (const r of t.requests.filter((q) => q.span.operationName.endsWith(`pods/${sub}`)))
+    expect(r.tags['kube.audit_id']).toBe(t.trace.traceID);
 }
 
 /** `n` exec requests, each upgraded (101) through kubetrail. */
 function expectEveryExecUpgraded(t: CommandTrace, n: number): void {
   const execs = t.requests.filter((r) => r.span.operationName.endsWith('pods/exec'));
-  expect(execs.map((r) => [r.tags['http.response.status_code'], r.tags['kubetrail.upgrade']]), `requests: ${names(t).join(', ')}`).toEqual(
-    Array.from({ length: n }, () => [101, true]),
-  );
+  expect(
+    execs.map((r) => [r.tags['http.response.status_code'], r.tags['kubetrail.upgrade']]),
+    `requests: ${names(t).join(', ')}`,
+  ).toEqual(Array.from({ length: n }, () => [101, true]));
 }
 
 /**
@@ -254,12 +260,19 @@ describe.each(KUBECTLS)('kubectl %s through kubetrail to a kubelet, byte for byt
   });
 
   it('exec over SPDY (KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)', async () => {
-    const c = await h.compare(execArgs, { ...opts, input: 'typed into stdin\n', env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' } });
+    const c = await h.compare(execArgs, {
+      ...opts,
+      input: 'typed into stdin\n',
+      env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' },
+    });
     expectSameOutcome(c);
     expect(c.direct.stdout.toString()).toBe('out: typed into stdin\n');
     const t = await traced(c, 'kubectl exec');
     expect(names(t).filter((n) => n.endsWith('pods/exec'))).toEqual(['create pods/exec']);
-    expect(last(t, 'create pods/exec').tags).toMatchObject({ 'http.response.status_code': 101, 'kubetrail.upgrade': true });
+    expect(last(t, 'create pods/exec').tags).toMatchObject({
+      'http.response.status_code': 101,
+      'kubetrail.upgrade': true,
+    });
     await expectAudited(t, 'exec');
   });
 
@@ -288,8 +301,11 @@ describe.each(KUBECTLS)('kubectl %s through kubetrail to a kubelet, byte for byt
     const inPod = `upload-${kubectl}.txt`;
     const onDisk = join(container.rootDir, inPod);
     // Upload: each run must put the file there itself.
-    const up = await compareEach(['cp', src, `${NS}/${POD}:${inPod}`], () => rmSync(onDisk, { force: true }), (side) =>
-      expect(readFileSync(onDisk, 'utf8'), `${side}: the file in the pod`).toBe(`uploaded by kubectl ${kubectl}\n`),
+    const up = await compareEach(
+      ['cp', src, `${NS}/${POD}:${inPod}`],
+      () => rmSync(onDisk, { force: true }),
+      (side) =>
+        expect(readFileSync(onDisk, 'utf8'), `${side}: the file in the pod`).toBe(`uploaded by kubectl ${kubectl}\n`),
     );
     expectSameOutcome(up, { stderr: withoutStreamIdRace });
     expect(up.direct.code).toBe(0);
@@ -298,8 +314,11 @@ describe.each(KUBECTLS)('kubectl %s through kubetrail to a kubelet, byte for byt
 
     // Download, into a path that does not exist before each run.
     const dst = join(local, `download-${kubectl}.txt`);
-    const down = await compareEach(['cp', `${NS}/${POD}:${inPod}`, dst], () => rmSync(dst, { force: true }), (side) =>
-      expect(readFileSync(dst, 'utf8'), `${side}: the downloaded file`).toBe(`uploaded by kubectl ${kubectl}\n`),
+    const down = await compareEach(
+      ['cp', `${NS}/${POD}:${inPod}`, dst],
+      () => rmSync(dst, { force: true }),
+      (side) =>
+        expect(readFileSync(dst, 'utf8'), `${side}: the downloaded file`).toBe(`uploaded by kubectl ${kubectl}\n`),
     );
     expectSameOutcome(down, { stderr: withoutStreamIdRace });
     expect(down.direct.code).toBe(0);
@@ -333,7 +352,9 @@ describe.each(KUBECTLS)('kubectl %s through kubetrail to a kubelet, byte for byt
     });
     expectSameOutcome(c);
     expect(answers).toEqual(['200 hello from a kwok pod\n', '200 hello from a kwok pod\n']);
-    expect(c.direct.stdout.toString()).toMatch(new RegExp(`^Forwarding from 127\\.0\\.0\\.1:${port} -> 8080\\n(.*\\n)?Handling connection for ${port}\\n$`));
+    expect(c.direct.stdout.toString()).toMatch(
+      new RegExp(`^Forwarding from 127\\.0\\.0\\.1:${port} -> 8080\\n(.*\\n)?Handling connection for ${port}\\n$`),
+    );
     answers = [];
     const t = await traced(c, 'kubectl port-forward');
     expect(names(t).some((n) => n.endsWith('pods/portforward'))).toBe(true);
@@ -380,12 +401,22 @@ describe.each(KUBECTLS)('kubectl %s through kubetrail to a kubelet, byte for byt
     const p = h.spawnProxied(args, { ...opts, timeoutMs: 120_000 });
     const waiting = /^Waiting for deployment ".*" rollout to finish: 0 of 3 updated replicas are available\.\.\.$/m;
     await Promise.all([d.waitForStdout(waiting, 20_000), p.waitForStdout(waiting, 20_000)]);
-    const patch = await admin.request('PATCH', '/api/v1/nodes/kwok-node-1', { metadata: { labels: { [label]: 'yes' } } });
+    const patch = await admin.request('PATCH', '/api/v1/nodes/kwok-node-1', {
+      metadata: { labels: { [label]: 'yes' } },
+    });
     expect(patch.status, patch.body).toBe(200);
-    const c: Comparison = { command: `kubectl.${kubectl} ${args.join(' ')}`, direct: await d.result, proxied: await p.result };
+    const c: Comparison = {
+      command: `kubectl.${kubectl} ${args.join(' ')}`,
+      direct: await d.result,
+      proxied: await p.result,
+    };
     expectSameOutcome(c);
     expect(c.direct.code).toBe(0);
-    expect(c.direct.stdout.toString()).toMatch(new RegExp(`^Waiting for deployment "${name}" rollout to finish: 0 of 3 updated replicas are available\\.\\.\\.\\n(.*\\n)*deployment "${name}" successfully rolled out\\n$`));
+    expect(c.direct.stdout.toString()).toMatch(
+      new RegExp(
+        `^Waiting for deployment "${name}" rollout to finish: 0 of 3 updated replicas are available\\.\\.\\.\\n(.*\\n)*deployment "${name}" successfully rolled out\\n$`,
+      ),
+    );
     await traced(c, 'kubectl rollout status');
   });
 });
@@ -404,7 +435,10 @@ describe('the apiserver’s spans for a request it proxies to the kubelet are in
       tr.spans.some((s) => serviceOf(tr, s) === 'apiserver' && JSON.stringify(tagsOf(s)).includes(sub)),
     );
     const apiserverSpans = (full?.spans ?? []).filter((s) => full && serviceOf(full, s) === 'apiserver');
-    expect(apiserverSpans.map((s) => JSON.stringify(tagsOf(s))).some((tags) => tags.includes(sub)), `apiserver spans: ${apiserverSpans.map((s) => s.operationName).join(', ')}`).toBe(true);
+    expect(
+      apiserverSpans.map((s) => JSON.stringify(tagsOf(s))).some((tags) => tags.includes(sub)),
+      `apiserver spans: ${apiserverSpans.map((s) => s.operationName).join(', ')}`,
+    ).toBe(true);
   });
 });
 
@@ -418,18 +452,29 @@ describe('the scenarios the demo tells its story with', () => {
     expect(rows.filter((r) => status(r) === 'Running')).toHaveLength(shop.web.replicas);
     expect(rows.filter((r) => status(r) === 'Pending')).toHaveLength(shop.hungry.replicas);
     const t = await traced(c, 'kubectl get');
-    expect(names(t).filter((n) => n === 'list pods')).toHaveLength(Math.ceil((shop.web.replicas + shop.hungry.replicas) / 100));
+    expect(names(t).filter((n) => n === 'list pods')).toHaveLength(
+      Math.ceil((shop.web.replicas + shop.hungry.replicas) / 100),
+    );
 
-    const events = await h.compare(['get', 'events', '-n', shop.namespace, '--field-selector=reason=FailedScheduling', '-o', 'name'], { context: 'alice' });
+    const events = await h.compare(
+      ['get', 'events', '-n', shop.namespace, '--field-selector=reason=FailedScheduling', '-o', 'name'],
+      { context: 'alice' },
+    );
     expectSameOutcome(events);
-    const described = await h.compare(['describe', 'pods', '-n', shop.namespace, '-l', `app=${shop.hungry.name}`], { context: 'alice' });
+    const described = await h.compare(['describe', 'pods', '-n', shop.namespace, '-l', `app=${shop.hungry.name}`], {
+      context: 'alice',
+    });
     expect(described.proxied.code).toBe(0);
-    expect(described.direct.stdout.toString()).toMatch(/FailedScheduling .*0\/3 nodes are available: 3 Insufficient cpu/);
+    expect(described.direct.stdout.toString()).toMatch(
+      /FailedScheduling .*0\/3 nodes are available: 3 Insufficient cpu/,
+    );
   });
 
   it('many objects: a 600-item list in pages of 250, the same through kubetrail', async () => {
     await manyObjects(admin, { namespace: 'kt-inventory', count: 600 });
-    const c = await h.compare(['get', 'configmaps', '-n', 'kt-inventory', '--chunk-size=250', '-o', 'name'], { context: 'alice' });
+    const c = await h.compare(['get', 'configmaps', '-n', 'kt-inventory', '--chunk-size=250', '-o', 'name'], {
+      context: 'alice',
+    });
     expectSameOutcome(c);
     // 600 items and the namespace's kube-root-ca.crt (made by the controller-manager).
     expect(c.direct.stdout.toString().trimEnd().split('\n')).toHaveLength(601);

@@ -43,21 +43,36 @@ export function kubetrailEnv(home: string, extra: Record<string, string> = {}): 
 
 export function kubetrailArgv(opts: CompareOptions, args: string[]): string[] {
   return [
-    '--kubeconfig', opts.kubeconfig,
-    '--listen', '127.0.0.1:0',
-    '--otlp-endpoint', opts.otlpEndpoint,
+    '--kubeconfig',
+    opts.kubeconfig,
+    '--listen',
+    '127.0.0.1:0',
+    '--otlp-endpoint',
+    opts.otlpEndpoint,
     ...(opts.kubetrailArgs ?? ['--quiet']),
-    '--', kubectlPath(opts.version ?? '1.33'), ...args,
+    '--',
+    kubectlPath(opts.version ?? '1.33'),
+    ...args,
   ];
 }
 
 export async function proxied(args: string[], opts: CompareOptions): Promise<RunResult> {
   const home = opts.home ?? freshHome();
-  return runKubetrail(kubetrailArgv(opts, args), { env: kubetrailEnv(home, opts.env), timeoutMs: 40_000, input: opts.stdin });
+  return runKubetrail(kubetrailArgv(opts, args), {
+    env: kubetrailEnv(home, opts.env),
+    timeoutMs: 40_000,
+    input: opts.stdin,
+  });
 }
 
 export async function compare(args: string[], opts: CompareOptions): Promise<Sides> {
-  const direct = await kubectl(args, { kubeconfig: opts.kubeconfig, version: opts.version, stdin: opts.stdin, env: opts.env, timeoutMs: 30_000 });
+  const direct = await kubectl(args, {
+    kubeconfig: opts.kubeconfig,
+    version: opts.version,
+    stdin: opts.stdin,
+    env: opts.env,
+    timeoutMs: 30_000,
+  });
   return { direct, proxied: await proxied(args, opts) };
 }
 
@@ -72,7 +87,10 @@ export interface Streaming {
 /** Start `kubetrail -- kubectl ...` and keep it running (watch, logs -f). */
 export function startProxied(args: string[], opts: CompareOptions): Streaming {
   const home = opts.home ?? freshHome();
-  const child = spawn(process.execPath, [KUBETRAIL_BIN, ...kubetrailArgv(opts, args)], { env: kubetrailEnv(home, opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [KUBETRAIL_BIN, ...kubetrailArgv(opts, args)], {
+    env: kubetrailEnv(home, opts.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -90,7 +108,8 @@ export function startProxied(args: string[], opts: CompareOptions): Streaming {
     async waitFor(match, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       while (!match.test(out)) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${String(match)}; stdout: ${out}; stderr: ${err}`);
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting for ${String(match)}; stdout: ${out}; stderr: ${err}`);
         await new Promise((r) => setTimeout(r, 25));
       }
     },

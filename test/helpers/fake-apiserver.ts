@@ -58,4 +58,10 @@ export { writeKubeconfigFile as writeKubeconfig } from './fake-apiserver/kubecon
 export { makeConfigMap, makeNamespace, makePod } from './fake-apiserver/resources.ts';
 export type { KubeObject, ObjectMeta, PodOptions } from './fake-apiserver/resources.ts';
 export { defaultExec, defaultPortForward } from './fake-apiserver/streaming.ts';
-export type { ExecHandler, ExecIO, ExecRequest, PortForwardHandler, PortForwardRequest } from './fake-apiserver/streaming.ts';
+export type {
+  ExecHandler,
+  ExecIO,
+  ExecRequest,
+  PortForwardHandler,
+  PortForwardRequest,
+} from './fake-apiserver/streaming.ts';

@@ -46,10 +46,19 @@ export function backgroundKubetrails(dir: string): number[] {
   for (const f of files) {
     if (!/(^|\/)background\/[^/]+\.json$/.test(f)) continue;
     try {
-      const st = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { pid?: unknown; kind?: unknown; procStart?: unknown };
+      const st = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+        pid?: unknown;
+        kind?: unknown;
+        procStart?: unknown;
+      };
       // Only the process that wrote the state: a test that leaves a stale state behind (a killed background
       // kubetrail) may have its pid reused by something else by now.
-      if (typeof st.pid === 'number' && alive(st.pid) && (typeof st.procStart !== 'string' || st.procStart === procStart(st.pid))) pids.push(st.pid);
+      if (
+        typeof st.pid === 'number' &&
+        alive(st.pid) &&
+        (typeof st.procStart !== 'string' || st.procStart === procStart(st.pid))
+      )
+        pids.push(st.pid);
     } catch {
       // half-written or not ours
     }
@@ -82,7 +91,12 @@ export function isolate(env: NodeJS.ProcessEnv, home: string): void {
   env.KUBETRAIL_STACK_CACHE ||= join(cacheHome, 'kubetrail-stack');
   env.npm_config_cache ||= join(realHome, '.npm');
   for (const name of Object.keys(env)) {
-    if (((name.startsWith('KUBETRAIL_') && !TEST_KNOBS.has(name)) || name.startsWith('OTEL_')) || ['KUBECONFIG', 'XDG_CONFIG_HOME', 'XDG_STATE_HOME', 'XDG_CACHE_HOME', 'NO_COLOR'].includes(name)) delete env[name];
+    if (
+      (name.startsWith('KUBETRAIL_') && !TEST_KNOBS.has(name)) ||
+      name.startsWith('OTEL_') ||
+      ['KUBECONFIG', 'XDG_CONFIG_HOME', 'XDG_STATE_HOME', 'XDG_CACHE_HOME', 'NO_COLOR'].includes(name)
+    )
+      delete env[name];
   }
   mkdirSync(home, { mode: 0o700 });
   env.HOME = home;

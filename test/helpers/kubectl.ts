@@ -129,12 +129,20 @@ export function startKubectl(args: string[], opts: KubectlOptions): RunningKubec
             resolve(s);
           } else if (exited) {
             done();
-            reject(new Error(`kubectl exited before stdout matched ${String(match)}; stdout: ${s} stderr: ${Buffer.concat(err).toString('utf8')}`));
+            reject(
+              new Error(
+                `kubectl exited before stdout matched ${String(match)}; stdout: ${s} stderr: ${Buffer.concat(err).toString('utf8')}`,
+              ),
+            );
           }
         };
         const timer = setTimeout(() => {
           done();
-          reject(new Error(`timed out waiting for ${String(match)} in kubectl stdout: ${Buffer.concat(out).toString('utf8')}`));
+          reject(
+            new Error(
+              `timed out waiting for ${String(match)} in kubectl stdout: ${Buffer.concat(out).toString('utf8')}`,
+            ),
+          );
         }, timeoutMs);
         const done = (): void => {
           clearTimeout(timer);

@@ -7,7 +7,13 @@ import type { AddressInfo } from 'node:net';
 
 export interface OtlpAttribute {
   key: string;
-  value: { stringValue?: string; intValue?: string | number; doubleValue?: number; boolValue?: boolean; arrayValue?: { values: OtlpAttribute['value'][] } };
+  value: {
+    stringValue?: string;
+    intValue?: string | number;
+    doubleValue?: number;
+    boolValue?: boolean;
+    arrayValue?: { values: OtlpAttribute['value'][] };
+  };
 }
 
 export interface ReceivedSpan {

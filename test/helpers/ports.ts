@@ -25,7 +25,10 @@ export async function refusedPort(): Promise<number> {
   for (const port of [2, 3, 4, 5, 6, 8, 10, 12, 14, 16]) {
     const refused = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(false); });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(false);
+      });
       s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
     });
     if (refused) return port;

@@ -15,7 +15,11 @@ export interface RunResult {
   ms: number;
 }
 
-export function runProcess(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; cwd?: string }): Promise<RunResult> {
+export function runProcess(
+  cmd: string,
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; cwd?: string },
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -39,6 +43,9 @@ export function runProcess(cmd: string, args: string[], opts: { env: NodeJS.Proc
 }
 
 /** `kubetrail <args>` with the given environment (give it its own HOME and KUBETRAIL_STATE_DIR). */
-export function runKubetrail(args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string }): Promise<RunResult> {
+export function runKubetrail(
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string },
+): Promise<RunResult> {
   return runProcess(process.execPath, [KUBETRAIL_BIN, ...args], opts);
 }

@@ -31,7 +31,12 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kt-bg-'));
   fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
   const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-token' }] });
+  kubeconfig = await fake.writeKubeconfig(dir, {
+    users: [
+      { name: 'alice', cert: alice },
+      { name: 'tina', token: 'tina-token' },
+    ],
+  });
   fake.create(makePod('web-0', { ageSeconds: 86_400 }));
   fake.create(makeConfigMap('settings', { a: '1' }));
   receiver = await startOtlpReceiver();
@@ -52,11 +57,19 @@ interface Setup {
 async function setup(extraEnv: Record<string, string> = {}): Promise<Setup> {
   const home = freshHome();
   const port = await unusedPort();
-  return { home, port, stateDir: join(home, 'kubetrail-state'), env: kubetrailEnv(home, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, ...extraEnv }) };
+  return {
+    home,
+    port,
+    stateDir: join(home, 'kubetrail-state'),
+    env: kubetrailEnv(home, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, ...extraEnv }),
+  };
 }
 
 function wrapped(s: Setup, args: string[], flags: string[] = [], env: Record<string, string> = {}): Promise<RunResult> {
-  return runKubetrail(['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, ...flags, '--', kubectlPath('1.33'), ...args], { env: { ...s.env, ...env }, timeoutMs: 40_000 });
+  return runKubetrail(
+    ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, ...flags, '--', kubectlPath('1.33'), ...args],
+    { env: { ...s.env, ...env }, timeoutMs: 40_000 },
+  );
 }
 
 function stateFile(s: Setup): string {
@@ -81,8 +94,10 @@ async function stop(s: Setup): Promise<void> {
   if (alive(pid)) process.kill(pid ?? 0, 'SIGKILL');
 }
 
-const traceIds = (stderr: string): string[] => [...stderr.matchAll(/^trace: \S+\/trace\/([0-9a-f]{32})/gm)].map((m) => m[1] ?? '');
-const STARTED = /^kubetrail: started a background kubetrail on 127\.0\.0\.1:\d+ \(pid (\d+)\) for the next commands; it exits after 10m idle\. Stop it: kubetrail stop; never: --linger 0$/m;
+const traceIds = (stderr: string): string[] =>
+  [...stderr.matchAll(/^trace: \S+\/trace\/([0-9a-f]{32})/gm)].map((m) => m[1] ?? '');
+const STARTED =
+  /^kubetrail: started a background kubetrail on 127\.0\.0\.1:\d+ \(pid (\d+)\) for the next commands; it exits after 10m idle\. Stop it: kubetrail stop; never: --linger 0$/m;
 
 describe('the first wrapped command starts a background kubetrail', () => {
   it("prints kubectl's bytes and exit code as direct, says once what it started, and leaves it serving", async () => {
@@ -103,7 +118,8 @@ describe('the first wrapped command starts a background kubetrail', () => {
       expect(statSync(s.stateDir).mode & 0o777).toBe(0o700);
       const bg = join(s.stateDir, 'background');
       expect(statSync(bg).mode & 0o777).toBe(0o700);
-      for (const f of readdirSync(bg)) if (statSync(join(bg, f)).isFile()) expect(statSync(join(bg, f)).mode & 0o777, f).toBe(0o600);
+      for (const f of readdirSync(bg))
+        if (statSync(join(bg, f)).isFile()) expect(statSync(join(bg, f)).mode & 0o777, f).toBe(0o600);
       expect(statSync(join(s.stateDir, 'control-token')).mode & 0o777).toBe(0o600);
       // The per-command kubeconfig is gone once the command is.
       expect(readdirSync(join(bg, 'commands'))).toEqual([]);
@@ -147,7 +163,11 @@ describe('the first wrapped command starts a background kubetrail', () => {
       expect(cms.stderr).toMatch(/^ {2}list configmaps +200 /m);
       expect(cms.stderr).not.toMatch(/list pods/);
       // The exported traces agree: every request span of a trace carries that command's kubectl session.
-      await expect.poll(() => receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list configmaps').length, { timeout: 5000 }).toBe(1);
+      await expect
+        .poll(() => receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list configmaps').length, {
+          timeout: 5000,
+        })
+        .toBe(1);
       expect(receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list pods')).toEqual([]);
       expect(receiver.spans.filter((sp) => sp.traceId === a[0] && sp.name === 'list configmaps')).toEqual([]);
     } finally {
@@ -158,7 +178,9 @@ describe('the first wrapped command starts a background kubetrail', () => {
   it('two commands started at once with none running start exactly one', async () => {
     const s = await setup();
     try {
-      const runs = await Promise.all([0, 1, 2].map(() => wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'])));
+      const runs = await Promise.all(
+        [0, 1, 2].map(() => wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'])),
+      );
       for (const r of runs) {
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout.toString()).toBe('pod/web-0\n');
@@ -176,7 +198,10 @@ describe('a collector that fails (#12 item 5)', () => {
   it('every command whose spans were dropped says so instead of a link, not only the first; a collector back gets links again', async () => {
     const failing = await startOtlpReceiver('500');
     const s = await setup({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: failing.url });
-    const NOT_SENT = new RegExp(`^trace not sent: cannot export to ${failing.url.replace(/[.]/g, '\\.')} \\(.+\\)$`, 'm');
+    const NOT_SENT = new RegExp(
+      `^trace not sent: cannot export to ${failing.url.replace(/[.]/g, '\\.')} \\(.+\\)$`,
+      'm',
+    );
     try {
       for (let i = 0; i < 3; i++) {
         const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
@@ -203,7 +228,9 @@ describe('a collector that fails (#12 item 5)', () => {
       for (let i = 0; i < 2; i++) {
         const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
         expect(r.code, r.stderr).toBe(0);
-        expect(r.stderr, `command ${i + 1}`).toMatch(/^trace not sent: cannot export to http:\/\/127\.0\.0\.1:9\/v1\/traces \(.+\)$/m);
+        expect(r.stderr, `command ${i + 1}`).toMatch(
+          /^trace not sent: cannot export to http:\/\/127\.0\.0\.1:9\/v1\/traces \(.+\)$/m,
+        );
         expect(traceIds(r.stderr)).toEqual([]);
       }
     } finally {
@@ -228,7 +255,22 @@ describe('its life', () => {
     const s = await setup();
     try {
       const script = `sleep 2; ${kubectlPath('1.33')} --context alice get pods -o name`;
-      const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, '--linger', '500ms', '--quiet', '--', 'sh', '-c', script], { env: s.env });
+      const r = await runKubetrail(
+        [
+          '--kubeconfig',
+          kubeconfig,
+          '--listen',
+          `127.0.0.1:${s.port}`,
+          '--linger',
+          '500ms',
+          '--quiet',
+          '--',
+          'sh',
+          '-c',
+          script,
+        ],
+        { env: s.env },
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString()).toBe('pod/web-0\n');
     } finally {
@@ -246,7 +288,9 @@ describe('its life', () => {
       const b = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.b:16686']);
       expect(b.code).toBe(0);
       // Says why: a --jaeger-url of its own.
-      expect(b.stderr).toMatch(/^kubetrail: restarted the background kubetrail on 127\.0\.0\.1:\d+ \(it had other settings \(kubeconfig, --context, --otlp-endpoint, --jaeger-url, OTEL_\*, or another kubetrail's code\)\) \(pid \d+\) for the next commands;/m);
+      expect(b.stderr).toMatch(
+        /^kubetrail: restarted the background kubetrail on 127\.0\.0\.1:\d+ \(it had other settings \(kubeconfig, --context, --otlp-endpoint, --jaeger-url, OTEL_\*, or another kubetrail's code\)\) \(pid \d+\) for the next commands;/m,
+      );
       expect(b.stderr).toMatch(/^trace: http:\/\/jaeger\.b:16686\/trace\//m);
       const pidB = backgroundPid(s);
       expect(pidB).not.toBe(pidA);
@@ -255,15 +299,66 @@ describe('its life', () => {
       // So does an edited kubeconfig (never stale credentials), and so does another OTEL_* setting.
       const copy = join(mkdtempSync(join(tmpdir(), 'kt-bg-kc-')), 'config');
       writeFileSync(copy, readFileSync(kubeconfig));
-      const c1 = await runKubetrail(['--kubeconfig', copy, '--listen', `127.0.0.1:${s.port}`, '--quiet', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], { env: s.env });
+      const c1 = await runKubetrail(
+        [
+          '--kubeconfig',
+          copy,
+          '--listen',
+          `127.0.0.1:${s.port}`,
+          '--quiet',
+          '--',
+          kubectlPath('1.33'),
+          '--context',
+          'alice',
+          'get',
+          'pods',
+          '-o',
+          'name',
+        ],
+        { env: s.env },
+      );
       expect(c1.code, c1.stderr).toBe(0);
       const pidC = backgroundPid(s);
       writeFileSync(copy, `${readFileSync(copy, 'utf8')}\n# edited\n`);
-      const c2 = await runKubetrail(['--kubeconfig', copy, '--listen', `127.0.0.1:${s.port}`, '--quiet', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], { env: s.env });
+      const c2 = await runKubetrail(
+        [
+          '--kubeconfig',
+          copy,
+          '--listen',
+          `127.0.0.1:${s.port}`,
+          '--quiet',
+          '--',
+          kubectlPath('1.33'),
+          '--context',
+          'alice',
+          'get',
+          'pods',
+          '-o',
+          'name',
+        ],
+        { env: s.env },
+      );
       expect(c2.code, c2.stderr).toBe(0);
       expect(backgroundPid(s)).not.toBe(pidC);
       const pidD = backgroundPid(s);
-      const c3 = await runKubetrail(['--kubeconfig', copy, '--listen', `127.0.0.1:${s.port}`, '--quiet', '--', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-o', 'name'], { env: { ...s.env, OTEL_SERVICE_NAME: 'other' } });
+      const c3 = await runKubetrail(
+        [
+          '--kubeconfig',
+          copy,
+          '--listen',
+          `127.0.0.1:${s.port}`,
+          '--quiet',
+          '--',
+          kubectlPath('1.33'),
+          '--context',
+          'alice',
+          'get',
+          'pods',
+          '-o',
+          'name',
+        ],
+        { env: { ...s.env, OTEL_SERVICE_NAME: 'other' } },
+      );
       expect(c3.code, c3.stderr).toBe(0);
       expect(backgroundPid(s)).not.toBe(pidD);
     } finally {
@@ -296,9 +391,14 @@ describe('its life', () => {
     expect(st.code).toBe(0);
     expect(st.stderr).toBe(`kubetrail: stopped the background kubetrail on 127.0.0.1:${s.port} (pid ${pid})\n`);
     expect(alive(pid)).toBe(false);
-    expect((await runKubetrail(['stop'], { env: s.env })).stderr).toBe('kubetrail: no background kubetrail is running\n');
+    expect((await runKubetrail(['stop'], { env: s.env })).stderr).toBe(
+      'kubetrail: no background kubetrail is running\n',
+    );
 
-    for (const r of [await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--linger', '0']), await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], [], { KUBETRAIL_LINGER: '0' })]) {
+    for (const r of [
+      await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--linger', '0']),
+      await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], [], { KUBETRAIL_LINGER: '0' }),
+    ]) {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString()).toBe('pod/web-0\n');
       expect(r.stderr).not.toMatch(/background/);
@@ -307,12 +407,18 @@ describe('its life', () => {
     }
     const bad = await wrapped(s, ['get', 'pods'], ['--linger', 'soon']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toBe('kubetrail: --linger "soon": expected a duration such as 10m, 30s or 0 (no background kubetrail)\n');
+    expect(bad.stderr).toBe(
+      'kubetrail: --linger "soon": expected a duration such as 10m, 30s or 0 (no background kubetrail)\n',
+    );
   });
 
   it('a wrapped command uses a foreground `kubetrail start` with the same configuration, with its own waterfall', async () => {
     const s = await setup();
-    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const start = spawn(
+      process.execPath,
+      [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`],
+      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let log = '';
     start.stdout.on('data', (c: Buffer) => (log += c.toString()));
     try {
@@ -324,7 +430,9 @@ describe('its life', () => {
       expect(r.stderr).toMatch(/^ {2}list pods +200 /m);
       await expect.poll(() => log, { timeout: 10_000 }).toMatch(/ 200 list pods /);
       // `kubetrail stop` leaves it alone.
-      expect((await runKubetrail(['stop'], { env: s.env })).stderr).toMatch(/is a foreground `kubetrail start`: stop it in its terminal/);
+      expect((await runKubetrail(['stop'], { env: s.env })).stderr).toMatch(
+        /is a foreground `kubetrail start`: stop it in its terminal/,
+      );
       expect(start.exitCode).toBe(null);
     } finally {
       start.kill('SIGTERM');
@@ -363,14 +471,20 @@ describe('after an unclean exit', () => {
 
       // Another configuration: the process is not "stopped" (it was sent SIGTERM).
       await impostor(s, otherPid);
-      const changed = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--jaeger-url', 'http://jaeger.c:16686']);
+      const changed = await wrapped(
+        s,
+        ['--context', 'alice', 'get', 'pods', '-o', 'name'],
+        ['--jaeger-url', 'http://jaeger.c:16686'],
+      );
       expect(changed.code, changed.stderr).toBe(0);
       expect(changed.stderr).toMatch(/^trace: http:\/\/jaeger\.c:16686\/trace\//m);
       expect(alive(otherPid)).toBe(true);
 
       await impostor(s, otherPid);
       const stale = readFileSync(stateFile(s));
-      expect((await runKubetrail(['stop'], { env: s.env })).stderr).toBe('kubetrail: no background kubetrail is running\n');
+      expect((await runKubetrail(['stop'], { env: s.env })).stderr).toBe(
+        'kubetrail: no background kubetrail is running\n',
+      );
       expect(alive(otherPid)).toBe(true);
       expect(existsSync(stateFile(s))).toBe(false);
 
@@ -379,7 +493,9 @@ describe('after an unclean exit', () => {
       const holder = createNetServer();
       await new Promise<void>((r) => holder.listen(s.port, '127.0.0.1', r));
       try {
-        const start = await runKubetrail(['start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], { env: s.env });
+        const start = await runKubetrail(['start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], {
+          env: s.env,
+        });
         expect(start.code).toBe(2);
         expect(start.stderr).toContain(`--listen 127.0.0.1:${s.port} is in use by another program`);
       } finally {
@@ -397,24 +513,56 @@ describe('a background kubetrail in use', () => {
   it('is not replaced for another configuration: the command runs in-process, a later one replaces it once idle', async () => {
     const s = await setup();
     try {
-      expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.a:16686', '--quiet'])).code).toBe(0);
+      expect(
+        (await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.a:16686', '--quiet']))
+          .code,
+      ).toBe(0);
       const pidA = backgroundPid(s);
       // Another terminal watches through it.
       const watch = runKubetrail(
-        ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, '--jaeger-url', 'http://jaeger.a:16686', '--quiet', '--', 'timeout', '6', kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-w', '-o', 'name'],
+        [
+          '--kubeconfig',
+          kubeconfig,
+          '--listen',
+          `127.0.0.1:${s.port}`,
+          '--jaeger-url',
+          'http://jaeger.a:16686',
+          '--quiet',
+          '--',
+          'timeout',
+          '6',
+          kubectlPath('1.33'),
+          '--context',
+          'alice',
+          'get',
+          'pods',
+          '-w',
+          '-o',
+          'name',
+        ],
         { env: s.env, timeoutMs: 40_000 },
       );
       await new Promise((r) => setTimeout(r, 1500));
-      const b = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--jaeger-url', 'http://jaeger.b:16686']);
+      const b = await wrapped(
+        s,
+        ['--context', 'alice', 'get', 'pods', '-o', 'name'],
+        ['--jaeger-url', 'http://jaeger.b:16686'],
+      );
       expect(b.code, b.stderr).toBe(0);
       expect(b.stdout.toString()).toBe('pod/web-0\n');
-      expect(b.stderr).toContain(`kubetrail: the background kubetrail on 127.0.0.1:${s.port} has another configuration and is in use (1 command running, 1 request open); serving this command in-process\n`);
+      expect(b.stderr).toContain(
+        `kubetrail: the background kubetrail on 127.0.0.1:${s.port} has another configuration and is in use (1 command running, 1 request open); serving this command in-process\n`,
+      );
       expect(b.stderr).toMatch(/^trace: http:\/\/jaeger\.b:16686\/trace\//m);
       expect(b.stderr).not.toMatch(/started|restarted/);
       expect(backgroundPid(s)).toBe(pidA);
       expect(alive(pidA)).toBe(true);
       // --quiet: no line about it.
-      const q = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name'], ['--jaeger-url', 'http://jaeger.b:16686', '--quiet']);
+      const q = await wrapped(
+        s,
+        ['--context', 'alice', 'get', 'pods', '-o', 'name'],
+        ['--jaeger-url', 'http://jaeger.b:16686', '--quiet'],
+      );
       expect(q.code, q.stderr).toBe(0);
       expect(q.stderr).toBe('');
       expect(backgroundPid(s)).toBe(pidA);
@@ -425,7 +573,9 @@ describe('a background kubetrail in use', () => {
       // Idle now: the next command replaces it.
       const c = await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--jaeger-url', 'http://jaeger.b:16686']);
       expect(c.code, c.stderr).toBe(0);
-      expect(c.stderr).toMatch(/^kubetrail: restarted the background kubetrail on 127\.0\.0\.1:\d+ \(it had other settings /m);
+      expect(c.stderr).toMatch(
+        /^kubetrail: restarted the background kubetrail on 127\.0\.0\.1:\d+ \(it had other settings /m,
+      );
       expect(backgroundPid(s)).not.toBe(pidA);
       expect(alive(pidA)).toBe(false);
     } finally {
@@ -441,7 +591,13 @@ describe('a background kubetrail that changes under a wrapped command', () => {
       expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
       const st = JSON.parse(readFileSync(stateFile(s), 'utf8')) as { template: string };
       const other = join(s.home, 'other-template.yaml');
-      writeFileSync(other, readFileSync(st.template, 'utf8').replace(/--w[0-9a-z]+\.kubetrail\.localhost/g, '--wzzzzzzzzzz.kubetrail.localhost'));
+      writeFileSync(
+        other,
+        readFileSync(st.template, 'utf8').replace(
+          /--w[0-9a-z]+\.kubetrail\.localhost/g,
+          '--wzzzzzzzzzz.kubetrail.localhost',
+        ),
+      );
       for (const template of [join(s.home, 'gone.yaml'), other]) {
         writeFileSync(stateFile(s), JSON.stringify({ ...st, template }));
         const r = await wrapped(s, ['--context', 'alice', 'get', 'pods', '-o', 'name']);
@@ -483,7 +639,12 @@ describe('the finish call', () => {
       const took = Date.now() - t0;
       expect(r.code).toBe(1);
       expect(r.stderr.match(/^kubetrail: /gm)).toEqual(['kubetrail: ']);
-      expect(r.stderr).toMatch(new RegExp(`^kubetrail: no trace summary from the kubetrail on 127\\.0\\.0\\.1:${s.port}: no answer within 1500 ms$`, 'm'));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^kubetrail: no trace summary from the kubetrail on 127\\.0\\.0\\.1:${s.port}: no answer within 1500 ms$`,
+          'm',
+        ),
+      );
       expect(took).toBeLessThan(4000);
 
       // No socket to connect to: the same call over HTTPS on the listener.
@@ -512,7 +673,12 @@ describe('a background kubetrail that is hung', () => {
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout.toString()).toBe(direct.stdout.toString());
         expect(Date.now() - t0).toBeLessThan(10_000);
-        expect(r.stderr).toMatch(new RegExp(`^kubetrail: the background kubetrail on 127\\.0\\.0\\.1:${s.port} \\(pid ${pid}\\) does not answer; serving this command in-process`, 'm'));
+        expect(r.stderr).toMatch(
+          new RegExp(
+            `^kubetrail: the background kubetrail on 127\\.0\\.0\\.1:${s.port} \\(pid ${pid}\\) does not answer; serving this command in-process`,
+            'm',
+          ),
+        );
         expect(traceIds(r.stderr)).toHaveLength(1);
       } finally {
         process.kill(pid, 'SIGCONT');
@@ -528,7 +694,20 @@ describe('`kubetrail start` after wrapped commands', () => {
     const s = await setup();
     expect((await wrapped(s, ['--context', 'alice', 'get', 'pods'], ['--quiet'])).code).toBe(0);
     const pid = backgroundPid(s);
-    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, '--jaeger-url', 'http://other:16686'], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const start = spawn(
+      process.execPath,
+      [
+        KUBETRAIL_BIN,
+        'start',
+        '--kubeconfig',
+        kubeconfig,
+        '--listen',
+        `127.0.0.1:${s.port}`,
+        '--jaeger-url',
+        'http://other:16686',
+      ],
+      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     start.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -554,16 +733,32 @@ describe('the control endpoint', () => {
       const token = readFileSync(join(s.stateDir, 'control-token'), 'utf8').trim();
       const call = (method: string, path: string, tok?: string): Promise<{ status: number; body: string }> =>
         new Promise((resolve, reject) => {
-          const req = request({ host: '127.0.0.1', port: s.port, method, path: `/.kubetrail/v1/${path}`, ca, servername: 'localhost', agent: false, headers: tok === undefined ? {} : { 'x-kubetrail-token': tok } }, (res) => {
-            let body = '';
-            res.on('data', (c: Buffer) => (body += c.toString()));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          });
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port: s.port,
+              method,
+              path: `/.kubetrail/v1/${path}`,
+              ca,
+              servername: 'localhost',
+              agent: false,
+              headers: tok === undefined ? {} : { 'x-kubetrail-token': tok },
+            },
+            (res) => {
+              let body = '';
+              res.on('data', (c: Buffer) => (body += c.toString()));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
           req.on('error', reject);
           req.end();
         });
       for (const tok of [undefined, '', 'wrong', `${token}x`, token.slice(0, -1)]) {
-        for (const [method, path] of [['GET', 'status'], ['POST', 'stop'], ['POST', 'commands/abcdef1234/finish']] as const) {
+        for (const [method, path] of [
+          ['GET', 'status'],
+          ['POST', 'stop'],
+          ['POST', 'commands/abcdef1234/finish'],
+        ] as const) {
           const r = await call(method, path, tok);
           expect(r.status, `${method} ${path} ${String(tok)}`).toBe(401);
           expect(r.body).toBe('{"error":"unauthorized"}');

@@ -75,7 +75,14 @@ beforeAll(async () => {
   proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: observer() });
   through = join(dir, 'through.yaml');
   writeKubeconfig(through, rewriteKubeconfig(loaded, { listenUrl: proxy.url, caPem: pki.caPem }));
-  shared = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer: observer(), reuseUpstream: true });
+  shared = await startProxy({
+    routes: buildRoutes(loaded),
+    pki,
+    host: '127.0.0.1',
+    port: 0,
+    observer: observer(),
+    reuseUpstream: true,
+  });
   throughShared = join(dir, 'through-shared.yaml');
   writeKubeconfig(throughShared, rewriteKubeconfig(loaded, { listenUrl: shared.url, caPem: pki.caPem }));
 });
@@ -133,8 +140,14 @@ describe.each(VERSIONS)('kubectl %s: the apiserver sees the connections kubectl 
     ['cold discovery + get pods', (kc, home) => once(version, kc, home, ['get', 'pods'])],
     ['warm get pods', (kc, home) => once(version, kc, home, ['get', 'pods'])],
     ['get pods -w', (kc, home) => watchOnce(version, kc, home)],
-    ['exec on an unscheduled pod (WebSocket, then SPDY)', (kc, home) => once(version, kc, home, ['exec', 'nowhere', '--', 'true'])],
-    ['port-forward on an unscheduled pod', (kc, home) => once(version, kc, home, ['port-forward', 'pod/nowhere', '0:80'])],
+    [
+      'exec on an unscheduled pod (WebSocket, then SPDY)',
+      (kc, home) => once(version, kc, home, ['exec', 'nowhere', '--', 'true']),
+    ],
+    [
+      'port-forward on an unscheduled pod',
+      (kc, home) => once(version, kc, home, ['port-forward', 'pod/nowhere', '0:80']),
+    ],
   ];
   for (const [name, run] of cases) {
     it(name, async () => {
@@ -166,7 +179,7 @@ describe('every command pays its own connect and TLS', () => {
     expect(fresh[0]?.tlsEnd).toBeGreaterThan(fresh[0]?.connectEnd ?? Infinity);
   });
 
-  it('with --reuse-upstream the second command rides the first one\'s connection (the opt-in)', async () => {
+  it("with --reuse-upstream the second command rides the first one's connection (the opt-in)", async () => {
     const home = mkdtempSync(join(dir, 'home-shared-'));
     await runAndConnections(throughShared, home);
     const second = await runAndConnections(throughShared, home);
@@ -206,7 +219,11 @@ describe('an apiserver that answers an h2 offer with http/1.1', () => {
       return { code: r.code, stdout: r.stdout.toString() };
     };
     // Cold (discovery), then warm: one request, one connection each way.
-    for (const [kc, home] of [[h1direct, homes.direct], [h1through, homes.through]] as const) expect((await run(kc, home)).code).toBe(0);
+    for (const [kc, home] of [
+      [h1direct, homes.direct],
+      [h1through, homes.through],
+    ] as const)
+      expect((await run(kc, home)).code).toBe(0);
     await expect.poll(() => h1relay.open(), { timeout: 10_000 }).toBe(0);
     let before = h1relay.connections.length;
     const d = await run(h1direct, homes.direct);

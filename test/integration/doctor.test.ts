@@ -27,7 +27,12 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kt-doctor-'));
   fake = await startFakeApiserver({ tokens: { 'tina-secret-token': { user: 'tina' } } });
   const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-secret-token' }] });
+  kubeconfig = await fake.writeKubeconfig(dir, {
+    users: [
+      { name: 'alice', cert: alice },
+      { name: 'tina', token: 'tina-secret-token' },
+    ],
+  });
   receiver = await startOtlpReceiver();
   jaeger = createHttpServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
@@ -66,9 +71,24 @@ function snapshot(root: string): string[] {
 describe('kubetrail doctor', () => {
   it("a Jaeger that does not answer: the fix says how to point trace links at one (the local stack's env sets it)", async () => {
     const closed = await unusedPort();
-    const r = await doctor(['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', `http://127.0.0.1:${closed}`, '--context', 'alice'], freshHome());
+    const r = await doctor(
+      [
+        '--kubeconfig',
+        kubeconfig,
+        '--otlp-endpoint',
+        receiver.url,
+        '--jaeger-url',
+        `http://127.0.0.1:${closed}`,
+        '--context',
+        'alice',
+      ],
+      freshHome(),
+    );
     expect(r.stdout.toString()).toMatch(
-      new RegExp(`^warn  jaeger: trace links point at http://127\\.0\\.0\\.1:${closed}, which does not answer \\(ECONNREFUSED\\)\\n {6}fix: set --jaeger-url \\(or KUBETRAIL_JAEGER_URL\\) to your Jaeger \\(the local stack's: \`eval "\\$\\(npm run -s stack -- env\\)"\` sets it\\), or start one: \`docker compose up -d jaeger\`$`, 'm'),
+      new RegExp(
+        `^warn  jaeger: trace links point at http://127\\.0\\.0\\.1:${closed}, which does not answer \\(ECONNREFUSED\\)\\n {6}fix: set --jaeger-url \\(or KUBETRAIL_JAEGER_URL\\) to your Jaeger \\(the local stack's: \`eval "\\$\\(npm run -s stack -- env\\)"\` sets it\\), or start one: \`docker compose up -d jaeger\`$`,
+        'm',
+      ),
     );
   });
 
@@ -80,7 +100,19 @@ describe('kubetrail doctor', () => {
     const listenPort = await unusedPort();
     const mark = fake.requests.length;
 
-    const r = await doctor(['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${listenPort}`], home);
+    const r = await doctor(
+      [
+        '--kubeconfig',
+        kubeconfig,
+        '--otlp-endpoint',
+        receiver.url,
+        '--jaeger-url',
+        jaegerUrl,
+        '--listen',
+        `127.0.0.1:${listenPort}`,
+      ],
+      home,
+    );
     const out = r.stdout.toString();
     expect(r.stderr).toBe('');
     expect(r.code, out).toBe(0);
@@ -95,7 +127,9 @@ describe('kubetrail doctor', () => {
       `ok    context tina: cluster "fake" ${fake.url}, user "tina": bearer token (inline)`,
       expect.stringMatching(/^ok {4}context tina: direct: GET \/version 200 v1\.33\.1 in [\d.]+ms \(TLS verified\)$/),
       expect.stringMatching(/^ok {4}context tina: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/),
-      expect.stringMatching(new RegExp(`^ok {4}otlp: ${receiver.url} accepted an empty OTLP/HTTP export \\(200\\) in \\d+ms$`)),
+      expect.stringMatching(
+        new RegExp(`^ok {4}otlp: ${receiver.url} accepted an empty OTLP/HTTP export \\(200\\) in \\d+ms$`),
+      ),
       `ok    jaeger: trace links point at ${jaegerUrl}/trace/<id>; it answers 200`,
       `ok    listen: 127.0.0.1:${listenPort} is free`,
       'doctor: all checks passed',
@@ -103,7 +137,10 @@ describe('kubetrail doctor', () => {
 
     // The apiserver saw each user twice, direct and through kubetrail, each time with the user's own
     // credential: kubetrail matched alice's certificate and presented her key pair upstream.
-    const seen = fake.requests.slice(mark).filter((q) => q.path === '/version').map((q) => q.user);
+    const seen = fake.requests
+      .slice(mark)
+      .filter((q) => q.path === '/version')
+      .map((q) => q.user);
     expect(seen.sort()).toEqual(['alice', 'alice', 'tina', 'tina']);
     expect(receiver.raw).toContain('{"resourceSpans":[]}');
     expect(out).not.toContain('tina-secret-token');
@@ -122,7 +159,10 @@ describe('kubetrail doctor', () => {
     chmodSync(written, 0o644);
 
     // One kubeconfig, one problem per context, next to a context that works.
-    const base = parse(readFileSync(kubeconfig, 'utf8')) as { clusters: { name: string; cluster: Record<string, unknown> }[]; users: { name: string; user: Record<string, unknown> }[] };
+    const base = parse(readFileSync(kubeconfig, 'utf8')) as {
+      clusters: { name: string; cluster: Record<string, unknown> }[];
+      users: { name: string; user: Record<string, unknown> }[];
+    };
     const good = base.clusters[0]?.cluster ?? {};
     const otherCa = join(dir, 'other-ca.crt');
     writeFileSync(otherCa, fake.ca.certPem); // the client CA: it did not sign the serving certificate
@@ -159,7 +199,19 @@ describe('kubetrail doctor', () => {
     const squatted = (squatter.address() as AddressInfo).port;
     let r: RunResult;
     try {
-      r = await doctor(['--kubeconfig', broken, '--otlp-endpoint', `http://127.0.0.1:${closedOtlp}/v1/traces`, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${squatted}`], home);
+      r = await doctor(
+        [
+          '--kubeconfig',
+          broken,
+          '--otlp-endpoint',
+          `http://127.0.0.1:${closedOtlp}/v1/traces`,
+          '--jaeger-url',
+          jaegerUrl,
+          '--listen',
+          `127.0.0.1:${squatted}`,
+        ],
+        home,
+      );
     } finally {
       await new Promise((res) => squatter.close(res));
     }
@@ -168,33 +220,78 @@ describe('kubetrail doctor', () => {
     const has = (re: RegExp): void => expect(out, re.source).toMatch(re);
     const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-    has(new RegExp(`^warn  state dir: ${esc(stateDir)} is 0755: others may list it .*\\n {6}fix: chmod 700 ${esc(stateDir)} `, 'm'));
-    has(new RegExp(`^fail  state dir: readable by others: ${esc(written)} \\(0644\\)\\n {6}fix: chmod -R go-rwx ${esc(stateDir)}`, 'm'));
-    has(new RegExp(`^fail  kubeconfig: kubetrail refuses it: kubeconfig ${esc(broken)} cluster "plain": server "http://127\\.0\\.0\\.1:\\d+" is not https`, 'm'));
+    has(
+      new RegExp(
+        `^warn  state dir: ${esc(stateDir)} is 0755: others may list it .*\\n {6}fix: chmod 700 ${esc(stateDir)} `,
+        'm',
+      ),
+    );
+    has(
+      new RegExp(
+        `^fail  state dir: readable by others: ${esc(written)} \\(0644\\)\\n {6}fix: chmod -R go-rwx ${esc(stateDir)}`,
+        'm',
+      ),
+    );
+    has(
+      new RegExp(
+        `^fail  kubeconfig: kubetrail refuses it: kubeconfig ${esc(broken)} cluster "plain": server "http://127\\.0\\.0\\.1:\\d+" is not https`,
+        'm',
+      ),
+    );
 
     // The working context next to the broken ones still passes.
     has(/^ok {4}context alice: direct: GET \/version 200 v1\.33\.1 in [\d.]+ms \(TLS verified\)$/m);
     has(/^ok {4}context alice: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/m);
 
     // Wrong CA: a TLS failure, said as such, both ways.
-    has(new RegExp(`^fail  context wrongca: direct: TLS verification of ${esc(fake.url)} failed: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY) \\(.+\\)\\n {6}fix: the apiserver's certificate does not verify against cluster "wrong-ca"'s certificate-authority; .*kubectl --context wrongca get --raw /version`, 'm'));
-    has(/^fail {2}context wrongca: through kubetrail: GET \/version 502 KT_ERR_UPSTREAM_TLS in [\d.]+ms, the same answer as direct\n {6}fix: kubetrail passes the problem on unchanged/m);
+    has(
+      new RegExp(
+        `^fail  context wrongca: direct: TLS verification of ${esc(fake.url)} failed: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY) \\(.+\\)\\n {6}fix: the apiserver's certificate does not verify against cluster "wrong-ca"'s certificate-authority; .*kubectl --context wrongca get --raw /version`,
+        'm',
+      ),
+    );
+    has(
+      /^fail {2}context wrongca: through kubetrail: GET \/version 502 KT_ERR_UPSTREAM_TLS in [\d.]+ms, the same answer as direct\n {6}fix: kubetrail passes the problem on unchanged/m,
+    );
 
     // Unreachable server.
-    has(new RegExp(`^fail  context down: direct: cannot reach https://127\\.0\\.0\\.1:${down}: connection refused\\n {6}fix: is the cluster running, and is cluster "down"'s server URL right\\?`, 'm'));
-    has(/^fail {2}context down: through kubetrail: GET \/version 502 KT_ERR_UPSTREAM in [\d.]+ms, the same answer as direct$/m);
+    has(
+      new RegExp(
+        `^fail  context down: direct: cannot reach https://127\\.0\\.0\\.1:${down}: connection refused\\n {6}fix: is the cluster running, and is cluster "down"'s server URL right\\?`,
+        'm',
+      ),
+    );
+    has(
+      /^fail {2}context down: through kubetrail: GET \/version 502 KT_ERR_UPSTREAM in [\d.]+ms, the same answer as direct$/m,
+    );
 
     // A credential the apiserver rejects.
-    has(/^fail {2}context badtoken: direct: GET \/version 401 in [\d.]+ms \(TLS verified\): the apiserver rejected the bearer token \(inline\)\n {6}fix: the credential is expired or wrong/m);
+    has(
+      /^fail {2}context badtoken: direct: GET \/version 401 in [\d.]+ms \(TLS verified\): the apiserver rejected the bearer token \(inline\)\n {6}fix: the credential is expired or wrong/m,
+    );
     has(/^fail {2}context badtoken: through kubetrail: GET \/version 401 in [\d.]+ms, the same answer as direct$/m);
 
     // A context naming a cluster nobody defines; a cluster kubetrail cannot proxy.
-    has(/^fail {2}context ghost: names cluster "nowhere", which no kubeconfig file defines\n {6}fix: fix the context in /m);
-    has(/^fail {2}context plain: kubetrail cannot use it: kubeconfig .* cluster "plain": server "http:\/\/127\.0\.0\.1:\d+" is not https/m);
+    has(
+      /^fail {2}context ghost: names cluster "nowhere", which no kubeconfig file defines\n {6}fix: fix the context in /m,
+    );
+    has(
+      /^fail {2}context plain: kubetrail cannot use it: kubeconfig .* cluster "plain": server "http:\/\/127\.0\.0\.1:\d+" is not https/m,
+    );
 
     // No collector; a port held by something else.
-    has(new RegExp(`^fail  otlp: http://127\\.0\\.0\\.1:${closedOtlp}/v1/traces: nothing listens there \\(connection refused\\)\\n {6}fix: start one: \`docker compose up -d jaeger\``, 'm'));
-    has(new RegExp(`^warn  listen: 127\\.0\\.0\\.1:${squatted} is in use by another program: .*KT_ERR_LISTEN\\n {6}fix: stop that program, or pass --listen 127\\.0\\.0\\.1:PORT`, 'm'));
+    has(
+      new RegExp(
+        `^fail  otlp: http://127\\.0\\.0\\.1:${closedOtlp}/v1/traces: nothing listens there \\(connection refused\\)\\n {6}fix: start one: \`docker compose up -d jaeger\``,
+        'm',
+      ),
+    );
+    has(
+      new RegExp(
+        `^warn  listen: 127\\.0\\.0\\.1:${squatted} is in use by another program: .*KT_ERR_LISTEN\\n {6}fix: stop that program, or pass --listen 127\\.0\\.0\\.1:PORT`,
+        'm',
+      ),
+    );
 
     // Every warn and fail says what to do.
     const lines = out.trimEnd().split('\n');
@@ -210,22 +307,54 @@ describe('kubetrail doctor', () => {
   it('a malformed kubeconfig: the one-line error with file and line, and the other checks still run', async () => {
     const bad = join(dir, 'malformed.kubeconfig');
     writeFileSync(bad, 'apiVersion: v1\nclusters:\n  - name: x\n    cluster: {server: https://a\n', { mode: 0o600 });
-    const r = await doctor(['--kubeconfig', bad, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${await unusedPort()}`], freshHome());
+    const r = await doctor(
+      [
+        '--kubeconfig',
+        bad,
+        '--otlp-endpoint',
+        receiver.url,
+        '--jaeger-url',
+        jaegerUrl,
+        '--listen',
+        `127.0.0.1:${await unusedPort()}`,
+      ],
+      freshHome(),
+    );
     const out = r.stdout.toString();
     expect(r.code, out).toBe(1);
-    expect(out).toMatch(new RegExp(`^fail  kubeconfig: kubeconfig ${bad.replace(/[.]/g, '\\.')}:\\d+: .+\\n {6}fix: fix the file named \\(kubectl reads it the same way`, 'm'));
+    expect(out).toMatch(
+      new RegExp(
+        `^fail  kubeconfig: kubeconfig ${bad.replace(/[.]/g, '\\.')}:\\d+: .+\\n {6}fix: fix the file named \\(kubectl reads it the same way`,
+        'm',
+      ),
+    );
     expect(out).toMatch(/^ok {4}otlp: /m);
     expect(out).not.toMatch(/^\S+ +context /m);
   });
 
   it('--context checks that context only, and names the ones that exist when it does not', async () => {
     const home = freshHome();
-    const args = ['--kubeconfig', kubeconfig, '--otlp-endpoint', receiver.url, '--jaeger-url', jaegerUrl, '--listen', `127.0.0.1:${await unusedPort()}`];
+    const args = [
+      '--kubeconfig',
+      kubeconfig,
+      '--otlp-endpoint',
+      receiver.url,
+      '--jaeger-url',
+      jaegerUrl,
+      '--listen',
+      `127.0.0.1:${await unusedPort()}`,
+    ];
     const one = await doctor([...args, '--context', 'tina'], home);
     expect(one.code, one.stdout.toString()).toBe(0);
-    expect(one.stdout.toString().match(/^ok {4}context (\w+):/gm)).toEqual(['ok    context tina:', 'ok    context tina:', 'ok    context tina:']);
+    expect(one.stdout.toString().match(/^ok {4}context (\w+):/gm)).toEqual([
+      'ok    context tina:',
+      'ok    context tina:',
+      'ok    context tina:',
+    ]);
     const none = await doctor([...args, '--context', 'nope'], home);
     expect(none.code).toBe(1);
-    expect(none.stdout.toString()).toContain('fail  kubeconfig: --context "nope" does not exist (contexts: alice, tina)\n      fix: pass one of those names\n');
+    expect(none.stdout.toString()).toContain(
+      'fail  kubeconfig: --context "nope" does not exist (contexts: alice, tina)\n      fix: pass one of those names\n',
+    );
   });
 });

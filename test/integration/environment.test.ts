@@ -31,20 +31,36 @@ const HOSTILE: Record<string, string> = {
 
 describe('the test environment', () => {
   it("holds none of the caller's kubetrail, OpenTelemetry or kubeconfig settings, and a private HOME", () => {
-    const leaked = Object.keys(process.env).filter((k) => (k.startsWith('KUBETRAIL_') && !['KUBETRAIL_STACK_CACHE', 'KUBETRAIL_GO', 'KUBETRAIL_FAULT_REPORT', 'KT_ENVIRONMENT_PROBE'].includes(k)) || k.startsWith('OTEL_') || k === 'KUBECONFIG' || k === 'XDG_STATE_HOME' || k === 'XDG_CONFIG_HOME');
+    const leaked = Object.keys(process.env).filter(
+      (k) =>
+        (k.startsWith('KUBETRAIL_') &&
+          !['KUBETRAIL_STACK_CACHE', 'KUBETRAIL_GO', 'KUBETRAIL_FAULT_REPORT', 'KT_ENVIRONMENT_PROBE'].includes(k)) ||
+        k.startsWith('OTEL_') ||
+        k === 'KUBECONFIG' ||
+        k === 'XDG_STATE_HOME' ||
+        k === 'XDG_CONFIG_HOME',
+    );
     expect(leaked).toEqual([]);
     // HOME is under this run's own temporary directory (removed at the end of the run).
     expect(realpathSync(process.env.HOME ?? '/')).toBe(realpathSync(join(tmpdir(), 'home')));
   });
 
-  it.skipIf(NESTED)('stays so when the caller sets hostile values: a nested run of the check above passes', () => {
-    const r = spawnSync(join(REPO, 'node_modules', '.bin', 'vitest'), ['run', '--project', 'integration', 'test/integration/environment.test.ts'], {
-      cwd: REPO,
-      env: { ...process.env, ...HOSTILE, KT_ENVIRONMENT_PROBE: '1' },
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
-    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stdout.replace(/\x1b\[[0-9;]*m/g, '')).toMatch(/Tests +1 passed \| 1 skipped/);
-  }, 150_000);
+  it.skipIf(NESTED)(
+    'stays so when the caller sets hostile values: a nested run of the check above passes',
+    () => {
+      const r = spawnSync(
+        join(REPO, 'node_modules', '.bin', 'vitest'),
+        ['run', '--project', 'integration', 'test/integration/environment.test.ts'],
+        {
+          cwd: REPO,
+          env: { ...process.env, ...HOSTILE, KT_ENVIRONMENT_PROBE: '1' },
+          encoding: 'utf8',
+          timeout: 120_000,
+        },
+      );
+      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+      expect(r.stdout.replace(/\x1b\[[0-9;]*m/g, '')).toMatch(/Tests +1 passed \| 1 skipped/);
+    },
+    150_000,
+  );
 });

@@ -11,8 +11,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, test, type TestContext } from 'vitest';
-import { defaultAuthorize, makePod, startFakeApiserver, type FakeApiserver, type FakeApiserverOptions } from '../helpers/fake-apiserver.ts';
-import { kubectl, kubectlAvailable, startKubectl, type KubectlOptions, type KubectlVersion } from '../helpers/kubectl.ts';
+import {
+  defaultAuthorize,
+  makePod,
+  startFakeApiserver,
+  type FakeApiserver,
+  type FakeApiserverOptions,
+} from '../helpers/fake-apiserver.ts';
+import {
+  kubectl,
+  kubectlAvailable,
+  startKubectl,
+  type KubectlOptions,
+  type KubectlVersion,
+} from '../helpers/kubectl.ts';
 
 const TOKEN = 'tina-token-0123456789';
 const MALLORY_TOKEN = 'mallory-token-0123456789';
@@ -34,7 +46,8 @@ async function setup(t: TestContext, version: KubectlVersion, opts: FakeApiserve
     // The default policy, except that mallory may touch no resources but SelfSubjectAccessReviews (as
     // with RBAC's bootstrap roles system:discovery and system:basic-user).
     authorize: (user, a) =>
-      defaultAuthorize(user, a) === true && !(user.name === 'mallory' && a.isResourceRequest && a.apiGroup !== 'authorization.k8s.io'),
+      defaultAuthorize(user, a) === true &&
+      !(user.name === 'mallory' && a.isResourceRequest && a.apiGroup !== 'authorization.k8s.io'),
     objects: [makePod('nginx-1'), makePod('nginx-2', { restarts: 2 }), makePod('pending-1', { phase: 'Pending' })],
     ...opts,
   });
@@ -94,11 +107,22 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       ]);
       const [disco, , list] = fake.requests;
       expect(disco?.headers.accept).toContain('as=APIGroupDiscoveryList');
-      expect(header(disco?.responseHeaders, 'content-type')).toBe('application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList');
+      expect(header(disco?.responseHeaders, 'content-type')).toBe(
+        'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList',
+      );
       expect(list?.headers.accept).toContain('as=Table');
-      expect(list).toMatchObject({ httpVersion: '2.0', alpn: 'h2', sni: false, clientCertCN: 'alice', user: 'alice', status: 200 });
+      expect(list).toMatchObject({
+        httpVersion: '2.0',
+        alpn: 'h2',
+        sni: false,
+        clientCertCN: 'alice',
+        user: 'alice',
+        status: 200,
+      });
       expect(header(list?.responseHeaders, 'audit-id')).toMatch(/^[0-9a-f-]{36}$/);
-      expect(header(list?.responseHeaders, 'x-kubernetes-pf-flowschema-uid')).toBe(fake.apf.globalDefault.flowSchemaUid);
+      expect(header(list?.responseHeaders, 'x-kubernetes-pf-flowschema-uid')).toBe(
+        fake.apf.globalDefault.flowSchemaUid,
+      );
       expect(header(list?.responseHeaders, 'cache-control')).toBe('no-cache, private');
     });
 
@@ -106,7 +130,10 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       const { run } = await setup(t, version);
       const j = await run(['get', 'pods', '-o', 'json']);
       expect(j.code).toBe(0);
-      const list = JSON.parse(j.stdout.toString()) as { kind: string; items: { metadata: { name: string; uid: string } }[] };
+      const list = JSON.parse(j.stdout.toString()) as {
+        kind: string;
+        items: { metadata: { name: string; uid: string } }[];
+      };
       expect(list.kind).toBe('List');
       expect(list.items.map((i) => i.metadata.name)).toEqual(['nginx-1', 'nginx-2', 'pending-1']);
       expect(list.items[0]?.metadata.uid).toMatch(/^[0-9a-f-]{36}$/);
@@ -150,7 +177,9 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       // Cold cache: the 401 hits discovery, which reads the body as unstructured.
       const cold = await run(['--context', 'wrong', 'get', 'pods']);
       expect(cold.code).toBe(1);
-      expect(lines(cold.stderr).at(-1)).toBe('error: You must be logged in to the server (the server has asked for the client to provide credentials)');
+      expect(lines(cold.stderr).at(-1)).toBe(
+        'error: You must be logged in to the server (the server has asked for the client to provide credentials)',
+      );
       const unauthorized = fake.requests.find((q) => q.status === 401);
       expect(unauthorized?.user).toBeUndefined();
       // Warm cache: the 401 Status of the list itself reaches kubectl.
@@ -174,7 +203,10 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       const lists = fake.requests.filter((q) => q.path === '/api/v1/namespaces/big/pods');
       expect(lists.map((q) => Object.keys(q.query))).toEqual([['limit'], ['continue', 'limit']]);
       const token = lists[1]?.query['continue']?.[0] ?? '';
-      expect(JSON.parse(Buffer.from(token, 'base64url').toString())).toMatchObject({ v: 'meta.k8s.io/v1', start: 'pod-499\u0000' });
+      expect(JSON.parse(Buffer.from(token, 'base64url').toString())).toMatchObject({
+        v: 'meta.k8s.io/v1',
+        start: 'pod-499\u0000',
+      });
       // -o json: full objects, large enough to be gzipped for a client that accepts it.
       fake.requests.length = 0;
       const j = await run(['get', 'pods', '-n', 'big', '-o', 'json']);
@@ -222,7 +254,9 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       expect(up).toHaveLength(1);
       expect(up[0]).toMatchObject({ method: 'GET', httpVersion: '1.1', alpn: false, status: 101 });
       expect(up[0]?.headers['sec-websocket-protocol']).toBe('v5.channel.k8s.io');
-      expect(up[0]?.url).toBe('/api/v1/namespaces/default/pods/nginx-1/exec?command=echo&command=hi&container=app&stderr=true&stdout=true');
+      expect(up[0]?.url).toBe(
+        '/api/v1/namespaces/default/pods/nginx-1/exec?command=echo&command=hi&container=app&stderr=true&stdout=true',
+      );
     });
 
     test('exec: stdin, exit codes and runtime errors as kubectl reports them', async (t) => {
@@ -235,7 +269,9 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       expect(three.stderr).toBe('command terminated with exit code 3\n');
       const missing = await run(['exec', 'nginx-1', '--', 'no-such-binary']);
       expect(missing.code).toBe(1);
-      expect(missing.stderr).toMatch(/^error: Internal error occurred: .*exec: "no-such-binary": executable file not found in \$PATH: unknown\n$/);
+      expect(missing.stderr).toMatch(
+        /^error: Internal error occurred: .*exec: "no-such-binary": executable file not found in \$PATH: unknown\n$/,
+      );
     });
 
     test('exec falls back to SPDY/3.1 when the server refuses the WebSocket', async (t) => {
@@ -301,7 +337,10 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
     test('apply -f creates, re-applies unchanged, and delete pod removes it', async (t) => {
       const { fake, dir, run } = await setup(t, version);
       const manifest = join(dir, 'web.yaml');
-      await writeFile(manifest, 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n');
+      await writeFile(
+        manifest,
+        'apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n',
+      );
       const created = await run(['apply', '-f', manifest]);
       expect(created.stderr).toBe('');
       expect(created.stdout.toString()).toBe('pod/web created\n');
@@ -327,7 +366,9 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       const { fake, run } = await setup(t, version);
       const c = await run(['create', 'configmap', 'settings', '--from-literal=mode=fast']);
       expect(c.stdout.toString()).toBe('configmap/settings created\n');
-      expect(fake.requests.find((q) => q.method === 'POST')?.headers['content-type']).toBe('application/vnd.kubernetes.protobuf');
+      expect(fake.requests.find((q) => q.method === 'POST')?.headers['content-type']).toBe(
+        'application/vnd.kubernetes.protobuf',
+      );
       const g = await run(['get', 'configmap', 'settings', '-o', 'jsonpath={.data.mode}']);
       expect(g.stdout.toString()).toBe('fast');
     });
@@ -370,7 +411,11 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       expect((await stat(kubeconfig)).mode & 0o777).toBe(0o600);
       const r = await kubectl(['get', 'pods'], { kubeconfig, version });
       expect(r.code).toBe(0);
-      expect(fake.requests.every((q) => q.httpVersion === '1.1' && q.alpn === 'http/1.1' && q.sni === 'cluster-a.fake.local')).toBe(true);
+      expect(
+        fake.requests.every(
+          (q) => q.httpVersion === '1.1' && q.alpn === 'http/1.1' && q.sni === 'cluster-a.fake.local',
+        ),
+      ).toBe(true);
     });
 
     test('close() ends open watches, follows and exec sessions promptly', async (t) => {
@@ -380,7 +425,10 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       const exec = start(['exec', 'nginx-1', '--', 'sleep', '600']);
       await watch.waitForStdout('nginx-1');
       const until = Date.now() + 10_000;
-      while (fake.requests.filter((q) => q.query['follow'] !== undefined || (q.upgrade && q.status === 101)).length < 2 && Date.now() < until) {
+      while (
+        fake.requests.filter((q) => q.query['follow'] !== undefined || (q.upgrade && q.status === 101)).length < 2 &&
+        Date.now() < until
+      ) {
         await new Promise((r) => setTimeout(r, 20));
       }
       const t0 = Date.now();
@@ -399,7 +447,10 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       const res = await new Promise<IncomingMessage>((resolve, reject) => {
         const req = httpsRequest(
           `${fake.url}/api/v1/namespaces/default/pods?resourceVersion=${rv}&watch=true`,
-          { ca: fake.serverCaPem, headers: { authorization: `Bearer ${TOKEN}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } },
+          {
+            ca: fake.serverCaPem,
+            headers: { authorization: `Bearer ${TOKEN}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' },
+          },
           resolve,
         );
         req.on('error', reject);
@@ -431,7 +482,13 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       while (events.length < 2) await next();
       expect(events.map((e) => e.type)).toEqual(['ADDED', 'ADDED']);
       expect(events[0]?.object).toMatchObject({ kind: 'Table', apiVersion: 'meta.k8s.io/v1' });
-      expect((events[0]?.object['columnDefinitions'] as { name: string }[]).map((c) => c.name).slice(0, 5)).toEqual(['Name', 'Ready', 'Status', 'Restarts', 'Age']);
+      expect((events[0]?.object['columnDefinitions'] as { name: string }[]).map((c) => c.name).slice(0, 5)).toEqual([
+        'Name',
+        'Ready',
+        'Status',
+        'Restarts',
+        'Age',
+      ]);
       expect(events[1]?.object['columnDefinitions']).toBeNull();
       expect((events[1]?.object['rows'] as { cells: unknown[] }[])[0]?.cells[0]).toBe('during-watch');
       res.destroy();
@@ -449,22 +506,32 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
         req.on('error', reject);
         req.end();
       });
-      expect(JSON.parse(stale)).toMatchObject({ type: 'ERROR', object: { kind: 'Status', reason: 'Expired', code: 410 } });
+      expect(JSON.parse(stale)).toMatchObject({
+        type: 'ERROR',
+        object: { kind: 'Status', reason: 'Expired', code: 410 },
+      });
     });
 
     test('raw wire answers: 401 and 403 bodies, Audit-ID echo, discovery ETag and 304', async (t) => {
       const { fake } = await setup(t, version, { http2: false });
       const get = (path: string, headers: Record<string, string>) =>
-        new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }>((resolve, reject) => {
-          const req = httpsRequest(`${fake.url}${path}`, { ca: fake.serverCaPem, headers }, (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-          });
-          req.on('error', reject);
-          req.end();
-        });
-      const unauth = await get('/api/v1/namespaces/default/pods', { authorization: 'Bearer nope', 'audit-id': 'my-audit-id' });
+        new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }>(
+          (resolve, reject) => {
+            const req = httpsRequest(`${fake.url}${path}`, { ca: fake.serverCaPem, headers }, (res) => {
+              const chunks: Buffer[] = [];
+              res.on('data', (c: Buffer) => chunks.push(c));
+              res.on('end', () =>
+                resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+              );
+            });
+            req.on('error', reject);
+            req.end();
+          },
+        );
+      const unauth = await get('/api/v1/namespaces/default/pods', {
+        authorization: 'Bearer nope',
+        'audit-id': 'my-audit-id',
+      });
       expect(unauth.status).toBe(401);
       expect(unauth.body.toString()).toBe(
         '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}\n',
@@ -478,17 +545,22 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
         apiVersion: 'v1',
         metadata: {},
         status: 'Failure',
-        message: 'pods is forbidden: User "mallory" cannot list resource "pods" in API group "" in the namespace "default"',
+        message:
+          'pods is forbidden: User "mallory" cannot list resource "pods" in API group "" in the namespace "default"',
         reason: 'Forbidden',
         details: { kind: 'pods' },
         code: 403,
       });
       expect(denied.headers['x-content-type-options']).toBe('nosniff');
       const anon = await get('/api/v1/namespaces/default/pods', {});
-      expect(JSON.parse(anon.body.toString())).toMatchObject({ message: expect.stringContaining('User "system:anonymous" cannot list') });
+      expect(JSON.parse(anon.body.toString())).toMatchObject({
+        message: expect.stringContaining('User "system:anonymous" cannot list'),
+      });
       const accept = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json';
       const disco = await get('/apis', { authorization: `Bearer ${TOKEN}`, accept, 'accept-encoding': 'gzip' });
-      expect(disco.headers['content-type']).toBe('application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList');
+      expect(disco.headers['content-type']).toBe(
+        'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList',
+      );
       expect(disco.headers['content-encoding']).toBeUndefined();
       expect(disco.headers['vary']).toBe('Accept');
       const etag = String(disco.headers['etag']);
@@ -498,7 +570,10 @@ describe.skipIf(!haveKubectl)('kubectl against the stand-in apiserver', () => {
       expect(doc.items.map((i) => i.metadata.name)).toEqual(['apps', 'authorization.k8s.io']);
       // gzip above 128 KiB, for clients that accept it.
       for (let i = 0; i < 200; i++) fake.create(makePod(`bulk-${i}`, { namespace: 'bulk' }));
-      const big = await get('/api/v1/namespaces/bulk/pods', { authorization: `Bearer ${TOKEN}`, 'accept-encoding': 'gzip' });
+      const big = await get('/api/v1/namespaces/bulk/pods', {
+        authorization: `Bearer ${TOKEN}`,
+        'accept-encoding': 'gzip',
+      });
       expect(big.headers['content-encoding']).toBe('gzip');
       expect((JSON.parse(gunzipSync(big.body).toString()) as { items: unknown[] }).items).toHaveLength(200);
     });

@@ -8,7 +8,16 @@
  * Set KUBETRAIL_FAULT_REPORT=1 to print each observed direct/through pair.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { createServer as createHttpServer } from 'node:http';
 import { Agent, createServer as createHttpsServer, request as httpsRequest, type Server } from 'node:https';
@@ -20,7 +29,15 @@ import { createServer as createTlsServer } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOLS, protocolEnv, type Protocol } from '../helpers/protocols.ts';
-import { handles, processStats, runSoak, settle, startKubetrailProcess, type Handles, type KubetrailProcess } from '../../scripts/soak.ts';
+import {
+  handles,
+  processStats,
+  runSoak,
+  settle,
+  startKubetrailProcess,
+  type Handles,
+  type KubetrailProcess,
+} from '../../scripts/soak.ts';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../../src/kubeconfig/rewrite.ts';
 import { writeKubeconfig } from '../../src/kubeconfig/write.ts';
@@ -39,7 +56,10 @@ import { refusedPort as refusingPort } from '../helpers/ports.ts';
 const REPORT = process.env.KUBETRAIL_FAULT_REPORT === '1';
 const lastLine = (s: string): string => s.trim().split('\n').filter(Boolean).at(-1) ?? '';
 
-function listen(server: { listen(port: number, host: string, cb: () => void): unknown; address(): unknown }): Promise<number> {
+function listen(server: {
+  listen(port: number, host: string, cb: () => void): unknown;
+  address(): unknown;
+}): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
 }
 
@@ -59,20 +79,50 @@ const ODD_BODY_CHUNK = Buffer.alloc(1 << 20, 'k');
 
 /** Bodies that are not what their headers say (served by the `odd` upstream under /odd/<name>). */
 const MISMATCHED: Record<string, { headers: Record<string, string>; body: Buffer; decodeError: string }> = {
-  'json-that-is-binary': { headers: { 'content-type': 'application/json' }, body: randomBytes(4 << 20), decodeError: 'invalid_json' },
-  'protobuf-that-is-json': { headers: { 'content-type': 'application/vnd.kubernetes.protobuf' }, body: Buffer.from(`{"kind":"PodList","items":[${'{"a":1},'.repeat(200_000)}{"a":1}]}`), decodeError: 'invalid_protobuf' },
-  'gzip-that-is-not': { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: Buffer.from('{"kind":"Status"}'.repeat(100_000)), decodeError: 'gzip_error' },
-  'gzipped-json-that-ends-early': { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(Buffer.from(`{"kind":"PodList","items":[${'{"a":1},'.repeat(100_000)}`)), decodeError: 'truncated' },
+  'json-that-is-binary': {
+    headers: { 'content-type': 'application/json' },
+    body: randomBytes(4 << 20),
+    decodeError: 'invalid_json',
+  },
+  'protobuf-that-is-json': {
+    headers: { 'content-type': 'application/vnd.kubernetes.protobuf' },
+    body: Buffer.from(`{"kind":"PodList","items":[${'{"a":1},'.repeat(200_000)}{"a":1}]}`),
+    decodeError: 'invalid_protobuf',
+  },
+  'gzip-that-is-not': {
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    body: Buffer.from('{"kind":"Status"}'.repeat(100_000)),
+    decodeError: 'gzip_error',
+  },
+  'gzipped-json-that-ends-early': {
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    body: gzipSync(Buffer.from(`{"kind":"PodList","items":[${'{"a":1},'.repeat(100_000)}`)),
+    decodeError: 'truncated',
+  },
 };
 
 async function startOddUpstreams(): Promise<OddUpstreams> {
   const ca = await createCA('kubetrail faults test CA');
   const good = await issueCert(ca, { commonName: 'apiserver', ipAddresses: ['127.0.0.1'], usage: 'server' });
   const wrongName = await issueCert(ca, { commonName: 'apiserver', dnsNames: ['elsewhere.example'], usage: 'server' });
-  const wrongCa = await issueCert(await createCA('someone else'), { commonName: 'apiserver', ipAddresses: ['127.0.0.1'], usage: 'server' });
-  const state: OddUpstreams = { ca, ports: { wrongCa: 0, wrongName: 0, malformed: 0, midHeaders: 0, odd: 0 }, reachedWrong: 0, lastOdd: undefined, close: () => undefined };
+  const wrongCa = await issueCert(await createCA('someone else'), {
+    commonName: 'apiserver',
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  const state: OddUpstreams = {
+    ca,
+    ports: { wrongCa: 0, wrongName: 0, malformed: 0, midHeaders: 0, odd: 0 },
+    reachedWrong: 0,
+    lastOdd: undefined,
+    close: () => undefined,
+  };
   const servers: { close(): void }[] = [];
-  const add = async <S extends { close(): void; listen(port: number, host: string, cb: () => void): unknown; address(): unknown }>(s: S): Promise<number> => {
+  const add = async <
+    S extends { close(): void; listen(port: number, host: string, cb: () => void): unknown; address(): unknown },
+  >(
+    s: S,
+  ): Promise<number> => {
     servers.push(s);
     return listen(s);
   };
@@ -199,9 +249,15 @@ beforeAll(async () => {
   proxiedHome = freshHome();
   for (const ctx of ['fake', 'tina']) {
     expect((await kubectl(['--context', ctx, 'get', 'pods'], { kubeconfig: kc, home: directHome })).code).toBe(0);
-    expect((await kubectl(['--context', ctx, 'get', 'pods'], { kubeconfig: kt.kubeconfig, home: proxiedHome })).code).toBe(0);
+    expect(
+      (await kubectl(['--context', ctx, 'get', 'pods'], { kubeconfig: kt.kubeconfig, home: proxiedHome })).code,
+    ).toBe(0);
   }
-  baseline = await settle(() => handles(kt.pid, kt.port), (h) => h.clients === 0, 5000);
+  baseline = await settle(
+    () => handles(kt.pid, kt.port),
+    (h) => h.clients === 0,
+    5000,
+  );
 });
 
 afterAll(async () => {
@@ -217,25 +273,49 @@ afterAll(async () => {
  * The same kubectl command direct and through kubetrail, both in the protocol `downstream` (kubetrail
  * mirrors it upstream): `h2`, what kubectl chooses by itself, or `http/1.1` with client-go's DISABLE_HTTP2.
  */
-async function both(args: string[], fault: Fault | undefined, downstream: Protocol): Promise<{ direct: KubectlResult; through: KubectlResult }> {
+async function both(
+  args: string[],
+  fault: Fault | undefined,
+  downstream: Protocol,
+): Promise<{ direct: KubectlResult; through: KubectlResult }> {
   if (fault) fake.setFault(fault);
-  const direct = await kubectl(args, { kubeconfig: kc, home: directHome, timeoutMs: 30_000, env: protocolEnv(downstream) });
+  const direct = await kubectl(args, {
+    kubeconfig: kc,
+    home: directHome,
+    timeoutMs: 30_000,
+    env: protocolEnv(downstream),
+  });
   if (fault) fake.setFault(fault);
-  const through = await kubectl(args, { kubeconfig: kt.kubeconfig, home: proxiedHome, timeoutMs: 30_000, env: protocolEnv(downstream) });
+  const through = await kubectl(args, {
+    kubeconfig: kt.kubeconfig,
+    home: proxiedHome,
+    timeoutMs: 30_000,
+    env: protocolEnv(downstream),
+  });
   fake.setFault(null);
-  if (REPORT) console.log(`${args.join(' ')}\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`);
+  if (REPORT)
+    console.log(
+      `${args.join(' ')}\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`,
+    );
   return { direct, through };
 }
 
 /** The proxy is up, serves the next request, and holds no connection or descriptor the fault left behind. */
 async function stillHealthy(): Promise<void> {
   expect(kt.child.exitCode).toBeNull();
-  const next = await kubectl(['--context', 'fake', 'get', 'pods', '-o', 'name'], { kubeconfig: kt.kubeconfig, home: proxiedHome });
+  const next = await kubectl(['--context', 'fake', 'get', 'pods', '-o', 'name'], {
+    kubeconfig: kt.kubeconfig,
+    home: proxiedHome,
+  });
   expect(next.code, next.stderr).toBe(0);
   expect(next.stdout.toString()).toContain('pod/web-000');
   const h = await settle(
     () => handles(kt.pid, kt.port),
-    (x) => x.clients === 0 && x.closeWait === 0 && x.nonSockets <= baseline.nonSockets && x.outbound <= baseline.outbound + 4,
+    (x) =>
+      x.clients === 0 &&
+      x.closeWait === 0 &&
+      x.nonSockets <= baseline.nonSockets &&
+      x.outbound <= baseline.outbound + 4,
     8000,
   );
   expect(h.clients, 'connections from kubectl still open').toBe(0);
@@ -244,138 +324,189 @@ async function stillHealthy(): Promise<void> {
   expect(h.outbound, 'upstream connections beyond the pools').toBeLessThanOrEqual(baseline.outbound + 4);
 }
 
-describe.each(PROTOCOLS)('over %s, the apiserver misbehaves: kubectl sees the same class of error as direct, and kubetrail stays healthy', (protocol) => {
-  it('refuses the connection: direct "connection refused", through a Status naming the apiserver and ECONNREFUSED', async () => {
-    const { direct, through } = await both(['--context', 'refused', 'get', 'pods'], undefined, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.code).toBe(1);
-    expect(direct.stderr).toMatch(/connect: connection refused/);
-    expect(through.stderr).toContain(`kubetrail: cannot reach the kube-apiserver at https://127.0.0.1:${refusedPort} failed: ECONNREFUSED`);
-    await stillHealthy();
-  });
-
-  it('resets mid-headers: direct "unexpected EOF", through a Status with ECONNRESET', async () => {
-    const { direct, through } = await both(['--context', 'mid-headers', 'get', 'pods'], undefined, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.stderr).toMatch(/transport connection broken: unexpected EOF/);
-    expect(through.stderr).toMatch(/kubetrail: cannot reach the kube-apiserver at \S+ failed: ECONNRESET/);
-    await stillHealthy();
-  });
-
-  it('closes the connection without an answer: a connection-level failure both ways', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, dropConnection: true }, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.code).toBe(1);
-    // Direct, the dropped connection is a reset stream (h2) or a closed connection (http/1.1); through kubetrail,
-    // which has no response to relay yet, a 502 Status naming the apiserver and what Node saw in that protocol.
-    expect(direct.stderr).toMatch(/INTERNAL_ERROR|EOF|connection reset/);
-    const seen = protocol === 'h2' ? 'ERR_HTTP2_STREAM_ERROR: Stream closed with error code NGHTTP2_INTERNAL_ERROR' : 'ECONNRESET';
-    expect(through.stderr).toContain(`(BadGateway): kubetrail: cannot reach the kube-apiserver at https://127.0.0.1:${fake.port} failed: ${seen}`);
-    await stillHealthy();
-  });
-
-  it.runIf(protocol === 'h2')('over HTTP/2 both ways: a dropped connection or a reset mid-body fails kubectl as it fails direct, never a truncated success', async () => {
-    for (const fault of [{ path: /\/pods/, dropConnection: true }, { path: /\/pods/, resetAfterBytes: 3000 }]) {
-      const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], fault, 'h2');
+describe.each(PROTOCOLS)(
+  'over %s, the apiserver misbehaves: kubectl sees the same class of error as direct, and kubetrail stays healthy',
+  (protocol) => {
+    it('refuses the connection: direct "connection refused", through a Status naming the apiserver and ECONNREFUSED', async () => {
+      const { direct, through } = await both(['--context', 'refused', 'get', 'pods'], undefined, protocol);
       expect(through.code).toBe(direct.code);
       expect(direct.code).toBe(1);
+      expect(direct.stderr).toMatch(/connect: connection refused/);
+      expect(through.stderr).toContain(
+        `kubetrail: cannot reach the kube-apiserver at https://127.0.0.1:${refusedPort} failed: ECONNREFUSED`,
+      );
+      await stillHealthy();
+    });
+
+    it('resets mid-headers: direct "unexpected EOF", through a Status with ECONNRESET', async () => {
+      const { direct, through } = await both(['--context', 'mid-headers', 'get', 'pods'], undefined, protocol);
+      expect(through.code).toBe(direct.code);
+      expect(direct.stderr).toMatch(/transport connection broken: unexpected EOF/);
+      expect(through.stderr).toMatch(/kubetrail: cannot reach the kube-apiserver at \S+ failed: ECONNRESET/);
+      await stillHealthy();
+    });
+
+    it('closes the connection without an answer: a connection-level failure both ways', async () => {
+      const { direct, through } = await both(
+        ['--context', 'fake', 'get', 'pods'],
+        { path: /\/pods/, dropConnection: true },
+        protocol,
+      );
+      expect(through.code).toBe(direct.code);
+      expect(direct.code).toBe(1);
+      // Direct, the dropped connection is a reset stream (h2) or a closed connection (http/1.1); through kubetrail,
+      // which has no response to relay yet, a 502 Status naming the apiserver and what Node saw in that protocol.
+      expect(direct.stderr).toMatch(/INTERNAL_ERROR|EOF|connection reset/);
+      const seen =
+        protocol === 'h2'
+          ? 'ERR_HTTP2_STREAM_ERROR: Stream closed with error code NGHTTP2_INTERNAL_ERROR'
+          : 'ECONNRESET';
+      expect(through.stderr).toContain(
+        `(BadGateway): kubetrail: cannot reach the kube-apiserver at https://127.0.0.1:${fake.port} failed: ${seen}`,
+      );
+      await stillHealthy();
+    });
+
+    it.runIf(protocol === 'h2')(
+      'over HTTP/2 both ways: a dropped connection or a reset mid-body fails kubectl as it fails direct, never a truncated success',
+      async () => {
+        for (const fault of [
+          { path: /\/pods/, dropConnection: true },
+          { path: /\/pods/, resetAfterBytes: 3000 },
+        ]) {
+          const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], fault, 'h2');
+          expect(through.code).toBe(direct.code);
+          expect(direct.code).toBe(1);
+          expect(through.stdout.toString()).toBe('');
+        }
+        const reset = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, resetAfterBytes: 3000 }, 'h2');
+        expect(reset.direct.stderr).toMatch(/error when reading response body/);
+        expect(reset.through.stderr).toMatch(/error when reading response body/);
+        await stillHealthy();
+      },
+    );
+
+    it('resets mid-body of a list: "error when reading response body" both ways, never a truncated success', async () => {
+      const { direct, through } = await both(
+        ['--context', 'fake', 'get', 'pods'],
+        { path: /\/pods/, resetAfterBytes: 3000 },
+        protocol,
+      );
+      expect(through.code).toBe(direct.code);
+      expect(direct.code).toBe(1);
+      expect(direct.stderr).toMatch(/error when reading response body/);
+      // http/1.1: kubetrail ends kubectl's response short (unexpected EOF); h2: it resets kubectl's stream with the
+      // upstream's code, so kubectl prints exactly what it prints direct.
+      if (protocol === 'h2') expect(through.stderr).toBe(direct.stderr);
+      else expect(through.stderr).toMatch(/error when reading response body.*unexpected EOF/);
       expect(through.stdout.toString()).toBe('');
-    }
-    const reset = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, resetAfterBytes: 3000 }, 'h2');
-    expect(reset.direct.stderr).toMatch(/error when reading response body/);
-    expect(reset.through.stderr).toMatch(/error when reading response body/);
-    await stillHealthy();
-  });
+      await stillHealthy();
+    });
 
-  it('resets mid-body of a list: "error when reading response body" both ways, never a truncated success', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods'], { path: /\/pods/, resetAfterBytes: 3000 }, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.code).toBe(1);
-    expect(direct.stderr).toMatch(/error when reading response body/);
-    // http/1.1: kubetrail ends kubectl's response short (unexpected EOF); h2: it resets kubectl's stream with the
-    // upstream's code, so kubectl prints exactly what it prints direct.
-    if (protocol === 'h2') expect(through.stderr).toBe(direct.stderr);
-    else expect(through.stderr).toMatch(/error when reading response body.*unexpected EOF/);
-    expect(through.stdout.toString()).toBe('');
-    await stillHealthy();
-  });
+    it("resets mid-watch: the watch ends the same way (kubectl exits 0), and the proxy closes kubectl's stream", async () => {
+      const results: KubectlResult[] = [];
+      for (const [cfg, home, name] of [
+        [kc, directHome, 'direct'],
+        [kt.kubeconfig, proxiedHome, 'through'],
+      ] as const) {
+        fake.setFault({ path: /watch=(true|1)/, resetAfterBytes: 40 });
+        const w = startKubectl(['--context', 'fake', 'get', 'pods', '-w'], {
+          kubeconfig: cfg,
+          home,
+          env: protocolEnv(protocol),
+          timeoutMs: 20_000,
+        });
+        await w.waitForStdout('web-199');
+        await expect.poll(() => fake.requests.some((r) => /watch=(true|1)/.test(r.url))).toBe(true);
+        fake.create(makePod(`late-${name}`));
+        results.push(await w.result);
+        fake.remove('pods', 'default', `late-${name}`); // the other protocol's run lists the pods again
+        fake.setFault(null);
+        fake.requests.length = 0;
+      }
+      const [direct, through] = results as [KubectlResult, KubectlResult];
+      if (REPORT)
+        console.log(
+          `watch reset\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`,
+        );
+      expect(direct.timedOut || through.timedOut).toBe(false);
+      expect(through.code).toBe(direct.code);
+      expect(through.stdout.toString()).not.toContain('late-through');
+      await stillHealthy();
+    });
 
-  it('resets mid-watch: the watch ends the same way (kubectl exits 0), and the proxy closes kubectl\'s stream', async () => {
-    const results: KubectlResult[] = [];
-    for (const [cfg, home, name] of [
-      [kc, directHome, 'direct'],
-      [kt.kubeconfig, proxiedHome, 'through'],
-    ] as const) {
-      fake.setFault({ path: /watch=(true|1)/, resetAfterBytes: 40 });
-      const w = startKubectl(['--context', 'fake', 'get', 'pods', '-w'], { kubeconfig: cfg, home, env: protocolEnv(protocol), timeoutMs: 20_000 });
-      await w.waitForStdout('web-199');
-      await expect.poll(() => fake.requests.some((r) => /watch=(true|1)/.test(r.url))).toBe(true);
-      fake.create(makePod(`late-${name}`));
-      results.push(await w.result);
-      fake.remove('pods', 'default', `late-${name}`); // the other protocol's run lists the pods again
-      fake.setFault(null);
-      fake.requests.length = 0;
-    }
-    const [direct, through] = results as [KubectlResult, KubectlResult];
-    if (REPORT) console.log(`watch reset\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`);
-    expect(direct.timedOut || through.timedOut).toBe(false);
-    expect(through.code).toBe(direct.code);
-    expect(through.stdout.toString()).not.toContain('late-through');
-    await stillHealthy();
-  });
+    it('answers later than --request-timeout: a client timeout both ways; kubetrail drops the upstream request', async () => {
+      const { direct, through } = await both(
+        ['--context', 'fake', 'get', 'pods', '--request-timeout=1s'],
+        { path: /\/pods/, delayHeadersMs: 3000 },
+        protocol,
+      );
+      expect(through.code).toBe(direct.code);
+      expect(direct.code).toBe(1);
+      const timeout = /Client\.Timeout|context deadline exceeded/;
+      expect(direct.stderr).toMatch(timeout);
+      expect(through.stderr).toMatch(timeout);
+      await stillHealthy();
+    });
 
-  it('answers later than --request-timeout: a client timeout both ways; kubetrail drops the upstream request', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods', '--request-timeout=1s'], { path: /\/pods/, delayHeadersMs: 3000 }, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.code).toBe(1);
-    const timeout = /Client\.Timeout|context deadline exceeded/;
-    expect(direct.stderr).toMatch(timeout);
-    expect(through.stderr).toMatch(timeout);
-    await stillHealthy();
-  });
+    it("hangs after the headers: kubectl's timeout while reading the body, both ways", async () => {
+      const { direct, through } = await both(
+        ['--context', 'fake', 'get', 'pods', '--request-timeout=1s'],
+        { path: /\/pods/, hangAfterHeaders: true },
+        protocol,
+      );
+      expect(through.code).toBe(direct.code);
+      // kubectl words its own timeout either way, direct or not: whichever of its two timers fires first.
+      const canceled =
+        /error when reading response body.*(request canceled \(Client\.Timeout or context cancellation while reading body\)|context deadline exceeded)/;
+      expect(direct.stderr).toMatch(canceled);
+      expect(through.stderr).toMatch(canceled);
+      await stillHealthy();
+    });
 
-  it('hangs after the headers: kubectl\'s timeout while reading the body, both ways', async () => {
-    const { direct, through } = await both(['--context', 'fake', 'get', 'pods', '--request-timeout=1s'], { path: /\/pods/, hangAfterHeaders: true }, protocol);
-    expect(through.code).toBe(direct.code);
-    // kubectl words its own timeout either way, direct or not: whichever of its two timers fires first.
-    const canceled = /error when reading response body.*(request canceled \(Client\.Timeout or context cancellation while reading body\)|context deadline exceeded)/;
-    expect(direct.stderr).toMatch(canceled);
-    expect(through.stderr).toMatch(canceled);
-    await stillHealthy();
-  });
+    it('sends malformed HTTP: direct "transport connection broken", through a Status saying the response was malformed', async () => {
+      const { direct, through } = await both(['--context', 'malformed', 'get', 'pods'], undefined, protocol);
+      expect(through.code).toBe(direct.code);
+      expect(direct.stderr).toMatch(/transport connection broken: bad Content-Length/);
+      expect(through.stderr).toMatch(
+        /kubetrail: the kube-apiserver at \S+ sent a malformed HTTP response: HPE_INVALID_CONTENT_LENGTH/,
+      );
+      await stillHealthy();
+    });
 
-  it('sends malformed HTTP: direct "transport connection broken", through a Status saying the response was malformed', async () => {
-    const { direct, through } = await both(['--context', 'malformed', 'get', 'pods'], undefined, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.stderr).toMatch(/transport connection broken: bad Content-Length/);
-    expect(through.stderr).toMatch(/kubetrail: the kube-apiserver at \S+ sent a malformed HTTP response: HPE_INVALID_CONTENT_LENGTH/);
-    await stillHealthy();
-  });
+    it('presents a certificate from another CA: fails closed both ways, nothing is sent to it', async () => {
+      const { direct, through } = await both(['--context', 'wrong-ca', 'get', 'pods'], undefined, protocol);
+      expect(through.code).toBe(direct.code);
+      expect(direct.stderr).toMatch(/x509: certificate signed by unknown authority/);
+      expect(through.stderr).toMatch(
+        /kubetrail: TLS verification of the kube-apiserver at \S+ failed: UNABLE_TO_VERIFY_LEAF_SIGNATURE/,
+      );
+      expect(through.stderr).not.toContain('--use-system-ca');
+      expect(odd.reachedWrong).toBe(0);
+      await stillHealthy();
+    });
 
-  it('presents a certificate from another CA: fails closed both ways, nothing is sent to it', async () => {
-    const { direct, through } = await both(['--context', 'wrong-ca', 'get', 'pods'], undefined, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.stderr).toMatch(/x509: certificate signed by unknown authority/);
-    expect(through.stderr).toMatch(/kubetrail: TLS verification of the kube-apiserver at \S+ failed: UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
-    expect(through.stderr).not.toContain('--use-system-ca');
-    expect(odd.reachedWrong).toBe(0);
-    await stillHealthy();
-  });
+    it('presents a certificate for another name: fails closed both ways, nothing is sent to it', async () => {
+      const { direct, through } = await both(['--context', 'wrong-name', 'get', 'pods'], undefined, protocol);
+      expect(through.code).toBe(direct.code);
+      expect(direct.stderr).toMatch(/x509: cannot validate certificate for 127\.0\.0\.1/);
+      expect(through.stderr).toMatch(
+        /kubetrail: TLS verification of the kube-apiserver at \S+ failed: ERR_TLS_CERT_ALTNAME_INVALID/,
+      );
+      expect(odd.reachedWrong).toBe(0);
+      await stillHealthy();
+    });
 
-  it('presents a certificate for another name: fails closed both ways, nothing is sent to it', async () => {
-    const { direct, through } = await both(['--context', 'wrong-name', 'get', 'pods'], undefined, protocol);
-    expect(through.code).toBe(direct.code);
-    expect(direct.stderr).toMatch(/x509: cannot validate certificate for 127\.0\.0\.1/);
-    expect(through.stderr).toMatch(/kubetrail: TLS verification of the kube-apiserver at \S+ failed: ERR_TLS_CERT_ALTNAME_INVALID/);
-    expect(odd.reachedWrong).toBe(0);
-    await stillHealthy();
-  });
-
-  it('after all of it, every descriptor the faults used is released', async () => {
-    const h = await settle(() => handles(kt.pid, kt.port), (x) => x.fds <= baseline.fds, 12_000);
-    expect(h.fds).toBeLessThanOrEqual(baseline.fds);
-  });
-});
+    it('after all of it, every descriptor the faults used is released', async () => {
+      const h = await settle(
+        () => handles(kt.pid, kt.port),
+        (x) => x.fds <= baseline.fds,
+        12_000,
+      );
+      expect(h.fds).toBeLessThanOrEqual(baseline.fds);
+    });
+  },
+);
 
 describe('requests that are large or odd: bytes pass through or fail cleanly; memory stays bounded', () => {
   interface Reply {
@@ -391,7 +522,16 @@ describe('requests that are large or odd: bytes pass through or fail cleanly; me
     return new Promise((resolve, reject) => {
       const url = new URL(route.base);
       const req = httpsRequest(
-        { host: '127.0.0.1', port: url.port, path: `${url.pathname.replace(/\/$/, '')}${path}`, ca: route.caPem, servername: route.servername, headers: { authorization: 'Bearer faults-token', ...headers }, agent: false, maxHeaderSize: 16 << 20 },
+        {
+          host: '127.0.0.1',
+          port: url.port,
+          path: `${url.pathname.replace(/\/$/, '')}${path}`,
+          ca: route.caPem,
+          servername: route.servername,
+          headers: { authorization: 'Bearer faults-token', ...headers },
+          agent: false,
+          maxHeaderSize: 16 << 20,
+        },
         (res) => {
           const hash = createHash('sha256');
           let bytes = 0;
@@ -401,7 +541,15 @@ describe('requests that are large or odd: bytes pass through or fail cleanly; me
             bytes += c.length;
             hash.update(c);
           });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, sha256: hash.digest('hex'), head: Buffer.concat(head), rawHeaders: res.rawHeaders }));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              bytes,
+              sha256: hash.digest('hex'),
+              head: Buffer.concat(head),
+              rawHeaders: res.rawHeaders,
+            }),
+          );
           res.on('error', reject);
         },
       );
@@ -440,28 +588,42 @@ describe('requests that are large or odd: bytes pass through or fail cleanly; me
     const r = await get(`/big?bytes=${GIB}`);
     const seconds = (performance.now() - started) / 1000;
     const after = processStats(kt.pid);
-    if (REPORT) console.log(`1 GiB in ${seconds.toFixed(1)} s; kubetrail RSS ${before.rssKb} kB -> ${after.rssKb} kB, peak ${before.hwmKb} -> ${after.hwmKb} kB`);
+    if (REPORT)
+      console.log(
+        `1 GiB in ${seconds.toFixed(1)} s; kubetrail RSS ${before.rssKb} kB -> ${after.rssKb} kB, peak ${before.hwmKb} -> ${after.hwmKb} kB`,
+      );
     expect(r.status).toBe(200);
     expect(r.bytes).toBe(GIB);
     expect(r.head.toString()).toBe('k'.repeat(256));
     expect(after.hwmKb - before.hwmKb).toBeLessThan(200 * 1024);
   }, 90_000);
 
-  it.each(Object.keys(MISMATCHED))('a body that is not what its headers say (%s) passes byte for byte; decode gives up', async (name) => {
-    const m = MISMATCHED[name] as (typeof MISMATCHED)[string];
-    const r = await get(`/odd/${name}`);
-    expect(r.status).toBe(200);
-    expect(r.bytes).toBe(m.body.length);
-    expect(r.sha256).toBe(createHash('sha256').update(m.body).digest('hex'));
-    await expect
-      .poll(() => receiver.spans.find((s) => s.name === 'decode' && receiver.spans.some((p) => p.spanId === s.parentSpanId && p.attributes['url.path'] === `/odd/${name}`)), { timeout: 10_000 })
-      .toBeDefined();
-    const server = receiver.spans.find((s) => s.attributes['url.path'] === `/odd/${name}`);
-    const decode = receiver.spans.find((s) => s.name === 'decode' && s.parentSpanId === server?.spanId);
-    if (REPORT) console.log(`${name}: decode ${JSON.stringify(decode?.attributes)}`);
-    expect(decode?.attributes['decode.bytes']).toBe(m.body.length);
-    expect(decode?.attributes['decode.error']).toBe(m.decodeError);
-  });
+  it.each(Object.keys(MISMATCHED))(
+    'a body that is not what its headers say (%s) passes byte for byte; decode gives up',
+    async (name) => {
+      const m = MISMATCHED[name] as (typeof MISMATCHED)[string];
+      const r = await get(`/odd/${name}`);
+      expect(r.status).toBe(200);
+      expect(r.bytes).toBe(m.body.length);
+      expect(r.sha256).toBe(createHash('sha256').update(m.body).digest('hex'));
+      await expect
+        .poll(
+          () =>
+            receiver.spans.find(
+              (s) =>
+                s.name === 'decode' &&
+                receiver.spans.some((p) => p.spanId === s.parentSpanId && p.attributes['url.path'] === `/odd/${name}`),
+            ),
+          { timeout: 10_000 },
+        )
+        .toBeDefined();
+      const server = receiver.spans.find((s) => s.attributes['url.path'] === `/odd/${name}`);
+      const decode = receiver.spans.find((s) => s.name === 'decode' && s.parentSpanId === server?.spanId);
+      if (REPORT) console.log(`${name}: decode ${JSON.stringify(decode?.attributes)}`);
+      expect(decode?.attributes['decode.bytes']).toBe(m.body.length);
+      expect(decode?.attributes['decode.error']).toBe(m.decodeError);
+    },
+  );
 });
 
 describe('kubectl goes away mid-stream: kubetrail closes the upstream connection promptly', () => {
@@ -494,8 +656,12 @@ describe('kubectl goes away mid-stream: kubetrail closes the upstream connection
       const key = (req.url ?? '').includes('watch') ? 'watch' : 'list';
       res.on('close', () => upstreamClosed.set(key, performance.now()));
       res.writeHead(200, { 'content-type': 'application/json' });
-      if (key === 'watch') res.write('{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"}}}\n');
-      else res.write(`{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[${'{"metadata":{"name":"x"}},'.repeat(3000)}`);
+      if (key === 'watch')
+        res.write('{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"}}}\n');
+      else
+        res.write(
+          `{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[${'{"metadata":{"name":"x"}},'.repeat(3000)}`,
+        );
       upstreamWrote.set(key, performance.now());
       // ...and never finishes.
     });
@@ -562,7 +728,10 @@ describe('kubectl goes away mid-stream: kubetrail closes the upstream connection
   });
 
   it('mid-exec tunnel', async () => {
-    const k = startKubectl(['--context', 'fake', 'exec', 'shell-0', '--', 'sleep', '600'], { kubeconfig: rewritten, timeoutMs: 20_000 });
+    const k = startKubectl(['--context', 'fake', 'exec', 'shell-0', '--', 'sleep', '600'], {
+      kubeconfig: rewritten,
+      timeoutMs: 20_000,
+    });
     await expect.poll(() => execStarted, { timeout: 10_000 }).toBeDefined();
     await new Promise((r) => setTimeout(r, 200));
     const killedAt = performance.now();
@@ -578,7 +747,10 @@ describe('kubectl goes away mid-stream: kubetrail closes the upstream connection
     execStarted = undefined;
     execAborted = undefined;
     tunnels.clear();
-    const k = startKubectl(['--context', 'fake', 'exec', 'shell-0', '--', 'sleep', '600'], { kubeconfig: rewritten, timeoutMs: 20_000 });
+    const k = startKubectl(['--context', 'fake', 'exec', 'shell-0', '--', 'sleep', '600'], {
+      kubeconfig: rewritten,
+      timeoutMs: 20_000,
+    });
     await expect.poll(() => execStarted, { timeout: 10_000 }).toBeDefined();
     expect([...tunnels.values()]).toEqual([false]);
     await proxy.close();
@@ -616,7 +788,10 @@ describe('the apiserver closes a kept-alive connection just as a request goes ou
     });
     const port = await listen(server);
     writeFileSync(join(d, 'ca.crt'), odd.ca.certPem);
-    writeFileSync(join(d, 'kubeconfig'), `clusters:\n- name: idle\n  cluster: {server: "https://127.0.0.1:${port}", certificate-authority: ca.crt}\n`);
+    writeFileSync(
+      join(d, 'kubeconfig'),
+      `clusters:\n- name: idle\n  cluster: {server: "https://127.0.0.1:${port}", certificate-authority: ca.crt}\n`,
+    );
     const pki = await ensureLocalPki(join(d, 'state'));
     pkiCa = pki.caPem;
     const byId = new Map<string, UpstreamConnected[]>();
@@ -648,16 +823,28 @@ describe('the apiserver closes a kept-alive connection just as a request goes ou
 
   function send(method: string, body?: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, method, path: `${routeBase}/api/v1/namespaces/default/configmaps`, ca: pkiCa, servername: 'localhost', agent: downstream, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: proxy.port,
+          method,
+          path: `${routeBase}/api/v1/namespaces/default/configmaps`,
+          ca: pkiCa,
+          servername: 'localhost',
+          agent: downstream,
+          headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });
   }
 
-  it('a GET is sent again on a new connection, as kubectl\'s own client does; the span shows one connection', async () => {
+  it("a GET is sent again on a new connection, as kubectl's own client does; the span shows one connection", async () => {
     expect(await send('GET')).toBe(200);
     expect(await send('GET')).toBe(200);
     expect(await send('GET')).toBe(200);
@@ -679,9 +866,27 @@ describe('the collector misbehaves: traffic is unaffected, memory bounded, drops
     });
     const port = await listen(slow);
     try {
-      const direct = await kubectl(['--context', 'fake', 'get', 'pods', '-o', 'name'], { kubeconfig: kc, home: directHome });
+      const direct = await kubectl(['--context', 'fake', 'get', 'pods', '-o', 'name'], {
+        kubeconfig: kc,
+        home: directHome,
+      });
       const script = `${kubectlPath('1.33')} --context fake get pods -o name; code=$?; echo "KUBECTL_EXITED_AT=$(date +%s%3N)" >&2; exit $code`;
-      const r = await runKubetrail(['--kubeconfig', kc, '--listen', '127.0.0.1:0', '--quiet', '--otlp-endpoint', `http://127.0.0.1:${port}/v1/traces`, '--', 'sh', '-c', script], { env: kubetrailEnv(freshHome()), timeoutMs: 30_000 });
+      const r = await runKubetrail(
+        [
+          '--kubeconfig',
+          kc,
+          '--listen',
+          '127.0.0.1:0',
+          '--quiet',
+          '--otlp-endpoint',
+          `http://127.0.0.1:${port}/v1/traces`,
+          '--',
+          'sh',
+          '-c',
+          script,
+        ],
+        { env: kubetrailEnv(freshHome()), timeoutMs: 30_000 },
+      );
       const afterExit = Date.now() - Number(/KUBECTL_EXITED_AT=(\d+)/.exec(r.stderr)?.[1]);
       expect(r.code).toBe(0);
       expect(r.stdout.toString()).toBe(direct.stdout.toString());
@@ -702,10 +907,13 @@ describe('the collector misbehaves: traffic is unaffected, memory bounded, drops
       const agent = new Agent({ keepAlive: true, maxSockets: 8, ca: route.caPem, servername: route.servername });
       const one = (): Promise<void> =>
         new Promise((resolve, reject) => {
-          const req = httpsRequest({ host: '127.0.0.1', port: url.port, path: `${url.pathname.replace(/\/$/, '')}/version`, agent }, (res) => {
-            res.resume();
-            res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
-          });
+          const req = httpsRequest(
+            { host: '127.0.0.1', port: url.port, path: `${url.pathname.replace(/\/$/, '')}/version`, agent },
+            (res) => {
+              res.resume();
+              res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
+            },
+          );
           req.on('error', reject);
           req.end();
         });
@@ -714,7 +922,8 @@ describe('the collector misbehaves: traffic is unaffected, memory bounded, drops
       for (let i = 0; i < 1500; i += 10) await Promise.all(Array.from({ length: 10 }, one));
       agent.destroy();
       const after = processStats(proc.pid);
-      if (REPORT) console.log(`1500 requests, collector hung: RSS ${before.rssKb} -> ${after.rssKb} kB, peak ${after.hwmKb} kB`);
+      if (REPORT)
+        console.log(`1500 requests, collector hung: RSS ${before.rssKb} -> ${after.rssKb} kB, peak ${after.hwmKb} kB`);
       expect(after.hwmKb - before.hwmKb).toBeLessThan(120 * 1024);
       const t0 = Date.now();
       expect(await proc.stop()).toBe(0);
@@ -723,7 +932,9 @@ describe('the collector misbehaves: traffic is unaffected, memory bounded, drops
       expect(lines.filter((l) => l.includes('cannot export traces'))).toHaveLength(1);
       const dropped = lines.filter((l) => /spans were dropped/.test(l));
       expect(dropped).toHaveLength(1);
-      expect(dropped[0]).toMatch(/^kubetrail: \d+ of \d+ spans were dropped \(\d+ over the 4096-span queue limit, .*\); kubectl was unaffected$/);
+      expect(dropped[0]).toMatch(
+        /^kubetrail: \d+ of \d+ spans were dropped \(\d+ over the 4096-span queue limit, .*\); kubectl was unaffected$/,
+      );
     } finally {
       await proc.stop();
       await hung.close();
@@ -745,11 +956,18 @@ describe('the collector misbehaves: traffic is unaffected, memory bounded, drops
       expect(d.ended).toBe(10_000);
       expect(d.exported + d.queueFull + d.exportFailed + d.unsent).toBe(10_000);
       expect(t.dropped()).toBe(10_000);
-      expect(lines.filter((l) => /spans were dropped/.test(l))).toEqual([`kubetrail: cannot export traces to ${hung.url} (no answer): 10000 of 10000 spans were dropped (${d.queueFull} over the 4096-span queue limit, ${d.unsent} still unsent when kubetrail stopped waiting); kubectl was unaffected`]);
+      expect(lines.filter((l) => /spans were dropped/.test(l))).toEqual([
+        `kubetrail: cannot export traces to ${hung.url} (no answer): 10000 of 10000 spans were dropped (${d.queueFull} over the 4096-span queue limit, ${d.unsent} still unsent when kubetrail stopped waiting); kubectl was unaffected`,
+      ]);
       expect(lines).toHaveLength(1);
 
       // OTEL_BSP_MAX_QUEUE_SIZE moves the limit; the gate follows it.
-      const small = startTracing({ endpoint: hung.url, version: 'test', env: { OTEL_BSP_MAX_QUEUE_SIZE: '100' }, warn: () => undefined });
+      const small = startTracing({
+        endpoint: hung.url,
+        version: 'test',
+        env: { OTEL_BSP_MAX_QUEUE_SIZE: '100' },
+        warn: () => undefined,
+      });
       for (let i = 0; i < 1000; i++) small.tracer.startSpan(`s${i}`).end();
       expect(small.drops().maxQueue).toBe(100);
       expect(small.drops().ended - small.drops().queueFull).toBeLessThanOrEqual(200);
@@ -783,13 +1001,41 @@ describe('bad input: one line naming the file and field, exit 2, nothing half-wr
   }
 
   it.each([
-    ['a cluster without a server', 'clusters:\n- name: c\n  cluster: {certificate-authority-data: eA==}\n', /^kubetrail: kubeconfig \S+ cluster "c": no server$/],
-    ['a plain-http server', 'clusters:\n- name: c\n  cluster: {server: "http://127.0.0.1:8080"}\n', /^kubetrail: kubeconfig \S+ cluster "c": server "http:\/\/127\.0\.0\.1:8080" is not https/],
-    ['a file cut off mid-entry', 'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443"}\nusers:\n- user: {token: x}\n', /^kubetrail: kubeconfig \S+: users\[0\] has no name$/],
-    ['"clusters" that is not a list', 'clusters: {name: c}\n', /^kubetrail: kubeconfig \S+: "clusters" must be a list$/],
-    ['a missing client-certificate file', 'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443"}\nusers:\n- name: u\n  user: {client-certificate: /nonexistent/u.crt, client-key: /nonexistent/u.key}\n', /^kubetrail: kubeconfig \S+ user "u": client-certificate \/nonexistent\/u\.crt: cannot read \(ENOENT\)$/],
-    ['a missing certificate-authority file', 'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443", certificate-authority: /nonexistent/ca.crt}\n', /^kubetrail: kubeconfig \S+ cluster "c": certificate-authority \/nonexistent\/ca\.crt: cannot read \(ENOENT\)$/],
-    ['a client-certificate that is not PEM', 'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443"}\nusers:\n- name: u\n  user: {client-certificate-data: bm90IGEgY2VydA==, client-key-data: bm90IGEga2V5}\n', /^kubetrail: kubeconfig \S+ user "u": client-certificate is not a PEM certificate$/],
+    [
+      'a cluster without a server',
+      'clusters:\n- name: c\n  cluster: {certificate-authority-data: eA==}\n',
+      /^kubetrail: kubeconfig \S+ cluster "c": no server$/,
+    ],
+    [
+      'a plain-http server',
+      'clusters:\n- name: c\n  cluster: {server: "http://127.0.0.1:8080"}\n',
+      /^kubetrail: kubeconfig \S+ cluster "c": server "http:\/\/127\.0\.0\.1:8080" is not https/,
+    ],
+    [
+      'a file cut off mid-entry',
+      'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443"}\nusers:\n- user: {token: x}\n',
+      /^kubetrail: kubeconfig \S+: users\[0\] has no name$/,
+    ],
+    [
+      '"clusters" that is not a list',
+      'clusters: {name: c}\n',
+      /^kubetrail: kubeconfig \S+: "clusters" must be a list$/,
+    ],
+    [
+      'a missing client-certificate file',
+      'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443"}\nusers:\n- name: u\n  user: {client-certificate: /nonexistent/u.crt, client-key: /nonexistent/u.key}\n',
+      /^kubetrail: kubeconfig \S+ user "u": client-certificate \/nonexistent\/u\.crt: cannot read \(ENOENT\)$/,
+    ],
+    [
+      'a missing certificate-authority file',
+      'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443", certificate-authority: /nonexistent/ca.crt}\n',
+      /^kubetrail: kubeconfig \S+ cluster "c": certificate-authority \/nonexistent\/ca\.crt: cannot read \(ENOENT\)$/,
+    ],
+    [
+      'a client-certificate that is not PEM',
+      'clusters:\n- name: c\n  cluster: {server: "https://127.0.0.1:6443"}\nusers:\n- name: u\n  user: {client-certificate-data: bm90IGEgY2VydA==, client-key-data: bm90IGEga2V5}\n',
+      /^kubetrail: kubeconfig \S+ user "u": client-certificate is not a PEM certificate$/,
+    ],
   ])('kubeconfig: %s', async (name, text, message) => {
     await expectOneLine(['--kubeconfig', badKubeconfig(name.replace(/\W+/g, '-'), text)], message);
   });
@@ -809,8 +1055,16 @@ describe('bad input: one line naming the file and field, exit 2, nothing half-wr
   it.each([
     ['malformed YAML', 'quiet: true\nlisten: [127.0.0.1\n', /^kubetrail: config \S+:\d+: /],
     ['not a map', '- quiet\n- true\n', /^kubetrail: config \S+: expected a map of options$/],
-    ['a value of the wrong type', 'quiet: true\nsession-idle-ms: soon\n', /^kubetrail: config \S+:2: "session-idle-ms": expected a non-negative number, got "soon"$/],
-    ['a list where a value belongs', 'listen:\n  - 127.0.0.1:1\n', /^kubetrail: config \S+:1: "listen": expected a single value$/],
+    [
+      'a value of the wrong type',
+      'quiet: true\nsession-idle-ms: soon\n',
+      /^kubetrail: config \S+:2: "session-idle-ms": expected a non-negative number, got "soon"$/,
+    ],
+    [
+      'a list where a value belongs',
+      'listen:\n  - 127.0.0.1:1\n',
+      /^kubetrail: config \S+:1: "listen": expected a single value$/,
+    ],
   ])('config: %s', async (name, text, message) => {
     const f = join(dir, `config-${name.replace(/\W+/g, '-')}.yaml`);
     writeFileSync(f, text);
@@ -827,36 +1081,66 @@ describe('bad input: one line naming the file and field, exit 2, nothing half-wr
     const squatter = createNetServer((s) => s.destroy());
     const port = await listen(squatter);
     try {
-      const r = await runKubetrail(['start', '--kubeconfig', kc, '--listen', `127.0.0.1:${port}`], { env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' } });
+      const r = await runKubetrail(['start', '--kubeconfig', kc, '--listen', `127.0.0.1:${port}`], {
+        env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' },
+      });
       expect(r.code).toBe(2);
       expect(r.stdout.length).toBe(0);
       // The squatter is this test's process: named, as the OS says.
-      expect(r.stderr.trimEnd()).toMatch(new RegExp(`^kubetrail: --listen 127\\.0\\.0\\.1:${port} is in use by another program \\(pid ${process.pid}: [^)]*\\): stop it, or pass --listen 127\\.0\\.0\\.1:<port> for another \\(and keep it: kubectl's caches are keyed by it\\)$`));
+      expect(r.stderr.trimEnd()).toMatch(
+        new RegExp(
+          `^kubetrail: --listen 127\\.0\\.0\\.1:${port} is in use by another program \\(pid ${process.pid}: [^)]*\\): stop it, or pass --listen 127\\.0\\.0\\.1:<port> for another \\(and keep it: kubectl's caches are keyed by it\\)$`,
+        ),
+      );
     } finally {
       squatter.close();
     }
   });
 
-  it('an exec plugin that fails: kubectl\'s own error, the same through kubetrail; kubetrail never runs the plugin', async () => {
+  it("an exec plugin that fails: kubectl's own error, the same through kubetrail; kubetrail never runs the plugin", async () => {
     const marker = join(dir, 'plugin-ran');
     const plugin = join(dir, 'failing-plugin.sh');
-    writeFileSync(plugin, `#!/bin/sh\necho ran >> ${marker}\necho "plugin: no credentials here" >&2\nexit 1\n`, { mode: 0o755 });
-    const src = readFileSync(kc, 'utf8').replace(
-      'users:\n',
-      `users:\n- name: plugged\n  user:\n    exec: {command: ${plugin}, apiVersion: client.authentication.k8s.io/v1, interactiveMode: Never}\n`,
-    ).replace('contexts:\n', 'contexts:\n- name: plugged\n  context: {cluster: fake, user: plugged}\n');
+    writeFileSync(plugin, `#!/bin/sh\necho ran >> ${marker}\necho "plugin: no credentials here" >&2\nexit 1\n`, {
+      mode: 0o755,
+    });
+    const src = readFileSync(kc, 'utf8')
+      .replace(
+        'users:\n',
+        `users:\n- name: plugged\n  user:\n    exec: {command: ${plugin}, apiVersion: client.authentication.k8s.io/v1, interactiveMode: Never}\n`,
+      )
+      .replace('contexts:\n', 'contexts:\n- name: plugged\n  context: {cluster: fake, user: plugged}\n');
     const withPlugin = join(dir, 'kubeconfig-plugin');
     writeFileSync(withPlugin, src, { mode: 0o600 });
 
     // kubetrail reads and rewrites the kubeconfig without running the plugin.
     const home = freshHome();
-    const written = await runKubetrail(['kubeconfig', '--kubeconfig', withPlugin, '--listen', '127.0.0.1:0'], { env: kubetrailEnv(home) });
+    const written = await runKubetrail(['kubeconfig', '--kubeconfig', withPlugin, '--listen', '127.0.0.1:0'], {
+      env: kubetrailEnv(home),
+    });
     expect(written.code).toBe(0);
     expect(existsSync(marker)).toBe(false);
 
     const direct = await kubectl(['--context', 'plugged', 'get', 'pods'], { kubeconfig: withPlugin });
-    const through = await runKubetrail(['--kubeconfig', withPlugin, '--listen', '127.0.0.1:0', '--quiet', '--', kubectlPath('1.33'), '--context', 'plugged', 'get', 'pods'], { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' } });
-    if (REPORT) console.log(`exec plugin fails\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`);
+    const through = await runKubetrail(
+      [
+        '--kubeconfig',
+        withPlugin,
+        '--listen',
+        '127.0.0.1:0',
+        '--quiet',
+        '--',
+        kubectlPath('1.33'),
+        '--context',
+        'plugged',
+        'get',
+        'pods',
+      ],
+      { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' } },
+    );
+    if (REPORT)
+      console.log(
+        `exec plugin fails\n  direct  ${direct.code}: ${lastLine(direct.stderr)}\n  through ${through.code}: ${lastLine(through.stderr)}`,
+      );
     expect(through.code).toBe(direct.code);
     expect(direct.code).toBe(1);
     // client-go names the executable it ran: kubectl's own path to the plugin, not a shim of kubetrail's

@@ -8,7 +8,14 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { constants as h2c, createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import {
+  constants as h2c,
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,11 +65,23 @@ async function startUpstream(settings: { maxConcurrentStreams?: number; maxHeade
   alice = await issueCert(ca, { commonName: 'alice', usage: 'client' });
   bob = await issueCert(ca, { commonName: 'bob', usage: 'client' });
   writeFileSync(join(dir, 'ca.pem'), ca.certPem);
-  for (const [name, kp] of [['alice', alice], ['bob', bob]] as const) {
+  for (const [name, kp] of [
+    ['alice', alice],
+    ['bob', bob],
+  ] as const) {
     writeFileSync(join(dir, `${name}.crt`), kp.certPem);
     writeFileSync(join(dir, `${name}.key`), kp.keyPem);
   }
-  upstream = createSecureServer({ key: serving.keyPem, cert: serving.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, allowHTTP1: true, settings, maxSessionMemory: 256 });
+  upstream = createSecureServer({
+    key: serving.keyPem,
+    cert: serving.certPem,
+    ca: [ca.certPem],
+    requestCert: true,
+    rejectUnauthorized: false,
+    allowHTTP1: true,
+    settings,
+    maxSessionMemory: 256,
+  });
   // The HTTP/1.1 side reads its head limit from the server object: 1 MiB, as the apiserver.
   Object.assign(upstream, { maxHeaderSize: 1 << 20 });
   upstream.on('session', (s: Http2Session) => sessions.set(s, sessions.size));
@@ -77,7 +96,11 @@ async function startUpstream(settings: { maxConcurrentStreams?: number; maxHeade
       authorization: req.headers.authorization,
       rawHeaders: req.rawHeaders,
       res,
-      closed: new Promise((resolve) => (req.httpVersion === '2.0' ? req.stream.once('close', () => resolve(req.stream.rstCode ?? 0)) : res.once('close', () => resolve(0)))),
+      closed: new Promise((resolve) =>
+        req.httpVersion === '2.0'
+          ? req.stream.once('close', () => resolve(req.stream.rstCode ?? 0))
+          : res.once('close', () => resolve(0)),
+      ),
     };
     streams.push(entry);
     if (req.url.includes('refuse=') && !refused.has(req.url)) {
@@ -109,7 +132,11 @@ interface Watcher {
   close(): void;
 }
 
-function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/default/pods?watch=true', opts: { paused?: boolean; headers?: string[] } = {}): Watcher {
+function watch(
+  user: 'alice' | 'bob' | 'token',
+  path = '/api/v1/namespaces/default/pods?watch=true',
+  opts: { paused?: boolean; headers?: string[] } = {},
+): Watcher {
   const cert = user === 'alice' ? alice : user === 'bob' ? bob : undefined;
   let text = '';
   let settle: (v: 'end' | 'cut') => void = () => undefined;
@@ -125,7 +152,12 @@ function watch(user: 'alice' | 'bob' | 'token', path = '/api/v1/namespaces/defau
       servername: `${routeId('h2')}${SNI_SUFFIX}`,
       cert: cert?.certPem,
       key: cert?.keyPem,
-      headers: ['Host', `127.0.0.1:${proxy.port}`, ...(user === 'token' ? ['Authorization', 'Bearer t0ken'] : []), ...(opts.headers ?? [])] as unknown as Record<string, string>,
+      headers: [
+        'Host',
+        `127.0.0.1:${proxy.port}`,
+        ...(user === 'token' ? ['Authorization', 'Bearer t0ken'] : []),
+        ...(opts.headers ?? []),
+      ] as unknown as Record<string, string>,
       agent: false,
     },
     (res) => {
@@ -209,7 +241,8 @@ describe('watches over HTTP/2 upstream', () => {
     expect(up.map((s) => s.cn)).toEqual(['alice', 'alice', 'alice']);
     // Each upstream stream writes a second event: it reaches that stream's watcher and no other.
     up.forEach((s, i) => s.res.write(event(`second-${i}`)));
-    for (const w of ws) await expect.poll(() => w.received()).toMatch(/^\{"type":"ADDED".*"first-\d+".*\n\{"type":"ADDED".*"second-\d"/s);
+    for (const w of ws)
+      await expect.poll(() => w.received()).toMatch(/^\{"type":"ADDED".*"first-\d+".*\n\{"type":"ADDED".*"second-\d"/s);
     const byWatcher = ws.map((w) => w.received());
     const bySecond = up.map((_, i) => byWatcher.filter((t) => t.includes(`"second-${i}"`)).length);
     expect(bySecond).toEqual([1, 1, 1]);
@@ -255,7 +288,10 @@ describe('watches over HTTP/2 upstream', () => {
     const t0 = performance.now();
     leave.close();
     // Which upstream stream belongs to `leave` is not known up front: the one that closes.
-    const rst = await Promise.race([upStay.closed.then((c) => ({ c, s: upStay })), upLeave.closed.then((c) => ({ c, s: upLeave }))]);
+    const rst = await Promise.race([
+      upStay.closed.then((c) => ({ c, s: upStay })),
+      upLeave.closed.then((c) => ({ c, s: upLeave })),
+    ]);
     expect(performance.now() - t0).toBeLessThan(1000);
     expect(rst.c).toBe(h2c.NGHTTP2_CANCEL);
     const other = rst.s === upStay ? upLeave : upStay;
@@ -285,7 +321,7 @@ describe('watches over HTTP/2 upstream', () => {
     await second.closed;
   });
 
-  it("a watcher that stops reading holds back only its own stream: the others on the connection keep flowing", async () => {
+  it('a watcher that stops reading holds back only its own stream: the others on the connection keep flowing', async () => {
     const stalled = watch('alice', '/api/v1/namespaces/default/pods?watch=true', { paused: true });
     const live = watch('alice');
     await Promise.all([stalled.status, live.status]);
@@ -327,19 +363,25 @@ describe('watches over HTTP/2 upstream', () => {
 
   it('a head HTTP/2 might not carry goes out on HTTP/1.1 as sent: a 170 kB selector, a repeated single-value header', async () => {
     const selector = `app in (${Array.from({ length: 20_000 }, (_, i) => `v${i}`).join(',')})`;
-    const big = watch('alice', `/api/v1/namespaces/default/pods?watch=true&labelSelector=${encodeURIComponent(selector)}`);
+    const big = watch(
+      'alice',
+      `/api/v1/namespaces/default/pods?watch=true&labelSelector=${encodeURIComponent(selector)}`,
+    );
     expect(await big.status).toBe(200);
     await expect.poll(() => mine().length).toBe(1);
     expect(mine()[0]?.httpVersion).toBe('1.1');
     expect(mine()[0]?.url.length).toBeGreaterThan(150_000);
 
-    const twice = watch('alice', '/api/v1/namespaces/default/pods?watch=true', { headers: ['User-Agent', 'kubectl/a', 'User-Agent', 'kubectl/b'] });
+    const twice = watch('alice', '/api/v1/namespaces/default/pods?watch=true', {
+      headers: ['User-Agent', 'kubectl/a', 'User-Agent', 'kubectl/b'],
+    });
     expect(await twice.status).toBe(200);
     await expect.poll(() => mine().length).toBe(2);
     const second = mine()[1]!;
     expect(second.httpVersion).toBe('1.1');
     const agents: string[] = [];
-    for (let i = 0; i < second.rawHeaders.length; i += 2) if (second.rawHeaders[i]?.toLowerCase() === 'user-agent') agents.push(second.rawHeaders[i + 1] ?? '');
+    for (let i = 0; i < second.rawHeaders.length; i += 2)
+      if (second.rawHeaders[i]?.toLowerCase() === 'user-agent') agents.push(second.rawHeaders[i + 1] ?? '');
     expect(agents).toEqual(['kubectl/a', 'kubectl/b']);
     // The h2 connection was not retired for it: the next two watches share one.
     const third = watch('alice');

@@ -10,7 +10,16 @@ import { runFlood } from '../../scripts/flood.ts';
 describe('a connection flood (item 8)', () => {
   it('the cap holds with one line, open streams are never cut, descriptors come back, and a second flood reuses the memory of the first', async () => {
     const lines: string[] = [];
-    const r = await runFlood({ raw: 2000, keepAlive: 120, watches: 60, events: 30, eventBytes: 64 * 1024, afterS: 10, rounds: 2, log: (l) => lines.push(l) });
+    const r = await runFlood({
+      raw: 2000,
+      keepAlive: 120,
+      watches: 60,
+      events: 30,
+      eventBytes: 64 * 1024,
+      afterS: 10,
+      rounds: 2,
+      log: (l) => lines.push(l),
+    });
     process.stdout.write(`${lines.map((l) => `  flood: ${l}`).join('\n')}\n`);
     // The cap (1,024): of 2,000 raw connections, the ones past it were closed at once, and said so in one line
     // (at most one more per 10 s while it lasts).
@@ -18,7 +27,9 @@ describe('a connection flood (item 8)', () => {
     for (const p of raw) expect(p.closedByKubetrail, p.name).toBeGreaterThanOrEqual(2000 - 1024 - 50);
     expect(r.capLines.length).toBeGreaterThanOrEqual(1);
     expect(r.capLines.length).toBeLessThanOrEqual(4);
-    expect(r.capLines[0]).toMatch(/^kubetrail: 1024 connections open, its limit: new connections are closed until some end/);
+    expect(r.capLines[0]).toMatch(
+      /^kubetrail: 1024 connections open, its limit: new connections are closed until some end/,
+    );
     // Below the cap nothing is closed: idle keep-alive connections and stalled watches were held as long as the client wanted.
     for (const p of r.phases.filter((x) => !x.name.includes('raw TCP'))) expect(p.closedByKubetrail, p.name).toBe(0);
     // The watch opened before the flood saw every event, and was never cut; a new request is served.

@@ -42,7 +42,14 @@ beforeAll(async () => {
   routes = buildRoutes(loadKubeconfig({ explicitPath: kubeconfig, env: {} }));
   const pki = await ensureLocalPki(join(dir, 'state'));
   caPem = pki.caPem;
-  proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, limits: LIMITS, onNotice: (l) => notices.push(l) });
+  proxy = await startProxy({
+    routes,
+    pki,
+    host: '127.0.0.1',
+    port: 0,
+    limits: LIMITS,
+    onNotice: (l) => notices.push(l),
+  });
 });
 
 afterAll(async () => {
@@ -59,7 +66,10 @@ function routeId(): string {
 
 function tls(alpn: string[] = ['http/1.1']): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: proxy.port, ca: caPem, servername: `${routeId()}${SNI_SUFFIX}`, ALPNProtocols: alpn }, () => resolve(s));
+    const s = tlsConnect(
+      { host: '127.0.0.1', port: proxy.port, ca: caPem, servername: `${routeId()}${SNI_SUFFIX}`, ALPNProtocols: alpn },
+      () => resolve(s),
+    );
     s.once('error', reject);
   });
 }
@@ -142,7 +152,10 @@ describe('what a connection can hold, and for how long (item 8)', () => {
     expect(await until(() => /^HTTP\/1\.1 200 /.test(got())), got()).toBe(true);
     expect(await closedWithin(h1, LONGER)).toBeDefined();
 
-    const session = h2Connect(`https://127.0.0.1:${proxy.port}`, { ca: caPem, servername: `${routeId()}${SNI_SUFFIX}` });
+    const session = h2Connect(`https://127.0.0.1:${proxy.port}`, {
+      ca: caPem,
+      servername: `${routeId()}${SNI_SUFFIX}`,
+    });
     session.on('error', () => undefined);
     const status = await new Promise<number>((resolve, reject) => {
       const req = session.request({ ':path': `/c/${routeId()}/version`, authorization: `Bearer ${TOKEN}` });
@@ -168,10 +181,16 @@ describe('what a connection can hold, and for how long (item 8)', () => {
     const got1 = received(w1);
     w1.write(head('/api/v1/namespaces/default/pods?watch=1'));
     // HTTP/2 watch.
-    const session = h2Connect(`https://127.0.0.1:${proxy.port}`, { ca: caPem, servername: `${routeId()}${SNI_SUFFIX}` });
+    const session = h2Connect(`https://127.0.0.1:${proxy.port}`, {
+      ca: caPem,
+      servername: `${routeId()}${SNI_SUFFIX}`,
+    });
     session.on('error', () => undefined);
     let got2 = '';
-    const w2 = session.request({ ':path': `/c/${routeId()}/api/v1/namespaces/default/pods?watch=1`, authorization: `Bearer ${TOKEN}` });
+    const w2 = session.request({
+      ':path': `/c/${routeId()}/api/v1/namespaces/default/pods?watch=1`,
+      authorization: `Bearer ${TOKEN}`,
+    });
     w2.on('data', (c: Buffer) => (got2 += c.toString()));
     w2.on('error', () => undefined);
     // An exec tunnel (WebSocket upgrade), idle once up.

@@ -39,12 +39,19 @@ describe('a client certificate rotated while kubetrail runs (item 7)', () => {
   async function getPods(): Promise<{ code: number; stderr: string; cns: (string | undefined)[] }> {
     if (!kt) throw new Error('no kubetrail');
     const mark = fake.requests.length;
-    const r = await kubectl(['get', 'pods', '-o', 'name'], { kubeconfig: kt.kubeconfig, home: freshHome(), timeoutMs: 30_000 });
+    const r = await kubectl(['get', 'pods', '-o', 'name'], {
+      kubeconfig: kt.kubeconfig,
+      home: freshHome(),
+      timeoutMs: 30_000,
+    });
     return { code: r.code, stderr: r.stderr, cns: fake.requests.slice(mark).map((q) => q.clientCertCN) };
   }
 
   function install(pair: KeyPairPem, how: 'in place' | 'renamed'): void {
-    for (const [file, pem] of [[keyFile(), pair.keyPem], [certFile(), pair.certPem]] as const) {
+    for (const [file, pem] of [
+      [keyFile(), pair.keyPem],
+      [certFile(), pair.certPem],
+    ] as const) {
       if (how === 'in place') writeFileSync(file, pem, { mode: 0o600 });
       else {
         writeFileSync(`${file}.new`, pem, { mode: 0o600 });
@@ -58,16 +65,26 @@ describe('a client certificate rotated while kubetrail runs (item 7)', () => {
     expect(before.code, before.stderr).toBe(0);
     expect(before.cns).toContain('alice');
 
-    const sameKey = await issueCert(fake.ca, { commonName: 'alice', usage: 'client', keyPem: readFileSync(keyFile(), 'utf8') });
+    const sameKey = await issueCert(fake.ca, {
+      commonName: 'alice',
+      usage: 'client',
+      keyPem: readFileSync(keyFile(), 'utf8'),
+    });
     install(sameKey, 'in place');
     const afterSameKey = await getPods();
     expect(afterSameKey.stderr).not.toMatch(/logged in|KT_ERR_CLIENT_CERT/);
     expect(afterSameKey.code, afterSameKey.stderr).toBe(0);
-    expect(afterSameKey.cns.every((cn) => cn === 'alice'), JSON.stringify(afterSameKey.cns)).toBe(true);
+    expect(
+      afterSameKey.cns.every((cn) => cn === 'alice'),
+      JSON.stringify(afterSameKey.cns),
+    ).toBe(true);
 
     install(await fake.issueUser('alice'), 'renamed');
     const afterNewKey = await getPods();
     expect(afterNewKey.code, afterNewKey.stderr).toBe(0);
-    expect(afterNewKey.cns.every((cn) => cn === 'alice'), JSON.stringify(afterNewKey.cns)).toBe(true);
+    expect(
+      afterNewKey.cns.every((cn) => cn === 'alice'),
+      JSON.stringify(afterNewKey.cns),
+    ).toBe(true);
   }, 120_000);
 });

@@ -4,9 +4,28 @@
  * open to others, and holding symlinks planted where kubetrail writes or trusts a file.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server as NetServer,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
@@ -53,7 +72,9 @@ function kubeconfigOf(n: number, name = `kc-${n}`): string {
 }
 
 function writeKubeconfigCmd(kubeconfig: string, stateDir: string): Promise<RunResult> {
-  return runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig, '--listen', '127.0.0.1:17443'], { env: kubetrailEnv(freshHome(), { KUBETRAIL_STATE_DIR: stateDir }) });
+  return runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig, '--listen', '127.0.0.1:17443'], {
+    env: kubetrailEnv(freshHome(), { KUBETRAIL_STATE_DIR: stateDir }),
+  });
 }
 
 /** stderr is exactly one line. */
@@ -91,7 +112,11 @@ describe.skipIf(!root)('a full disk (item 1)', () => {
     const r = await writeKubeconfigCmd(kubeconfig, stateDir);
     rmSync(join(mnt, 'filler'));
     expect(r.code).toBe(2);
-    expect(oneLine(r)).toMatch(new RegExp(`^kubetrail: cannot write ${written.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOSPC: no space left on device.*\\(KT_ERR_STATE_DIR\\)$`));
+    expect(oneLine(r)).toMatch(
+      new RegExp(
+        `^kubetrail: cannot write ${written.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOSPC: no space left on device.*\\(KT_ERR_STATE_DIR\\)$`,
+      ),
+    );
     expect(r.stdout.toString()).toBe('');
     expect(readFileSync(written, 'utf8')).toBe(before);
     expect(readdirSync(join(stateDir, 'kubeconfigs'))).toEqual([written.split('/').at(-1)]);
@@ -103,8 +128,8 @@ describe.skipIf(!root)('a full disk (item 1)', () => {
   });
 });
 
-describe.skipIf(!root)("a state dir someone else controls is refused, as ssh does (item 2)", () => {
-  it("owned by another user (`nobody`): refused with one line, nothing written or read from it", async () => {
+describe.skipIf(!root)('a state dir someone else controls is refused, as ssh does (item 2)', () => {
+  it('owned by another user (`nobody`): refused with one line, nothing written or read from it', async () => {
     const stateDir = join(mkdtempSync(join(dir, 'owner-')), 'state');
     mkdirSync(join(stateDir, 'kubeconfigs'), { recursive: true, mode: 0o700 });
     // What the review did: the other user puts a kubeconfig with an exec plugin where kubetrail writes one.
@@ -112,7 +137,9 @@ describe.skipIf(!root)("a state dir someone else controls is refused, as ssh doe
     chownSync(stateDir, NOBODY, NOBODY);
     const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
     expect(r.code).toBe(2);
-    expect(oneLine(r)).toBe(`kubetrail: refusing the state dir: ${stateDir} belongs to uid ${NOBODY}, not to you (uid 0); fix: chmod 700 it if it is yours, or pass --state-dir DIR (KT_ERR_STATE_DIR)`);
+    expect(oneLine(r)).toBe(
+      `kubetrail: refusing the state dir: ${stateDir} belongs to uid ${NOBODY}, not to you (uid 0); fix: chmod 700 it if it is yours, or pass --state-dir DIR (KT_ERR_STATE_DIR)`,
+    );
     expect(readdirSync(stateDir).sort()).toEqual(['kubeconfigs']);
     expect(readdirSync(join(stateDir, 'kubeconfigs'))).toEqual([]);
   });
@@ -137,14 +164,17 @@ describe.skipIf(!root)("a state dir someone else controls is refused, as ssh doe
     expect(readdirSync(stateDir)).toEqual([]);
   });
 
-  it('a wrapped command whose background subdirectory is another user\'s: refused before anything runs', async () => {
+  it("a wrapped command whose background subdirectory is another user's: refused before anything runs", async () => {
     const home = freshHome();
     const stateDir = join(home, 'kubetrail-state');
     mkdirSync(join(stateDir, 'background'), { recursive: true, mode: 0o700 });
     chownSync(join(stateDir, 'background'), NOBODY, NOBODY);
     const marker = join(home, 'ran');
     const port = await unusedPort();
-    const r = await runKubetrail(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'touch', marker], { env: kubetrailEnv(home) });
+    const r = await runKubetrail(
+      ['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'touch', marker],
+      { env: kubetrailEnv(home) },
+    );
     expect(r.code).toBe(2);
     expect(oneLine(r)).toContain(`refusing the state dir: ${join(stateDir, 'background')} belongs to uid ${NOBODY}`);
     expect(existsSync(marker)).toBe(false);
@@ -164,11 +194,16 @@ describe('symlinks in the state dir are never followed (item 3)', () => {
     const log = join(stateDir, 'background', `127.0.0.1-${port}.log`);
     symlinkSync(victim, log);
     const marker = join(home, 'ran');
-    const r = await runKubetrail(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'touch', marker], { env: kubetrailEnv(home) });
+    const r = await runKubetrail(
+      ['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'touch', marker],
+      { env: kubetrailEnv(home) },
+    );
     expect(readFileSync(victim, 'utf8')).toBe('precious\n'.repeat(200_000));
     expect(statSync(victim).mode & 0o777).toBe(0o644);
     expect(r.code).toBe(2);
-    expect(oneLine(r)).toBe(`kubetrail: refusing ${log}: it is a symbolic link (kubetrail never follows one in its state dir); remove it (KT_ERR_STATE_DIR)`);
+    expect(oneLine(r)).toBe(
+      `kubetrail: refusing ${log}: it is a symbolic link (kubetrail never follows one in its state dir); remove it (KT_ERR_STATE_DIR)`,
+    );
     expect(existsSync(marker)).toBe(false);
     expect(lstatSync(log).isSymbolicLink()).toBe(true);
   });
@@ -182,7 +217,9 @@ describe('symlinks in the state dir are never followed (item 3)', () => {
     symlinkSync(join(other, 'ca.pem'), join(stateDir, 'ca.pem'));
     const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
     expect(r.code).toBe(2);
-    expect(oneLine(r)).toBe(`kubetrail: refusing ${join(stateDir, 'ca.pem')}: it is a symbolic link (kubetrail never follows one in its state dir); remove it (KT_ERR_STATE_DIR)`);
+    expect(oneLine(r)).toBe(
+      `kubetrail: refusing ${join(stateDir, 'ca.pem')}: it is a symbolic link (kubetrail never follows one in its state dir); remove it (KT_ERR_STATE_DIR)`,
+    );
     expect(readdirSync(stateDir)).toEqual(['ca.pem']);
   });
 
@@ -192,18 +229,25 @@ describe('symlinks in the state dir are never followed (item 3)', () => {
     chownSync(join(stateDir, 'ca.pem'), NOBODY, NOBODY);
     const r = await writeKubeconfigCmd(kubeconfigOf(1), stateDir);
     expect(r.code).toBe(2);
-    expect(oneLine(r)).toBe(`kubetrail: refusing ${join(stateDir, 'ca.pem')} belongs to uid ${NOBODY}, not to you (uid 0); remove it (KT_ERR_STATE_DIR)`);
+    expect(oneLine(r)).toBe(
+      `kubetrail: refusing ${join(stateDir, 'ca.pem')} belongs to uid ${NOBODY}, not to you (uid 0); remove it (KT_ERR_STATE_DIR)`,
+    );
   });
 });
 
 /** A wrapped command left running (another terminal's watch): its output so far, and how it ended. */
-function startWrapped(args: string[], env: NodeJS.ProcessEnv): { stdout: () => string; stderr: () => string; result: Promise<{ code: number; stderr: string }>; kill: () => void } {
+function startWrapped(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { stdout: () => string; stderr: () => string; result: Promise<{ code: number; stderr: string }>; kill: () => void } {
   const child = spawn(process.execPath, [KUBETRAIL_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const result = new Promise<{ code: number; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? 128, stderr: err })));
+  const result = new Promise<{ code: number; stderr: string }>((resolve) =>
+    child.on('close', (code) => resolve({ code: code ?? 128, stderr: err })),
+  );
   return { stdout: () => out, stderr: () => err, result, kill: () => child.kill('SIGKILL') };
 }
 
@@ -224,10 +268,15 @@ describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
     const env = kubetrailEnv(home, { OTEL_SDK_DISABLED: 'true' });
     const port = await unusedPort();
     const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
-    const watch = startWrapped([...common, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods', '-w', '-o', 'name'], env);
+    const watch = startWrapped(
+      [...common, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods', '-w', '-o', 'name'],
+      env,
+    );
     try {
       await expect.poll(watch.stdout, { timeout: 30_000 }).toBe('pod/web-0\n');
-      const state = JSON.parse(readFileSync(join(home, 'kubetrail-state', 'background', `127.0.0.1-${port}.json`), 'utf8')) as { pid: number };
+      const state = JSON.parse(
+        readFileSync(join(home, 'kubetrail-state', 'background', `127.0.0.1-${port}.json`), 'utf8'),
+      ) as { pid: number };
       const start = await runKubetrail(['start', ...common], { env, timeoutMs: 20_000 });
       expect(start.code).toBe(2);
       expect(oneLine(start)).toBe(
@@ -243,7 +292,12 @@ describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
       expect(stop.code, stop.stderr).toBe(0);
       const w = await watch.result;
       expect(w.code).toBe(1);
-      expect(w.stderr).toMatch(new RegExp(`^kubetrail: the background kubetrail on 127\\.0\\.0\\.1:${port} stopped while this command had a request open \\(stop requested\\): its output was cut short$`, 'm'));
+      expect(w.stderr).toMatch(
+        new RegExp(
+          `^kubetrail: the background kubetrail on 127\\.0\\.0\\.1:${port} stopped while this command had a request open \\(stop requested\\): its output was cut short$`,
+          'm',
+        ),
+      );
     } finally {
       watch.kill();
       await runKubetrail(['stop'], { env });
@@ -271,7 +325,10 @@ describe('a start lock held by a live pid (item 9)', () => {
     const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
       plantLock(home, port, sleeper.pid ?? 0);
-      const r = await runKubetrail(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--quiet', '--', 'true'], { env, timeoutMs: 60_000 });
+      const r = await runKubetrail(
+        ['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--quiet', '--', 'true'],
+        { env, timeoutMs: 60_000 },
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toBe('');
       // Waiting for the lock's holder would take START_WAIT_MS (30 s) before the wrapper gave up on it.
@@ -291,10 +348,18 @@ describe('a start lock held by a live pid (item 9)', () => {
     writeFileSync(bin, 'setTimeout(() => undefined, 60_000);\n');
     const holder = spawn(process.execPath, [bin], { stdio: 'ignore' });
     try {
-      await expect.poll(() => readFileSync(`/proc/${holder.pid}/cmdline`, 'utf8'), { timeout: 5000 }).toContain('kubetrail.mjs');
+      await expect
+        .poll(() => readFileSync(`/proc/${holder.pid}/cmdline`, 'utf8'), { timeout: 5000 })
+        .toContain('kubetrail.mjs');
       plantLock(home, port, holder.pid ?? 0);
-      const wrapper = startWrapped(['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'true'], env);
-      const line = new RegExp(`^kubetrail: waiting for kubetrail pid ${holder.pid}, which is starting the background kubetrail on 127\\.0\\.0\\.1:${port} \\(at most \\d+s more\\)$`, 'm');
+      const wrapper = startWrapped(
+        ['--kubeconfig', kubeconfigOf(1), '--listen', `127.0.0.1:${port}`, '--', 'true'],
+        env,
+      );
+      const line = new RegExp(
+        `^kubetrail: waiting for kubetrail pid ${holder.pid}, which is starting the background kubetrail on 127\\.0\\.0\\.1:${port} \\(at most \\d+s more\\)$`,
+        'm',
+      );
       await expect.poll(wrapper.stderr, { timeout: 25_000 }).toMatch(line);
       // The holder goes away (its start failed): the wrapper takes over the stale lock.
       holder.kill('SIGKILL');
@@ -314,7 +379,9 @@ describe('a running kubetrail with other telemetry settings (item 5)', () => {
   let kubeconfig: string;
   beforeAll(async () => {
     fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-    kubeconfig = await fake.writeKubeconfig(join(dir, 'collectors'), { users: [{ name: 'tina', token: 'tina-token' }] });
+    kubeconfig = await fake.writeKubeconfig(join(dir, 'collectors'), {
+      users: [{ name: 'tina', token: 'tina-token' }],
+    });
     fake.create(makePod('web-0'));
   });
   afterAll(async () => {
@@ -324,42 +391,65 @@ describe('a running kubetrail with other telemetry settings (item 5)', () => {
   it.each([
     ['a background kubetrail, and a wrapped command with --linger 0', 'background'],
     ['a `kubetrail start`, and a wrapped command', 'start'],
-  ])('%s asking for another collector: served in-process, its spans reach the collector it asked for', async (_what, kind) => {
-    const [a, b] = [await startOtlpReceiver(), await startOtlpReceiver()];
-    const home = freshHome();
-    const env = kubetrailEnv(home);
-    const port = await unusedPort();
-    const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
-    let start: ReturnType<typeof startWrapped> | undefined;
-    try {
-      if (kind === 'background') {
-        const first = await runKubetrail([...common, '--otlp-endpoint', a.url, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods'], { env, timeoutMs: 40_000 });
-        expect(first.code, first.stderr).toBe(0);
-      } else {
-        start = startWrapped(['start', ...common, '--otlp-endpoint', a.url, '--quiet'], env);
-        await expect.poll(start.stdout, { timeout: 30_000 }).toMatch(/^export KUBECONFIG=/);
+  ])(
+    '%s asking for another collector: served in-process, its spans reach the collector it asked for',
+    async (_what, kind) => {
+      const [a, b] = [await startOtlpReceiver(), await startOtlpReceiver()];
+      const home = freshHome();
+      const env = kubetrailEnv(home);
+      const port = await unusedPort();
+      const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
+      let start: ReturnType<typeof startWrapped> | undefined;
+      try {
+        if (kind === 'background') {
+          const first = await runKubetrail(
+            [...common, '--otlp-endpoint', a.url, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods'],
+            { env, timeoutMs: 40_000 },
+          );
+          expect(first.code, first.stderr).toBe(0);
+        } else {
+          start = startWrapped(['start', ...common, '--otlp-endpoint', a.url, '--quiet'], env);
+          await expect.poll(start.stdout, { timeout: 30_000 }).toMatch(/^export KUBECONFIG=/);
+        }
+        if (kind === 'background') await expect.poll(() => a.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
+        // The first command's spans may reach A in several batches: count them once A has gone quiet.
+        let spansAtA = -1;
+        for (let i = 0; i < 20 && spansAtA !== a.spans.length; i++) {
+          spansAtA = a.spans.length;
+          await new Promise((res) => setTimeout(res, 700));
+        }
+        const r = await runKubetrail(
+          [
+            ...common,
+            '--otlp-endpoint',
+            b.url,
+            ...(kind === 'background' ? ['--linger', '0'] : []),
+            '--',
+            kubectlPath('1.33'),
+            'get',
+            'pods',
+            '-o',
+            'name',
+          ],
+          { env, timeoutMs: 40_000 },
+        );
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.toString()).toBe('pod/web-0\n');
+        expect(r.stderr).toContain(
+          `kubetrail: the kubetrail on 127.0.0.1:${port} exports elsewhere (another collector, trace link or OTEL_* setting); serving this command in-process, exporting to ${b.url}\n`,
+        );
+        await expect.poll(() => b.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
+        await new Promise((res) => setTimeout(res, 500));
+        expect(a.spans.length).toBe(spansAtA);
+      } finally {
+        start?.kill();
+        await runKubetrail(['stop'], { env });
+        await a.close();
+        await b.close();
       }
-      if (kind === 'background') await expect.poll(() => a.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
-      // The first command's spans may reach A in several batches: count them once A has gone quiet.
-      let spansAtA = -1;
-      for (let i = 0; i < 20 && spansAtA !== a.spans.length; i++) {
-        spansAtA = a.spans.length;
-        await new Promise((res) => setTimeout(res, 700));
-      }
-      const r = await runKubetrail([...common, '--otlp-endpoint', b.url, ...(kind === 'background' ? ['--linger', '0'] : []), '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], { env, timeoutMs: 40_000 });
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout.toString()).toBe('pod/web-0\n');
-      expect(r.stderr).toContain(`kubetrail: the kubetrail on 127.0.0.1:${port} exports elsewhere (another collector, trace link or OTEL_* setting); serving this command in-process, exporting to ${b.url}\n`);
-      await expect.poll(() => b.spans.length, { timeout: 15_000 }).toBeGreaterThan(0);
-      await new Promise((res) => setTimeout(res, 500));
-      expect(a.spans.length).toBe(spansAtA);
-    } finally {
-      start?.kill();
-      await runKubetrail(['stop'], { env });
-      await a.close();
-      await b.close();
-    }
-  }, 120_000);
+    },
+    120_000,
+  );
 });
 
 describe('what any local process can do with the listener (item 10)', () => {
@@ -400,15 +490,27 @@ describe('what any local process can do with the listener (item 10)', () => {
     proxy = await startConnectProxy();
     const proxyUrl = `http://puser:kt-SECRET-proxy-pass@127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     const base = await fake.writeKubeconfig(join(dir, 'proxied'), { users: [{ name: 'tina', token: 'tina-token' }] });
-    const doc = parse(readFileSync(base, 'utf8')) as { clusters: { cluster: Record<string, unknown> }[]; users: { name: string; user: Record<string, unknown> }[]; contexts: { name: string; context: Record<string, unknown> }[] };
+    const doc = parse(readFileSync(base, 'utf8')) as {
+      clusters: { cluster: Record<string, unknown> }[];
+      users: { name: string; user: Record<string, unknown> }[];
+      contexts: { name: string; context: Record<string, unknown> }[];
+    };
     for (const c of doc.clusters) c.cluster['proxy-url'] = proxyUrl;
     writeFileSync(join(dir, 'proxied', 'tokens-only'), stringify(doc), { mode: 0o600 });
     // The same cluster, and a context whose user is anonymous: its requests carry no credential on purpose.
     doc.users.push({ name: 'nobody', user: {} });
     doc.contexts.push({ name: 'anon', context: { cluster: doc.contexts[0]?.context.cluster, user: 'nobody' } });
     writeFileSync(join(dir, 'proxied', 'with-anonymous'), stringify(doc), { mode: 0o600 });
-    kt = await startKubetrailProcess({ kubeconfig: join(dir, 'proxied', 'tokens-only'), home: freshHome(), args: ['--quiet'] });
-    ktAnon = await startKubetrailProcess({ kubeconfig: join(dir, 'proxied', 'with-anonymous'), home: freshHome(), args: ['--quiet'] });
+    kt = await startKubetrailProcess({
+      kubeconfig: join(dir, 'proxied', 'tokens-only'),
+      home: freshHome(),
+      args: ['--quiet'],
+    });
+    ktAnon = await startKubetrailProcess({
+      kubeconfig: join(dir, 'proxied', 'with-anonymous'),
+      home: freshHome(),
+      args: ['--quiet'],
+    });
   });
   afterAll(async () => {
     await kt?.stop();
@@ -422,10 +524,20 @@ describe('what any local process can do with the listener (item 10)', () => {
     const route = k.route();
     const url = new URL(`${route.base}${path}`);
     return new Promise((resolve, reject) => {
-      const req = httpsRequest({ host: url.hostname, port: url.port, path: url.pathname, ca: route.caPem, servername: route.servername, agent: false }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = httpsRequest(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          ca: route.caPem,
+          servername: route.servername,
+          agent: false,
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -437,10 +549,28 @@ describe('what any local process can do with the listener (item 10)', () => {
     await anonymous(kt, '/api/v1/namespaces/default/pods');
     expect(connects).toEqual([{ auth: undefined }]);
     connects.length = 0;
-    const r = await runKubetrail(['--kubeconfig', join(dir, 'proxied', 'tokens-only'), '--listen', '127.0.0.1:0', '--linger', '0', '--quiet', '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], { env: kubetrailEnv(freshHome(), { OTEL_SDK_DISABLED: 'true' }), timeoutMs: 40_000 });
+    const r = await runKubetrail(
+      [
+        '--kubeconfig',
+        join(dir, 'proxied', 'tokens-only'),
+        '--listen',
+        '127.0.0.1:0',
+        '--linger',
+        '0',
+        '--quiet',
+        '--',
+        kubectlPath('1.33'),
+        'get',
+        'pods',
+        '-o',
+        'name',
+      ],
+      { env: kubetrailEnv(freshHome(), { OTEL_SDK_DISABLED: 'true' }), timeoutMs: 40_000 },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(connects.length).toBeGreaterThan(0);
-    for (const c of connects) expect(c.auth).toBe(`Basic ${Buffer.from('puser:kt-SECRET-proxy-pass').toString('base64')}`);
+    for (const c of connects)
+      expect(c.auth).toBe(`Basic ${Buffer.from('puser:kt-SECRET-proxy-pass').toString('base64')}`);
   });
 
   it('unless a kubeconfig user of that cluster is itself anonymous', async () => {
@@ -464,7 +594,11 @@ describe('what any local process can do with the listener (item 10)', () => {
         s.on('close', () => resolve(buf));
         s.on('error', reject);
       });
-    for (const target of [`${prefix}/api/../../../version`, `${prefix}/%2e%2e/%2E%2E/version`, `https://elsewhere.example${prefix}/version`]) {
+    for (const target of [
+      `${prefix}/api/../../../version`,
+      `${prefix}/%2e%2e/%2E%2E/version`,
+      `https://elsewhere.example${prefix}/version`,
+    ]) {
       const mark = fake.requests.length;
       expect(await raw(target)).toMatch(/^HTTP\/1\.1 200 /);
       expect(fake.requests.slice(mark).map((q) => q.url)).toEqual(['/version']);
@@ -477,18 +611,23 @@ describe('what any local process can do with the listener (item 10)', () => {
     const id = route.servername.replace(/\.kubetrail\.localhost$/, '');
     const get = (path: string): Promise<{ status: number; body: string }> =>
       new Promise((resolve, reject) => {
-        const req = httpsRequest({ host: '127.0.0.1', port: kt?.port, path, ca: route.caPem, servername: 'localhost', agent: false }, (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        });
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: kt?.port, path, ca: route.caPem, servername: 'localhost', agent: false },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
         req.on('error', reject);
         req.end();
       });
     const info = await get('/.kubetrail/v1/info');
     expect(info.status).toBe(404);
     expect(info.body).not.toContain(String(kt.pid));
-    expect((await get(`/.kubetrail/v1/routes/${id}`)).status).toBe((await get('/.kubetrail/v1/routes/no-such-route')).status);
+    expect((await get(`/.kubetrail/v1/routes/${id}`)).status).toBe(
+      (await get('/.kubetrail/v1/routes/no-such-route')).status,
+    );
     expect((await get('/.kubetrail/v1/status')).status).toBe(401);
   });
 });

@@ -30,8 +30,16 @@ function readmeInstallLines(): { pack: string; install: string; doctor: string; 
   const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
   const section = readme.slice(readme.indexOf('## With a cluster of your own'));
   const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
-  const lines = block.split('\n').map((l) => l.replace(/\s{2,}#.*$/, '').trim()).filter(Boolean);
-  expect(lines).toEqual(['npm pack', `npm install -g ./kubetrail-${VERSION}.tgz`, 'kubetrail doctor', 'kubetrail -- kubectl get pods']);
+  const lines = block
+    .split('\n')
+    .map((l) => l.replace(/\s{2,}#.*$/, '').trim())
+    .filter(Boolean);
+  expect(lines).toEqual([
+    'npm pack',
+    `npm install -g ./kubetrail-${VERSION}.tgz`,
+    'kubetrail doctor',
+    'kubetrail -- kubectl get pods',
+  ]);
   const [pack = '', install = '', doctor = '', wrap = ''] = lines;
   return { pack, install, doctor, wrap };
 }
@@ -108,11 +116,17 @@ afterAll(async () => {
 describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubetrail away from the clone', () => {
   it('the tarball holds the built CLI and no source, test or secret', () => {
     expect(packed.code, packed.stderr).toBe(0);
-    const files = spawnSync('tar', ['tzf', join(work, `kubetrail-${VERSION}.tgz`)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    const files = spawnSync('tar', ['tzf', join(work, `kubetrail-${VERSION}.tgz`)], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
     expect(files).toContain('package/dist/bin/kubetrail.js');
     expect(files).toContain('package/dist/bin/kubectl-trail.js');
     expect(files).toContain('package/LICENSE');
-    expect(files.filter((f) => (/\.ts$|\/test\/|\.(pem|key|crt)$|\/(\.?kube)?config$|\.tgz$/i.test(f) && !f.endsWith('.d.ts')))).toEqual([]);
+    expect(
+      files.filter(
+        (f) => /\.ts$|\/test\/|\.(pem|key|crt)$|\/(\.?kube)?config$|\.tgz$/i.test(f) && !f.endsWith('.d.ts'),
+      ),
+    ).toEqual([]);
   });
 
   it('installs into an empty prefix and puts kubetrail and kubectl-trail on PATH', () => {
@@ -150,15 +164,25 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
     expect(wrapped.stderr).toMatch(/kubectl get .*requests?/);
   });
 
-  it.skipIf(oldNode() === undefined)('on an older Node first on PATH it says what to do in one line and exits 1', async () => {
-    expect(installed.code).toBe(0);
-    const home = freshHome();
-    const env: NodeJS.ProcessEnv = { PATH: userPath(oldNode() ?? ''), HOME: home, KUBECONFIG: kubeconfig, KUBETRAIL_STATE_DIR: join(home, 'state') };
-    const r = await sh(INSTALL_LINES.wrap, env, mkdtempSync(join(work, 'old-')), 30_000);
-    expect(r.code).toBe(1);
-    expect(r.stdout.toString()).toBe('');
-    const lines = r.stderr.trim().split('\n');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^kubetrail: needs Node\\.js ${MIN_NODE_MAJOR} or later, but .* is Node \\d+`));
-  });
+  it.skipIf(oldNode() === undefined)(
+    'on an older Node first on PATH it says what to do in one line and exits 1',
+    async () => {
+      expect(installed.code).toBe(0);
+      const home = freshHome();
+      const env: NodeJS.ProcessEnv = {
+        PATH: userPath(oldNode() ?? ''),
+        HOME: home,
+        KUBECONFIG: kubeconfig,
+        KUBETRAIL_STATE_DIR: join(home, 'state'),
+      };
+      const r = await sh(INSTALL_LINES.wrap, env, mkdtempSync(join(work, 'old-')), 30_000);
+      expect(r.code).toBe(1);
+      expect(r.stdout.toString()).toBe('');
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        new RegExp(`^kubetrail: needs Node\\.js ${MIN_NODE_MAJOR} or later, but .* is Node \\d+`),
+      );
+    },
+  );
 });

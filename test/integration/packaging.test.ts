@@ -16,7 +16,19 @@
  * volume initialisation, and the Jaeger image's flags.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,11 +55,18 @@ beforeAll(async () => {
   chmodSync(work, 0o755);
   fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
   const alice = await fake.issueUser('alice', ['dev']);
-  const kc = await fake.writeKubeconfig(join(work, 'kube'), { users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-token' }] });
+  const kc = await fake.writeKubeconfig(join(work, 'kube'), {
+    users: [
+      { name: 'alice', cert: alice },
+      { name: 'tina', token: 'tina-token' },
+    ],
+  });
   fake.create(makePod('web-0', { ageSeconds: 86_400 }));
   fake.create(makePod('web-1', { ageSeconds: 3_600 }));
   // The docs tell Docker users to mount a flattened kubeconfig: make it the way they will.
-  const view = await runProcess(kubectlPath('1.33'), ['config', 'view', '--raw', '--flatten'], { env: { PATH: process.env.PATH ?? '', HOME: freshHome(), KUBECONFIG: kc } });
+  const view = await runProcess(kubectlPath('1.33'), ['config', 'view', '--raw', '--flatten'], {
+    env: { PATH: process.env.PATH ?? '', HOME: freshHome(), KUBECONFIG: kc },
+  });
   expect(view.code, view.stderr).toBe(0);
   flat = join(work, 'flat.kubeconfig');
   writeFileSync(flat, view.stdout, { mode: 0o600 });
@@ -71,7 +90,11 @@ function pluginPath(target: string): string {
   return bin;
 }
 
-async function pluginRun(bin: string): Promise<{ direct: string; plugin: Awaited<ReturnType<typeof runProcess>>; list: Awaited<ReturnType<typeof runProcess>> }> {
+async function pluginRun(bin: string): Promise<{
+  direct: string;
+  plugin: Awaited<ReturnType<typeof runProcess>>;
+  list: Awaited<ReturnType<typeof runProcess>>;
+}> {
   const home = freshHome();
   const env: NodeJS.ProcessEnv = {
     PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
@@ -150,7 +173,11 @@ function parseDockerfile(text: string): { args: Record<string, string>; stages: 
       args[k ?? ''] = v ?? '';
     } else if (op === 'FROM') {
       const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
-      stages.push({ from: (f?.[1] ?? '').replace(/\$\{(\w+)\}/g, (_, n: string) => args[n] ?? ''), name: f?.[2], steps: [] });
+      stages.push({
+        from: (f?.[1] ?? '').replace(/\$\{(\w+)\}/g, (_, n: string) => args[n] ?? ''),
+        name: f?.[2],
+        steps: [],
+      });
     } else {
       const stage = stages.at(-1);
       if (!stage) throw new Error(`${op} before FROM`);
@@ -162,7 +189,8 @@ function parseDockerfile(text: string): { args: Record<string, string>; stages: 
 
 function jsonArgs(rest: string): string[] {
   const v = JSON.parse(rest) as unknown;
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error(`expected a JSON array of strings: ${rest}`);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+    throw new Error(`expected a JSON array of strings: ${rest}`);
   return v;
 }
 
@@ -181,7 +209,18 @@ function dockerignore(text: string): (path: string) => boolean {
     .filter((l) => l !== '' && !l.startsWith('#'))
     .map((p) => {
       if (p.startsWith('!')) throw new Error('.dockerignore exceptions (!) are not replayed here; extend the test');
-      const body = p.replace(/^\/+|\/+$/g, '').split('/').map((seg) => (seg === '**' ? '.*' : seg.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]'))).join('/');
+      const body = p
+        .replace(/^\/+|\/+$/g, '')
+        .split('/')
+        .map((seg) =>
+          seg === '**'
+            ? '.*'
+            : seg
+                .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+                .replace(/\*/g, '[^/]*')
+                .replace(/\?/g, '[^/]'),
+        )
+        .join('/');
       return new RegExp(`^${body}(/|$)`);
     });
   return (path) => res.some((re) => re.test(path));
@@ -191,15 +230,29 @@ function dockerignore(text: string): (path: string) => boolean {
 const MAPPED = ['/app', '/state', '/usr/local/bin', '/kubeconfig'];
 
 function mapRun(cmd: string, root: string): string {
-  const marked = cmd.replace(/(^|[\s'"=:])(\/(?:app|state|usr\/local\/bin|kubeconfig))(?=[\s/'"]|$)/g, (_, pre: string, p: string) => `${pre}\0${p}`);
-  if (/(^|[\s'"=:])\/[a-z]/i.test(marked)) throw new Error(`RUN uses an absolute path the replay does not map (${MAPPED.join(', ')}): ${cmd}`);
+  const marked = cmd.replace(
+    /(^|[\s'"=:])(\/(?:app|state|usr\/local\/bin|kubeconfig))(?=[\s/'"]|$)/g,
+    (_, pre: string, p: string) => `${pre}\0${p}`,
+  );
+  if (/(^|[\s'"=:])\/[a-z]/i.test(marked))
+    throw new Error(`RUN uses an absolute path the replay does not map (${MAPPED.join(', ')}): ${cmd}`);
   return marked.replaceAll('\0', root);
 }
 
 /** Run as the container's user (uid/gid), as `docker exec` does; stdout kept as bytes. */
-function runAs(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd: string; uid?: number; gid?: number }): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+function runAs(
+  cmd: string,
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; cwd: string; uid?: number; gid?: number },
+): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: opts.env,
+      cwd: opts.cwd,
+      uid: opts.uid,
+      gid: opts.gid,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
@@ -216,7 +269,18 @@ function runAs(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd:
 describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a container engine', () => {
   const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
   const compose = parse(readFileSync(join(REPO, 'docker-compose.yml'), 'utf8')) as {
-    services: Record<string, { build?: unknown; image?: string; command?: string[]; environment?: Record<string, string>; ports?: string[]; volumes?: string[]; user?: string }>;
+    services: Record<
+      string,
+      {
+        build?: unknown;
+        image?: string;
+        command?: string[];
+        environment?: Record<string, string>;
+        ports?: string[];
+        volumes?: string[];
+        user?: string;
+      }
+    >;
   };
   const { stages } = parseDockerfile(dockerfile);
   const runtime = stages.at(-1) as Stage;
@@ -227,7 +291,10 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
 
   beforeAll(async () => {
     // The build context: what git knows of (tracked, or new and not ignored), minus .dockerignore.
-    const ls = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO, encoding: 'utf8' });
+    const ls = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+      cwd: REPO,
+      encoding: 'utf8',
+    });
     expect(ls.status, ls.stderr).toBe(0);
     const ignored = dockerignore(readFileSync(join(REPO, '.dockerignore'), 'utf8'));
     const context = join(work, 'context');
@@ -261,8 +328,12 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
           const dest = words.pop() ?? '';
           for (const src of words) {
             const source = from !== undefined ? join(roots.get(from) ?? '(no such stage)', src) : join(context, src);
-            if (!existsSync(source)) throw new Error(`COPY ${src}: not in the ${from ? `stage ${from}` : 'build context (see .dockerignore)'}`);
-            const target = dest.endsWith('/') || words.length > 1 ? join(at(dest), src.split('/').pop() ?? '') : at(dest);
+            if (!existsSync(source))
+              throw new Error(
+                `COPY ${src}: not in the ${from ? `stage ${from}` : 'build context (see .dockerignore)'}`,
+              );
+            const target =
+              dest.endsWith('/') || words.length > 1 ? join(at(dest), src.split('/').pop() ?? '') : at(dest);
             mkdirSync(dirname(target), { recursive: true });
             cpSync(source, target, { recursive: true, verbatimSymlinks: true });
           }
@@ -301,10 +372,16 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
   });
 
   it('leaves no devDependency, no source and no test in the runtime tree', () => {
-    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    for (const dev of Object.keys(pkg.devDependencies)) expect(existsSync(join(appDir, 'node_modules', dev)), dev).toBe(false);
-    for (const bin of ['tsc', 'vitest', 'eslint', 'node']) expect(existsSync(join(appDir, 'node_modules', '.bin', bin)), bin).toBe(false);
-    for (const dep of Object.keys(pkg.dependencies)) expect(existsSync(join(appDir, 'node_modules', dep, 'package.json')), dep).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
+    for (const dev of Object.keys(pkg.devDependencies))
+      expect(existsSync(join(appDir, 'node_modules', dev)), dev).toBe(false);
+    for (const bin of ['tsc', 'vitest', 'eslint', 'node'])
+      expect(existsSync(join(appDir, 'node_modules', '.bin', bin)), bin).toBe(false);
+    for (const dep of Object.keys(pkg.dependencies))
+      expect(existsSync(join(appDir, 'node_modules', dep, 'package.json')), dep).toBe(true);
     expect(existsSync(join(appDir, 'src'))).toBe(false);
     expect(existsSync(join(appDir, 'test'))).toBe(false);
     expect(statSync(join(appDir, 'dist', 'bin', 'kubetrail.js')).mode & 0o111).toBe(0o111);
@@ -330,13 +407,23 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
     expect(compose.services.jaeger?.ports?.every((p) => p.startsWith('127.0.0.1:'))).toBe(true);
 
     const root = roots.get(runtime.name ?? String(stages.length - 1)) ?? '';
-    const imageEnv = Object.assign({}, ...runtime.steps.filter((s) => s.op === 'ENV').map((s) => envPairs(s.rest))) as Record<string, string>;
+    const imageEnv = Object.assign(
+      {},
+      ...runtime.steps.filter((s) => s.op === 'ENV').map((s) => envPairs(s.rest)),
+    ) as Record<string, string>;
     const container = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
       PATH: `${dirname(process.execPath)}:${join(root, 'usr', 'local', 'bin')}:/usr/bin:/bin`,
       HOME: '/home/node',
-      ...Object.fromEntries(Object.entries(imageEnv).map(([k, v]) => [k, MAPPED.some((m) => v.startsWith(m)) ? join(root, v) : v])),
+      ...Object.fromEntries(
+        Object.entries(imageEnv).map(([k, v]) => [k, MAPPED.some((m) => v.startsWith(m)) ? join(root, v) : v]),
+      ),
       // compose wires OTLP to the jaeger service; here the receiver stands in for it.
-      ...Object.fromEntries(Object.entries(svc?.environment ?? {}).map(([k, v]) => [k, v.replace('http://jaeger:4318', receiver.url.replace(/\/v1\/traces$/, ''))])),
+      ...Object.fromEntries(
+        Object.entries(svc?.environment ?? {}).map(([k, v]) => [
+          k,
+          v.replace('http://jaeger:4318', receiver.url.replace(/\/v1\/traces$/, '')),
+        ]),
+      ),
       ...extra,
     });
     expect(svc?.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe('http://jaeger:4318');
@@ -351,15 +438,26 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
     // 0.0.0.0:17443 is the container's own network; here it stands for 127.0.0.1:<free port>.
     // ENTRYPOINT is node, its flags, then the script (a path in the image).
     const script = entrypoint.findIndex((a, i) => i > 0 && !a.startsWith('-'));
-    const args = [...entrypoint.slice(1, script), join(root, entrypoint[script] ?? ''), ...cmd.map((a) => (a === '0.0.0.0:17443' ? '127.0.0.1:0' : a))];
-    const server: ChildProcess = spawn(process.execPath, args, { cwd: appDir, env: container(), stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
+    const args = [
+      ...entrypoint.slice(1, script),
+      join(root, entrypoint[script] ?? ''),
+      ...cmd.map((a) => (a === '0.0.0.0:17443' ? '127.0.0.1:0' : a)),
+    ];
+    const server: ChildProcess = spawn(process.execPath, args, {
+      cwd: appDir,
+      env: container(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...asUser,
+    });
     let out = '';
     let err = '';
     server.stdout?.on('data', (c: Buffer) => (out += c.toString()));
     server.stderr?.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number>((resolve) => server.on('close', (code) => resolve(code ?? 128)));
     try {
-      await expect.poll(() => err, { timeout: 20_000 }).toMatch(/listening on https:\/\/127\.0\.0\.1:\d+ for 1 cluster/);
+      await expect
+        .poll(() => err, { timeout: 20_000 })
+        .toMatch(/listening on https:\/\/127\.0\.0\.1:\d+ for 1 cluster/);
       const port = Number(/listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(err)?.[1]);
       expect(out).toMatch(new RegExp(`^export KUBECONFIG=${root}/state/kubetrail/kubeconfigs/[0-9a-f]+\\.yaml$`, 'm'));
       expect(statSync(join(root, 'state', 'kubetrail')).mode & 0o777).toBe(0o700);
@@ -370,7 +468,11 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
       const composeText = readFileSync(join(REPO, 'docker-compose.yml'), 'utf8');
       const script = /docker compose exec -T kubetrail sh -c '([^']+)' > kubetrail\.kubeconfig/.exec(composeText)?.[1];
       expect(script).toBe('cat "$(kubetrail kubeconfig --listen 127.0.0.1:17443)"');
-      const exec = await runAs('sh', ['-c', (script ?? '').replace('127.0.0.1:17443', `127.0.0.1:${port}`)], { env: container(), cwd: appDir, ...asUser });
+      const exec = await runAs('sh', ['-c', (script ?? '').replace('127.0.0.1:17443', `127.0.0.1:${port}`)], {
+        env: container(),
+        cwd: appDir,
+        ...asUser,
+      });
       expect(exec.code, exec.stderr).toBe(0);
       const hostKubeconfig = join(work, 'kubetrail.kubeconfig');
       writeFileSync(hostKubeconfig, exec.stdout, { mode: 0o600 });
@@ -385,24 +487,40 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
       expect(fake.requests.slice(mark).map((r) => r.user)).toContain('alice');
 
       // `start` logs one line per request, then the command's Jaeger link (compose's KUBETRAIL_JAEGER_URL).
-      await expect.poll(() => out, { timeout: 10_000 }).toMatch(/^\S+ 200 .*\/api\/v1\/namespaces\/default\/pods\b.* \[fake\]$/m);
-      await expect.poll(() => out, { timeout: 10_000 }).toMatch(/^trace: http:\/\/localhost:16686\/trace\/([0-9a-f]{32}) kubectl get \(\d+ requests?, \d+(\.\d)?m?s\)$/m);
+      await expect
+        .poll(() => out, { timeout: 10_000 })
+        .toMatch(/^\S+ 200 .*\/api\/v1\/namespaces\/default\/pods\b.* \[fake\]$/m);
+      await expect
+        .poll(() => out, { timeout: 10_000 })
+        .toMatch(
+          /^trace: http:\/\/localhost:16686\/trace\/([0-9a-f]{32}) kubectl get \(\d+ requests?, \d+(\.\d)?m?s\)$/m,
+        );
       const traceId = /trace: http:\/\/localhost:16686\/trace\/([0-9a-f]{32})/.exec(out)?.[1];
 
       // `docker compose exec kubetrail kubetrail doctor` (docs/docker.md): the built doctor, from inside.
-      const doctor = await runAs('sh', ['-c', `kubetrail doctor --listen 127.0.0.1:${port}`], { env: container(), cwd: appDir, ...asUser });
+      const doctor = await runAs('sh', ['-c', `kubetrail doctor --listen 127.0.0.1:${port}`], {
+        env: container(),
+        cwd: appDir,
+        ...asUser,
+      });
       const report = doctor.stdout.toString();
       expect(doctor.code, report).toBe(0);
       expect(report).toMatch(/^ok {4}context alice: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/m);
       expect(report).toMatch(new RegExp(`^ok {4}state dir: ${root}/state/kubetrail is 0700, its files 0600$`, 'm'));
-      expect(report).toMatch(new RegExp(`^ok {4}listen: 127\\.0\\.0\\.1:${port}: a kubetrail \\(pid \\d+\\) listens there`, 'm'));
+      expect(report).toMatch(
+        new RegExp(`^ok {4}listen: 127\\.0\\.0\\.1:${port}: a kubetrail \\(pid \\d+\\) listens there`, 'm'),
+      );
       expect(report).toMatch(/^ok {4}otlp: /m);
 
       // HEALTHCHECK, as Docker runs it inside the container.
       const hc = /CMD\s+(\[.*\])$/.exec(final('HEALTHCHECK') ?? '')?.[1];
       const health = jsonArgs(hc ?? '[]');
       expect(health[0]).toBe('node');
-      const healthy = await runAs(process.execPath, health.slice(1).map((a) => a.replace('port:17443', `port:${port}`)), { env: container(), cwd: appDir, ...asUser });
+      const healthy = await runAs(
+        process.execPath,
+        health.slice(1).map((a) => a.replace('port:17443', `port:${port}`)),
+        { env: container(), cwd: appDir, ...asUser },
+      );
       expect(healthy.code, healthy.stderr).toBe(0);
 
       // docker stop: SIGTERM; spans flushed to the collector on the way out.

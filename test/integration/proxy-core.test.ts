@@ -71,29 +71,50 @@ function recordingObserver(): StageObserver {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kt-core-'));
   upstreamCa = await createCA('upstream CA');
-  const serving = await issueCert(upstreamCa, { commonName: 'apiserver', ipAddresses: ['127.0.0.1'], dnsNames: ['kubernetes.internal'], usage: 'server' });
+  const serving = await issueCert(upstreamCa, {
+    commonName: 'apiserver',
+    ipAddresses: ['127.0.0.1'],
+    dnsNames: ['kubernetes.internal'],
+    usage: 'server',
+  });
   alice = await issueCert(upstreamCa, { commonName: 'alice', organizations: ['dev'], usage: 'client' });
   bob = await issueCert(upstreamCa, { commonName: 'bob', usage: 'client' });
   // Same subject as alice, different CA: must never be treated as alice.
-  impostor = await issueCert(await createCA('evil CA'), { commonName: 'alice', organizations: ['dev'], usage: 'client' });
-
-  upstream = createServer({ key: serving.keyPem, cert: serving.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const peer = (req.socket as TLSSocket).getPeerX509Certificate();
-      const body = Buffer.concat(chunks);
-      seen.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, body, clientCN: peer ? /CN=([^\n]+)/.exec(peer.subject)?.[1] : undefined, remotePort: req.socket.remotePort ?? 0 });
-      handler(req, res, body);
-    });
+  impostor = await issueCert(await createCA('evil CA'), {
+    commonName: 'alice',
+    organizations: ['dev'],
+    usage: 'client',
   });
+
+  upstream = createServer(
+    { key: serving.keyPem, cert: serving.certPem, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const peer = (req.socket as TLSSocket).getPeerX509Certificate();
+        const body = Buffer.concat(chunks);
+        seen.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          rawHeaders: req.rawHeaders,
+          body,
+          clientCN: peer ? /CN=([^\n]+)/.exec(peer.subject)?.[1] : undefined,
+          remotePort: req.socket.remotePort ?? 0,
+        });
+        handler(req, res, body);
+      });
+    },
+  );
   upstream.on('upgrade', (req: IncomingMessage, socket: Socket) => upgradeHandler(req, socket));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upstreamPort = (upstream.address() as AddressInfo).port;
 
   const otherCa = await createCA('some other CA');
   const otherServing = await issueCert(otherCa, { commonName: 'x', ipAddresses: ['127.0.0.1'], usage: 'server' });
-  wrongCaUpstream = createServer({ key: otherServing.keyPem, cert: otherServing.certPem }, (_req, res) => res.end('must never be reached'));
+  wrongCaUpstream = createServer({ key: otherServing.keyPem, cert: otherServing.certPem }, (_req, res) =>
+    res.end('must never be reached'),
+  );
   await new Promise<void>((r) => wrongCaUpstream.listen(0, '127.0.0.1', r));
   wrongCaPort = (wrongCaUpstream.address() as AddressInfo).port;
 
@@ -147,7 +168,15 @@ interface Reply {
 function send(
   cluster: string,
   path: string,
-  opts: { method?: string; headers?: string[]; body?: Buffer; cert?: KeyPairPem; servername?: string; agent?: false; via?: RunningProxy } = {},
+  opts: {
+    method?: string;
+    headers?: string[];
+    body?: Buffer;
+    cert?: KeyPairPem;
+    servername?: string;
+    agent?: false;
+    via?: RunningProxy;
+  } = {},
 ): Promise<Reply> {
   const target = opts.via ?? proxy;
   return new Promise((resolve, reject) => {
@@ -167,7 +196,9 @@ function send(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }),
+        );
         res.on('error', reject);
       },
     );
@@ -186,13 +217,39 @@ describe('forwarding', () => {
   it('forwards method, path, query, headers (duplicates kept) and body unchanged, and relays the answer byte for byte', async () => {
     const payload = randomBytes(300_000);
     handler = (_req, res, body) => {
-      res.writeHead(201, 'Made It', ['Content-Type', 'application/octet-stream', 'Warning', '299 - "first"', 'Warning', '299 - "second"', 'Audit-Id', 'abc']);
+      res.writeHead(201, 'Made It', [
+        'Content-Type',
+        'application/octet-stream',
+        'Warning',
+        '299 - "first"',
+        'Warning',
+        '299 - "second"',
+        'Audit-Id',
+        'abc',
+      ]);
       res.end(Buffer.concat([body, Buffer.from('!')]));
     };
     const before = seen.length;
     const reply = await send('main', '/api/v1/namespaces/default/pods/nginx?dryRun=All&fieldManager=kubectl', {
       method: 'DELETE',
-      headers: ['Authorization', 'Bearer tok-123', 'Impersonate-Group', 'a', 'Impersonate-Group', 'b', 'Kubectl-Command', 'kubectl delete', 'Content-Type', 'application/json', 'Content-Length', String(payload.length), 'Connection', 'keep-alive, X-Hop', 'X-Hop', 'drop-me'],
+      headers: [
+        'Authorization',
+        'Bearer tok-123',
+        'Impersonate-Group',
+        'a',
+        'Impersonate-Group',
+        'b',
+        'Kubectl-Command',
+        'kubectl delete',
+        'Content-Type',
+        'application/json',
+        'Content-Length',
+        String(payload.length),
+        'Connection',
+        'keep-alive, X-Hop',
+        'X-Hop',
+        'drop-me',
+      ],
       body: payload,
     });
     const got = seen[before];
@@ -224,7 +281,11 @@ describe('forwarding', () => {
     expect(seen[before]?.url).toBe('/version');
     const unknown = await send('', '/version', { servername: `nope${SNI_SUFFIX}` });
     expect(unknown.status).toBe(404);
-    expect(JSON.parse(unknown.body.toString()) as unknown).toMatchObject({ kind: 'Status', code: 404, details: { causes: [{ reason: 'KT_ERR_NO_ROUTE' }] } });
+    expect(JSON.parse(unknown.body.toString()) as unknown).toMatchObject({
+      kind: 'Status',
+      code: 404,
+      details: { causes: [{ reason: 'KT_ERR_NO_ROUTE' }] },
+    });
   });
 
   it("publishes the command tag a wrapped command's kubeconfig puts in SNI, and routes by the tagged name", async () => {
@@ -245,13 +306,23 @@ describe('forwarding', () => {
       finish = () => res.end('{"type":"DELETED"}\n');
     };
     const first = await new Promise<string>((resolve, reject) => {
-      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, path: `/c/${routeId('main')}/api/v1/pods?watch=true`, ca: pki.caPem, servername: 'localhost', agent: false }, (res) => {
-        res.once('data', (c: Buffer) => {
-          resolve(c.toString());
-          res.resume();
-          finish();
-        });
-      });
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: proxy.port,
+          path: `/c/${routeId('main')}/api/v1/pods?watch=true`,
+          ca: pki.caPem,
+          servername: 'localhost',
+          agent: false,
+        },
+        (res) => {
+          res.once('data', (c: Buffer) => {
+            resolve(c.toString());
+            res.resume();
+            finish();
+          });
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -259,7 +330,8 @@ describe('forwarding', () => {
   });
 
   it('publishes live progress of a long watch at most once a second, with the events so far', async () => {
-    const event = (i: number): string => `{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p${i}","resourceVersion":"${i}"}}}\n`;
+    const event = (i: number): string =>
+      `{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p${i}","resourceVersion":"${i}"}}}\n`;
     handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       let i = 0;
@@ -274,11 +346,21 @@ describe('forwarding', () => {
     const before = started.length;
     const endsBefore = ended.length;
     const bytes = await new Promise<number>((resolve, reject) => {
-      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, path: `/c/${routeId('main')}/api/v1/pods?watch=true`, ca: pki.caPem, servername: 'localhost', agent: false }, (res) => {
-        let n = 0;
-        res.on('data', (c: Buffer) => (n += c.length));
-        res.on('end', () => resolve(n));
-      });
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: proxy.port,
+          path: `/c/${routeId('main')}/api/v1/pods?watch=true`,
+          ca: pki.caPem,
+          servername: 'localhost',
+          agent: false,
+        },
+        (res) => {
+          let n = 0;
+          res.on('data', (c: Buffer) => (n += c.length));
+          res.on('end', () => resolve(n));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -308,12 +390,22 @@ describe('forwarding', () => {
     };
     const endsBefore = ended.length;
     await new Promise<void>((resolve, reject) => {
-      const req = httpsRequest({ host: '127.0.0.1', port: proxy.port, path: `/c/${routeId('main')}/api/v1/pods?watch=true`, ca: pki.caPem, servername: 'localhost', agent: false }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: proxy.port,
+          path: `/c/${routeId('main')}/api/v1/pods?watch=true`,
+          ca: pki.caPem,
+          servername: 'localhost',
+          agent: false,
+        },
+        (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        },
+      );
       req.on('error', () => undefined);
       req.on('close', () => resolve());
       void reject;
@@ -337,7 +429,11 @@ describe('identity', () => {
     const before = seen.length;
     const reply = await send('main', '/api/v1/pods', { cert: impostor });
     expect(reply.status).toBe(401);
-    const status = JSON.parse(reply.body.toString()) as { kind: string; message: string; details: { causes: { reason: string }[] } };
+    const status = JSON.parse(reply.body.toString()) as {
+      kind: string;
+      message: string;
+      details: { causes: { reason: string }[] };
+    };
     expect(status.kind).toBe('Status');
     expect(status.message).toMatch(/client certificate \(CN=alice, O=dev\) is not one the kubeconfig holds a key for/);
     expect(status.details.causes[0]?.reason).toBe('KT_ERR_CLIENT_CERT');
@@ -387,8 +483,14 @@ describe('upstream failures', () => {
   it('answers a refused connection with a 502 Status naming the apiserver', async () => {
     const reply = await send('refused', '/api/v1/pods');
     expect(reply.status).toBe(502);
-    const s = JSON.parse(reply.body.toString()) as { message: string; reason: string; details: { causes: { reason: string }[] } };
-    expect(s.message).toMatch(/^kubetrail: cannot reach the kube-apiserver at https:\/\/127\.0\.0\.1:1 failed: ECONNREFUSED/);
+    const s = JSON.parse(reply.body.toString()) as {
+      message: string;
+      reason: string;
+      details: { causes: { reason: string }[] };
+    };
+    expect(s.message).toMatch(
+      /^kubetrail: cannot reach the kube-apiserver at https:\/\/127\.0\.0\.1:1 failed: ECONNREFUSED/,
+    );
     expect(s.details.causes[0]?.reason).toBe('KT_ERR_UPSTREAM');
   });
 
@@ -441,10 +543,25 @@ describe('upgrades', () => {
 
   it('tunnels a 101 both ways', async () => {
     upgradeHandler = (_req, socket) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n',
+      );
       socket.on('data', (c: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), c])));
     };
-    const { head, socket } = await rawUpgrade(`/c/${routeId('main')}/api/v1/namespaces/default/pods/p/exec?command=ls`, ['GET', 'Host', 'x', 'Connection', 'Upgrade', 'Upgrade', 'websocket', 'Sec-WebSocket-Protocol', 'v5.channel.k8s.io']);
+    const { head, socket } = await rawUpgrade(
+      `/c/${routeId('main')}/api/v1/namespaces/default/pods/p/exec?command=ls`,
+      [
+        'GET',
+        'Host',
+        'x',
+        'Connection',
+        'Upgrade',
+        'Upgrade',
+        'websocket',
+        'Sec-WebSocket-Protocol',
+        'v5.channel.k8s.io',
+      ],
+    );
     expect(head).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
     expect(head).toContain('Sec-WebSocket-Protocol: v5.channel.k8s.io');
     const echoed = new Promise<string>((resolve) => socket.once('data', (c: Buffer) => resolve(c.toString())));
@@ -454,11 +571,27 @@ describe('upgrades', () => {
   });
 
   it('relays a non-101 answer verbatim and closes, so kubectl can fall back', async () => {
-    const body = '{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pod does not have a host assigned","code":400}';
+    const body =
+      '{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pod does not have a host assigned","code":400}';
     upgradeHandler = (_req, socket) => {
-      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nAudit-Id: 1\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nAudit-Id: 1\r\n\r\n${body}`,
+      );
     };
-    const { head, socket, rest } = await rawUpgrade(`/c/${routeId('main')}/api/v1/namespaces/default/pods/p/exec?command=ls`, ['POST', 'Host', 'x', 'Connection', 'Upgrade', 'Upgrade', 'SPDY/3.1', 'X-Stream-Protocol-Version', 'v4.channel.k8s.io']);
+    const { head, socket, rest } = await rawUpgrade(
+      `/c/${routeId('main')}/api/v1/namespaces/default/pods/p/exec?command=ls`,
+      [
+        'POST',
+        'Host',
+        'x',
+        'Connection',
+        'Upgrade',
+        'Upgrade',
+        'SPDY/3.1',
+        'X-Stream-Protocol-Version',
+        'v4.channel.k8s.io',
+      ],
+    );
     expect(head).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(head).toContain(`Content-Length: ${body.length}`);
     let all = rest;
@@ -476,9 +609,20 @@ describe('upgrades', () => {
       reached = true;
       socket.destroy();
     };
-    const socket = tlsConnect({ host: '127.0.0.1', port: proxy.port, ca: pki.caPem, servername: 'localhost', cert: impostor.certPem, key: impostor.keyPem });
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: proxy.port,
+      ca: pki.caPem,
+      servername: 'localhost',
+      cert: impostor.certPem,
+      key: impostor.keyPem,
+    });
     const head = await new Promise<string>((resolve) => {
-      socket.once('secureConnect', () => socket.write(`GET /c/${routeId('main')}/api/v1/namespaces/d/pods/p/exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`));
+      socket.once('secureConnect', () =>
+        socket.write(
+          `GET /c/${routeId('main')}/api/v1/namespaces/d/pods/p/exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+        ),
+      );
       let buf = '';
       socket.on('data', (c: Buffer) => (buf += c.toString()));
       socket.on('close', () => resolve(buf));

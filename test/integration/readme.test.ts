@@ -7,7 +7,17 @@
  * registry (src/config/schema.ts), and every flag and environment variable in it is run.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,7 +37,14 @@ import { isBuilt } from '../e2e/stack/build.ts';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const README = readFileSync(join(REPO, 'README.md'), 'utf8');
 /** The README and every page under docs/, by path relative to the repository. */
-const DOC_PAGES = new Map(['README.md', ...readdirSync(join(REPO, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)].map((p) => [p, readFileSync(join(REPO, p), 'utf8')]));
+const DOC_PAGES = new Map(
+  [
+    'README.md',
+    ...readdirSync(join(REPO, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ].map((p) => [p, readFileSync(join(REPO, p), 'utf8')]),
+);
 const DOCS = [...DOC_PAGES.values()].join('\n');
 const REFERENCE = DOC_PAGES.get('docs/reference.md') ?? '';
 
@@ -77,7 +94,12 @@ function tableRows(md: string, header: RegExp): string[][] {
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith('|')) break;
-    rows.push(line.slice(1, -1).split('|').map((c) => c.trim()));
+    rows.push(
+      line
+        .slice(1, -1)
+        .split('|')
+        .map((c) => c.trim()),
+    );
   }
   return rows;
 }
@@ -125,7 +147,12 @@ const DOCKER = [
 
 /** Installing for real, away from the clone: install.test.ts reads them from the README and runs them as written. */
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
-const INSTALLED = ['npm pack', `npm install -g ./kubetrail-${VERSION}.tgz`, 'kubetrail doctor', 'kubetrail -- kubectl get pods'] as const;
+const INSTALLED = [
+  'npm pack',
+  `npm install -g ./kubetrail-${VERSION}.tgz`,
+  'kubetrail doctor',
+  'kubetrail -- kubectl get pods',
+] as const;
 
 /** What .ci/run runs on every submission. */
 const CI = ['npm ci && npm test', 'npm test', 'npm run test:e2e', 'bash .ci/run'] as const;
@@ -148,8 +175,14 @@ describe('every documented command is exercised', () => {
   it('each one is in exactly one of the lists above, and each listed one is documented', () => {
     const documented = new Set([...shCommands(DOCS), ...promptCommands(DOCS)]);
     const listed = [...RUN_HERE, ...ON_THE_STACK, ...INSTALLED, ...DOCKER, ...CI, ...NOT_RUN] as string[];
-    expect([...documented].filter((c) => !listed.includes(c)), 'documented commands with no test: add them to a list and exercise them').toEqual([]);
-    expect(listed.filter((c) => !documented.has(c)), 'listed commands the docs no longer have').toEqual([]);
+    expect(
+      [...documented].filter((c) => !listed.includes(c)),
+      'documented commands with no test: add them to a list and exercise them',
+    ).toEqual([]);
+    expect(
+      listed.filter((c) => !documented.has(c)),
+      'listed commands the docs no longer have',
+    ).toEqual([]);
     expect(new Set(listed).size).toBe(listed.length);
   });
 
@@ -157,7 +190,10 @@ describe('every documented command is exercised', () => {
     const lines = README.split('\n');
     expect(lines.length, 'README.md lines: reference material belongs in docs/').toBeLessThanOrEqual(70);
     const first = blocks(README).find((b) => b.lang === 'sh');
-    expect(first?.lines.map((l) => l.replace(/\s{2,}#.*$/, ''))).toEqual(['npm ci && npm run demo', 'npm ci && npm test']);
+    expect(first?.lines.map((l) => l.replace(/\s{2,}#.*$/, ''))).toEqual([
+      'npm ci && npm run demo',
+      'npm ci && npm test',
+    ]);
     expect(README.slice(0, README.indexOf('```sh'))).toMatch(/^kubectl get · \d+ requests · /m);
   });
 
@@ -170,7 +206,12 @@ describe('every documented command is exercised', () => {
         if (!existsSync(join(REPO, page, '..', target))) broken.push(`${page}: ${target}`);
       }
       for (const m of text.matchAll(/\]\(#([^)]+)\)/g)) {
-        const anchors = [...text.matchAll(/^#+ (.+)$/gm)].map((h) => (h[1] ?? '').toLowerCase().replace(/[^a-z0-9 -]/g, '').replaceAll(' ', '-'));
+        const anchors = [...text.matchAll(/^#+ (.+)$/gm)].map((h) =>
+          (h[1] ?? '')
+            .toLowerCase()
+            .replace(/[^a-z0-9 -]/g, '')
+            .replaceAll(' ', '-'),
+        );
         if (!anchors.includes(m[1] ?? '')) broken.push(`${page}: #${m[1] ?? ''}`);
       }
     }
@@ -180,7 +221,9 @@ describe('every documented command is exercised', () => {
   it("the Docker commands are docker-compose.yml's own, which packaging.test.ts replays", () => {
     const compose = readFileSync(join(REPO, 'docker-compose.yml'), 'utf8');
     for (const c of DOCKER) expect(compose, c).toContain(`#   ${c}`);
-    expect(readFileSync(join(REPO, 'test/integration/packaging.test.ts'), 'utf8')).toContain("docker compose exec -T kubetrail sh -c '([^']+)' > kubetrail\\.kubeconfig");
+    expect(readFileSync(join(REPO, 'test/integration/packaging.test.ts'), 'utf8')).toContain(
+      "docker compose exec -T kubetrail sh -c '([^']+)' > kubetrail\\.kubeconfig",
+    );
   });
 
   it('the CI commands are what .ci/run runs', () => {
@@ -207,7 +250,10 @@ beforeAll(async () => {
   fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
   const alice = await fake.issueUser('alice', ['dev']);
   kubeconfig = await fake.writeKubeconfig(join(work, 'kube'), {
-    users: [{ name: 'alice', cert: alice }, { name: 'tina', token: 'tina-token' }],
+    users: [
+      { name: 'alice', cert: alice },
+      { name: 'tina', token: 'tina-token' },
+    ],
     contexts: [
       { name: 'alice', user: 'alice' },
       { name: 'tina', user: 'tina' },
@@ -228,7 +274,11 @@ beforeAll(async () => {
   symlinkSync(kubectlPath('1.33'), join(bin, 'kubectl'));
   symlinkSync(process.execPath, join(bin, 'node'));
   // `npx kubetrail` runs the package's own bin (dist/, built by `npm ci`); here, the same code from src/.
-  writeFileSync(join(bin, 'npx'), `#!/bin/sh\n[ "$1" = kubetrail ] || { echo "test npx: only kubetrail" >&2; exit 127; }\nshift\nexec "${process.execPath}" "${KUBETRAIL_BIN}" "$@"\n`, { mode: 0o755 });
+  writeFileSync(
+    join(bin, 'npx'),
+    `#!/bin/sh\n[ "$1" = kubetrail ] || { echo "test npx: only kubetrail" >&2; exit 127; }\nshift\nexec "${process.execPath}" "${KUBETRAIL_BIN}" "$@"\n`,
+    { mode: 0o755 },
+  );
 });
 
 afterAll(async () => {
@@ -304,7 +354,10 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
 
   it('npm link; kubectl plugin list; KUBETRAIL_JAEGER_URL=... kubectl trail get pods', async () => {
     const prefix = join(work, 'npm-prefix');
-    const env = userEnv(freshHome(), { npm_config_prefix: prefix, KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` });
+    const env = userEnv(freshHome(), {
+      npm_config_prefix: prefix,
+      KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}`,
+    });
     const link = await run('npm link', env);
     expect(link.code, link.stderr).toBe(0);
     expect(readdirSync(join(prefix, 'bin')).sort()).toEqual(['kubectl-trail', 'kubetrail']);
@@ -322,9 +375,19 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
     // KUBETRAIL_JAEGER_URL), with the stand-in apiserver, collector and Jaeger as the stack's.
     const runDir = mkdtempSync(join(work, 'stack-'));
     const otlpHttpEndpoint = receiver.url.replace(/\/v1\/traces$/, '');
-    const info = { runDir, kubeconfig, otlpHttpEndpoint, jaegerUrl, env: { KUBECONFIG: kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: otlpHttpEndpoint, JAEGER_URL: jaegerUrl } };
+    const info = {
+      runDir,
+      kubeconfig,
+      otlpHttpEndpoint,
+      jaegerUrl,
+      env: { KUBECONFIG: kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: otlpHttpEndpoint, JAEGER_URL: jaegerUrl },
+    };
     writeFileSync(join(runDir, 'state.json'), JSON.stringify({ info, procs: [] }));
-    const env = { ...userEnv(freshHome(), { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}`, KUBETRAIL_STACK_DIR: runDir }), KUBECONFIG: '', KUBETRAIL_JAEGER_URL: '' };
+    const env = {
+      ...userEnv(freshHome(), { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}`, KUBETRAIL_STACK_DIR: runDir }),
+      KUBECONFIG: '',
+      KUBETRAIL_JAEGER_URL: '',
+    };
     const r = await sh('eval "$(npm run -s stack -- env)" && npx kubetrail -- kubectl get pods', env);
     expect(r.code, r.stderr).toBe(0);
     expect(traceLink.exec(r.stderr)?.[1]).toBe(jaegerUrl);
@@ -345,10 +408,13 @@ describe('the flag table (docs/reference.md)', () => {
     expect([...byKey.keys()]).toEqual((OPTIONS as readonly OptionDef[]).map((o) => o.key));
     for (const def of OPTIONS as readonly OptionDef[]) {
       const [flag = '', env = '', dflt = ''] = byKey.get(def.key) ?? [];
-      expect(ticked(flag)[0], def.key).toBe(def.type === 'boolean' ? `--${def.key}` : `--${def.key} ${def.metavar ?? 'VALUE'}`);
+      expect(ticked(flag)[0], def.key).toBe(
+        def.type === 'boolean' ? `--${def.key}` : `--${def.key} ${def.metavar ?? 'VALUE'}`,
+      );
       for (const name of def.env ?? []) expect(ticked(env), def.key).toContain(name);
       if (def.type === 'boolean') expect(dflt, def.key).toBe(def.default === true ? 'on' : 'off');
-      else if (typeof def.default === 'function') expect(ticked(dflt), def.key).toContain((def.default({ HOME: '~' }) ?? '').replace(/^~\/?/, '~/'));
+      else if (typeof def.default === 'function')
+        expect(ticked(dflt), def.key).toContain((def.default({ HOME: '~' }) ?? '').replace(/^~\/?/, '~/'));
       else if (def.default !== undefined) expect(ticked(dflt), def.key).toContain(String(def.default));
     }
   });
@@ -356,16 +422,27 @@ describe('the flag table (docs/reference.md)', () => {
   /** Each flag and each environment variable in its row, run through the real CLI, with its effect checked. */
   const home = (): { env: NodeJS.ProcessEnv; dir: string } => {
     const dir = freshHome();
-    return { dir, env: { ...kubetrailEnv(dir), OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, '') } };
+    return {
+      dir,
+      env: { ...kubetrailEnv(dir), OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, '') },
+    };
   };
-  const rewritten = async (args: string[], env: NodeJS.ProcessEnv): Promise<{ path: string; doc: { 'current-context'?: string; clusters: { name: string; cluster: { server: string } }[] } }> => {
+  const rewritten = async (
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ): Promise<{
+    path: string;
+    doc: { 'current-context'?: string; clusters: { name: string; cluster: { server: string } }[] };
+  }> => {
     const r = await runKubetrail(['kubeconfig', ...args], { env });
     expect(r.code, r.stderr).toBe(0);
     const path = r.stdout.toString().trim();
     return { path, doc: parse(readFileSync(path, 'utf8')) as never };
   };
   const wrapped = (args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> =>
-    runKubetrail([...args, '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], { env: { ...env, KUBECONFIG: kubeconfig } });
+    runKubetrail([...args, '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], {
+      env: { ...env, KUBECONFIG: kubeconfig },
+    });
 
   const FLAGS: Record<string, { env: string[]; run: () => Promise<void> }> = {
     config: {
@@ -384,32 +461,49 @@ describe('the flag table (docs/reference.md)', () => {
       env: ['KUBECONFIG'],
       async run() {
         const h = home();
-        expect((await rewritten(['--kubeconfig', kubeconfig], h.env)).doc.clusters.map((c) => c.name)).toEqual(['fake']);
-        expect((await rewritten([], { ...h.env, KUBECONFIG: kubeconfig })).doc.clusters.map((c) => c.name)).toEqual(['fake']);
+        expect((await rewritten(['--kubeconfig', kubeconfig], h.env)).doc.clusters.map((c) => c.name)).toEqual([
+          'fake',
+        ]);
+        expect((await rewritten([], { ...h.env, KUBECONFIG: kubeconfig })).doc.clusters.map((c) => c.name)).toEqual([
+          'fake',
+        ]);
       },
     },
     context: {
       env: [],
       async run() {
-        expect((await rewritten(['--kubeconfig', kubeconfig, '--context', 'tina'], home().env)).doc['current-context']).toBe('tina');
+        expect(
+          (await rewritten(['--kubeconfig', kubeconfig, '--context', 'tina'], home().env)).doc['current-context'],
+        ).toBe('tina');
       },
     },
     listen: {
       env: ['KUBETRAIL_LISTEN'],
       async run() {
         const h = home();
-        expect((await rewritten(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:23456'], h.env)).doc.clusters[0]?.cluster.server).toMatch(/^https:\/\/127\.0\.0\.1:23456\/c\//);
-        expect((await rewritten(['--kubeconfig', kubeconfig], { ...h.env, KUBETRAIL_LISTEN: '127.0.0.1:23457' })).doc.clusters[0]?.cluster.server).toMatch(/^https:\/\/127\.0\.0\.1:23457\/c\//);
+        expect(
+          (await rewritten(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:23456'], h.env)).doc.clusters[0]?.cluster
+            .server,
+        ).toMatch(/^https:\/\/127\.0\.0\.1:23456\/c\//);
+        expect(
+          (await rewritten(['--kubeconfig', kubeconfig], { ...h.env, KUBETRAIL_LISTEN: '127.0.0.1:23457' })).doc
+            .clusters[0]?.cluster.server,
+        ).toMatch(/^https:\/\/127\.0\.0\.1:23457\/c\//);
       },
     },
     'allow-non-loopback': {
       env: [],
       async run() {
         const h = home();
-        const refused = await runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig, '--listen', '0.0.0.0:23456'], { env: h.env });
+        const refused = await runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig, '--listen', '0.0.0.0:23456'], {
+          env: h.env,
+        });
         expect(refused.code).toBe(2);
         expect(refused.stderr).toMatch(/is not a loopback address: .*add --allow-non-loopback if you mean it/);
-        expect((await rewritten(['--kubeconfig', kubeconfig, '--listen', '0.0.0.0:23456', '--allow-non-loopback'], h.env)).doc.clusters[0]?.cluster.server).toMatch(/^https:\/\/0\.0\.0\.0:23456\/c\//);
+        expect(
+          (await rewritten(['--kubeconfig', kubeconfig, '--listen', '0.0.0.0:23456', '--allow-non-loopback'], h.env))
+            .doc.clusters[0]?.cluster.server,
+        ).toMatch(/^https:\/\/0\.0\.0\.0:23456\/c\//);
       },
     },
     'state-dir': {
@@ -417,11 +511,19 @@ describe('the flag table (docs/reference.md)', () => {
       async run() {
         const h = home();
         const dir = join(h.dir, 'elsewhere');
-        expect((await rewritten(['--kubeconfig', kubeconfig, '--state-dir', dir], h.env)).path.startsWith(`${dir}/kubeconfigs/`)).toBe(true);
+        expect(
+          (await rewritten(['--kubeconfig', kubeconfig, '--state-dir', dir], h.env)).path.startsWith(
+            `${dir}/kubeconfigs/`,
+          ),
+        ).toBe(true);
         expect(statSync(dir).mode & 0o777).toBe(0o700);
         expect(statSync(join(dir, 'ca.pem')).mode & 0o777).toBe(0o600);
         const other = join(h.dir, 'from-env');
-        expect((await rewritten(['--kubeconfig', kubeconfig], { ...h.env, KUBETRAIL_STATE_DIR: other })).path.startsWith(`${other}/kubeconfigs/`)).toBe(true);
+        expect(
+          (await rewritten(['--kubeconfig', kubeconfig], { ...h.env, KUBETRAIL_STATE_DIR: other })).path.startsWith(
+            `${other}/kubeconfigs/`,
+          ),
+        ).toBe(true);
       },
     },
     'otlp-endpoint': {
@@ -430,19 +532,37 @@ describe('the flag table (docs/reference.md)', () => {
         const { OTEL_EXPORTER_OTLP_ENDPOINT: _, ...env } = home().env;
         const exported = async (r: RunResult): Promise<void> => {
           const id = traceLink.exec(r.stderr)?.[2];
-          await expect.poll(() => receiver.spans.some((s) => s.traceId === id && s.name === 'kubectl get'), { timeout: 5000 }).toBe(true);
+          await expect
+            .poll(() => receiver.spans.some((s) => s.traceId === id && s.name === 'kubectl get'), { timeout: 5000 })
+            .toBe(true);
         };
         await exported(await wrapped(['--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url], env));
-        await exported(await wrapped(['--listen', '127.0.0.1:0'], { ...env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url }));
-        await exported(await wrapped(['--listen', '127.0.0.1:0'], { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, '') }));
+        await exported(
+          await wrapped(['--listen', '127.0.0.1:0'], { ...env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url }),
+        );
+        await exported(
+          await wrapped(['--listen', '127.0.0.1:0'], {
+            ...env,
+            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, ''),
+          }),
+        );
       },
     },
     'jaeger-url': {
       env: ['KUBETRAIL_JAEGER_URL'],
       async run() {
         const h = home();
-        expect(traceLink.exec((await wrapped(['--listen', '127.0.0.1:0', '--jaeger-url', 'http://jaeger.flag:16686'], h.env)).stderr)?.[1]).toBe('http://jaeger.flag:16686');
-        expect(traceLink.exec((await wrapped(['--listen', '127.0.0.1:0'], { ...h.env, KUBETRAIL_JAEGER_URL: 'http://jaeger.env:16686' })).stderr)?.[1]).toBe('http://jaeger.env:16686');
+        expect(
+          traceLink.exec(
+            (await wrapped(['--listen', '127.0.0.1:0', '--jaeger-url', 'http://jaeger.flag:16686'], h.env)).stderr,
+          )?.[1],
+        ).toBe('http://jaeger.flag:16686');
+        expect(
+          traceLink.exec(
+            (await wrapped(['--listen', '127.0.0.1:0'], { ...h.env, KUBETRAIL_JAEGER_URL: 'http://jaeger.env:16686' }))
+              .stderr,
+          )?.[1],
+        ).toBe('http://jaeger.env:16686');
       },
     },
     quiet: {
@@ -464,9 +584,16 @@ describe('the flag table (docs/reference.md)', () => {
         const lingering = await wrapped(['--linger', '2m'], env);
         expect(lingering.code, lingering.stderr).toBe(0);
         expect(lingering.stdout.toString()).toBe('pod/web-0\n');
-        expect(lingering.stderr).toMatch(new RegExp(`^kubetrail: started a background kubetrail on 127\\.0\\.0\\.1:${port} \\(pid \\d+\\) .* it exits after 2m idle\\.`, 'm'));
+        expect(lingering.stderr).toMatch(
+          new RegExp(
+            `^kubetrail: started a background kubetrail on 127\\.0\\.0\\.1:${port} \\(pid \\d+\\) .* it exits after 2m idle\\.`,
+            'm',
+          ),
+        );
         const stop = await runKubetrail(['stop'], { env });
-        expect(stop.stderr).toMatch(new RegExp(`^kubetrail: stopped the background kubetrail on 127\\.0\\.0\\.1:${port} \\(pid \\d+\\)$`, 'm'));
+        expect(stop.stderr).toMatch(
+          new RegExp(`^kubetrail: stopped the background kubetrail on 127\\.0\\.0\\.1:${port} \\(pid \\d+\\)$`, 'm'),
+        );
         for (const r of [await wrapped(['--linger', '0'], env), await wrapped([], { ...env, KUBETRAIL_LINGER: '0' })]) {
           expect(r.code, r.stderr).toBe(0);
           expect(r.stdout.toString()).toBe('pod/web-0\n');
@@ -496,7 +623,11 @@ describe('the flag table (docs/reference.md)', () => {
       async run() {
         // start mode: the trace line for a command comes this long after its last request (default 3000).
         const h = home();
-        const child = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--session-idle-ms', '200'], { env: h.env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(
+          process.execPath,
+          [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--session-idle-ms', '200'],
+          { env: h.env, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
         let out = '';
         child.stdout.on('data', (c: Buffer) => (out += c.toString()));
         try {
@@ -544,7 +675,14 @@ function stackBuilt(): boolean {
 describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on the local stack, as written', () => {
   // A fresh HOME (cold kubectl caches, no kubetrail state), but the built binaries.
   const runDir = join(tmpdir(), `kt-readme-stack-${process.pid}`);
-  const base = (): NodeJS.ProcessEnv => ({ ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: freshHome(), KUBETRAIL_STACK_DIR: runDir, KUBETRAIL_STACK_CACHE: STACK_CACHE, NO_COLOR: '1' });
+  const base = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    PATH: `${bin}:${process.env.PATH ?? ''}`,
+    HOME: freshHome(),
+    KUBETRAIL_STACK_DIR: runDir,
+    KUBETRAIL_STACK_CACHE: STACK_CACHE,
+    NO_COLOR: '1',
+  });
   afterAll(async () => {
     // Also when the test timed out: never leave the stack running.
     if (existsSync(runDir)) await sh('npm run stack -- down', base());
@@ -563,9 +701,15 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       for (const l of evald.stdout.toString().split('\n')) {
         const eq = l.indexOf('=');
         const k = l.slice(0, eq);
-        if (['KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'JAEGER_URL', 'KUBETRAIL_JAEGER_URL'].includes(k)) vars[k] = l.slice(eq + 1);
+        if (['KUBECONFIG', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'JAEGER_URL', 'KUBETRAIL_JAEGER_URL'].includes(k))
+          vars[k] = l.slice(eq + 1);
       }
-      expect(Object.keys(vars).sort()).toEqual(['JAEGER_URL', 'KUBECONFIG', 'KUBETRAIL_JAEGER_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+      expect(Object.keys(vars).sort()).toEqual([
+        'JAEGER_URL',
+        'KUBECONFIG',
+        'KUBETRAIL_JAEGER_URL',
+        'OTEL_EXPORTER_OTLP_ENDPOINT',
+      ]);
       const env = { ...home, ...vars, KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` };
 
       const traced = await sh('npx kubetrail -- kubectl --context alice get pods', env);
@@ -574,11 +718,17 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       expect(link).toBe(vars.JAEGER_URL);
       let names: string[] = [];
       await expect
-        .poll(async () => {
-          const r = await sh(`curl -s "$JAEGER_URL/api/traces/<trace id>"`.replace('<trace id>', id ?? ''), env);
-          names = ((JSON.parse(r.stdout.toString() || '{}') as { data?: { spans: { operationName: string }[] }[] }).data?.[0]?.spans ?? []).map((s) => s.operationName);
-          return names.includes('kubectl get') && names.includes('list pods');
-        }, { timeout: 15_000, interval: 500 })
+        .poll(
+          async () => {
+            const r = await sh(`curl -s "$JAEGER_URL/api/traces/<trace id>"`.replace('<trace id>', id ?? ''), env);
+            names = (
+              (JSON.parse(r.stdout.toString() || '{}') as { data?: { spans: { operationName: string }[] }[] }).data?.[0]
+                ?.spans ?? []
+            ).map((s) => s.operationName);
+            return names.includes('kubectl get') && names.includes('list pods');
+          },
+          { timeout: 15_000, interval: 500 },
+        )
         .toBe(true);
 
       // `kubetrail show`: the same trace as a tree, from the real Jaeger (#12 item 4; alice's apiserver spans are
@@ -589,16 +739,28 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       const tree = shown.stdout.toString().split('\n');
       expect(tree[0]).toMatch(/^kubectl get \[kubetrail\] /);
       expect(tree).toContainEqual(expect.stringMatching(/^ {2}list pods \[kubetrail\] \S+ 200$/));
-      const json = await sh('npx kubetrail show <trace id> --json --jaeger-url "$JAEGER_URL"'.replace('<trace id>', id ?? ''), env);
+      const json = await sh(
+        'npx kubetrail show <trace id> --json --jaeger-url "$JAEGER_URL"'.replace('<trace id>', id ?? ''),
+        env,
+      );
       expect(json.code, json.stderr).toBe(0);
       expect(JSON.stringify(JSON.parse(json.stdout.toString()))).toContain('"service.name"');
 
       // `npm ci` is CI's first step; the demo after it, in a shell whose KUBETRAIL_LISTEN is the port the
       // user's next command uses and whose KUBETRAIL_STATE_DIR cannot be written:
-      const demoEnv = { ...base(), KUBETRAIL_LISTEN: env.KUBETRAIL_LISTEN ?? '', KUBETRAIL_STATE_DIR: '/dev/null/kubetrail-state' };
+      const demoEnv = {
+        ...base(),
+        KUBETRAIL_LISTEN: env.KUBETRAIL_LISTEN ?? '',
+        KUBETRAIL_STATE_DIR: '/dev/null/kubetrail-state',
+      };
       const demo = await sh('npm ci && npm run demo'.replace('npm ci && ', ''), demoEnv);
       expect(demo.code, demo.stderr).toBe(0);
-      for (const c of ['alice get pods -n shop --chunk-size=100', 'alice logs deployment/web -n shop', 'alice exec deployment/web -n shop -- echo hello from a pod', 'mallory get pods -n shop']) {
+      for (const c of [
+        'alice get pods -n shop --chunk-size=100',
+        'alice logs deployment/web -n shop',
+        'alice exec deployment/web -n shop -- echo hello from a pod',
+        'mallory get pods -n shop',
+      ]) {
         expect(demo.stdout.toString()).toContain(`$ kubetrail -- kubectl --context ${c}\n`);
       }
       // The story: pods Running and Pending, the scheduler's reason, a log line and exec's echo from a kwok node.
@@ -607,7 +769,9 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
       expect(demo.stdout.toString()).toContain('listening on :8080\n');
       expect(demo.stdout.toString()).toContain('\nhello from a pod\n');
       expect(demo.stderr).toContain('rbac: denied for mallory: cannot list pods');
-      expect(demo.stdout.toString()).toMatch(/Jaeger has trace [0-9a-f]{32}: \d+ kubetrail spans and \d+ apiserver spans/);
+      expect(demo.stdout.toString()).toMatch(
+        /Jaeger has trace [0-9a-f]{32}: \d+ kubetrail spans and \d+ apiserver spans/,
+      );
       // The next command works at once: the demo left nothing on the port.
       const next = await sh('npx kubetrail -- kubectl --context alice get pods', env);
       expect(next.code, next.stderr).toBe(0);
@@ -619,18 +783,28 @@ describe.skipIf(!kubectlAvailable('1.33') || !stackBuilt())('README commands on 
 
       const doctor = await sh('npx kubetrail doctor --context mallory --jaeger-url "$JAEGER_URL"', env);
       expect(doctor.code, doctor.stdout.toString()).toBe(0);
-      expect(doctor.stdout.toString()).toMatch(/^ok {4}context mallory: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/m);
+      expect(doctor.stdout.toString()).toMatch(
+        /^ok {4}context mallory: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/m,
+      );
       expect(doctor.stdout.toString()).toMatch(/^warn  jaeger: .* is a Jaeger built without its UI/m);
 
-      const start = spawn('sh', ['-c', 'exec npx kubetrail start --jaeger-url "$JAEGER_URL"'], { env, cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      const start = spawn('sh', ['-c', 'exec npx kubetrail start --jaeger-url "$JAEGER_URL"'], {
+        env,
+        cwd: REPO,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       start.stdout.on('data', (c: Buffer) => (out += c.toString()));
       try {
         await expect.poll(() => out, { timeout: 15_000 }).toMatch(/^export KUBECONFIG=\S+$/m);
-        const r = await kubectl(['--context', 'tom', 'get', 'pods'], { kubeconfig: /^export KUBECONFIG=(\S+)$/m.exec(out)?.[1] ?? '' });
+        const r = await kubectl(['--context', 'tom', 'get', 'pods'], {
+          kubeconfig: /^export KUBECONFIG=(\S+)$/m.exec(out)?.[1] ?? '',
+        });
         expect(r.stderr).toContain('Forbidden');
         await expect.poll(() => out, { timeout: 10_000 }).toMatch(/^\S+ 403 .*\/api\/v1\/namespaces\/default\/pods\b/m);
-        await expect.poll(() => out, { timeout: 10_000 }).toMatch(new RegExp(`^trace: ${vars.JAEGER_URL ?? ''}/trace/[0-9a-f]{32} kubectl get `, 'm'));
+        await expect
+          .poll(() => out, { timeout: 10_000 })
+          .toMatch(new RegExp(`^trace: ${vars.JAEGER_URL ?? ''}/trace/[0-9a-f]{32} kubectl get `, 'm'));
       } finally {
         start.kill('SIGINT');
         await new Promise((r) => start.on('close', r));

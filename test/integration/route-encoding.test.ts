@@ -47,8 +47,18 @@ beforeAll(async () => {
   other = await startFakeApiserver({ version: '1.32', tokens });
   fake.create(makeConfigMap('settings', { mode: 'fast' }));
   kubeconfig = await fake.writeKubeconfig(join(dir, 'one'), { users: [{ name: 'tina', token: 'tina-token' }] });
-  const a = await fake.writeKubeconfig(join(dir, 'a'), { clusterName: 'east', inlineCa: true, users: [{ name: 'tina', token: 'tina-token' }], contexts: [{ name: 'east', user: 'tina' }] });
-  const b = await other.writeKubeconfig(join(dir, 'b'), { clusterName: 'west', inlineCa: true, users: [{ name: 'tina-w', token: 'tina-token' }], contexts: [{ name: 'west', user: 'tina-w' }] });
+  const a = await fake.writeKubeconfig(join(dir, 'a'), {
+    clusterName: 'east',
+    inlineCa: true,
+    users: [{ name: 'tina', token: 'tina-token' }],
+    contexts: [{ name: 'east', user: 'tina' }],
+  });
+  const b = await other.writeKubeconfig(join(dir, 'b'), {
+    clusterName: 'west',
+    inlineCa: true,
+    users: [{ name: 'tina-w', token: 'tina-token' }],
+    contexts: [{ name: 'west', user: 'tina-w' }],
+  });
   const [ka, kb] = [a, b].map((f) => parse(readFileSync(f, 'utf8')) as Record<string, unknown[]>);
   for (const k of ['clusters', 'users', 'contexts']) ka![k] = [...(ka![k] ?? []), ...(kb![k] ?? [])];
   twoClusters = join(dir, 'two.yaml');
@@ -84,10 +94,14 @@ async function proxyRun(port: number, spawnIt: () => ChildProcess): Promise<Prox
   let stderr = '';
   child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? 128 + (signal === 'SIGINT' ? 2 : 0))));
+  const exited = new Promise<number>((resolve) =>
+    child.on('close', (code, signal) => resolve(code ?? 128 + (signal === 'SIGINT' ? 2 : 0))),
+  );
   try {
     await expect.poll(() => stdout, { timeout: 20_000 }).toContain('Starting to serve');
-    const body: unknown = await (await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/default/configmaps/settings`)).json();
+    const body: unknown = await (
+      await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/default/configmaps/settings`)
+    ).json();
     process.kill(-(child.pid ?? 0), 'SIGINT');
     return { stdout, stderr, code: await exited, body };
   } finally {
@@ -97,7 +111,11 @@ async function proxyRun(port: number, spawnIt: () => ChildProcess): Promise<Prox
 
 function directProxy(version: Version, port: number, home: string): ChildProcess {
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, KUBECONFIG: kubeconfig };
-  return spawn(join(KUBECTL_DIR, `kubectl.${version}`), ['proxy', `--port=${port}`], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  return spawn(join(KUBECTL_DIR, `kubectl.${version}`), ['proxy', `--port=${port}`], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
 }
 
 function expectSame(through: ProxyRun, direct: ProxyRun): void {
@@ -117,7 +135,11 @@ describe.each(VERSIONS)('kubectl %s proxy', (version) => {
       // The same port, free again, so the line kubectl prints is the same.
       const opts: CompareOptions = { kubeconfig, version: asKubectl(version), otlpEndpoint: receiver.url };
       const through = await proxyRun(port, () =>
-        spawn(process.execPath, [KUBETRAIL_BIN, ...kubetrailArgv(opts, ['proxy', `--port=${port}`])], { env: kubetrailEnv(freshHome()), stdio: ['ignore', 'pipe', 'pipe'], detached: true }),
+        spawn(process.execPath, [KUBETRAIL_BIN, ...kubetrailArgv(opts, ['proxy', `--port=${port}`])], {
+          env: kubetrailEnv(freshHome()),
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        }),
       );
       expectSame(through, direct);
     } finally {
@@ -128,10 +150,14 @@ describe.each(VERSIONS)('kubectl %s proxy', (version) => {
   it('through `kubetrail start` prints exactly what direct prints', async () => {
     const port = await unusedPort();
     const home = freshHome();
-    const start = spawn(process.execPath, [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${await unusedPort()}`, '--quiet'], {
-      env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const start = spawn(
+      process.execPath,
+      [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${await unusedPort()}`, '--quiet'],
+      {
+        env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let exported = '';
     start.stdout.on('data', (c: Buffer) => (exported += c.toString()));
     try {
@@ -139,7 +165,13 @@ describe.each(VERSIONS)('kubectl %s proxy', (version) => {
       const through = /^export KUBECONFIG=(\S+)$/m.exec(exported)?.[1] ?? '';
       const direct = await proxyRun(port, () => directProxy(version, port, home));
       const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, KUBECONFIG: through };
-      const proxiedRun = await proxyRun(port, () => spawn(join(KUBECTL_DIR, `kubectl.${version}`), ['proxy', `--port=${port}`], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
+      const proxiedRun = await proxyRun(port, () =>
+        spawn(join(KUBECTL_DIR, `kubectl.${version}`), ['proxy', `--port=${port}`], {
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        }),
+      );
       expectSame(proxiedRun, direct);
     } finally {
       start.kill('SIGTERM');
@@ -156,12 +188,27 @@ describe('two clusters through one kubetrail', () => {
     const port = await unusedPort();
     try {
       for (const ctx of ['east', 'west', 'east']) {
-        const r = await proxied(['--context', ctx, 'get', 'cm'], { kubeconfig: twoClusters, version: '1.33', otlpEndpoint: receiver.url, home, kubetrailArgs: ['--quiet', '--linger', '0', '--listen', `127.0.0.1:${port}`] });
+        const r = await proxied(['--context', ctx, 'get', 'cm'], {
+          kubeconfig: twoClusters,
+          version: '1.33',
+          otlpEndpoint: receiver.url,
+          home,
+          kubetrailArgs: ['--quiet', '--linger', '0', '--listen', `127.0.0.1:${port}`],
+        });
         expect(r.code, r.stderr).toBe(0);
       }
       // The cluster without CronJobs says so as direct: its own discovery, not the other cluster's.
-      const cj = await proxied(['--context', 'west', 'get', 'cj'], { kubeconfig: twoClusters, version: '1.33', otlpEndpoint: receiver.url, home, kubetrailArgs: ['--quiet', '--linger', '0', '--listen', `127.0.0.1:${port}`] });
-      const direct = await startKubectl(['--context', 'west', 'get', 'cj'], { kubeconfig: twoClusters, version: '1.33' }).result;
+      const cj = await proxied(['--context', 'west', 'get', 'cj'], {
+        kubeconfig: twoClusters,
+        version: '1.33',
+        otlpEndpoint: receiver.url,
+        home,
+        kubetrailArgs: ['--quiet', '--linger', '0', '--listen', `127.0.0.1:${port}`],
+      });
+      const direct = await startKubectl(['--context', 'west', 'get', 'cj'], {
+        kubeconfig: twoClusters,
+        version: '1.33',
+      }).result;
       expect([cj.code, cj.stderr]).toEqual([direct.code, direct.stderr]);
       const dirs = readdirSync(join(home, '.kube', 'cache', 'discovery')).sort();
       const ids = [...buildRoutes(loadKubeconfig({ explicitPath: twoClusters, env: {} })).clusters.keys()];
@@ -183,7 +230,14 @@ describe("a route's address", () => {
     id = [...routes.clusters.keys()][0] ?? '';
     const pki = await ensureLocalPki(join(dir, 'pki'));
     caPem = pki.caPem;
-    proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, limits: { maxConnections: 4 }, onNotice: (l) => notices.push(l) });
+    proxy = await startProxy({
+      routes,
+      pki,
+      host: '127.0.0.1',
+      port: 0,
+      limits: { maxConnections: 4 },
+      onNotice: (l) => notices.push(l),
+    });
   });
   afterAll(async () => {
     await proxy.close();
@@ -191,7 +245,9 @@ describe("a route's address", () => {
 
   const head = (host: string, servername: string): Promise<{ line: string; socket: TLSSocket }> =>
     new Promise((resolve, reject) => {
-      const s = tlsConnect({ host, port: proxy.port, ca: caPem, servername, ALPNProtocols: ['http/1.1'] }, () => s.write('GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tina-token\r\n\r\n'));
+      const s = tlsConnect({ host, port: proxy.port, ca: caPem, servername, ALPNProtocols: ['http/1.1'] }, () =>
+        s.write('GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tina-token\r\n\r\n'),
+      );
       let got = '';
       s.on('data', (c: Buffer) => {
         got += c.toString('latin1');
@@ -208,17 +264,32 @@ describe("a route's address", () => {
     expect(unnamed.line).toBe('HTTP/1.1 404 Not Found');
     for (const s of [named.socket, unnamed.socket]) s.destroy();
     // Only the routes' addresses are listened on, nothing else under 127/8.
-    await expect(new Promise((resolve, reject) => netConnect(proxy.port, '127.9.9.9').on('connect', resolve).on('error', reject))).rejects.toThrow(/ECONNREFUSED/);
+    await expect(
+      new Promise((resolve, reject) => netConnect(proxy.port, '127.9.9.9').on('connect', resolve).on('error', reject)),
+    ).rejects.toThrow(/ECONNREFUSED/);
   });
 
   it("shares the listener's connection cap: at 4 open in all, a fifth is closed on either address", async () => {
     notices.length = 0;
-    const held = await Promise.all([head('127.0.0.1', routeHost(id)), head(routeAddress(id), routeHost(id)), head(routeAddress(id), routeHost(id)), head('127.0.0.1', routeHost(id))]);
+    const held = await Promise.all([
+      head('127.0.0.1', routeHost(id)),
+      head(routeAddress(id), routeHost(id)),
+      head(routeAddress(id), routeHost(id)),
+      head('127.0.0.1', routeHost(id)),
+    ]);
     for (const host of [routeAddress(id), '127.0.0.1']) {
       await expect(head(host, routeHost(id))).rejects.toThrow();
     }
     expect(notices).toHaveLength(1);
     for (const h of held) h.socket.destroy();
-    await expect.poll(async () => (await head(routeAddress(id), routeHost(id)).then((h) => (h.socket.destroy(), h.line)).catch(() => 'closed')), { timeout: 5_000 }).toBe('HTTP/1.1 200 OK');
+    await expect
+      .poll(
+        async () =>
+          await head(routeAddress(id), routeHost(id))
+            .then((h) => (h.socket.destroy(), h.line))
+            .catch(() => 'closed'),
+        { timeout: 5_000 },
+      )
+      .toBe('HTTP/1.1 200 OK');
   });
 });

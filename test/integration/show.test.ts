@@ -35,7 +35,27 @@ afterAll(async () => {
 });
 
 async function wrappedGetPods(home: string, otlp: string): Promise<string> {
-  const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', otlp, '--jaeger-url', REFUSED, '--', kubectlPath('1.33'), '--context', 'tina', 'get', 'pods', '-o', 'name'], { env: kubetrailEnv(home) });
+  const r = await runKubetrail(
+    [
+      '--kubeconfig',
+      kubeconfig,
+      '--listen',
+      '127.0.0.1:0',
+      '--otlp-endpoint',
+      otlp,
+      '--jaeger-url',
+      REFUSED,
+      '--',
+      kubectlPath('1.33'),
+      '--context',
+      'tina',
+      'get',
+      'pods',
+      '-o',
+      'name',
+    ],
+    { env: kubetrailEnv(home) },
+  );
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout.toString()).toBe('pod/web-0\n');
   return r.stderr;
@@ -53,13 +73,20 @@ describe('kubetrail show', () => {
     expect(tree).toContainEqual(expect.stringMatching(/^ {2}list pods \[kubetrail\] \S+ 200$/));
     expect(tree).toContainEqual(expect.stringMatching(/^ {4}upstream \[kubetrail\] \S+ 200$/));
     expect(tree).toContainEqual(expect.stringMatching(/^ {4}auth \[kubetrail\] /));
-    const traceId = /^kubetrail: trace ([0-9a-f]{32}) from the local store \(kubetrail's spans only; Jaeger at http:\/\/127\.0\.0\.1:9 cannot be reached \(.+\)\)$/m.exec(r.stderr)?.[1];
+    const traceId =
+      /^kubetrail: trace ([0-9a-f]{32}) from the local store \(kubetrail's spans only; Jaeger at http:\/\/127\.0\.0\.1:9 cannot be reached \(.+\)\)$/m.exec(
+        r.stderr,
+      )?.[1];
     expect(traceId, r.stderr).toBeDefined();
 
     // --json: the trace as OTLP JSON, the same trace; by id too.
-    const j = await runKubetrail(['show', String(traceId), '--json', '--jaeger-url', REFUSED], { env: kubetrailEnv(home) });
+    const j = await runKubetrail(['show', String(traceId), '--json', '--jaeger-url', REFUSED], {
+      env: kubetrailEnv(home),
+    });
     expect(j.code, j.stderr).toBe(0);
-    const otlp = JSON.parse(j.stdout.toString()) as { resourceSpans: { scopeSpans: { spans: { traceId: string; name: string }[] }[] }[] };
+    const otlp = JSON.parse(j.stdout.toString()) as {
+      resourceSpans: { scopeSpans: { spans: { traceId: string; name: string }[] }[] }[];
+    };
     const spans = otlp.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
     expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([traceId]));
     expect(spans.map((s) => s.name)).toContain('list pods');
@@ -77,20 +104,28 @@ describe('kubetrail show', () => {
     const home = freshHome();
     const stderr = await wrappedGetPods(home, receiver.url);
     const traceId = /^trace: \S+\/trace\/([0-9a-f]{32})$/m.exec(stderr)?.[1] ?? '';
-    await expect.poll(() => receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), { timeout: 5000 }).toBe(true);
+    await expect
+      .poll(() => receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), { timeout: 5000 })
+      .toBe(true);
     const jaeger = await standInJaeger(traceId);
     try {
       const r = await runKubetrail(['show', 'last', '--jaeger-url', jaeger.url], { env: kubetrailEnv(home) });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toBe(`kubetrail: trace ${traceId} from Jaeger at ${jaeger.url}\n`);
       const tree = r.stdout.toString().trimEnd().split('\n');
-      const upstream = tree.findIndex((l) => /^ {4}upstream \[kubetrail\]/.test(l) && tree[tree.indexOf(l) + 1]?.includes('[apiserver]'));
+      const upstream = tree.findIndex(
+        (l) => /^ {4}upstream \[kubetrail\]/.test(l) && tree[tree.indexOf(l) + 1]?.includes('[apiserver]'),
+      );
       expect(upstream, tree.join('\n')).toBeGreaterThan(0);
       expect(tree[upstream + 1]).toMatch(/^ {6}GET \/api\/v1\/namespaces\/default\/pods \[apiserver\] /);
       // An unknown id: Jaeger does not have it, nor the store.
-      const missing = await runKubetrail(['show', '0'.repeat(31) + '1', '--jaeger-url', jaeger.url], { env: kubetrailEnv(home) });
+      const missing = await runKubetrail(['show', '0'.repeat(31) + '1', '--jaeger-url', jaeger.url], {
+        env: kubetrailEnv(home),
+      });
       expect(missing.code).toBe(2);
-      expect(missing.stderr).toMatch(/^kubetrail: show 0{31}1: not found: Jaeger at \S+ does not have it, and \S+ does not keep it\n$/);
+      expect(missing.stderr).toMatch(
+        /^kubetrail: show 0{31}1: not found: Jaeger at \S+ does not have it, and \S+ does not keep it\n$/,
+      );
     } finally {
       await new Promise((res) => jaeger.server.close(res));
     }
@@ -103,7 +138,9 @@ describe('kubetrail show', () => {
     expect(bad.stderr).toBe('kubetrail: show xyz: not a trace id (32 hex digits) or "last"\n');
     const none = await runKubetrail(['show', 'last', '--jaeger-url', REFUSED], { env: kubetrailEnv(home) });
     expect(none.code).toBe(2);
-    expect(none.stderr).toMatch(/^kubetrail: show last: no trace kept in \S+ yet; run a command through kubetrail first\n$/);
+    expect(none.stderr).toMatch(
+      /^kubetrail: show last: no trace kept in \S+ yet; run a command through kubetrail first\n$/,
+    );
   });
 });
 
@@ -114,11 +151,35 @@ describe('kubetrail show', () => {
 async function standInJaeger(traceId: string): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     const id = /^\/api\/v3\/traces\/([0-9a-f]{32})$/.exec(req.url ?? '')?.[1];
-    const payloads = receiver.raw.map((b) => JSON.parse(b) as { resourceSpans: { resource: unknown; scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; startTimeUnixNano: string; endTimeUnixNano: string }[] }[] }[] });
-    const resourceSpans = payloads.flatMap((p) => p.resourceSpans).map((rs) => ({ ...rs, scopeSpans: rs.scopeSpans.map((ss) => ({ ...ss, spans: ss.spans.filter((s) => s.traceId === id) })) }));
+    const payloads = receiver.raw.map(
+      (b) =>
+        JSON.parse(b) as {
+          resourceSpans: {
+            resource: unknown;
+            scopeSpans: {
+              spans: {
+                traceId: string;
+                spanId: string;
+                parentSpanId?: string;
+                name: string;
+                startTimeUnixNano: string;
+                endTimeUnixNano: string;
+              }[];
+            }[];
+          }[];
+        },
+    );
+    const resourceSpans = payloads
+      .flatMap((p) => p.resourceSpans)
+      .map((rs) => ({
+        ...rs,
+        scopeSpans: rs.scopeSpans.map((ss) => ({ ...ss, spans: ss.spans.filter((s) => s.traceId === id) })),
+      }));
     const spans = resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
     if (id !== traceId || spans.length === 0) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"httpCode":404,"message":"trace not found"}}');
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"error":{"httpCode":404,"message":"trace not found"}}');
       return;
     }
     const list = spans.find((s) => s.name === 'list pods');
@@ -126,9 +187,24 @@ async function standInJaeger(traceId: string): Promise<{ url: string; server: Se
     const b64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64');
     const apiserver = {
       resource: { attributes: [{ key: 'service.name', value: { stringValue: 'apiserver' } }] },
-      scopeSpans: [{ spans: [{ traceId: b64(traceId), spanId: b64('00000000000000d4'), parentSpanId: b64(upstream?.spanId ?? ''), name: 'GET /api/v1/namespaces/default/pods', startTimeUnixNano: upstream?.startTimeUnixNano, endTimeUnixNano: upstream?.endTimeUnixNano }] }],
+      scopeSpans: [
+        {
+          spans: [
+            {
+              traceId: b64(traceId),
+              spanId: b64('00000000000000d4'),
+              parentSpanId: b64(upstream?.spanId ?? ''),
+              name: 'GET /api/v1/namespaces/default/pods',
+              startTimeUnixNano: upstream?.startTimeUnixNano,
+              endTimeUnixNano: upstream?.endTimeUnixNano,
+            },
+          ],
+        },
+      ],
     };
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ result: { resourceSpans: [...resourceSpans, apiserver] } }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ result: { resourceSpans: [...resourceSpans, apiserver] } }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };

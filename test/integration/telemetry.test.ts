@@ -42,7 +42,8 @@ beforeAll(async () => {
       { name: 'bob', username: 'bob', password: BASIC_PASSWORD },
     ],
   });
-  for (let i = 0; i < 600; i++) fake.create(makePod(`p-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 3600 }));
+  for (let i = 0; i < 600; i++)
+    fake.create(makePod(`p-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 3600 }));
   fake.create(makePod('web-0', { ageSeconds: 3600 }));
   // The stand-in serves no Secrets; a ConfigMap's data is a response body all the same.
   fake.create(makeConfigMap('db', { password: SECRET_VALUE }));
@@ -54,9 +55,22 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function traced(args: string[], opts: { endpoint?: string; env?: Record<string, string>; home?: string } = {}): Promise<RunResult & { traceId: string }> {
+async function traced(
+  args: string[],
+  opts: { endpoint?: string; env?: Record<string, string>; home?: string } = {},
+): Promise<RunResult & { traceId: string }> {
   const r = await runKubetrail(
-    ['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', opts.endpoint ?? receiver.url, '--', kubectlPath('1.33'), ...args],
+    [
+      '--kubeconfig',
+      kubeconfig,
+      '--listen',
+      '127.0.0.1:0',
+      '--otlp-endpoint',
+      opts.endpoint ?? receiver.url,
+      '--',
+      kubectlPath('1.33'),
+      ...args,
+    ],
     { env: { ...kubetrailEnv(opts.home ?? freshHome()), ...opts.env }, timeoutMs: 40_000 },
   );
   terminal.push(r.stdout.toString(), r.stderr);
@@ -64,7 +78,9 @@ async function traced(args: string[], opts: { endpoint?: string; env?: Record<st
 }
 
 async function spansOf(traceId: string, minimum = 1): Promise<ReceivedSpan[]> {
-  await expect.poll(() => receiver.spans.filter((s) => s.traceId === traceId).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(minimum);
+  await expect
+    .poll(() => receiver.spans.filter((s) => s.traceId === traceId).length, { timeout: 10_000 })
+    .toBeGreaterThanOrEqual(minimum);
   // The batch may still be arriving: wait until two reads agree.
   let n = -1;
   for (;;) {
@@ -80,7 +96,9 @@ const SERVER = 2;
 const CLIENT = 3;
 
 function children(spans: ReceivedSpan[], parent: ReceivedSpan): ReceivedSpan[] {
-  return spans.filter((s) => s.parentSpanId === parent.spanId).sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0));
+  return spans
+    .filter((s) => s.parentSpanId === parent.spanId)
+    .sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0));
 }
 
 describe('one trace per kubectl command', () => {
@@ -131,14 +149,20 @@ describe('one trace per kubectl command', () => {
     expect(list.attributes['user_agent.original']).toMatch(/^kubectl\.1\.33\/v1\.33/);
     expect(requests[0]?.attributes['kube.discovery']).toBe(true);
     const [auth, upstream, rbac, decode] = children(spans, list);
-    expect(auth?.attributes).toMatchObject({ 'auth.method': 'client-certificate', 'auth.user': 'alice', 'auth.groups': ['dev', 'ops'] });
+    expect(auth?.attributes).toMatchObject({
+      'auth.method': 'client-certificate',
+      'auth.user': 'alice',
+      'auth.groups': ['dev', 'ops'],
+    });
     expect(upstream?.attributes['upstream.connection_reused']).toBe(true);
     expect(typeof upstream?.attributes['upstream.ttfb_ms']).toBe('number');
     expect(rbac?.attributes['rbac.decision']).toBe('allowed');
     expect(decode?.attributes).toMatchObject({ 'decode.kind': 'Table', 'decode.items': 1 });
 
     // The apiserver saw our trace context and Audit-ID.
-    const seen = fake.requests.find((q) => q.path === '/api/v1/namespaces/default/pods' && q.headers['audit-id'] === r.traceId);
+    const seen = fake.requests.find(
+      (q) => q.path === '/api/v1/namespaces/default/pods' && q.headers['audit-id'] === r.traceId,
+    );
     expect(seen?.headers.traceparent).toMatch(new RegExp(`^00-${r.traceId}-${upstream?.spanId}-01$`));
   });
 
@@ -162,23 +186,35 @@ describe('one trace per kubectl command', () => {
   });
 
   it('counts what the command read: a single object is 1 object in any format, a NotFound nothing, a one-item list "1 item"', async () => {
-    const rootOf = async (r: { traceId: string }): Promise<ReceivedSpan | undefined> => (await spansOf(r.traceId, 3)).find((s) => s.parentSpanId === undefined);
+    const rootOf = async (r: { traceId: string }): Promise<ReceivedSpan | undefined> =>
+      (await spansOf(r.traceId, 3)).find((s) => s.parentSpanId === undefined);
     const head = (r: RunResult): string => r.stderr.split('\n').find((l) => l.startsWith('kubectl get ·')) ?? '';
     // kubectl asks for a Table (one row) by default, for the object itself with -o yaml: the same read.
     for (const format of [[], ['-o', 'yaml']]) {
       const one = await traced(['--context', 'tina', 'get', 'configmap', 'db', ...format]);
       expect(one.code).toBe(0);
       expect(head(one), `kubectl get configmap db ${format.join(' ')}`).toMatch(/ · 1 object$/);
-      expect((await rootOf(one))?.attributes).toMatchObject({ 'kubectl.objects': 1, 'kubectl.items': 0, 'kubectl.pages': 0 });
+      expect((await rootOf(one))?.attributes).toMatchObject({
+        'kubectl.objects': 1,
+        'kubectl.items': 0,
+        'kubectl.pages': 0,
+      });
     }
     // A NotFound read nothing; nor did kubectl's check that the namespace exists (a GET it sends after one).
     const mark = fake.requests.length;
     // (kubectl 1.33 checks a namespace other than `default`, and finds this one.)
     const none = await traced(['--context', 'tina', 'get', 'configmap', 'nope', '-n', 'kube-system']);
     expect(none.code).toBe(1);
-    expect(fake.requests.slice(mark).map((q) => [q.path, q.status])).toContainEqual(['/api/v1/namespaces/kube-system', 200]);
+    expect(fake.requests.slice(mark).map((q) => [q.path, q.status])).toContainEqual([
+      '/api/v1/namespaces/kube-system',
+      200,
+    ]);
     expect(head(none)).not.toMatch(/object|item/);
-    expect((await rootOf(none))?.attributes).toMatchObject({ 'kubectl.objects': 0, 'kubectl.items': 0, 'kubectl.pages': 0 });
+    expect((await rootOf(none))?.attributes).toMatchObject({
+      'kubectl.objects': 0,
+      'kubectl.items': 0,
+      'kubectl.pages': 0,
+    });
     const list = await traced(['--context', 'tina', 'get', 'pods', '-n', 'default']);
     expect(head(list)).toMatch(/ · 1 item in 1 page$/);
     const named = await traced(['--context', 'tina', 'get', 'pod/web-0', 'configmap/db', '-o', 'name']);
@@ -227,7 +263,11 @@ describe('one trace per kubectl command', () => {
   });
 
   it('a watch shows its event counts and one span event per watch event', async () => {
-    const w = startProxied(['--context', 'alice', 'get', 'pods', '-w', '-o', 'name'], { kubeconfig, otlpEndpoint: receiver.url, kubetrailArgs: [] });
+    const w = startProxied(['--context', 'alice', 'get', 'pods', '-w', '-o', 'name'], {
+      kubeconfig,
+      otlpEndpoint: receiver.url,
+      kubetrailArgs: [],
+    });
     await w.waitFor(/pod\/web-0\n/);
     fake.create(makePod('watched-1', { ageSeconds: 1 }));
     fake.create(makePod('watched-2', { ageSeconds: 1 }));
@@ -240,8 +280,15 @@ describe('one trace per kubectl command', () => {
     const spans = await spansOf(traceId, 5);
     const watch = spans.find((s) => s.name === 'watch pods') as ReceivedSpan;
     const decode = children(spans, watch).find((c) => c.name === 'decode') as ReceivedSpan;
-    expect(decode.attributes).toMatchObject({ 'decode.watch.events': 3, 'decode.watch.added': 2, 'decode.watch.deleted': 1, 'decode.format': 'json-watch' });
-    expect(decode.events.map((e) => [e.attributes['decode.watch.event.type'], e.attributes['decode.watch.event.name']])).toEqual([
+    expect(decode.attributes).toMatchObject({
+      'decode.watch.events': 3,
+      'decode.watch.added': 2,
+      'decode.watch.deleted': 1,
+      'decode.format': 'json-watch',
+    });
+    expect(
+      decode.events.map((e) => [e.attributes['decode.watch.event.type'], e.attributes['decode.watch.event.name']]),
+    ).toEqual([
       ['ADDED', 'watched-1'],
       ['ADDED', 'watched-2'],
       ['DELETED', 'watched-1'],
@@ -257,14 +304,26 @@ describe('upgrades', () => {
     expect(refused.code).toBe(1);
     const spans = await spansOf(refused.traceId, 5);
     const exec = spans.find((s) => s.name === 'get pods/exec') as ReceivedSpan;
-    expect(exec.attributes).toMatchObject({ 'kube.verb': 'get', 'kube.subresource': 'exec', 'kubetrail.upgrade': true, 'http.response.status_code': 400 });
+    expect(exec.attributes).toMatchObject({
+      'kube.verb': 'get',
+      'kube.subresource': 'exec',
+      'kubetrail.upgrade': true,
+      'http.response.status_code': 400,
+    });
     expect(children(spans, exec).map((c) => c.name)).toEqual(['auth', 'upstream', 'rbac', 'decode']);
-    expect(children(spans, exec).find((c) => c.name === 'decode')?.attributes).toMatchObject({ 'decode.kind': 'Status', 'decode.status.code': 400 });
+    expect(children(spans, exec).find((c) => c.name === 'decode')?.attributes).toMatchObject({
+      'decode.kind': 'Status',
+      'decode.status.code': 400,
+    });
 
     const ok = await traced(['--context', 'alice', 'exec', 'web-0', '--', 'echo', 'hi']);
     expect(ok.stdout.toString()).toBe('hi\n');
     // The tunnel span ends last: wait for it and its decode child, not just for any five spans.
-    await expect.poll(() => receiver.spans.some((s) => s.traceId === ok.traceId && s.name === 'get pods/exec'), { timeout: 10_000 }).toBe(true);
+    await expect
+      .poll(() => receiver.spans.some((s) => s.traceId === ok.traceId && s.name === 'get pods/exec'), {
+        timeout: 10_000,
+      })
+      .toBe(true);
     const all = await spansOf(ok.traceId, 5);
     const tunnel = all.filter((s) => s.name === 'get pods/exec');
     const decode = children(all, tunnel[0] as ReceivedSpan).find((c) => c.name === 'decode');
@@ -279,7 +338,14 @@ describe('secrets never leave kubetrail', () => {
     await traced(['--context', 'bob', 'get', 'pods']);
     await traced(['--context', 'tina', 'get', 'configmap', 'db', '-o', 'yaml']);
     const keyBody = aliceKeyPem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
-    const needles = [TOKEN, BASIC_PASSWORD, Buffer.from(`bob:${BASIC_PASSWORD}`).toString('base64'), SECRET_VALUE, keyBody.slice(0, 40), keyBody.slice(-40)];
+    const needles = [
+      TOKEN,
+      BASIC_PASSWORD,
+      Buffer.from(`bob:${BASIC_PASSWORD}`).toString('base64'),
+      SECRET_VALUE,
+      keyBody.slice(0, 40),
+      keyBody.slice(-40),
+    ];
     await expect.poll(() => receiver.raw.join('').includes('"auth.user"'), { timeout: 10_000 }).toBe(true);
     const exported = receiver.raw.join('\n');
     // The proxied commands did carry them (so the scan can find them if they leaked)...
@@ -296,40 +362,57 @@ describe('secrets never leave kubetrail', () => {
 describe('telemetry never slows kubectl', () => {
   const EXIT_MARK = /KUBECTL_EXITED_AT=(\d+)/;
 
-  async function timedRun(endpoint: string): Promise<{ stdout: string; code: number; afterExitMs: number; stderr: string }> {
+  async function timedRun(
+    endpoint: string,
+  ): Promise<{ stdout: string; code: number; afterExitMs: number; stderr: string }> {
     const script = `${kubectlPath('1.33')} --context alice get pods -o name; code=$?; echo "KUBECTL_EXITED_AT=$(date +%s%3N)" >&2; exit $code`;
-    const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', endpoint, '--', 'sh', '-c', script], { env: kubetrailEnv(freshHome()), timeoutMs: 30_000 });
+    const r = await runKubetrail(
+      ['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', endpoint, '--', 'sh', '-c', script],
+      { env: kubetrailEnv(freshHome()), timeoutMs: 30_000 },
+    );
     const exitedAt = Number(EXIT_MARK.exec(r.stderr)?.[1]);
     return { stdout: r.stdout.toString(), code: r.code, afterExitMs: Date.now() - exitedAt, stderr: r.stderr };
   }
 
-  it.each(['refused', 'hung', '500'] as const)('a collector that is %s: same output and exit code, back within 3 s of kubectl, one warning', async (mode) => {
-    const direct = await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig });
-    let endpoint = 'http://127.0.0.1:9/v1/traces';
-    let bad: OtlpReceiver | undefined;
-    if (mode !== 'refused') {
-      bad = await startOtlpReceiver(mode === 'hung' ? 'hang' : '500');
-      endpoint = bad.url;
-    }
-    try {
-      const r = await timedRun(endpoint);
-      expect(r.stdout).toBe(direct.stdout.toString());
-      expect(r.code).toBe(direct.code);
-      expect(r.afterExitMs).toBeLessThan(3000);
-      // A refused collector is known at once: it must not cost the exporter's retry backoff (~1 s).
-      if (mode === 'refused') expect(r.afterExitMs).toBeLessThan(700);
-      expect(r.stderr.match(/cannot export traces/g) ?? []).toHaveLength(1);
-    } finally {
-      await bad?.close();
-    }
-  });
+  it.each(['refused', 'hung', '500'] as const)(
+    'a collector that is %s: same output and exit code, back within 3 s of kubectl, one warning',
+    async (mode) => {
+      const direct = await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig });
+      let endpoint = 'http://127.0.0.1:9/v1/traces';
+      let bad: OtlpReceiver | undefined;
+      if (mode !== 'refused') {
+        bad = await startOtlpReceiver(mode === 'hung' ? 'hang' : '500');
+        endpoint = bad.url;
+      }
+      try {
+        const r = await timedRun(endpoint);
+        expect(r.stdout).toBe(direct.stdout.toString());
+        expect(r.code).toBe(direct.code);
+        expect(r.afterExitMs).toBeLessThan(3000);
+        // A refused collector is known at once: it must not cost the exporter's retry backoff (~1 s).
+        if (mode === 'refused') expect(r.afterExitMs).toBeLessThan(700);
+        expect(r.stderr.match(/cannot export traces/g) ?? []).toHaveLength(1);
+      } finally {
+        await bad?.close();
+      }
+    },
+  );
 });
 
 describe('standard OTEL_* variables', () => {
   it('OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the resource', async () => {
-    const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_SERVICE_NAME: 'kubetrail-laptop', OTEL_RESOURCE_ATTRIBUTES: 'team=platform,deployment.environment=dev' } });
+    const r = await traced(['--context', 'alice', 'get', 'pods'], {
+      env: {
+        OTEL_SERVICE_NAME: 'kubetrail-laptop',
+        OTEL_RESOURCE_ATTRIBUTES: 'team=platform,deployment.environment=dev',
+      },
+    });
     const spans = await spansOf(r.traceId, 3);
-    expect(spans[0]?.resource).toMatchObject({ 'service.name': 'kubetrail-laptop', team: 'platform', 'deployment.environment': 'dev' });
+    expect(spans[0]?.resource).toMatchObject({
+      'service.name': 'kubetrail-laptop',
+      team: 'platform',
+      'deployment.environment': 'dev',
+    });
   });
 
   it('OTEL_SDK_DISABLED=true exports nothing; the waterfall still prints, saying why there is no link', async () => {
@@ -363,7 +446,12 @@ describe('documentation', () => {
       for (const e of s.events) for (const k of Object.keys(e.attributes)) keys.add(k);
     }
     expect(keys.size).toBeGreaterThan(40);
-    const missing = [...keys].filter((k) => !readme.includes(`\`${k}\``) && !readme.includes(`\`${k.replace(/^decode\.watch\.event\./, '.')}\``) && !readme.includes(`/\`${k.split('.').pop() ?? ''}\``));
+    const missing = [...keys].filter(
+      (k) =>
+        !readme.includes(`\`${k}\``) &&
+        !readme.includes(`\`${k.replace(/^decode\.watch\.event\./, '.')}\``) &&
+        !readme.includes(`/\`${k.split('.').pop() ?? ''}\``),
+    );
     expect(missing).toEqual([]);
   });
 });

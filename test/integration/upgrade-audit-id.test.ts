@@ -36,7 +36,9 @@ afterAll(async () => {
 });
 
 async function spansOf(traceId: string): Promise<ReceivedSpan[]> {
-  await expect.poll(() => receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), { timeout: 10_000 }).toBe(true);
+  await expect
+    .poll(() => receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), { timeout: 10_000 })
+    .toBe(true);
   return receiver.spans.filter((s) => s.traceId === traceId);
 }
 
@@ -46,17 +48,37 @@ describe.each([
 ] as const)('exec over %s through kubetrail', (_protocol, env) => {
   it('the 101’s span has kube.audit_id: the Audit-ID the apiserver received, though its 101 carries none', async () => {
     const r = await runKubetrail(
-      ['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), '--context', 'alice', 'exec', 'web-0', '--', 'echo', 'hi'],
+      [
+        '--kubeconfig',
+        kubeconfig,
+        '--listen',
+        '127.0.0.1:0',
+        '--otlp-endpoint',
+        receiver.url,
+        '--',
+        kubectlPath('1.33'),
+        '--context',
+        'alice',
+        'exec',
+        'web-0',
+        '--',
+        'echo',
+        'hi',
+      ],
       { env: { ...kubetrailEnv(freshHome()), ...env }, timeoutMs: 40_000 },
     );
     expect(r.code, r.stderr).toBe(0);
     const traceId = /\/trace\/([0-9a-f]{32})/.exec(r.stderr)?.[1] ?? '';
     // This command's upgrade, as the apiserver received it: the audit ID it kept is the one sent.
-    const upgraded = fake.requests.filter((q) => q.path === '/api/v1/namespaces/default/pods/web-0/exec' && q.status === 101 && q.auditId === traceId);
+    const upgraded = fake.requests.filter(
+      (q) => q.path === '/api/v1/namespaces/default/pods/web-0/exec' && q.status === 101 && q.auditId === traceId,
+    );
     expect(upgraded).toHaveLength(1);
     const sent = upgraded[0]?.auditId;
 
-    const span = (await spansOf(traceId)).find((s) => s.name.endsWith(' pods/exec') && s.attributes['http.response.status_code'] === 101);
+    const span = (await spansOf(traceId)).find(
+      (s) => s.name.endsWith(' pods/exec') && s.attributes['http.response.status_code'] === 101,
+    );
     expect(span?.name).toMatch(/ pods\/exec$/);
     expect(span?.attributes['kube.audit_id']).toBe(sent);
   });

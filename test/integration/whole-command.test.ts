@@ -40,7 +40,14 @@ beforeAll(async () => {
   kubeconfig = await fake.writeKubeconfig(dir, {
     users: [
       { name: 'alice', cert: alice },
-      { name: 'pat', exec: { command: 'slow-auth-plugin', args: [PLUGIN_ARG], env: [{ name: 'PLUGIN_TOKEN_VALUE', value: PLUGIN_TOKEN }] } },
+      {
+        name: 'pat',
+        exec: {
+          command: 'slow-auth-plugin',
+          args: [PLUGIN_ARG],
+          env: [{ name: 'PLUGIN_TOKEN_VALUE', value: PLUGIN_TOKEN }],
+        },
+      },
     ],
   });
   for (let i = 0; i < 30; i++) fake.create(makePod(`p${i}`));
@@ -53,21 +60,29 @@ afterAll(async () => {
 });
 
 async function traced(argv: string[], env: Record<string, string> = {}): Promise<RunResult & { traceId: string }> {
-  const r = await runKubetrail(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', ...argv], {
-    env: kubetrailEnv(freshHome(), { PATH: pluginPath, ...env }),
-    timeoutMs: 60_000,
-  });
+  const r = await runKubetrail(
+    ['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', ...argv],
+    {
+      env: kubetrailEnv(freshHome(), { PATH: pluginPath, ...env }),
+      timeoutMs: 60_000,
+    },
+  );
   return { ...r, traceId: /\/trace\/([0-9a-f]{32})/.exec(r.stderr)?.[1] ?? '' };
 }
 
 async function spansOf(traceId: string): Promise<ReceivedSpan[]> {
-  await expect.poll(() => receiver.spans.filter((s) => s.traceId === traceId && s.parentSpanId === undefined).length, { timeout: 10_000 }).toBe(1);
+  await expect
+    .poll(() => receiver.spans.filter((s) => s.traceId === traceId && s.parentSpanId === undefined).length, {
+      timeout: 10_000,
+    })
+    .toBe(1);
   return receiver.spans.filter((s) => s.traceId === traceId);
 }
 
 const ms = (ns: bigint): number => Number(ns) / 1e6;
 /** Figures for a person reading the run (KT_TEST_REPORT=1), not for the assertions. */
-const report = (line: string): void => void (process.env.KT_TEST_REPORT === '1' && process.stderr.write(`whole-command: ${line}\n`));
+const report = (line: string): void =>
+  void (process.env.KT_TEST_REPORT === '1' && process.stderr.write(`whole-command: ${line}\n`));
 
 /** The waits client-go logs at -v=3: `Waited for 196.5ms due to client-side throttling…` (≤1.30) or `"Waited before sending request" delay="196.5ms" reason="client-side throttling…"`. */
 function throttleLogged(stderr: string): number {
@@ -91,7 +106,10 @@ describe("the root span is kubectl's life", () => {
     const script = `date +%s%N > ${marks}; ${kubectlPath('1.33')} --context alice get pods; rc=$?; date +%s%N >> ${marks}; exit $rc`;
     const r = await traced(['sh', '-c', script]);
     expect(r.code).toBe(0);
-    const [t0, t1] = readFileSync(marks, 'utf8').trim().split('\n').map((l) => Number(BigInt(l) / 1000n) / 1000);
+    const [t0, t1] = readFileSync(marks, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => Number(BigInt(l) / 1000n) / 1000);
     const wall = (t1 as number) - (t0 as number);
     const spans = await spansOf(r.traceId);
     const root = rootOf(spans);
@@ -157,39 +175,90 @@ describe('exec credential plugins, timed by the shim', () => {
   it.each([
     ['by its bare name, found on PATH', 'slow-auth-plugin'],
     ['by path', () => join(dir, 'slow-auth-plugin')],
-  ] as const)("a failing plugin named %s: kubectl prints what it prints without kubetrail and exits the same", async (_, command) => {
-    // The plugin exits 3 when its argument is wrong. client-go names the command in its error
-    // ("exec: executable slow-auth-plugin failed with exit code 3"): the shim must not show there.
-    const cmd = typeof command === 'string' ? command : command();
-    const bad = await fake.writeKubeconfig(join(dir, `bad-${cmd.includes('/') ? 'path' : 'name'}`), {
-      users: [{ name: 'pat', exec: { command: cmd, args: ['wrong'] } }],
-    });
-    const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
-    const through = await runKubetrail(['--kubeconfig', bad, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods'], {
-      env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
-      timeoutMs: 60_000,
-    });
-    expect(direct.code).toBe(1);
-    expect(through.code).toBe(direct.code);
-    expect(direct.stderr).toContain(`executable ${cmd} failed with exit code 3`);
-    // Only what cannot be the same is set aside: klog's time and pid, and the server's address (kubetrail's).
-    const same = (text: string): string => text.replace(/^([EIW])\d{4} [\d:.]+\s+\d+ /gm, '$1 ').replace(/https:\/\/[^/"\\]+(\/c\/[^/"\\]+)?\//g, 'https://<server>/');
-    expect(same(through.stderr)).toBe(same(direct.stderr));
-  });
+  ] as const)(
+    'a failing plugin named %s: kubectl prints what it prints without kubetrail and exits the same',
+    async (_, command) => {
+      // The plugin exits 3 when its argument is wrong. client-go names the command in its error
+      // ("exec: executable slow-auth-plugin failed with exit code 3"): the shim must not show there.
+      const cmd = typeof command === 'string' ? command : command();
+      const bad = await fake.writeKubeconfig(join(dir, `bad-${cmd.includes('/') ? 'path' : 'name'}`), {
+        users: [{ name: 'pat', exec: { command: cmd, args: ['wrong'] } }],
+      });
+      const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
+      const through = await runKubetrail(
+        [
+          '--kubeconfig',
+          bad,
+          '--listen',
+          '127.0.0.1:0',
+          '--otlp-endpoint',
+          receiver.url,
+          '--quiet',
+          '--',
+          kubectlPath('1.33'),
+          'get',
+          'pods',
+        ],
+        {
+          env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+          timeoutMs: 60_000,
+        },
+      );
+      expect(direct.code).toBe(1);
+      expect(through.code).toBe(direct.code);
+      expect(direct.stderr).toContain(`executable ${cmd} failed with exit code 3`);
+      // Only what cannot be the same is set aside: klog's time and pid, and the server's address (kubetrail's).
+      const same = (text: string): string =>
+        text
+          .replace(/^([EIW])\d{4} [\d:.]+\s+\d+ /gm, '$1 ')
+          .replace(/https:\/\/[^/"\\]+(\/c\/[^/"\\]+)?\//g, 'https://<server>/');
+      expect(same(through.stderr)).toBe(same(direct.stderr));
+    },
+  );
 
   it('still times a failing plugin named by its bare name; one given by path runs as it is, untimed', async () => {
     const failing = (command: string): Promise<string> =>
-      fake.writeKubeconfig(join(dir, `failing-${command.includes('/') ? 'path' : 'name'}`), { users: [{ name: 'pat', exec: { command, args: ['wrong'] } }] });
-    const byName = await runKubetrail(['--kubeconfig', await failing('slow-auth-plugin'), '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), 'get', 'pods'], {
-      env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
-      timeoutMs: 60_000,
-    });
+      fake.writeKubeconfig(join(dir, `failing-${command.includes('/') ? 'path' : 'name'}`), {
+        users: [{ name: 'pat', exec: { command, args: ['wrong'] } }],
+      });
+    const byName = await runKubetrail(
+      [
+        '--kubeconfig',
+        await failing('slow-auth-plugin'),
+        '--listen',
+        '127.0.0.1:0',
+        '--otlp-endpoint',
+        receiver.url,
+        '--',
+        kubectlPath('1.33'),
+        'get',
+        'pods',
+      ],
+      {
+        env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+        timeoutMs: 60_000,
+      },
+    );
     expect(byName.code).toBe(1);
     expect(byName.stderr).toMatch(/^credential plugin: slow-auth-plugin \S+ in \d+ runs, \d+ failed$/m);
-    const byPath = await runKubetrail(['--kubeconfig', await failing(join(dir, 'slow-auth-plugin')), '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', kubectlPath('1.33'), 'get', 'pods'], {
-      env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
-      timeoutMs: 60_000,
-    });
+    const byPath = await runKubetrail(
+      [
+        '--kubeconfig',
+        await failing(join(dir, 'slow-auth-plugin')),
+        '--listen',
+        '127.0.0.1:0',
+        '--otlp-endpoint',
+        receiver.url,
+        '--',
+        kubectlPath('1.33'),
+        'get',
+        'pods',
+      ],
+      {
+        env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+        timeoutMs: 60_000,
+      },
+    );
     expect(byPath.code).toBe(1);
     expect(byPath.stderr).not.toContain('credential plugin:');
   });
@@ -200,19 +269,32 @@ describe('exec credential plugins through a background kubetrail (wrap mode at a
     const home = freshHome();
     const port = await unusedPort();
     const env = kubetrailEnv(home, { PATH: pluginPath, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url });
-    const wrapped = (kc: string, args: string[], flags: string[] = [], more: Record<string, string> = {}): Promise<RunResult> =>
-      runKubetrail(['--kubeconfig', kc, '--listen', `127.0.0.1:${port}`, ...flags, '--', kubectlPath('1.33'), ...args], { env: { ...env, ...more }, timeoutMs: 60_000 });
+    const wrapped = (
+      kc: string,
+      args: string[],
+      flags: string[] = [],
+      more: Record<string, string> = {},
+    ): Promise<RunResult> =>
+      runKubetrail(
+        ['--kubeconfig', kc, '--listen', `127.0.0.1:${port}`, ...flags, '--', kubectlPath('1.33'), ...args],
+        { env: { ...env, ...more }, timeoutMs: 60_000 },
+      );
     try {
       const ok = await wrapped(kubeconfig, ['--context', 'pat', 'get', 'pods', 'p1']);
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stderr).toMatch(/^kubetrail: started a background kubetrail/m);
       expect(ok.stderr).toMatch(/^credential plugin: slow-auth-plugin \d+ms/m);
-      const bad = await fake.writeKubeconfig(join(dir, 'bad-background'), { users: [{ name: 'pat', exec: { command: 'slow-auth-plugin', args: ['wrong'] } }] });
+      const bad = await fake.writeKubeconfig(join(dir, 'bad-background'), {
+        users: [{ name: 'pat', exec: { command: 'slow-auth-plugin', args: ['wrong'] } }],
+      });
       const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
       // A discovery cache of its own, as direct has: the first command filled HOME's for this server URL.
       const through = await wrapped(bad, ['get', 'pods'], ['--quiet'], { KUBECACHEDIR: join(home, 'cache-for-bad') });
       expect(through.code).toBe(direct.code);
-      const same = (text: string): string => text.replace(/^([EIW])\d{4} [\d:.]+\s+\d+ /gm, '$1 ').replace(/https:\/\/[^/"\\]+(\/c\/[^/"\\]+)?\//g, 'https://<server>/');
+      const same = (text: string): string =>
+        text
+          .replace(/^([EIW])\d{4} [\d:.]+\s+\d+ /gm, '$1 ')
+          .replace(/https:\/\/[^/"\\]+(\/c\/[^/"\\]+)?\//g, 'https://<server>/');
       expect(same(through.stderr)).toBe(same(direct.stderr));
       expect(direct.stderr).toContain('executable slow-auth-plugin failed with exit code 3');
     } finally {
@@ -239,36 +321,58 @@ function bucketIdealMs(gets: readonly ReceivedSpan[]): number {
 }
 
 describe('client-side throttling, inferred', () => {
-  it.each(['1.30', '1.33'] as const)("kubectl %s: 30 single-object GETs wait ~3.9 s in kubectl's limiter (QPS 5, burst 10); a single get waits none", async (version) => {
-    const names = Array.from({ length: 30 }, (_, i) => `p${i}`);
-    // -v=3: client-go logs each wait over 50 ms ("Waited for 196.5ms due to client-side throttling"):
-    // kubectl's own account, one oracle. The other is the bucket itself over the requests' observed times.
-    const r = await traced([join(KUBECTL_DIR, `kubectl.${version}`), '--context', 'alice', '-v=3', 'get', 'pod', ...names]);
-    expect(r.code).toBe(0);
-    const logged = throttleLogged(r.stderr);
-    expect(logged, r.stderr.split('\n').filter((l) => /[Ww]aited/.test(l)).slice(0, 3).join('\n')).toBeGreaterThan(2000);
-    const all = await spansOf(r.traceId);
-    const root = rootOf(all);
-    const gets = requestSpans(all, root).filter((s) => s.name === 'get pods');
-    expect(gets).toHaveLength(30);
-    const ideal = bucketIdealMs(gets);
-    expect(all.filter((s) => s.name === 'client-side throttling' && s.parentSpanId === root.spanId).length).toBeGreaterThanOrEqual(15);
-    const throttled = root.attributes['kubectl.throttled_ms'] as number;
-    report(`kubectl ${version}: throttled_ms ${throttled}, -v=3 waits ${logged.toFixed(1)} ms, bucket ${ideal.toFixed(1)} ms, mean GET ${(gets.reduce((n, s) => n + ms(s.endNs - s.startNs), 0) / gets.length).toFixed(1)} ms`);
-    expect(throttled).toBeGreaterThanOrEqual(logged * 0.85);
-    expect(throttled).toBeLessThanOrEqual(logged * 1.15);
-    expect(throttled).toBeGreaterThanOrEqual(ideal * 0.85);
-    expect(throttled).toBeLessThanOrEqual(ideal * 1.15);
-    expect(r.stderr).toMatch(/^client-side throttling: \S+ \(kubectl's limiter: QPS 5, burst 10\)$/m);
+  it.each(['1.30', '1.33'] as const)(
+    "kubectl %s: 30 single-object GETs wait ~3.9 s in kubectl's limiter (QPS 5, burst 10); a single get waits none",
+    async (version) => {
+      const names = Array.from({ length: 30 }, (_, i) => `p${i}`);
+      // -v=3: client-go logs each wait over 50 ms ("Waited for 196.5ms due to client-side throttling"):
+      // kubectl's own account, one oracle. The other is the bucket itself over the requests' observed times.
+      const r = await traced([
+        join(KUBECTL_DIR, `kubectl.${version}`),
+        '--context',
+        'alice',
+        '-v=3',
+        'get',
+        'pod',
+        ...names,
+      ]);
+      expect(r.code).toBe(0);
+      const logged = throttleLogged(r.stderr);
+      expect(
+        logged,
+        r.stderr
+          .split('\n')
+          .filter((l) => /[Ww]aited/.test(l))
+          .slice(0, 3)
+          .join('\n'),
+      ).toBeGreaterThan(2000);
+      const all = await spansOf(r.traceId);
+      const root = rootOf(all);
+      const gets = requestSpans(all, root).filter((s) => s.name === 'get pods');
+      expect(gets).toHaveLength(30);
+      const ideal = bucketIdealMs(gets);
+      expect(
+        all.filter((s) => s.name === 'client-side throttling' && s.parentSpanId === root.spanId).length,
+      ).toBeGreaterThanOrEqual(15);
+      const throttled = root.attributes['kubectl.throttled_ms'] as number;
+      report(
+        `kubectl ${version}: throttled_ms ${throttled}, -v=3 waits ${logged.toFixed(1)} ms, bucket ${ideal.toFixed(1)} ms, mean GET ${(gets.reduce((n, s) => n + ms(s.endNs - s.startNs), 0) / gets.length).toFixed(1)} ms`,
+      );
+      expect(throttled).toBeGreaterThanOrEqual(logged * 0.85);
+      expect(throttled).toBeLessThanOrEqual(logged * 1.15);
+      expect(throttled).toBeGreaterThanOrEqual(ideal * 0.85);
+      expect(throttled).toBeLessThanOrEqual(ideal * 1.15);
+      expect(r.stderr).toMatch(/^client-side throttling: \S+ \(kubectl's limiter: QPS 5, burst 10\)$/m);
 
-    const one = await traced([join(KUBECTL_DIR, `kubectl.${version}`), '--context', 'alice', 'get', 'pod', 'p0']);
-    expect(rootOf(await spansOf(one.traceId)).attributes['kubectl.throttled_ms']).toBe(0);
-    expect(one.stderr).not.toContain('throttling');
-  });
+      const one = await traced([join(KUBECTL_DIR, `kubectl.${version}`), '--context', 'alice', 'get', 'pod', 'p0']);
+      expect(rootOf(await spansOf(one.traceId)).attributes['kubectl.throttled_ms']).toBe(0);
+      expect(one.stderr).not.toContain('throttling');
+    },
+  );
 });
 
 describe("the server's side", () => {
-  it('groups 429s with Retry-After and kubectl\'s retries into one `apf rejected` finding; APF headers are on the request span', async () => {
+  it("groups 429s with Retry-After and kubectl's retries into one `apf rejected` finding; APF headers are on the request span", async () => {
     fake.setFault({ path: /\/namespaces\/default\/pods\?/, status: 429, retryAfter: 1, times: 2 });
     try {
       const r = await traced([kubectlPath('1.33'), '--context', 'alice', 'get', 'pods']);
@@ -293,11 +397,19 @@ describe('pod phases', () => {
     expect(r.code).toBe(0);
     const spans = await spansOf(r.traceId);
     const root = rootOf(spans);
-    expect(root.attributes).toMatchObject({ 'decode.pod_phase.running': 520, 'decode.pod_phase.pending': 7, 'decode.pod_phase.succeeded': 3 });
+    expect(root.attributes).toMatchObject({
+      'decode.pod_phase.running': 520,
+      'decode.pod_phase.pending': 7,
+      'decode.pod_phase.succeeded': 3,
+    });
     const decodes = spans.filter((s) => s.name === 'decode' && s.attributes['decode.kind'] === 'Table');
     expect(decodes).toHaveLength(2);
     const sum = (k: string): number => decodes.reduce((n, s) => n + Number(s.attributes[k] ?? 0), 0);
-    expect([sum('decode.pod_phase.running'), sum('decode.pod_phase.pending'), sum('decode.pod_phase.succeeded')]).toEqual([520, 7, 3]);
+    expect([
+      sum('decode.pod_phase.running'),
+      sum('decode.pod_phase.pending'),
+      sum('decode.pod_phase.succeeded'),
+    ]).toEqual([520, 7, 3]);
     expect(r.stderr).toMatch(/^530 pods: 520 Running, 7 Pending, 3 Succeeded$/m);
   });
 });

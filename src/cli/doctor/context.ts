@@ -40,7 +40,8 @@ function gitVersion(p: Probe): string | undefined {
 }
 
 function sameOutcome(direct: Probe, through: Probe): boolean {
-  if (direct.kind === 'answer') return through.kind === 'answer' && through.status === direct.status && ktReason(through) === undefined;
+  if (direct.kind === 'answer')
+    return through.kind === 'answer' && through.status === direct.status && ktReason(through) === undefined;
   // kubetrail answers a failure to reach the apiserver with a 502 Status naming it.
   return ktReason(through) === (direct.tls ? 'KT_ERR_UPSTREAM_TLS' : 'KT_ERR_UPSTREAM');
 }
@@ -110,7 +111,10 @@ function describeDirect(direct: Probe, route: ClusterRoute, cred: Credential, ct
   if (direct.status === 200) return { level: 'ok', message: base };
   if (direct.status === 401) {
     if (!cred.presentable || cred.description.startsWith('no credential')) {
-      return { level: 'ok', message: `${base}: reachable; /version needs a credential doctor does not present (${cred.description}), kubectl will` };
+      return {
+        level: 'ok',
+        message: `${base}: reachable; /version needs a credential doctor does not present (${cred.description}), kubectl will`,
+      };
     }
     return {
       level: 'fail',
@@ -132,7 +136,11 @@ function describeDirect(direct: Probe, route: ClusterRoute, cred: Credential, ct
   };
 }
 
-export async function checkContext(plan: ContextPlan, proxy: RunningProxy | undefined, caPem: string | undefined): Promise<Finding[]> {
+export async function checkContext(
+  plan: ContextPlan,
+  proxy: RunningProxy | undefined,
+  caPem: string | undefined,
+): Promise<Finding[]> {
   const subject = `context ${plan.context.name}`;
   const out: Finding[] = [];
   const add = (f: Omit<Finding, 'subject'>): void => {
@@ -154,27 +162,42 @@ export async function checkContext(plan: ContextPlan, proxy: RunningProxy | unde
     });
   }
   if (plan.refused !== undefined || !plan.routes || !plan.sub) {
-    add({ level: 'fail', message: `kubetrail cannot use it: ${plan.refused ?? 'unknown reason'}`, fix: 'fix the file or field named; kubectl reads the same fields' });
+    add({
+      level: 'fail',
+      message: `kubetrail cannot use it: ${plan.refused ?? 'unknown reason'}`,
+      fix: 'fix the file or field named; kubectl reads the same fields',
+    });
     return out;
   }
   const route = [...plan.routes.clusters.values()][0];
   if (!route) return out;
   let cred: Credential;
   try {
-    cred = plan.user ? credentialOf(plan.user, plan.routes) : { description: 'no user (anonymous)', presentable: true, identity: undefined, authorization: undefined };
+    cred = plan.user
+      ? credentialOf(plan.user, plan.routes)
+      : { description: 'no user (anonymous)', presentable: true, identity: undefined, authorization: undefined };
   } catch (err) {
-    add({ level: 'fail', message: `user "${plan.user?.name ?? ''}": ${describeError(err)}`, fix: 'fix the file or field named; kubectl reads the same fields' });
+    add({
+      level: 'fail',
+      message: `user "${plan.user?.name ?? ''}": ${describeError(err)}`,
+      fix: 'fix the file or field named; kubectl reads the same fields',
+    });
     return out;
   }
   add({
     level: route.insecureSkipTlsVerify ? 'warn' : 'ok',
     message: `cluster "${route.name}" ${route.server.href.replace(/\/$/, '')}${route.proxyUrl ? ` via proxy-url ${new URL(route.proxyUrl).origin}` : ''}, user ${plan.user ? `"${plan.user.name}"` : '(none)'}: ${cred.description}`,
     ...(route.insecureSkipTlsVerify
-      ? { fix: `cluster "${route.name}" says insecure-skip-tls-verify: kubetrail skips verification too and marks every span kubetrail.insecure_skip_tls_verify=true; add the cluster's CA instead` }
+      ? {
+          fix: `cluster "${route.name}" says insecure-skip-tls-verify: kubetrail skips verification too and marks every span kubetrail.insecure_skip_tls_verify=true; add the cluster's CA instead`,
+        }
       : {}),
   });
   if (!cred.presentable) {
-    add({ level: 'ok', message: `doctor does not run ${cred.description} (kubectl does, and kubetrail forwards what it sends): the checks below are anonymous and show reachability and TLS` });
+    add({
+      level: 'ok',
+      message: `doctor does not run ${cred.description} (kubectl does, and kubetrail forwards what it sends): the checks below are anonymous and show reachability and TLS`,
+    });
   }
 
   // Around kubetrail: the apiserver itself, with the kubeconfig's CA, SNI, proxy-url and credential.
@@ -228,7 +251,11 @@ export async function checkContext(plan: ContextPlan, proxy: RunningProxy | unde
     if (directLevel === 'ok') {
       add({ level: 'ok', message: `through kubetrail: ${what}, as direct` });
     } else {
-      add({ level: directLevel, message: `through kubetrail: ${what}, the same answer as direct`, fix: 'kubetrail passes the problem on unchanged: fix the direct check above' });
+      add({
+        level: directLevel,
+        message: `through kubetrail: ${what}, the same answer as direct`,
+        fix: 'kubetrail passes the problem on unchanged: fix the direct check above',
+      });
     }
   } else {
     add({

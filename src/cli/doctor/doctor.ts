@@ -47,7 +47,12 @@ export async function doctor(flags: RawValues, env: NodeJS.ProcessEnv = process.
   try {
     config = resolveConfig(flags, env);
   } catch (err) {
-    findings.push({ level: 'fail', subject: 'config', message: describeError(err), fix: 'fix the file or value named (config/kubetrail.yaml documents every key)' });
+    findings.push({
+      level: 'fail',
+      subject: 'config',
+      message: describeError(err),
+      fix: 'fix the file or value named (config/kubetrail.yaml documents every key)',
+    });
     return { findings, code: 1 };
   }
   if (config.config) findings.push({ level: 'ok', subject: 'config', message: `${config.config} loads` });
@@ -75,7 +80,12 @@ export async function doctor(flags: RawValues, env: NodeJS.ProcessEnv = process.
         caPem = pki.caPem;
         proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0 });
       } catch (err) {
-        findings.push({ level: 'fail', subject: 'kubetrail', message: `cannot start an in-process kubetrail on 127.0.0.1: ${describeError(err)}`, fix: 'please report this with the output' });
+        findings.push({
+          level: 'fail',
+          subject: 'kubetrail',
+          message: `cannot start an in-process kubetrail on 127.0.0.1: ${describeError(err)}`,
+          fix: 'please report this with the output',
+        });
       }
     }
     const contexts = async (): Promise<Finding[][]> => {

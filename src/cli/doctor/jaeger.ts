@@ -14,7 +14,10 @@ export async function checkJaeger(config: Config): Promise<Finding> {
   let res: Probe;
   try {
     const target = splitUserinfo(config.jaegerUrl);
-    res = await probe(new URL(target.url), { headers: target.authorization ? { authorization: target.authorization } : {}, timeoutMs: JAEGER_TIMEOUT_MS });
+    res = await probe(new URL(target.url), {
+      headers: target.authorization ? { authorization: target.authorization } : {},
+      timeoutMs: JAEGER_TIMEOUT_MS,
+    });
   } catch (err) {
     res = { kind: 'error', code: 'ERROR', message: describeError(err), ms: 0, tls: false };
   }
@@ -36,6 +39,16 @@ export async function checkJaeger(config: Config): Promise<Finding> {
       fix: `read a trace with its query API: curl ${url.replace(/\/$/, '')}/api/traces/<id>; or use a Jaeger with the UI (\`docker compose up -d jaeger\`)`,
     };
   }
-  if (ok) return { level: 'ok', subject, message: `trace links point at ${url.replace(/\/$/, '')}/trace/<id>; it answers ${res.status}` };
-  return { level: 'warn', subject, message: `trace links point at ${url}, which answers ${res.status}`, fix: 'set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger (the local stack\'s: `eval "$(npm run -s stack -- env)"` sets it)' };
+  if (ok)
+    return {
+      level: 'ok',
+      subject,
+      message: `trace links point at ${url.replace(/\/$/, '')}/trace/<id>; it answers ${res.status}`,
+    };
+  return {
+    level: 'warn',
+    subject,
+    message: `trace links point at ${url}, which answers ${res.status}`,
+    fix: 'set --jaeger-url (or KUBETRAIL_JAEGER_URL) to your Jaeger (the local stack\'s: `eval "$(npm run -s stack -- env)"` sets it)',
+  };
 }

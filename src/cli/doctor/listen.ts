@@ -13,21 +13,34 @@ export async function checkListen(config: Config): Promise<Finding> {
   } catch (err) {
     return { level: 'fail', subject, message: describeError(err), fix: 'pass --listen 127.0.0.1:PORT' };
   }
-  if (listen.port === 0) return { level: 'ok', subject, message: `${config.listen}: a new port each run (kubectl's discovery cache stays cold)` };
+  if (listen.port === 0)
+    return {
+      level: 'ok',
+      subject,
+      message: `${config.listen}: a new port each run (kubectl's discovery cache stays cold)`,
+    };
   const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
   const held = await tcpProbe(host, listen.port, 1000);
-  if (held === 'refused' || held === 'unreachable') return { level: 'ok', subject, message: `${config.listen} is free` };
+  if (held === 'refused' || held === 'unreachable')
+    return { level: 'ok', subject, message: `${config.listen} is free` };
   // Who listens is told only to the state dir's control token (read here, never written).
   let pid: number | undefined;
   try {
-    const [{ controlCall }, { statusBody }] = await Promise.all([import('../../background/client.ts'), import('../../background/protocol.ts')]);
+    const [{ controlCall }, { statusBody }] = await Promise.all([
+      import('../../background/client.ts'),
+      import('../../background/protocol.ts'),
+    ]);
     const body = statusBody(await controlCall(config.stateDir, host, listen.port, { op: 'status' }, 2000));
     pid = typeof body?.pid === 'number' ? body.pid : undefined;
   } catch {
     pid = undefined;
   }
   if (pid !== undefined) {
-    return { level: 'ok', subject, message: `${config.listen}: a kubetrail (pid ${pid}) listens there; wrapped commands use it when it serves the same clusters` };
+    return {
+      level: 'ok',
+      subject,
+      message: `${config.listen}: a kubetrail (pid ${pid}) listens there; wrapped commands use it when it serves the same clusters`,
+    };
   }
   return {
     level: 'warn',

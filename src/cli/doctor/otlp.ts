@@ -13,7 +13,12 @@ export async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise
   // Sent with its userinfo (the exporter does too), never printed with it.
   const shown = redactUrl(url);
   if (/^true$/i.test(env.OTEL_SDK_DISABLED ?? '')) {
-    return { level: 'warn', subject, message: 'export is off (OTEL_SDK_DISABLED=true): no traces reach Jaeger; the terminal waterfall still works', fix: 'unset OTEL_SDK_DISABLED to export' };
+    return {
+      level: 'warn',
+      subject,
+      message: 'export is off (OTEL_SDK_DISABLED=true): no traces reach Jaeger; the terminal waterfall still works',
+      fix: 'unset OTEL_SDK_DISABLED to export',
+    };
   }
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   // The exporter sends these (collector credentials): so must the check. Never printed.
@@ -21,19 +26,42 @@ export async function checkOtlp(config: Config, env: NodeJS.ProcessEnv): Promise
     const eq = pair.indexOf('=');
     if (eq > 0) headers[decodeURIComponent(pair.slice(0, eq).trim())] = decodeURIComponent(pair.slice(eq + 1).trim());
   }
-  const noCollector = 'start one: `docker compose up -d jaeger` (the compose file in this repo) or `npm run stack -- up` then `eval "$(npm run -s stack -- env)"`, or point --otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT at yours; kubectl works without it, but no trace reaches Jaeger';
+  const noCollector =
+    'start one: `docker compose up -d jaeger` (the compose file in this repo) or `npm run stack -- up` then `eval "$(npm run -s stack -- env)"`, or point --otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT at yours; kubectl works without it, but no trace reaches Jaeger';
   let target: URL;
   try {
     target = new URL(url);
   } catch (err) {
-    return { level: 'fail', subject, message: `${shown}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`, fix: noCollector };
+    return {
+      level: 'fail',
+      subject,
+      message: `${shown}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`,
+      fix: noCollector,
+    };
   }
-  const res = await probe(target, { method: 'POST', headers, body: '{"resourceSpans":[]}', timeoutMs: OTLP_TIMEOUT_MS });
+  const res = await probe(target, {
+    method: 'POST',
+    headers,
+    body: '{"resourceSpans":[]}',
+    timeoutMs: OTLP_TIMEOUT_MS,
+  });
   if (res.kind === 'error') {
-    const code = res.code === 'TIMEOUT' ? `no answer within ${OTLP_TIMEOUT_MS / 1000}s` : res.code === 'ECONNREFUSED' ? 'nothing listens there (connection refused)' : res.code !== 'ERROR' ? res.code : res.message;
+    const code =
+      res.code === 'TIMEOUT'
+        ? `no answer within ${OTLP_TIMEOUT_MS / 1000}s`
+        : res.code === 'ECONNREFUSED'
+          ? 'nothing listens there (connection refused)'
+          : res.code !== 'ERROR'
+            ? res.code
+            : res.message;
     return { level: 'fail', subject, message: `${shown}: ${code}`, fix: noCollector };
   }
-  if (res.status >= 200 && res.status < 300) return { level: 'ok', subject, message: `${shown} accepted an empty OTLP/HTTP export (${res.status}) in ${Math.round(res.ms)}ms` };
+  if (res.status >= 200 && res.status < 300)
+    return {
+      level: 'ok',
+      subject,
+      message: `${shown} accepted an empty OTLP/HTTP export (${res.status}) in ${Math.round(res.ms)}ms`,
+    };
   return {
     level: 'fail',
     subject,

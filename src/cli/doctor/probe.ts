@@ -32,7 +32,10 @@ export function probe(target: URL | RequestOptions, opts: ProbeOptions, redirect
   const t0 = performance.now();
   const ms = (): number => Math.round((performance.now() - t0) * 10) / 10;
   const method = opts.method ?? 'GET';
-  const headers: OutgoingHttpHeaders = { ...opts.headers, ...(opts.body !== undefined ? { 'content-length': Buffer.byteLength(opts.body) } : {}) };
+  const headers: OutgoingHttpHeaders = {
+    ...opts.headers,
+    ...(opts.body !== undefined ? { 'content-length': Buffer.byteLength(opts.body) } : {}),
+  };
   return new Promise((resolve) => {
     let settled = false;
     const done = (p: Probe | Promise<Probe>): void => {
@@ -47,7 +50,13 @@ export function probe(target: URL | RequestOptions, opts: ProbeOptions, redirect
     };
     const onResponse = (res: IncomingMessage): void => {
       const location = res.headers.location;
-      if (target instanceof URL && method === 'GET' && location && REDIRECTS.has(res.statusCode ?? 0) && redirects < MAX_REDIRECTS) {
+      if (
+        target instanceof URL &&
+        method === 'GET' &&
+        location &&
+        REDIRECTS.has(res.statusCode ?? 0) &&
+        redirects < MAX_REDIRECTS
+      ) {
         res.resume();
         done(probe(new URL(location, target), opts, redirects + 1));
         return;
@@ -58,21 +67,39 @@ export function probe(target: URL | RequestOptions, opts: ProbeOptions, redirect
         size += c.length;
         if (size <= BODY_KEPT) chunks.push(c);
       });
-      res.on('end', () => done({ kind: 'answer', status: res.statusCode ?? 0, ms: ms(), body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+      res.on('end', () =>
+        done({
+          kind: 'answer',
+          status: res.statusCode ?? 0,
+          ms: ms(),
+          body: Buffer.concat(chunks).toString('utf8'),
+          headers: res.headers,
+        }),
+      );
       res.on('error', (err) => done(failure(err)));
     };
     let req;
     try {
       req =
         target instanceof URL
-          ? (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, { method, headers, agent: false }, onResponse)
+          ? (target.protocol === 'https:' ? httpsRequest : httpRequest)(
+              target,
+              { method, headers, agent: false },
+              onResponse,
+            )
           : httpsRequest({ ...target, method, headers: { ...target.headers, ...headers } }, onResponse);
     } catch (err) {
       resolve(failure(err));
       return;
     }
     const timer = setTimeout(() => {
-      done({ kind: 'error', code: 'TIMEOUT', message: `no answer within ${opts.timeoutMs / 1000}s`, ms: ms(), tls: false });
+      done({
+        kind: 'error',
+        code: 'TIMEOUT',
+        message: `no answer within ${opts.timeoutMs / 1000}s`,
+        ms: ms(),
+        tls: false,
+      });
       req.destroy();
     }, opts.timeoutMs);
     req.on('error', (err) => done(failure(err)));

@@ -12,16 +12,33 @@ export function checkStateDir(dir: string): Finding[] {
     st = statSync(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      return [{ level: 'ok', subject, message: `${dir} does not exist yet: kubetrail creates it (0700) on its first run` }];
+      return [
+        { level: 'ok', subject, message: `${dir} does not exist yet: kubetrail creates it (0700) on its first run` },
+      ];
     }
-    return [{ level: 'fail', subject, message: `${dir}: ${describeError(err)}`, fix: 'make it readable by you, or pass --state-dir DIR' }];
+    return [
+      {
+        level: 'fail',
+        subject,
+        message: `${dir}: ${describeError(err)}`,
+        fix: 'make it readable by you, or pass --state-dir DIR',
+      },
+    ];
   }
-  if (!st.isDirectory()) return [{ level: 'fail', subject, message: `${dir} is not a directory`, fix: 'remove it, or pass --state-dir DIR' }];
+  if (!st.isDirectory())
+    return [
+      { level: 'fail', subject, message: `${dir} is not a directory`, fix: 'remove it, or pass --state-dir DIR' },
+    ];
   const out: Finding[] = [];
   const mode = (m: number): string => (m & 0o777).toString(8).padStart(4, '0');
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
-    out.push({ level: 'fail', subject, message: `${dir} belongs to uid ${st.uid}, not to you (uid ${uid})`, fix: `use your own: pass --state-dir DIR (or chown -R ${uid} ${dir})` });
+    out.push({
+      level: 'fail',
+      subject,
+      message: `${dir} belongs to uid ${st.uid}, not to you (uid ${uid})`,
+      fix: `use your own: pass --state-dir DIR (or chown -R ${uid} ${dir})`,
+    });
   }
   if ((st.mode & 0o077) !== 0) {
     out.push({
@@ -47,7 +64,12 @@ export function checkStateDir(dir: string): Finding[] {
   try {
     walk(dir);
   } catch (err) {
-    out.push({ level: 'fail', subject, message: `cannot read ${dir}: ${describeError(err)}`, fix: 'make it readable by you, or pass --state-dir DIR' });
+    out.push({
+      level: 'fail',
+      subject,
+      message: `cannot read ${dir}: ${describeError(err)}`,
+      fix: 'make it readable by you, or pass --state-dir DIR',
+    });
   }
   if (open.length > 0) {
     out.push({
@@ -65,7 +87,12 @@ export function checkStateDir(dir: string): Finding[] {
     if (Date.parse(x.validTo) < Date.now()) throw new Error(`expired ${x.validTo}`);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      out.push({ level: 'fail', subject, message: `${join(dir, 'ca.pem')}: ${describeError(err)}`, fix: `delete ${join(dir, 'ca.pem')} and ${join(dir, 'server.pem')}: kubetrail makes a new CA (then re-run \`kubetrail kubeconfig\`)` });
+      out.push({
+        level: 'fail',
+        subject,
+        message: `${join(dir, 'ca.pem')}: ${describeError(err)}`,
+        fix: `delete ${join(dir, 'ca.pem')} and ${join(dir, 'server.pem')}: kubetrail makes a new CA (then re-run \`kubetrail kubeconfig\`)`,
+      });
     }
   }
   if (!out.some((f) => f.level !== 'ok')) out.push({ level: 'ok', subject, message: `${dir} is 0700, its files 0600` });

@@ -185,7 +185,8 @@ export function createDecoder(input: DecodeInput, options: DecoderOptions = {}):
       if (remaining !== undefined) r.remainingItems = remaining;
       const status = collector.status();
       if (status !== undefined) r.status = status;
-      if (input.countPodPhases === true && collector.phases.size > 0) r.podPhases = Object.fromEntries(collector.phases);
+      if (input.countPodPhases === true && collector.phases.size > 0)
+        r.podPhases = Object.fromEntries(collector.phases);
     } else if (format === 'json-watch' || format === 'protobuf-watch') {
       r.watch = collector.watchSummary();
     } else if (text !== undefined) {

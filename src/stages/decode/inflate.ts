@@ -54,10 +54,7 @@ export interface Inflater {
 
 const EMPTY = new Uint8Array(0);
 
-export function createInflater(
-  coding: 'gzip' | 'deflate',
-  onData: (out: Uint8Array) => boolean,
-): Inflater | undefined {
+export function createInflater(coding: 'gzip' | 'deflate', onData: (out: Uint8Array) => boolean): Inflater | undefined {
   const engine = coding === 'gzip' ? zlib.createGunzip() : zlib.createInflate();
   // A zlib error destroys the stream and emits 'error' on the next tick; we read it synchronously
   // from `errored`, and this listener keeps the emit from becoming an uncaught exception.

@@ -618,7 +618,12 @@ export class JsonScanner {
         this.valNode = node;
         this.isKey = false;
         // A row's cells: only the Status column's is read.
-        this.startCapture((LEAF[node] === LEAF_STR || LEAF[node] === LEAF_PRESENT) && (node !== NODE_ROW_CELL || this.idx[depth] === this.statusColumn + 1) ? LIMIT[node]! : -1);
+        this.startCapture(
+          (LEAF[node] === LEAF_STR || LEAF[node] === LEAF_PRESENT) &&
+            (node !== NODE_ROW_CELL || this.idx[depth] === this.statusColumn + 1)
+            ? LIMIT[node]!
+            : -1,
+        );
         return S_STR;
       case 0x74: // t
       case 0x66: // f
@@ -735,7 +740,8 @@ export class JsonScanner {
         this.c.continueNonEmpty = this.capTotal > 0;
       } else if (node === NODE_COLUMN_NAME) {
         // The column's index: this string is in a column object, in the columnDefinitions array.
-        if (this.capLen === 6 && this.scratch.toString('latin1', 0, 6) === 'Status') this.statusColumn = this.idx[this.depth - 1]! - 1;
+        if (this.capLen === 6 && this.scratch.toString('latin1', 0, 6) === 'Status')
+          this.statusColumn = this.idx[this.depth - 1]! - 1;
       } else {
         this.c.setStr(SLOT[node]!, utf8(this.scratch, this.capLen, this.capOver));
       }

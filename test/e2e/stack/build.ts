@@ -92,7 +92,14 @@ function kubernetesStamp(v: string): string[] {
 
 export const COMPONENT_NAMES = Object.keys(COMPONENTS) as ComponentName[];
 /** What the stack runs (`npm run stack -- up`, the demo); the rest are clients only the e2e tests drive. */
-export const STACK_COMPONENT_NAMES: ComponentName[] = ['etcd', 'jaeger', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok'];
+export const STACK_COMPONENT_NAMES: ComponentName[] = [
+  'etcd',
+  'jaeger',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kwok',
+];
 
 const MODULES_DIR = join(import.meta.dirname, 'go');
 const GO = process.env.KUBETRAIL_GO ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : 'go');
@@ -134,8 +141,11 @@ export function moduleSourceDir(name: ComponentName, cacheDir = stackCacheDir())
 function pinnedVersion(name: ComponentName): string {
   const c = COMPONENTS[name];
   const goMod = readFileSync(join(MODULES_DIR, c.dir ?? name, 'go.mod'), 'utf8');
-  const version = new RegExp(`^\\s*(?:require\\s+)?${c.module.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm').exec(goMod)?.[1];
-  if (version === undefined) throw new Error(`build: ${join(MODULES_DIR, c.dir ?? name)}/go.mod does not require ${c.module}`);
+  const version = new RegExp(`^\\s*(?:require\\s+)?${c.module.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm').exec(
+    goMod,
+  )?.[1];
+  if (version === undefined)
+    throw new Error(`build: ${join(MODULES_DIR, c.dir ?? name)}/go.mod does not require ${c.module}`);
   return version;
 }
 
@@ -148,7 +158,10 @@ function goEnv(key: string): string {
 }
 
 /** True when every named component's binary is in the cache for the current go.mod/go.sum and Go. */
-export function isBuilt(components: readonly ComponentName[] = STACK_COMPONENT_NAMES, cacheDir = stackCacheDir()): boolean {
+export function isBuilt(
+  components: readonly ComponentName[] = STACK_COMPONENT_NAMES,
+  cacheDir = stackCacheDir(),
+): boolean {
   const goVersion = goEnv('GOVERSION');
   return components.every((name) => existsSync(buildPlan(name, goVersion, cacheDir).bin));
 }
@@ -158,12 +171,22 @@ function buildPlan(name: ComponentName, goVersion: string, cacheDir: string) {
   const c = COMPONENTS[name];
   const modDir = join(MODULES_DIR, c.dir ?? name);
   const version = pinnedVersion(name);
-  const args = ['build', '-trimpath', '-buildvcs=false', '-ldflags', ['-s', '-w', ...(c.stamp?.(version) ?? [])].join(' ')];
+  const args = [
+    'build',
+    '-trimpath',
+    '-buildvcs=false',
+    '-ldflags',
+    ['-s', '-w', ...(c.stamp?.(version) ?? [])].join(' '),
+  ];
   const h = createHash('sha256')
     .update(readFileSync(join(modDir, 'go.mod')))
     .update(readFileSync(join(modDir, 'go.sum')));
   // A program of ours: its source is part of what goes in (the wrappers have none, so their keys stay).
-  if (c.pkg === LOCAL) for (const f of readdirSync(modDir).filter((f) => f.endsWith('.go')).sort()) h.update(f).update(readFileSync(join(modDir, f)));
+  if (c.pkg === LOCAL)
+    for (const f of readdirSync(modDir)
+      .filter((f) => f.endsWith('.go'))
+      .sort())
+      h.update(f).update(readFileSync(join(modDir, f)));
   const hash = h.update(args.join('\0')).digest('hex').slice(0, 12);
   const dir = join(cacheDir, 'bin', `${name}-${version}-${goVersion}-${hash}`);
   return { c, modDir, version, args, dir, bin: join(dir, name) };

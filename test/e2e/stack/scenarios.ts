@@ -30,7 +30,9 @@ export function deploymentManifest(name: string, replicas: number, cpu: string):
       template: {
         metadata: { labels },
         // kwok runs no image; the name is what a real cluster would pull.
-        spec: { containers: [{ name, image: 'registry.k8s.io/pause:3.10', resources: { requests: { cpu, memory: '16Mi' } } }] },
+        spec: {
+          containers: [{ name, image: 'registry.k8s.io/pause:3.10', resources: { requests: { cpu, memory: '16Mi' } } }],
+        },
       },
     },
   };
@@ -64,7 +66,11 @@ export async function busyNamespace(
     [out.web.name, replicas, '10m'],
     [out.hungry.name, hungry, out.hungry.cpu],
   ] as const) {
-    await must(admin.request('POST', deployments, deploymentManifest(name, n, cpu)), `create deployment ${namespace}/${name}`, [201, 409]);
+    await must(
+      admin.request('POST', deployments, deploymentManifest(name, n, cpu)),
+      `create deployment ${namespace}/${name}`,
+      [201, 409],
+    );
   }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -74,7 +80,9 @@ export async function busyNamespace(
     const refused = await unschedulablePods(admin, namespace, out.hungry.name);
     if ((web.status?.availableReplicas ?? 0) >= replicas && refused >= hungry) return out;
     if (Date.now() > deadline) {
-      throw new Error(`busy namespace ${namespace}: after ${timeoutMs / 1000}s web has ${web.status?.availableReplicas ?? 0}/${replicas} available, ${refused}/${hungry} pods refused by the scheduler`);
+      throw new Error(
+        `busy namespace ${namespace}: after ${timeoutMs / 1000}s web has ${web.status?.availableReplicas ?? 0}/${replicas} available, ${refused}/${hungry} pods refused by the scheduler`,
+      );
     }
     await sleep(500);
   }
@@ -82,20 +90,43 @@ export async function busyNamespace(
 
 /** How many of the app's pods the scheduler has marked unschedulable (PodScheduled=False, Unschedulable). */
 async function unschedulablePods(admin: AdminClient, namespace: string, app: string): Promise<number> {
-  const res = await must(admin.request('GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=app%3D${app}`), `list ${app} pods`);
-  const pods = (JSON.parse(res.body) as { items: { status?: { conditions?: { type: string; status: string; reason?: string }[] } }[] }).items;
-  return pods.filter((p) => p.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable')).length;
+  const res = await must(
+    admin.request('GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=app%3D${app}`),
+    `list ${app} pods`,
+  );
+  const pods = (
+    JSON.parse(res.body) as {
+      items: { status?: { conditions?: { type: string; status: string; reason?: string }[] } }[];
+    }
+  ).items;
+  return pods.filter((p) =>
+    p.status?.conditions?.some(
+      (c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable',
+    ),
+  ).length;
 }
 
 /** `count` ConfigMaps named `item-00000`… in the namespace (made `concurrency` at a time), for big lists. */
-export async function manyObjects(admin: AdminClient, { namespace = 'inventory', count = 1000, concurrency = 16 } = {}): Promise<void> {
+export async function manyObjects(
+  admin: AdminClient,
+  { namespace = 'inventory', count = 1000, concurrency = 16 } = {},
+): Promise<void> {
   await ensureNamespace(admin, namespace);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
       const name = `item-${String(next++).padStart(5, '0')}`;
-      const body = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { sku: name, note: 'x'.repeat(200) } };
-      await must(admin.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, body), `create configmap ${namespace}/${name}`, [201, 409]);
+      const body = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name },
+        data: { sku: name, note: 'x'.repeat(200) },
+      };
+      await must(
+        admin.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, body),
+        `create configmap ${namespace}/${name}`,
+        [201, 409],
+      );
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));

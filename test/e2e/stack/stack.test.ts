@@ -67,14 +67,23 @@ describe('npm run stack (the CLI)', () => {
   const STACK_TS = fileURLToPath(new URL('./stack.ts', import.meta.url));
   const runDir = join(tmpdir(), `kt-stack-cli-${process.pid}`);
   const cli = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-    promisify(execFile)(process.execPath, [STACK_TS, ...args], { env: { ...process.env, KUBETRAIL_STACK_DIR: runDir } }).then(
+    promisify(execFile)(process.execPath, [STACK_TS, ...args], {
+      env: { ...process.env, KUBETRAIL_STACK_DIR: runDir },
+    }).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+      (err: { code: number; stdout: string; stderr: string }) => ({
+        code: err.code,
+        stdout: err.stdout,
+        stderr: err.stderr,
+      }),
     );
   afterAll(() => cli('down'));
 
   it('refuses a bad --nodes with a one-line error naming the flag', async () => {
-    expect(await cli('up', '--nodes', 'three')).toMatchObject({ code: 1, stderr: 'stack up: --nodes needs a whole number ≥ 0, not three\n' });
+    expect(await cli('up', '--nodes', 'three')).toMatchObject({
+      code: 1,
+      stderr: 'stack up: --nodes needs a whole number ≥ 0, not three\n',
+    });
     expect((await cli('up', '--node=3')).stderr).toMatch(/^stack up: unknown argument --node=3\n/);
   });
 
@@ -84,7 +93,14 @@ describe('npm run stack (the CLI)', () => {
     expect(first.stdout).toMatch(/^stack up in [\d.]+s \(run dir /);
     expect(first.stdout).toMatch(/^ {2}nodes {11}kwok-node-0 \(kwok; kubelet server https:\/\/127\.0\.0\.1:\d+\)$/m);
     const state = readState(runDir);
-    expect(state?.procs.map((p) => p.name).sort()).toEqual(['etcd', 'jaeger', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok']);
+    expect(state?.procs.map((p) => p.name).sort()).toEqual([
+      'etcd',
+      'jaeger',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kwok',
+    ]);
 
     const second = await cli('up', '--nodes=1');
     expect(second.code, second.stderr).toBe(0);

@@ -100,8 +100,15 @@ export interface ContainerInfo {
  * JAEGER_URL for the `curl "$JAEGER_URL/api/traces/<id>"` of the docs. Computed from the stack's addresses,
  * so a stack started by an older version gets the same.
  */
-export function stackEnv(info: Pick<StackInfo, 'kubeconfig' | 'otlpHttpEndpoint' | 'jaegerUrl'>): Record<string, string> {
-  return { KUBECONFIG: info.kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: info.otlpHttpEndpoint, KUBETRAIL_JAEGER_URL: info.jaegerUrl, JAEGER_URL: info.jaegerUrl };
+export function stackEnv(
+  info: Pick<StackInfo, 'kubeconfig' | 'otlpHttpEndpoint' | 'jaegerUrl'>,
+): Record<string, string> {
+  return {
+    KUBECONFIG: info.kubeconfig,
+    OTEL_EXPORTER_OTLP_ENDPOINT: info.otlpHttpEndpoint,
+    KUBETRAIL_JAEGER_URL: info.jaegerUrl,
+    JAEGER_URL: info.jaegerUrl,
+  };
 }
 
 export interface Stack extends StackInfo {
@@ -192,7 +199,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         return p;
       };
     };
-    const jaegerPorts = firstTry({ query: first.query, queryGrpc: first.queryGrpc, otlpGrpc: first.otlpGrpc, otlpHttp: first.otlpHttp });
+    const jaegerPorts = firstTry({
+      query: first.query,
+      queryGrpc: first.queryGrpc,
+      otlpGrpc: first.otlpGrpc,
+      otlpHttp: first.otlpHttp,
+    });
     const etcdPorts = firstTry({ client: first.etcdClient, peer: first.etcdPeer });
     const otlpGrpcEndpoint = `${HOST}:${first.otlpGrpc}`;
     const jaegerStarted = launch('jaeger', async () => {
@@ -290,7 +302,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const apiserverVersion = (JSON.parse(version.body) as { gitVersion: string }).gitVersion;
     log(`kube-apiserver ready: ${apiserverUrl} (${apiserverVersion})`);
 
-    const kubeconfig = file('kubeconfig', stringify(kubeconfigFor(apiserverUrl, ca.certPem, Object.values(creds), 'admin')));
+    const kubeconfig = file(
+      'kubeconfig',
+      stringify(kubeconfigFor(apiserverUrl, ca.certPem, Object.values(creds), 'admin')),
+    );
 
     let container: ContainerInfo | undefined;
     let nodeNames: string[] = [];
@@ -313,7 +328,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       });
       container = cluster.container;
       nodeNames = cluster.nodes;
-      log(`controller-manager, scheduler and kwok ready, ${nodes} node(s) Ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+      log(
+        `controller-manager, scheduler and kwok ready, ${nodes} node(s) Ready in ${((Date.now() - started) / 1000).toFixed(1)}s`,
+      );
     }
 
     const info: StackInfo = {
@@ -461,7 +478,12 @@ async function startNodeComponents(o: NodeComponentsSetup): Promise<{ nodes: str
   const kubeletServing = await issueCert(o.ca, { commonName: 'kwok-kubelet', ipAddresses: [HOST], usage: 'server' });
   const kwokConfigFile = o.file(
     'kwok.yaml',
-    kwokConfig({ kwokSource: o.kwokSource, logFile, rootDir: o.containerDirs.rootDir, httpScript: o.file('pod-http.sh', POD_HTTP_SCRIPT) }),
+    kwokConfig({
+      kwokSource: o.kwokSource,
+      logFile,
+      rootDir: o.containerDirs.rootDir,
+      httpScript: o.file('pod-http.sh', POD_HTTP_SCRIPT),
+    }),
   );
   const kwok = o.launch('kwok', async () => {
     const { port } = await freePorts(['port']);
@@ -515,7 +537,12 @@ function nodeManifest(name: string): object {
     metadata: {
       name,
       annotations: { [KWOK_NODE_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-      labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok' },
+      labels: {
+        'kubernetes.io/hostname': name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        type: 'kwok',
+      },
     },
     // A Node's status may be set on create (a kubelet registers that way); kwok keeps what is here.
     status: { capacity: NODE_CAPACITY, allocatable: NODE_CAPACITY },
@@ -666,7 +693,8 @@ function kwokConfig(o: { kwokSource: string; logFile: string; rootDir: string; h
   ].map((f) => readFileSync(join(o.kwokSource, 'kustomize', 'stage', f), 'utf8'));
   const rule = (kind: string, spec: object): string =>
     stringify({ apiVersion: 'kwok.x-k8s.io/v1alpha1', kind, metadata: { name: 'kubetrail-e2e' }, spec });
-  const asNobody = process.getuid?.() === 0 ? { securityContext: { runAsUser: CONTAINER_UID, runAsGroup: CONTAINER_UID } } : {};
+  const asNobody =
+    process.getuid?.() === 0 ? { securityContext: { runAsUser: CONTAINER_UID, runAsGroup: CONTAINER_UID } } : {};
   return [
     // No KwokConfiguration: one given here replaces kwok's defaults field by field (parallelism 0, no
     // debugging handlers = no logs/exec), and the flags below say the rest.
@@ -760,7 +788,13 @@ async function launchWithRetry<T>(
   }
 }
 
-function spawnProc(name: ComponentName, bin: string, args: string[], runDir: string, env?: Record<string, string>): Proc {
+function spawnProc(
+  name: ComponentName,
+  bin: string,
+  args: string[],
+  runDir: string,
+  env?: Record<string, string>,
+): Proc {
   const log = join(runDir, `${name}.log`);
   const fd = openSync(log, 'a', 0o600);
   // A process group of its own, so stop() can signal the group and `up` can leave it running.
@@ -827,7 +861,10 @@ function tcpOpen(port: number): Promise<boolean> {
       socket.destroy();
       resolve(open);
     };
-    socket.once('connect', () => done(true)).once('error', () => done(false)).once('timeout', () => done(false));
+    socket
+      .once('connect', () => done(true))
+      .once('error', () => done(false))
+      .once('timeout', () => done(false));
   });
 }
 
@@ -889,7 +926,8 @@ export function adminClient(info: Pick<StackInfo, 'kubeconfig'>, maxSockets = 16
   const kc = parse(readFileSync(info.kubeconfig, 'utf8')) as Kubeconfig;
   const admin = kc.users.find((u) => u.name === 'admin')?.user;
   const cluster = kc.clusters[0]?.cluster;
-  if (!admin?.['client-certificate-data'] || !admin['client-key-data'] || !cluster) throw new Error(`${info.kubeconfig}: no admin certificate`);
+  if (!admin?.['client-certificate-data'] || !admin['client-key-data'] || !cluster)
+    throw new Error(`${info.kubeconfig}: no admin certificate`);
   const b64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
   const agent = new Agent({
     keepAlive: true,
@@ -904,7 +942,10 @@ export function adminClient(info: Pick<StackInfo, 'kubeconfig'>, maxSockets = 16
         const req = request(new URL(path, cluster.server), {
           method,
           agent,
-          headers: body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
+          headers:
+            body === undefined
+              ? {}
+              : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
           timeout: 10_000,
         });
         req.on('response', (res) => {
@@ -951,7 +992,8 @@ async function bindEditors(asAdmin: (method: string, path: string, body?: unknow
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
       subjects: EDITORS.map((user) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user })),
     });
-    if (res.status !== 201) throw new Error(`kube-apiserver: creating ClusterRoleBinding ${name}: ${res.status} ${res.body}`);
+    if (res.status !== 201)
+      throw new Error(`kube-apiserver: creating ClusterRoleBinding ${name}: ${res.status} ${res.body}`);
   }
   // The apiserver creates the default namespace shortly after it is ready.
   for (let i = 0; (await asAdmin('GET', '/api/v1/namespaces/default')).status !== 200; i++) {
@@ -987,7 +1029,10 @@ const AUDIT_POLICY = {
   kind: 'Policy',
   omitStages: ['RequestReceived'],
   rules: [
-    { level: 'Metadata', resources: [{ group: '', resources: ['pods/log', 'pods/exec', 'pods/attach', 'pods/portforward'] }] },
+    {
+      level: 'Metadata',
+      resources: [{ group: '', resources: ['pods/log', 'pods/exec', 'pods/attach', 'pods/portforward'] }],
+    },
     { level: 'None' },
   ],
 };
@@ -1072,7 +1117,8 @@ export function parseUpArgs(args: string[]): { nodes: number } {
     const [flag, inline] = arg.split(/=(.*)/s, 2);
     if (flag !== '--nodes') throw new Error(`stack up: unknown argument ${arg}\n${USAGE}`);
     const value = inline ?? args[++i];
-    if (value === undefined || !/^\d+$/.test(value)) throw new Error(`stack up: --nodes needs a whole number ≥ 0, not ${value ?? 'nothing'}`);
+    if (value === undefined || !/^\d+$/.test(value))
+      throw new Error(`stack up: --nodes needs a whole number ≥ 0, not ${value ?? 'nothing'}`);
     nodes = Number(value);
   }
   return { nodes };

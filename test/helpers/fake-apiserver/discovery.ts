@@ -12,7 +12,11 @@ export type DiscoveryFormat = 'v2' | 'v2beta1' | 'legacy';
  * then v2beta1, then plain JSON. 1.33 no longer serves v2beta1 (removed with 1.33). `undefined`: nothing
  * acceptable (406).
  */
-export function negotiateDiscovery(accept: string | undefined, aggregated: boolean, v2beta1 = true): DiscoveryFormat | undefined {
+export function negotiateDiscovery(
+  accept: string | undefined,
+  aggregated: boolean,
+  v2beta1 = true,
+): DiscoveryFormat | undefined {
   if (accept === undefined || accept.trim() === '') return 'legacy';
   for (const range of accept.split(',')) {
     const params = new Map<string, string>();
@@ -21,7 +25,11 @@ export function negotiateDiscovery(accept: string | undefined, aggregated: boole
       const eq = p.indexOf('=');
       if (eq > 0) params.set(p.slice(0, eq).trim(), p.slice(eq + 1).trim());
     }
-    if (type === 'application/json' && params.get('g') === 'apidiscovery.k8s.io' && params.get('as') === 'APIGroupDiscoveryList') {
+    if (
+      type === 'application/json' &&
+      params.get('g') === 'apidiscovery.k8s.io' &&
+      params.get('as') === 'APIGroupDiscoveryList'
+    ) {
       const v = params.get('v');
       if (aggregated && (v === 'v2' || (v === 'v2beta1' && v2beta1))) return v;
       continue;
@@ -76,7 +84,8 @@ function groupsOf(core: boolean): Map<string, ResourceDef[]> {
 export function aggregatedDocument(core: boolean, f: 'v2' | 'v2beta1'): Record<string, unknown> {
   const items: Record<string, unknown>[] = [];
   for (const [group, resources] of groupsOf(core)) {
-    const metadata: Record<string, unknown> = group === '' ? { creationTimestamp: null } : { name: group, creationTimestamp: null };
+    const metadata: Record<string, unknown> =
+      group === '' ? { creationTimestamp: null } : { name: group, creationTimestamp: null };
     items.push({
       metadata,
       versions: [{ version: 'v1', resources: resources.map(resourceDiscovery), freshness: 'Current' }],
@@ -139,7 +148,8 @@ export function legacyResourceList(group: string, version: string): Record<strin
     }
   }
   // The core list has no apiVersion; named groups' lists do (an old asymmetry of the real server).
-  const head: Record<string, unknown> = group === '' ? { kind: 'APIResourceList' } : { kind: 'APIResourceList', apiVersion: 'v1' };
+  const head: Record<string, unknown> =
+    group === '' ? { kind: 'APIResourceList' } : { kind: 'APIResourceList', apiVersion: 'v1' };
   return { ...head, groupVersion: group === '' ? version : `${group}/${version}`, resources: entries };
 }
 
@@ -153,7 +163,11 @@ export function openapiV3Root(hashes: Map<string, string>): Record<string, unkno
   return { paths };
 }
 
-export function openapiV3GroupVersion(group: string, version: string, kubeVersion: string): Record<string, unknown> | undefined {
+export function openapiV3GroupVersion(
+  group: string,
+  version: string,
+  kubeVersion: string,
+): Record<string, unknown> | undefined {
   const resources = RESOURCES.filter((r) => r.group === group && r.version === version);
   if (resources.length === 0) return undefined;
   const prefix = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
@@ -161,7 +175,8 @@ export function openapiV3GroupVersion(group: string, version: string, kubeVersio
   const fieldValidation = {
     name: 'fieldValidation',
     in: 'query',
-    description: 'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields.',
+    description:
+      'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields.',
     schema: { type: 'string', uniqueItems: true },
   };
   for (const r of resources) {

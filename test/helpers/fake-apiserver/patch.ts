@@ -110,7 +110,8 @@ export function jsonPatch(target: unknown, ops: unknown): Json {
     } else {
       const o = parent;
       if (op === 'add' || op === 'replace') {
-        if (op === 'replace' && !(last in o)) throw errors.badRequest(`replace operation does not apply: doc is missing key: ${path}`);
+        if (op === 'replace' && !(last in o))
+          throw errors.badRequest(`replace operation does not apply: doc is missing key: ${path}`);
         o[last] = value;
       } else if (op === 'remove') {
         if (!(last in o)) throw errors.badRequest(`remove operation does not apply: doc is missing path: "${path}"`);

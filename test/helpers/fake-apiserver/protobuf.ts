@@ -29,7 +29,12 @@ const OBJECT_META: Schema = {
   14: ['finalizers', 'strings'],
 };
 const SCHEMAS: Record<string, Schema> = {
-  ConfigMap: { 1: ['metadata', OBJECT_META], 2: ['data', 'strmap'], 3: ['binaryData', 'bytesmap'], 4: ['immutable', 'bool'] },
+  ConfigMap: {
+    1: ['metadata', OBJECT_META],
+    2: ['data', 'strmap'],
+    3: ['binaryData', 'bytesmap'],
+    4: ['immutable', 'bool'],
+  },
   SelfSubjectAccessReview: {
     1: ['metadata', OBJECT_META],
     2: [
@@ -37,7 +42,15 @@ const SCHEMAS: Record<string, Schema> = {
       {
         1: [
           'resourceAttributes',
-          { 1: ['namespace', 'string'], 2: ['verb', 'string'], 3: ['group', 'string'], 4: ['version', 'string'], 5: ['resource', 'string'], 6: ['subresource', 'string'], 7: ['name', 'string'] },
+          {
+            1: ['namespace', 'string'],
+            2: ['verb', 'string'],
+            3: ['group', 'string'],
+            4: ['version', 'string'],
+            5: ['resource', 'string'],
+            6: ['subresource', 'string'],
+            7: ['name', 'string'],
+          },
         ],
         2: ['nonResourceAttributes', { 1: ['path', 'string'], 2: ['verb', 'string'] }],
       },
@@ -138,7 +151,8 @@ export function decodeKubeProtobuf(body: Buffer): KubeObject {
     } else if (f.no === 2) raw = f.bytes;
   }
   const schema = SCHEMAS[kind];
-  if (!schema) throw refuse(`the fake apiserver decodes protobuf only for ${Object.keys(SCHEMAS).join(', ')} (got ${kind})`);
+  if (!schema)
+    throw refuse(`the fake apiserver decodes protobuf only for ${Object.keys(SCHEMAS).join(', ')} (got ${kind})`);
   const obj = decodeMessage(raw, schema);
   return { apiVersion, kind, ...obj, metadata: (obj['metadata'] ?? {}) as KubeObject['metadata'] };
 }

@@ -94,7 +94,8 @@ export function requestInfo(method: string, url: URL): RequestInfo {
   info.resource = parts[0] ?? '';
   if (info.name === '' && info.verb === 'get') {
     info.verb = truthyWatch(url.searchParams.get('watch')) ? 'watch' : 'list';
-    if (info.verb === 'list' || info.verb === 'watch') info.name = nameFromFieldSelector(url.searchParams.get('fieldSelector'));
+    if (info.verb === 'list' || info.verb === 'watch')
+      info.name = nameFromFieldSelector(url.searchParams.get('fieldSelector'));
   }
   if (info.name === '' && info.verb === 'delete') info.verb = 'deletecollection';
   return info;

@@ -77,7 +77,12 @@ const NAME_DESC =
 const AGE_DESC =
   'CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata';
 
-function col(name: string, type: string, description: string, opts: { format?: string; priority?: number } = {}): ColumnDefinition {
+function col(
+  name: string,
+  type: string,
+  description: string,
+  opts: { format?: string; priority?: number } = {},
+): ColumnDefinition {
   return { name, type, format: opts.format ?? '', description, priority: opts.priority ?? 0 };
 }
 
@@ -164,7 +169,10 @@ function podCells(pod: KubeObject, now: number): unknown[] {
     if (waiting && str(waiting['reason']) !== '') reason = str(waiting['reason']);
     else if (terminated && str(terminated['reason']) !== '') reason = str(terminated['reason']);
     else if (terminated) {
-      reason = num(terminated['signal']) !== 0 ? `Signal:${num(terminated['signal'])}` : `ExitCode:${num(terminated['exitCode'])}`;
+      reason =
+        num(terminated['signal']) !== 0
+          ? `Signal:${num(terminated['signal'])}`
+          : `ExitCode:${num(terminated['exitCode'])}`;
     } else if (cs['ready'] === true && state['running'] !== undefined) {
       hasRunning = true;
       ready++;
@@ -179,7 +187,8 @@ function podCells(pod: KubeObject, now: number): unknown[] {
     if (str(st['reason']) === 'NodeLost') reason = 'Unknown';
     else if (phase !== 'Succeeded' && phase !== 'Failed') reason = 'Terminating';
   }
-  const restartsStr = restarts !== 0 && lastRestart > 0 ? `${restarts} (${humanDuration(now - lastRestart)} ago)` : String(restarts);
+  const restartsStr =
+    restarts !== 0 && lastRestart > 0 ? `${restarts} (${humanDuration(now - lastRestart)} ago)` : String(restarts);
   const podIPs = arr(st['podIPs']);
   const podIP = str(rec(podIPs[0])['ip']) || '<none>';
   const gates = arr(spec['readinessGates']);
@@ -188,7 +197,9 @@ function podCells(pod: KubeObject, now: number): unknown[] {
     let t = 0;
     for (const g of gates) {
       const want = rec(g)['conditionType'];
-      const cond = arr(st['conditions']).map(rec).find((c) => c['type'] === want);
+      const cond = arr(st['conditions'])
+        .map(rec)
+        .find((c) => c['type'] === want);
       if (cond?.['status'] === 'True') t++;
     }
     gatesStr = `${t}/${gates.length}`;
@@ -265,7 +276,15 @@ export const RESOURCES: ResourceDef[] = [
     categories: [],
     storageVersionHash: 'qFsyl6wFWjQ=',
     subresources: [],
-    columns: [nameCol, col('Data', 'string', "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process."), ageCol],
+    columns: [
+      nameCol,
+      col(
+        'Data',
+        'string',
+        "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.",
+      ),
+      ageCol,
+    ],
     cells: (o, now) => [
       o.metadata.name ?? '',
       Object.keys(rec(o['data'])).length + Object.keys(rec(o['binaryData'])).length,
@@ -290,7 +309,11 @@ export const RESOURCES: ResourceDef[] = [
       { name: 'status', kind: 'Namespace', verbs: ['get', 'patch', 'update'] },
     ],
     columns: [nameCol, col('Status', 'string', 'The status of the namespace'), ageCol],
-    cells: (o, now) => [o.metadata.name ?? '', str(rec(o['status'])['phase']), since(o.metadata.creationTimestamp, now)],
+    cells: (o, now) => [
+      o.metadata.name ?? '',
+      str(rec(o['status'])['phase']),
+      since(o.metadata.creationTimestamp, now),
+    ],
     defaults: (o) => {
       o['spec'] ??= { finalizers: ['kubernetes'] };
       o['status'] ??= { phase: 'Active' };
@@ -315,9 +338,18 @@ export const RESOURCES: ResourceDef[] = [
       nameCol,
       col('Ready', 'string', 'The aggregate readiness state of this pod for accepting traffic.'),
       col('Status', 'string', 'The aggregate status of the containers in this pod.'),
-      col('Restarts', 'string', 'The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.'),
+      col(
+        'Restarts',
+        'string',
+        'The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.',
+      ),
       ageCol,
-      col('IP', 'string', 'podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.', { priority: 1 }),
+      col(
+        'IP',
+        'string',
+        'podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.',
+        { priority: 1 },
+      ),
       col(
         'Node',
         'string',
@@ -340,8 +372,12 @@ export const RESOURCES: ResourceDef[] = [
     cells: podCells,
     conditions: (o) => {
       const phase = str(rec(o['status'])['phase']);
-      if (phase === 'Succeeded') return [{ type: 'Completed', status: 'True', reason: 'Succeeded', message: 'The pod has completed successfully.' }];
-      if (phase === 'Failed') return [{ type: 'Completed', status: 'True', reason: 'Failed', message: 'The pod failed.' }];
+      if (phase === 'Succeeded')
+        return [
+          { type: 'Completed', status: 'True', reason: 'Succeeded', message: 'The pod has completed successfully.' },
+        ];
+      if (phase === 'Failed')
+        return [{ type: 'Completed', status: 'True', reason: 'Failed', message: 'The pod failed.' }];
       return undefined;
     },
     defaults: podDefaults,
@@ -374,12 +410,25 @@ export const RESOURCES: ResourceDef[] = [
     columns: [
       nameCol,
       col('Ready', 'string', 'Number of the pod with ready state'),
-      col('Up-to-date', 'string', 'Total number of non-terminating pods targeted by this deployment that have the desired template spec.'),
-      col('Available', 'string', 'Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment.'),
+      col(
+        'Up-to-date',
+        'string',
+        'Total number of non-terminating pods targeted by this deployment that have the desired template spec.',
+      ),
+      col(
+        'Available',
+        'string',
+        'Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment.',
+      ),
       ageCol,
       col('Containers', 'string', 'Names of each container in the template.', { priority: 1 }),
       col('Images', 'string', 'Images referenced by each container in the template.', { priority: 1 }),
-      col('Selector', 'string', 'Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.', { priority: 1 }),
+      col(
+        'Selector',
+        'string',
+        'Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.',
+        { priority: 1 },
+      ),
     ],
     cells: (o, now) => {
       const spec = rec(o['spec']);
@@ -467,8 +516,9 @@ export function canonical(obj: KubeObject): KubeObject {
   for (const k of META_ORDER) if (obj.metadata[k] !== undefined) meta[k] = obj.metadata[k];
   for (const [k, v] of Object.entries(obj.metadata)) if (!(k in meta) && v !== undefined) meta[k] = v;
   const out: Record<string, unknown> = {};
-  for (const k of TOP_ORDER) if (k === 'metadata') out[k] = meta;
-  else if (obj[k] !== undefined) out[k] = obj[k];
+  for (const k of TOP_ORDER)
+    if (k === 'metadata') out[k] = meta;
+    else if (obj[k] !== undefined) out[k] = obj[k];
   for (const [k, v] of Object.entries(obj)) if (!(k in out) && v !== undefined) out[k] = v;
   // kind/apiVersion first as the server writes them.
   return out as KubeObject;
@@ -526,7 +576,12 @@ export function makePod(name: string, o: PodOptions = {}): KubeObject {
   if (nodeName !== '') {
     const t = iso(created + 1000);
     status['conditions'] = [
-      { type: 'PodReadyToStartContainers', status: running ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: t },
+      {
+        type: 'PodReadyToStartContainers',
+        status: running ? 'True' : 'False',
+        lastProbeTime: null,
+        lastTransitionTime: t,
+      },
       { type: 'Initialized', status: 'True', lastProbeTime: null, lastTransitionTime: t },
       { type: 'Ready', status: running ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: t },
       { type: 'ContainersReady', status: running ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: t },
@@ -541,7 +596,14 @@ export function makePod(name: string, o: PodOptions = {}): KubeObject {
       name: n,
       state:
         phase === 'Succeeded' || phase === 'Failed'
-          ? { terminated: { exitCode: phase === 'Succeeded' ? 0 : 1, reason: phase === 'Succeeded' ? 'Completed' : 'Error', startedAt: t, finishedAt: iso(created + 5000) } }
+          ? {
+              terminated: {
+                exitCode: phase === 'Succeeded' ? 0 : 1,
+                reason: phase === 'Succeeded' ? 'Completed' : 'Error',
+                startedAt: t,
+                finishedAt: iso(created + 5000),
+              },
+            }
           : running
             ? { running: { startedAt: t } }
             : { waiting: { reason: 'ContainerCreating' } },

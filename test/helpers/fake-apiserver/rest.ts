@@ -13,7 +13,17 @@ import { RESOURCES, apiVersionOf, rec, type KubeObject, type ResourceDef } from 
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import { Store, type StoredEvent, type WatchEvent } from './store.ts';
 import type { RecordedRequest, RequestAttributes, UserInfo } from './types.ts';
-import { acceptsGzip, type ApiError, commonHeaders, errors, goJson, sortHeaders, status, writeBody, type Sink } from './wire.ts';
+import {
+  acceptsGzip,
+  type ApiError,
+  commonHeaders,
+  errors,
+  goJson,
+  sortHeaders,
+  status,
+  writeBody,
+  type Sink,
+} from './wire.ts';
 
 const PODS = RESOURCES.find((r) => r.name === 'pods') as ResourceDef;
 const NAMESPACES = RESOURCES.find((r) => r.name === 'namespaces') as ResourceDef;
@@ -55,14 +65,17 @@ export function negotiate(accept: string | undefined): Target {
     const as = params.get('as');
     const g = params.get('g');
     const v = params.get('v') ?? '';
-    if (type !== 'application/json' && type !== '*/*' && type !== 'application/*' && type !== 'application/yaml') continue;
+    if (type !== 'application/json' && type !== '*/*' && type !== 'application/*' && type !== 'application/yaml')
+      continue;
     if (as === undefined) return type === 'application/yaml' ? { kind: 'yaml' } : { kind: 'json' };
     if (g !== 'meta.k8s.io' || (v !== 'v1' && v !== 'v1beta1')) continue;
     if (as === 'Table') return { kind: 'table', version: v };
     if (as === 'PartialObjectMetadata') return { kind: 'partial', version: v, list: false };
     if (as === 'PartialObjectMetadataList') return { kind: 'partial', version: v, list: true };
   }
-  throw errors.notAcceptable('only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io');
+  throw errors.notAcceptable(
+    'only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io',
+  );
 }
 
 interface ContinueToken {
@@ -76,7 +89,8 @@ function encodeContinue(rv: number, start: string): string {
 
 /** The storage layer's `invalid continue token: continue key is not valid: <Go's decode error>` (400). */
 function decodeContinue(token: string): ContinueToken {
-  const invalid = (why: string): ApiError => errors.badRequest(`invalid continue token: continue key is not valid: ${why}`);
+  const invalid = (why: string): ApiError =>
+    errors.badRequest(`invalid continue token: continue key is not valid: ${why}`);
   const bad = /[^A-Za-z0-9_-]/.exec(token);
   if (bad) throw invalid(`illegal base64 data at input byte ${bad.index}`);
   const bytes = Buffer.from(token, 'base64url');
@@ -87,7 +101,9 @@ function decodeContinue(token: string): ContinueToken {
     // encoding/json's message names the first byte it choked on; close enough for the first one.
     const b = bytes[0] ?? 0;
     const c = b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\u${b.toString(16).padStart(4, '0')}`;
-    throw invalid(bytes.length === 0 ? 'unexpected end of JSON input' : `invalid character '${c}' looking for beginning of value`);
+    throw invalid(
+      bytes.length === 0 ? 'unexpected end of JSON input' : `invalid character '${c}' looking for beginning of value`,
+    );
   }
   const o = rec(parsed);
   if (o['v'] !== 'meta.k8s.io/v1' || typeof o['rv'] !== 'number' || typeof o['start'] !== 'string') {
@@ -249,7 +265,9 @@ export class Api {
     const q = ctx.url.searchParams;
     const labels = parseLabelSelector(q.get('labelSelector'));
     const fields = parseFieldSelector(q.get('fieldSelector'), r);
-    return this.store.list(r, ns).filter((e) => matchLabels(labels, e.obj.metadata.labels) && matchFields(fields, r, e.obj));
+    return this.store
+      .list(r, ns)
+      .filter((e) => matchLabels(labels, e.obj.metadata.labels) && matchFields(fields, r, e.obj));
   }
 
   private list(ctx: ReqCtx, r: ResourceDef, ns: string): void {
@@ -258,7 +276,8 @@ export class Api {
     const includeObject = target.kind === 'table' ? this.includeObject(ctx) : '';
     const limitRaw = q.get('limit');
     const limit = limitRaw === null ? 0 : Number(limitRaw);
-    if (!Number.isInteger(limit) || limit < 0) throw errors.badRequest(`strconv.ParseInt: parsing "${limitRaw ?? ''}": invalid syntax`);
+    if (!Number.isInteger(limit) || limit < 0)
+      throw errors.badRequest(`strconv.ParseInt: parsing "${limitRaw ?? ''}": invalid syntax`);
     const cont = q.get('continue');
     const selectors = (q.get('labelSelector') ?? '') !== '' || (q.get('fieldSelector') ?? '') !== '';
     let all = this.filtered(ctx, r, ns);
@@ -288,12 +307,19 @@ export class Api {
     const items = page.map((e) => e.obj);
     if (target.kind === 'table') this.send(ctx, 200, this.tableOf(r, items, meta, target.version, includeObject, true));
     else if (target.kind === 'partial') {
-      if (!target.list) throw errors.notAcceptable(`you requested PartialObjectMetadata, but the requested object is a list (*core.${r.kind}List)`);
+      if (!target.list)
+        throw errors.notAcceptable(
+          `you requested PartialObjectMetadata, but the requested object is a list (*core.${r.kind}List)`,
+        );
       this.send(ctx, 200, {
         kind: 'PartialObjectMetadataList',
         apiVersion: `meta.k8s.io/${target.version}`,
         metadata: meta,
-        items: items.map((o) => ({ kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${target.version}`, metadata: o.metadata })),
+        items: items.map((o) => ({
+          kind: 'PartialObjectMetadata',
+          apiVersion: `meta.k8s.io/${target.version}`,
+          metadata: o.metadata,
+        })),
       });
     } else this.send(ctx, 200, this.listOf(r, items, meta), target);
   }
@@ -306,12 +332,20 @@ export class Api {
     const fields = parseFieldSelector(q.get('fieldSelector'), r);
     const rvParam = q.get('resourceVersion') ?? '';
     if (q.has('sendInitialEvents') && !this.opts.watchList) {
-      throw errors.invalid('ListOptions', '', 'sendInitialEvents', 'FieldValueForbidden', 'Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled', 'meta.k8s.io');
+      throw errors.invalid(
+        'ListOptions',
+        '',
+        'sendInitialEvents',
+        'FieldValueForbidden',
+        'Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled',
+        'meta.k8s.io',
+      );
     }
     const sendInitial = q.get('sendInitialEvents') === 'true';
     const bookmarks = q.get('allowWatchBookmarks') === 'true';
     const timeoutSeconds = Number(q.get('timeoutSeconds') ?? '0');
-    if (rvParam !== '' && rvParam !== '0' && !/^\d+$/.test(rvParam)) throw errors.badRequest(`resourceVersion: Invalid value: "${rvParam}": must be a number`);
+    if (rvParam !== '' && rvParam !== '0' && !/^\d+$/.test(rvParam))
+      throw errors.badRequest(`resourceVersion: Invalid value: "${rvParam}": must be a number`);
 
     const sink = ctx.sink;
     ctx.record.status = 200;
@@ -323,10 +357,21 @@ export class Api {
       let out: unknown = obj;
       if (target.kind === 'table' && (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED')) {
         const o = obj as KubeObject;
-        out = this.tableOf(r, [o], { resourceVersion: o.metadata.resourceVersion ?? '' }, target.version, includeObject, tableHeaders);
+        out = this.tableOf(
+          r,
+          [o],
+          { resourceVersion: o.metadata.resourceVersion ?? '' },
+          target.version,
+          includeObject,
+          tableHeaders,
+        );
         tableHeaders = false;
       } else if (target.kind === 'partial' && type !== 'ERROR') {
-        out = { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${target.version}`, metadata: (obj as KubeObject).metadata };
+        out = {
+          kind: 'PartialObjectMetadata',
+          apiVersion: `meta.k8s.io/${target.version}`,
+          metadata: (obj as KubeObject).metadata,
+        };
       }
       return goJson({ type, object: out });
     };
@@ -378,7 +423,12 @@ export class Api {
     const timers: NodeJS.Timeout[] = [];
     if (timeoutSeconds > 0) timers.push(setTimeout(end, timeoutSeconds * 1000));
     if (bookmarks && this.opts.bookmarkIntervalMs !== undefined) {
-      timers.push(setInterval(() => sink.write(encode('BOOKMARK', bookmarkObj(this.store.resourceVersion, false))), this.opts.bookmarkIntervalMs));
+      timers.push(
+        setInterval(
+          () => sink.write(encode('BOOKMARK', bookmarkObj(this.store.resourceVersion, false))),
+          this.opts.bookmarkIntervalMs,
+        ),
+      );
     }
     const cleanup = (): void => {
       unsubscribe();
@@ -395,9 +445,24 @@ export class Api {
     const target = negotiate(headerOf(ctx.req, 'accept'));
     if (target.kind === 'table') {
       const includeObject = this.includeObject(ctx);
-      this.send(ctx, 200, this.tableOf(r, [obj], { resourceVersion: obj.metadata.resourceVersion ?? '' }, target.version, includeObject, true));
+      this.send(
+        ctx,
+        200,
+        this.tableOf(
+          r,
+          [obj],
+          { resourceVersion: obj.metadata.resourceVersion ?? '' },
+          target.version,
+          includeObject,
+          true,
+        ),
+      );
     } else if (target.kind === 'partial') {
-      this.send(ctx, 200, { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${target.version}`, metadata: obj.metadata });
+      this.send(ctx, 200, {
+        kind: 'PartialObjectMetadata',
+        apiVersion: `meta.k8s.io/${target.version}`,
+        metadata: obj.metadata,
+      });
     } else this.send(ctx, 200, obj, target);
   }
 
@@ -428,11 +493,19 @@ export class Api {
     if (r.namespaced) {
       const bodyNs = obj.metadata.namespace;
       if (bodyNs !== undefined && bodyNs !== '' && bodyNs !== ns) {
-        throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+        throw errors.badRequest(
+          'the namespace of the provided object does not match the namespace sent on the request',
+        );
       }
     }
     if ((obj.metadata.name ?? '') === '' && (obj.metadata.generateName ?? '') === '') {
-      throw errors.invalid(r.kind, '', 'metadata.name', 'FieldValueRequired', 'Required value: name or generateName is required');
+      throw errors.invalid(
+        r.kind,
+        '',
+        'metadata.name',
+        'FieldValueRequired',
+        'Required value: name or generateName is required',
+      );
     }
     this.requireNamespace(r, ns);
     const created = this.store.create(r, ns, obj, { dryRun: this.dryRun(ctx) });
@@ -458,19 +531,41 @@ export class Api {
           namespace: s(ra['namespace']),
           name: s(ra['name']),
         }
-      : { verb: s(na['verb']), isResourceRequest: false, path: s(na['path']), apiGroup: '', apiVersion: '', resource: '', subresource: '', namespace: '', name: '' };
+      : {
+          verb: s(na['verb']),
+          isResourceRequest: false,
+          path: s(na['path']),
+          apiGroup: '',
+          apiVersion: '',
+          resource: '',
+          subresource: '',
+          namespace: '',
+          name: '',
+        };
     const d = this.opts.authorize(ctx.user, attrs);
     const st: Record<string, unknown> = { allowed: d.allowed };
     if (d.reason !== undefined && d.reason !== '') st['reason'] = d.reason;
     const metadata = { ...rec(review['metadata']), creationTimestamp: null };
-    this.send(ctx, 201, { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata, spec, status: st });
+    this.send(ctx, 201, {
+      kind: 'SelfSubjectAccessReview',
+      apiVersion: 'authorization.k8s.io/v1',
+      metadata,
+      spec,
+      status: st,
+    });
   }
 
   private update(ctx: ReqCtx, r: ResourceDef, ns: string): void {
     const obj = rec(this.parseBody(ctx)) as unknown as KubeObject;
     obj.metadata = rec(obj.metadata);
     if ((obj.metadata.name ?? ctx.info.name) !== ctx.info.name) {
-      throw errors.badRequest('the name of the object (' + String(obj.metadata.name) + ') does not match the name on the URL (' + ctx.info.name + ')');
+      throw errors.badRequest(
+        'the name of the object (' +
+          String(obj.metadata.name) +
+          ') does not match the name on the URL (' +
+          ctx.info.name +
+          ')',
+      );
     }
     const updated = this.store.update(r, ns, ctx.info.name, obj, { dryRun: this.dryRun(ctx) });
     this.send(ctx, 200, updated);
@@ -483,7 +578,14 @@ export class Api {
     const dry = this.dryRun(ctx);
     if (ct === 'application/apply-patch+yaml') {
       if ((ctx.url.searchParams.get('fieldManager') ?? '') === '') {
-        throw errors.invalid('PatchOptions', '', 'fieldManager', 'FieldValueRequired', 'Required value: is required for apply patch', 'meta.k8s.io');
+        throw errors.invalid(
+          'PatchOptions',
+          '',
+          'fieldManager',
+          'FieldValueRequired',
+          'Required value: is required for apply patch',
+          'meta.k8s.io',
+        );
       }
       if (!current) {
         this.requireNamespace(r, ns);
@@ -512,7 +614,8 @@ export class Api {
     const obj = rec(next) as unknown as KubeObject;
     obj.metadata = rec(obj.metadata);
     // A patch does not carry a precondition unless it names a resourceVersion itself.
-    if (rec(rec(patch)['metadata'])['resourceVersion'] === undefined) obj.metadata.resourceVersion = current.metadata.resourceVersion;
+    if (rec(rec(patch)['metadata'])['resourceVersion'] === undefined)
+      obj.metadata.resourceVersion = current.metadata.resourceVersion;
     this.send(ctx, 200, this.store.update(r, ns, ctx.info.name, obj, { dryRun: dry }));
   }
 
@@ -563,7 +666,9 @@ export class Api {
 
   private deleteCollection(ctx: ReqCtx, r: ResourceDef, ns: string): void {
     const opts = this.deleteOptions(ctx);
-    const gone = this.filtered(ctx, r, ns).map((e) => this.removeObject(r, e.obj.metadata.namespace ?? '', e.obj.metadata.name ?? '', opts));
+    const gone = this.filtered(ctx, r, ns).map((e) =>
+      this.removeObject(r, e.obj.metadata.namespace ?? '', e.obj.metadata.name ?? '', opts),
+    );
     this.send(ctx, 200, this.listOf(r, gone, { resourceVersion: String(this.store.resourceVersion) }));
   }
 
@@ -605,9 +710,20 @@ export class Api {
       return {
         kind: 'Scale',
         apiVersion: 'autoscaling/v1',
-        metadata: { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion, creationTimestamp: m.creationTimestamp },
+        metadata: {
+          name: m.name,
+          namespace: m.namespace,
+          uid: m.uid,
+          resourceVersion: m.resourceVersion,
+          creationTimestamp: m.creationTimestamp,
+        },
         spec: { replicas },
-        status: { replicas: rec(o['status'])['replicas'] ?? 0, selector: Object.entries(sel).map(([k, v]) => `${k}=${String(v)}`).join(',') },
+        status: {
+          replicas: rec(o['status'])['replicas'] ?? 0,
+          selector: Object.entries(sel)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(','),
+        },
       };
     };
     if (ctx.info.verb === 'get') {
@@ -617,7 +733,10 @@ export class Api {
     if (ctx.info.verb !== 'patch' && ctx.info.verb !== 'update') throw errors.methodNotAllowed();
     const body = rec(this.parseBody(ctx));
     const ct = (headerOf(ctx.req, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
-    const next = ctx.info.verb === 'update' ? body : rec(ct === 'application/json-patch+json' ? jsonPatch(scaleOf(obj), body) : mergePatch(scaleOf(obj), body));
+    const next =
+      ctx.info.verb === 'update'
+        ? body
+        : rec(ct === 'application/json-patch+json' ? jsonPatch(scaleOf(obj), body) : mergePatch(scaleOf(obj), body));
     const replicas = rec(next['spec'])['replicas'];
     if (typeof replicas === 'number') {
       const spec = rec(obj['spec']);
@@ -632,11 +751,16 @@ export class Api {
     const pod = this.store.get(PODS, ns, ctx.info.name);
     if (!pod) throw errors.notFound('pods', ctx.info.name);
     const q = ctx.url.searchParams;
-    const containers = (rec(pod['spec'])['containers'] as unknown[] | undefined ?? []).map((c) => String(rec(c)['name']));
+    const containers = ((rec(pod['spec'])['containers'] as unknown[] | undefined) ?? []).map((c) =>
+      String(rec(c)['name']),
+    );
     let container = q.get('container') ?? '';
     if (container === '') {
       if (containers.length === 1) container = containers[0] ?? '';
-      else throw errors.badRequest(`a container name must be specified for pod ${ctx.info.name}, choose one of: [${containers.join(' ')}]`);
+      else
+        throw errors.badRequest(
+          `a container name must be specified for pod ${ctx.info.name}, choose one of: [${containers.join(' ')}]`,
+        );
     } else if (!containers.includes(container)) {
       throw errors.badRequest(`container ${container} is not valid for pod ${ctx.info.name}`);
     }
@@ -660,7 +784,9 @@ export class Api {
     if (tail !== null && Number(tail) >= 0) lines = lines.slice(Math.max(0, lines.length - Number(tail)));
     let budget = q.get('limitBytes') === null ? Infinity : Number(q.get('limitBytes'));
     ctx.record.status = 200;
-    sink.head(200, sortHeaders([...commonHeaders({ auditId: ctx.auditId }), ['Content-Type', 'text/plain']]), { flush: true });
+    sink.head(200, sortHeaders([...commonHeaders({ auditId: ctx.auditId }), ['Content-Type', 'text/plain']]), {
+      flush: true,
+    });
     const out = (l: LogLine): boolean => {
       if (budget <= 0) return false;
       let s = Buffer.from(fmt(l));
@@ -738,17 +864,26 @@ export class Api {
  * What the apiserver checks for exec/attach/portforward before it dials the kubelet (`streamLocation`):
  * the pod, the container (not for portforward), and that the pod has a node.
  */
-export function streamTarget(store: Store, ns: string, name: string, sub: string, q: URLSearchParams): { pod: KubeObject; container: string } {
+export function streamTarget(
+  store: Store,
+  ns: string,
+  name: string,
+  sub: string,
+  q: URLSearchParams,
+): { pod: KubeObject; container: string } {
   const pod = store.get(PODS, ns, name);
   if (!pod) throw errors.notFound('pods', name);
   const spec = rec(pod['spec']);
-  const containers = (spec['containers'] as { name?: string }[] | undefined ?? []).map((c) => c.name ?? '');
+  const containers = ((spec['containers'] as { name?: string }[] | undefined) ?? []).map((c) => c.name ?? '');
   let container = q.get('container') ?? '';
   if (sub !== 'portforward') {
     if (container === '') {
       if (containers.length === 1) container = containers[0] ?? '';
       else if (containers.length === 0) throw errors.badRequest(`a container name must be specified for pod ${name}`);
-      else throw errors.badRequest(`a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]`);
+      else
+        throw errors.badRequest(
+          `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]`,
+        );
     } else if (!containers.includes(container)) {
       throw errors.badRequest(`container ${container} is not valid for pod ${name}`);
     }
@@ -763,4 +898,3 @@ export function headerOf(req: IncomingMessage | Http2ServerRequest, name: string
   const v = req.headers[name];
   return Array.isArray(v) ? v.join(', ') : v;
 }
-

@@ -27,7 +27,14 @@ import {
 } from './discovery.ts';
 import { writeKubeconfigFile } from './kubeconfig.ts';
 import { requestInfo, type RequestInfo } from './request-info.ts';
-import { findResource, makeNamespace, resourceForKind, RESOURCES, type KubeObject, type ResourceDef } from './resources.ts';
+import {
+  findResource,
+  makeNamespace,
+  resourceForKind,
+  RESOURCES,
+  type KubeObject,
+  type ResourceDef,
+} from './resources.ts';
 import { Api, headerOf, streamTarget, type ApfUids, type ReqCtx } from './rest.ts';
 import { Store, type WatchEvent } from './store.ts';
 import {
@@ -114,8 +121,20 @@ export interface FakeApiserver {
 }
 
 const VERSIONS = {
-  '1.32': { minor: '32', gitVersion: 'v1.32.5', gitCommit: '9894294ef13a5b32803e3ca2c0d620a088cc84d1', buildDate: '2025-05-15T09:42:20Z', goVersion: 'go1.23.8' },
-  '1.33': { minor: '33', gitVersion: 'v1.33.1', gitCommit: '8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828', buildDate: '2025-05-15T08:19:08Z', goVersion: 'go1.24.2' },
+  '1.32': {
+    minor: '32',
+    gitVersion: 'v1.32.5',
+    gitCommit: '9894294ef13a5b32803e3ca2c0d620a088cc84d1',
+    buildDate: '2025-05-15T09:42:20Z',
+    goVersion: 'go1.23.8',
+  },
+  '1.33': {
+    minor: '33',
+    gitVersion: 'v1.33.1',
+    gitCommit: '8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828',
+    buildDate: '2025-05-15T08:19:08Z',
+    goVersion: 'go1.24.2',
+  },
 } as const;
 
 const PROBE_PATHS = /^\/(healthz|livez|readyz)(\/|$)/;
@@ -143,7 +162,12 @@ function forbidden(user: UserInfo, a: RequestAttributes, reason: string | undefi
   msg = sanitize(msg);
   const err = reason !== undefined && reason !== '' ? `${msg}: ${reason}` : msg;
   const gr = a.isResourceRequest ? (a.apiGroup !== '' ? `${a.resource}.${a.apiGroup}` : a.resource) : '';
-  const message = gr === '' ? `forbidden: ${err}` : a.name === '' ? `${gr} is forbidden: ${err}` : `${gr} "${a.name}" is forbidden: ${err}`;
+  const message =
+    gr === ''
+      ? `forbidden: ${err}`
+      : a.name === ''
+        ? `${gr} is forbidden: ${err}`
+        : `${gr} "${a.name}" is forbidden: ${err}`;
   const details = a.isResourceRequest ? { name: a.name, group: a.apiGroup, kind: a.resource } : {};
   return new ApiError(status(403, 'Forbidden', message, details));
 }
@@ -187,7 +211,13 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   const clientCa = await createCA('fake-apiserver-client-ca');
   const serving = await issueCert(serverCa, {
     commonName: 'kube-apiserver',
-    dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', ...(opts.extraDnsNames ?? [])],
+    dnsNames: [
+      'localhost',
+      'kubernetes',
+      'kubernetes.default',
+      'kubernetes.default.svc',
+      ...(opts.extraDnsNames ?? []),
+    ],
     ipAddresses: ['127.0.0.1'],
     usage: 'server',
   });
@@ -261,7 +291,12 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     s.on('error', () => undefined);
   });
 
-  const record = (req: IncomingMessage | Http2ServerRequest, url: URL, upgrade: boolean, auditId: string): RecordedRequest => {
+  const record = (
+    req: IncomingMessage | Http2ServerRequest,
+    url: URL,
+    upgrade: boolean,
+    auditId: string,
+  ): RecordedRequest => {
     const sock = tlsSocketOf(req);
     const query: Record<string, string[]> = {};
     for (const [k, val] of url.searchParams) (query[k] ??= []).push(val);
@@ -349,12 +384,24 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     const name = headerOf(req, 'impersonate-user');
     const groups: string[] = [];
     const raw = req.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'impersonate-group') groups.push(raw[i + 1] ?? '');
+    for (let i = 0; i < raw.length; i += 2)
+      if (raw[i]?.toLowerCase() === 'impersonate-group') groups.push(raw[i + 1] ?? '');
     if (name === undefined) {
-      if (groups.length > 0) return errors.badRequest('requested [' + groups.map((g) => `{Group ${g}}`).join(' ') + '] without impersonating a user');
+      if (groups.length > 0)
+        return errors.badRequest(
+          'requested [' + groups.map((g) => `{Group ${g}}`).join(' ') + '] without impersonating a user',
+        );
       return user;
     }
-    const base = { verb: 'impersonate', isResourceRequest: true, path: '', apiGroup: '', apiVersion: '', subresource: '', namespace: '' };
+    const base = {
+      verb: 'impersonate',
+      isResourceRequest: true,
+      path: '',
+      apiGroup: '',
+      apiVersion: '',
+      subresource: '',
+      namespace: '',
+    };
     const denied = decide(user, { ...base, resource: 'users', name });
     if (denied) return denied;
     for (const g of groups) {
@@ -399,7 +446,14 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       body = goJson(status(code, reason, message));
     }
     if (!headers.some(([k]) => k.toLowerCase() === 'content-type')) {
-      headers.push(['Content-Type', code === 429 && f.body === undefined ? 'text/plain; charset=utf-8' : typeof f.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json']);
+      headers.push([
+        'Content-Type',
+        code === 429 && f.body === undefined
+          ? 'text/plain; charset=utf-8'
+          : typeof f.body === 'string'
+            ? 'text/plain; charset=utf-8'
+            : 'application/json',
+      ]);
     }
     return { code, headers: sortHeaders(headers), body };
   };
@@ -460,7 +514,8 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       return;
     }
     rr.user = user.name;
-    const longRunningNonWatch = info.isResourceRequest && ['log', 'exec', 'attach', 'portforward', 'proxy'].includes(info.subresource);
+    const longRunningNonWatch =
+      info.isResourceRequest && ['log', 'exec', 'attach', 'portforward', 'proxy'].includes(info.subresource);
     const ctx: ReqCtx = { ...ctxBase, apf: longRunningNonWatch ? undefined : apfFor(user, info), user };
     try {
       const denied = decide(user, attrsOf(info));
@@ -478,14 +533,18 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
         return;
       }
       if (!r || (info.apiPrefix === 'api') !== (r.group === '')) throw errors.pathNotFound();
-      if (r.namespaced && info.namespace === '' && info.name !== '' && info.verb !== 'list' && info.verb !== 'watch') throw errors.pathNotFound();
+      if (r.namespaced && info.namespace === '' && info.name !== '' && info.verb !== 'list' && info.verb !== 'watch')
+        throw errors.pathNotFound();
       await api.handle(ctx, r);
     } catch (err) {
       if (sink.headersSent) {
         sink.end();
         return;
       }
-      api.sendError(ctx, err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err)));
+      api.sendError(
+        ctx,
+        err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err)),
+      );
     }
   };
 
@@ -494,11 +553,17 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   /** No handler for the path (an unknown group, a path nothing serves): Go's `http.NotFound`, not a Status. */
   const notFoundText = (ctx: ReqCtx): void => {
     ctx.record.status = 404;
-    writeBody(ctx.sink, 404, [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf }), ['X-Content-Type-Options', 'nosniff']], NOT_FOUND_TEXT, {
-      gzip: false,
-      gzipThreshold: Infinity,
-      contentType: 'text/plain; charset=utf-8',
-    });
+    writeBody(
+      ctx.sink,
+      404,
+      [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf }), ['X-Content-Type-Options', 'nosniff']],
+      NOT_FOUND_TEXT,
+      {
+        gzip: false,
+        gzipThreshold: Infinity,
+        contentType: 'text/plain; charset=utf-8',
+      },
+    );
   };
 
   const versionBody = (): Record<string, string> => {
@@ -534,13 +599,25 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     const method = ctx.req.method ?? 'GET';
     const path = ctx.info.path.replace(/\/+$/, '') || '/';
     if (method !== 'GET' && method !== 'HEAD') throw errors.methodNotAllowed();
-    const json = (code: number, obj: unknown, contentType = 'application/json', extra: [string, string][] = [], cacheControl?: string): void => {
+    const json = (
+      code: number,
+      obj: unknown,
+      contentType = 'application/json',
+      extra: [string, string][] = [],
+      cacheControl?: string,
+    ): void => {
       ctx.record.status = code;
-      writeBody(ctx.sink, code, [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl }), ...extra], typeof obj === 'string' ? obj : goJson(obj), {
-        gzip: false,
-        gzipThreshold: Infinity,
-        contentType,
-      });
+      writeBody(
+        ctx.sink,
+        code,
+        [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl }), ...extra],
+        typeof obj === 'string' ? obj : goJson(obj),
+        {
+          gzip: false,
+          gzipThreshold: Infinity,
+          contentType,
+        },
+      );
     };
     if (path === '/version') {
       json(200, goJsonIndent(versionBody()));
@@ -555,7 +632,11 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
     if (path === '/api' || path === '/apis') {
       // 1.33 dropped apidiscovery.k8s.io/v2beta1.
-      const f = negotiateDiscovery(headerOf(ctx.req, 'accept'), opts.aggregatedDiscovery ?? true, versionKey !== '1.33');
+      const f = negotiateDiscovery(
+        headerOf(ctx.req, 'accept'),
+        opts.aggregatedDiscovery ?? true,
+        versionKey !== '1.33',
+      );
       if (f === undefined) {
         json(406, goJsonIndent(status(406, 'NotAcceptable', DISCOVERY_NOT_ACCEPTABLE)));
         return;
@@ -572,7 +653,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       ];
       if (headerOf(ctx.req, 'if-none-match') === etag) {
         ctx.record.status = 304;
-        ctx.sink.head(304, sortHeaders([...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl: 'public' }), ...extra]));
+        ctx.sink.head(
+          304,
+          sortHeaders([...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl: 'public' }), ...extra]),
+        );
         ctx.sink.end();
         return;
       }
@@ -581,7 +665,9 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
     const gv = /^\/api\/(v1)$/.exec(path) ?? /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
     if (gv) {
-      const doc = path.startsWith('/api/') ? legacyResourceList('', gv[1] ?? '') : legacyResourceList(gv[1] ?? '', gv[2] ?? '');
+      const doc = path.startsWith('/api/')
+        ? legacyResourceList('', gv[1] ?? '')
+        : legacyResourceList(gv[1] ?? '', gv[2] ?? '');
       if (doc) {
         json(200, doc);
         return;
@@ -601,7 +687,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
     const oa = /^\/openapi\/v3\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))$/.exec(path);
     if (oa) {
-      const doc = oa[1] !== undefined ? openapiV3GroupVersion('', oa[1], v.gitVersion) : openapiV3GroupVersion(oa[2] ?? '', oa[3] ?? '', v.gitVersion);
+      const doc =
+        oa[1] !== undefined
+          ? openapiV3GroupVersion('', oa[1], v.gitVersion)
+          : openapiV3GroupVersion(oa[2] ?? '', oa[3] ?? '', v.gitVersion);
       if (doc) {
         json(200, doc, 'application/json', [], 'public, immutable');
         return;
@@ -609,7 +698,11 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
     // The /api handler and a served group's handler answer a Status; the mux answers the rest in text.
     const parts = path.split('/').filter((p) => p !== '');
-    if (parts[0] === 'api' || (parts[0] === 'apis' && parts.length >= 3 && servedGroup(parts[1] ?? '')) || (parts[0] === 'openapi' && parts[1] === 'v3')) {
+    if (
+      parts[0] === 'api' ||
+      (parts[0] === 'apis' && parts.length >= 3 && servedGroup(parts[1] ?? '')) ||
+      (parts[0] === 'openapi' && parts[1] === 'v3')
+    ) {
       throw errors.pathNotFound();
     }
     notFoundText(ctx);
@@ -617,7 +710,13 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
 
   // ---- upgrades: exec, attach, port-forward -------------------------------------------------------
 
-  const rawStatus = (socket: Duplex, auditId: string, err: ApiError, rr: RecordedRequest, extra: [string, string][] = []): void => {
+  const rawStatus = (
+    socket: Duplex,
+    auditId: string,
+    err: ApiError,
+    rr: RecordedRequest,
+    extra: [string, string][] = [],
+  ): void => {
     const code = err.status.code ?? 500;
     rr.status = code;
     const h = sortHeaders([...commonHeaders({ auditId }), ['Content-Type', 'application/json'], ...extra]);
@@ -691,9 +790,19 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
   };
 
-  const serveUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, info: RequestInfo, rr: RecordedRequest): void => {
+  const serveUpgrade = (
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    info: RequestInfo,
+    rr: RecordedRequest,
+  ): void => {
     const sub = info.subresource;
-    if (!(info.apiPrefix === 'api' && info.resource === 'pods' && (sub === 'exec' || sub === 'attach' || sub === 'portforward'))) {
+    if (!(
+      info.apiPrefix === 'api' &&
+      info.resource === 'pods' &&
+      (sub === 'exec' || sub === 'attach' || sub === 'portforward')
+    )) {
       throw errors.badRequest('Upgrade request not supported');
     }
     const q = new URL(req.url ?? '/', 'https://fake.invalid').searchParams;
@@ -706,7 +815,8 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
       return;
     }
-    if (spdy && opts.spdy === false) throw errors.badRequest('unable to upgrade connection: SPDY/3.1 upgrades are disabled on this server');
+    if (spdy && opts.spdy === false)
+      throw errors.badRequest('unable to upgrade connection: SPDY/3.1 upgrades are disabled on this server');
     if (!ws && !spdy) throw errors.badRequest('Upgrade request required');
     if (sub === 'portforward') {
       const pf = { namespace: info.namespace, pod: info.name, podUid: pod.metadata.uid ?? '' };
@@ -722,7 +832,12 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       }
       const p = negotiateSpdy(req, ['portforward.k8s.io']);
       if (p === undefined) {
-        rawText(socket, 403, `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [portforward.k8s.io]`, rr);
+        rawText(
+          socket,
+          403,
+          `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [portforward.k8s.io]`,
+          rr,
+        );
         return;
       }
       rr.status = 101;
@@ -745,7 +860,8 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       tty: flag('tty'),
     };
     if (exec.tty) exec.stderr = false;
-    if (!exec.stdin && !exec.stdout && !exec.stderr) throw errors.badRequest('you must specify at least 1 of stdin, stdout, stderr');
+    if (!exec.stdin && !exec.stdout && !exec.stderr)
+      throw errors.badRequest('you must specify at least 1 of stdin, stdout, stderr');
     const handler = opts.exec ?? defaultExec;
     if (ws) {
       const protocol = chooseWsExecProtocol(req);
@@ -760,7 +876,12 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     }
     const protocol = negotiateSpdyExec(req);
     if (protocol === undefined) {
-      rawText(socket, 403, `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [v4.channel.k8s.io v3.channel.k8s.io v2.channel.k8s.io channel.k8s.io]`, rr);
+      rawText(
+        socket,
+        403,
+        `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [v4.channel.k8s.io v3.channel.k8s.io v2.channel.k8s.io channel.k8s.io]`,
+        rr,
+      );
       return;
     }
     rr.status = 101;
@@ -803,7 +924,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     requests,
     issueUser: (cn, groups = []) => issueCert(clientCa, { commonName: cn, organizations: groups, usage: 'client' }),
     setFault(f) {
-      faults = f === null ? [] : (Array.isArray(f) ? f : [f]).map((x) => (x.times !== undefined ? { ...x, left: x.times } : { ...x }));
+      faults =
+        f === null
+          ? []
+          : (Array.isArray(f) ? f : [f]).map((x) => (x.times !== undefined ? { ...x, left: x.times } : { ...x }));
     },
     writeKubeconfig: (dir, spec) => writeKubeconfigFile(dir, { url, serverCaPem: serverCa.certPem }, spec),
     create: createObject,

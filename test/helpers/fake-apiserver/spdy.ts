@@ -12,14 +12,71 @@ import { Duplex } from 'node:stream';
 import { constants, inflateSync } from 'node:zlib';
 
 const WORDS = [
-  'options', 'head', 'post', 'put', 'delete', 'trace', 'accept', 'accept-charset', 'accept-encoding', 'accept-language',
-  'accept-ranges', 'age', 'allow', 'authorization', 'cache-control', 'connection', 'content-base', 'content-encoding',
-  'content-language', 'content-length', 'content-location', 'content-md5', 'content-range', 'content-type', 'date',
-  'etag', 'expect', 'expires', 'from', 'host', 'if-match', 'if-modified-since', 'if-none-match', 'if-range',
-  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'pragma', 'proxy-authenticate',
-  'proxy-authorization', 'range', 'referer', 'retry-after', 'server', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'user-agent', 'vary', 'via', 'warning', 'www-authenticate', 'method', 'get', 'status', '200 OK', 'version',
-  'HTTP/1.1', 'url', 'public', 'set-cookie', 'keep-alive', 'origin',
+  'options',
+  'head',
+  'post',
+  'put',
+  'delete',
+  'trace',
+  'accept',
+  'accept-charset',
+  'accept-encoding',
+  'accept-language',
+  'accept-ranges',
+  'age',
+  'allow',
+  'authorization',
+  'cache-control',
+  'connection',
+  'content-base',
+  'content-encoding',
+  'content-language',
+  'content-length',
+  'content-location',
+  'content-md5',
+  'content-range',
+  'content-type',
+  'date',
+  'etag',
+  'expect',
+  'expires',
+  'from',
+  'host',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'pragma',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'range',
+  'referer',
+  'retry-after',
+  'server',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'user-agent',
+  'vary',
+  'via',
+  'warning',
+  'www-authenticate',
+  'method',
+  'get',
+  'status',
+  '200 OK',
+  'version',
+  'HTTP/1.1',
+  'url',
+  'public',
+  'set-cookie',
+  'keep-alive',
+  'origin',
 ];
 const TAIL =
   '100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505' +
@@ -199,7 +256,10 @@ export class SpdySession {
 
   private inflateHeaders(block: Buffer): Map<string, string[]> {
     this.zIn.push(Buffer.from(block));
-    const all = inflateSync(Buffer.concat(this.zIn), { dictionary: SPDY3_DICTIONARY, finishFlush: constants.Z_SYNC_FLUSH });
+    const all = inflateSync(Buffer.concat(this.zIn), {
+      dictionary: SPDY3_DICTIONARY,
+      finishFlush: constants.Z_SYNC_FLUSH,
+    });
     const raw = all.subarray(this.zOutLen);
     this.zOutLen = all.length;
     const out = new Map<string, string[]>();
@@ -208,7 +268,10 @@ export class SpdySession {
     let off = 4;
     for (let i = 0; i < n && off + 4 <= raw.length; i++) {
       const nl = raw.readUInt32BE(off);
-      const name = raw.subarray(off + 4, off + 4 + nl).toString('latin1').toLowerCase();
+      const name = raw
+        .subarray(off + 4, off + 4 + nl)
+        .toString('latin1')
+        .toLowerCase();
       off += 4 + nl;
       const vl = raw.readUInt32BE(off);
       const value = raw.subarray(off + 4, off + 4 + vl).toString('latin1');

@@ -97,11 +97,23 @@ export class Store {
     meta.resourceVersion = String(++this.rvCounter);
     const stored = canonical(obj);
     b.set(key, stored);
-    this.record({ type: 'ADDED', object: stored, rv: this.rvCounter, resource: r.name, namespace: meta.namespace ?? '' });
+    this.record({
+      type: 'ADDED',
+      object: stored,
+      rv: this.rvCounter,
+      resource: r.name,
+      namespace: meta.namespace ?? '',
+    });
     return deepClone(stored);
   }
 
-  update(r: ResourceDef, namespace: string, name: string, next: KubeObject, opts: { dryRun?: boolean } = {}): KubeObject {
+  update(
+    r: ResourceDef,
+    namespace: string,
+    name: string,
+    next: KubeObject,
+    opts: { dryRun?: boolean } = {},
+  ): KubeObject {
     const key = Store.key(r.namespaced ? namespace : '', name);
     const b = this.bucket(r.name);
     const prev = b.get(key);
@@ -110,7 +122,12 @@ export class Store {
     obj.metadata = { ...rec(obj.metadata) };
     const want = obj.metadata.resourceVersion;
     if (want !== undefined && want !== '' && want !== prev.metadata.resourceVersion) {
-      throw errors.conflict(r.name, name, 'the object has been modified; please apply your changes to the latest version and try again', r.group);
+      throw errors.conflict(
+        r.name,
+        name,
+        'the object has been modified; please apply your changes to the latest version and try again',
+        r.group,
+      );
     }
     // Immutable server-owned fields.
     obj.metadata.uid = prev.metadata.uid;
@@ -126,7 +143,13 @@ export class Store {
     obj.metadata.resourceVersion = String(++this.rvCounter);
     const stored = canonical(obj);
     b.set(key, stored);
-    this.record({ type: 'MODIFIED', object: stored, rv: this.rvCounter, resource: r.name, namespace: obj.metadata.namespace ?? '' });
+    this.record({
+      type: 'MODIFIED',
+      object: stored,
+      rv: this.rvCounter,
+      resource: r.name,
+      namespace: obj.metadata.namespace ?? '',
+    });
     return deepClone(stored);
   }
 
@@ -136,13 +159,24 @@ export class Store {
     const prev = b.get(key);
     if (!prev) throw errors.notFound(r.name, name, r.group);
     if (opts.uid !== undefined && opts.uid !== prev.metadata.uid) {
-      throw errors.conflict(r.name, name, `Precondition failed: UID in precondition: ${opts.uid}, UID in object meta: ${prev.metadata.uid ?? ''}`, r.group);
+      throw errors.conflict(
+        r.name,
+        name,
+        `Precondition failed: UID in precondition: ${opts.uid}, UID in object meta: ${prev.metadata.uid ?? ''}`,
+        r.group,
+      );
     }
     if (opts.dryRun) return deepClone(prev);
     b.delete(key);
     const gone = deepClone(prev);
     gone.metadata.resourceVersion = String(++this.rvCounter);
-    this.record({ type: 'DELETED', object: gone, rv: this.rvCounter, resource: r.name, namespace: gone.metadata.namespace ?? '' });
+    this.record({
+      type: 'DELETED',
+      object: gone,
+      rv: this.rvCounter,
+      resource: r.name,
+      namespace: gone.metadata.namespace ?? '',
+    });
     return deepClone(gone);
   }
 

@@ -113,7 +113,11 @@ interface ExecOutcome {
 }
 
 /** `metav1.Status` as `json.Marshal` writes it from a kubelet/translator (no kind/apiVersion). */
-function execOutcome(result: { code: number } | { error: string }, command: string[], translated: boolean): ExecOutcome {
+function execOutcome(
+  result: { code: number } | { error: string },
+  command: string[],
+  translated: boolean,
+): ExecOutcome {
   if ('error' in result) {
     const inner = `error executing command in container: ${result.error}`;
     let message = `Internal error occurred: ${inner}`;
@@ -123,13 +127,21 @@ function execOutcome(result: { code: number } | { error: string }, command: stri
       cause = message;
       message = `Internal error occurred: ${message}`;
     }
-    const st = { metadata: {}, status: 'Failure', message, reason: 'InternalError', details: { causes: [{ message: cause }] }, code: 500 };
+    const st = {
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason: 'InternalError',
+      details: { causes: [{ message: cause }] },
+      code: 500,
+    };
     return { statusJson: JSON.stringify(st), legacyText: message };
   }
   if (result.code === 0) return { statusJson: JSON.stringify({ metadata: {}, status: 'Success' }), legacyText: '' };
   let message = `command terminated with non-zero exit code: error executing command [${command.join(' ')}], exit code ${result.code}`;
   // client-go's CodeExitError and the translator each prefix the kubelet's message once more.
-  if (translated) message = `command terminated with non-zero exit code: command terminated with non-zero exit code: ${message}`;
+  if (translated)
+    message = `command terminated with non-zero exit code: command terminated with non-zero exit code: ${message}`;
   const st = {
     metadata: {},
     status: 'Failure',
@@ -140,7 +152,11 @@ function execOutcome(result: { code: number } | { error: string }, command: stri
   return { statusJson: JSON.stringify(st), legacyText: message };
 }
 
-async function runHandler(handler: ExecHandler, req: ExecRequest, io: ExecIO): Promise<{ code: number } | { error: string }> {
+async function runHandler(
+  handler: ExecHandler,
+  req: ExecRequest,
+  io: ExecIO,
+): Promise<{ code: number } | { error: string }> {
   try {
     const code = await handler(req, io);
     return { code: typeof code === 'number' ? code : 0 };

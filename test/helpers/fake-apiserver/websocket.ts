@@ -33,7 +33,9 @@ export function offeredProtocols(req: IncomingMessage): string[] {
 }
 
 export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 }
 
 /**
@@ -42,7 +44,12 @@ export function acceptKey(key: string): string {
  */
 export function handshakeResponse(req: IncomingMessage, protocol: string | undefined): string {
   const key = String(req.headers['sec-websocket-key'] ?? '');
-  const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(key)}`];
+  const lines = [
+    'HTTP/1.1 101 Switching Protocols',
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Accept: ${acceptKey(key)}`,
+  ];
   if (protocol !== undefined) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
   return `${lines.join('\r\n')}\r\n\r\n`;
 }

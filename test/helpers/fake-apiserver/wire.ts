@@ -20,7 +20,10 @@ export function goJson(value: unknown): string {
 
 /** `WriteRawJSON` (used for /version): indented, no trailing newline. */
 export function goJsonIndent(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(GO_ESCAPES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value, null, 2).replace(
+    GO_ESCAPES,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export interface StatusDetails {
@@ -46,7 +49,12 @@ export interface Status {
 
 /** A `metav1.Status` with its fields in Go struct order and Go's omitempty rules. */
 export function status(code: number, reason: string, message: string, details?: StatusDetails): Status {
-  const s: Status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: code >= 200 && code < 300 ? 'Success' : 'Failure' };
+  const s: Status = {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: code >= 200 && code < 300 ? 'Success' : 'Failure',
+  };
   if (message !== '') s.message = message;
   if (reason !== '') s.reason = reason;
   if (details !== undefined) s.details = orderedDetails(details);
@@ -84,7 +92,11 @@ export const errors = {
     ),
   alreadyExists: (resource: string, name: string, group = '') =>
     new ApiError(
-      status(409, 'AlreadyExists', `${qualified(resource, group)} "${name}" already exists`, { name, group, kind: resource }),
+      status(409, 'AlreadyExists', `${qualified(resource, group)} "${name}" already exists`, {
+        name,
+        group,
+        kind: resource,
+      }),
     ),
   conflict: (resource: string, name: string, why: string, group = '') =>
     new ApiError(
@@ -103,10 +115,17 @@ export const errors = {
         causes: [{ reason: causeReason, message, field }],
       }),
     ),
-  methodNotAllowed: () => new ApiError(status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')),
+  methodNotAllowed: () =>
+    new ApiError(status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')),
   notAcceptable: (message: string) => new ApiError(status(406, 'NotAcceptable', message)),
   unsupportedMediaType: (contentType: string) =>
-    new ApiError(status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got ${contentType})`)),
+    new ApiError(
+      status(
+        415,
+        'UnsupportedMediaType',
+        `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got ${contentType})`,
+      ),
+    ),
   expired: (message: string, continueToken?: string) => {
     const st = status(410, 'Expired', message);
     if (continueToken !== undefined) st.metadata = { continue: continueToken };
@@ -114,7 +133,8 @@ export const errors = {
   },
   internal: (message: string) =>
     new ApiError(status(500, 'InternalError', `Internal error occurred: ${message}`, { causes: [{ message }] })),
-  pathNotFound: () => new ApiError(status(404, 'NotFound', 'the server could not find the requested resource', { causes: [] })),
+  pathNotFound: () =>
+    new ApiError(status(404, 'NotFound', 'the server could not find the requested resource', { causes: [] })),
 };
 
 function qualified(resource: string, group: string): string {
@@ -177,7 +197,10 @@ export class Sink {
   closed = false;
   private readonly closeListeners = new Set<() => void>();
 
-  constructor(res: AnyResponse, opts: { resetAfterBytes?: number | undefined; hangAfterHeaders?: boolean | undefined }) {
+  constructor(
+    res: AnyResponse,
+    opts: { resetAfterBytes?: number | undefined; hangAfterHeaders?: boolean | undefined },
+  ) {
     this.res = res;
     this.isH2 = 'stream' in res;
     this.resetAfter = opts.resetAfterBytes;
@@ -222,7 +245,8 @@ export class Sink {
     // (Node appends the latter itself).
     const date = !this.isH2 && !headers.some(([k]) => k.toLowerCase() === 'date');
     for (const [k, v] of headers) {
-      if (date && k.toLowerCase() === 'content-length' && !res.hasHeader('Date')) res.setHeader('Date', new Date().toUTCString());
+      if (date && k.toLowerCase() === 'content-length' && !res.hasHeader('Date'))
+        res.setHeader('Date', new Date().toUTCString());
       res.setHeader(k, v);
     }
     if (!this.isH2) {
@@ -327,7 +351,13 @@ export function writeBody(
 export const NOT_FOUND_TEXT = '404 page not found\n';
 
 /** A whole HTTP/1.1 answer on a raw socket (upgrade requests that get no 101). */
-export function writeRawResponse(socket: Duplex, code: number, reason: string, headers: [string, string][], body: string | Buffer): void {
+export function writeRawResponse(
+  socket: Duplex,
+  code: number,
+  reason: string,
+  headers: [string, string][],
+  body: string | Buffer,
+): void {
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
   const lines = [`HTTP/1.1 ${code} ${reason}`];
   for (const [k, v] of headers) lines.push(`${k}: ${v}`);

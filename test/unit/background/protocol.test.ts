@@ -6,7 +6,13 @@ const messages: ControlMessage[] = [
   { op: 'stop', ifIdle: false },
   { op: 'stop', ifIdle: true },
   { op: 'finish', tag: 'abc123defg', color: false, width: undefined, life: undefined },
-  { op: 'finish', tag: 'abc123defg', color: true, width: 120, life: { spawnedAt: 1700000000000.25, exitedAt: 1700000000100.5, exitCode: 1 } },
+  {
+    op: 'finish',
+    tag: 'abc123defg',
+    color: true,
+    width: 120,
+    life: { spawnedAt: 1700000000000.25, exitedAt: 1700000000100.5, exitCode: 1 },
+  },
 ];
 
 describe('a control message reads back as it was written, whichever way it travels', () => {
@@ -36,7 +42,16 @@ describe('a control message reads back as it was written, whichever way it trave
   });
 
   it("a finish's terminal width and kubectl's life are taken only when they make sense", () => {
-    expect(fromHttp('commands/abc123defg/finish', 'color=1&width=-3&spawned=5&exited=4&exit=0')).toEqual({ op: 'finish', tag: 'abc123defg', color: true, width: undefined, life: undefined });
-    expect(fromLine('{"op":"finish","tag":"abc123defg","width":"80","color":"1","life":{"spawnedAt":1}}')).toEqual({ msg: { op: 'finish', tag: 'abc123defg', color: false, width: undefined, life: undefined }, token: undefined });
+    expect(fromHttp('commands/abc123defg/finish', 'color=1&width=-3&spawned=5&exited=4&exit=0')).toEqual({
+      op: 'finish',
+      tag: 'abc123defg',
+      color: true,
+      width: undefined,
+      life: undefined,
+    });
+    expect(fromLine('{"op":"finish","tag":"abc123defg","width":"80","color":"1","life":{"spawnedAt":1}}')).toEqual({
+      msg: { op: 'finish', tag: 'abc123defg', color: false, width: undefined, life: undefined },
+      token: undefined,
+    });
   });
 });

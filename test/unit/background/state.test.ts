@@ -14,7 +14,8 @@ describe('the wrapper fast path mirrors the modules it does not import', () => {
       [undefined, { HOME: '/home/u' }],
       [undefined, { KUBECONFIG: '', HOME: '/home/u' }],
     ];
-    for (const [explicitPath, env] of cases) expect(kubeconfigCandidates(explicitPath, env)).toEqual(kubeconfigPaths({ explicitPath, env }).paths);
+    for (const [explicitPath, env] of cases)
+      expect(kubeconfigCandidates(explicitPath, env)).toEqual(kubeconfigPaths({ explicitPath, env }).paths);
   });
 
   it('a random command tag is a valid one', () => {

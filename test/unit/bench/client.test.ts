@@ -19,9 +19,16 @@ afterEach(async () => {
 });
 
 /** An h2 server that answers every stream's head at once and holds its body open (a watch) until `end`. */
-async function watchServer(maxConcurrentStreams: number): Promise<{ target: Target; streams: ServerHttp2Stream[]; sessions: () => number }> {
+async function watchServer(
+  maxConcurrentStreams: number,
+): Promise<{ target: Target; streams: ServerHttp2Stream[]; sessions: () => number }> {
   const ca = await createCA('bench client test CA');
-  const cert = await issueCert(ca, { commonName: 'localhost', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
+  const cert = await issueCert(ca, {
+    commonName: 'localhost',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
   const streams: ServerHttp2Stream[] = [];
   let sessions = 0;
   const s = createSecureServer({ key: cert.keyPem, cert: cert.certPem, settings: { maxConcurrentStreams } });
@@ -37,11 +44,23 @@ async function watchServer(maxConcurrentStreams: number): Promise<{ target: Targ
   });
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   server = s;
-  const target: Target = { name: 'test', scheme: 'https', host: '127.0.0.1', port: (s.address() as AddressInfo).port, prefix: '', servername: 'localhost', ca: ca.certPem, h2: true };
+  const target: Target = {
+    name: 'test',
+    scheme: 'https',
+    host: '127.0.0.1',
+    port: (s.address() as AddressInfo).port,
+    prefix: '',
+    servername: 'localhost',
+    ca: ca.certPem,
+    h2: true,
+  };
   return { target, streams, sessions: () => sessions };
 }
 
-async function openWatches(target: Target, n: number): Promise<{ statuses: number[]; conns: Record<string, number>; close: () => void }> {
+async function openWatches(
+  target: Target,
+  n: number,
+): Promise<{ statuses: number[]; conns: Record<string, number>; close: () => void }> {
   const client = createClient(target, 'h2', Infinity);
   const statuses = await Promise.all(
     Array.from(

@@ -4,7 +4,14 @@
  * the next measurement's (the 01:43Z run's workload 3 was void because of exactly that).
  */
 import { describe, expect, it } from 'vitest';
-import { Caller, Runner, type Cancel, type ErrorAnswer, type JobContext, type Tagged } from '../../../bench/lib/jobs.ts';
+import {
+  Caller,
+  Runner,
+  type Cancel,
+  type ErrorAnswer,
+  type JobContext,
+  type Tagged,
+} from '../../../bench/lib/jobs.ts';
 
 type In = { type: 'measure'; name: string } | { type: 'ping' };
 type Out = { type: 'measured'; name: string } | { type: 'window'; name: string } | { type: 'pong' } | ErrorAnswer;
@@ -17,7 +24,11 @@ function gate(): { wait: Promise<void>; open: () => void } {
 }
 
 /** Parent and helper joined by asynchronous hops, as IPC is; `run` is the helper's job. */
-function pair(run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>): { caller: Caller<In, Out>; runner: Runner<In, Out>; toHelper: (Tagged<In> | Cancel)[] } {
+function pair(run: (m: In, ctx: JobContext<Out>) => Promise<Out | undefined>): {
+  caller: Caller<In, Out>;
+  runner: Runner<In, Out>;
+  toHelper: (Tagged<In> | Cancel)[];
+} {
   const toHelper: (Tagged<In> | Cancel)[] = [];
   const link: { caller?: Caller<In, Out> } = {};
   const runner = new Runner<In, Out>((m) => setImmediate(() => link.caller?.deliver(m)), run);
@@ -43,7 +54,9 @@ describe('bench helper protocol', () => {
       return { type: 'measured', name: m.name };
     });
 
-    await expect(caller.call({ type: 'measure', name: 'mitmproxy' }, 'measured', 30)).rejects.toThrow(/no answer to measure .* within 30 ms \(cancelled\)/);
+    await expect(caller.call({ type: 'measure', name: 'mitmproxy' }, 'measured', 30)).rejects.toThrow(
+      /no answer to measure .* within 30 ms \(cancelled\)/,
+    );
     await tick();
     expect(toHelper.at(-1)).toEqual({ type: 'cancel', id: 1 });
     expect(signals[0]?.aborted).toBe(true);
@@ -74,7 +87,12 @@ describe('bench helper protocol', () => {
       return Promise.resolve({ type: 'measured', name: m.name });
     });
     const windows: string[] = [];
-    const r = await caller.call({ type: 'measure', name: 'w2' }, 'measured', 5000, (o) => o.type === 'window' && windows.push(o.name));
+    const r = await caller.call(
+      { type: 'measure', name: 'w2' },
+      'measured',
+      5000,
+      (o) => o.type === 'window' && windows.push(o.name),
+    );
     expect(r.name).toBe('w2');
     expect(windows).toEqual(['w2']);
     await expect(caller.call({ type: 'ping' }, 'pong', 5000)).rejects.toThrow('bench: helper failed: Error: boom');

@@ -17,7 +17,12 @@ function run(w2: { live: number; refused: number }): Results {
   return {
     machine: {} as Results['machine'],
     config: {},
-    standIn: { podBytes: 4300, w2: [row('kubetrail', w2.live), row('kubetrail-refused', w2.refused)] as unknown as NonNullable<Results['standIn']['w2']> },
+    standIn: {
+      podBytes: 4300,
+      w2: [row('kubetrail', w2.live), row('kubetrail-refused', w2.refused)] as unknown as NonNullable<
+        Results['standIn']['w2']
+      >,
+    },
   } as Results;
 }
 
@@ -45,7 +50,15 @@ describe('rows over HTTP/1.1 and h2 side by side', () => {
   const results = {
     machine: {} as Results['machine'],
     config: {},
-    standIn: { podBytes: 4300, w1: [lat('direct', 'h1', 0.1), lat('direct', 'h2', 0.2), lat('kubetrail', 'h1', 0.3), lat('kubetrail', 'h2', 1.0)] },
+    standIn: {
+      podBytes: 4300,
+      w1: [
+        lat('direct', 'h1', 0.1),
+        lat('direct', 'h2', 0.2),
+        lat('kubetrail', 'h1', 0.3),
+        lat('kubetrail', 'h2', 1.0),
+      ],
+    },
     durationS: 0,
     errors: [],
   } as Results;
@@ -62,7 +75,12 @@ describe('connection counts', () => {
     expect(fmtConns({ h2: 1 })).toBe('1 h2');
     expect(fmtConns({ 'http/1.1': 32, none: 1 })).toBe('32 h1 + 1 h1 (no ALPN)');
     expect(fmtConns({})).toBe('0');
-    expect(fmtConnRounds([{ client: { h2: 1 }, upstream: { 'http/1.1': 1 } }, { client: { h2: 1 }, upstream: {} }])).toBe('1 h2 / 1 h1, 0');
+    expect(
+      fmtConnRounds([
+        { client: { h2: 1 }, upstream: { 'http/1.1': 1 } },
+        { client: { h2: 1 }, upstream: {} },
+      ]),
+    ).toBe('1 h2 / 1 h1, 0');
     expect(fmtConnRounds([{ client: { http: 1 } }])).toBe('1 h1 (plain) / –');
   });
 });

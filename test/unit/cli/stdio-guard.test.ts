@@ -12,7 +12,10 @@ const O_NONBLOCK = 0o4000;
 function stdoutFlagsAfter(script: string, guarded: boolean): number {
   const prelude = guarded ? `await import(${JSON.stringify(GUARD)});` : '';
   const body = `${prelude}\n${script}\nconst m = /flags:\\s+(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/self/fdinfo/1', 'utf8'));\nconsole.error('FLAGS=' + m[1]);`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', body], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', body], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const m = /FLAGS=(\d+)/.exec(r.stderr);
   if (!m?.[1]) throw new Error(`no flags: ${r.stderr}`);
   return parseInt(m[1], 8);
@@ -33,7 +36,11 @@ describe.runIf(process.platform === 'linux')('stdio guard', () => {
   it('what is written through process.stdout still arrives, in order', () => {
     const r = spawnSync(
       process.execPath,
-      ['--input-type=module', '-e', `await import(${JSON.stringify(GUARD)}); console.log('a'); process.stdout.write(Buffer.from('b\\n')); console.error('c');`],
+      [
+        '--input-type=module',
+        '-e',
+        `await import(${JSON.stringify(GUARD)}); console.log('a'); process.stdout.write(Buffer.from('b\\n')); console.error('c');`,
+      ],
       { encoding: 'utf8' },
     );
     expect(r.stdout).toBe('a\nb\n');

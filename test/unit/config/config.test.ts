@@ -29,23 +29,36 @@ describe('resolveConfig', () => {
 
   it('follows the OTEL_* endpoint variables', () => {
     expect(resolveConfig({}, { HOME: dir }).otlpEndpoint).toBe('http://localhost:4318/v1/traces');
-    expect(resolveConfig({}, { HOME: dir, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }).otlpEndpoint).toBe('http://c:4318/v1/traces');
-    expect(resolveConfig({}, { HOME: dir, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t/x' }).otlpEndpoint).toBe('http://t/x');
+    expect(resolveConfig({}, { HOME: dir, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }).otlpEndpoint).toBe(
+      'http://c:4318/v1/traces',
+    );
+    expect(
+      resolveConfig(
+        {},
+        { HOME: dir, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t/x' },
+      ).otlpEndpoint,
+    ).toBe('http://t/x');
   });
 
   it('rejects an unknown key with the file, line and the known keys', () => {
     const file = join(dir, 'k.yaml');
     writeFileSync(file, 'quiet: true\nlisten-port: 1\n');
-    expect(() => resolveConfig({ config: file }, { HOME: dir })).toThrow(new RegExp(`^config ${file}:2: "listen-port" is not a kubetrail option \\(known: .*listen`));
+    expect(() => resolveConfig({ config: file }, { HOME: dir })).toThrow(
+      new RegExp(`^config ${file}:2: "listen-port" is not a kubetrail option \\(known: .*listen`),
+    );
   });
 
   it('rejects a value of the wrong type, and malformed YAML, naming the file', () => {
     const file = join(dir, 'k.yaml');
     writeFileSync(file, 'quiet: sometimes\n');
-    expect(() => resolveConfig({ config: file }, { HOME: dir })).toThrow(`config ${file}:1: "quiet": expected a boolean, got "sometimes"`);
+    expect(() => resolveConfig({ config: file }, { HOME: dir })).toThrow(
+      `config ${file}:1: "quiet": expected a boolean, got "sometimes"`,
+    );
     writeFileSync(file, 'listen: [1, 2\n');
     expect(() => resolveConfig({ config: file }, { HOME: dir })).toThrow(new RegExp(`^config ${file}:\\d+: `));
-    expect(() => resolveConfig({ config: join(dir, 'missing.yaml') }, { HOME: dir })).toThrow(`config ${join(dir, 'missing.yaml')}: cannot read (ENOENT)`);
+    expect(() => resolveConfig({ config: join(dir, 'missing.yaml') }, { HOME: dir })).toThrow(
+      `config ${join(dir, 'missing.yaml')}: cannot read (ENOENT)`,
+    );
   });
 
   it('config/kubetrail.yaml documents every option with its default, and loads as it is', () => {
@@ -76,7 +89,9 @@ describe('parseListen', () => {
 
 describe('version', () => {
   it('matches package.json', () => {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     expect(VERSION).toBe(pkg.version);
   });
 });

@@ -40,4 +40,3 @@ describe('ensurePrivateDir', () => {
     expect(() => ensurePrivateDir(join(file, 'sub'))).toThrow(/state dir .*file\/sub: ENOTDIR/);
   });
 });
-

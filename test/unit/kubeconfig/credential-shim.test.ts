@@ -8,7 +8,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installShim, SHIM_MARKER, shimExec, shimPathDir, shimPathEnv } from '../../../src/kubeconfig/credential-shim.ts';
+import {
+  installShim,
+  SHIM_MARKER,
+  shimExec,
+  shimPathDir,
+  shimPathEnv,
+} from '../../../src/kubeconfig/credential-shim.ts';
 import { parseTiming } from '../../../src/kubeconfig/timing.ts';
 
 let dir: string;
@@ -24,7 +30,11 @@ beforeAll(() => {
   mkdirSync(plugins);
   timing = join(dir, 'timing-file');
   // The real plugin: says what it got, and fails with 4 when asked to.
-  writeFileSync(join(plugins, 'auth-plugin'), '#!/bin/sh\nread -r line\nprintf "path=%s args=%s stdin=%s\\n" "$PATH" "$*" "$line"\n[ "$1" = fail ] && exit 4\nexit 0\n', { mode: 0o755 });
+  writeFileSync(
+    join(plugins, 'auth-plugin'),
+    '#!/bin/sh\nread -r line\nprintf "path=%s args=%s stdin=%s\\n" "$PATH" "$*" "$line"\n[ "$1" = fail ] && exit 4\nexit 0\n',
+    { mode: 0o755 },
+  );
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,15 +47,28 @@ function runByName(name: string, args: string[], path: string): { code: number |
 
 describe('the credential shim, on PATH', () => {
   it('is the command itself in the kubeconfig, and its directory goes first on PATH only for a kubeconfig that uses it', () => {
-    const exec = shimExec({ command: 'auth-plugin', args: ['a'] }, { install: (c) => installShim(state, c, `${plugins}:${SYSTEM_PATH}`, 'on-path'), timingFile: timing, mode: 'on-path' });
+    const exec = shimExec(
+      { command: 'auth-plugin', args: ['a'] },
+      {
+        install: (c) => installShim(state, c, `${plugins}:${SYSTEM_PATH}`, 'on-path'),
+        timingFile: timing,
+        mode: 'on-path',
+      },
+    );
     expect(exec).toEqual({ command: 'auth-plugin', args: [`${SHIM_MARKER}${timing}`, 'auth-plugin', 'a'] });
     expect(existsSync(join(shimPathDir(state), 'auth-plugin'))).toBe(true);
-    expect(shimPathEnv({ PATH: SYSTEM_PATH }, state, JSON.stringify(exec)).PATH).toBe(`${shimPathDir(state)}:${SYSTEM_PATH}`);
+    expect(shimPathEnv({ PATH: SYSTEM_PATH }, state, JSON.stringify(exec)).PATH).toBe(
+      `${shimPathDir(state)}:${SYSTEM_PATH}`,
+    );
     expect(shimPathEnv({ PATH: SYSTEM_PATH }, state, 'users: []').PATH).toBe(SYSTEM_PATH);
   });
 
   it('leaves alone a plugin given by path, and one whose env sets PATH (kubectl would look it up elsewhere)', () => {
-    const shim = { install: (c: string) => installShim(state, c, `${plugins}:${SYSTEM_PATH}`, 'on-path'), timingFile: timing, mode: 'on-path' as const };
+    const shim = {
+      install: (c: string) => installShim(state, c, `${plugins}:${SYSTEM_PATH}`, 'on-path'),
+      timingFile: timing,
+      mode: 'on-path' as const,
+    };
     const byPath = { command: join(plugins, 'auth-plugin') };
     expect(shimExec(byPath, shim)).toBe(byPath);
     const ownPath = { command: 'auth-plugin', env: [{ name: 'PATH', value: '/opt/bin' }] };
@@ -71,14 +94,21 @@ describe('the credential shim, on PATH', () => {
 
   it('never runs itself when its directory is on PATH more than once (a kubetrail inside a kubetrail)', () => {
     const d = shimPathDir(state);
-    const r = runByName('auth-plugin', [`${SHIM_MARKER}${timing}`, 'auth-plugin'], `${d}:${d}:${plugins}:${d}:${SYSTEM_PATH}`);
+    const r = runByName(
+      'auth-plugin',
+      [`${SHIM_MARKER}${timing}`, 'auth-plugin'],
+      `${d}:${d}:${plugins}:${d}:${SYSTEM_PATH}`,
+    );
     expect(r).toEqual({ code: 0, out: `path=${plugins}:${SYSTEM_PATH} args= stdin=from-stdin\n` });
   });
 });
 
 describe('timing file: the wrapped command name (#19 item 1)', () => {
   it("reads the wrapper's `name` line, and only words a command line's name is made of", () => {
-    expect(parseTiming('spawn 1700000000000\nname helm install\n')).toMatchObject({ spawnedAt: 1700000000000, command: 'helm install' });
+    expect(parseTiming('spawn 1700000000000\nname helm install\n')).toMatchObject({
+      spawnedAt: 1700000000000,
+      command: 'helm install',
+    });
     expect(parseTiming('name clientgo-demo\n').command).toBe('clientgo-demo');
     expect(parseTiming('name helm install --set x=1\n').command).toBeUndefined();
     expect(parseTiming('name Helm\n').command).toBeUndefined();

@@ -76,8 +76,12 @@ describe('loadKubeconfig', () => {
   it('--kubeconfig loads only that file and it must exist', () => {
     const a = file('a/config', A);
     file('b/config', B);
-    expect([...loadKubeconfig({ explicitPath: a, env: { KUBECONFIG: join(dir, 'b/config') } }).clusters.keys()]).toEqual(['c1']);
-    expect(() => loadKubeconfig({ explicitPath: join(dir, 'nope'), env: {} })).toThrow(/kubeconfig .*nope: no such file/);
+    expect([
+      ...loadKubeconfig({ explicitPath: a, env: { KUBECONFIG: join(dir, 'b/config') } }).clusters.keys(),
+    ]).toEqual(['c1']);
+    expect(() => loadKubeconfig({ explicitPath: join(dir, 'nope'), env: {} })).toThrow(
+      /kubeconfig .*nope: no such file/,
+    );
   });
 
   it('falls back to ~/.kube/config', () => {
@@ -107,8 +111,20 @@ describe('rewrite', () => {
   it('points every cluster at kubetrail, keeps names, users and contexts, and drops what would bypass it', async () => {
     const ca = await createCA('upstream');
     file('a/ca.pem', ca.certPem);
-    const a = file('a/config', A.replace('https://127.0.0.1:6443', 'https://127.0.0.1:6443').replace('{server: "https://127.0.0.1:6443", certificate-authority: ca.pem}', '{server: "https://127.0.0.1:6443", certificate-authority: ca.pem, proxy-url: "http://127.0.0.1:3128", tls-server-name: api.internal}'));
-    const b = file('b/config', B.replace('{server: "https://10.0.0.1:6443"}', '{server: "https://10.0.0.1:6443"}').replace('{server: "https://example.com:443/some/prefix"}', '{server: "https://example.com:443/some/prefix", insecure-skip-tls-verify: true}'));
+    const a = file(
+      'a/config',
+      A.replace('https://127.0.0.1:6443', 'https://127.0.0.1:6443').replace(
+        '{server: "https://127.0.0.1:6443", certificate-authority: ca.pem}',
+        '{server: "https://127.0.0.1:6443", certificate-authority: ca.pem, proxy-url: "http://127.0.0.1:3128", tls-server-name: api.internal}',
+      ),
+    );
+    const b = file(
+      'b/config',
+      B.replace('{server: "https://10.0.0.1:6443"}', '{server: "https://10.0.0.1:6443"}').replace(
+        '{server: "https://example.com:443/some/prefix"}',
+        '{server: "https://example.com:443/some/prefix", insecure-skip-tls-verify: true}',
+      ),
+    );
     const kc = loadKubeconfig({ env: { KUBECONFIG: `${a}:${b}` } });
     const routes = buildRoutes(kc);
     const out = rewriteKubeconfig(kc, { listenUrl: 'https://127.0.0.1:17443', caPem: 'LOCALCA' });
@@ -120,15 +136,24 @@ describe('rewrite', () => {
       expect(c.cluster.server).toBe(`https://${routeAddress(id)}:17443${c.name === 'c2' ? '/some/prefix' : ''}`);
       expect(c.cluster['certificate-authority-data']).toBe(Buffer.from('LOCALCA').toString('base64'));
       expect(c.cluster['tls-server-name']).toBe(`${id}.kubetrail.localhost`);
-      for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url']) expect(c.cluster).not.toHaveProperty(k);
+      for (const k of ['certificate-authority', 'insecure-skip-tls-verify', 'proxy-url'])
+        expect(c.cluster).not.toHaveProperty(k);
     }
     expect(out['current-context']).toBe('ctx-a');
     expect((out.users as { name: string }[]).map((u) => u.name)).toEqual(['u1', 'u2']);
-    expect((out.contexts as { name: string; context: unknown }[]).find((c) => c.name === 'ctx-b')?.context).toEqual({ cluster: 'c2', user: 'u2', namespace: 'kube-system' });
+    expect((out.contexts as { name: string; context: unknown }[]).find((c) => c.name === 'ctx-b')?.context).toEqual({
+      cluster: 'c2',
+      user: 'u2',
+      namespace: 'kube-system',
+    });
 
     // Where no loopback range is there to use (an IPv6 or non-loopback listener), a path prefix per cluster.
-    const v6 = rewriteKubeconfig(kc, { listenUrl: 'https://[::1]:17443', caPem: 'LOCALCA' }).clusters as typeof clusters;
-    for (const c of v6) expect(c.cluster.server).toBe(`https://[::1]:17443/c/${[...routes.clusters.values()].find((r) => r.name === c.name)?.id ?? ''}`);
+    const v6 = rewriteKubeconfig(kc, { listenUrl: 'https://[::1]:17443', caPem: 'LOCALCA' })
+      .clusters as typeof clusters;
+    for (const c of v6)
+      expect(c.cluster.server).toBe(
+        `https://[::1]:17443/c/${[...routes.clusters.values()].find((r) => r.name === c.name)?.id ?? ''}`,
+      );
 
     const r1 = routes.clusters.get(routeId('c1', 'https://127.0.0.1:6443'));
     expect(r1?.server.href).toBe('https://127.0.0.1:6443/');
@@ -141,7 +166,13 @@ describe('rewrite', () => {
   });
 
   it('gives clusters with awkward names distinct, URL-safe, stable route ids', () => {
-    const names = ['arn:aws:eks:us-east-1:123456789012:cluster/prod', 'gke_proj_europe-west1_prod', 'kind-kind', 'Kind Kind', ''];
+    const names = [
+      'arn:aws:eks:us-east-1:123456789012:cluster/prod',
+      'gke_proj_europe-west1_prod',
+      'kind-kind',
+      'Kind Kind',
+      '',
+    ];
     const ids = names.map((n) => routeId(n, 'https://10.0.0.1:6443'));
     expect(new Set(ids).size).toBe(names.length);
     for (const id of ids) expect(id).toMatch(/^[a-z0-9-]+$/);
@@ -152,10 +183,17 @@ describe('rewrite', () => {
   });
 
   it("tags a wrapped command's kubeconfig in SNI only, within one DNS label, and parses the tag back", () => {
-    const a = file('k', 'clusters:\n- name: "arn:aws:eks:us-east-1:123456789012:cluster/a-very-long-production-cluster-name"\n  cluster: {server: "https://10.0.0.1:6443"}\n');
+    const a = file(
+      'k',
+      'clusters:\n- name: "arn:aws:eks:us-east-1:123456789012:cluster/a-very-long-production-cluster-name"\n  cluster: {server: "https://10.0.0.1:6443"}\n',
+    );
     const kc = loadKubeconfig({ explicitPath: a, env: {} });
     const plain = rewriteKubeconfig(kc, { listenUrl: 'https://127.0.0.1:17443', caPem: 'X' });
-    const tagged = rewriteKubeconfig(kc, { listenUrl: 'https://127.0.0.1:17443', caPem: 'X', commandTag: 'abc123xyz9' });
+    const tagged = rewriteKubeconfig(kc, {
+      listenUrl: 'https://127.0.0.1:17443',
+      caPem: 'X',
+      commandTag: 'abc123xyz9',
+    });
     const [p0] = plain.clusters as { cluster: Record<string, string> }[];
     const [t0] = tagged.clusters as { cluster: Record<string, string> }[];
     expect(t0?.cluster.server).toBe(p0?.cluster.server);
@@ -172,21 +210,33 @@ describe('rewrite', () => {
   it('indexes client-certificate users by the exact certificate bytes', async () => {
     const ca = await createCA('u');
     const alice = await issueCert(ca, { commonName: 'alice', usage: 'client' });
-    const a = file('k', `users:\n- name: alice\n  user:\n    client-certificate-data: ${Buffer.from(alice.certPem).toString('base64')}\n    client-key-data: ${Buffer.from(alice.keyPem).toString('base64')}\n- name: tina\n  user: {token: t}\n`);
+    const a = file(
+      'k',
+      `users:\n- name: alice\n  user:\n    client-certificate-data: ${Buffer.from(alice.certPem).toString('base64')}\n    client-key-data: ${Buffer.from(alice.keyPem).toString('base64')}\n- name: tina\n  user: {token: t}\n`,
+    );
     const routes = buildRoutes(loadKubeconfig({ explicitPath: a, env: {} }));
     expect([...routes.identities.values()].map((i) => i.user)).toEqual(['alice']);
   });
 
   it('refuses an http:// server and an unsupported proxy-url with the file and cluster named', () => {
     const a = file('k', 'clusters:\n- name: plain\n  cluster: {server: "http://127.0.0.1:8080"}\n');
-    expect(() => buildRoutes(loadKubeconfig({ explicitPath: a, env: {} }))).toThrow(`kubeconfig ${a} cluster "plain": server "http://127.0.0.1:8080" is not https`);
-    const s = file('s', 'clusters:\n- name: s\n  cluster: {server: "https://x", proxy-url: "socks5://127.0.0.1:1080"}\n');
-    expect(() => buildRoutes(loadKubeconfig({ explicitPath: s, env: {} }))).toThrow(/proxy-url "socks5:.*" is not supported/);
+    expect(() => buildRoutes(loadKubeconfig({ explicitPath: a, env: {} }))).toThrow(
+      `kubeconfig ${a} cluster "plain": server "http://127.0.0.1:8080" is not https`,
+    );
+    const s = file(
+      's',
+      'clusters:\n- name: s\n  cluster: {server: "https://x", proxy-url: "socks5://127.0.0.1:1080"}\n',
+    );
+    expect(() => buildRoutes(loadKubeconfig({ explicitPath: s, env: {} }))).toThrow(
+      /proxy-url "socks5:.*" is not supported/,
+    );
   });
 
   it('names a missing certificate file', () => {
     const a = file('k', 'users:\n- name: u\n  user: {client-certificate: nope.crt, client-key: nope.key}\n');
-    expect(() => buildRoutes(loadKubeconfig({ explicitPath: a, env: {} }))).toThrow(`kubeconfig ${a} user "u": client-certificate ${join(dir, 'nope.crt')}: cannot read (ENOENT)`);
+    expect(() => buildRoutes(loadKubeconfig({ explicitPath: a, env: {} }))).toThrow(
+      `kubeconfig ${a} user "u": client-certificate ${join(dir, 'nope.crt')}: cannot read (ENOENT)`,
+    );
   });
 });
 

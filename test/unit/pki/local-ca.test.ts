@@ -47,7 +47,9 @@ describe('ensureLocalPki', () => {
     expect(pki.caPem).not.toContain('PRIVATE KEY');
     for (const f of ['ca.pem', 'server.pem']) {
       const text = readFileSync(join(dir, f), 'utf8');
-      expect(text).toMatch(/-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n[\s\S]+-----END PRIVATE KEY-----\n$/);
+      expect(text).toMatch(
+        /-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n[\s\S]+-----END PRIVATE KEY-----\n$/,
+      );
     }
   });
 });

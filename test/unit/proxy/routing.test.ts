@@ -1,8 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { resolveTarget, routeAddress, SNI_SUFFIX, uniqueRouteAddresses, usesRouteAddresses, type ClusterRoute, type Routes } from '../../../src/proxy/routing.ts';
+import {
+  resolveTarget,
+  routeAddress,
+  SNI_SUFFIX,
+  uniqueRouteAddresses,
+  usesRouteAddresses,
+  type ClusterRoute,
+  type Routes,
+} from '../../../src/proxy/routing.ts';
 
 function route(id: string, server: string): ClusterRoute {
-  return { id, name: id, server: new URL(server), caPem: undefined, insecureSkipTlsVerify: false, tlsServerName: undefined, proxyUrl: undefined };
+  return {
+    id,
+    name: id,
+    server: new URL(server),
+    caPem: undefined,
+    insecureSkipTlsVerify: false,
+    tlsServerName: undefined,
+    proxyUrl: undefined,
+  };
 }
 
 const routes: Routes = {
@@ -15,27 +31,52 @@ const routes: Routes = {
 
 describe('resolveTarget', () => {
   it('routes /c/<id>/… to the cluster and strips the prefix', () => {
-    expect(resolveTarget(routes, '/c/a-1/api/v1/pods?limit=500', undefined)).toMatchObject({ path: '/api/v1/pods', query: 'limit=500', upstreamPath: '/api/v1/pods?limit=500', route: { id: 'a-1' } });
+    expect(resolveTarget(routes, '/c/a-1/api/v1/pods?limit=500', undefined)).toMatchObject({
+      path: '/api/v1/pods',
+      query: 'limit=500',
+      upstreamPath: '/api/v1/pods?limit=500',
+      route: { id: 'a-1' },
+    });
     expect(resolveTarget(routes, '/c/a-1', undefined)).toMatchObject({ path: '/', query: '', upstreamPath: '/' });
   });
 
   it("prepends the server URL's own path upstream, not in the path the stages see", () => {
-    expect(resolveTarget(routes, '/c/b-2/version?', undefined)).toMatchObject({ path: '/version', query: '', upstreamPath: '/k8s/clusters/b/version?' });
+    expect(resolveTarget(routes, '/c/b-2/version?', undefined)).toMatchObject({
+      path: '/version',
+      query: '',
+      upstreamPath: '/k8s/clusters/b/version?',
+    });
   });
 
   it('routes a server-relative request by SNI, with its path as sent, command tag or not', () => {
-    expect(resolveTarget(routes, '/openapi/v3/api/v1?hash=x', `a-1${SNI_SUFFIX}`)).toMatchObject({ path: '/openapi/v3/api/v1', query: 'hash=x', upstreamPath: '/openapi/v3/api/v1?hash=x', route: { id: 'a-1' } });
+    expect(resolveTarget(routes, '/openapi/v3/api/v1?hash=x', `a-1${SNI_SUFFIX}`)).toMatchObject({
+      path: '/openapi/v3/api/v1',
+      query: 'hash=x',
+      upstreamPath: '/openapi/v3/api/v1?hash=x',
+      route: { id: 'a-1' },
+    });
     expect(resolveTarget(routes, '/version', `a-1--wabc123${SNI_SUFFIX}`)?.route.id).toBe('a-1');
   });
 
   it("routes by SNI a request that carries the server URL's own path (route addresses): sent upstream as it came, read without it", () => {
-    expect(resolveTarget(routes, '/k8s/clusters/b/api/v1/pods?limit=5', `b-2${SNI_SUFFIX}`)).toMatchObject({ route: { id: 'b-2' }, path: '/api/v1/pods', upstreamPath: '/k8s/clusters/b/api/v1/pods?limit=5' });
+    expect(resolveTarget(routes, '/k8s/clusters/b/api/v1/pods?limit=5', `b-2${SNI_SUFFIX}`)).toMatchObject({
+      route: { id: 'b-2' },
+      path: '/api/v1/pods',
+      upstreamPath: '/k8s/clusters/b/api/v1/pods?limit=5',
+    });
     // kubectl get --raw drops the server URL's path, direct and through kubetrail alike.
-    expect(resolveTarget(routes, '/version', `b-2${SNI_SUFFIX}`)).toMatchObject({ route: { id: 'b-2' }, path: '/version', upstreamPath: '/version' });
+    expect(resolveTarget(routes, '/version', `b-2${SNI_SUFFIX}`)).toMatchObject({
+      route: { id: 'b-2' },
+      path: '/version',
+      upstreamPath: '/version',
+    });
   });
 
   it("a path under /c/ that names no route is the apiserver's (get --raw /c/x), routed by SNI", () => {
-    expect(resolveTarget(routes, '/c/zzz/api', `a-1${SNI_SUFFIX}`)).toMatchObject({ route: { id: 'a-1' }, upstreamPath: '/c/zzz/api' });
+    expect(resolveTarget(routes, '/c/zzz/api', `a-1${SNI_SUFFIX}`)).toMatchObject({
+      route: { id: 'a-1' },
+      upstreamPath: '/c/zzz/api',
+    });
   });
 
   it('finds no route for an unknown id, a foreign server name, or none', () => {

@@ -7,15 +7,29 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { createResponseTap, DECODE_DELAY_MS, deferredDecodeBytes, MAX_DEFERRED_BYTES } from '../../../src/proxy/tap.ts';
 
-const pod = (i: number): string => JSON.stringify({ metadata: { name: `pod-${i}`, namespace: 'default', resourceVersion: String(i) }, status: { phase: i % 3 === 0 ? 'Pending' : 'Running' } });
-const list = (n: number): Buffer => Buffer.from(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[${Array.from({ length: n }, (_, i) => pod(i)).join(',')}]}`);
-const chunks = (b: Buffer, size: number): Buffer[] => Array.from({ length: Math.ceil(b.length / size) }, (_, i) => b.subarray(i * size, (i + 1) * size));
+const pod = (i: number): string =>
+  JSON.stringify({
+    metadata: { name: `pod-${i}`, namespace: 'default', resourceVersion: String(i) },
+    status: { phase: i % 3 === 0 ? 'Pending' : 'Running' },
+  });
+const list = (n: number): Buffer =>
+  Buffer.from(
+    `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[${Array.from({ length: n }, (_, i) => pod(i)).join(',')}]}`,
+  );
+const chunks = (b: Buffer, size: number): Buffer[] =>
+  Array.from({ length: Math.ceil(b.length / size) }, (_, i) => b.subarray(i * size, (i + 1) * size));
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('response tap', () => {
   it('does no decoding while the chunks of a list are relayed, decodes a little later, and ends with the whole body', async () => {
     const body = gzipSync(list(2000));
-    const tap = createResponseTap({ statusCode: 200, contentType: 'application/json', contentEncoding: 'gzip', isWatch: false, podList: true });
+    const tap = createResponseTap({
+      statusCode: 200,
+      contentType: 'application/json',
+      contentEncoding: 'gzip',
+      isWatch: false,
+      podList: true,
+    });
     const parts = chunks(body, 4096);
     // One chunk per loop turn, as a busy relay delivers them: nothing decoded yet.
     for (const c of parts.slice(0, -1)) {
@@ -30,14 +44,25 @@ describe('response tap', () => {
     expect(deferredDecodeBytes()).toBe(0);
     tap.write(parts.at(-1) as Buffer);
     const { decode } = tap.finish(true);
-    expect(decode).toMatchObject({ kind: 'PodList', items: 2000, bytes: body.length, resourceVersion: '7', podPhases: { pending: 667, running: 1333 } });
+    expect(decode).toMatchObject({
+      kind: 'PodList',
+      items: 2000,
+      bytes: body.length,
+      resourceVersion: '7',
+      podPhases: { pending: 667, running: 1333 },
+    });
     expect(decode?.error).toBeUndefined();
     expect(deferredDecodeBytes()).toBe(0);
   });
 
   it('decodes at once past the bound on waiting bytes, so memory stays bounded', () => {
     const body = list(Math.ceil((MAX_DEFERRED_BYTES * 1.5) / 100));
-    const tap = createResponseTap({ statusCode: 200, contentType: 'application/json', contentEncoding: undefined, isWatch: false });
+    const tap = createResponseTap({
+      statusCode: 200,
+      contentType: 'application/json',
+      contentEncoding: undefined,
+      isWatch: false,
+    });
     let max = 0;
     for (const c of chunks(body, 64 * 1024)) {
       tap.write(c);
@@ -45,12 +70,20 @@ describe('response tap', () => {
     }
     expect(max).toBeLessThanOrEqual(MAX_DEFERRED_BYTES);
     expect(tap.progress().items).toBeGreaterThan(0);
-    expect(tap.finish(true).decode).toMatchObject({ kind: 'PodList', items: Math.ceil((MAX_DEFERRED_BYTES * 1.5) / 100) });
+    expect(tap.finish(true).decode).toMatchObject({
+      kind: 'PodList',
+      items: Math.ceil((MAX_DEFERRED_BYTES * 1.5) / 100),
+    });
     expect(deferredDecodeBytes()).toBe(0);
   });
 
   it('stamps watch events with the time their chunk was relayed, not the time it was decoded', async () => {
-    const tap = createResponseTap({ statusCode: 200, contentType: 'application/json', contentEncoding: undefined, isWatch: true });
+    const tap = createResponseTap({
+      statusCode: 200,
+      contentType: 'application/json',
+      contentEncoding: undefined,
+      isWatch: true,
+    });
     const relayedAt = performance.now();
     tap.write(Buffer.from('{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"1"}}}\n'));
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -12,7 +12,9 @@ function fixFor(message: string): ReturnType<typeof rbacFix> & { required: Retur
 
 describe('rbacFix: the commands that would allow a denied request', () => {
   it('a namespaced list: a Role and RoleBinding in that namespace, and can-i to check', () => {
-    const f = fixFor('pods is forbidden: User "mallory" cannot list resource "pods" in API group "" in the namespace "default"');
+    const f = fixFor(
+      'pods is forbidden: User "mallory" cannot list resource "pods" in API group "" in the namespace "default"',
+    );
     expect(f.allow).toEqual([
       'kubectl create role kubetrail-list-pods --verb=list --resource=pods -n default',
       'kubectl create rolebinding kubetrail-list-pods --role=kubetrail-list-pods --user=mallory -n default',
@@ -21,7 +23,9 @@ describe('rbacFix: the commands that would allow a denied request', () => {
   });
 
   it('a named subresource in a group, for a service account', () => {
-    const f = fixFor('deployments.apps "web" is forbidden: User "system:serviceaccount:ci:deployer" cannot get resource "deployments/scale" in API group "apps" in the namespace "prod"');
+    const f = fixFor(
+      'deployments.apps "web" is forbidden: User "system:serviceaccount:ci:deployer" cannot get resource "deployments/scale" in API group "apps" in the namespace "prod"',
+    );
     expect(f.allow).toEqual([
       'kubectl create role kubetrail-get-deployments-apps-scale-web --verb=get --resource=deployments.apps/scale --resource-name=web -n prod',
       'kubectl create rolebinding kubetrail-get-deployments-apps-scale-web --role=kubetrail-get-deployments-apps-scale-web --serviceaccount=ci:deployer -n prod',
@@ -30,17 +34,25 @@ describe('rbacFix: the commands that would allow a denied request', () => {
   });
 
   it('the cluster scope and a non-resource URL: a ClusterRole and ClusterRoleBinding', () => {
-    const nodes = fixFor('nodes is forbidden: User "bob" cannot list resource "nodes" in API group "" at the cluster scope');
+    const nodes = fixFor(
+      'nodes is forbidden: User "bob" cannot list resource "nodes" in API group "" at the cluster scope',
+    );
     expect(nodes.allow[0]).toBe('kubectl create clusterrole kubetrail-list-nodes --verb=list --resource=nodes');
-    expect(nodes.allow[1]).toBe('kubectl create clusterrolebinding kubetrail-list-nodes --clusterrole=kubetrail-list-nodes --user=bob');
+    expect(nodes.allow[1]).toBe(
+      'kubectl create clusterrolebinding kubetrail-list-nodes --clusterrole=kubetrail-list-nodes --user=bob',
+    );
     expect(nodes.check).toBe('kubectl auth can-i list nodes -A');
     const path = fixFor('forbidden: User "bob" cannot get path "/metrics"');
-    expect(path.allow[0]).toBe('kubectl create clusterrole kubetrail-get-metrics --verb=get --non-resource-url=/metrics');
+    expect(path.allow[0]).toBe(
+      'kubectl create clusterrole kubetrail-get-metrics --verb=get --non-resource-url=/metrics',
+    );
     expect(path.check).toBe('kubectl auth can-i get /metrics');
   });
 
   it("names GKE's IAM permissions and quotes what the shell would split", () => {
-    const f = fixFor('pods is forbidden: User "Jo Doe" cannot list resource "pods" in API group "" in the namespace "default": requires one of ["container.pods.list"] permission(s).');
+    const f = fixFor(
+      'pods is forbidden: User "Jo Doe" cannot list resource "pods" in API group "" in the namespace "default": requires one of ["container.pods.list"] permission(s).',
+    );
     expect(f.required.iamPermissions).toEqual(['container.pods.list']);
     expect(f.allow[1]).toContain("--user='Jo Doe'");
   });
@@ -48,19 +60,47 @@ describe('rbacFix: the commands that would allow a denied request', () => {
 
 describe('apfLines: the server throttling kubectl retried, as one finding', () => {
   const req = (statusCode: number, retryAfter?: number): RequestSummary => ({
-    id: String(Math.random()), name: 'list pods', method: 'GET', path: '/api/v1/namespaces/default/pods', cluster: 'c', discovery: false,
-    startedAt: 0, durationMs: 1, statusCode, outcome: 'complete', errorCode: undefined, bytes: 0, items: undefined, page: false,
-    watchEvents: undefined, connectMs: undefined, tlsMs: undefined, ttfbMs: undefined, transferMs: undefined, reused: true,
+    id: String(Math.random()),
+    name: 'list pods',
+    method: 'GET',
+    path: '/api/v1/namespaces/default/pods',
+    cluster: 'c',
+    discovery: false,
+    startedAt: 0,
+    durationMs: 1,
+    statusCode,
+    outcome: 'complete',
+    errorCode: undefined,
+    bytes: 0,
+    items: undefined,
+    page: false,
+    watchEvents: undefined,
+    connectMs: undefined,
+    tlsMs: undefined,
+    ttfbMs: undefined,
+    transferMs: undefined,
+    reused: true,
     rbac: retryAfter === undefined ? {} : { 'kube.retry_after': retryAfter },
   });
-  const cmd = (requests: RequestSummary[]): CommandSummary => ({ traceId: 't', command: 'kubectl get', session: undefined, startedAt: 0, durationMs: 1, requests });
+  const cmd = (requests: RequestSummary[]): CommandSummary => ({
+    traceId: 't',
+    command: 'kubectl get',
+    session: undefined,
+    startedAt: 0,
+    durationMs: 1,
+    requests,
+  });
 
   it('groups the 429s and the retry that got through', () => {
-    expect(apfLines(cmd([req(429, 1), req(429, 1), req(200)]))).toEqual(["apf rejected: list pods 2× 429 (Retry-After 1s), then 200"]);
+    expect(apfLines(cmd([req(429, 1), req(429, 1), req(200)]))).toEqual([
+      'apf rejected: list pods 2× 429 (Retry-After 1s), then 200',
+    ]);
   });
 
   it('says when kubectl gave up, and nothing without a 429', () => {
-    expect(apfLines(cmd([req(429, 2)]))).toEqual(["apf rejected: list pods 1× 429 (Retry-After 2s), never let through"]);
+    expect(apfLines(cmd([req(429, 2)]))).toEqual([
+      'apf rejected: list pods 1× 429 (Retry-After 2s), never let through',
+    ]);
     expect(apfLines(cmd([req(200), req(403)]))).toEqual([]);
   });
 });

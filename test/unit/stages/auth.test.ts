@@ -5,7 +5,11 @@ import { authAttributes, authorizationScheme, type AuthFacts } from '../../../sr
 const b64url = (s: string): string => Buffer.from(s, 'utf8').toString('base64url');
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
-function jwt(payload: object, header: object = { alg: 'RS256', kid: 'key-1' }, signature = 'c2lnbmF0dXJlLXNlY3JldC14eXo'): string {
+function jwt(
+  payload: object,
+  header: object = { alg: 'RS256', kid: 'key-1' },
+  signature = 'c2lnbmF0dXJlLXNlY3JldC14eXo',
+): string {
   return `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}.${signature}`;
 }
 
@@ -26,37 +30,64 @@ const SA_TOKEN = jwt({
 const facts = (f: Partial<AuthFacts>): AuthFacts => ({ clientCertForwarded: false, ...f });
 
 /** Every string inside the attribute values, arrays flattened. */
-const valuesOf = (attrs: Attributes): string[] => Object.values(attrs).flatMap((v) => (Array.isArray(v) ? v : [String(v)]));
+const valuesOf = (attrs: Attributes): string[] =>
+  Object.values(attrs).flatMap((v) => (Array.isArray(v) ? v : [String(v)]));
 
 describe('authAttributes: method and identity', () => {
   it('reports a forwarded client certificate with CN as user and O as groups', () => {
     const attrs = authAttributes(
-      facts({ clientCert: { commonName: 'kubernetes-admin', organizations: ['system:masters', 'ops'] }, clientCertForwarded: true }),
+      facts({
+        clientCert: { commonName: 'kubernetes-admin', organizations: ['system:masters', 'ops'] },
+        clientCertForwarded: true,
+      }),
     );
-    expect(attrs).toEqual({ 'auth.method': 'client-certificate', 'auth.user': 'kubernetes-admin', 'auth.groups': ['system:masters', 'ops'] });
+    expect(attrs).toEqual({
+      'auth.method': 'client-certificate',
+      'auth.user': 'kubernetes-admin',
+      'auth.groups': ['system:masters', 'ops'],
+    });
   });
 
   it('prefers the forwarded certificate over a bearer token, as the apiserver does (x509 first)', () => {
     const attrs = authAttributes(
-      facts({ authorization: `Bearer ${SA_TOKEN}`, clientCert: { commonName: 'alice', organizations: [] }, clientCertForwarded: true }),
+      facts({
+        authorization: `Bearer ${SA_TOKEN}`,
+        clientCert: { commonName: 'alice', organizations: [] },
+        clientCertForwarded: true,
+      }),
     );
     expect(attrs).toEqual({ 'auth.method': 'client-certificate', 'auth.user': 'alice' });
   });
 
   it('ignores a certificate kubetrail does not forward', () => {
-    expect(authAttributes(facts({ clientCert: { commonName: 'alice', organizations: ['dev'] } }))).toEqual({ 'auth.method': 'none' });
-    expect(authAttributes(facts({ authorization: 'Bearer opaque-token', clientCert: { commonName: 'alice' } }))).toEqual({
+    expect(authAttributes(facts({ clientCert: { commonName: 'alice', organizations: ['dev'] } }))).toEqual({
+      'auth.method': 'none',
+    });
+    expect(
+      authAttributes(facts({ authorization: 'Bearer opaque-token', clientCert: { commonName: 'alice' } })),
+    ).toEqual({
       'auth.method': 'bearer',
     });
   });
 
   it('reports a service-account JWT by its sub and nothing else', () => {
-    expect(authAttributes(facts({ authorization: `Bearer ${SA_TOKEN}` }))).toEqual({ 'auth.method': 'bearer', 'auth.user': SA_SUB });
+    expect(authAttributes(facts({ authorization: `Bearer ${SA_TOKEN}` }))).toEqual({
+      'auth.method': 'bearer',
+      'auth.user': SA_SUB,
+    });
   });
 
   it('reads sub from any JWT (OIDC id_token), unverified', () => {
-    const token = jwt({ iss: 'https://issuer.example', sub: 'CgNib2ISBGxkYXA', email: 'bob@example.com', groups: ['admins'] });
-    expect(authAttributes(facts({ authorization: `Bearer ${token}` }))).toEqual({ 'auth.method': 'bearer', 'auth.user': 'CgNib2ISBGxkYXA' });
+    const token = jwt({
+      iss: 'https://issuer.example',
+      sub: 'CgNib2ISBGxkYXA',
+      email: 'bob@example.com',
+      groups: ['admins'],
+    });
+    expect(authAttributes(facts({ authorization: `Bearer ${token}` }))).toEqual({
+      'auth.method': 'bearer',
+      'auth.user': 'CgNib2ISBGxkYXA',
+    });
   });
 
   it('matches the Bearer scheme case-insensitively and takes the second space-separated field', () => {
@@ -77,7 +108,10 @@ describe('authAttributes: method and identity', () => {
     ['standard-base64 characters', `Bearer ${b64url('{"alg":"RS256"}')}.${b64('{"sub":"a~~~~"}')}.sig`], // …fn5+fiJ9
     ['base64 padding', `Bearer ${b64url('{"alg":"RS256"}')}.${b64('{"sub":"~~~"}')}.sig`], // …ifQ==
     ['a signature outside base64url', `Bearer ${jwt({ sub: 'x' }, undefined, 'sig+/=')}`],
-    ['invalid UTF-8', `Bearer ${b64url('{"alg":"RS256"}')}.${Buffer.from([0x7b, 0xff, 0x7d]).toString('base64url')}.sig`],
+    [
+      'invalid UTF-8',
+      `Bearer ${b64url('{"alg":"RS256"}')}.${Buffer.from([0x7b, 0xff, 0x7d]).toString('base64url')}.sig`,
+    ],
     ['an impossible base64url length', `Bearer ${b64url('{"alg":"RS256"}')}.abcde.sig`],
   ])('a bearer token with %s names no user', (_, authorization) => {
     expect(authAttributes(facts({ authorization }))).toEqual({ 'auth.method': 'bearer' });
@@ -138,8 +172,12 @@ describe('authAttributes: method and identity', () => {
   });
 
   it('omits empty impersonation values', () => {
-    expect(authAttributes(facts({ impersonateUser: '', impersonateGroups: [], impersonateUid: '' }))).toEqual({ 'auth.method': 'none' });
-    expect(authAttributes(facts({ clientCert: { commonName: '', organizations: [''] }, clientCertForwarded: true }))).toEqual({
+    expect(authAttributes(facts({ impersonateUser: '', impersonateGroups: [], impersonateUid: '' }))).toEqual({
+      'auth.method': 'none',
+    });
+    expect(
+      authAttributes(facts({ clientCert: { commonName: '', organizations: [''] }, clientCertForwarded: true })),
+    ).toEqual({
       'auth.method': 'client-certificate',
     });
   });
@@ -154,7 +192,15 @@ describe('authAttributes: method and identity', () => {
 
 describe('authAttributes never emits a secret', () => {
   const [jwtHeader = '', jwtPayload = '', jwtSignature = ''] = SA_TOKEN.split('.');
-  const claimsThatMustNotLeak = ['kubernetes.default.svc', '1900000000', 'deployer-7d9f-abcde', 'pod-uid-5f0b', 'sa-uid-91c2', 'key-1', 'RS256'];
+  const claimsThatMustNotLeak = [
+    'kubernetes.default.svc',
+    '1900000000',
+    'deployer-7d9f-abcde',
+    'pod-uid-5f0b',
+    'sa-uid-91c2',
+    'key-1',
+    'RS256',
+  ];
 
   it.each([
     ['a service-account JWT', `Bearer ${SA_TOKEN}`],

@@ -34,7 +34,16 @@ describe('latencyAttributes', () => {
 
   it('a reused connection: no connect or TLS, even if stale times are passed', () => {
     expect(
-      latencyAttributes({ start: 0, socketAssigned: 0.2, connectEnd: 5, tlsEnd: 9, requestSent: 0.3, firstByte: 12.34, end: 13, reused: true }),
+      latencyAttributes({
+        start: 0,
+        socketAssigned: 0.2,
+        connectEnd: 5,
+        tlsEnd: 9,
+        requestSent: 0.3,
+        firstByte: 12.34,
+        end: 13,
+        reused: true,
+      }),
     ).toEqual({
       'network.protocol.version': '1.1',
       'upstream.connection_reused': true,
@@ -53,7 +62,9 @@ describe('latencyAttributes', () => {
   });
 
   it('ttfb without requestSent on a reused connection: from the socket, else from start', () => {
-    expect(latencyAttributes({ start: 0, socketAssigned: 1, firstByte: 20, reused: true })['upstream.ttfb_ms']).toBe(19);
+    expect(latencyAttributes({ start: 0, socketAssigned: 1, firstByte: 20, reused: true })['upstream.ttfb_ms']).toBe(
+      19,
+    );
     expect(latencyAttributes({ start: 0, firstByte: 20, reused: true })['upstream.ttfb_ms']).toBe(20);
   });
 
@@ -66,7 +77,10 @@ describe('latencyAttributes', () => {
   });
 
   it('omits everything but reuse when only start is known', () => {
-    expect(latencyAttributes({ start: 5, reused: false })).toEqual({ 'network.protocol.version': '1.1', 'upstream.connection_reused': false });
+    expect(latencyAttributes({ start: 5, reused: false })).toEqual({
+      'network.protocol.version': '1.1',
+      'upstream.connection_reused': false,
+    });
   });
 
   it('omits durations whose ends are out of order (a response before the body was sent)', () => {
@@ -76,7 +90,13 @@ describe('latencyAttributes', () => {
   });
 
   it('omits durations with non-finite ends', () => {
-    const attrs = latencyAttributes({ start: 0, requestSent: 0, firstByte: Number.NaN, end: Number.POSITIVE_INFINITY, reused: true });
+    const attrs = latencyAttributes({
+      start: 0,
+      requestSent: 0,
+      firstByte: Number.NaN,
+      end: Number.POSITIVE_INFINITY,
+      reused: true,
+    });
     expect(attrs).toEqual({ 'network.protocol.version': '1.1', 'upstream.connection_reused': true });
   });
 
@@ -97,6 +117,8 @@ describe('latencyAttributes', () => {
 
   it('names the protocol: "2" for a stream on a shared HTTP/2 connection, "1.1" otherwise', () => {
     expect(latencyAttributes({ start: 0, firstByte: 2, reused: true, h2: true })['network.protocol.version']).toBe('2');
-    expect(latencyAttributes({ start: 0, firstByte: 2, reused: true, h2: false })['network.protocol.version']).toBe('1.1');
+    expect(latencyAttributes({ start: 0, firstByte: 2, reused: true, h2: false })['network.protocol.version']).toBe(
+      '1.1',
+    );
   });
 });

@@ -3,7 +3,16 @@ import { RBAC_MESSAGE_MAX, parseForbiddenMessage, rbacAttributes } from '../../.
 
 /** A Status body as the apiserver writes it. */
 function status(code: number, reason: string, message: string, details?: object): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, details, code });
+  return JSON.stringify({
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    details,
+    code,
+  });
 }
 
 const LIST_PODS_DENIED =
@@ -55,7 +64,9 @@ describe('rbacAttributes: decision', () => {
   });
 
   it('403 from an authorizer → denied', () => {
-    expect(rbacAttributes({ statusCode: 403, statusBody: status(403, 'Forbidden', LIST_PODS_DENIED) })['rbac.decision']).toBe('denied');
+    expect(
+      rbacAttributes({ statusCode: 403, statusBody: status(403, 'Forbidden', LIST_PODS_DENIED) })['rbac.decision'],
+    ).toBe('denied');
   });
 
   it.each([
@@ -69,21 +80,36 @@ describe('rbacAttributes: decision', () => {
   });
 
   it.each([
-    ['PodSecurity admission', 'pods "web" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false'],
-    ['a resource quota', 'pods "web" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=9, limited: cpu=10'],
-    ['a terminating namespace', 'pods "web" is forbidden: unable to create new content in namespace gone because it is being terminated'],
+    [
+      'PodSecurity admission',
+      'pods "web" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false',
+    ],
+    [
+      'a resource quota',
+      'pods "web" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=9, limited: cpu=10',
+    ],
+    [
+      'a terminating namespace',
+      'pods "web" is forbidden: unable to create new content in namespace gone because it is being terminated',
+    ],
   ])('403 Forbidden from %s, after authorization → allowed', (_, message) => {
     const attrs = rbacAttributes({ statusCode: 403, statusBody: status(403, 'Forbidden', message) });
     expect(attrs).toEqual({ 'rbac.decision': 'allowed', 'rbac.reason': 'Forbidden', 'rbac.message': message });
   });
 
   it('429 with a Status body comes from a handler (eviction blocked by a PDB) → allowed', () => {
-    const body = status(429, 'TooManyRequests', "Cannot evict pod as it would violate the pod's disruption budget.", { retryAfterSeconds: 5 });
+    const body = status(429, 'TooManyRequests', "Cannot evict pod as it would violate the pod's disruption budget.", {
+      retryAfterSeconds: 5,
+    });
     expect(rbacAttributes({ statusCode: 429, statusBody: body })['rbac.decision']).toBe('allowed');
   });
 
   it('429 with the APF text body → not_applicable', () => {
-    const attrs = rbacAttributes({ statusCode: 429, statusBody: 'Too many requests, please try again later.\n', retryAfter: '1' });
+    const attrs = rbacAttributes({
+      statusCode: 429,
+      statusBody: 'Too many requests, please try again later.\n',
+      retryAfter: '1',
+    });
     expect(attrs).toEqual({ 'rbac.decision': 'not_applicable', 'kube.retry_after': 1 });
   });
 });
@@ -140,7 +166,9 @@ describe('rbacAttributes: Status fields', () => {
 
   it('does not split a surrogate pair when truncating', () => {
     const message = `${'a'.repeat(RBAC_MESSAGE_MAX - 2)}😀😀`;
-    const kept = rbacAttributes({ statusCode: 401, statusBody: status(401, 'Unauthorized', message) })['rbac.message'] as string;
+    const kept = rbacAttributes({ statusCode: 401, statusBody: status(401, 'Unauthorized', message) })[
+      'rbac.message'
+    ] as string;
     expect(kept).toBe(`${'a'.repeat(RBAC_MESSAGE_MAX - 2)}…`);
   });
 
@@ -183,15 +211,30 @@ describe('rbacAttributes: kube.retry_after', () => {
 
 describe('parseForbiddenMessage', () => {
   it.each([
-    [LIST_PODS_DENIED, { user: 'system:serviceaccount:default:viewer', verb: 'list', resource: 'pods', namespace: 'default', scope: 'namespace' }],
+    [
+      LIST_PODS_DENIED,
+      {
+        user: 'system:serviceaccount:default:viewer',
+        verb: 'list',
+        resource: 'pods',
+        namespace: 'default',
+        scope: 'namespace',
+      },
+    ],
     [EXEC_DENIED, { user: 'alice', verb: 'create', resource: 'pods/exec', namespace: 'prod', scope: 'namespace' }],
     [CLUSTER_DENIED, { user: 'bob', verb: 'list', resource: 'nodes', scope: 'cluster' }],
-    [GROUPED_DENIED, { user: 'alice', verb: 'get', resource: 'deployments.apps/scale', namespace: 'prod', scope: 'namespace' }],
+    [
+      GROUPED_DENIED,
+      { user: 'alice', verb: 'get', resource: 'deployments.apps/scale', namespace: 'prod', scope: 'namespace' },
+    ],
     [
       'deployments.apps is forbidden: User "alice" cannot list resource "deployments" in API group "apps" at the cluster scope',
       { user: 'alice', verb: 'list', resource: 'deployments.apps', scope: 'cluster' },
     ],
-    [RBAC_TAIL_DENIED, { user: 'carol', verb: 'list', resource: 'secrets', namespace: 'kube-system', scope: 'namespace' }],
+    [
+      RBAC_TAIL_DENIED,
+      { user: 'carol', verb: 'list', resource: 'secrets', namespace: 'kube-system', scope: 'namespace' },
+    ],
     [MULTI_TAIL_DENIED, { user: 'dave', verb: 'watch', resource: 'configmaps', scope: 'cluster' }],
     [PATH_DENIED, { user: 'system:anonymous', verb: 'get', path: '/metrics' }],
     [`${PATH_DENIED}: no RBAC policy matched`, { user: 'system:anonymous', verb: 'get', path: '/metrics' }],

@@ -118,7 +118,14 @@ describe('parseRequestInfo: kubectl 1.32 URLs (protocol.md)', () => {
     ['GET', `${ns}/pods?continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ&limit=500`, 'list', 'pods', '', ''],
     ['GET', `${ns}/pods?fieldSelector=status.phase%3DRunning&labelSelector=app%3Dx&limit=500`, 'list', 'pods', '', ''],
     ['GET', `${ns}/pods/nginx-1`, 'get', 'pods', '', 'nginx-1'], // get pod NAME -w, step 1
-    ['GET', `${ns}/pods?fieldSelector=metadata.name%3Dnginx-1&resourceVersion=0&watch=true`, 'watch', 'pods', '', 'nginx-1'],
+    [
+      'GET',
+      `${ns}/pods?fieldSelector=metadata.name%3Dnginx-1&resourceVersion=0&watch=true`,
+      'watch',
+      'pods',
+      '',
+      'nginx-1',
+    ],
     ['GET', `${ns}/pods/nginx-1/log?container=nginx&follow=true`, 'get', 'pods', 'log', 'nginx-1'],
     // exec: WebSocket GET first, SPDY POST as the fallback
     ['GET', `${ns}/pods/p/exec?command=sh&container=c&stdin=true&stdout=true&tty=true`, 'get', 'pods', 'exec', 'p'],
@@ -126,7 +133,14 @@ describe('parseRequestInfo: kubectl 1.32 URLs (protocol.md)', () => {
     ['GET', `${ns}/pods/p/attach?container=c&stdout=true`, 'get', 'pods', 'attach', 'p'],
     ['GET', `${ns}/pods/p/portforward`, 'get', 'pods', 'portforward', 'p'],
     ['POST', `${ns}/pods/p/portforward`, 'create', 'pods', 'portforward', 'p'],
-    ['PATCH', `${ns}/pods/nginx-1?fieldManager=kubectl-client-side-apply&fieldValidation=Ignore`, 'patch', 'pods', '', 'nginx-1'],
+    [
+      'PATCH',
+      `${ns}/pods/nginx-1?fieldManager=kubectl-client-side-apply&fieldValidation=Ignore`,
+      'patch',
+      'pods',
+      '',
+      'nginx-1',
+    ],
     ['DELETE', `${ns}/pods/nginx-1`, 'delete', 'pods', '', 'nginx-1'],
     ['POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', 'create', 'selfsubjectaccessreviews', '', ''],
   ])('%s %s → %s', (method, url, verb, resource, subresource, name) => {
@@ -139,7 +153,11 @@ describe('parseRequestInfo: kubectl 1.32 URLs (protocol.md)', () => {
   });
 
   it('accepts URLSearchParams', () => {
-    const info = parseRequestInfo('GET', '/api/v1/pods', new URLSearchParams({ watch: 'true', fieldSelector: 'metadata.name=a' }));
+    const info = parseRequestInfo(
+      'GET',
+      '/api/v1/pods',
+      new URLSearchParams({ watch: 'true', fieldSelector: 'metadata.name=a' }),
+    );
     expect(info).toMatchObject({ verb: 'watch', name: 'a', fieldSelector: 'metadata.name=a' });
   });
 });
@@ -195,7 +213,12 @@ describe('parseRequestInfo: upstream edge cases', () => {
 
   it('does not derive a name for deletecollection, but copies its selectors', () => {
     const info = parseRequestInfo('DELETE', list, 'fieldSelector=metadata.name%3Dweb&labelSelector=app%3Dx');
-    expect(info).toMatchObject({ verb: 'deletecollection', name: '', fieldSelector: 'metadata.name=web', labelSelector: 'app=x' });
+    expect(info).toMatchObject({
+      verb: 'deletecollection',
+      name: '',
+      fieldSelector: 'metadata.name=web',
+      labelSelector: 'app=x',
+    });
   });
 
   it('copies no selectors for get, create or a /watch/ path', () => {
@@ -224,7 +247,12 @@ describe('parseRequestInfo: upstream edge cases', () => {
   });
 
   it('keeps the lower-cased method as the verb of a non-resource request', () => {
-    expect(parseRequestInfo('GET', '/version')).toMatchObject({ isResourceRequest: false, verb: 'get', parts: [], resource: '' });
+    expect(parseRequestInfo('GET', '/version')).toMatchObject({
+      isResourceRequest: false,
+      verb: 'get',
+      parts: [],
+      resource: '',
+    });
     expect(parseRequestInfo('POST', '/apis/apps/v1').verb).toBe('post');
   });
 
@@ -239,7 +267,11 @@ describe('parseRequestInfo: upstream edge cases', () => {
   });
 
   it('treats the namespace of /namespaces/{ns} as its own namespace', () => {
-    expect(parseRequestInfo('GET', '/api/v1/namespaces/ns1')).toMatchObject({ resource: 'namespaces', name: 'ns1', namespace: 'ns1' });
+    expect(parseRequestInfo('GET', '/api/v1/namespaces/ns1')).toMatchObject({
+      resource: 'namespaces',
+      name: 'ns1',
+      namespace: 'ns1',
+    });
   });
 });
 
@@ -287,7 +319,13 @@ describe('spanName', () => {
 
 describe('normalizeMethod', () => {
   it('upper-cases known methods and folds the rest into _OTHER', () => {
-    expect(['get', 'Patch', 'DELETE', 'FOO', ''].map(normalizeMethod)).toEqual(['GET', 'PATCH', 'DELETE', '_OTHER', '_OTHER']);
+    expect(['get', 'Patch', 'DELETE', 'FOO', ''].map(normalizeMethod)).toEqual([
+      'GET',
+      'PATCH',
+      'DELETE',
+      '_OTHER',
+      '_OTHER',
+    ]);
   });
 });
 
@@ -354,7 +392,11 @@ describe('requestInfoAttributes', () => {
   });
 
   it('derives the name of a watch through its field selector', () => {
-    const info = parseRequestInfo('GET', '/api/v1/namespaces/default/pods', 'fieldSelector=metadata.name%3Dnginx-1&resourceVersion=0&watch=true');
+    const info = parseRequestInfo(
+      'GET',
+      '/api/v1/namespaces/default/pods',
+      'fieldSelector=metadata.name%3Dnginx-1&resourceVersion=0&watch=true',
+    );
     expect(requestInfoAttributes(info)).toMatchObject({ 'kube.verb': 'watch', 'kube.name': 'nginx-1' });
   });
 

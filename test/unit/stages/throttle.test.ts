@@ -38,7 +38,7 @@ describe('inferThrottling', () => {
     expect(inferThrottling(fast).totalMs).toBe(0);
   });
 
-  it("keeps discovery on its own bucket (QPS 50, burst 300): 100 quick discovery requests wait nothing", () => {
+  it('keeps discovery on its own bucket (QPS 50, burst 300): 100 quick discovery requests wait nothing', () => {
     const disc = Array.from({ length: 100 }, (_, i) => ({ startedAt: i * 2, durationMs: 1, discovery: true }));
     expect(inferThrottling([...disc, ...limited(5, 5)]).totalMs).toBe(0);
   });

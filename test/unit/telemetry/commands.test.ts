@@ -3,7 +3,7 @@ import { commandLineName } from '../../../src/kubeconfig/timing.ts';
 import { ClientGroups, programOf } from '../../../src/telemetry/commands.ts';
 
 describe('root names of programs that send no Kubectl-Command (#19 item 1)', () => {
-  it("from a User-Agent: its program, lower-cased, and nothing else", () => {
+  it('from a User-Agent: its program, lower-cased, and nothing else', () => {
     expect(programOf('Helm/4.3.2')).toBe('helm');
     expect(programOf('clientgo-demo/v0.0.0 (linux/amd64) kubernetes/$Format')).toBe('clientgo-demo');
     expect(programOf('kubectl-dispatcher/v1.0 (linux/amd64)')).toBe('kubectl-dispatcher');

@@ -35,7 +35,17 @@ function start(over: Partial<RequestStart>): RequestStart {
 function request(obs: ReturnType<typeof createSpanObserver>, over: Partial<RequestStart>): () => void {
   const s = start(over);
   obs.onRequestStart(s);
-  obs.onResponseStart(s.id, { t: performance.now(), statusCode: 200, contentType: 'application/json', contentEncoding: undefined, auditId: undefined, flowSchemaUid: undefined, priorityLevelUid: undefined, retryAfter: undefined, warnings: [] });
+  obs.onResponseStart(s.id, {
+    t: performance.now(),
+    statusCode: 200,
+    contentType: 'application/json',
+    contentEncoding: undefined,
+    auditId: undefined,
+    flowSchemaUid: undefined,
+    priorityLevelUid: undefined,
+    retryAfter: undefined,
+    warnings: [],
+  });
   return () => obs.onRequestEnd(s.id, { t: performance.now(), outcome: 'complete', bytesDown: 10, bytesUp: 0 });
 }
 
@@ -87,7 +97,12 @@ describe('tagged commands (wrap mode with a background kubetrail)', () => {
     try {
       let alive = true;
       const finished: string[] = [];
-      const obs = createSpanObserver({ tracer, idleMs: 1000, tagAlive: () => alive, onCommandFinished: (c) => finished.push(c.traceId) });
+      const obs = createSpanObserver({
+        tracer,
+        idleMs: 1000,
+        tagAlive: () => alive,
+        onCommandFinished: (c) => finished.push(c.traceId),
+      });
       request(obs, { commandTag: 'eeeeee5', kubectlSession: 's-e' })();
       vi.advanceTimersByTime(5 * 60_000);
       expect(finished).toEqual([]);
@@ -110,7 +125,13 @@ describe('start mode: a request without Kubectl-Session (#12 item 6)', () => {
     return { obs, done };
   }
   // What the Google Cloud SDK's kubectl dispatcher sends before it runs the kubectl it picked.
-  const probe = { path: '/version', query: 'timeout=5s', kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)' };
+  const probe = {
+    path: '/version',
+    query: 'timeout=5s',
+    kubectlCommand: undefined,
+    kubectlSession: undefined,
+    userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)',
+  };
 
   it("the gcloud dispatcher's /version joins the session that follows from the same identity: one trace, named after kubectl's command", async () => {
     const { obs, done } = observe();
@@ -120,7 +141,11 @@ describe('start mode: a request without Kubectl-Session (#12 item 6)', () => {
     request(obs, { kubectlSession: 's1', clientIdentity: 'alice', path: '/api/v1/namespaces/default/configmaps' })();
     await vi.waitFor(() => expect(done).toHaveLength(1), { timeout: 3000 });
     expect(done[0]?.command).toBe('kubectl get');
-    expect(done[0]?.requests.map((r) => r.path)).toEqual(['/version', '/api/v1/namespaces/default/pods', '/api/v1/namespaces/default/configmaps']);
+    expect(done[0]?.requests.map((r) => r.path)).toEqual([
+      '/version',
+      '/api/v1/namespaces/default/pods',
+      '/api/v1/namespaces/default/configmaps',
+    ]);
     const roots = exporter.getFinishedSpans().filter((s) => s.parentSpanContext === undefined);
     expect(roots.map((r) => r.name)).toEqual(['kubectl get']);
   });
@@ -142,8 +167,17 @@ describe('start mode: clients that never send Kubectl-Session (helm, client-go p
     const obs = createSpanObserver({ tracer, idleMs, adoptWindowMs: 0, onCommandFinished: (c) => done.push(c) });
     return { obs, done };
   }
-  const helm = { kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'Helm/4.3.2', clientIdentity: 'alice' };
-  const roots = (): string[] => exporter.getFinishedSpans().filter((s) => s.parentSpanContext === undefined).map((s) => s.name);
+  const helm = {
+    kubectlCommand: undefined,
+    kubectlSession: undefined,
+    userAgent: 'Helm/4.3.2',
+    clientIdentity: 'alice',
+  };
+  const roots = (): string[] =>
+    exporter
+      .getFinishedSpans()
+      .filter((s) => s.parentSpanContext === undefined)
+      .map((s) => s.name);
 
   it("one process's requests are one trace named after its program, over its connections, ended by idleness", async () => {
     const { obs, done } = observe();
@@ -151,7 +185,13 @@ describe('start mode: clients that never send Kubectl-Session (helm, client-go p
     request(obs, { ...helm, path: '/api', query: '', clientConnection: 'c1' })();
     // A second connection while the first is open (HTTP/1.1 in parallel, or a watch): the same process.
     const watch = request(obs, { ...helm, query: 'watch=true', clientConnection: 'c2' });
-    request(obs, { ...helm, method: 'POST', path: '/api/v1/namespaces/default/configmaps', query: '', clientConnection: 'c1' })();
+    request(obs, {
+      ...helm,
+      method: 'POST',
+      path: '/api/v1/namespaces/default/configmaps',
+      query: '',
+      clientConnection: 'c1',
+    })();
     watch();
     await vi.waitFor(() => expect(done).toHaveLength(1), { timeout: 3000 });
     expect(done[0]?.command).toBe('helm');
@@ -177,7 +217,11 @@ describe('start mode: clients that never send Kubectl-Session (helm, client-go p
     const { obs, done } = observe();
     request(obs, { ...helm, clientConnection: 'c1' })();
     request(obs, { ...helm, clientIdentity: 'alice-refreshed', clientConnection: 'c1' })();
-    request(obs, { ...helm, userAgent: 'clientgo-demo/v0.0.0 (linux/amd64) kubernetes/$Format', clientConnection: 'c2' })();
+    request(obs, {
+      ...helm,
+      userAgent: 'clientgo-demo/v0.0.0 (linux/amd64) kubernetes/$Format',
+      clientConnection: 'c2',
+    })();
     request(obs, { ...helm, clientIdentity: 'bob', clientConnection: 'c3' })();
     await vi.waitFor(() => expect(done).toHaveLength(3), { timeout: 3000 });
     expect(done.map((c) => [c.command, c.requests.length])).toEqual([
@@ -199,7 +243,14 @@ describe('start mode: clients that never send Kubectl-Session (helm, client-go p
   it("a dispatcher's probe is adopted once: the next kubectl of the same user is a trace of its own", async () => {
     const done: CommandSummary[] = [];
     const obs = createSpanObserver({ tracer, idleMs: 20, adoptWindowMs: 1500, onCommandFinished: (c) => done.push(c) });
-    const dispatcher = { path: '/version', query: 'timeout=5s', kubectlCommand: undefined, kubectlSession: undefined, userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)', clientIdentity: 'alice' };
+    const dispatcher = {
+      path: '/version',
+      query: 'timeout=5s',
+      kubectlCommand: undefined,
+      kubectlSession: undefined,
+      userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)',
+      clientIdentity: 'alice',
+    };
     request(obs, { ...dispatcher, clientConnection: 'd1' })();
     request(obs, { kubectlSession: 's1', clientIdentity: 'alice', path: '/api', query: '', clientConnection: 'k1' })();
     request(obs, { kubectlSession: 's2', clientIdentity: 'alice', path: '/api', query: '', clientConnection: 'k2' })();
@@ -218,15 +269,37 @@ describe('start mode: clients that never send Kubectl-Session (helm, client-go p
 });
 
 describe('wrap mode: a program that sends no Kubectl-Command is named after its command line (#19 item 1)', () => {
-  it('the root is `helm install`, from the wrapper, not the first request; kubectl\'s own name still wins', () => {
+  it("the root is `helm install`, from the wrapper, not the first request; kubectl's own name still wins", () => {
     const done: CommandSummary[] = [];
-    const obs = createSpanObserver({ tracer, idleMs: 0, singleCommand: true, timing: () => ({ credentials: [], command: 'helm install' }), onCommandFinished: (c) => done.push(c) });
+    const obs = createSpanObserver({
+      tracer,
+      idleMs: 0,
+      singleCommand: true,
+      timing: () => ({ credentials: [], command: 'helm install' }),
+      onCommandFinished: (c) => done.push(c),
+    });
     request(obs, { path: '/version', query: '', kubectlCommand: undefined, userAgent: 'Helm/4.3.2' })();
-    request(obs, { path: '/api/v1/namespaces/default/configmaps', query: '', kubectlCommand: undefined, userAgent: 'Helm/4.3.2' })();
+    request(obs, {
+      path: '/api/v1/namespaces/default/configmaps',
+      query: '',
+      kubectlCommand: undefined,
+      userAgent: 'Helm/4.3.2',
+    })();
     obs.finishAll();
     expect(done.map((c) => c.command)).toEqual(['helm install']);
-    const tagged = createSpanObserver({ tracer, idleMs: 0, timing: () => ({ credentials: [], command: 'kubectl get' }), onCommandFinished: (c) => done.push(c) });
-    request(tagged, { commandTag: 'eeeeee5', path: '/version', query: '', kubectlCommand: undefined, userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)' })();
+    const tagged = createSpanObserver({
+      tracer,
+      idleMs: 0,
+      timing: () => ({ credentials: [], command: 'kubectl get' }),
+      onCommandFinished: (c) => done.push(c),
+    });
+    request(tagged, {
+      commandTag: 'eeeeee5',
+      path: '/version',
+      query: '',
+      kubectlCommand: undefined,
+      userAgent: 'kubectl-dispatcher/v1.0 (linux/amd64)',
+    })();
     request(tagged, { commandTag: 'eeeeee5', kubectlCommand: 'kubectl create', kubectlSession: 's5' })();
     tagged.finishAll();
     expect(done.map((c) => c.command)).toEqual(['helm install', 'kubectl create']);

@@ -8,7 +8,15 @@ function collector(): SpanExporter & { ok: boolean } {
   return {
     ok: false,
     export(_spans: ReadableSpan[], done: (r: ExportResult) => void) {
-      setTimeout(() => done(this.ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error('Not Found') }), 5);
+      setTimeout(
+        () =>
+          done(
+            this.ok
+              ? { code: ExportResultCode.SUCCESS }
+              : { code: ExportResultCode.FAILED, error: new Error('Not Found') },
+          ),
+        5,
+      );
     },
     shutdown: () => Promise.resolve(),
   };
@@ -17,14 +25,23 @@ function collector(): SpanExporter & { ok: boolean } {
 describe('traceFate: what became of one command’s spans (#12 item 5)', () => {
   it('dropped for every trace while the collector fails, sent once it is back', async () => {
     const exporter = collector();
-    const t = startTracing({ endpoint: 'http://collector.invalid/v1/traces', version: 'test', env: { OTEL_BSP_SCHEDULE_DELAY: '10' }, warn: () => undefined, exporter });
+    const t = startTracing({
+      endpoint: 'http://collector.invalid/v1/traces',
+      version: 'test',
+      env: { OTEL_BSP_SCHEDULE_DELAY: '10' },
+      warn: () => undefined,
+      exporter,
+    });
     const trace = (): string => {
       const span = t.tracer.startSpan('kubectl get');
       span.end();
       return span.spanContext().traceId;
     };
     for (let i = 0; i < 3; i++) {
-      expect(await t.traceFate(trace(), 800), `trace ${i + 1}`).toEqual({ state: 'dropped', why: 'cannot export to http://collector.invalid/v1/traces (Not Found)' });
+      expect(await t.traceFate(trace(), 800), `trace ${i + 1}`).toEqual({
+        state: 'dropped',
+        why: 'cannot export to http://collector.invalid/v1/traces (Not Found)',
+      });
     }
     exporter.ok = true;
     expect(await t.traceFate(trace(), 800)).toEqual({ state: 'sent' });

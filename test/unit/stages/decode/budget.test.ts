@@ -102,7 +102,12 @@ describe('scan budget', () => {
     const gz = zlib.gzipSync(large.bytes, { level: 1 });
     const budget = Math.floor(large.bytes.length / 3);
     const r = decodeWhole(GZIP_LIST, gz, { maxScanBytes: budget });
-    expect(r).toMatchObject({ items: itemsWithin(large.starts, budget), partial: true, scannedBytes: budget, bytes: gz.length });
+    expect(r).toMatchObject({
+      items: itemsWithin(large.starts, budget),
+      partial: true,
+      scannedBytes: budget,
+      bytes: gz.length,
+    });
     // Decompression stopped at the budget (give or take one output window), not at the end.
     expect(r.decodedBytes).toBeGreaterThanOrEqual(budget);
     expect(r.decodedBytes).toBeLessThan(large.bytes.length);
@@ -156,7 +161,11 @@ describe('scan budget', () => {
 
   it('puts decode.partial and decode.scanned_bytes on the span only when partial', () => {
     const partial = decodeAttributes(decodeWhole(JSON_LIST, bytes, { maxScanBytes: 5000 }));
-    expect(partial).toMatchObject({ 'decode.partial': true, 'decode.scanned_bytes': 5000, 'decode.bytes': bytes.length });
+    expect(partial).toMatchObject({
+      'decode.partial': true,
+      'decode.scanned_bytes': 5000,
+      'decode.bytes': bytes.length,
+    });
     const whole = decodeAttributes(decodeWhole(JSON_LIST, bytes));
     expect(whole).not.toHaveProperty('decode.partial');
     expect(whole).not.toHaveProperty('decode.scanned_bytes');

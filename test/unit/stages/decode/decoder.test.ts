@@ -1,9 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  createDecoder,
-  decodeAttributes,
-  watchEventSpanEvents,
-} from '../../../../src/stages/decode/index.ts';
+import { createDecoder, decodeAttributes, watchEventSpanEvents } from '../../../../src/stages/decode/index.ts';
 import type { DecodeInput, DecodeResult } from '../../../../src/stages/decode/index.ts';
 import { JSON_LIST, decodeWhole, podList, rng, status403, watchEvent, podObject } from './fixtures.ts';
 
@@ -148,7 +144,11 @@ describe('decodeAttributes', () => {
 
   it('puts Status reason and code on the span, never the message', () => {
     const attrs = decodeAttributes(decodeWhole({ ...JSON_LIST, statusCode: 403 }, JSON.stringify(status403())));
-    expect(attrs).toMatchObject({ 'decode.kind': 'Status', 'decode.status.reason': 'Forbidden', 'decode.status.code': 403 });
+    expect(attrs).toMatchObject({
+      'decode.kind': 'Status',
+      'decode.status.reason': 'Forbidden',
+      'decode.status.code': 403,
+    });
     expect(JSON.stringify(attrs)).not.toContain('forbidden: User');
   });
 

@@ -43,7 +43,13 @@ export function pod(i: number, ns = 'default'): Record<string, unknown> {
       volumes: [
         {
           name: 'cfg',
-          configMap: { name: 'cfg', items: [{ key: 'a', path: 'a' }, { key: 'b', path: 'b' }] },
+          configMap: {
+            name: 'cfg',
+            items: [
+              { key: 'a', path: 'a' },
+              { key: 'b', path: 'b' },
+            ],
+          },
         },
       ],
       terminationGracePeriodSeconds: 30,
@@ -119,7 +125,11 @@ export function discovery(): Record<string, unknown> {
       {
         metadata: { creationTimestamp: null },
         versions: [
-          { version: 'v1', resources: [resource('pods', 'Pod'), resource('services', 'Service')], freshness: 'Current' },
+          {
+            version: 'v1',
+            resources: [resource('pods', 'Pod'), resource('services', 'Service')],
+            freshness: 'Current',
+          },
         ],
       },
       {
@@ -277,10 +287,7 @@ export function pbEnvelope(apiVersion: string, kind: string, raw: Uint8Array): B
 }
 
 /** PodList { 1 ListMeta{2 rv, 3 continue, 4 remainingItemCount}, 2 repeated Pod }. */
-export function pbPodList(
-  n: number,
-  meta: { rv?: string; cont?: string; remaining?: number } = { rv: '777' },
-): Buffer {
+export function pbPodList(n: number, meta: { rv?: string; cont?: string; remaining?: number } = { rv: '777' }): Buffer {
   const lm: Buffer[] = [];
   if (meta.rv !== undefined) lm.push(pbBytes(2, meta.rv));
   if (meta.cont !== undefined) lm.push(pbBytes(3, meta.cont));

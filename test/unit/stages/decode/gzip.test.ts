@@ -31,7 +31,10 @@ describe('gzip Content-Encoding', () => {
       expect(r).toMatchObject({ items: 300, decodedBytes: plain.length, bytes: gz.length });
       expect(r.error).toBeUndefined();
     }
-    const bytewise = decodePieces(GZIP_LIST, Array.from(gz.subarray(0, 4000), (b) => Uint8Array.of(b)));
+    const bytewise = decodePieces(
+      GZIP_LIST,
+      Array.from(gz.subarray(0, 4000), (b) => Uint8Array.of(b)),
+    );
     const rest = createDecoder(GZIP_LIST);
     for (const b of gz) rest.write(Uint8Array.of(b));
     expect(rest.end()).toMatchObject({ items: 300, decodedBytes: plain.length });

@@ -108,12 +108,18 @@ describe('JSON: stepping over what is not read', () => {
 
   it('reads watch events whose objects are full of tricky values, at every offset', () => {
     const ev = (type: string, i: number): string =>
-      JSON.stringify({ type, object: { kind: 'Widget', ...item(i), metadata: { name: `w-${i}`, namespace: 'ns', resourceVersion: `${i}` } } });
+      JSON.stringify({
+        type,
+        object: { kind: 'Widget', ...item(i), metadata: { name: `w-${i}`, namespace: 'ns', resourceVersion: `${i}` } },
+      });
     const bytes = Buffer.from(`${ev('ADDED', 1)}\n${ev('MODIFIED', 2)}\n`);
     expectSplitInvariant(JSON_WATCH, bytes, (r: DecodeResult, how: string) => {
       expect(r.error, how).toBeUndefined();
       expect(r.watch, how).toMatchObject({ events: 2, added: 1, modified: 1 });
-      expect(r.watch?.records.map((x) => [x.type, x.kind, x.name, x.namespace, x.resourceVersion]), how).toEqual([
+      expect(
+        r.watch?.records.map((x) => [x.type, x.kind, x.name, x.namespace, x.resourceVersion]),
+        how,
+      ).toEqual([
         ['ADDED', 'Widget', 'w-1', 'ns', '1'],
         ['MODIFIED', 'Widget', 'w-2', 'ns', '2'],
       ]);

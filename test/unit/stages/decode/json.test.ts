@@ -76,7 +76,10 @@ describe('JSON documents', () => {
   });
 
   it('reads a single object: kind and its own resourceVersion, no items', () => {
-    const r = decodeWhole(JSON_LIST, body({ kind: 'Pod', apiVersion: 'v1', metadata: { name: 'x', resourceVersion: '9' } }));
+    const r = decodeWhole(
+      JSON_LIST,
+      body({ kind: 'Pod', apiVersion: 'v1', metadata: { name: 'x', resourceVersion: '9' } }),
+    );
     expect(r).toMatchObject({ kind: 'Pod', resourceVersion: '9' });
     expect(r.items).toBeUndefined();
   });
@@ -99,7 +102,12 @@ describe('JSON documents', () => {
       null,
       '\t',
     ).replace(/:/g, ' :\r\n ');
-    expect(decodeWhole(JSON_LIST, pretty)).toMatchObject({ kind: 'PodList', items: 2, continue: true, resourceVersion: '5' });
+    expect(decodeWhole(JSON_LIST, pretty)).toMatchObject({
+      kind: 'PodList',
+      items: 2,
+      continue: true,
+      resourceVersion: '5',
+    });
   });
 
   it('only reads the top level: nested kind, metadata and items do not leak up', () => {

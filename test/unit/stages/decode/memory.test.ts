@@ -74,7 +74,9 @@ describe('bounded memory', () => {
     const body = new ChunkedBody(
       65_521, // odd size: chunk boundaries drift through every position of the items
       200 * MiB,
-      Buffer.from('{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"31337","continue":"tok","remainingItemCount":9},"items":['),
+      Buffer.from(
+        '{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"31337","continue":"tok","remainingItemCount":9},"items":[',
+      ),
       (i) => variants[i % variants.length]!,
       Buffer.from(','),
       Buffer.from(']}'),
@@ -123,7 +125,14 @@ describe('bounded memory', () => {
     const events = Array.from({ length: 5 }, (_, v) =>
       Buffer.from(watchEvent(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'MODIFIED'][v]!, podObject(`p${v}`, `${v}`))),
     );
-    const body = new ChunkedBody(16_411, 64 * MiB, Buffer.alloc(0), (i) => events[i % 5]!, Buffer.from('\n'), Buffer.from('\n'));
+    const body = new ChunkedBody(
+      16_411,
+      64 * MiB,
+      Buffer.alloc(0),
+      (i) => events[i % 5]!,
+      Buffer.from('\n'),
+      Buffer.from('\n'),
+    );
     const d = createDecoder(JSON_WATCH);
     let maxState = 0;
     let chunks = 0;
@@ -133,7 +142,9 @@ describe('bounded memory', () => {
     }
     const r = d.end();
     expect(r.watch?.events).toBe(body.items);
-    expect(r.watch?.modified).toBe(2 * Math.floor(body.items / 5) + (body.items % 5 > 1 ? 1 : 0) + (body.items % 5 > 4 ? 1 : 0));
+    expect(r.watch?.modified).toBe(
+      2 * Math.floor(body.items / 5) + (body.items % 5 > 1 ? 1 : 0) + (body.items % 5 > 4 ? 1 : 0),
+    );
     expect(r.watch?.records).toHaveLength(100);
     expect(r.watch?.dropped).toBe(body.items - 100);
     // 100 records of a few dozen bytes each, plus fixed buffers; it stopped growing at record 100.

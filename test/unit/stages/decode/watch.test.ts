@@ -146,7 +146,9 @@ describe('JSON watch streams', () => {
   });
 
   it('keeps at most maxWatchRecords records and counts the rest as dropped', () => {
-    const stream = Array.from({ length: 250 }, (_, i) => watchEvent('MODIFIED', podObject(`p${i}`, String(i)))).join('\n');
+    const stream = Array.from({ length: 250 }, (_, i) => watchEvent('MODIFIED', podObject(`p${i}`, String(i)))).join(
+      '\n',
+    );
     const r = decodeWhole(JSON_WATCH, stream);
     expect(r.watch).toMatchObject({ events: 250, modified: 250, dropped: 150 });
     expect(r.watch?.records).toHaveLength(100);
