@@ -137,12 +137,6 @@ export function unionMs(intervals: ReadonlyArray<readonly [number, number]>): nu
   return total;
 }
 
-/**
- * What a request read, counted as the command's summary counts it: a list page's items, or one object for
- * a single object's GET whether kubectl asked for a Table (one row) or the object itself (`-o yaml`).
- * A request that failed read nothing (a NotFound, a 403), and neither does kubectl's namespace check: the
- * GET of namespace N it sends after a NotFound in N, to say which of the two is missing.
- */
 /** RequestSummary.reads from the request's path and verb. */
 export function readKind(info: RequestInfo): RequestSummary['reads'] {
   if (!info.isResourceRequest) return undefined;
@@ -150,6 +144,12 @@ export function readKind(info: RequestInfo): RequestSummary['reads'] {
   return info.verb === 'get' && info.subresource === '' && info.name !== '' ? 'object' : undefined;
 }
 
+/**
+ * What a request read, counted as the command's summary counts it: a list page's items, or one object for
+ * a single object's GET whether kubectl asked for a Table (one row) or the object itself (`-o yaml`).
+ * A request that failed read nothing (a NotFound, a 403), and neither does kubectl's namespace check: the
+ * GET of namespace N it sends after a NotFound in N, to say which of the two is missing.
+ */
 export function reads(
   r: RequestSummary,
   command: readonly RequestSummary[],
