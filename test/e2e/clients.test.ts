@@ -143,18 +143,23 @@ function traceIds(text: string): string[] {
   return [...text.matchAll(/^trace: \S+\/trace\/([0-9a-f]{32})\b/gm)].map((m) => m[1] ?? '');
 }
 
-async function wrapped(argv: string[]): Promise<RunResult & { from: number; to: number }> {
-  const from = Date.now();
-  const flags = [
+/** kubetrail's flags for the stack: its kubeconfig, a listen address, its OTLP endpoint and Jaeger. */
+function kubetrailFlags(listen: string): string[] {
+  return [
     '--kubeconfig',
     stack.kubeconfig,
     '--listen',
-    '127.0.0.1:0',
+    listen,
     '--otlp-endpoint',
     `${stack.otlpHttpEndpoint}/v1/traces`,
     '--jaeger-url',
     stack.jaegerUrl,
   ];
+}
+
+async function wrapped(argv: string[]): Promise<RunResult & { from: number; to: number }> {
+  const from = Date.now();
+  const flags = kubetrailFlags('127.0.0.1:0');
   const r = await runProcess(process.execPath, [KUBETRAIL_BIN, ...flags, '--', ...argv], {
     env: freshEnv(),
     timeoutMs: 120_000,
@@ -171,16 +176,7 @@ interface Started {
 
 async function startMode(): Promise<Started> {
   const port = await unusedPort();
-  const flags = [
-    '--kubeconfig',
-    stack.kubeconfig,
-    '--listen',
-    `127.0.0.1:${port}`,
-    '--otlp-endpoint',
-    `${stack.otlpHttpEndpoint}/v1/traces`,
-    '--jaeger-url',
-    stack.jaegerUrl,
-  ];
+  const flags = kubetrailFlags(`127.0.0.1:${port}`);
   const proc = spawn(process.execPath, [KUBETRAIL_BIN, 'start', ...flags, '--session-idle-ms', String(IDLE_MS)], {
     env: freshEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -256,16 +252,7 @@ describe('helm (built from helm.sh/helm/v4): one trace per run, named after it',
   it('wrap mode through a background kubetrail (the default): each run its own trace, named from its command line', async () => {
     const env = freshEnv();
     const port = await unusedPort();
-    const flags = [
-      '--kubeconfig',
-      stack.kubeconfig,
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--otlp-endpoint',
-      `${stack.otlpHttpEndpoint}/v1/traces`,
-      '--jaeger-url',
-      stack.jaegerUrl,
-    ];
+    const flags = kubetrailFlags(`127.0.0.1:${port}`);
     try {
       const ids: string[] = [];
       for (let run = 0; run < 2; run++) {
