@@ -102,7 +102,7 @@ export const STACK_COMPONENT_NAMES: ComponentName[] = [
 ];
 
 const MODULES_DIR = join(import.meta.dirname, 'go');
-const GO = process.env.KUBETRAIL_GO ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : 'go');
+export const GO = process.env.KUBETRAIL_GO ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : 'go');
 
 export function stackCacheDir(): string {
   return process.env.KUBETRAIL_STACK_CACHE ?? join(homedir(), '.cache', 'kubetrail-stack');
