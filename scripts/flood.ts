@@ -13,7 +13,7 @@
  *
  * test/integration/hardening-flood.test.ts runs a smaller flood with a shorter wait and bounds the figures.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,41 @@ export interface FloodOptions {
   log?: (line: string) => void;
 }
 
+/** Where a process's resident memory is, by kind of mapping (/proc/<pid>/smaps), in MB. */
+export interface MemoryMap {
+  rssMb: number;
+  /** The brk heap: glibc malloc's main arena, where OpenSSL's and Node's native per-connection memory lives. */
+  mallocHeapMb: number;
+  /** Anonymous mappings: V8's heap pages, thread stacks and arenas, large mmap'd allocations. */
+  anonMb: number;
+  /** Mapped files: the node binary and libraries. */
+  filesMb: number;
+}
+
+export function memoryMap(pid: number): MemoryMap {
+  const kb = { heap: 0, anon: 0, files: 0 };
+  let kind: keyof typeof kb = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1] ?? '';
+      kind = name === '[heap]' ? 'heap' : name.startsWith('/') ? 'files' : 'anon';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) kb[kind] += Number(rss[1]);
+  }
+  return {
+    rssMb: mb(kb.heap + kb.anon + kb.files),
+    mallocHeapMb: mb(kb.heap),
+    anonMb: mb(kb.anon),
+    filesMb: mb(kb.files),
+  };
+}
+
+const showMap = (m: MemoryMap): string =>
+  `RSS ${m.rssMb} MB (malloc heap ${m.mallocHeapMb}, anonymous ${m.anonMb}, files ${m.filesMb})`;
+
 export interface PhaseReport {
   name: string;
   opened: number;
@@ -56,6 +91,8 @@ export interface FloodReport {
   roundPeaksMb: number[];
   afterMb: number;
   afterS: number;
+  /** Where the memory was: idle, while the largest phase held its connections, and `afterS` after the flood. */
+  maps: { idle: MemoryMap; held: MemoryMap; after: MemoryMap };
   idleFds: number;
   afterFds: number;
   phases: PhaseReport[];
@@ -204,7 +241,9 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     await sleep(2000);
     const idleKb = rss();
     const idleFds = processStats(k.pid).fds;
-    log(`idle: RSS ${mb(idleKb)} MB, ${idleFds} descriptors`);
+    const idleMap = memoryMap(k.pid);
+    log(`idle: ${showMap(idleMap)}, ${idleFds} descriptors`);
+    let heldMap = idleMap;
     const sampler = rssSampler(k.pid);
     const phases: PhaseReport[] = [];
 
@@ -219,6 +258,8 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
       const held = await openMany(n, open);
       if (during) await during();
       await sleep(1000);
+      const map = memoryMap(k.pid);
+      if (map.rssMb > heldMap.rssMb) heldMap = map;
       const report: PhaseReport = {
         name,
         opened: n,
@@ -270,6 +311,7 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     }
     const afterKb = rss();
     const afterFds = processStats(k.pid).fds;
+    const afterMap = memoryMap(k.pid);
     const afterRequestOk = await idleKeepAlive(k).then(
       (s) => (s.destroy(), true),
       () => false,
@@ -281,6 +323,9 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
       .split('\n')
       .filter((l) => /connections open/.test(l));
     log(`RSS: idle ${mb(idleKb)} MB, peak ${mb(peakKb)} MB, ${opts.afterS} s after ${mb(afterKb)} MB`);
+    log(`  idle:            ${showMap(idleMap)}`);
+    log(`  held (largest):  ${showMap(heldMap)}`);
+    log(`  ${`${opts.afterS} s after:`.padEnd(16)} ${showMap(afterMap)}`);
     log(
       `bystander watch: ${bystanderOpen ? 'open' : 'CUT'}, ${bystanderEvents} events; a request after the flood: ${afterRequestOk ? 'ok' : 'FAILED'}`,
     );
@@ -291,6 +336,7 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
       roundPeaksMb,
       afterMb: mb(afterKb),
       afterS: opts.afterS,
+      maps: { idle: idleMap, held: heldMap, after: afterMap },
       idleFds,
       afterFds,
       phases,
