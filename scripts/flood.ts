@@ -6,7 +6,9 @@
  *   3. watches that never read while the apiserver sends them megabytes of events.
  * Each phase's connections are closed by the client after it; the whole flood runs `--rounds` times (a
  * later round must reuse what the first grew, not add to it); then, `--after-s` later, RSS is read again.
- * All the while one ordinary watch, opened before the flood, must keep receiving its events.
+ * All the while one ordinary watch, opened before the flood, must keep receiving its events. Printed: RSS
+ * idle, at the peak and `--after-s` after, and where it is (/proc/<pid>/smaps: glibc's malloc heap, other
+ * anonymous mappings, files; docs/security.md "Limits" reads them).
  *
  *   node scripts/flood.ts [--after-s 60] [--rounds 2] [--raw 5000] [--keep-alive 900] [--watches 300] [--env K=V]...
  *       (npx node ... with the system's Node older than 22)
