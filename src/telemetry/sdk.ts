@@ -313,6 +313,9 @@ export function startTracing(opts: TracingOptions): Tracing {
     drops,
     async traceFate(traceId, waitMs = 0) {
       const from = performance.now();
+      // Whether a failing collector still refuses connections, asked once (see below).
+      let probe: Promise<boolean> | undefined;
+      let stillRefused: boolean | undefined;
       for (;;) {
         const fate = settledFate(traceId);
         if (fate) return fate;
@@ -321,11 +324,16 @@ export function startTracing(opts: TracingOptions): Tracing {
         if (exporter.answered && failing === undefined) return { state: 'pending' };
         // A failing collector may be back: its batch goes out within a moment, and a failure answers fast.
         const budget = failing !== undefined ? Math.min(waitMs, FAILING_RECHECK_MS) : waitMs;
-        if (performance.now() - from >= budget)
+        if (performance.now() - from >= budget || stillRefused === true)
           return failing !== undefined
             ? { state: 'dropped', why: `cannot export to ${shownEndpoint} (${failing})` }
             : { state: 'pending' };
-        await new Promise((r) => setTimeout(r, 10));
+        // Unless it still refuses connections (a loopback connect answers at once): then this trace's batch
+        // will be refused too, and waiting for it would hold the wrapped command's exit for nothing (~150 ms
+        // per command, measured on workload 5 with the collector down).
+        if (failing !== undefined) probe ??= refusesConnections(opts.endpoint).then((r) => (stillRefused = r));
+        const tick = new Promise((r) => setTimeout(r, 10));
+        await (probe !== undefined && stillRefused === undefined ? Promise.race([tick, probe]) : tick);
       }
     },
     async shutdown(timeoutMs = EXPORT_TIMEOUT_MS) {

@@ -1,0 +1,106 @@
+/**
+ * Before/after of a wrap-mode change (workload 5's shape, on the stand-in apiserver so that it needs no
+ * real stack): `kubectl get pods` direct, and `kubetrail -- kubectl get pods` from two checkouts, each
+ * with its own warm background kubetrail, interleaved run by run. The stand-in answers in well under a
+ * millisecond, so what is left is the wrapper's own cost: read it as "added ms" more than as a ratio.
+ *
+ *   node bench/lib/w5-ab.ts --before /other/checkout [--after .] [--runs 20] [--entry dist|src] [--otlp live|refused]
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startFakeApiserver, makePod } from '../../test/helpers/fake-apiserver.ts';
+import { freePort, run } from './proc.ts';
+import { KUBECTL, setupBench } from './setup.ts';
+import { median } from './stats.ts';
+import { rotation } from './workloads.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    before: { type: 'string' },
+    after: { type: 'string', default: '.' },
+    runs: { type: 'string', default: '20' },
+    entry: { type: 'string', default: 'dist' },
+    otlp: { type: 'string', default: 'live' },
+  },
+});
+if (!args.before) throw new Error('w5-ab: --before <checkout> is required');
+const RUNS = Number(args.runs);
+const bin = (dir: string): string =>
+  join(resolve(dir), args.entry === 'src' ? 'src/bin/kubetrail.ts' : 'dist/bin/kubetrail.js');
+
+const bench = await setupBench();
+const api = await startFakeApiserver();
+for (let i = 0; i < 5; i++) api.create(makePod(`pod-${i}`));
+const admin = await api.issueUser('admin', ['system:masters']);
+const kubeconfig = await api.writeKubeconfig(join(bench.workDir, 'kc'), {
+  users: [{ name: 'admin', cert: admin }],
+});
+const home = join(bench.workDir, 'kubectl-home');
+mkdirSync(home, { recursive: true });
+const env = { ...bench.env.env, HOME: home };
+
+type Variant = 'direct' | 'before' | 'after';
+const ports: Record<Variant, number> = { direct: 0, before: await freePort(), after: await freePort() };
+const argv = (v: Variant): string[] =>
+  v === 'direct'
+    ? [KUBECTL, '--kubeconfig', kubeconfig, 'get', 'pods']
+    : [
+        process.execPath,
+        bin(v === 'before' ? (args.before ?? '') : args.after),
+        '--kubeconfig',
+        kubeconfig,
+        '--listen',
+        `127.0.0.1:${ports[v]}`,
+        '--state-dir',
+        join(bench.workDir, `state-${v}`),
+        '--otlp-endpoint',
+        args.otlp === 'refused' ? bench.env.otlpRefused : bench.env.otlpLive,
+        '--quiet',
+        '--',
+        KUBECTL,
+        'get',
+        'pods',
+      ];
+
+const variants: Variant[] = ['direct', 'before', 'after'];
+const walls: Record<Variant, number[]> = { direct: [], before: [], after: [] };
+try {
+  // Warm: kubectl's discovery cache per server URL, the background kubetrails, the page cache.
+  for (const v of variants)
+    for (let i = 0; i < 3; i++) {
+      const [cmd = '', ...rest] = argv(v);
+      const r = await run(cmd, rest, { env, timeoutMs: 60_000 });
+      if (r.code !== 0) throw new Error(`w5-ab: warm-up ${v} failed (${r.code}): ${r.stderr.slice(0, 400)}`);
+    }
+  for (let i = 0; i < RUNS; i++)
+    for (const v of rotation(variants, i)) {
+      const [cmd = '', ...rest] = argv(v);
+      const r = await run(cmd, rest, { env, timeoutMs: 60_000 });
+      if (r.code !== 0) throw new Error(`w5-ab: ${v} failed (${r.code}): ${r.stderr.slice(0, 400)}`);
+      walls[v].push(r.ms);
+    }
+} finally {
+  for (const v of ['before', 'after'] as const)
+    await run(
+      process.execPath,
+      [
+        bin(v === 'before' ? (args.before ?? '') : args.after),
+        'stop',
+        '--state-dir',
+        join(bench.workDir, `state-${v}`),
+      ],
+      {
+        env,
+      },
+    ).catch(() => undefined);
+  await api.close();
+  await bench.cleanup();
+}
+const d = median(walls.direct);
+for (const v of variants) {
+  const m = median(walls[v]);
+  console.log(
+    `w5 ${v}: median ${m.toFixed(1)} ms${v !== 'direct' ? ` (+${(m - d).toFixed(1)} ms, ${(m / d).toFixed(2)}× direct)` : ''}; runs ${walls[v].map((x) => x.toFixed(0)).join(' ')}`,
+  );
+}
