@@ -15,6 +15,7 @@ const FAST_PATH = [
   'cli/stdio-guard.ts',
   'cli/node-version.ts',
   'cli/main.ts',
+  'cli/wrap-argv.ts',
   'cli/output.ts',
   'cli/child.ts',
   'cli/node-flags.ts',

@@ -3,10 +3,12 @@
  * real stack): `kubectl get pods` direct, and `kubetrail -- kubectl get pods` from two checkouts, each
  * with its own warm background kubetrail, interleaved run by run. The stand-in answers in well under a
  * millisecond, so what is left is the wrapper's own cost: read it as "added ms" more than as a ratio.
+ * With `perf` on PATH each run's CPU time (task-clock: kubetrail's wrapper and kubectl, all threads) is
+ * reported too: on a loaded machine it varies far less than wall time.
  *
  *   node bench/lib/w5-ab.ts --before /other/checkout [--after .] [--runs 20] [--entry dist|src] [--otlp live|refused]
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startFakeApiserver, makePod } from '../../test/helpers/fake-apiserver.ts';
@@ -65,6 +67,12 @@ const argv = (v: Variant): string[] =>
 
 const variants: Variant[] = ['direct', 'before', 'after'];
 const walls: Record<Variant, number[]> = { direct: [], before: [], after: [] };
+const cpus: Record<Variant, number[]> = { direct: [], before: [], after: [] };
+const perfOut = join(bench.workDir, 'perf.csv');
+const perf =
+  (await run('perf', ['stat', '-x,', '-e', 'task-clock', '-o', perfOut, 'true']).catch(() => undefined))?.code === 0;
+/** task-clock ms of the last run under perf. */
+const cpuOf = (): number => Number(/^([\d.]+),msec,task-clock/m.exec(readFileSync(perfOut, 'utf8'))?.[1]);
 try {
   // Warm: kubectl's discovery cache per server URL, the background kubetrails, the page cache.
   for (const v of variants)
@@ -76,9 +84,15 @@ try {
   for (let i = 0; i < RUNS; i++)
     for (const v of rotation(variants, i)) {
       const [cmd = '', ...rest] = argv(v);
-      const r = await run(cmd, rest, { env, timeoutMs: 60_000 });
+      const r = perf
+        ? await run('perf', ['stat', '-x,', '-e', 'task-clock', '-o', perfOut, cmd, ...rest], {
+            env,
+            timeoutMs: 60_000,
+          })
+        : await run(cmd, rest, { env, timeoutMs: 60_000 });
       if (r.code !== 0) throw new Error(`w5-ab: ${v} failed (${r.code}): ${r.stderr.slice(0, 400)}`);
       walls[v].push(r.ms);
+      if (perf) cpus[v].push(cpuOf());
     }
 } finally {
   for (const v of ['before', 'after'] as const)
@@ -97,10 +111,16 @@ try {
   await api.close();
   await bench.cleanup();
 }
-const d = median(walls.direct);
-for (const v of variants) {
-  const m = median(walls[v]);
-  console.log(
-    `w5 ${v}: median ${m.toFixed(1)} ms${v !== 'direct' ? ` (+${(m - d).toFixed(1)} ms, ${(m / d).toFixed(2)}× direct)` : ''}; runs ${walls[v].map((x) => x.toFixed(0)).join(' ')}`,
-  );
-}
+const line = (what: string, xs: Record<Variant, number[]>): void => {
+  const d = median(xs.direct);
+  for (const v of variants) {
+    const m = median(xs[v]);
+    console.log(
+      `w5 ${what} ${v}: median ${m.toFixed(1)} ms${v !== 'direct' ? ` (+${(m - d).toFixed(1)} ms, ${(m / d).toFixed(2)}× direct)` : ''}; runs ${xs[v].map((x) => x.toFixed(0)).join(' ')}`,
+    );
+  }
+};
+line('wall', walls);
+if (perf) line('cpu', cpus);
+const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+console.log(`load average at the end: ${load}`);

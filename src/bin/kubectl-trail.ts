@@ -17,5 +17,8 @@ if (args.length === 0 || (args.length === 1 && ['--help', '-h', 'help'].includes
   writeSync(1, pluginHelp());
   process.exit(args.length === 0 ? 2 : 0);
 }
-const { main } = await import('../cli/main.ts');
-process.exit(await main(['--', process.env.KUBETRAIL_KUBECTL ?? 'kubectl', ...args]));
+const argv = ['--', process.env.KUBETRAIL_KUBECTL ?? 'kubectl', ...args];
+// Always the plain form, so commander is not loaded (cli/wrap-argv.ts).
+process.exit(
+  (await (await import('../cli/wrap-argv.ts')).wrapFast(argv)) ?? (await (await import('../cli/main.ts')).main(argv)),
+);

@@ -9,7 +9,10 @@ import { checkNode } from '../cli/node-version.ts';
 checkNode();
 // `kubetrail start` as a user runs it gets the background kubetrail's heap settings (src/cli/node-flags.ts).
 withNodeFlags(process.argv.slice(2));
-const { main } = await import('../cli/main.ts');
+const args = process.argv.slice(2);
+// A plainly written wrapped command (`kubetrail [flags] -- kubectl ...`) skips commander (cli/wrap-argv.ts).
+const code =
+  (await (await import('../cli/wrap-argv.ts')).wrapFast(args)) ?? (await (await import('../cli/main.ts')).main(args));
 // Exit as soon as main is done: telemetry has already flushed (bounded), and a collector that refused or
 // hung must not keep the process alive through the exporter's retry timers. All output is synchronous.
-process.exit(await main(process.argv.slice(2)));
+process.exit(code);

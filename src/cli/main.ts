@@ -7,13 +7,14 @@ import { resolveConfig, type RawValues } from '../config/load.ts';
 import { OPTIONS, type Config, type OptionDef } from '../config/schema.ts';
 import { describeError, isKtError, KtError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import { noCommandGiven } from './child.ts';
 import { errLine, outLine, writeAll } from './output.ts';
+import { reportFailure, runWrap, USAGE_EXIT } from './wrap-argv.ts';
 
 // Everything else is imported where it is used: a wrapped command served by a background kubetrail loads
-// neither the proxy nor OpenTelemetry nor the YAML parser (see background/wrapper.ts).
+// neither the proxy nor OpenTelemetry nor the YAML parser (see background/wrapper.ts), and a plainly
+// written one not even this module (cli/wrap-argv.ts).
 
-export const USAGE_EXIT = 2;
+export { USAGE_EXIT };
 
 /**
  * The options each command reads, so its --help lists those and no other (the wrapped command, the root,
@@ -200,13 +201,6 @@ async function runStart(given: Config): Promise<number> {
   return 0;
 }
 
-async function runWrap(config: Config, command: string[]): Promise<number> {
-  if (command.length === 0) throw noCommandGiven();
-  const viaBackground = await (await import('../background/wrapper.ts')).wrapViaBackground(config, command);
-  if (viaBackground !== undefined) return viaBackground;
-  return (await import('./wrap.ts')).wrapInProcess(config, command);
-}
-
 export async function main(argv: string[]): Promise<number> {
   // The background kubetrail a wrapped command starts (background/daemon.ts); not for users.
   if (argv.length === 1 && argv[0] === '__background') return (await import('../background/daemon.ts')).runBackground();
@@ -292,12 +286,6 @@ export async function main(argv: string[]): Promise<number> {
       errLine(`kubetrail: ${err.message.replace(/^error: /, '')}`);
       return USAGE_EXIT;
     }
-    if (isKtError(err)) {
-      // A state dir problem is never the user's typo: the code lets them look it up (docs/errors.md).
-      errLine(`kubetrail: ${err.message}${err.code === 'KT_ERR_STATE_DIR' ? ' (KT_ERR_STATE_DIR)' : ''}`);
-      return USAGE_EXIT;
-    }
-    errLine(`kubetrail: unexpected error: ${describeError(err)}`);
-    return 1;
+    return reportFailure(err);
   }
 }
