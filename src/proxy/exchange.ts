@@ -146,7 +146,35 @@ export function parseSubject(subject: string): { commonName: string | undefined;
 /** Left to decode at a response's end up to this, the `end` event is published at once (small answers). */
 const DECODE_AT_END_INLINE_BYTES = 256 * 1024;
 
+/** The side of the exchange that writes to the client: when has it handed its last bytes to the OS? */
+export type ClientSide = Pick<ServerResponse | Http2ServerResponse, 'writableEnded' | 'writableFinished'> & {
+  once(event: 'finish' | 'close', fn: () => void): unknown;
+  off(event: 'finish' | 'close', fn: () => void): unknown;
+};
+
+/**
+ * Run `fn` once the client side's last bytes are with the OS (or the client is gone). A large answer's
+ * tail can still sit in the TLS socket's buffer when the upstream ends (kubectl reads more slowly than
+ * loopback delivers): decoding before it is written would hold it back for the whole decode (#18, W3
+ * gzip). A response that is not ended (cut, or torn down) is not waited for.
+ */
+function afterFlush(client: ClientSide | undefined, fn: () => void): void {
+  if (!client || !client.writableEnded || client.writableFinished) {
+    setImmediate(fn);
+    return;
+  }
+  const once = (): void => {
+    client.off('finish', once);
+    client.off('close', once);
+    fn();
+  };
+  client.once('finish', once);
+  client.once('close', once);
+}
+
 export interface ResponseTapOptions {
+  /** Where the body is relayed to (see afterFlush). */
+  client?: ClientSide;
   isWatch: boolean;
   /** The request listed pods: the decode tap counts them per phase. */
   podList?: boolean;
@@ -167,6 +195,7 @@ export class Exchange {
   /** Progress events for this request (HTTP responses; never tunnels). */
   readonly #progress: boolean;
   #tap: ResponseTap | undefined;
+  #client: ClientSide | undefined;
   #lastProgress = 0;
   #ended = false;
 
@@ -195,6 +224,7 @@ export class Exchange {
     if (!this.#observer) return;
     const rs = responseFacts(performance.now(), status, raw);
     this.#observer.onResponseStart(this.id, rs);
+    this.#client = opts.client;
     this.#tap = createResponseTap({
       ...rs,
       contentType: opts.opaque ? undefined : rs.contentType,
@@ -219,9 +249,9 @@ export class Exchange {
 
   /**
    * Publishes `end` (once; later calls do nothing), at the time the relay ended. When much of the body
-   * still waits for the decoder (tap.ts), the event goes out a loop turn later: the relay's last writes
-   * (HTTP/1.1's uncork on nextTick, HTTP/2's frames on the session's immediate) reach kubectl first, and
-   * the decoding that follows delays the trace, never the answer.
+   * still waits for the decoder (tap.ts), the event goes out once the relay's last writes have reached
+   * the OS (afterFlush: HTTP/1.1's uncork on nextTick, HTTP/2's frames on the session's immediate, and
+   * whatever kubectl had not yet read), and the decoding that follows delays the trace, never the answer.
    */
   finish(outcome: Outcome, error?: ProxyAnswer): void {
     if (this.#ended) return;
@@ -234,7 +264,7 @@ export class Exchange {
       if (tap) Object.assign(ev, tap.finish(outcome === 'complete'));
       this.#observer?.onRequestEnd(this.id, ev);
     };
-    if (tap && tap.pending() > DECODE_AT_END_INLINE_BYTES) setImmediate(publish);
+    if (tap && tap.pending() > DECODE_AT_END_INLINE_BYTES) afterFlush(this.#client, publish);
     else publish();
   }
 }

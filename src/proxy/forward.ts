@@ -170,8 +170,8 @@ export class HttpForward {
   ): boolean {
     // A pod list is counted per phase (stages/decode): kubectl get pods' answer to "why is it Pending".
     const podList = this.info.verb === 'list' && this.info.resource === 'pods' && this.info.subresource === '';
-    this.x.responded(status, raw, { isWatch: this.info.verb === 'watch', podList });
     const res = this.res;
+    this.x.responded(status, raw, { isWatch: this.info.verb === 'watch', podList, client: res });
     try {
       const headers = forwardHeaders(raw, { keepUpgrade: false });
       if (isH2Response(res)) {

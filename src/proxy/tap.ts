@@ -5,8 +5,8 @@
  * Forward first, observe after: relay.ts hands each chunk to kubectl before the tap sees it, and the tap
  * only queues it. The decoder (inflate + scan, the observer's largest per-byte cost) runs when the
  * response ends (`finish` decodes what is left before the `end` event is published, so the trace loses
- * nothing; exchange.ts publishes that event a loop turn later when much is left, once the body's last
- * bytes have been flushed to kubectl), or DECODE_DELAY_MS after the oldest waiting chunk (a watch or a
+ * nothing; when much is left, exchange.ts publishes that event once the body's last bytes are with the
+ * OS, not merely queued for kubectl), or DECODE_DELAY_MS after the oldest waiting chunk (a watch or a
  * slow stream is decoded as it goes; each chunk keeps the time it was relayed), or at once when the
  * waiting bytes of all responses together pass MAX_DEFERRED_BYTES, so memory stays bounded whatever the
  * number of connections. A list relayed within that delay and bound goes to kubectl at the speed of the
