@@ -20,11 +20,11 @@ import { handleControl, isControlRequest, type ControlHandler } from './control.
 import type { StageObserver } from './events.ts';
 import { OwnUpstreams, SharedUpstreams } from './connection.ts';
 import { isH2Request, type DownstreamRequest, type DownstreamResponse } from './exchange.ts';
-import { forwardRequest } from './forward.ts';
+import { forwardRequest, type ForwardContext } from './forward.ts';
 import { PeerIdentities } from './identity.ts';
 import { uniqueRouteAddresses, usesRouteAddresses, type Routes } from './routing.ts';
 import { sendStatus } from './status.ts';
-import { forwardUpgrade, type TunnelContext } from './tunnel.ts';
+import { forwardUpgrade } from './tunnel.ts';
 import { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool } from './upstream.ts';
 
 export interface ProxyOptions {
@@ -96,12 +96,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const pool = new UpstreamPool();
   const internalError = opts.onInternalError ?? (() => undefined);
-  const openSockets = new Set<Duplex>();
   const shared = opts.reuseUpstream === true ? new SharedUpstreams(pool) : undefined;
   // Each kubectl connection's own upstream connections (connection.ts), closed with it.
   const own = new WeakMap<object, OwnUpstreams>();
-  const sessions = new Set<ServerHttp2Session>();
-  const ctx: TunnelContext = {
+  // Every accepted connection and HTTP/2 session until its 'close' event. close() waits for each one's:
+  // a socket being destroyed reports `closed` (and leaves the listener's count) before that event, and
+  // the requests on it publish their `end` from it.
+  const live = new Set<TLSSocket | ServerHttp2Session>();
+  const track = (c: TLSSocket | ServerHttp2Session): void => {
+    live.add(c);
+    c.once('close', () => live.delete(c));
+  };
+  const ctx: ForwardContext = {
     routes: opts.routes,
     peers: new PeerIdentities(opts.routes),
     upstreamsOf: (req) => {
@@ -112,7 +118,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     },
     observer: opts.observer,
     internalError,
-    openSockets,
   };
 
   const onRequest = (req: DownstreamRequest, res: DownstreamResponse): void => {
@@ -167,7 +172,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   });
   h2.on('request', onRequest);
   h2.on('session', (session: ServerHttp2Session) => {
-    sessions.add(session);
+    track(session);
     if (!shared) {
       // The apiserver's GOAWAY (or its connection's end) closes kubectl's connection the same way.
       const ups = new OwnUpstreams(pool, 'h2', () => {
@@ -176,7 +181,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       own.set(session, ups);
       session.once('close', () => ups.close());
     }
-    session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
   });
 
@@ -200,6 +204,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       ...(isLoopbackHost(opts.host) ? { ecdhCurve: 'X25519:P-256' } : {}),
     },
     (socket: TLSSocket) => {
+      track(socket);
       socket.on('error', () => socket.destroy());
       if (socket.alpnProtocol === 'h2') {
         // The HTTP/2 server makes the session synchronously, in this emit; closeWhenIdle needs the TLS
@@ -249,21 +254,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     server,
     port,
     url: `https://${hostForUrl(opts.host)}:${port}`,
-    // Resolves once the listener and every connection are closed, upgraded tunnels and HTTP/2 sessions
-    // included: by then every request has published its `end`, so a caller that flushes telemetry next
-    // has every span.
+    // Resolves once the listener and every connection have closed (their 'close' events, not their
+    // flags), upgraded tunnels and HTTP/2 sessions included: by then every request has published its
+    // `end`, so a caller that flushes telemetry next has every span.
     close: async () => {
       const closed = [server, ...routeListeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
-      for (const s of openSockets)
-        if (!s.closed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
-      for (const s of sessions)
-        if (!s.destroyed) closed.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
+      for (const c of live) closed.push(new Promise<void>((resolve) => c.once('close', () => resolve())));
       h1.closeAllConnections();
       // Neither inner server listens; closing them stops the HTTP server's connection-checking timer.
       h1.close();
       h2.close();
-      for (const s of openSockets) s.destroy();
-      for (const s of sessions) s.destroy();
+      // Upgraded sockets (the HTTP server no longer tracks them) and HTTP/2 sessions.
+      for (const c of live) c.destroy();
       pool.destroy();
       await Promise.all(closed);
     },

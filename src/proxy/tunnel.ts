@@ -16,12 +16,7 @@ import { relay } from './relay.ts';
 import { resolveTarget } from './routing.ts';
 import { sendStatusRaw, upstreamFailure } from './status.ts';
 
-export interface TunnelContext extends ForwardContext {
-  /** Sockets kubetrail must close itself on shutdown (the HTTP server stops tracking upgraded ones). */
-  openSockets: Set<Duplex>;
-}
-
-export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+export function forwardUpgrade(ctx: ForwardContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
   const dh = downstreamHead(req);
   const url = dh.url;
@@ -49,8 +44,6 @@ export function forwardUpgrade(ctx: TunnelContext, req: IncomingMessage, socket:
     return;
   }
   const { route } = target;
-  ctx.openSockets.add(socket);
-  socket.on('close', () => ctx.openSockets.delete(socket));
   // A connection no other request uses: after a 101 it belongs to this tunnel.
   const up = upstreamRequest(
     upstreams.upgradeAgentFor(upstreamRoute(route, peer.identity, dh.raw), peer.identity),

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as http2Connect } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -631,5 +632,95 @@ describe('upgrades', () => {
     expect(head).toContain('KT_ERR_CLIENT_CERT');
     expect(reached).toBe(false);
     expect(new X509Certificate(impostor.certPem).subject).toContain('CN=alice');
+  });
+});
+
+describe('close()', () => {
+  // Wrap mode closes the proxy when kubectl exits and then ends the command's trace: every request still
+  // open must have published its end by the time close() resolves. A socket that is already being
+  // destroyed (kubectl's FIN read, say) reports `closed` before its 'close' event, and the request's end
+  // follows that event; kubectl 1.30's `cp` from a pod ends this way (seen in CI: the exec missing from
+  // the waterfall).
+  async function closing(): Promise<{ via: RunningProxy; ends: RequestEnd[]; accepted: TLSSocket[] }> {
+    const ends: RequestEnd[] = [];
+    const via = await startProxy({
+      routes,
+      pki,
+      host: '127.0.0.1',
+      port: 0,
+      observer: {
+        onRequestStart: () => undefined,
+        onUpstreamConnected: () => undefined,
+        onResponseStart: () => undefined,
+        onRequestEnd: (_id, e) => void ends.push(e),
+      },
+    });
+    const accepted: TLSSocket[] = [];
+    via.server.on('secureConnection', (s: TLSSocket) => accepted.push(s));
+    return { via, ends, accepted };
+  }
+  const watchPath = (): string => `/c/${routeId('main')}/api/v1/pods?watch=true`;
+  const streamForever = (_req: IncomingMessage, res: ServerResponse): void => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"type":"ADDED"}\n');
+  };
+
+  it('waits for an upgraded tunnel whose socket is already closing to publish its end', async () => {
+    const { via, ends, accepted } = await closing();
+    upgradeHandler = (_req, socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.write('stdout');
+      socket.on('error', () => undefined);
+    };
+    const client = tlsConnect({ host: '127.0.0.1', port: via.port, ca: pki.caPem, servername: 'localhost' });
+    client.on('error', () => undefined);
+    client.write(
+      `GET /c/${routeId('main')}/api/v1/namespaces/default/pods/p/exec?command=ls HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+    );
+    let got = '';
+    await new Promise<void>((resolve) =>
+      client.on('data', (c: Buffer) => {
+        got += c.toString();
+        if (got.endsWith('stdout')) resolve();
+      }),
+    );
+    expect(accepted).toHaveLength(1);
+    accepted[0]?.destroy();
+    await via.close();
+    expect(ends.map((e) => e.outcome)).toEqual(['complete']);
+    client.destroy();
+  });
+
+  it('waits for an HTTP/1.1 watch whose socket is already closing to publish its end', async () => {
+    const { via, ends, accepted } = await closing();
+    handler = streamForever;
+    const req = httpsRequest({
+      host: '127.0.0.1',
+      port: via.port,
+      path: watchPath(),
+      ca: pki.caPem,
+      servername: 'localhost',
+      agent: false,
+    });
+    req.on('error', () => undefined);
+    await new Promise<void>((resolve) => req.on('response', (res) => res.once('data', () => resolve())).end());
+    accepted[0]?.destroy();
+    await via.close();
+    expect(ends).toHaveLength(1);
+  });
+
+  it('waits for an HTTP/2 watch whose connection is already closing to publish its end', async () => {
+    const { via, ends, accepted } = await closing();
+    handler = streamForever;
+    const session = http2Connect(`https://127.0.0.1:${via.port}`, { ca: pki.caPem, servername: 'localhost' });
+    session.on('error', () => undefined);
+    const stream = session.request({ ':path': watchPath() });
+    stream.on('error', () => undefined);
+    await new Promise<void>((resolve) => stream.once('data', () => resolve()));
+    expect(accepted[0]?.alpnProtocol).toBe('h2');
+    accepted[0]?.destroy();
+    await via.close();
+    expect(ends).toHaveLength(1);
+    session.destroy();
   });
 });
