@@ -11,6 +11,7 @@ import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { RequestStart } from '../../src/proxy/events.ts';
 import { createDecoder } from '../../src/stages/decode/index.ts';
+import { parseRequestInfo } from '../../src/stages/request-info.ts';
 import { startTracing } from '../../src/telemetry/sdk.ts';
 import { createSpanObserver } from '../../src/telemetry/spans.ts';
 import { podObject } from './pods.ts';
@@ -68,6 +69,8 @@ function one(): void {
     method: 'GET',
     path: '/api/v1/namespaces/default/pods',
     query: '',
+    // Parsed by the proxy for every request (exchange.ts): part of the per-request cost measured here.
+    info: parseRequestInfo('GET', '/api/v1/namespaces/default/pods', ''),
     cluster: 'standin',
     upstream: { host: '127.0.0.1', port: 40000 },
     upgrade: false,

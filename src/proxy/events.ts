@@ -9,6 +9,7 @@
  */
 import type { Attributes } from '../stages/attributes.ts';
 import type { DecodeResult } from '../stages/decode/index.ts';
+import type { RequestInfo } from '../stages/request-info.ts';
 
 export interface RequestStart {
   id: string;
@@ -21,6 +22,11 @@ export interface RequestStart {
   path: string;
   /** Raw query string without '?'. */
   query: string;
+  /**
+   * What the request asks of the apiserver, parsed once here from method, path and query (the apiserver's
+   * WithRequestInfo): the proxy, the spans and the request log all read this one.
+   */
+  info: RequestInfo;
   cluster: string;
   upstream: { host: string; port: number };
   upgrade: boolean;

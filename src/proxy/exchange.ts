@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { socketHost } from '../net/host.ts';
 import { authAttributes } from '../stages/auth.ts';
+import { parseRequestInfo } from '../stages/request-info.ts';
 import {
   PROGRESS_INTERVAL_MS,
   type Outcome,
@@ -93,6 +94,7 @@ export function requestFacts(
     method: head.method,
     path: t.path,
     query: t.query,
+    info: parseRequestInfo(head.method, t.path, t.query),
     cluster: t.route.name,
     upstream: { host: socketHost(t.route.server.hostname), port: Number(t.route.server.port || 443) },
     upgrade: opts.upgrade,

@@ -7,7 +7,7 @@ import type { Agent } from 'node:https';
 import { constants as h2c } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { describeError } from '../errors.ts';
-import { isDiscovery, parseRequestInfo, type RequestInfo } from '../stages/request-info.ts';
+import { isDiscovery, type RequestInfo } from '../stages/request-info.ts';
 import type { Upstreams } from './connection.ts';
 import type { StageObserver } from './events.ts';
 import {
@@ -91,7 +91,7 @@ export class HttpForward {
     this.identity = identity;
     this.upstreamRoute = upstreamRoute(target.route, identity, head.raw);
     this.upstreams = ctx.upstreamsOf(req);
-    this.info = parseRequestInfo(x.facts.method, x.facts.path, x.facts.query);
+    this.info = x.facts.info;
     // Discovery documents (not /version, whose Status kubectl and kubetrail doctor do read) get the message
     // as text: see sendStatus.
     this.#plainText = isDiscovery(this.info) && x.facts.path !== '/version';

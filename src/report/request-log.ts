@@ -7,7 +7,7 @@
  * `(still open)` line per request every `progressEveryMs`, bytes flowing or not.
  */
 import type { RequestProgress, RequestStart, StageObserver } from '../proxy/events.ts';
-import { parseRequestInfo, spanName } from '../stages/request-info.ts';
+import { spanName } from '../stages/request-info.ts';
 import { rbacAttributes } from '../stages/rbac.ts';
 import { readKind } from '../telemetry/commands.ts';
 import { fmtBytes, fmtMs, plural } from './format.ts';
@@ -122,7 +122,7 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
   return {
     print: line,
     onRequestStart(start) {
-      const info = parseRequestInfo(start.method, start.path, start.query);
+      const { info } = start;
       pending.set(start.id, {
         start,
         name: spanName(info, start.method),

@@ -25,7 +25,6 @@ import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
 import {
   isDiscovery,
   normalizeMethod,
-  parseRequestInfo,
   requestInfoAttributes,
   spanName,
   type RequestInfo,
@@ -469,7 +468,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
 
   return {
     onRequestStart(start) {
-      const info = parseRequestInfo(start.method, start.path, start.query);
+      const { info } = start;
       const name = spanName(info, start.method);
       const discovery = isDiscovery(info);
       const cmd = commandFor(start, name);

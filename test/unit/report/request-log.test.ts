@@ -1,44 +1,19 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RequestStart } from '../../../src/proxy/events.ts';
 import { requestLog } from '../../../src/report/request-log.ts';
+import { requestStart, responseStart } from '../../helpers/events.ts';
 
-function start(id: string, query: string, t0 = 0): RequestStart {
-  return {
-    id,
-    startedAt: Date.UTC(2026, 10, 24, 10, 0, 0) + t0,
-    t0,
-    method: 'GET',
-    path: '/api/v1/namespaces/default/pods',
-    query,
-    cluster: 'kind',
-    upstream: { host: '127.0.0.1', port: 6443 },
-    upgrade: false,
-    userAgent: undefined,
-    kubectlCommand: 'kubectl get',
-    kubectlSession: undefined,
-    commandTag: undefined,
-    clientAuditId: undefined,
-    auth: {},
-    insecure: false,
-  };
+function start(id: string, query: string, t0 = 0, over: Partial<RequestStart> = {}): RequestStart {
+  const startedAt = Date.UTC(2026, 10, 24, 10, 0, 0) + t0;
+  return requestStart({ id, startedAt, t0, query, userAgent: undefined, ...over });
 }
-
-const response = {
-  contentType: 'application/json',
-  contentEncoding: undefined,
-  auditId: undefined,
-  flowSchemaUid: undefined,
-  priorityLevelUid: undefined,
-  retryAfter: undefined,
-  warnings: [],
-};
 
 describe('request log: a long watch shows a live count', () => {
   it('without a terminal, prints a (still open) line every 10 s while events flow, then the final line', () => {
     const lines: string[] = [];
     const log = requestLog((l) => lines.push(l));
     log.onRequestStart(start('w', 'watch=true'));
-    log.onResponseStart('w', { t: 5, statusCode: 200, ...response });
+    log.onResponseStart('w', responseStart({ t: 5, statusCode: 200 }));
     log.onProgress?.('w', { t: 1_000, bytesDown: 900, items: 0, watchEvents: 3 });
     log.onProgress?.('w', { t: 9_000, bytesDown: 9_000, items: 0, watchEvents: 30 });
     expect(lines).toEqual([]);
@@ -107,7 +82,7 @@ describe('request log: long requests (#12 item 7)', () => {
     const lines: string[] = [];
     const log = requestLog((l) => lines.push(l), { now: () => now });
     log.onRequestStart(start('w', 'watch=true'));
-    log.onResponseStart('w', { t: 5, statusCode: 200, ...response });
+    log.onResponseStart('w', responseStart({ t: 5, statusCode: 200 }));
     log.onRequestStart(start('g', '', 100));
     log.onProgress?.('w', { t: 10_500, bytesDown: 10_500, items: 0, watchEvents: 35 });
     log.onRequestEnd('g', { t: 20_000, outcome: 'complete', bytesDown: 10, bytesUp: 0 });
@@ -128,7 +103,7 @@ describe('request log: long requests (#12 item 7)', () => {
     const lines: string[] = [];
     const log = requestLog((l) => lines.push(l), { now: () => now, progressEveryMs: 10_000 });
     log.onRequestStart(start('w', 'watch=true'));
-    log.onResponseStart('w', { t: 5, statusCode: 200, ...response });
+    log.onResponseStart('w', responseStart({ t: 5, statusCode: 200 }));
     now = 12_000;
     vi.advanceTimersByTime(12_000);
     expect(lines).toEqual([
@@ -143,7 +118,7 @@ describe('request log: long requests (#12 item 7)', () => {
       terminal: { write: (t) => (screen += t), columns: 200 },
     });
     log.onRequestStart(start('w', 'watch=true'));
-    log.onResponseStart('w', { t: 5, statusCode: 200, ...response });
+    log.onResponseStart('w', responseStart({ t: 5, statusCode: 200 }));
     now = 1_000;
     log.onProgress?.('w', { t: 1_000, bytesDown: 2048, items: 0, watchEvents: 4 });
     expect(screen.split('\r\x1b[K').at(-1)).toBe('open: watch pods 4 events 2.0kB 1000ms');
@@ -168,7 +143,7 @@ describe('request log: a denial (#12 item 6)', () => {
     const lines: string[] = [];
     const log = requestLog((l) => lines.push(l), { now: () => 0 });
     log.onRequestStart(start('d', 'limit=500'));
-    log.onResponseStart('d', { t: 3, statusCode: 403, ...response });
+    log.onResponseStart('d', responseStart({ t: 3, statusCode: 403 }));
     const statusBody = JSON.stringify({
       kind: 'Status',
       apiVersion: 'v1',
@@ -188,8 +163,8 @@ describe('request log: counts say what was read (#19 item 4)', () => {
   it('a single GET prints no items (a Table of one row is a format), a one-item list "1 item"', () => {
     const lines: string[] = [];
     const log = requestLog((l) => lines.push(l));
-    log.onRequestStart({ ...start('g', ''), path: '/api/v1/namespaces/default/configmaps/x' });
-    log.onResponseStart('g', { t: 5, statusCode: 200, ...response });
+    log.onRequestStart(start('g', '', 0, { path: '/api/v1/namespaces/default/configmaps/x' }));
+    log.onResponseStart('g', responseStart({ t: 5, statusCode: 200 }));
     log.onRequestEnd('g', {
       t: 10,
       outcome: 'complete',
@@ -198,7 +173,7 @@ describe('request log: counts say what was read (#19 item 4)', () => {
       decode: { format: 'json', items: 1 } as never,
     });
     log.onRequestStart(start('l', ''));
-    log.onResponseStart('l', { t: 5, statusCode: 200, ...response });
+    log.onResponseStart('l', responseStart({ t: 5, statusCode: 200 }));
     log.onRequestEnd('l', {
       t: 10,
       outcome: 'complete',

@@ -3,50 +3,17 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RequestStart } from '../../../src/proxy/events.ts';
 import type { CommandSummary } from '../../../src/telemetry/commands.ts';
 import { createSpanObserver } from '../../../src/telemetry/spans.ts';
+import { requestEnd, requestStart, responseStart } from '../../helpers/events.ts';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 const tracer = provider.getTracer('test');
 
-let n = 0;
-function start(over: Partial<RequestStart>): RequestStart {
-  n++;
-  return {
-    id: `r${n}`,
-    startedAt: Date.now(),
-    t0: performance.now(),
-    method: 'GET',
-    path: '/api/v1/namespaces/default/pods',
-    query: 'limit=500',
-    cluster: 'kind',
-    upstream: { host: '127.0.0.1', port: 6443 },
-    upgrade: false,
-    userAgent: 'kubectl/v1.33.1',
-    kubectlCommand: 'kubectl get',
-    kubectlSession: undefined,
-    commandTag: undefined,
-    clientAuditId: undefined,
-    auth: {},
-    insecure: false,
-    ...over,
-  };
-}
-
 function request(obs: ReturnType<typeof createSpanObserver>, over: Partial<RequestStart>): () => void {
-  const s = start(over);
+  const s = requestStart(over);
   obs.onRequestStart(s);
-  obs.onResponseStart(s.id, {
-    t: performance.now(),
-    statusCode: 200,
-    contentType: 'application/json',
-    contentEncoding: undefined,
-    auditId: undefined,
-    flowSchemaUid: undefined,
-    priorityLevelUid: undefined,
-    retryAfter: undefined,
-    warnings: [],
-  });
-  return () => obs.onRequestEnd(s.id, { t: performance.now(), outcome: 'complete', bytesDown: 10, bytesUp: 0 });
+  obs.onResponseStart(s.id, responseStart());
+  return () => obs.onRequestEnd(s.id, requestEnd());
 }
 
 afterEach(() => exporter.reset());
