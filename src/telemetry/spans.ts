@@ -1,68 +1,24 @@
 /**
- * Stage events → OpenTelemetry spans. One trace per kubectl command (grouped by Kubectl-Session; a client
- * that sends none, by process: commands.ts ClientGroups): a root
- * span `kubectl <command>`, a SERVER span per HTTP request, and under it `auth`, `upstream` (CLIENT),
- * `rbac` and `decode`, in that order and nested in time. The only file that starts or ends spans.
- *
- * Span times come from the proxy's monotonic clock, anchored to the request's epoch start.
+ * Stage events → OpenTelemetry traces, one per kubectl command: which command each request belongs to
+ * (its Kubectl-Session; a wrapped command's tag; a client that sends none, by process: commands.ts
+ * ClientGroups), and when a command ends (kubectl exited, or it went idle). The spans themselves are built
+ * by request-spans.ts (a SERVER span per request, and under it `auth`, `upstream`, `rbac`, `decode`) and
+ * root-span.ts (the command's root and what happened outside the requests); no other file starts or ends
+ * spans.
  */
-import {
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Context,
-  type Span,
-  type Tracer,
-} from '@opentelemetry/api';
-import type { RequestEnd, RequestStart, ResponseStart, StageObserver, UpstreamConnected } from '../proxy/events.ts';
-import { setAttr, type Attributes } from '../stages/attributes.ts';
-import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
-import { latencyAttributes } from '../stages/latency.ts';
-import { rbacAttributes } from '../stages/rbac.ts';
-import { inferThrottling } from '../stages/throttle.ts';
+import { ROOT_CONTEXT, trace, type Tracer } from '@opentelemetry/api';
+import type { RequestEnd, RequestStart, StageObserver } from '../proxy/events.ts';
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
-import {
-  isDiscovery,
-  normalizeMethod,
-  requestInfoAttributes,
-  spanName,
-  type RequestInfo,
-} from '../stages/request-info.ts';
-import {
-  ClientGroups,
-  coveredMs,
-  podPhaseTotals,
-  programOf,
-  readKind,
-  totals,
-  unionMs,
-  type CommandSummary,
-  type KubectlLife,
-  type RequestSummary,
-  type TimedFrom,
-} from './commands.ts';
+import { spanName } from '../stages/request-info.ts';
+import { ClientGroups, programOf, type CommandSummary, type KubectlLife, type TimedFrom } from './commands.ts';
+import { endRequestSpans, startRequestSpans, type RequestSpans } from './request-spans.ts';
+import { closeRoot, openRoot, type CommandRoot } from './root-span.ts';
 import * as sc from './semconv.ts';
 
-interface Command {
+interface Command extends CommandRoot {
   key: string;
-  /** Its requests rode shared upstream connections (--reuse-upstream). */
-  upstreamShared: boolean;
-  root: Span;
-  /** The context with `root` active: the parent of the command's request spans. */
-  rootCtx: Context;
-  traceId: string;
-  command: string;
-  session: string | undefined;
-  /** Epoch ms the root begins: kubectl's start (wrap), its first credential plugin, or its first request. */
-  startedAt: number;
-  timedFrom: TimedFrom;
-  /** Credential plugin runs that belong to this command, known so far. */
-  credentials: CredentialRun[];
-  /** Epoch ms of the last request end. */
-  lastEnd: number;
+  /** Requests of the command that have not ended. */
   open: number;
-  requests: RequestSummary[];
   /**
    * Armed when the command went idle and left armed while requests come and go (re-arming a timer per
    * request costs more than the request's spans): when it fires, it ends the command if it is still idle
@@ -77,19 +33,8 @@ interface Command {
   kubectlProbe: boolean;
 }
 
-interface Pending {
-  start: RequestStart;
+interface Pending extends RequestSpans {
   command: Command;
-  span: Span;
-  /** The context with `span` active: the parent of the stage spans. */
-  ctx: Context;
-  upstream: Span;
-  connected?: UpstreamConnected;
-  response?: ResponseStart;
-  name: string;
-  group: string | undefined;
-  discovery: boolean;
-  info: RequestInfo;
 }
 
 export interface SpanObserverOptions {
@@ -146,12 +91,6 @@ const RECENT_MAX = 64;
 export const ADOPT_WINDOW_MS = 1500;
 
 /**
- * auth and rbac are decisions, not waits: they last one microsecond. (A zero-length span makes Jaeger
- * report a negative duration and rewrite its end.)
- */
-const INSTANT_MS = 0.001;
-
-/**
  * A command without a tag (start mode) claims the credential plugin runs that ended at most this long
  * before its first request: kubectl runs its plugin just before it needs the token.
  */
@@ -159,20 +98,10 @@ const CREDENTIAL_LEAD_MS = 30_000;
 /** Clocks of two processes and a shell's `date` agree to about this much. */
 const CLOCK_SLACK_MS = 5;
 
-/**
- * A continue token is opaque and long: it adds nothing to a span but cardinality. exec's `command`
- * parameters are the user's command line (`kubectl exec -- sh -c 'PASSWORD=...'`): never recorded.
- */
-export function redactQuery(query: string): string {
-  if (!query.includes('continue=') && !query.includes('command=')) return query;
-  return query.replace(/(^|&)(continue|command)=[^&]*/g, '$1$2=REDACTED');
-}
-
 export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   const { tracer } = opts;
   const commands = new Map<string, Command>();
   const pending = new Map<string, Pending>();
-  const at = (start: RequestStart, t: number): number => start.startedAt + (t - start.t0);
 
   const recent = new Map<string, { summary: CommandSummary; at: number }>();
   const adoptWindow = opts.adoptWindowMs ?? ADOPT_WINDOW_MS;
@@ -226,20 +155,12 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     return claim(runs, upTo - CREDENTIAL_LEAD_MS, upTo);
   }
 
-  function child(cmd: Command, name: string, from: number, to: number, attrs: Attributes = {}): void {
-    tracer
-      .startSpan(name, { kind: SpanKind.INTERNAL, startTime: from }, cmd.rootCtx)
-      .setAttributes(attrs)
-      .end(Math.max(to, from + INSTANT_MS));
-  }
-
   function endCommand(cmd: Command, life?: KubectlLife): void {
     if (!commands.delete(cmd.key)) return;
     groups.ended(cmd.key);
     for (const [identity, u] of unclaimed) if (u.cmd === cmd) unclaimed.delete(identity);
     if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
     cmd.onIdle = undefined;
-    const sum = totals(cmd.requests);
     const tag = cmd.key.startsWith('tag:') ? cmd.key.slice('tag:'.length) : undefined;
     // Plugins may run again mid-command (a token refreshed after a 401).
     const later = kubectlCommand(cmd.key) ? opts.timing?.(tag, true) : undefined;
@@ -248,85 +169,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     for (const c of credentialsFor(cmd, later, endAt, cmd.timedFrom === 'process_start' ? cmd.startedAt : undefined)) {
       if (!known.has(c.id)) cmd.credentials.push(c);
     }
-    cmd.credentials.sort((a, b) => a.start - b.start);
-    const requests = [...cmd.requests].sort((a, b) => a.startedAt - b.startedAt);
-    const throttling = inferThrottling(requests);
-
-    for (const c of cmd.credentials) {
-      child(cmd, 'kubectl credential', c.start, c.end, {
-        [sc.ATTR_AUTH_EXEC_COMMAND]: c.command,
-        [sc.ATTR_AUTH_EXEC_EXIT_CODE]: c.exitCode,
-      });
-    }
-    const firstRequest = requests[0]?.startedAt;
-    const firstThing = Math.min(firstRequest ?? endAt, ...cmd.credentials.map((c) => c.start));
-    if (cmd.timedFrom === 'process_start' && firstThing > cmd.startedAt)
-      child(cmd, 'kubectl start', cmd.startedAt, firstThing);
-    for (const w of throttling.waits) {
-      const limiter = w.discovery ? 'discovery' : 'ordinary';
-      child(cmd, 'client-side throttling', w.from, w.to, { [sc.ATTR_KUBECTL_LIMITER]: limiter });
-    }
-    if (life && requests.length > 0 && life.exitedAt > cmd.lastEnd)
-      child(cmd, 'kubectl output', cmd.lastEnd, life.exitedAt);
-
-    const wallMs = endAt - cmd.startedAt;
-    const requestsMs = coveredMs(requests);
-    const credentialMs = unionMs(cmd.credentials.map((c) => [c.start, c.end]));
-    const everything = unionMs([
-      ...requests.map((r) => [r.startedAt, r.startedAt + r.durationMs] as const),
-      ...cmd.credentials.map((c) => [c.start, c.end] as const),
-      ...throttling.waits.map((w) => [w.from, w.to] as const),
-    ]);
-    const division = {
-      wallMs: round1(wallMs),
-      requestsMs: round1(requestsMs),
-      credentialMs: round1(credentialMs),
-      throttledMs: throttling.totalMs,
-      ownMs: round1(Math.max(0, wallMs - everything)),
-    };
-
-    cmd.root.setAttributes({
-      [sc.ATTR_COMMAND_REQUESTS]: sum.requests,
-      [sc.ATTR_COMMAND_DISCOVERY_REQUESTS]: sum.discoveryRequests,
-      [sc.ATTR_COMMAND_DISCOVERY_MS]: sum.discoveryMs,
-      [sc.ATTR_COMMAND_ITEMS]: sum.items,
-      ...(sum.itemsPartial ? { [sc.ATTR_COMMAND_ITEMS_PARTIAL]: true } : {}),
-      [sc.ATTR_COMMAND_PAGES]: sum.pages,
-      [sc.ATTR_COMMAND_OBJECTS]: sum.objects,
-      [sc.ATTR_COMMAND_BYTES]: sum.bytes,
-      [sc.ATTR_COMMAND_ERRORS]: sum.errors,
-      [sc.ATTR_KUBECTL_TIMED_FROM]: cmd.timedFrom,
-      [sc.ATTR_KUBECTL_THROTTLED_MS]: throttling.totalMs,
-      [sc.ATTR_KUBECTL_CREDENTIAL_MS]: division.credentialMs,
-      [sc.ATTR_KUBECTL_OWN_MS]: division.ownMs,
-      ...(life ? { [sc.ATTR_PROCESS_EXIT_CODE]: life.exitCode } : {}),
-      ...Object.fromEntries(
-        Object.entries(podPhaseTotals(requests) ?? {}).map(([phase, n]) => [`decode.pod_phase.${phase}`, n]),
-      ),
-    });
-    if (
-      sum.errors > 0 &&
-      cmd.requests.some(
-        (r) => (r.statusCode ?? 0) >= 500 || r.outcome === 'upstream_error' || r.outcome === 'proxy_error',
-      )
-    ) {
-      cmd.root.setStatus({ code: SpanStatusCode.ERROR });
-    }
-    cmd.root.end(endAt);
-    const summary: CommandSummary = {
-      traceId: cmd.traceId,
-      command: cmd.command,
-      session: cmd.session,
-      startedAt: cmd.startedAt,
-      durationMs: wallMs,
-      requests,
-      timedFrom: cmd.timedFrom,
-      exitCode: life?.exitCode,
-      credentials: cmd.credentials,
-      throttling,
-      division,
-      ...(cmd.upstreamShared ? { upstreamShared: true } : {}),
-    };
+    const summary = closeRoot(tracer, cmd, endAt, life);
     if (cmd.key.startsWith('tag:')) remember(cmd.key, summary);
     opts.onCommandFinished?.(summary);
   }
@@ -367,15 +210,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         : credentialStart <= startedAt
           ? 'credential'
           : 'first_request';
-    const root = tracer.startSpan(command, { kind: SpanKind.INTERNAL, startTime: startedAt, root: true }, ROOT_CONTEXT);
-    const attrs: Attributes = {};
-    setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start?.kubectlCommand);
-    setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start?.kubectlSession);
-    setAttr(attrs, sc.ATTR_K8S_CLUSTER_NAME, start?.cluster);
-    setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start?.userAgent);
-    // connect and TLS then show a pool's, not what this command would pay on its own.
-    if (start?.upstreamShared === true) attrs[sc.ATTR_KUBETRAIL_UPSTREAM_SHARED] = true;
-    root.setAttributes(attrs);
+    const root = openRoot(tracer, command, startedAt, start);
     const cmd: Command = {
       key,
       upstreamShared: start?.upstreamShared === true,
@@ -470,52 +305,9 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     onRequestStart(start) {
       const { info } = start;
       const name = spanName(info, start.method);
-      const discovery = isDiscovery(info);
       const cmd = commandFor(start, name);
-      // Attributes are set after the start, not passed to startSpan: the SDK would check them three times
-      // there (its samplers do not read them), once here.
-      const span = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: start.startedAt }, cmd.rootCtx);
-      const attrs: Attributes = {
-        [sc.ATTR_HTTP_REQUEST_METHOD]: normalizeMethod(start.method),
-        [sc.ATTR_URL_PATH]: start.path,
-        [sc.ATTR_SERVER_ADDRESS]: start.upstream.host,
-        [sc.ATTR_SERVER_PORT]: start.upstream.port,
-        [sc.ATTR_K8S_CLUSTER_NAME]: start.cluster,
-        ...requestInfoAttributes(info),
-      };
-      setAttr(attrs, sc.ATTR_URL_QUERY, redactQuery(start.query));
-      setAttr(attrs, sc.ATTR_USER_AGENT_ORIGINAL, start.userAgent);
-      setAttr(attrs, sc.ATTR_KUBECTL_COMMAND, start.kubectlCommand);
-      setAttr(attrs, sc.ATTR_KUBECTL_SESSION, start.kubectlSession);
-      if (start.upgrade) attrs[sc.ATTR_KUBETRAIL_UPGRADE] = true;
-      if (start.insecure) attrs[sc.ATTR_KUBETRAIL_INSECURE] = true;
-      span.setAttributes(attrs);
-      const ctx = trace.setSpan(ROOT_CONTEXT, span);
-      tracer
-        .startSpan('auth', { startTime: start.startedAt }, ctx)
-        .setAttributes(start.auth)
-        .end(start.startedAt + INSTANT_MS);
-      const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
-      upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
-      upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
-      pending.set(start.id, {
-        start,
-        command: cmd,
-        span,
-        ctx,
-        upstream,
-        name,
-        group: info.isResourceRequest ? info.apiGroup : undefined,
-        discovery,
-        info,
-      });
-      // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
-      // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
-      const sc0 = upstream.spanContext();
-      const headers: Record<string, string> = {
-        traceparent: `00-${sc0.traceId}-${sc0.spanId}-${sc0.traceFlags === 1 ? '01' : '00'}`,
-      };
-      if (!start.clientAuditId) headers['Audit-ID'] = sc0.traceId;
+      const { spans, headers } = startRequestSpans(tracer, start, name, cmd.rootCtx);
+      pending.set(start.id, { ...spans, command: cmd });
       return headers;
     },
 
@@ -533,101 +325,10 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const p = pending.get(id);
       if (!p) return;
       pending.delete(id);
-      const { start, span, ctx, upstream, connected, response, command } = p;
-      const endAt = at(start, ev.t);
-
-      const latency = latencyAttributes({
-        start: start.t0,
-        socketAssigned: connected?.t,
-        connectEnd: connected?.connectEnd,
-        tlsEnd: connected?.tlsEnd,
-        requestSent: ev.requestSent,
-        firstByte: response?.t,
-        end: response ? ev.t : undefined,
-        reused: connected?.reused ?? false,
-        h2: connected?.protocol === 'h2',
-      });
-      upstream.setAttributes(connected ? latency : {});
-      if (response) upstream.setAttribute(sc.ATTR_HTTP_RESPONSE_STATUS_CODE, response.statusCode);
-      if (ev.error && ev.outcome !== 'proxy_error') {
-        upstream.setAttribute(sc.ATTR_ERROR_TYPE, ev.error.code);
-        upstream.setStatus({ code: SpanStatusCode.ERROR });
-      } else if (response && response.statusCode >= 400) {
-        upstream.setStatus({ code: SpanStatusCode.ERROR });
-      }
-      upstream.end(endAt);
-
-      let rbac: Attributes = {};
-      if (response) {
-        rbac = rbacAttributes({
-          statusCode: response.statusCode,
-          statusBody: ev.statusBody,
-          retryAfter: response.retryAfter,
-        });
-        const rbacAt = at(start, response.t);
-        tracer
-          .startSpan('rbac', { startTime: rbacAt }, ctx)
-          .setAttributes(rbac)
-          .end(rbacAt + INSTANT_MS);
-      }
-      if (response && ev.decode) {
-        const decodeSpan = tracer
-          .startSpan('decode', { startTime: at(start, response.t) }, ctx)
-          .setAttributes(decodeAttributes(ev.decode));
-        for (const e of watchEventSpanEvents(ev.decode)) decodeSpan.addEvent(e.name, e.attributes, at(start, e.atMs));
-        decodeSpan.end(endAt);
-      }
-
-      const attrs: Attributes = {
-        [sc.ATTR_KUBETRAIL_OUTCOME]: ev.outcome,
-        [sc.ATTR_KUBETRAIL_BYTES_DOWN]: ev.bytesDown,
-        [sc.ATTR_KUBETRAIL_BYTES_UP]: ev.bytesUp,
-      };
-      if (response) {
-        attrs[sc.ATTR_HTTP_RESPONSE_STATUS_CODE] = response.statusCode;
-        setAttr(attrs, sc.ATTR_KUBE_AUDIT_ID, response.auditId);
-        setAttr(attrs, sc.ATTR_KUBE_APF_FLOW_SCHEMA_UID, response.flowSchemaUid);
-        setAttr(attrs, sc.ATTR_KUBE_APF_PRIORITY_LEVEL_UID, response.priorityLevelUid);
-        setAttr(attrs, sc.ATTR_KUBE_WARNINGS, response.warnings);
-      }
-      if (ev.error) {
-        attrs[sc.ATTR_ERROR_TYPE] = ev.error.code;
-        span.setStatus({ code: SpanStatusCode.ERROR, message: ev.error.message });
-      } else if (response && response.statusCode >= 500) {
-        attrs[sc.ATTR_ERROR_TYPE] = String(response.statusCode);
-        span.setStatus({ code: SpanStatusCode.ERROR });
-      }
-      span.setAttributes(attrs);
-      span.end(endAt);
-
-      command.requests.push({
-        id,
-        name: p.name,
-        method: start.method,
-        path: start.path,
-        group: p.group,
-        cluster: start.cluster,
-        discovery: p.discovery,
-        startedAt: start.startedAt,
-        durationMs: ev.t - start.t0,
-        statusCode: response?.statusCode,
-        outcome: ev.outcome,
-        errorCode: ev.error?.code,
-        bytes: ev.bytesDown,
-        items: ev.decode?.items,
-        itemsPartial: ev.decode?.partial === true,
-        page: /(^|&)continue=/.test(start.query),
-        reads: readKind(p.info),
-        ...(p.info.isResourceRequest ? { namespace: p.info.namespace, objectName: p.info.name } : {}),
-        watchEvents: ev.decode?.watch?.events,
-        connectMs: latency['upstream.connect_ms'] as number | undefined,
-        tlsMs: latency['upstream.tls_ms'] as number | undefined,
-        ttfbMs: latency['upstream.ttfb_ms'] as number | undefined,
-        transferMs: latency['upstream.transfer_ms'] as number | undefined,
-        reused: connected?.reused,
-        rbac,
-        ...(ev.decode?.podPhases ? { podPhases: ev.decode.podPhases } : {}),
-      });
+      const { start, command } = p;
+      const summary = endRequestSpans(tracer, p, ev);
+      command.requests.push(summary);
+      const endAt = summary.startedAt + summary.durationMs;
       command.lastEnd = Math.max(command.lastEnd, endAt);
       command.open--;
       if (command.kubectlProbe && start.clientIdentity !== undefined)
@@ -673,8 +374,4 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
  */
 function kubectlCommand(key: string): boolean {
   return !key.startsWith('request:');
-}
-
-function round1(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redactQuery } from '../../../src/telemetry/spans.ts';
+import { redactQuery } from '../../../src/telemetry/request-spans.ts';
 
 describe('redactQuery', () => {
   it("never records exec's command line or a continue token, and keeps everything else", () => {
