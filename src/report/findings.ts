@@ -3,7 +3,7 @@
  * means: time in a credential plugin, in kubectl's rate limiter. Pure: summary in, lines out; the
  * waterfall places them.
  */
-import { canIArgs, parseForbiddenMessage, requiredAccess, type RequiredAccess } from '../stages/rbac.ts';
+import { canIArgs, type RequiredAccess } from '../stages/rbac.ts';
 import { podPhaseTotals, type CommandSummary } from '../telemetry/commands.ts';
 import { fmtMs } from './format.ts';
 
@@ -63,8 +63,8 @@ export function apfLines(cmd: CommandSummary): string[] {
     if (r.statusCode === 429) {
       const e = g ?? { name: r.name, rejected: 0, retryAfter: new Set<number>(), last: undefined };
       e.rejected++;
-      const ra = r.rbac['kube.retry_after'];
-      if (typeof ra === 'number') e.retryAfter.add(ra);
+      const ra = r.rbac?.retryAfterS;
+      if (ra !== undefined) e.retryAfter.add(ra);
       e.last = 429;
       byPath.set(key, e);
     } else if (g) {
@@ -179,11 +179,9 @@ export function rbacFixLines(cmd: CommandSummary): string[] {
   const seen = new Set<string>();
   const lines: string[] = [];
   for (const req of cmd.requests) {
-    const message = req.rbac['rbac.message'];
-    if (req.rbac['rbac.decision'] !== 'denied' || typeof message !== 'string') continue;
-    const denial = parseForbiddenMessage(message);
-    if (!denial) continue;
-    const r = requiredAccess(message, denial);
+    // The rbac stage worked it out from the authorizer's message when the answer came back.
+    const r = req.rbac?.decision === 'denied' ? req.rbac.required : undefined;
+    if (!r) continue;
     const key = canIArgs(r);
     if (seen.has(key)) continue;
     seen.add(key);

@@ -8,7 +8,7 @@
  */
 import type { RequestProgress, RequestStart, StageObserver } from '../proxy/events.ts';
 import { spanName } from '../stages/request-info.ts';
-import { rbacAttributes } from '../stages/rbac.ts';
+import { rbacOutcome } from '../stages/rbac.ts';
 import { readKind } from '../telemetry/commands.ts';
 import { fmtBytes, fmtMs, plural } from './format.ts';
 import { denialText, itemsText } from './waterfall.ts';
@@ -60,8 +60,8 @@ function progressCounts(p: Pending): string {
 /** A 401/403 says who was refused what, as the waterfall's `rbac:` line does. */
 function denial(status: number | undefined, body: string | undefined): string {
   if (status !== 401 && status !== 403) return '';
-  const rbac = rbacAttributes({ statusCode: status, statusBody: body });
-  const decision = rbac['rbac.decision'];
+  const rbac = rbacOutcome({ statusCode: status, statusBody: body });
+  const decision = rbac.decision;
   return decision === 'denied' || decision === 'unauthenticated' ? ` rbac: ${denialText(rbac)}` : '';
 }
 

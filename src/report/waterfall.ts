@@ -4,6 +4,7 @@
  * lines out. Sized to the terminal's width (80 columns when it is not a terminal); colour only when asked
  * (a TTY).
  */
+import type { RbacOutcome } from '../stages/rbac.ts';
 import { totals, type CommandSummary, type CommandTotals, type RequestSummary } from '../telemetry/commands.ts';
 import { divisionLine, exitNote, findingLines, rbacFixLines, timedFromNote } from './findings.ts';
 import { fit, fmtBytes, fmtMs, plural } from './format.ts';
@@ -181,10 +182,8 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
   const division = divisionLine(cmd);
   if (division) lines.push(fit(division, width));
   for (const f of findingLines(cmd)) lines.push(paint(c, '33', fit(f, width)));
-  const denied = cmd.requests.find(
-    (r) => r.rbac['rbac.decision'] === 'denied' || r.rbac['rbac.decision'] === 'unauthenticated',
-  );
-  if (denied) lines.push(paint(c, '33', fit(`rbac: ${denialText(denied.rbac)}`, width)));
+  const denied = cmd.requests.find((r) => r.rbac?.decision === 'denied' || r.rbac?.decision === 'unauthenticated');
+  if (denied?.rbac) lines.push(paint(c, '33', fit(`rbac: ${denialText(denied.rbac)}`, width)));
   if (cmd.upstreamShared === true) {
     lines.push(
       paint(
@@ -201,10 +200,9 @@ export function renderWaterfall(cmd: CommandSummary, opts: WaterfallOptions): st
 }
 
 /** `denied for mallory: cannot list pods`: the rbac stage's facts in words (waterfall and request log). */
-export function denialText(rbac: RequestSummary['rbac']): string {
-  const who = rbac['rbac.user'] ? ` for ${String(rbac['rbac.user'])}` : '';
-  const what = rbac['rbac.verb']
-    ? `: cannot ${String(rbac['rbac.verb'])} ${String(rbac['rbac.resource'] ?? rbac['rbac.path'] ?? '')}`
-    : '';
-  return `${String(rbac['rbac.decision'])}${who}${what}`;
+export function denialText(rbac: RbacOutcome): string {
+  const d = rbac.denial;
+  const who = d?.user ? ` for ${d.user}` : '';
+  const what = d?.verb ? `: cannot ${d.verb} ${d.resource ?? d.path ?? ''}` : '';
+  return `${rbac.decision}${who}${what}`;
 }

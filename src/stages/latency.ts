@@ -36,16 +36,42 @@ export interface UpstreamTimings {
   h2?: boolean | undefined;
 }
 
-export function latencyAttributes(t: UpstreamTimings): Attributes {
-  const attrs: Attributes = { 'network.protocol.version': t.h2 ? '2' : '1.1', 'upstream.connection_reused': t.reused };
+/** The upstream stage's durations (ms, 0.1 ms steps); one missing when its ends are unknown or out of order. */
+export interface UpstreamLatency {
+  /** An HTTP/2 stream rather than an HTTP/1.1 exchange. */
+  h2: boolean;
+  reused: boolean;
+  /** New connections only. */
+  connectMs?: number | undefined;
+  tlsMs?: number | undefined;
+  ttfbMs?: number | undefined;
+  transferMs?: number | undefined;
+}
+
+export function upstreamLatency(t: UpstreamTimings): UpstreamLatency {
   const writable = t.reused ? (t.socketAssigned ?? t.start) : (t.tlsEnd ?? t.connectEnd);
-  if (!t.reused) {
-    setAttr(attrs, 'upstream.connect_ms', duration(t.socketAssigned ?? t.start, t.connectEnd));
-    setAttr(attrs, 'upstream.tls_ms', duration(t.connectEnd, t.tlsEnd));
-  }
-  setAttr(attrs, 'upstream.ttfb_ms', duration(t.requestSent ?? writable, t.firstByte));
-  setAttr(attrs, 'upstream.transfer_ms', duration(t.firstByte, t.end));
+  return {
+    h2: t.h2 === true,
+    reused: t.reused,
+    connectMs: t.reused ? undefined : duration(t.socketAssigned ?? t.start, t.connectEnd),
+    tlsMs: t.reused ? undefined : duration(t.connectEnd, t.tlsEnd),
+    ttfbMs: duration(t.requestSent ?? writable, t.firstByte),
+    transferMs: duration(t.firstByte, t.end),
+  };
+}
+
+export function upstreamLatencyAttributes(l: UpstreamLatency): Attributes {
+  const attrs: Attributes = { 'network.protocol.version': l.h2 ? '2' : '1.1', 'upstream.connection_reused': l.reused };
+  setAttr(attrs, 'upstream.connect_ms', l.connectMs);
+  setAttr(attrs, 'upstream.tls_ms', l.tlsMs);
+  setAttr(attrs, 'upstream.ttfb_ms', l.ttfbMs);
+  setAttr(attrs, 'upstream.transfer_ms', l.transferMs);
   return attrs;
+}
+
+/** upstreamLatency() as span attributes. */
+export function latencyAttributes(t: UpstreamTimings): Attributes {
+  return upstreamLatencyAttributes(upstreamLatency(t));
 }
 
 function duration(from: number | undefined, to: number | undefined): number | undefined {

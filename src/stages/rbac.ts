@@ -49,37 +49,69 @@ export const RBAC_MESSAGE_MAX = 1024;
 
 const AFTER_AUTHORIZATION = new Set([404, 405, 406, 409, 410, 412, 415, 422]);
 
-/**
- * `rbac.decision`; on 401/403 `rbac.reason` and `rbac.message` from the Status body; on an
- * authorizer's 403 `rbac.user`, `rbac.verb`, `rbac.resource` or `rbac.path`, `rbac.namespace`,
- * `rbac.scope`; on 429/5xx `kube.retry_after` (seconds) when Retry-After is delay-seconds.
- */
-export function rbacAttributes(facts: RbacFacts): Attributes {
+/** What the rbac stage concluded, as plain facts; rbacOutcomeAttributes() turns them into span attributes. */
+export interface RbacOutcome {
+  decision: RbacDecision;
+  /** 401/403: the Status body's reason and message (the message cut at RBAC_MESSAGE_MAX). */
+  reason?: string | undefined;
+  message?: string | undefined;
+  /** An authorizer's 403: whom it refused what, as its message says it. */
+  denial?: ForbiddenMessage | undefined;
+  /** An authorizer's 403: what would have allowed the request (`kubectl auth can-i` and RBAC's terms). */
+  required?: RequiredAccess | undefined;
+  /** 429/5xx: Retry-After in seconds, when it is delay-seconds. */
+  retryAfterS?: number | undefined;
+}
+
+/** The rbac stage: what a response's status, body and Retry-After say about authorization. */
+export function rbacOutcome(facts: RbacFacts): RbacOutcome {
   const code = facts.statusCode;
   const status = parseStatus(facts.statusBody);
-  const attrs: Attributes = { 'rbac.decision': decide(code, status) };
-
+  const out: RbacOutcome = { decision: decide(code, status) };
   if (code === 401 || code === 403) {
-    setAttr(attrs, 'rbac.reason', status?.reason);
-    setAttr(attrs, 'rbac.message', status?.message === undefined ? undefined : truncate(status.message));
+    out.reason = status?.reason;
+    out.message = status?.message === undefined ? undefined : truncate(status.message);
   }
   const denial = code === 403 && status?.message !== undefined ? parseForbiddenMessage(status.message) : undefined;
   if (denial) {
-    setAttr(attrs, 'rbac.user', denial.user);
-    setAttr(attrs, 'rbac.verb', denial.verb);
-    setAttr(attrs, 'rbac.resource', denial.resource);
-    setAttr(attrs, 'rbac.path', denial.path);
-    setAttr(attrs, 'rbac.namespace', denial.namespace);
-    setAttr(attrs, 'rbac.scope', denial.scope);
-    const required = requiredAccess(status?.message ?? '', denial);
-    attrs['rbac.required'] = canIArgs(required);
-    setAttr(attrs, 'rbac.iam_permissions', required.iamPermissions);
+    out.denial = denial;
+    out.required = requiredAccess(status?.message ?? '', denial);
   }
   if (code === 429 || code >= 500) {
     const seconds = facts.retryAfter?.trim();
-    if (seconds !== undefined && /^\d{1,9}$/.test(seconds)) attrs['kube.retry_after'] = Number(seconds);
+    if (seconds !== undefined && /^\d{1,9}$/.test(seconds)) out.retryAfterS = Number(seconds);
   }
+  return out;
+}
+
+/**
+ * `rbac.decision`; on 401/403 `rbac.reason` and `rbac.message` from the Status body; on an
+ * authorizer's 403 `rbac.user`, `rbac.verb`, `rbac.resource` or `rbac.path`, `rbac.namespace`,
+ * `rbac.scope`, `rbac.required` and `rbac.iam_permissions`; on 429/5xx `kube.retry_after` (seconds).
+ */
+export function rbacOutcomeAttributes(o: RbacOutcome): Attributes {
+  const attrs: Attributes = { 'rbac.decision': o.decision };
+  setAttr(attrs, 'rbac.reason', o.reason);
+  setAttr(attrs, 'rbac.message', o.message);
+  if (o.denial) {
+    setAttr(attrs, 'rbac.user', o.denial.user);
+    setAttr(attrs, 'rbac.verb', o.denial.verb);
+    setAttr(attrs, 'rbac.resource', o.denial.resource);
+    setAttr(attrs, 'rbac.path', o.denial.path);
+    setAttr(attrs, 'rbac.namespace', o.denial.namespace);
+    setAttr(attrs, 'rbac.scope', o.denial.scope);
+  }
+  if (o.required) {
+    attrs['rbac.required'] = canIArgs(o.required);
+    setAttr(attrs, 'rbac.iam_permissions', o.required.iamPermissions);
+  }
+  setAttr(attrs, 'kube.retry_after', o.retryAfterS);
   return attrs;
+}
+
+/** rbacOutcome() as span attributes. */
+export function rbacAttributes(facts: RbacFacts): Attributes {
+  return rbacOutcomeAttributes(rbacOutcome(facts));
 }
 
 function decide(code: number, status: Status | undefined): RbacDecision {

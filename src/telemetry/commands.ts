@@ -3,7 +3,7 @@
  * events by telemetry/spans.ts, read by the terminal report. No OpenTelemetry types here.
  */
 import { programName, type CredentialRun } from '../kubeconfig/timing.ts';
-import type { Attributes } from '../stages/attributes.ts';
+import type { RbacOutcome } from '../stages/rbac.ts';
 import type { RequestInfo } from '../stages/request-info.ts';
 import type { Throttling } from '../stages/throttle.ts';
 
@@ -44,7 +44,8 @@ export interface RequestSummary {
   ttfbMs: number | undefined;
   transferMs: number | undefined;
   reused: boolean | undefined;
-  rbac: Attributes;
+  /** The rbac stage's outcome; undefined when no answer came back. */
+  rbac: RbacOutcome | undefined;
   /** A pod list's pods per lower-case phase (stages/decode). */
   podPhases?: Record<string, number>;
 }

@@ -18,8 +18,8 @@ import {
 import type { RequestEnd, RequestStart, ResponseStart, UpstreamConnected } from '../proxy/events.ts';
 import { setAttr, type Attributes } from '../stages/attributes.ts';
 import { decodeAttributes, watchEventSpanEvents } from '../stages/decode/index.ts';
-import { latencyAttributes } from '../stages/latency.ts';
-import { rbacAttributes } from '../stages/rbac.ts';
+import { upstreamLatency, upstreamLatencyAttributes } from '../stages/latency.ts';
+import { rbacOutcome, rbacOutcomeAttributes, type RbacOutcome } from '../stages/rbac.ts';
 import { isDiscovery, normalizeMethod, requestInfoAttributes } from '../stages/request-info.ts';
 import { readKind, type RequestSummary } from './commands.ts';
 import * as sc from './semconv.ts';
@@ -112,7 +112,7 @@ export function endRequestSpans(tracer: Tracer, p: RequestSpans, ev: RequestEnd)
   const { start, span, ctx, upstream, connected, response } = p;
   const endAt = epochOf(start, ev.t);
 
-  const latency = latencyAttributes({
+  const latency = upstreamLatency({
     start: start.t0,
     socketAssigned: connected?.t,
     connectEnd: connected?.connectEnd,
@@ -123,7 +123,7 @@ export function endRequestSpans(tracer: Tracer, p: RequestSpans, ev: RequestEnd)
     reused: connected?.reused ?? false,
     h2: connected?.protocol === 'h2',
   });
-  upstream.setAttributes(connected ? latency : {});
+  if (connected) upstream.setAttributes(upstreamLatencyAttributes(latency));
   if (response) upstream.setAttribute(sc.ATTR_HTTP_RESPONSE_STATUS_CODE, response.statusCode);
   if (ev.error && ev.outcome !== 'proxy_error') {
     upstream.setAttribute(sc.ATTR_ERROR_TYPE, ev.error.code);
@@ -133,9 +133,9 @@ export function endRequestSpans(tracer: Tracer, p: RequestSpans, ev: RequestEnd)
   }
   upstream.end(endAt);
 
-  let rbac: Attributes = {};
+  let rbac: RbacOutcome | undefined;
   if (response) {
-    rbac = rbacAttributes({
+    rbac = rbacOutcome({
       statusCode: response.statusCode,
       statusBody: ev.statusBody,
       retryAfter: response.retryAfter,
@@ -143,7 +143,7 @@ export function endRequestSpans(tracer: Tracer, p: RequestSpans, ev: RequestEnd)
     const rbacAt = epochOf(start, response.t);
     tracer
       .startSpan('rbac', { startTime: rbacAt }, ctx)
-      .setAttributes(rbac)
+      .setAttributes(rbacOutcomeAttributes(rbac))
       .end(rbacAt + INSTANT_MS);
   }
   if (response && ev.decode) {
@@ -196,10 +196,10 @@ export function endRequestSpans(tracer: Tracer, p: RequestSpans, ev: RequestEnd)
     reads: readKind(start.info),
     ...(start.info.isResourceRequest ? { namespace: start.info.namespace, objectName: start.info.name } : {}),
     watchEvents: ev.decode?.watch?.events,
-    connectMs: latency['upstream.connect_ms'] as number | undefined,
-    tlsMs: latency['upstream.tls_ms'] as number | undefined,
-    ttfbMs: latency['upstream.ttfb_ms'] as number | undefined,
-    transferMs: latency['upstream.transfer_ms'] as number | undefined,
+    connectMs: latency.connectMs,
+    tlsMs: latency.tlsMs,
+    ttfbMs: latency.ttfbMs,
+    transferMs: latency.transferMs,
     reused: connected?.reused,
     rbac,
     ...(ev.decode?.podPhases ? { podPhases: ev.decode.podPhases } : {}),

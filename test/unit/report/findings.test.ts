@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { apfLines, rbacFix } from '../../../src/report/findings.ts';
+import { apfLines, rbacFix, rbacFixLines } from '../../../src/report/findings.ts';
 import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
-import { parseForbiddenMessage, requiredAccess } from '../../../src/stages/rbac.ts';
+import { parseForbiddenMessage, rbacOutcome, requiredAccess, type RbacOutcome } from '../../../src/stages/rbac.ts';
 
 function fixFor(message: string): ReturnType<typeof rbacFix> & { required: ReturnType<typeof requiredAccess> } {
   const denial = parseForbiddenMessage(message);
@@ -58,39 +58,39 @@ describe('rbacFix: the commands that would allow a denied request', () => {
   });
 });
 
-describe('apfLines: the server throttling kubectl retried, as one finding', () => {
-  const req = (statusCode: number, retryAfter?: number): RequestSummary => ({
-    id: String(Math.random()),
-    name: 'list pods',
-    method: 'GET',
-    path: '/api/v1/namespaces/default/pods',
-    cluster: 'c',
-    discovery: false,
-    startedAt: 0,
-    durationMs: 1,
-    statusCode,
-    outcome: 'complete',
-    errorCode: undefined,
-    bytes: 0,
-    items: undefined,
-    page: false,
-    watchEvents: undefined,
-    connectMs: undefined,
-    tlsMs: undefined,
-    ttfbMs: undefined,
-    transferMs: undefined,
-    reused: true,
-    rbac: retryAfter === undefined ? {} : { 'kube.retry_after': retryAfter },
-  });
-  const cmd = (requests: RequestSummary[]): CommandSummary => ({
-    traceId: 't',
-    command: 'kubectl get',
-    session: undefined,
-    startedAt: 0,
-    durationMs: 1,
-    requests,
-  });
+const req = (statusCode: number, retryAfter?: number, rbac?: RbacOutcome): RequestSummary => ({
+  id: String(Math.random()),
+  name: 'list pods',
+  method: 'GET',
+  path: '/api/v1/namespaces/default/pods',
+  cluster: 'c',
+  discovery: false,
+  startedAt: 0,
+  durationMs: 1,
+  statusCode,
+  outcome: 'complete',
+  errorCode: undefined,
+  bytes: 0,
+  items: undefined,
+  page: false,
+  watchEvents: undefined,
+  connectMs: undefined,
+  tlsMs: undefined,
+  ttfbMs: undefined,
+  transferMs: undefined,
+  reused: true,
+  rbac: rbac ?? { decision: 'not_applicable', ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }) },
+});
+const cmd = (requests: RequestSummary[]): CommandSummary => ({
+  traceId: 't',
+  command: 'kubectl get',
+  session: undefined,
+  startedAt: 0,
+  durationMs: 1,
+  requests,
+});
 
+describe('apfLines: the server throttling kubectl retried, as one finding', () => {
   it('groups the 429s and the retry that got through', () => {
     expect(apfLines(cmd([req(429, 1), req(429, 1), req(200)]))).toEqual([
       'apf rejected: list pods 2× 429 (Retry-After 1s), then 200',
@@ -102,5 +102,27 @@ describe('apfLines: the server throttling kubectl retried, as one finding', () =
       'apf rejected: list pods 1× 429 (Retry-After 2s), never let through',
     ]);
     expect(apfLines(cmd([req(200), req(403)]))).toEqual([]);
+  });
+});
+
+describe('rbacFixLines: each distinct denial once, from what the rbac stage worked out', () => {
+  it("a list kubectl retried: one fix, for the authorizer's denial only", () => {
+    const message =
+      'pods is forbidden: User "mallory" cannot list resource "pods" in API group "" in the namespace "default"';
+    const body = JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'Forbidden', message, code: 403 });
+    const denied = rbacOutcome({ statusCode: 403, statusBody: body });
+    // Admission answers 403 Forbidden too, after authorization allowed the request: nothing to fix in RBAC.
+    const quota = rbacOutcome({
+      statusCode: 403,
+      statusBody: JSON.stringify({ kind: 'Status', reason: 'Forbidden', message: 'exceeded quota: q', code: 403 }),
+    });
+    expect(
+      rbacFixLines(cmd([req(403, undefined, denied), req(403, undefined, denied), req(403, undefined, quota)])),
+    ).toEqual([
+      'rbac: mallory needs list pods -n default',
+      '  kubectl create role kubetrail-list-pods --verb=list --resource=pods -n default',
+      '  kubectl create rolebinding kubetrail-list-pods --role=kubetrail-list-pods --user=mallory -n default',
+      '  check: kubectl auth can-i list pods -n default',
+    ]);
   });
 });

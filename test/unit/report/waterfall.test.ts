@@ -24,7 +24,7 @@ function req(over: Partial<RequestSummary>): RequestSummary {
     ttfbMs: undefined,
     transferMs: undefined,
     reused: true,
-    rbac: { 'rbac.decision': 'allowed' },
+    rbac: { decision: 'allowed' },
     reads: (over.name ?? 'list pods').startsWith('list ') ? 'list' : undefined,
     ...over,
   };
@@ -176,7 +176,7 @@ describe('renderWaterfall', () => {
       requests: [
         req({
           statusCode: 403,
-          rbac: { 'rbac.decision': 'denied', 'rbac.user': 'mallory', 'rbac.verb': 'list', 'rbac.resource': 'pods' },
+          rbac: { decision: 'denied', denial: { user: 'mallory', verb: 'list', resource: 'pods' } },
         }),
       ],
     };
