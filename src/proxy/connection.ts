@@ -11,7 +11,8 @@ import type { Agent } from 'node:https';
 import type { ClientHttp2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { ClientIdentity, ClusterRoute } from './routing.ts';
-import { identityKey, OwnAgent, type H2Lease, type NewConnection, type OwnH2, type UpstreamPool } from './upstream.ts';
+import { OwnAgent } from './agents.ts';
+import { identityKey, type H2Lease, type NewConnection, type OwnH2, type UpstreamPool } from './upstream.ts';
 
 export interface Upstreams {
   /** Connections are shared across kubectl connections (--reuse-upstream). */

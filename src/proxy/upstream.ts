@@ -1,115 +1,24 @@
 /**
- * Connections to the real apiservers. One keep-alive pool per (cluster, client identity): a connection
- * opened with one user's certificate is never lent to another user. TLS is verified against the cluster's
- * CA (system roots when the kubeconfig names none); verification is off only where the kubeconfig says
- * insecure-skip-tls-verify. An http(s) proxy-url is honoured with CONNECT.
+ * Connections to the real apiservers. TLS is verified against the cluster's CA (system roots when the
+ * kubeconfig names none); verification is off only where the kubeconfig says insecure-skip-tls-verify; an
+ * http(s) proxy-url is honoured with CONNECT (agents.ts). A connection opened with one user's certificate
+ * is never lent to another user: everything is keyed by (cluster, identity).
  *
- * Watches go over HTTP/2 where the apiserver offers it, as client-go sends them: every watch of one
- * (cluster, identity) is a stream on one connection instead of a connection each (a Node TLS connection
- * holds ~60 kB of native memory for the watch's whole life). Everything else stays on HTTP/1.1.
+ * UpstreamPool makes connections of two kinds, and connection.ts chooses between them: a kubectl
+ * connection's own (ownAgent, ownH2: the default, mirroring kubectl's connection and protocol), or shared
+ * across kubectl connections (agentFor, h2For: --reuse-upstream, and kubetrail doctor's probes). HTTP/2
+ * connections offer `h2` and `http/1.1` by ALPN and live with their streams: pinged while they carry any,
+ * closed after H2_IDLE_MS without.
  */
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { socketHost } from '../net/host.ts';
+import { OwnAgent, ProxiedAgent, tlsOptionsFor } from './agents.ts';
 import type { ClientIdentity, ClusterRoute } from './routing.ts';
-
-function tlsOptionsFor(route: ClusterRoute, identity: ClientIdentity | undefined): ConnectionOptions {
-  const opts: ConnectionOptions = {
-    rejectUnauthorized: !route.insecureSkipTlsVerify,
-    // Upstream speaks HTTP/1.1 to us: the agent pools h1 connections, and upgrades need h1 anyway.
-    ALPNProtocols: ['http/1.1'],
-  };
-  if (route.caPem && !route.insecureSkipTlsVerify) opts.ca = route.caPem;
-  if (route.tlsServerName) opts.servername = route.tlsServerName;
-  if (identity) {
-    opts.cert = identity.certPem;
-    opts.key = identity.keyPem;
-  }
-  return opts;
-}
-
-type OnCreate = (err: Error | null, socket?: Duplex) => void;
-
-/** Open a TLS connection to the apiserver through an HTTP(S) CONNECT proxy. */
-function connectViaProxy(
-  proxyUrl: string,
-  options: ConnectionOptions & { host?: string; port?: number },
-  oncreate: OnCreate,
-): void {
-  const proxy = new URL(proxyUrl);
-  const target = `${options.host}:${options.port}`;
-  const headers: Record<string, string> = { host: target };
-  if (proxy.username) {
-    headers['proxy-authorization'] =
-      `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`;
-  }
-  const req = (proxy.protocol === 'https:' ? httpsRequest : httpRequest)({
-    host: proxy.hostname,
-    port: proxy.port || (proxy.protocol === 'https:' ? 443 : 80),
-    method: 'CONNECT',
-    path: target,
-    headers,
-  });
-  req.once('connect', (res, socket) => {
-    if (res.statusCode !== 200) {
-      socket.destroy();
-      oncreate(new Error(`proxy-url ${proxy.host} answered CONNECT with ${res.statusCode}`));
-      return;
-    }
-    const tls = tlsConnect({ ...options, socket });
-    oncreate(null, tls);
-  });
-  req.once('error', (err) => oncreate(err));
-  req.end();
-}
-
-/**
- * An own connection's HTTP/1.1 agent. `adopt` gives it a socket already connected (an HTTP/2 attempt the
- * apiserver answered with http/1.1): its first request goes over that one instead of a new connection.
- */
-export class OwnAgent extends HttpsAgent {
-  #spare: Duplex | undefined;
-
-  adopt(socket: Duplex): void {
-    this.#spare = socket;
-  }
-
-  override createConnection(options: ConnectionOptions, oncreate: OnCreate): Duplex | undefined {
-    const spare = this.#spare;
-    this.#spare = undefined;
-    if (spare && !spare.destroyed) {
-      oncreate(null, spare);
-      return undefined;
-    }
-    return super.createConnection(options, oncreate) as Duplex | undefined;
-  }
-
-  override destroy(): void {
-    this.#spare?.destroy();
-    this.#spare = undefined;
-    super.destroy();
-  }
-}
-
-class ProxiedAgent extends HttpsAgent {
-  readonly #proxyUrl: string;
-
-  constructor(proxyUrl: string, options: AgentOptions) {
-    super(options);
-    this.#proxyUrl = proxyUrl;
-  }
-
-  override createConnection(options: ConnectionOptions, oncreate: OnCreate): undefined {
-    connectViaProxy(this.#proxyUrl, options, oncreate);
-    return undefined;
-  }
-}
 
 /** A connection's timing, for the request that waited for it (performance.now() values). */
 export interface NewConnection {
