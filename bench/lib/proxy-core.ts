@@ -34,7 +34,8 @@ const config = resolveConfig({
 
 function noop(headers: boolean): StageObserver {
   return {
-    onRequestStart(start) {
+    onRequestStart: () => undefined,
+    upstreamHeaders(start) {
       if (!headers) return undefined;
       const traceId = randomBytes(16).toString('hex');
       const out: Record<string, string> = { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };

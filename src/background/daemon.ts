@@ -77,7 +77,6 @@ export function activityObserver(): StageObserver & {
     onRequestStart(req) {
       inFlight.set(req.id, req.commandTag);
       last = Date.now();
-      return undefined;
     },
     onUpstreamConnected: () => undefined,
     onResponseStart: () => undefined,

@@ -119,8 +119,12 @@ export interface RequestProgress {
 export const PROGRESS_INTERVAL_MS = 1000;
 
 export interface StageObserver {
-  /** Return headers to add upstream (traceparent, Audit-ID). Must be fast and must not throw. */
-  onRequestStart(req: RequestStart): Record<string, string> | undefined;
+  onRequestStart(req: RequestStart): void;
+  /**
+   * Optional: headers to add to the request upstream (telemetry's traceparent and Audit-ID), asked once,
+   * right after onRequestStart. The only hook that changes what goes upstream. Must be fast, must not throw.
+   */
+  upstreamHeaders?(req: RequestStart): Record<string, string> | undefined;
   onUpstreamConnected(id: string, ev: UpstreamConnected): void;
   onResponseStart(id: string, ev: ResponseStart): void;
   onRequestEnd(id: string, ev: RequestEnd): void;
@@ -148,14 +152,19 @@ export function combineObservers(
     }
   };
   return {
-    onRequestStart(req) {
-      let headers: Record<string, string> | undefined;
-      each((o) => {
-        const h = o.onRequestStart(req);
-        if (h) headers = { ...headers, ...h };
-      });
-      return headers;
-    },
+    onRequestStart: (req) => each((o) => o.onRequestStart(req)),
+    ...(observers.some((o) => o.upstreamHeaders !== undefined)
+      ? {
+          upstreamHeaders(req: RequestStart) {
+            let headers: Record<string, string> | undefined;
+            each((o) => {
+              const h = o.upstreamHeaders?.(req);
+              if (h) headers = { ...headers, ...h };
+            });
+            return headers;
+          },
+        }
+      : {}),
     onUpstreamConnected: (id, ev) => each((o) => o.onUpstreamConnected(id, ev)),
     onResponseStart: (id, ev) => each((o) => o.onResponseStart(id, ev)),
     onRequestEnd: (id, ev) => each((o) => o.onRequestEnd(id, ev)),

@@ -206,7 +206,8 @@ export class Exchange {
     this.#observer = observer;
     this.facts = facts;
     this.#progress = opts.progress && observer?.onProgress !== undefined;
-    this.added = observer?.onRequestStart(facts);
+    observer?.onRequestStart(facts);
+    this.added = observer?.upstreamHeaders?.(facts);
   }
 
   get id(): string {

@@ -133,7 +133,6 @@ export function requestLog(write: (line: string) => void, opts: RequestLogOption
         ticker = setInterval(tick, TICK_MS);
         ticker.unref();
       }
-      return undefined;
     },
     onUpstreamConnected() {},
     onResponseStart(id, ev) {

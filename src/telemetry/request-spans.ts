@@ -60,14 +60,9 @@ export function redactQuery(query: string): string {
 
 /**
  * Opens the request's SERVER span under `parent` (its command's root), ends its `auth` span and opens its
- * `upstream` span. Returns the spans and the headers that carry the trace to the apiserver.
+ * `upstream` span.
  */
-export function startRequestSpans(
-  tracer: Tracer,
-  start: RequestStart,
-  name: string,
-  parent: Context,
-): { spans: RequestSpans; headers: Record<string, string> } {
+export function startRequestSpans(tracer: Tracer, start: RequestStart, name: string, parent: Context): RequestSpans {
   // Attributes are set after the start, not passed to startSpan: the SDK would check them three times
   // there (its samplers do not read them), once here.
   const span = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: start.startedAt }, parent);
@@ -94,14 +89,19 @@ export function startRequestSpans(
   const upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT, startTime: start.startedAt }, ctx);
   upstream.setAttribute(sc.ATTR_SERVER_ADDRESS, start.upstream.host);
   upstream.setAttribute(sc.ATTR_SERVER_PORT, start.upstream.port);
+  return { start, span, ctx, upstream, name };
+}
+
+/** The headers that carry the request's trace to the apiserver. */
+export function traceHeaders(p: RequestSpans): Record<string, string> {
   // The apiserver joins our trace: its spans link to (1.33+: for system:masters, are children of) the
   // upstream span, and its audit events carry the trace id unless kubectl chose an Audit-ID itself.
-  const sc0 = upstream.spanContext();
+  const sc0 = p.upstream.spanContext();
   const headers: Record<string, string> = {
     traceparent: `00-${sc0.traceId}-${sc0.spanId}-${sc0.traceFlags === 1 ? '01' : '00'}`,
   };
-  if (!start.clientAuditId) headers['Audit-ID'] = sc0.traceId;
-  return { spans: { start, span, ctx, upstream, name }, headers };
+  if (!p.start.clientAuditId) headers['Audit-ID'] = sc0.traceId;
+  return headers;
 }
 
 /**

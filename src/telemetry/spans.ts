@@ -11,7 +11,7 @@ import type { RequestEnd, RequestStart, StageObserver } from '../proxy/events.ts
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
 import { spanName } from '../stages/request-info.ts';
 import { ClientGroups, programOf, type CommandSummary, type KubectlLife, type TimedFrom } from './commands.ts';
-import { endRequestSpans, startRequestSpans, type RequestSpans } from './request-spans.ts';
+import { endRequestSpans, startRequestSpans, traceHeaders, type RequestSpans } from './request-spans.ts';
 import { closeRoot, openRoot, type CommandRoot } from './root-span.ts';
 import * as sc from './semconv.ts';
 
@@ -306,9 +306,12 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       const { info } = start;
       const name = spanName(info, start.method);
       const cmd = commandFor(start, name);
-      const { spans, headers } = startRequestSpans(tracer, start, name, cmd.rootCtx);
-      pending.set(start.id, { ...spans, command: cmd });
-      return headers;
+      pending.set(start.id, { ...startRequestSpans(tracer, start, name, cmd.rootCtx), command: cmd });
+    },
+
+    upstreamHeaders(start) {
+      const p = pending.get(start.id);
+      return p ? traceHeaders(p) : undefined;
     },
 
     onUpstreamConnected(id, ev) {

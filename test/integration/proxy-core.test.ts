@@ -58,10 +58,8 @@ let upgradeHandler: (req: IncomingMessage, socket: Socket) => void = (_req, sock
 
 function recordingObserver(): StageObserver {
   return {
-    onRequestStart: (s) => {
-      started.push(s);
-      return { 'X-Added-By-Observer': 'yes' };
-    },
+    onRequestStart: (s) => void started.push(s),
+    upstreamHeaders: () => ({ 'X-Added-By-Observer': 'yes' }),
     onUpstreamConnected: () => undefined,
     onResponseStart: () => undefined,
     onRequestEnd: (_id, e) => void ended.push(e),
