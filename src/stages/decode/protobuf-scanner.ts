@@ -22,113 +22,40 @@
  *   WatchEvent   { 1: string type; 2: RawExtension object }
  *   RawExtension { 1: bytes raw }   raw = `k8s\0` + Unknown, as above
  *
- * Only a stack of (end offset, message type) per nesting level is kept (at most 8 levels), plus one
- * capped capture buffer. List items and every field we do not need are skipped by length without
- * reading them, so a chunk costs O(fields that start in it), not O(bytes).
+ * What is read in each message is data (protobuf-schema.ts); this file is the walker. Only a stack of
+ * (end offset, message type) per nesting level is kept (at most 8 levels), plus one capped capture
+ * buffer. List items and every field we do not need are skipped by length without reading them, so a
+ * chunk costs O(fields that start in it), not O(bytes).
  *
  * Inside `raw` the message type is a guess from `kind` (e.g. a `*List` kind whose field 1 is not a
  * ListMeta). Those levels are "soft": if the bytes do not parse as the guessed message, the walker
  * skips to the end of `raw` and reports nothing from it instead of flagging the body as invalid.
  */
 import type { Collector } from './collector.ts';
+import { E_KIND, F_KIND, MESSAGE_CAP, STRING_CAP, utf8 } from './collector.ts';
 import {
-  E_CODE,
-  E_KIND,
-  E_NAME,
-  E_NAMESPACE,
-  E_REASON,
-  E_RV,
-  E_TYPE,
-  F_API_VERSION,
-  F_CODE,
-  F_KIND,
-  F_MESSAGE,
-  F_REASON,
-  F_REMAINING,
-  F_RV,
-  MESSAGE_CAP,
-  P_PHASE,
-  STRING_CAP,
-  utf8,
-} from './collector.ts';
+  M_UNKNOWN,
+  M_LIST,
+  M_WATCHEVENT,
+  M_EV_UNKNOWN,
+  M_NONE,
+  M_PODLIST,
+  M_POD,
+  A_DESCEND,
+  A_DESCEND_RAW,
+  A_STRING,
+  A_PRESENT,
+  A_COUNT,
+  A_VARINT,
+  A_DESCEND_ITEM,
+  type FieldAction,
+  SCHEMAS,
+  rawMessage,
+} from './protobuf-schema.ts';
 import type { DecodeErrorCode } from './types.ts';
 
 const MAGIC = [0x6b, 0x38, 0x73, 0x00] as const; // "k8s\0"
 const MAX_FRAMES = 8;
-
-// Message types.
-const M_UNKNOWN = 0;
-const M_TYPEMETA = 1;
-const M_LIST = 2;
-const M_LISTMETA = 3;
-const M_OBJECT = 4;
-const M_OBJMETA = 5;
-const M_STATUS = 6;
-const M_WATCHEVENT = 7;
-const M_RAWEXT = 8;
-const M_EV_UNKNOWN = 9;
-const M_EV_TYPEMETA = 10;
-const M_EV_OBJECT = 11;
-const M_EV_OBJMETA = 12;
-const M_EV_STATUS = 13;
-const M_NONE = 14; // walked for structure only
-const M_PODLIST = 15; // a PodList whose pods' phases are counted
-const M_POD = 16;
-const M_PODSTATUS = 17;
-
-// Field actions.
-const A_DESCEND = 1; // length-delimited: walk it as message `msg`
-const A_DESCEND_RAW = 2; // Unknown.raw: the message type follows from the kind seen so far
-const A_STRING = 3; // length-delimited: capture into `slot`
-const A_PRESENT = 4; // length-delimited: only whether non-empty (ListMeta.continue)
-const A_COUNT = 5; // length-delimited: count it (List.items), skip its bytes
-const A_VARINT = 6; // varint: capture into `slot`
-const A_DESCEND_ITEM = 7; // List.items, when each is walked: count it and walk it as message `msg`
-
-interface FieldAction {
-  a: number;
-  slot?: number;
-  limit?: number;
-  msg?: number;
-  /** Parse failures inside are tolerated (see the file comment). */
-  soft?: boolean;
-  /** The message starts with the `k8s\0` magic. */
-  magic?: boolean;
-}
-
-const str = (slot: number, limit = STRING_CAP): FieldAction => ({ a: A_STRING, slot, limit });
-const SCHEMAS: Record<number, Record<number, FieldAction>> = {
-  [M_UNKNOWN]: { 1: { a: A_DESCEND, msg: M_TYPEMETA }, 2: { a: A_DESCEND_RAW, soft: true } },
-  [M_TYPEMETA]: { 1: str(F_API_VERSION), 2: str(F_KIND) },
-  [M_LIST]: { 1: { a: A_DESCEND, msg: M_LISTMETA }, 2: { a: A_COUNT } },
-  [M_LISTMETA]: { 2: str(F_RV), 3: { a: A_PRESENT }, 4: { a: A_VARINT, slot: F_REMAINING } },
-  [M_OBJECT]: { 1: { a: A_DESCEND, msg: M_OBJMETA } },
-  [M_OBJMETA]: { 6: str(F_RV) },
-  [M_STATUS]: { 3: str(F_MESSAGE, MESSAGE_CAP), 4: str(F_REASON), 6: { a: A_VARINT, slot: F_CODE } },
-  [M_WATCHEVENT]: { 1: str(E_TYPE), 2: { a: A_DESCEND, msg: M_RAWEXT } },
-  [M_RAWEXT]: { 1: { a: A_DESCEND, msg: M_EV_UNKNOWN, soft: true, magic: true } },
-  [M_EV_UNKNOWN]: { 1: { a: A_DESCEND, msg: M_EV_TYPEMETA }, 2: { a: A_DESCEND_RAW } },
-  [M_EV_TYPEMETA]: { 2: str(E_KIND) },
-  [M_EV_OBJECT]: { 1: { a: A_DESCEND, msg: M_EV_OBJMETA } },
-  [M_EV_OBJMETA]: { 1: str(E_NAME), 3: str(E_NAMESPACE), 6: str(E_RV) },
-  [M_EV_STATUS]: { 4: str(E_REASON), 6: { a: A_VARINT, slot: E_CODE } },
-  [M_NONE]: {},
-  [M_PODLIST]: { 1: { a: A_DESCEND, msg: M_LISTMETA }, 2: { a: A_DESCEND_ITEM, msg: M_POD } },
-  [M_POD]: { 3: { a: A_DESCEND, msg: M_PODSTATUS } },
-  [M_PODSTATUS]: { 1: str(P_PHASE) },
-};
-
-/** Kinds named `*List` that do not have the ListMeta/items layout. */
-const NOT_LISTS = new Set(['APIGroupList', 'APIResourceList']);
-
-function rawMessage(kind: string | undefined, event: boolean, podPhases: boolean): number {
-  if (kind === undefined) return M_NONE;
-  if (kind === 'Status') return event ? M_EV_STATUS : M_STATUS;
-  if (event) return M_EV_OBJECT;
-  if (kind === 'PodList' && podPhases) return M_PODLIST;
-  if (kind.endsWith('List') && !NOT_LISTS.has(kind)) return M_LIST;
-  return M_OBJECT;
-}
 
 // States.
 const P_MAGIC = 0;
