@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { apfLines, rbacFix, rbacFixLines } from '../../../src/report/findings.ts';
 import type { CommandSummary, RequestSummary } from '../../../src/telemetry/commands.ts';
 import { parseForbiddenMessage, rbacOutcome, requiredAccess, type RbacOutcome } from '../../../src/stages/rbac.ts';
+import { requestSummary } from '../../helpers/summaries.ts';
 
 function fixFor(message: string): ReturnType<typeof rbacFix> & { required: ReturnType<typeof requiredAccess> } {
   const denial = parseForbiddenMessage(message);
@@ -58,29 +59,16 @@ describe('rbacFix: the commands that would allow a denied request', () => {
   });
 });
 
-const req = (statusCode: number, retryAfter?: number, rbac?: RbacOutcome): RequestSummary => ({
-  id: String(Math.random()),
-  name: 'list pods',
-  method: 'GET',
-  path: '/api/v1/namespaces/default/pods',
-  cluster: 'c',
-  discovery: false,
-  startedAt: 0,
-  durationMs: 1,
-  statusCode,
-  outcome: 'complete',
-  errorCode: undefined,
-  bytes: 0,
-  items: undefined,
-  page: false,
-  watchEvents: undefined,
-  connectMs: undefined,
-  tlsMs: undefined,
-  ttfbMs: undefined,
-  transferMs: undefined,
-  reused: true,
-  rbac: rbac ?? { decision: 'not_applicable', ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }) },
-});
+const req = (statusCode: number, retryAfter?: number, rbac?: RbacOutcome): RequestSummary =>
+  requestSummary({
+    path: '/api/v1/namespaces/default/pods',
+    startedAt: 0,
+    durationMs: 1,
+    statusCode,
+    bytes: 0,
+    reads: undefined,
+    rbac: rbac ?? { decision: 'not_applicable', ...(retryAfter === undefined ? {} : { retryAfterS: retryAfter }) },
+  });
 const cmd = (requests: RequestSummary[]): CommandSummary => ({
   traceId: 't',
   command: 'kubectl get',

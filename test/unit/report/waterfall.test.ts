@@ -1,33 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { commandTraceLine, renderWaterfall } from '../../../src/report/waterfall.ts';
 import { totals, type CommandSummary, type RequestSummary } from '../../../src/telemetry/commands.ts';
+import { requestSummary } from '../../helpers/summaries.ts';
 
 function req(over: Partial<RequestSummary>): RequestSummary {
-  return {
-    id: 'x',
-    name: 'list pods',
-    method: 'GET',
-    path: '/api/v1/pods',
-    cluster: 'c',
-    discovery: false,
-    startedAt: 1_000,
-    durationMs: 10,
-    statusCode: 200,
-    outcome: 'complete',
-    errorCode: undefined,
-    bytes: 2048,
-    items: undefined,
-    page: false,
-    watchEvents: undefined,
-    connectMs: undefined,
-    tlsMs: undefined,
-    ttfbMs: undefined,
-    transferMs: undefined,
-    reused: true,
-    rbac: { decision: 'allowed' },
-    reads: (over.name ?? 'list pods').startsWith('list ') ? 'list' : undefined,
-    ...over,
-  };
+  return requestSummary({ id: 'x', ...over });
 }
 
 const cmd: CommandSummary = {
