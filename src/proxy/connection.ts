@@ -8,7 +8,7 @@
  * across kubectl connections instead (SharedUpstreams), and the trace says so.
  */
 import type { Agent } from 'node:https';
-import type { ClientHttp2Session } from 'node:http2';
+import type { ClientHttp2Session, Settings } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { ClientIdentity, ClusterRoute } from './routing.ts';
 import { OwnAgent } from './agents.ts';
@@ -76,6 +76,7 @@ export class OwnUpstreams implements Upstreams {
   readonly #pool: UpstreamPool;
   readonly #downstream: 'h2' | 'http/1.1';
   readonly #onUpstreamGone: () => void;
+  readonly #onStreamLimit: ((maxConcurrentStreams: number) => void) | undefined;
   readonly #agents = new Map<string, Agent>();
   readonly #h2 = new Map<string, OwnH2State>();
   /** (cluster, identity) whose apiserver chose HTTP/1.1 on this connection. */
@@ -87,11 +88,20 @@ export class OwnUpstreams implements Upstreams {
   /**
    * `onUpstreamGone`: an own HTTP/2 connection got a GOAWAY or died; kubectl's connection is closed the
    * same way (gracefully), so that kubectl, as it would, opens a new one for its next requests.
+   * `onStreamLimit`: the apiserver's SETTINGS_MAX_CONCURRENT_STREAMS on an own HTTP/2 connection, as it
+   * arrives, so kubectl's connection can be given the same limit (and kubectl opens another connection
+   * where it would have directly).
    */
-  constructor(pool: UpstreamPool, downstream: 'h2' | 'http/1.1', onUpstreamGone: () => void) {
+  constructor(
+    pool: UpstreamPool,
+    downstream: 'h2' | 'http/1.1',
+    onUpstreamGone: () => void,
+    onStreamLimit?: (maxConcurrentStreams: number) => void,
+  ) {
     this.#pool = pool;
     this.#downstream = downstream;
     this.#onUpstreamGone = onUpstreamGone;
+    this.#onStreamLimit = onStreamLimit;
     this.mirrorsRefusals = downstream === 'h2';
   }
 
@@ -147,6 +157,13 @@ export class OwnUpstreams implements Upstreams {
     };
     session.once('goaway', gone);
     session.once('close', gone);
+    const limit = this.#onStreamLimit;
+    if (limit)
+      session.on('remoteSettings', (settings: Settings) => {
+        const n = settings.maxConcurrentStreams;
+        // Node reports the protocol's "unlimited" default for a SETTINGS frame that does not carry it.
+        if (!this.#closed && s.conn === this.#current(s) && n !== undefined && n < 0xffffffff) limit(n);
+      });
   }
 
   /** The state's connection if it is still the one in use for its (cluster, identity). */

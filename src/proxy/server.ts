@@ -25,7 +25,12 @@ import { PeerIdentities } from './identity.ts';
 import { uniqueRouteAddresses, usesRouteAddresses, type Routes } from './routing.ts';
 import { sendStatus } from './status.ts';
 import { forwardUpgrade } from './tunnel.ts';
-import { MAX_REQUEST_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES, UpstreamPool } from './upstream.ts';
+import {
+  H2_STREAMS_BEFORE_SETTINGS,
+  MAX_REQUEST_HEAD_BYTES,
+  MAX_RESPONSE_HEAD_BYTES,
+  UpstreamPool,
+} from './upstream.ts';
 
 export interface ProxyOptions {
   routes: Routes;
@@ -168,16 +173,34 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     maxHeaderListPairs: 1 << 20,
     maxSendHeaderBlockLength: MAX_RESPONSE_HEAD_BYTES,
     maxSessionMemory: 256,
-    settings: { enablePush: false, maxHeaderListSize: MAX_REQUEST_HEAD_BYTES },
+    // Streams per kubectl connection: the apiserver's default until its own SETTINGS arrive on the
+    // connection kubetrail opens for this one, then the apiserver's (connection.ts), as kubectl would get.
+    settings: {
+      enablePush: false,
+      maxHeaderListSize: MAX_REQUEST_HEAD_BYTES,
+      maxConcurrentStreams: H2_STREAMS_BEFORE_SETTINGS,
+    },
   });
   h2.on('request', onRequest);
   h2.on('session', (session: ServerHttp2Session) => {
     track(session);
     if (!shared) {
       // The apiserver's GOAWAY (or its connection's end) closes kubectl's connection the same way.
-      const ups = new OwnUpstreams(pool, 'h2', () => {
-        if (!session.closed && !session.destroyed) session.close();
-      });
+      const ups = new OwnUpstreams(
+        pool,
+        'h2',
+        () => {
+          if (!session.closed && !session.destroyed) session.close();
+        },
+        (maxConcurrentStreams) => {
+          if (session.closed || session.destroyed) return;
+          try {
+            session.settings({ maxConcurrentStreams });
+          } catch {
+            // Too many SETTINGS not yet acknowledged: kubectl keeps the previous limit.
+          }
+        },
+      );
       own.set(session, ups);
       session.once('close', () => ups.close());
     }

@@ -50,8 +50,13 @@ export interface OwnH2 {
   close(): void;
 }
 
-/** Streams per connection before the apiserver's SETTINGS arrive (RFC 9113 recommends allowing ≥ 100). */
-const H2_STREAMS_BEFORE_SETTINGS = 100;
+/**
+ * Streams per connection before the apiserver's SETTINGS arrive (RFC 9113 recommends allowing ≥ 100). Also
+ * what kubetrail's own HTTP/2 listener advertises until the apiserver's figure is known: kube-apiserver's
+ * default (--http2-max-streams-per-connection 0 means 100, k8s.io/apiserver secure_serving.go) and what
+ * Go's client assumes before a server's SETTINGS.
+ */
+export const H2_STREAMS_BEFORE_SETTINGS = 100;
 /** An HTTP/2 connection with no stream left is closed after this long (Go's transport: 90 s). */
 const H2_IDLE_MS = 60_000;
 /**

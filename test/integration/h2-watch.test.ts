@@ -9,13 +9,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import {
+  connect as http2Connect,
   constants as h2c,
   createSecureServer,
   type Http2SecureServer,
   type Http2ServerRequest,
   type Http2ServerResponse,
   type Http2Session,
+  type Settings,
 } from 'node:http2';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -408,5 +411,32 @@ describe('watches over HTTP/2 upstream', () => {
     expect(mine()[1]?.session).not.toBe(dead);
     b.close();
     await mine()[1]?.closed;
+  });
+});
+
+describe("kubectl's own HTTP/2 connection (default mode) gets the apiserver's stream limit", () => {
+  it('advertises 100 (kube-apiserver’s default) until the apiserver answered, then the apiserver’s own (3 here)', async () => {
+    const own = await startProxy({ routes, pki, host: '127.0.0.1', port: 0 });
+    const client = http2Connect(`https://127.0.0.1:${own.port}`, {
+      ca: pki.caPem,
+      servername: `${routeId('h2')}${SNI_SUFFIX}`,
+      cert: alice.certPem,
+      key: alice.keyPem,
+    });
+    try {
+      client.on('error', () => undefined);
+      const [first] = (await once(client, 'remoteSettings')) as [Settings];
+      expect(first.maxConcurrentStreams).toBe(100);
+      const next = once(client, 'remoteSettings') as Promise<[Settings]>;
+      const stream = client.request({ ':path': `/c/${routeId('h2')}/api/v1/namespaces/default/pods` });
+      stream.resume();
+      await once(stream, 'end');
+      const [settings] = await next;
+      expect(settings.maxConcurrentStreams).toBe(3);
+      expect(client.remoteSettings.maxConcurrentStreams).toBe(3);
+    } finally {
+      client.destroy();
+      await own.close();
+    }
   });
 });
