@@ -161,7 +161,7 @@ interface H2Conn {
 /**
  * Every request a stream of one HTTP/2 connection, as client-go's transport does; like it (Go's
  * StrictMaxConcurrentStreams=false), a request that would exceed the server's SETTINGS_MAX_CONCURRENT_STREAMS
- * opens one more connection rather than wait (kube-apiserver allows 1,000 streams, nginx 128 by default).
+ * opens one more connection rather than wait (kube-apiserver allows 100 streams by default, nginx 128).
  */
 class H2Client implements Client {
   readonly proto = 'h2' as const;

@@ -257,8 +257,8 @@ http {
     # h2 on the client leg, as the apiserver offers it; nginx's proxy module speaks only HTTP/1.x upstream,
     # so each concurrent stream (each watch) takes an upstream connection of its own.
     listen 127.0.0.1:${port} ssl http2;
-    # kube-apiserver's limit (nginx's default is 128): 1,000 watches fit on one client connection.
-    http2_max_concurrent_streams 1000;
+    # kube-apiserver's default limit (nginx's own is 128), as the stand-in and kubetrail advertise it.
+    http2_max_concurrent_streams 100;
     ssl_certificate ${env.nginxCertFile};
     ssl_certificate_key ${env.nginxKeyFile};
     # Ask for the client certificate without verifying it, as kubetrail does.
