@@ -12,7 +12,14 @@ import type { ClientHttp2Session, Settings } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { ClientIdentity, ClusterRoute } from './routing.ts';
 import { OwnAgent } from './agents.ts';
-import { identityKey, type H2Lease, type NewConnection, type OwnH2, type UpstreamPool } from './upstream.ts';
+import {
+  identityKey,
+  peerStreamLimit,
+  type H2Lease,
+  type NewConnection,
+  type OwnH2,
+  type UpstreamPool,
+} from './upstream.ts';
 
 export interface Upstreams {
   /** Connections are shared across kubectl connections (--reuse-upstream). */
@@ -160,9 +167,8 @@ export class OwnUpstreams implements Upstreams {
     const limit = this.#onStreamLimit;
     if (limit)
       session.on('remoteSettings', (settings: Settings) => {
-        const n = settings.maxConcurrentStreams;
-        // Node reports the protocol's "unlimited" default for a SETTINGS frame that does not carry it.
-        if (!this.#closed && s.conn === this.#current(s) && n !== undefined && n < 0xffffffff) limit(n);
+        const n = peerStreamLimit(settings);
+        if (!this.#closed && s.conn === this.#current(s) && n !== undefined) limit(n);
       });
   }
 

@@ -10,7 +10,7 @@
  * connections offer `h2` and `http/1.1` by ALPN and live with their streams: pinged while they carry any,
  * closed after H2_IDLE_MS without.
  */
-import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
+import { connect as h2Connect, type ClientHttp2Session, type Settings } from 'node:http2';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -372,7 +372,14 @@ export function identityKey(route: ClusterRoute, identity: ClientIdentity | unde
 }
 
 function streamLimit(session: ClientHttp2Session | undefined): number {
-  const remote = session?.remoteSettings.maxConcurrentStreams;
-  // Before the peer's SETTINGS arrive Node reports the protocol's "unlimited" default.
-  return remote === undefined || remote >= 0xffffffff ? H2_STREAMS_BEFORE_SETTINGS : remote;
+  return (session && peerStreamLimit(session.remoteSettings)) ?? H2_STREAMS_BEFORE_SETTINGS;
+}
+
+/**
+ * The stream limit a peer's SETTINGS set, or undefined while it has set none: before its SETTINGS arrive,
+ * and for a SETTINGS frame without that parameter, Node reports the protocol's "unlimited" default.
+ */
+export function peerStreamLimit(settings: Settings): number | undefined {
+  const n = settings.maxConcurrentStreams;
+  return n === undefined || n >= 0xffffffff ? undefined : n;
 }
