@@ -69,11 +69,6 @@ export function upstreamLatencyAttributes(l: UpstreamLatency): Attributes {
   return attrs;
 }
 
-/** upstreamLatency() as span attributes. */
-export function latencyAttributes(t: UpstreamTimings): Attributes {
-  return upstreamLatencyAttributes(upstreamLatency(t));
-}
-
 function duration(from: number | undefined, to: number | undefined): number | undefined {
   if (from === undefined || to === undefined || !(to >= from)) return undefined;
   return Math.round((to - from) * 10) / 10;

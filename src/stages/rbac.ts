@@ -109,11 +109,6 @@ export function rbacOutcomeAttributes(o: RbacOutcome): Attributes {
   return attrs;
 }
 
-/** rbacOutcome() as span attributes. */
-export function rbacAttributes(facts: RbacFacts): Attributes {
-  return rbacOutcomeAttributes(rbacOutcome(facts));
-}
-
 function decide(code: number, status: Status | undefined): RbacDecision {
   if (!Number.isInteger(code) || code < 100 || code > 599) return 'not_applicable';
   if (code < 400) return 'allowed';

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { latencyAttributes } from '../../../src/stages/latency.ts';
+import { upstreamLatency, upstreamLatencyAttributes, type UpstreamTimings } from '../../../src/stages/latency.ts';
+import type { Attributes } from '../../../src/stages/attributes.ts';
+
+/** The stage as the span sees it: timings in, the upstream span's attributes out. */
+const latencyAttributes = (t: UpstreamTimings): Attributes => upstreamLatencyAttributes(upstreamLatency(t));
 
 describe('latencyAttributes', () => {
   it('a new connection: connect from the socket, TLS, ttfb from request sent, transfer', () => {

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { RBAC_MESSAGE_MAX, parseForbiddenMessage, rbacAttributes } from '../../../src/stages/rbac.ts';
+import type { Attributes } from '../../../src/stages/attributes.ts';
+import {
+  RBAC_MESSAGE_MAX,
+  parseForbiddenMessage,
+  rbacOutcome,
+  rbacOutcomeAttributes,
+  type RbacFacts,
+} from '../../../src/stages/rbac.ts';
+
+/** The stage as the span sees it: the answer's facts in, the rbac span's attributes out. */
+const rbacAttributes = (facts: RbacFacts): Attributes => rbacOutcomeAttributes(rbacOutcome(facts));
 
 /** A Status body as the apiserver writes it. */
 function status(code: number, reason: string, message: string, details?: object): string {
