@@ -254,7 +254,8 @@ export class Exchange {
    * Publishes `end` (once; later calls do nothing), at the time the relay ended. When much of the body
    * still waits for the decoder (tap.ts), the event goes out once the relay's last writes have reached
    * the OS (afterFlush: HTTP/1.1's uncork on nextTick, HTTP/2's frames on the session's immediate, and
-   * whatever kubectl had not yet read), and the decoding that follows delays the trace, never the answer.
+   * whatever kubectl had not yet read), and the decoding that follows, in slices (tap.settle), delays the
+   * trace, never this answer or another.
    */
   finish(outcome: Outcome, error?: ProxyAnswer): void {
     if (this.#ended) return;
@@ -267,7 +268,7 @@ export class Exchange {
       if (tap) Object.assign(ev, tap.finish(outcome === 'complete'));
       this.#observer?.onRequestEnd(this.id, ev);
     };
-    if (tap && tap.pending() > DECODE_AT_END_INLINE_BYTES) afterFlush(this.#client, publish);
+    if (tap && tap.pending() > DECODE_AT_END_INLINE_BYTES) afterFlush(this.#client, () => tap.settle(publish));
     else publish();
   }
 }

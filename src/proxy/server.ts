@@ -24,6 +24,7 @@ import { forwardRequest, type ForwardContext } from './forward.ts';
 import { PeerIdentities } from './identity.ts';
 import { uniqueRouteAddresses, usesRouteAddresses, type Routes } from './routing.ts';
 import { sendStatus } from './status.ts';
+import { decodesSettled } from './tap.ts';
 import { forwardUpgrade } from './tunnel.ts';
 import {
   H2_STREAMS_BEFORE_SETTINGS,
@@ -279,7 +280,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     url: `https://${hostForUrl(opts.host)}:${port}`,
     // Resolves once the listener and every connection have closed (their 'close' events, not their
     // flags), upgraded tunnels and HTTP/2 sessions included: by then every request has published its
-    // `end`, so a caller that flushes telemetry next has every span.
+    // `end` (its decoding settled), so a caller that flushes telemetry next has every span.
     close: async () => {
       const closed = [server, ...routeListeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
       for (const c of live) closed.push(new Promise<void>((resolve) => c.once('close', () => resolve())));
@@ -291,6 +292,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       for (const c of live) c.destroy();
       pool.destroy();
       await Promise.all(closed);
+      // A large answer's end waits for its decoding, which runs in slices after its connection may be gone.
+      await decodesSettled();
     },
   };
 }

@@ -118,3 +118,32 @@ describe('a large answer’s end event waits for the relay to reach the OS', () 
     expect(ends[0]?.outcome).toBe('upstream_error');
   });
 });
+
+describe('a large answer’s decoding holds no other request back (#18, W3)', () => {
+  it('runs in slices with the event loop turning between them, and ends with the whole body', async () => {
+    const body = gzipSync(list(20_000));
+    const { observer, ends } = observed();
+    const x = exchange(observer);
+    x.responded(200, ['Content-Type', 'application/json', 'Content-Encoding', 'gzip'], {
+      isWatch: false,
+      podList: true,
+    });
+    for (let i = 0; i < body.length; i += 16 * 1024) x.down(body.subarray(i, i + 16 * 1024));
+    // Another connection's work, as the event loop would serve it: one step per loop turn.
+    let turns = 0;
+    let ticking = true;
+    const tick = (): void => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const started = turns;
+    x.finish('complete');
+    for (let i = 0; i < 10_000 && ends.length === 0; i++) await turn();
+    ticking = false;
+    expect(ends).toHaveLength(1);
+    expect(ends[0]).toMatchObject({ outcome: 'complete', decode: { kind: 'PodList', items: 20_000 } });
+    // Decoded in one go, the loop would have turned once or twice between finish() and the end event.
+    expect(turns - started).toBeGreaterThanOrEqual(3);
+  });
+});

@@ -5,7 +5,13 @@
  */
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { createResponseTap, DECODE_DELAY_MS, deferredDecodeBytes, MAX_DEFERRED_BYTES } from '../../../src/proxy/tap.ts';
+import {
+  createResponseTap,
+  DECODE_DELAY_MS,
+  decodesSettled,
+  deferredDecodeBytes,
+  MAX_DEFERRED_BYTES,
+} from '../../../src/proxy/tap.ts';
 
 const pod = (i: number): string =>
   JSON.stringify({
@@ -92,5 +98,43 @@ describe('response tap', () => {
     expect(decode?.watch?.events).toBe(1);
     expect(at).toBeDefined();
     expect((at as number) - relayedAt).toBeLessThan(20);
+  });
+});
+
+describe('settle: what waits at a response’s end is decoded in slices', () => {
+  it('decodes one slice per loop turn, then calls back with every chunk decoded', async () => {
+    const body = gzipSync(list(2000));
+    const tap = createResponseTap(
+      { statusCode: 200, contentType: 'application/json', contentEncoding: 'gzip', isWatch: false, podList: true },
+      // A slice of 0 ms: one chunk per slice, so the count of turns is the count of chunks.
+      { sliceMs: 0 },
+    );
+    const parts = chunks(body, 1024);
+    for (const c of parts) tap.write(c);
+    let settled = false;
+    tap.settle(() => (settled = true));
+    expect(settled).toBe(false);
+    expect(deferredDecodeBytes()).toBe(body.length - (parts[0]?.length ?? 0));
+    let turns = 0;
+    while (!settled) {
+      await turn();
+      turns++;
+    }
+    expect(turns).toBeGreaterThanOrEqual(parts.length - 1);
+    expect(deferredDecodeBytes()).toBe(0);
+    await decodesSettled();
+    expect(tap.finish(true).decode).toMatchObject({ kind: 'PodList', items: 2000, bytes: body.length });
+  });
+
+  it('decodesSettled() resolves only once every settling response is done', async () => {
+    const tap = createResponseTap(
+      { statusCode: 200, contentType: 'application/json', contentEncoding: undefined, isWatch: false },
+      { sliceMs: 0 },
+    );
+    for (const c of chunks(list(500), 512)) tap.write(c);
+    let settled = false;
+    tap.settle(() => (settled = true));
+    await decodesSettled();
+    expect(settled).toBe(true);
   });
 });
