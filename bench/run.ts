@@ -24,7 +24,15 @@ import { parseArgs } from 'node:util';
 import { VERSION } from '../src/version.ts';
 import { Forked } from './lib/child.ts';
 import { summarizeProfile, type ProfileSummary } from './lib/cpuprofile.ts';
-import { DIAG_PATHS, KUBETRAIL_DIST, PATHS, startPath, useKubetrailBin, type PathKind } from './lib/paths.ts';
+import {
+  DIAG_PATHS,
+  distFresh,
+  KUBETRAIL_DIST,
+  PATHS,
+  startPath,
+  useKubetrailBin,
+  type PathKind,
+} from './lib/paths.ts';
 import { createPods, startReal, w5Kubectl, wrapBreakdown, type Real } from './lib/real.ts';
 import { renderMarkdown, type Machine, type Results } from './lib/report.ts';
 import { KUBECTL, setupBench, startStandIn, type Bench, type StandIn } from './lib/setup.ts';
@@ -64,6 +72,7 @@ if (args.kubetrail === 'dist') useKubetrailBin(KUBETRAIL_DIST);
 else if (args.kubetrail !== 'src') throw new Error('--kubetrail is src or dist');
 
 const QUICK = args.quick;
+const ROOT = join(import.meta.dirname, '..');
 /** `--w3-big-mb 0`: no very large list (a run on a busy machine that must end in time). */
 const BIG_MB = args['w3-big-mb'] === undefined ? undefined : Number(args['w3-big-mb']);
 const WANT = new Set(args.workloads.split(',').map((s) => Number(s.trim())));
@@ -401,6 +410,16 @@ async function main(): Promise<void> {
   log(
     `kubetrail bench (${QUICK ? 'quick' : 'full'}): ${results.machine.nproc} cores, ${results.machine.cpu}, Node ${results.machine.node}`,
   );
+  // What users run is the built CLI (`npx kubetrail`, the package): `kubetrail start`'s memory and W5 are
+  // measured on dist/ as well as src/, so a stale dist/ is built first rather than left out (the run of
+  // 2026-12-07 12:36Z measured src/ alone because dist/ was older than src/).
+  if (!distFresh()) {
+    log('dist/ is older than src/: building it (tsc -p tsconfig.build.json)');
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+    });
+  }
   const bench = await setupBench();
   const lg = new Forked<Job, JobResult>('./loadgen.ts', [], bench.env.env);
   const ctx: Ctx = { env: bench.env, lg, log };
