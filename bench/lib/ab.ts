@@ -4,10 +4,11 @@
  * direct as the yardstick in the same rounds. For a change measured on a busy machine: the ratios of one
  * run are comparable, absolute times are not.
  *
- *   node bench/lib/ab.ts --before /other/checkout [--after .] --job w3-gzip|w3-identity|w2|w1|mem [--rounds 5]
+ *   node bench/lib/ab.ts --before /other/checkout [--after .] --job w3-gzip|w3-gzip-next|w3-identity|w2|w1|mem [--rounds 5]
  *       [--items 20000] [--proto h1|h2] [--user-flags] [--entry src|dist]
  *
- * w1: p50 of 300 small GETs; w2: req/s of a 10-pod list at c=32 for 3 s; w3-*: TTLB of one large list;
+ * w1: p50 of 300 small GETs; w2: req/s of a 10-pod list at c=32 for 3 s; w3-*: TTLB of one large list
+ * (w3-gzip-next: the TTFB of a second gzip list right after the first, on the same connection);
  * mem: VmHWM after a c=16 burst and a 28 MB list (what `kubetrail start` holds as a user runs it).
  */
 import { join, resolve } from 'node:path';
@@ -95,6 +96,24 @@ async function measure(target: Target, p: RunningPath | undefined): Promise<numb
       );
       if (r.firstError) throw new Error(r.firstError);
       return r.runs[0]?.ttlbMs ?? Number.NaN;
+    }
+    case 'w3-gzip-next': {
+      // Two gzip lists in a row on one connection: the second's time to first byte, i.e. how long the
+      // first one's decoding (after its relay) holds the next request back.
+      const r = await lg.call(
+        {
+          type: 'large',
+          target,
+          proto: PROTO,
+          path: `/api/v1/namespaces/bench-n${ITEMS}/pods`,
+          encoding: 'gzip',
+          count: 2,
+        },
+        'large',
+        300_000,
+      );
+      if (r.firstError) throw new Error(r.firstError);
+      return r.runs[1]?.ttfbMs ?? Number.NaN;
     }
     case 'mem': {
       if (!p) return Number.NaN;
