@@ -25,6 +25,7 @@ import {
   openapiV3GroupVersion,
   openapiV3Root,
 } from './discovery.ts';
+import { faultAnswer, Faults, sleep } from './faults.ts';
 import { writeKubeconfigFile } from './kubeconfig.ts';
 import { requestInfo, type RequestInfo } from './request-info.ts';
 import {
@@ -261,7 +262,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   for (const o of opts.objects ?? []) createObject(o);
 
   const requests: RecordedRequest[] = [];
-  let faults: (Fault & { left?: number })[] = [];
+  const faults = new Faults();
   const sockets = new Set<Duplex>();
   const sessions = new Set<Http2Session>();
   const sinks = new Set<Sink>();
@@ -316,19 +317,6 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     };
     requests.push(rr);
     return rr;
-  };
-
-  const takeFault = (method: string, url: string): Fault | undefined => {
-    for (const f of faults) {
-      if (f.method !== undefined && f.method.toUpperCase() !== method.toUpperCase()) continue;
-      if (f.path !== undefined && !f.path.test(url)) continue;
-      if (f.left !== undefined) {
-        f.left--;
-        if (f.left <= 0) faults = faults.filter((x) => x !== f);
-      }
-      return f;
-    }
-    return undefined;
   };
 
   const authenticate = (req: IncomingMessage | Http2ServerRequest): AuthResult | 'unauthorized' => {
@@ -414,55 +402,13 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   const apfFor = (user: UserInfo, info: RequestInfo): ApfUids =>
     user.groups.includes('system:masters') ? apf.exempt : PROBE_PATHS.test(info.path) ? apf.probes : apf.globalDefault;
 
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      t.unref();
-    });
-
   // ---- ordinary requests -----------------------------------------------------------------------
-
-  const faultAnswer = (f: Fault, auditId: string): { code: number; headers: [string, string][]; body: string } => {
-    const code = f.status ?? 500;
-    const headers: [string, string][] = commonHeaders({ auditId });
-    if (f.retryAfter !== undefined) headers.push(['Retry-After', String(f.retryAfter)]);
-    for (const [k, val] of Object.entries(f.headers ?? {})) headers.push([k, val]);
-    let body: string;
-    if (typeof f.body === 'string') body = f.body;
-    else if (f.body !== undefined) body = goJson(f.body);
-    else if (code === 429) {
-      body = 'Too many requests, please try again later.\n';
-      headers.push(['X-Content-Type-Options', 'nosniff']);
-    } else {
-      const reasons: Record<number, [string, string]> = {
-        400: ['BadRequest', 'fault injected'],
-        404: ['NotFound', 'the server could not find the requested resource'],
-        409: ['Conflict', 'fault injected'],
-        500: ['InternalError', 'Internal error occurred: fault injected'],
-        503: ['ServiceUnavailable', 'fault injected'],
-        504: ['Timeout', 'Timeout: request did not complete within requested timeout - context deadline exceeded'],
-      };
-      const [reason, message] = reasons[code] ?? ['', REASON_PHRASES[code] ?? 'fault injected'];
-      body = goJson(status(code, reason, message));
-    }
-    if (!headers.some(([k]) => k.toLowerCase() === 'content-type')) {
-      headers.push([
-        'Content-Type',
-        code === 429 && f.body === undefined
-          ? 'text/plain; charset=utf-8'
-          : typeof f.body === 'string'
-            ? 'text/plain; charset=utf-8'
-            : 'application/json',
-      ]);
-    }
-    return { code, headers: sortHeaders(headers), body };
-  };
 
   const handleRequest = async (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'https://fake.invalid');
     const auditId = auditIdFor(req.headers);
     const rr = record(req, url, false, auditId);
-    const fault = takeFault(req.method ?? 'GET', req.url ?? '/');
+    const fault = faults.take(req.method ?? 'GET', req.url ?? '/');
     const sink = new Sink(res, { resetAfterBytes: fault?.resetAfterBytes, hangAfterHeaders: fault?.hangAfterHeaders });
     sink.onHead = (code, headers) => {
       rr.status = code;
@@ -749,7 +695,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     const url = new URL(req.url ?? '/', 'https://fake.invalid');
     const auditId = auditIdFor(req.headers);
     const rr = record(req, url, true, auditId);
-    const fault = takeFault(req.method ?? 'GET', req.url ?? '/');
+    const fault = faults.take(req.method ?? 'GET', req.url ?? '/');
     if (fault?.delayHeadersMs !== undefined) await sleep(fault.delayHeadersMs);
     if (closing) {
       socket.destroy();
@@ -923,12 +869,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     apf,
     requests,
     issueUser: (cn, groups = []) => issueCert(clientCa, { commonName: cn, organizations: groups, usage: 'client' }),
-    setFault(f) {
-      faults =
-        f === null
-          ? []
-          : (Array.isArray(f) ? f : [f]).map((x) => (x.times !== undefined ? { ...x, left: x.times } : { ...x }));
-    },
+    setFault: (f) => faults.set(f),
     writeKubeconfig: (dir, spec) => writeKubeconfigFile(dir, { url, serverCaPem: serverCa.certPem }, spec),
     create: createObject,
     get: (resource, namespace, name) => store.get(resourceByName(resource), namespace, name),
