@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts';
+import { attrsOf, createAuth, tlsSocketOf, unauthorized } from './auth.ts';
 import {
   aggregatedContentType,
   aggregatedDocument,
@@ -51,15 +52,7 @@ import {
   serveWebSocketPortForward,
   spdyProtocols,
 } from './streaming.ts';
-import type {
-  AuthorizeFn,
-  Fault,
-  FakeApiserverOptions,
-  KubeconfigSpec,
-  RecordedRequest,
-  RequestAttributes,
-  UserInfo,
-} from './types.ts';
+import type { Fault, FakeApiserverOptions, KubeconfigSpec, RecordedRequest, UserInfo } from './types.ts';
 import { isWebSocketRequest, offeredProtocols } from './websocket.ts';
 import {
   ApiError,
@@ -77,6 +70,8 @@ import {
   writeRawResponse,
   type AnyResponse,
 } from './wire.ts';
+
+export { defaultAuthorize } from './auth.ts';
 
 export interface FakeApiserver {
   /** `https://127.0.0.1:<port>` */
@@ -139,72 +134,6 @@ const VERSIONS = {
 } as const;
 
 const PROBE_PATHS = /^\/(healthz|livez|readyz)(\/|$)/;
-const PUBLIC_INFO = /^\/(version|healthz|livez|readyz)(\/.*)?$/;
-
-/** Anyone authenticated may do anything; anonymous users may read /version and the health endpoints. */
-export const defaultAuthorize: AuthorizeFn = (user, attrs) => {
-  if (user.groups.includes('system:masters')) return true;
-  if (user.groups.includes('system:authenticated')) return true;
-  return !attrs.isResourceRequest && attrs.verb === 'get' && PUBLIC_INFO.test(attrs.path);
-};
-
-/** `forbiddenMessage` + `NewForbidden` from the apiserver, with its HTML sanitizer. */
-function forbidden(user: UserInfo, a: RequestAttributes, reason: string | undefined): ApiError {
-  const sanitize = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  let msg: string;
-  if (!a.isResourceRequest) msg = `User "${user.name}" cannot ${a.verb} path "${a.path}"`;
-  else {
-    const res = a.subresource !== '' ? `${a.resource}/${a.subresource}` : a.resource;
-    msg =
-      a.namespace !== ''
-        ? `User "${user.name}" cannot ${a.verb} resource "${res}" in API group "${a.apiGroup}" in the namespace "${a.namespace}"`
-        : `User "${user.name}" cannot ${a.verb} resource "${res}" in API group "${a.apiGroup}" at the cluster scope`;
-  }
-  msg = sanitize(msg);
-  const err = reason !== undefined && reason !== '' ? `${msg}: ${reason}` : msg;
-  const gr = a.isResourceRequest ? (a.apiGroup !== '' ? `${a.resource}.${a.apiGroup}` : a.resource) : '';
-  const message =
-    gr === ''
-      ? `forbidden: ${err}`
-      : a.name === ''
-        ? `${gr} is forbidden: ${err}`
-        : `${gr} "${a.name}" is forbidden: ${err}`;
-  const details = a.isResourceRequest ? { name: a.name, group: a.apiGroup, kind: a.resource } : {};
-  return new ApiError(status(403, 'Forbidden', message, details));
-}
-
-function attrsOf(info: RequestInfo): RequestAttributes {
-  return {
-    verb: info.verb,
-    isResourceRequest: info.isResourceRequest,
-    path: info.path,
-    apiGroup: info.apiGroup,
-    apiVersion: info.apiVersion,
-    resource: info.resource,
-    subresource: info.subresource,
-    namespace: info.namespace,
-    name: info.name,
-  };
-}
-
-function tlsSocketOf(req: IncomingMessage | Http2ServerRequest): TLSSocket {
-  if ('stream' in req) {
-    const sock = req.stream.session?.socket;
-    if (sock) return sock as TLSSocket;
-  }
-  return req.socket as TLSSocket;
-}
-
-function subjectValues(v: string | string[] | undefined): string[] {
-  if (v === undefined) return [];
-  return Array.isArray(v) ? v : [v];
-}
-
-interface AuthResult {
-  user?: UserInfo;
-  certCN?: string;
-}
-
 export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promise<FakeApiserver> {
   const versionKey = opts.version ?? '1.33';
   const v = VERSIONS[versionKey];
@@ -228,14 +157,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     probes: { flowSchemaUid: randomUUID(), priorityLevelUid: exemptLevel },
     globalDefault: { flowSchemaUid: randomUUID(), priorityLevelUid: randomUUID() },
   };
-  const authorize = opts.authorize ?? defaultAuthorize;
-  const anonymousAllowed = opts.anonymous ?? true;
+  const { authenticate, impersonate, decide, decision } = createAuth(opts);
   const store = new Store({ historyLimit: opts.watchHistory ?? 10_000 });
   const api = new Api(store, {
-    authorize: (user, a) => {
-      const d = authorize(user, a);
-      return typeof d === 'boolean' ? { allowed: d } : d;
-    },
+    authorize: decision,
     gzipThreshold: opts.gzipThresholdBytes ?? 128 * 1024,
     watchList: versionKey !== '1.33',
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
@@ -319,86 +244,6 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     return rr;
   };
 
-  const authenticate = (req: IncomingMessage | Http2ServerRequest): AuthResult | 'unauthorized' => {
-    const sock = tlsSocketOf(req);
-    let failed = false;
-    const out: AuthResult = {};
-    const cert = sock.getPeerCertificate();
-    if (cert !== null && Object.keys(cert).length > 0) {
-      if (sock.authorized) {
-        const cn = subjectValues(cert.subject.CN)[0] ?? '';
-        out.certCN = cn;
-        out.user = { name: cn, groups: [...subjectValues(cert.subject.O), 'system:authenticated'] };
-        return out;
-      }
-      failed = true;
-    }
-    const authz = headerOf(req, 'authorization');
-    if (authz !== undefined) {
-      const m = /^\s*(\S+)\s+(.*?)\s*$/.exec(authz);
-      const scheme = m?.[1]?.toLowerCase();
-      const cred = m?.[2] ?? '';
-      if (scheme === 'bearer') {
-        const t = opts.tokens?.[cred];
-        if (t) {
-          out.user = { name: t.user, groups: [...(t.groups ?? []), 'system:authenticated'] };
-          return out;
-        }
-        failed = true;
-      } else if (scheme === 'basic' && opts.basicAuth) {
-        const [u, ...rest] = Buffer.from(cred, 'base64').toString('utf8').split(':');
-        const entry = opts.basicAuth[u ?? ''];
-        if (entry && entry.password === rest.join(':')) {
-          out.user = { name: u ?? '', groups: [...(entry.groups ?? []), 'system:authenticated'] };
-          return out;
-        }
-        failed = true;
-      }
-    }
-    if (failed || !anonymousAllowed) return 'unauthorized';
-    out.user = { name: 'system:anonymous', groups: ['system:unauthenticated'] };
-    return out;
-  };
-
-  const decide = (user: UserInfo, a: RequestAttributes): ApiError | undefined => {
-    const d = authorize(user, a);
-    const allowed = typeof d === 'boolean' ? d : d.allowed;
-    if (allowed) return undefined;
-    return forbidden(user, a, typeof d === 'boolean' ? undefined : d.reason);
-  };
-
-  /** `Impersonate-*` headers: each impersonated identity must be authorized (`impersonate users/groups`). */
-  const impersonate = (req: IncomingMessage | Http2ServerRequest, user: UserInfo): UserInfo | ApiError => {
-    const name = headerOf(req, 'impersonate-user');
-    const groups: string[] = [];
-    const raw = req.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2)
-      if (raw[i]?.toLowerCase() === 'impersonate-group') groups.push(raw[i + 1] ?? '');
-    if (name === undefined) {
-      if (groups.length > 0)
-        return errors.badRequest(
-          'requested [' + groups.map((g) => `{Group ${g}}`).join(' ') + '] without impersonating a user',
-        );
-      return user;
-    }
-    const base = {
-      verb: 'impersonate',
-      isResourceRequest: true,
-      path: '',
-      apiGroup: '',
-      apiVersion: '',
-      subresource: '',
-      namespace: '',
-    };
-    const denied = decide(user, { ...base, resource: 'users', name });
-    if (denied) return denied;
-    for (const g of groups) {
-      const d = decide(user, { ...base, resource: 'groups', name: g });
-      if (d) return d;
-    }
-    return { name, groups: [...groups, 'system:authenticated'] };
-  };
-
   const apfFor = (user: UserInfo, info: RequestInfo): ApfUids =>
     user.groups.includes('system:masters') ? apf.exempt : PROBE_PATHS.test(info.path) ? apf.probes : apf.globalDefault;
 
@@ -448,7 +293,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     if (auth === 'unauthorized' || auth.user === undefined) {
       goAwayAfter();
       const ctx: ReqCtx = { ...ctxBase, apf: undefined, user: { name: '', groups: [] } };
-      api.sendError(ctx, new ApiError(status(401, 'Unauthorized', 'Unauthorized')));
+      api.sendError(ctx, unauthorized());
       return;
     }
     if (auth.certCN !== undefined) rr.clientCertCN = auth.certCN;
@@ -714,7 +559,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     const info = requestInfo(req.method ?? 'GET', url);
     const auth = authenticate(req);
     if (auth === 'unauthorized' || auth.user === undefined) {
-      rawStatus(socket, auditId, new ApiError(status(401, 'Unauthorized', 'Unauthorized')), rr);
+      rawStatus(socket, auditId, unauthorized(), rr);
       return;
     }
     if (auth.certCN !== undefined) rr.clientCertCN = auth.certCN;
