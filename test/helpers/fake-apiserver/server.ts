@@ -4,7 +4,6 @@
  * impersonation, authorization, non-resource endpoints and discovery, then the resource handlers (rest.ts)
  * or, for upgrades, exec/attach/port-forward (streaming.ts).
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
@@ -12,20 +11,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts';
+import { apfFor, newApfTable } from './apf.ts';
 import { attrsOf, createAuth, tlsSocketOf, unauthorized } from './auth.ts';
-import {
-  aggregatedContentType,
-  aggregatedDocument,
-  DISCOVERY_NOT_ACCEPTABLE,
-  etagFor,
-  legacyApiVersions,
-  legacyGroup,
-  legacyGroupList,
-  legacyResourceList,
-  negotiateDiscovery,
-  openapiV3GroupVersion,
-  openapiV3Root,
-} from './discovery.ts';
 import { faultAnswer, Faults, sleep } from './faults.ts';
 import { writeKubeconfigFile } from './kubeconfig.ts';
 import { requestInfo, type RequestInfo } from './request-info.ts';
@@ -37,7 +24,8 @@ import {
   type KubeObject,
   type ResourceDef,
 } from './resources.ts';
-import { Api, headerOf, streamTarget, type ApfUids, type ReqCtx } from './rest.ts';
+import { Api, streamTarget, type ApfUids, type ReqCtx } from './rest.ts';
+import { createRouter } from './routing.ts';
 import { Store, type WatchEvent } from './store.ts';
 import {
   chooseWsExecProtocol,
@@ -52,7 +40,8 @@ import {
   serveWebSocketPortForward,
   spdyProtocols,
 } from './streaming.ts';
-import type { Fault, FakeApiserverOptions, KubeconfigSpec, RecordedRequest, UserInfo } from './types.ts';
+import type { Fault, FakeApiserverOptions, KubeconfigSpec, RecordedRequest } from './types.ts';
+import { VERSIONS } from './version.ts';
 import { isWebSocketRequest, offeredProtocols } from './websocket.ts';
 import {
   ApiError,
@@ -62,11 +51,7 @@ import {
   commonHeaders,
   errors,
   goJson,
-  goJsonIndent,
-  NOT_FOUND_TEXT,
   sortHeaders,
-  status,
-  writeBody,
   writeRawResponse,
   type AnyResponse,
 } from './wire.ts';
@@ -116,24 +101,6 @@ export interface FakeApiserver {
   close(): Promise<void>;
 }
 
-const VERSIONS = {
-  '1.32': {
-    minor: '32',
-    gitVersion: 'v1.32.5',
-    gitCommit: '9894294ef13a5b32803e3ca2c0d620a088cc84d1',
-    buildDate: '2025-05-15T09:42:20Z',
-    goVersion: 'go1.23.8',
-  },
-  '1.33': {
-    minor: '33',
-    gitVersion: 'v1.33.1',
-    gitCommit: '8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828',
-    buildDate: '2025-05-15T08:19:08Z',
-    goVersion: 'go1.24.2',
-  },
-} as const;
-
-const PROBE_PATHS = /^\/(healthz|livez|readyz)(\/|$)/;
 export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promise<FakeApiserver> {
   const versionKey = opts.version ?? '1.33';
   const v = VERSIONS[versionKey];
@@ -151,12 +118,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     ipAddresses: ['127.0.0.1'],
     usage: 'server',
   });
-  const exemptLevel = randomUUID();
-  const apf = {
-    exempt: { flowSchemaUid: randomUUID(), priorityLevelUid: exemptLevel },
-    probes: { flowSchemaUid: randomUUID(), priorityLevelUid: exemptLevel },
-    globalDefault: { flowSchemaUid: randomUUID(), priorityLevelUid: randomUUID() },
-  };
+  const apf = newApfTable();
   const { authenticate, impersonate, decide, decision } = createAuth(opts);
   const store = new Store({ historyLimit: opts.watchHistory ?? 10_000 });
   const api = new Api(store, {
@@ -185,6 +147,13 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     return store.create(r, ns, obj);
   };
   for (const o of opts.objects ?? []) createObject(o);
+
+  const route = createRouter({
+    api,
+    version: versionKey,
+    aggregatedDiscovery: opts.aggregatedDiscovery ?? true,
+    serverAddress: () => `127.0.0.1:${port}`,
+  });
 
   const requests: RecordedRequest[] = [];
   const faults = new Faults();
@@ -244,9 +213,6 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     return rr;
   };
 
-  const apfFor = (user: UserInfo, info: RequestInfo): ApfUids =>
-    user.groups.includes('system:masters') ? apf.exempt : PROBE_PATHS.test(info.path) ? apf.probes : apf.globalDefault;
-
   // ---- ordinary requests -----------------------------------------------------------------------
 
   const handleRequest = async (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): Promise<void> => {
@@ -305,28 +271,14 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       return;
     }
     rr.user = user.name;
-    const longRunningNonWatch =
-      info.isResourceRequest && ['log', 'exec', 'attach', 'portforward', 'proxy'].includes(info.subresource);
-    const ctx: ReqCtx = { ...ctxBase, apf: longRunningNonWatch ? undefined : apfFor(user, info), user };
+    const ctx: ReqCtx = { ...ctxBase, apf: apfFor(apf, user, info), user };
     try {
       const denied = decide(user, attrsOf(info));
       if (denied) {
         api.sendError(ctx, denied, [['X-Content-Type-Options', 'nosniff']]);
         return;
       }
-      if (!info.isResourceRequest) {
-        nonResource(ctx);
-        return;
-      }
-      const r = findResource(info.apiGroup, info.apiVersion, info.resource);
-      if (!r && info.apiPrefix === 'apis' && !servedGroup(info.apiGroup)) {
-        notFoundText(ctx);
-        return;
-      }
-      if (!r || (info.apiPrefix === 'api') !== (r.group === '')) throw errors.pathNotFound();
-      if (r.namespaced && info.namespace === '' && info.name !== '' && info.verb !== 'list' && info.verb !== 'watch')
-        throw errors.pathNotFound();
-      await api.handle(ctx, r);
+      await route(ctx);
     } catch (err) {
       if (sink.headersSent) {
         sink.end();
@@ -337,166 +289,6 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
         err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err)),
       );
     }
-  };
-
-  const servedGroup = (group: string): boolean => group !== '' && RESOURCES.some((r) => r.group === group);
-
-  /** No handler for the path (an unknown group, a path nothing serves): Go's `http.NotFound`, not a Status. */
-  const notFoundText = (ctx: ReqCtx): void => {
-    ctx.record.status = 404;
-    writeBody(
-      ctx.sink,
-      404,
-      [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf }), ['X-Content-Type-Options', 'nosniff']],
-      NOT_FOUND_TEXT,
-      {
-        gzip: false,
-        gzipThreshold: Infinity,
-        contentType: 'text/plain; charset=utf-8',
-      },
-    );
-  };
-
-  const versionBody = (): Record<string, string> => {
-    const b: Record<string, string> = { major: '1', minor: v.minor };
-    if (versionKey === '1.33') {
-      b['emulationMajor'] = '1';
-      b['emulationMinor'] = v.minor;
-      b['minCompatibilityMajor'] = '1';
-      b['minCompatibilityMinor'] = String(Number(v.minor) - 1);
-    }
-    return {
-      ...b,
-      gitVersion: v.gitVersion,
-      gitCommit: v.gitCommit,
-      gitTreeState: 'clean',
-      buildDate: v.buildDate,
-      goVersion: v.goVersion,
-      compiler: 'gc',
-      platform: 'linux/amd64',
-    };
-  };
-
-  const openapiHashes = (): Map<string, string> => {
-    const m = new Map<string, string>();
-    for (const r of RESOURCES) {
-      const p = r.group === '' ? `api/${r.version}` : `apis/${r.group}/${r.version}`;
-      m.set(p, etagFor(p).slice(1, 17));
-    }
-    return m;
-  };
-
-  const nonResource = (ctx: ReqCtx): void => {
-    const method = ctx.req.method ?? 'GET';
-    const path = ctx.info.path.replace(/\/+$/, '') || '/';
-    if (method !== 'GET' && method !== 'HEAD') throw errors.methodNotAllowed();
-    const json = (
-      code: number,
-      obj: unknown,
-      contentType = 'application/json',
-      extra: [string, string][] = [],
-      cacheControl?: string,
-    ): void => {
-      ctx.record.status = code;
-      writeBody(
-        ctx.sink,
-        code,
-        [...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl }), ...extra],
-        typeof obj === 'string' ? obj : goJson(obj),
-        {
-          gzip: false,
-          gzipThreshold: Infinity,
-          contentType,
-        },
-      );
-    };
-    if (path === '/version') {
-      json(200, goJsonIndent(versionBody()));
-      return;
-    }
-    if (PROBE_PATHS.test(path)) {
-      const verbose = ctx.url.searchParams.has('verbose');
-      const name = path.split('/')[1] ?? 'healthz';
-      const text = verbose ? `[+]ping ok\n[+]log ok\n[+]etcd ok\n${name} check passed\n` : 'ok';
-      json(200, text, 'text/plain; charset=utf-8', [['X-Content-Type-Options', 'nosniff']]);
-      return;
-    }
-    if (path === '/api' || path === '/apis') {
-      // 1.33 dropped apidiscovery.k8s.io/v2beta1.
-      const f = negotiateDiscovery(
-        headerOf(ctx.req, 'accept'),
-        opts.aggregatedDiscovery ?? true,
-        versionKey !== '1.33',
-      );
-      if (f === undefined) {
-        json(406, goJsonIndent(status(406, 'NotAcceptable', DISCOVERY_NOT_ACCEPTABLE)));
-        return;
-      }
-      if (f === 'legacy') {
-        json(200, path === '/api' ? legacyApiVersions(`127.0.0.1:${port}`) : legacyGroupList());
-        return;
-      }
-      const body = goJson(aggregatedDocument(path === '/api', f));
-      const etag = etagFor(body);
-      const extra: [string, string][] = [
-        ['Etag', etag],
-        ['Vary', 'Accept'],
-      ];
-      if (headerOf(ctx.req, 'if-none-match') === etag) {
-        ctx.record.status = 304;
-        ctx.sink.head(
-          304,
-          sortHeaders([...commonHeaders({ auditId: ctx.auditId, apf: ctx.apf, cacheControl: 'public' }), ...extra]),
-        );
-        ctx.sink.end();
-        return;
-      }
-      json(200, body, aggregatedContentType(f), extra, 'public');
-      return;
-    }
-    const gv = /^\/api\/(v1)$/.exec(path) ?? /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
-    if (gv) {
-      const doc = path.startsWith('/api/')
-        ? legacyResourceList('', gv[1] ?? '')
-        : legacyResourceList(gv[1] ?? '', gv[2] ?? '');
-      if (doc) {
-        json(200, doc);
-        return;
-      }
-    }
-    const g = /^\/apis\/([^/]+)$/.exec(path);
-    if (g) {
-      const doc = legacyGroup(g[1] ?? '');
-      if (doc) {
-        json(200, doc);
-        return;
-      }
-    }
-    if (path === '/openapi/v3') {
-      json(200, openapiV3Root(openapiHashes()));
-      return;
-    }
-    const oa = /^\/openapi\/v3\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))$/.exec(path);
-    if (oa) {
-      const doc =
-        oa[1] !== undefined
-          ? openapiV3GroupVersion('', oa[1], v.gitVersion)
-          : openapiV3GroupVersion(oa[2] ?? '', oa[3] ?? '', v.gitVersion);
-      if (doc) {
-        json(200, doc, 'application/json', [], 'public, immutable');
-        return;
-      }
-    }
-    // The /api handler and a served group's handler answer a Status; the mux answers the rest in text.
-    const parts = path.split('/').filter((p) => p !== '');
-    if (
-      parts[0] === 'api' ||
-      (parts[0] === 'apis' && parts.length >= 3 && servedGroup(parts[1] ?? '')) ||
-      (parts[0] === 'openapi' && parts[1] === 'v3')
-    ) {
-      throw errors.pathNotFound();
-    }
-    notFoundText(ctx);
   };
 
   // ---- upgrades: exec, attach, port-forward -------------------------------------------------------
