@@ -15,7 +15,7 @@ import { apfFor, newApfTable } from './apf.ts';
 import { attrsOf, createAuth, tlsSocketOf, unauthorized } from './auth.ts';
 import { faultAnswer, Faults, sleep } from './faults.ts';
 import { writeKubeconfigFile } from './kubeconfig.ts';
-import { requestInfo, type RequestInfo } from './request-info.ts';
+import { requestInfo } from './request-info.ts';
 import {
   findResource,
   makeNamespace,
@@ -24,37 +24,13 @@ import {
   type KubeObject,
   type ResourceDef,
 } from './resources.ts';
-import { Api, streamTarget, type ApfUids, type ReqCtx } from './rest.ts';
+import { Api, type ApfUids, type ReqCtx } from './rest.ts';
 import { createRouter } from './routing.ts';
 import { Store, type WatchEvent } from './store.ts';
-import {
-  chooseWsExecProtocol,
-  defaultExec,
-  defaultPortForward,
-  negotiateSpdy,
-  negotiateSpdyExec,
-  PORTFORWARD_WS_PROTOCOL,
-  serveSpdyExec,
-  serveSpdyPortForward,
-  serveWebSocketExec,
-  serveWebSocketPortForward,
-  spdyProtocols,
-} from './streaming.ts';
 import type { Fault, FakeApiserverOptions, KubeconfigSpec, RecordedRequest } from './types.ts';
+import { createUpgradeRouter, rawStatus } from './upgrades.ts';
 import { VERSIONS } from './version.ts';
-import { isWebSocketRequest, offeredProtocols } from './websocket.ts';
-import {
-  ApiError,
-  REASON_PHRASES,
-  Sink,
-  auditIdFor,
-  commonHeaders,
-  errors,
-  goJson,
-  sortHeaders,
-  writeRawResponse,
-  type AnyResponse,
-} from './wire.ts';
+import { ApiError, REASON_PHRASES, Sink, auditIdFor, errors, writeRawResponse, type AnyResponse } from './wire.ts';
 
 export { defaultAuthorize } from './auth.ts';
 
@@ -293,37 +269,18 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
 
   // ---- upgrades: exec, attach, port-forward -------------------------------------------------------
 
-  const rawStatus = (
-    socket: Duplex,
-    auditId: string,
-    err: ApiError,
-    rr: RecordedRequest,
-    extra: [string, string][] = [],
-  ): void => {
-    const code = err.status.code ?? 500;
-    rr.status = code;
-    const h = sortHeaders([...commonHeaders({ auditId }), ['Content-Type', 'application/json'], ...extra]);
-    writeRawResponse(socket, code, REASON_PHRASES[code] ?? 'Error', h, goJson(err.status));
-  };
-
-  const rawText = (socket: Duplex, code: number, text: string, rr: RecordedRequest): void => {
-    rr.status = code;
-    writeRawResponse(
-      socket,
-      code,
-      REASON_PHRASES[code] ?? 'Error',
-      [
-        ['Content-Type', 'text/plain; charset=utf-8'],
-        ['X-Content-Type-Options', 'nosniff'],
-      ],
-      `${text}\n`,
-    );
-  };
-
   const track = (stop: () => void): (() => void) => {
     upgradeStops.add(stop);
     return () => upgradeStops.delete(stop);
   };
+  const serveUpgrade = createUpgradeRouter({
+    store,
+    websocket: opts.websocket,
+    spdy: opts.spdy,
+    exec: opts.exec,
+    portForward: opts.portForward,
+    track,
+  });
 
   const handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => undefined);
@@ -371,104 +328,6 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     } catch (err) {
       rawStatus(socket, auditId, err instanceof ApiError ? err : errors.internal(String(err)), rr);
     }
-  };
-
-  const serveUpgrade = (
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    info: RequestInfo,
-    rr: RecordedRequest,
-  ): void => {
-    const sub = info.subresource;
-    if (!(
-      info.apiPrefix === 'api' &&
-      info.resource === 'pods' &&
-      (sub === 'exec' || sub === 'attach' || sub === 'portforward')
-    )) {
-      throw errors.badRequest('Upgrade request not supported');
-    }
-    const q = new URL(req.url ?? '/', 'https://fake.invalid').searchParams;
-    const { pod, container } = streamTarget(store, info.namespace, info.name, sub, q);
-    const ws = isWebSocketRequest(req);
-    const spdy = String(req.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1';
-    if (ws && opts.websocket === false) {
-      // What an apiserver without the stream translator relays from a kubelet that cannot speak v5.
-      rr.status = 403;
-      socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
-      return;
-    }
-    if (spdy && opts.spdy === false)
-      throw errors.badRequest('unable to upgrade connection: SPDY/3.1 upgrades are disabled on this server');
-    if (!ws && !spdy) throw errors.badRequest('Upgrade request required');
-    if (sub === 'portforward') {
-      const pf = { namespace: info.namespace, pod: info.name, podUid: pod.metadata.uid ?? '' };
-      const handler = opts.portForward ?? defaultPortForward;
-      if (ws) {
-        if (!offeredProtocols(req).includes(PORTFORWARD_WS_PROTOCOL)) {
-          rawText(socket, 400, 'unable to upgrade: no tunneling spdy protocols provided', rr);
-          return;
-        }
-        rr.status = 101;
-        serveWebSocketPortForward(req, socket, head, pf, handler, track);
-        return;
-      }
-      const p = negotiateSpdy(req, ['portforward.k8s.io']);
-      if (p === undefined) {
-        rawText(
-          socket,
-          403,
-          `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [portforward.k8s.io]`,
-          rr,
-        );
-        return;
-      }
-      rr.status = 101;
-      serveSpdyPortForward(socket, head, pf, handler, track);
-      return;
-    }
-    const flag = (name: string): boolean => {
-      const val = q.get(name);
-      return val === 'true' || val === '1';
-    };
-    const exec = {
-      subresource: sub === 'attach' ? ('attach' as const) : ('exec' as const),
-      namespace: info.namespace,
-      pod: info.name,
-      container,
-      command: sub === 'exec' ? q.getAll('command') : [],
-      stdin: flag('stdin'),
-      stdout: flag('stdout'),
-      stderr: flag('stderr'),
-      tty: flag('tty'),
-    };
-    if (exec.tty) exec.stderr = false;
-    if (!exec.stdin && !exec.stdout && !exec.stderr)
-      throw errors.badRequest('you must specify at least 1 of stdin, stdout, stderr');
-    const handler = opts.exec ?? defaultExec;
-    if (ws) {
-      const protocol = chooseWsExecProtocol(req);
-      if (protocol === undefined) {
-        rr.status = 403;
-        socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
-        return;
-      }
-      rr.status = 101;
-      serveWebSocketExec(req, socket, head, exec, protocol, handler, track);
-      return;
-    }
-    const protocol = negotiateSpdyExec(req);
-    if (protocol === undefined) {
-      rawText(
-        socket,
-        403,
-        `unable to upgrade: unable to negotiate protocol: client supports [${spdyProtocols(req).join(' ')}], server accepts [v4.channel.k8s.io v3.channel.k8s.io v2.channel.k8s.io channel.k8s.io]`,
-        rr,
-      );
-      return;
-    }
-    rr.status = 101;
-    serveSpdyExec(socket, head, exec, protocol, handler, track);
   };
 
   server.on('request', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
