@@ -1,8 +1,9 @@
 /**
- * The listener: TLS with per-run certificates, ALPN h2 + http/1.1 (or http/1.1 only), request recording,
- * fault injection, authentication (client certificate, bearer token, optional basic, anonymous),
- * impersonation, authorization, non-resource endpoints and discovery, then the resource handlers (rest.ts)
- * or, for upgrades, exec/attach/port-forward (streaming.ts).
+ * The composition: per-run certificates, the TLS listener (ALPN h2 + http/1.1 from one listener, HTTP/1.1
+ * upgrades included, or HTTP/1.1 only), the store and the objects a run starts with, and the wiring of the
+ * request chain (handler-chain.ts: recording, faults.ts, auth.ts, apf.ts) to its handlers (routing.ts, which
+ * hands resources to rest.ts; upgrades.ts, which hands exec/attach/port-forward to streaming.ts). Then the
+ * `FakeApiserver` handle tests hold, and `close()`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
@@ -11,11 +12,11 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { createCA, issueCert, type KeyPairPem } from '../../../src/pki/certs.ts';
-import { apfFor, newApfTable } from './apf.ts';
-import { attrsOf, createAuth, tlsSocketOf, unauthorized } from './auth.ts';
-import { faultAnswer, Faults, sleep } from './faults.ts';
+import { newApfTable } from './apf.ts';
+import { createAuth } from './auth.ts';
+import { Faults } from './faults.ts';
+import { createHandlerChain } from './handler-chain.ts';
 import { writeKubeconfigFile } from './kubeconfig.ts';
-import { requestInfo } from './request-info.ts';
 import {
   findResource,
   makeNamespace,
@@ -24,13 +25,13 @@ import {
   type KubeObject,
   type ResourceDef,
 } from './resources.ts';
-import { Api, type ApfUids, type ReqCtx } from './rest.ts';
+import { Api, type ApfUids } from './rest.ts';
 import { createRouter } from './routing.ts';
 import { Store, type WatchEvent } from './store.ts';
 import type { Fault, FakeApiserverOptions, KubeconfigSpec, RecordedRequest } from './types.ts';
-import { createUpgradeRouter, rawStatus } from './upgrades.ts';
+import { createUpgradeRouter } from './upgrades.ts';
 import { VERSIONS } from './version.ts';
-import { ApiError, REASON_PHRASES, Sink, auditIdFor, errors, writeRawResponse, type AnyResponse } from './wire.ts';
+import type { Sink } from './wire.ts';
 
 export { defaultAuthorize } from './auth.ts';
 
@@ -95,10 +96,10 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     usage: 'server',
   });
   const apf = newApfTable();
-  const { authenticate, impersonate, decide, decision } = createAuth(opts);
+  const auth = createAuth(opts);
   const store = new Store({ historyLimit: opts.watchHistory ?? 10_000 });
   const api = new Api(store, {
-    authorize: decision,
+    authorize: auth.decision,
     gzipThreshold: opts.gzipThresholdBytes ?? 128 * 1024,
     watchList: versionKey !== '1.33',
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
@@ -162,113 +163,6 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     s.on('error', () => undefined);
   });
 
-  const record = (
-    req: IncomingMessage | Http2ServerRequest,
-    url: URL,
-    upgrade: boolean,
-    auditId: string,
-  ): RecordedRequest => {
-    const sock = tlsSocketOf(req);
-    const query: Record<string, string[]> = {};
-    for (const [k, val] of url.searchParams) (query[k] ??= []).push(val);
-    const rr: RecordedRequest = {
-      method: req.method ?? 'GET',
-      url: req.url ?? '/',
-      path: url.pathname,
-      query,
-      headers: { ...req.headers },
-      rawHeaders: [...req.rawHeaders],
-      httpVersion: req.httpVersion,
-      alpn: sock.alpnProtocol ?? false,
-      sni: typeof sock.servername === 'string' && sock.servername !== '' ? sock.servername : false,
-      upgrade,
-      auditId,
-      time: Date.now(),
-    };
-    requests.push(rr);
-    return rr;
-  };
-
-  // ---- ordinary requests -----------------------------------------------------------------------
-
-  const handleRequest = async (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'https://fake.invalid');
-    const auditId = auditIdFor(req.headers);
-    const rr = record(req, url, false, auditId);
-    const fault = faults.take(req.method ?? 'GET', req.url ?? '/');
-    const sink = new Sink(res, { resetAfterBytes: fault?.resetAfterBytes, hangAfterHeaders: fault?.hangAfterHeaders });
-    sink.onHead = (code, headers) => {
-      rr.status = code;
-      rr.responseHeaders = headers;
-    };
-    sinks.add(sink);
-    sink.onClose(() => sinks.delete(sink));
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks);
-    if (body.length > 0) {
-      rr.rawBody = body;
-      rr.body = body.toString('utf8');
-    }
-    if (fault?.delayHeadersMs !== undefined) await sleep(fault.delayHeadersMs);
-    if (closing || sink.closed) return;
-    if (fault?.dropConnection) {
-      sink.reset();
-      return;
-    }
-    if (fault?.status !== undefined) {
-      const a = faultAnswer(fault, auditId);
-      rr.status = a.code;
-      sink.head(a.code, a.headers);
-      sink.end(a.body);
-      return;
-    }
-    const info = requestInfo(req.method ?? 'GET', url);
-    const goAwayAfter = (): void => {
-      // `Connection: close` on h2 makes Go send GOAWAY with the answer. Closing the session while this
-      // stream is still open sends the GOAWAY at once and lets the answer complete; closing it after the
-      // answer ('finish') destroyed a session with no open streams before the GOAWAY left.
-      if ('stream' in req) req.stream.session?.close();
-    };
-    const auth = authenticate(req);
-    const ctxBase = { req, url, info, auditId, sink, record: rr, body };
-    if (auth === 'unauthorized' || auth.user === undefined) {
-      goAwayAfter();
-      const ctx: ReqCtx = { ...ctxBase, apf: undefined, user: { name: '', groups: [] } };
-      api.sendError(ctx, unauthorized());
-      return;
-    }
-    if (auth.certCN !== undefined) rr.clientCertCN = auth.certCN;
-    if (auth.user.name === 'system:anonymous') goAwayAfter();
-    const user = impersonate(req, auth.user);
-    if (user instanceof ApiError) {
-      const ctx: ReqCtx = { ...ctxBase, apf: undefined, user: auth.user };
-      api.sendError(ctx, user, user.status.code === 403 ? [['X-Content-Type-Options', 'nosniff']] : []);
-      return;
-    }
-    rr.user = user.name;
-    const ctx: ReqCtx = { ...ctxBase, apf: apfFor(apf, user, info), user };
-    try {
-      const denied = decide(user, attrsOf(info));
-      if (denied) {
-        api.sendError(ctx, denied, [['X-Content-Type-Options', 'nosniff']]);
-        return;
-      }
-      await route(ctx);
-    } catch (err) {
-      if (sink.headersSent) {
-        sink.end();
-        return;
-      }
-      api.sendError(
-        ctx,
-        err instanceof ApiError ? err : errors.internal(err instanceof Error ? err.message : String(err)),
-      );
-    }
-  };
-
-  // ---- upgrades: exec, attach, port-forward -------------------------------------------------------
-
   const track = (stop: () => void): (() => void) => {
     upgradeStops.add(stop);
     return () => upgradeStops.delete(stop);
@@ -281,54 +175,18 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     portForward: opts.portForward,
     track,
   });
-
-  const handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
-    socket.on('error', () => undefined);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    const url = new URL(req.url ?? '/', 'https://fake.invalid');
-    const auditId = auditIdFor(req.headers);
-    const rr = record(req, url, true, auditId);
-    const fault = faults.take(req.method ?? 'GET', req.url ?? '/');
-    if (fault?.delayHeadersMs !== undefined) await sleep(fault.delayHeadersMs);
-    if (closing) {
-      socket.destroy();
-      return;
-    }
-    if (fault?.dropConnection) {
-      socket.destroy();
-      return;
-    }
-    if (fault?.status !== undefined) {
-      const a = faultAnswer(fault, auditId);
-      rr.status = a.code;
-      writeRawResponse(socket, a.code, REASON_PHRASES[a.code] ?? 'Error', a.headers, a.body);
-      return;
-    }
-    const info = requestInfo(req.method ?? 'GET', url);
-    const auth = authenticate(req);
-    if (auth === 'unauthorized' || auth.user === undefined) {
-      rawStatus(socket, auditId, unauthorized(), rr);
-      return;
-    }
-    if (auth.certCN !== undefined) rr.clientCertCN = auth.certCN;
-    const user = impersonate(req, auth.user);
-    if (user instanceof ApiError) {
-      rawStatus(socket, auditId, user, rr, [['X-Content-Type-Options', 'nosniff']]);
-      return;
-    }
-    rr.user = user.name;
-    const denied = decide(user, attrsOf(info));
-    if (denied) {
-      rawStatus(socket, auditId, denied, rr, [['X-Content-Type-Options', 'nosniff']]);
-      return;
-    }
-    try {
-      serveUpgrade(req, socket, head, info, rr);
-    } catch (err) {
-      rawStatus(socket, auditId, err instanceof ApiError ? err : errors.internal(String(err)), rr);
-    }
-  };
+  const { handleRequest, handleUpgrade } = createHandlerChain({
+    requests,
+    faults,
+    auth,
+    apf,
+    api,
+    route,
+    serveUpgrade,
+    sinks,
+    sockets,
+    closing: () => closing,
+  });
 
   server.on('request', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     handleRequest(req, res).catch(() => {

@@ -61,10 +61,16 @@ export interface UpgradeOptions extends Pick<FakeApiserverOptions, 'websocket' |
   track: (stop: () => void) => () => void;
 }
 
-/** The handler for an authorized upgrade; it throws an `ApiError` for the caller to answer. */
-export function createUpgradeRouter(
-  o: UpgradeOptions,
-): (req: IncomingMessage, socket: Duplex, head: Buffer, info: RequestInfo, rr: RecordedRequest) => void {
+/** Serves an authorized upgrade request, or throws an `ApiError` for the caller to answer. */
+export type UpgradeHandler = (
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  info: RequestInfo,
+  rr: RecordedRequest,
+) => void;
+
+export function createUpgradeRouter(o: UpgradeOptions): UpgradeHandler {
   return (req: IncomingMessage, socket: Duplex, head: Buffer, info: RequestInfo, rr: RecordedRequest): void => {
     const sub = info.subresource;
     if (!(
