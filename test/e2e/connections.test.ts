@@ -18,6 +18,7 @@ import { ensureLocalPki } from '../../src/pki/local-ca.ts';
 import type { StageObserver, UpstreamConnected } from '../../src/proxy/events.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
 import { startCountingRelay, type CountingRelay } from '../helpers/counting-relay.ts';
+import { expectLifecycle, recordLifecycle } from '../helpers/lifecycle.ts';
 import { kubectl, startKubectl, type KubectlOptions } from '../helpers/kubectl.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { adminClient, createNamespace, createPods } from './helpers.ts';
@@ -29,10 +30,12 @@ let dir: string;
 const relays: CountingRelay[] = [];
 const proxies: RunningProxy[] = [];
 const connected = new Map<string, UpstreamConnected[]>();
+/** Every stage event of the proxies, checked against docs/lifecycle.md once they have closed. */
+const lifecycle = recordLifecycle();
 
 function recorder(): StageObserver {
   const sessionOf = new Map<string, string>();
-  return {
+  return lifecycle.observer({
     onRequestStart: (s) => void sessionOf.set(s.id, s.kubectlSession ?? 'none'),
     onUpstreamConnected: (id, c) => {
       const session = sessionOf.get(id) ?? 'none';
@@ -40,7 +43,7 @@ function recorder(): StageObserver {
     },
     onResponseStart: () => undefined,
     onRequestEnd: () => undefined,
-  };
+  });
 }
 
 interface Setup {
@@ -94,6 +97,8 @@ afterAll(async () => {
   for (const r of relays) await r.close();
   await stack?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
+  // close() resolved once every request on each proxy had published its end: none may be missing or come later.
+  expectLifecycle(lifecycle.events);
 });
 
 function opts(version: string, kubeconfig: string, home: string): KubectlOptions {

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../../src/kubeconfig/rewrite.ts';
 import { writeKubeconfig } from '../../src/kubeconfig/write.ts';
@@ -15,6 +15,7 @@ import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
 import type { StageObserver, UpstreamConnected } from '../../src/proxy/events.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
 import { startCountingRelay, type CountingRelay } from '../helpers/counting-relay.ts';
+import { expectLifecycle, recordLifecycle } from '../helpers/lifecycle.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
 import { kubectl, KUBECTL_DIR, startKubectl, type KubectlOptions } from '../helpers/kubectl.ts';
 
@@ -31,10 +32,12 @@ let shared: RunningProxy;
 let throughShared: string;
 /** Upstream events by kubectl session (one kubectl run). */
 const connected = new Map<string, UpstreamConnected[]>();
+/** Every stage event of both proxies, checked against docs/lifecycle.md after each test and once they have closed. */
+const lifecycle = recordLifecycle();
 
 function observer(): StageObserver {
   const sessionOf = new Map<string, string>();
-  return {
+  return lifecycle.observer({
     onRequestStart: (s) => {
       sessionOf.set(s.id, s.kubectlSession ?? 'none');
       return undefined;
@@ -45,7 +48,7 @@ function observer(): StageObserver {
     },
     onResponseStart: () => undefined,
     onRequestEnd: () => undefined,
-  };
+  });
 }
 
 /** A kubeconfig in `d` whose one context (`fake`, user alice in system:masters) reaches `fake` through `relay`. */
@@ -93,7 +96,11 @@ afterAll(async () => {
   await relay?.close();
   await fake?.close();
   rmSync(dir, { recursive: true, force: true });
+  // close() resolved once every request on the proxies had published its end: none may be missing or come later.
+  expectLifecycle(lifecycle.events);
 });
+
+afterEach(() => lifecycle.expectSettled());
 
 interface Seen {
   code: number;

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createServer as createTlsServer } from 'node:tls';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOLS, protocolEnv, type Protocol } from '../helpers/protocols.ts';
 import {
   handles,
@@ -51,6 +51,7 @@ import { makePod, startFakeApiserver, type Fault, type FakeApiserver } from '../
 import { kubectl, kubectlPath, startKubectl, type KubectlResult } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runKubetrail } from '../helpers/run-kubetrail.ts';
+import { expectLifecycle, recordLifecycle } from '../helpers/lifecycle.ts';
 import { refusedPort as refusingPort } from '../helpers/ports.ts';
 
 const REPORT = process.env.KUBETRAIL_FAULT_REPORT === '1';
@@ -638,6 +639,8 @@ describe('kubectl goes away mid-stream: kubetrail closes the upstream connection
   const ends: RequestEnd[] = [];
   /** Upgrade requests by id: has their `end` been published? */
   const tunnels = new Map<string, boolean>();
+  /** Every stage event of `proxy`, checked against docs/lifecycle.md after each test and once it has closed. */
+  const lifecycle = recordLifecycle();
 
   beforeAll(async () => {
     const d = mkdtempSync(join(tmpdir(), 'kt-abort-'));
@@ -691,7 +694,13 @@ describe('kubectl goes away mid-stream: kubetrail closes the upstream connection
         if (tunnels.has(id)) tunnels.set(id, true);
       },
     };
-    proxy = await startProxy({ routes: buildRoutes(loaded), pki, host: '127.0.0.1', port: 0, observer });
+    proxy = await startProxy({
+      routes: buildRoutes(loaded),
+      pki,
+      host: '127.0.0.1',
+      port: 0,
+      observer: lifecycle.observer(observer),
+    });
     rewritten = join(d, 'state', 'rewritten.yaml');
     writeKubeconfig(rewritten, rewriteKubeconfig(loaded, { listenUrl: proxy.url, caPem: pki.caPem }));
   });
@@ -701,7 +710,10 @@ describe('kubectl goes away mid-stream: kubetrail closes the upstream connection
     await execFake.close();
     mine.closeAllConnections();
     await new Promise((r) => mine.close(r));
+    // close() resolved once every request on the proxy had published its end: none may be missing or come later.
+    expectLifecycle(lifecycle.events);
   });
+  afterEach(() => lifecycle.expectSettled());
 
   async function killAndMeasure(key: 'list' | 'watch', args: string[]): Promise<number> {
     const k = startKubectl(args, { kubeconfig: rewritten, timeoutMs: 20_000 });
@@ -767,6 +779,8 @@ describe('the apiserver closes a kept-alive connection just as a request goes ou
   let routeBase: string;
   let pkiCa: string;
   const connected: UpstreamConnected[][] = [];
+  /** Every stage event of `proxy`, checked against docs/lifecycle.md after each test and once it has closed. */
+  const lifecycle = recordLifecycle();
 
   beforeAll(async () => {
     const d = mkdtempSync(join(tmpdir(), 'kt-idle-'));
@@ -807,14 +821,17 @@ describe('the apiserver closes a kept-alive connection just as a request goes ou
       onRequestEnd: () => undefined,
     };
     const routes = buildRoutes(loadKubeconfig({ explicitPath: join(d, 'kubeconfig'), env: {} }));
-    proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, observer });
+    proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, observer: lifecycle.observer(observer) });
     routeBase = `/c/${[...routes.clusters.keys()][0] ?? ''}`;
   });
 
   afterAll(async () => {
     await proxy.close();
     server.close();
+    // close() resolved once every request on the proxy had published its end: none may be missing or come later.
+    expectLifecycle(lifecycle.events);
   });
+  afterEach(() => lifecycle.expectSettled());
 
   // One kept-alive kubectl connection: kubetrail's upstream connection is that connection's own, and kept
   // alive with it (as kubectl's would be without kubetrail).

@@ -23,7 +23,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes } from '../../src/kubeconfig/rewrite.ts';
 import { SNI_SUFFIX, type Routes } from '../../src/proxy/routing.ts';
@@ -31,6 +31,7 @@ import { createCA, issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
 import type { RequestEnd, UpstreamConnected } from '../../src/proxy/events.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
+import { expectLifecycle, recordLifecycle } from '../helpers/lifecycle.ts';
 
 interface UpstreamStream {
   url: string;
@@ -55,6 +56,8 @@ const streams: UpstreamStream[] = [];
 const refused = new Set<string>();
 const connected: (UpstreamConnected & { id: string })[] = [];
 const ended: RequestEnd[] = [];
+/** Every stage event of `proxy`, checked against docs/lifecycle.md after each test and once it has closed. */
+const lifecycle = recordLifecycle();
 
 function routeId(name: string): string {
   const route = [...routes.clusters.values()].find((r) => r.name === name);
@@ -211,12 +214,12 @@ users:
     host: '127.0.0.1',
     port: 0,
     reuseUpstream: true,
-    observer: {
+    observer: lifecycle.observer({
       onRequestStart: () => undefined,
       onUpstreamConnected: (id, c) => void connected.push({ ...c, id }),
       onResponseStart: () => undefined,
       onRequestEnd: (_id, e) => void ended.push(e),
-    },
+    }),
   });
 });
 
@@ -225,6 +228,8 @@ afterAll(async () => {
   for (const s of sessions.keys()) s.destroy();
   await new Promise((r) => upstream.close(r));
   rmSync(dir, { recursive: true, force: true });
+  // close() resolved once every request on the proxy had published its end: none may be missing or come later.
+  expectLifecycle(lifecycle.events);
 });
 
 let streamsBefore = 0;
@@ -232,6 +237,7 @@ beforeEach(() => {
   streamsBefore = streams.length;
 });
 const mine = (): UpstreamStream[] => streams.slice(streamsBefore);
+afterEach(() => lifecycle.expectSettled());
 
 describe('watches over HTTP/2 upstream', () => {
   it("shares one connection among one identity's watches, up to the apiserver's stream limit; each watcher gets its own events byte for byte", async () => {

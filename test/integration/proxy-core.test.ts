@@ -11,7 +11,7 @@ import { connect as http2Connect } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes } from '../../src/kubeconfig/rewrite.ts';
 import { SNI_SUFFIX, taggedServerName, type Routes } from '../../src/proxy/routing.ts';
@@ -19,6 +19,7 @@ import { createCA, issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { ensureLocalPki, type LocalPki } from '../../src/pki/local-ca.ts';
 import type { RequestEnd, RequestProgress, RequestStart, StageObserver } from '../../src/proxy/events.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/server.ts';
+import { expectLifecycle, recordLifecycle, type LifecycleEvent } from '../helpers/lifecycle.ts';
 
 interface Seen {
   method: string;
@@ -53,6 +54,8 @@ const seen: Seen[] = [];
 const ended: RequestEnd[] = [];
 const started: RequestStart[] = [];
 const progressed: { id: string; ev: RequestProgress }[] = [];
+/** Every stage event of `proxy`, checked against docs/lifecycle.md after each test and once it has closed. */
+const lifecycle = recordLifecycle();
 let handler: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void = (_req, res) => res.end('ok');
 let upgradeHandler: (req: IncomingMessage, socket: Socket) => void = (_req, socket) => socket.destroy();
 
@@ -144,9 +147,17 @@ users:
   );
   routes = buildRoutes(loadKubeconfig({ explicitPath: join(dir, 'kubeconfig'), env: {} }));
   pki = await ensureLocalPki(join(dir, 'state'));
-  proxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, observer: recordingObserver() });
+  proxy = await startProxy({
+    routes,
+    pki,
+    host: '127.0.0.1',
+    port: 0,
+    observer: lifecycle.observer(recordingObserver()),
+  });
   sharedProxy = await startProxy({ routes, pki, host: '127.0.0.1', port: 0, reuseUpstream: true });
 });
+
+afterEach(() => lifecycle.expectSettled());
 
 afterAll(async () => {
   await proxy.close();
@@ -156,6 +167,8 @@ afterAll(async () => {
   await new Promise((r) => upstream.close(r));
   await new Promise((r) => wrongCaUpstream.close(r));
   rmSync(dir, { recursive: true, force: true });
+  // close() resolved once every request on the proxy had published its end: none may be missing or come later.
+  expectLifecycle(lifecycle.events);
 });
 
 interface Reply {
@@ -639,23 +652,29 @@ describe('close()', () => {
   // destroyed (kubectl's FIN read, say) reports `closed` before its 'close' event, and the request's end
   // follows that event; kubectl 1.30's `cp` from a pod ends this way (seen in CI: the exec missing from
   // the waterfall).
-  async function closing(): Promise<{ via: RunningProxy; ends: RequestEnd[]; accepted: TLSSocket[] }> {
+  async function closing(): Promise<{
+    via: RunningProxy;
+    ends: RequestEnd[];
+    accepted: TLSSocket[];
+    events: LifecycleEvent[];
+  }> {
     const ends: RequestEnd[] = [];
+    const events = recordLifecycle();
     const via = await startProxy({
       routes,
       pki,
       host: '127.0.0.1',
       port: 0,
-      observer: {
+      observer: events.observer({
         onRequestStart: () => undefined,
         onUpstreamConnected: () => undefined,
         onResponseStart: () => undefined,
         onRequestEnd: (_id, e) => void ends.push(e),
-      },
+      }),
     });
     const accepted: TLSSocket[] = [];
     via.server.on('secureConnection', (s: TLSSocket) => accepted.push(s));
-    return { via, ends, accepted };
+    return { via, ends, accepted, events: events.events };
   }
   const watchPath = (): string => `/c/${routeId('main')}/api/v1/pods?watch=true`;
   const streamForever = (_req: IncomingMessage, res: ServerResponse): void => {
@@ -664,7 +683,7 @@ describe('close()', () => {
   };
 
   it('waits for an upgraded tunnel whose socket is already closing to publish its end', async () => {
-    const { via, ends, accepted } = await closing();
+    const { via, ends, accepted, events } = await closing();
     upgradeHandler = (_req, socket) => {
       socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
       socket.write('stdout');
@@ -686,11 +705,12 @@ describe('close()', () => {
     accepted[0]?.destroy();
     await via.close();
     expect(ends.map((e) => e.outcome)).toEqual(['complete']);
+    expectLifecycle(events);
     client.destroy();
   });
 
   it('waits for an HTTP/1.1 watch whose socket is already closing to publish its end', async () => {
-    const { via, ends, accepted } = await closing();
+    const { via, ends, accepted, events } = await closing();
     handler = streamForever;
     const req = httpsRequest({
       host: '127.0.0.1',
@@ -705,10 +725,11 @@ describe('close()', () => {
     accepted[0]?.destroy();
     await via.close();
     expect(ends).toHaveLength(1);
+    expectLifecycle(events);
   });
 
   it('waits for an HTTP/2 watch whose connection is already closing to publish its end', async () => {
-    const { via, ends, accepted } = await closing();
+    const { via, ends, accepted, events } = await closing();
     handler = streamForever;
     const session = http2Connect(`https://127.0.0.1:${via.port}`, { ca: pki.caPem, servername: 'localhost' });
     session.on('error', () => undefined);
@@ -719,6 +740,7 @@ describe('close()', () => {
     accepted[0]?.destroy();
     await via.close();
     expect(ends).toHaveLength(1);
+    expectLifecycle(events);
     session.destroy();
   });
 });

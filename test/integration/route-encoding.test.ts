@@ -12,7 +12,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { freshHome, kubetrailArgv, kubetrailEnv, proxied, type CompareOptions } from '../helpers/compare.ts';
 import { makeConfigMap, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
@@ -20,6 +20,7 @@ import { KUBECTL_DIR, startKubectl, type KubectlVersion } from '../helpers/kubec
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN } from '../helpers/run-kubetrail.ts';
+import { expectLifecycle, recordLifecycle } from '../helpers/lifecycle.ts';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes } from '../../src/kubeconfig/rewrite.ts';
 import { ensureLocalPki } from '../../src/pki/local-ca.ts';
@@ -224,6 +225,8 @@ describe("a route's address", () => {
   let caPem: string;
   let id: string;
   const notices: string[] = [];
+  /** The proxy's stage events (it had no observer before), checked against docs/lifecycle.md. */
+  const lifecycle = recordLifecycle();
 
   beforeAll(async () => {
     const routes = buildRoutes(loadKubeconfig({ explicitPath: kubeconfig, env: {} }));
@@ -237,11 +240,15 @@ describe("a route's address", () => {
       port: 0,
       limits: { maxConnections: 4 },
       onNotice: (l) => notices.push(l),
+      observer: lifecycle.observer(),
     });
   });
   afterAll(async () => {
     await proxy.close();
+    // close() resolved once every request on the proxy had published its end: none may be missing or come later.
+    expectLifecycle(lifecycle.events);
   });
+  afterEach(() => lifecycle.expectSettled());
 
   const head = (host: string, servername: string): Promise<{ line: string; socket: TLSSocket }> =>
     new Promise((resolve, reject) => {

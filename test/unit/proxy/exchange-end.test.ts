@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { RequestEnd, RequestStart, StageObserver } from '../../../src/proxy/events.ts';
 import { Exchange } from '../../../src/proxy/exchange.ts';
+import { expectLifecycle, recordLifecycle, type LifecycleEvent } from '../../helpers/lifecycle.ts';
 
 const list = (n: number): Buffer =>
   Buffer.from(
@@ -21,16 +22,18 @@ const list = (n: number): Buffer =>
   );
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function observed(): { observer: StageObserver; ends: RequestEnd[] } {
+function observed(): { observer: StageObserver; ends: RequestEnd[]; events: LifecycleEvent[] } {
   const ends: RequestEnd[] = [];
+  const lifecycle = recordLifecycle();
   return {
     ends,
-    observer: {
+    events: lifecycle.events,
+    observer: lifecycle.observer({
       onRequestStart: () => undefined,
       onUpstreamConnected: () => undefined,
       onResponseStart: () => undefined,
       onRequestEnd: (_id, ev) => ends.push(ev),
-    },
+    }),
   };
 }
 
@@ -77,7 +80,7 @@ describe('a large answer’s end event waits for the relay to reach the OS', () 
   it('publishes end, with the whole body decoded, only once the client side has flushed', async () => {
     const body = gzipSync(list(20_000));
     expect(body.length).toBeGreaterThan(256 * 1024);
-    const { observer, ends } = observed();
+    const { observer, ends, events } = observed();
     const { client, flush } = slowClient();
     const x = exchange(observer);
     x.responded(200, ['Content-Type', 'application/json', 'Content-Encoding', 'gzip'], {
@@ -102,10 +105,11 @@ describe('a large answer’s end event waits for the relay to reach the OS', () 
     }
     expect(ends).toHaveLength(1);
     expect(ends[0]).toMatchObject({ outcome: 'complete', decode: { kind: 'PodList', items: 20_000 } });
+    expectLifecycle(events);
   });
 
   it('does not wait for a client side that was never ended (a cut answer)', async () => {
-    const { observer, ends } = observed();
+    const { observer, ends, events } = observed();
     const { client } = slowClient();
     const x = exchange(observer);
     x.responded(200, ['Content-Type', 'application/json'], { isWatch: false, client });
@@ -116,6 +120,7 @@ describe('a large answer’s end event waits for the relay to reach the OS', () 
     await turn();
     expect(ends).toHaveLength(1);
     expect(ends[0]?.outcome).toBe('upstream_error');
+    expectLifecycle(events);
   });
 });
 
