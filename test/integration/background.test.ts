@@ -13,38 +13,30 @@ import { createConnection, createServer as createNetServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makeConfigMap, makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { alive as pidRuns, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let dir: string;
-let kubeconfig: string;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-bg-'));
-  fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-  const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(dir, {
+const cluster = withFakeCluster({
+  prefix: 'kt-bg-',
+  apiserver: { tokens: { 'tina-token': { user: 'tina' } } },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev'] } },
       { name: 'tina', token: 'tina-token' },
     ],
-  });
-  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
-  fake.create(makeConfigMap('settings', { a: '1' }));
-  receiver = await startOtlpReceiver();
-});
-
-afterAll(async () => {
-  await fake.close();
-  await receiver.close();
+  },
+  seed: (fake) => {
+    fake.create(makePod('web-0', { ageSeconds: 86_400 }));
+    fake.create(makeConfigMap('settings', { a: '1' }));
+  },
+  otlp: true,
 });
 
 interface Setup {
@@ -61,13 +53,22 @@ async function setup(extraEnv: Record<string, string> = {}): Promise<Setup> {
     home,
     port,
     stateDir: join(home, 'kubetrail-state'),
-    env: kubetrailEnv(home, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url, ...extraEnv }),
+    env: kubetrailEnv(home, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url, ...extraEnv }),
   };
 }
 
 function wrapped(s: Setup, args: string[], flags: string[] = [], env: Record<string, string> = {}): Promise<RunResult> {
   return runKubetrail(
-    ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`, ...flags, '--', kubectlPath('1.33'), ...args],
+    [
+      '--kubeconfig',
+      cluster.kubeconfig,
+      '--listen',
+      `127.0.0.1:${s.port}`,
+      ...flags,
+      '--',
+      kubectlPath('1.33'),
+      ...args,
+    ],
     { env: { ...s.env, ...env }, timeoutMs: 40_000 },
   );
 }
@@ -103,7 +104,7 @@ describe('the first wrapped command starts a background kubetrail', () => {
   it("prints kubectl's bytes and exit code as direct, says once what it started, and leaves it serving", async () => {
     const s = await setup();
     try {
-      const direct = await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig });
+      const direct = await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig: cluster.kubeconfig });
       const first = await wrapped(s, ['--context', 'alice', 'get', 'pods']);
       expect(first.code).toBe(0);
       expect(first.stdout.toString()).toBe(direct.stdout.toString());
@@ -125,7 +126,7 @@ describe('the first wrapped command starts a background kubetrail', () => {
       expect(readdirSync(join(bg, 'commands'))).toEqual([]);
 
       // An error is kubectl's, byte for byte, with its exit code.
-      const directErr = await kubectl(['--context', 'alice', 'get', 'pod', 'nope'], { kubeconfig });
+      const directErr = await kubectl(['--context', 'alice', 'get', 'pod', 'nope'], { kubeconfig: cluster.kubeconfig });
       const err = await wrapped(s, ['--context', 'alice', 'get', 'pod', 'nope'], ['--quiet']);
       expect(err.code).toBe(directErr.code);
       expect(err.code).toBe(1);
@@ -164,12 +165,15 @@ describe('the first wrapped command starts a background kubetrail', () => {
       expect(cms.stderr).not.toMatch(/list pods/);
       // The exported traces agree: every request span of a trace carries that command's kubectl session.
       await expect
-        .poll(() => receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list configmaps').length, {
-          timeout: 5000,
-        })
+        .poll(
+          () => cluster.receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list configmaps').length,
+          {
+            timeout: 5000,
+          },
+        )
         .toBe(1);
-      expect(receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list pods')).toEqual([]);
-      expect(receiver.spans.filter((sp) => sp.traceId === a[0] && sp.name === 'list configmaps')).toEqual([]);
+      expect(cluster.receiver.spans.filter((sp) => sp.traceId === b[0] && sp.name === 'list pods')).toEqual([]);
+      expect(cluster.receiver.spans.filter((sp) => sp.traceId === a[0] && sp.name === 'list configmaps')).toEqual([]);
     } finally {
       await stop(s);
     }
@@ -258,7 +262,7 @@ describe('its life', () => {
       const r = await runKubetrail(
         [
           '--kubeconfig',
-          kubeconfig,
+          cluster.kubeconfig,
           '--listen',
           `127.0.0.1:${s.port}`,
           '--linger',
@@ -298,7 +302,7 @@ describe('its life', () => {
 
       // So does an edited kubeconfig (never stale credentials), and so does another OTEL_* setting.
       const copy = join(mkdtempSync(join(tmpdir(), 'kt-bg-kc-')), 'config');
-      writeFileSync(copy, readFileSync(kubeconfig));
+      writeFileSync(copy, readFileSync(cluster.kubeconfig));
       const c1 = await runKubetrail(
         [
           '--kubeconfig',
@@ -416,7 +420,7 @@ describe('its life', () => {
     const s = await setup();
     const start = spawn(
       process.execPath,
-      [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`],
+      [KUBETRAIL_BIN, 'start', '--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${s.port}`],
       { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let log = '';
@@ -493,9 +497,12 @@ describe('after an unclean exit', () => {
       const holder = createNetServer();
       await new Promise<void>((r) => holder.listen(s.port, '127.0.0.1', r));
       try {
-        const start = await runKubetrail(['start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${s.port}`], {
-          env: s.env,
-        });
+        const start = await runKubetrail(
+          ['start', '--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${s.port}`],
+          {
+            env: s.env,
+          },
+        );
         expect(start.code).toBe(2);
         expect(start.stderr).toContain(`--listen 127.0.0.1:${s.port} is in use by another program`);
       } finally {
@@ -522,7 +529,7 @@ describe('a background kubetrail in use', () => {
       const watch = runKubetrail(
         [
           '--kubeconfig',
-          kubeconfig,
+          cluster.kubeconfig,
           '--listen',
           `127.0.0.1:${s.port}`,
           '--jaeger-url',
@@ -667,7 +674,7 @@ describe('a background kubetrail that is hung', () => {
       const pid = backgroundPid(s) ?? 0;
       process.kill(pid, 'SIGSTOP');
       try {
-        const direct = await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig });
+        const direct = await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig: cluster.kubeconfig });
         const t0 = Date.now();
         const r = await wrapped(s, ['--context', 'alice', 'get', 'pods']);
         expect(r.code, r.stderr).toBe(0);
@@ -700,7 +707,7 @@ describe('`kubetrail start` after wrapped commands', () => {
         KUBETRAIL_BIN,
         'start',
         '--kubeconfig',
-        kubeconfig,
+        cluster.kubeconfig,
         '--listen',
         `127.0.0.1:${s.port}`,
         '--jaeger-url',

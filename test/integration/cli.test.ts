@@ -4,45 +4,36 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { alive as pidAlive, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
 import { KUBECTL_TRAIL_BIN, KUBETRAIL_BIN, runKubetrail, runProcess } from '../helpers/run-kubetrail.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 
-let fake: FakeApiserver;
-let dir: string;
-let kubeconfig: string;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-cli-'));
-  fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-  const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(dir, {
+const cluster = withFakeCluster({
+  prefix: 'kt-cli-',
+  apiserver: { tokens: { 'tina-token': { user: 'tina' } } },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev'] } },
       { name: 'tina', token: 'tina-token' },
     ],
-  });
-  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
-});
-
-afterAll(async () => {
-  await fake.close();
-  rmSync(dir, { recursive: true, force: true });
+  },
+  seed: (fake) => void fake.create(makePod('web-0', { ageSeconds: 86_400 })),
 });
 
 function wrapped(args: string[], home: string, extra: string[] = []): ReturnType<typeof runKubetrail> {
-  return runKubetrail(['--kubeconfig', kubeconfig, '--quiet', ...extra, '--', kubectlPath('1.33'), ...args], {
+  return runKubetrail(['--kubeconfig', cluster.kubeconfig, '--quiet', ...extra, '--', kubectlPath('1.33'), ...args], {
     env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' },
   });
 }
@@ -56,7 +47,7 @@ async function withStart<T>(
 ): Promise<T> {
   const start = spawn(
     process.execPath,
-    [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`],
+    [KUBETRAIL_BIN, 'start', '--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${port}`],
     { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
@@ -79,16 +70,16 @@ const discovery = (f: FakeApiserver, since: number): string[] =>
 
 describe('files', () => {
   it('writes the rewritten kubeconfig 0600 in a 0700 state dir, and leaves the original byte for byte', async () => {
-    const before = sha(kubeconfig);
+    const before = sha(cluster.kubeconfig);
     const home = freshHome();
-    const r = await runKubetrail(['--kubeconfig', kubeconfig, 'kubeconfig'], { env: kubetrailEnv(home) });
+    const r = await runKubetrail(['--kubeconfig', cluster.kubeconfig, 'kubeconfig'], { env: kubetrailEnv(home) });
     expect(r.code).toBe(0);
     const path = r.stdout.toString().trim();
     expect(path.startsWith(join(home, 'kubetrail-state'))).toBe(true);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(statSync(join(home, 'kubetrail-state')).mode & 0o777).toBe(0o700);
     expect(statSync(join(home, 'kubetrail-state', 'ca.pem')).mode & 0o777).toBe(0o600);
-    expect(sha(kubeconfig)).toBe(before);
+    expect(sha(cluster.kubeconfig)).toBe(before);
     const rewritten = parse(readFileSync(path, 'utf8')) as {
       clusters: { cluster: { server: string } }[];
       users: { name: string }[];
@@ -102,24 +93,24 @@ describe('the stable port and kubectl caches', () => {
   it('a second wrapped `get pods` sends no discovery requests, exactly as a second direct run', async () => {
     const port = await unusedPort();
     const home = freshHome();
-    let mark = fake.requests.length;
+    let mark = cluster.fake.requests.length;
     expect((await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`])).code).toBe(
       0,
     );
-    expect(discovery(fake, mark).length).toBeGreaterThan(0);
-    mark = fake.requests.length;
+    expect(discovery(cluster.fake, mark).length).toBeGreaterThan(0);
+    mark = cluster.fake.requests.length;
     const second = await wrapped(['--context', 'alice', 'get', 'pods'], home, ['--listen', `127.0.0.1:${port}`]);
     expect(second.code).toBe(0);
     expect(second.stdout.toString()).toContain('web-0');
-    expect(discovery(fake, mark)).toEqual([]);
-    expect(fake.requests.slice(mark).map((r) => r.path)).toEqual(['/api/v1/namespaces/default/pods']);
+    expect(discovery(cluster.fake, mark)).toEqual([]);
+    expect(cluster.fake.requests.slice(mark).map((r) => r.path)).toEqual(['/api/v1/namespaces/default/pods']);
 
     // The same holds direct, which is what "transparent" means here.
     const directHome = freshHome();
-    await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig, home: directHome });
-    mark = fake.requests.length;
-    await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig, home: directHome });
-    expect(discovery(fake, mark)).toEqual([]);
+    await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig: cluster.kubeconfig, home: directHome });
+    mark = cluster.fake.requests.length;
+    await kubectl(['--context', 'alice', 'get', 'pods'], { kubeconfig: cluster.kubeconfig, home: directHome });
+    expect(discovery(cluster.fake, mark)).toEqual([]);
   });
 
   it('refuses a port held by another program, naming the flag, instead of quietly going cold', async () => {
@@ -185,7 +176,7 @@ describe('--linger 0 next to a running `kubetrail start` (#19 item 3)', () => {
       const r = await runKubetrail(
         [
           '--kubeconfig',
-          kubeconfig,
+          cluster.kubeconfig,
           '--listen',
           `127.0.0.1:${port}`,
           '--linger',
@@ -205,7 +196,9 @@ describe('--linger 0 next to a running `kubetrail start` (#19 item 3)', () => {
       );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString()).toBe(
-        (await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig })).stdout.toString(),
+        (
+          await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig: cluster.kubeconfig })
+        ).stdout.toString(),
       );
       expect(r.stderr).not.toContain('its output shows this command');
       expect(r.stderr).toContain(
@@ -262,7 +255,7 @@ describe("a kubetrail started with another state dir (as `npm run demo` did with
     runKubetrail(args, { env, timeoutMs: 40_000 });
   const get = (stateDir: string[], port: number): string[] => [
     '--kubeconfig',
-    kubeconfig,
+    cluster.kubeconfig,
     '--listen',
     `127.0.0.1:${port}`,
     ...stateDir,
@@ -316,7 +309,16 @@ describe("a kubetrail started with another state dir (as `npm run demo` did with
     const other = join(home, 'other-state');
     const start = spawn(
       process.execPath,
-      [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--state-dir', other],
+      [
+        KUBETRAIL_BIN,
+        'start',
+        '--kubeconfig',
+        cluster.kubeconfig,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--state-dir',
+        other,
+      ],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -341,7 +343,7 @@ describe("a kubetrail started with another state dir (as `npm run demo` did with
 
 describe('the wrapped command', () => {
   it("redirects kubectl's own --kubeconfig through kubetrail", async () => {
-    const mark = fake.requests.length;
+    const mark = cluster.fake.requests.length;
     const home = freshHome();
     const r = await runKubetrail(
       [
@@ -349,7 +351,7 @@ describe('the wrapped command', () => {
         '127.0.0.1:0',
         '--',
         kubectlPath('1.33'),
-        `--kubeconfig=${kubeconfig}`,
+        `--kubeconfig=${cluster.kubeconfig}`,
         '--context',
         'tina',
         'get',
@@ -365,12 +367,12 @@ describe('the wrapped command', () => {
     expect(r.stderr).toMatch(
       /^kubectl get · \d+ requests · .*\n[^]*^trace not sent: export disabled by OTEL_SDK_DISABLED$/m,
     );
-    expect(fake.requests.length).toBeGreaterThan(mark);
+    expect(cluster.fake.requests.length).toBeGreaterThan(mark);
   });
 
   it("exits with the command's own code and passes stdin through", async () => {
     const r = await runKubetrail(
-      ['--kubeconfig', kubeconfig, '--quiet', '--listen', '127.0.0.1:0', '--', 'sh', '-c', 'cat; exit 7'],
+      ['--kubeconfig', cluster.kubeconfig, '--quiet', '--listen', '127.0.0.1:0', '--', 'sh', '-c', 'cat; exit 7'],
       { env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' }, input: 'from stdin\n' },
     );
     expect(r.code).toBe(7);
@@ -380,7 +382,7 @@ describe('the wrapped command', () => {
   it("leaves the command's stdout and stderr blocking while it proxies (kubectl drops output on EAGAIN)", async () => {
     const script = `${kubectlPath('1.33')} --context alice get pods -n default >/dev/null 2>&1; grep ^flags /proc/self/fdinfo/1 /proc/self/fdinfo/2`;
     const r = await runKubetrail(
-      ['--kubeconfig', kubeconfig, '--quiet', '--listen', '127.0.0.1:0', '--', 'sh', '-c', script],
+      ['--kubeconfig', cluster.kubeconfig, '--quiet', '--listen', '127.0.0.1:0', '--', 'sh', '-c', script],
       { env: { ...kubetrailEnv(freshHome()), OTEL_SDK_DISABLED: 'true' } },
     );
     const flags = [...r.stdout.toString().matchAll(/flags:\s+([0-7]+)/g)].map((m) => parseInt(m[1] ?? '0', 8));
@@ -392,7 +394,7 @@ describe('the wrapped command', () => {
 describe('identity presented by a real kubectl', () => {
   it('a certificate kubectl holds but the proxied kubeconfig does not (same CN, other CA) never gets alice upstream', async () => {
     const home = freshHome();
-    const written = await runKubetrail(['--kubeconfig', kubeconfig, 'kubeconfig', '--listen', '127.0.0.1:0'], {
+    const written = await runKubetrail(['--kubeconfig', cluster.kubeconfig, 'kubeconfig', '--listen', '127.0.0.1:0'], {
       env: kubetrailEnv(home),
     });
     expect(written.code).toBe(0);
@@ -400,7 +402,7 @@ describe('identity presented by a real kubectl', () => {
     const port = await unusedPort();
     const start = spawn(
       process.execPath,
-      [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`, '--quiet'],
+      [KUBETRAIL_BIN, 'start', '--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${port}`, '--quiet'],
       { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -431,11 +433,11 @@ describe('identity presented by a real kubectl', () => {
       doc['current-context'] = 'alice';
       const evil = join(mkdtempSync(join(tmpdir(), 'kt-evil-')), 'config');
       writeFileSync(evil, stringify(doc), { mode: 0o600 });
-      const mark = fake.requests.length;
+      const mark = cluster.fake.requests.length;
       const r = await kubectl(['get', 'pods'], { kubeconfig: evil });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('error: You must be logged in to the server');
-      expect(fake.requests.slice(mark)).toEqual([]);
+      expect(cluster.fake.requests.slice(mark)).toEqual([]);
     } finally {
       start.kill('SIGTERM');
       await new Promise((r) => start.on('close', r));
@@ -590,7 +592,7 @@ describe('bad input: one line naming the file or flag, exit 2', () => {
   ])('%s', async (_name, args, message) => {
     const port = `127.0.0.1:${await unusedPort()}`;
     const r = await runKubetrail(
-      args.map((a) => (a === 'KC' ? kubeconfig : a === 'PORT' ? port : a)),
+      args.map((a) => (a === 'KC' ? cluster.kubeconfig : a === 'PORT' ? port : a)),
       { env: kubetrailEnv(freshHome()) },
     );
     expect(r.code).toBe(2);
@@ -599,7 +601,7 @@ describe('bad input: one line naming the file or flag, exit 2', () => {
   });
 
   it('a malformed kubeconfig names the file and line', async () => {
-    const bad = join(dir, 'bad.yaml');
+    const bad = join(cluster.dir, 'bad.yaml');
     writeFileSync(bad, 'apiVersion: v1\nclusters:\n  - name: x\n    cluster: {server: "https://a\n');
     const r = await runKubetrail(['--kubeconfig', bad, '--', 'true'], { env: kubetrailEnv(freshHome()) });
     expect(r.code).toBe(2);
@@ -607,10 +609,10 @@ describe('bad input: one line naming the file or flag, exit 2', () => {
   });
 
   it('a config file with an unknown key names the file, line and key, and writes nothing', async () => {
-    const cfg = join(dir, 'kubetrail.yaml');
+    const cfg = join(cluster.dir, 'kubetrail.yaml');
     writeFileSync(cfg, 'quiet: true\nlisten-on: 1\n');
     const home = freshHome();
-    const r = await runKubetrail(['--config', cfg, '--kubeconfig', kubeconfig, '--', 'true'], {
+    const r = await runKubetrail(['--config', cfg, '--kubeconfig', cluster.kubeconfig, '--', 'true'], {
       env: kubetrailEnv(home),
     });
     expect(r.code).toBe(2);

@@ -3,37 +3,32 @@
  * finding names what it saw, the broken ones say what to do, the exit code says whether anything failed,
  * and no credential is ever printed.
  */
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 import { refusedPort, unusedPort } from '../helpers/ports.ts';
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let jaeger: HttpServer;
-let jaegerUrl: string;
-let dir: string;
-let kubeconfig: string;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-doctor-'));
-  fake = await startFakeApiserver({ tokens: { 'tina-secret-token': { user: 'tina' } } });
-  const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(dir, {
+const cluster = withFakeCluster({
+  prefix: 'kt-doctor-',
+  apiserver: { tokens: { 'tina-secret-token': { user: 'tina' } } },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev'] } },
       { name: 'tina', token: 'tina-secret-token' },
     ],
-  });
-  receiver = await startOtlpReceiver();
+  },
+  otlp: true,
+});
+let jaeger: HttpServer;
+let jaegerUrl: string;
+
+beforeAll(async () => {
   jaeger = createHttpServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end('<!doctype html><title>Jaeger UI</title>');
@@ -43,10 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await fake.close();
-  await receiver.close();
   await new Promise((r) => jaeger.close(r));
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function doctor(args: string[], home: string): Promise<RunResult> {
@@ -74,9 +66,9 @@ describe('kubetrail doctor', () => {
     const r = await doctor(
       [
         '--kubeconfig',
-        kubeconfig,
+        cluster.kubeconfig,
         '--otlp-endpoint',
-        receiver.url,
+        cluster.receiver.url,
         '--jaeger-url',
         `http://127.0.0.1:${closed}`,
         '--context',
@@ -95,17 +87,19 @@ describe('kubetrail doctor', () => {
   it('a working kubeconfig: every check ok, exit 0, credentials presented both ways and never printed', async () => {
     const home = freshHome();
     const stateDir = join(home, 'kubetrail-state');
-    expect((await runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig], { env: kubetrailEnv(home) })).code).toBe(0);
+    expect(
+      (await runKubetrail(['kubeconfig', '--kubeconfig', cluster.kubeconfig], { env: kubetrailEnv(home) })).code,
+    ).toBe(0);
     const before = snapshot(stateDir);
     const listenPort = await unusedPort();
-    const mark = fake.requests.length;
+    const mark = cluster.fake.requests.length;
 
     const r = await doctor(
       [
         '--kubeconfig',
-        kubeconfig,
+        cluster.kubeconfig,
         '--otlp-endpoint',
-        receiver.url,
+        cluster.receiver.url,
         '--jaeger-url',
         jaegerUrl,
         '--listen',
@@ -120,15 +114,15 @@ describe('kubetrail doctor', () => {
     expect(lines[0]).toBe('kubetrail doctor 0.1.0');
     expect(lines.slice(1)).toEqual([
       `ok    state dir: ${stateDir} is 0700, its files 0600`,
-      `ok    kubeconfig: ${kubeconfig}: 2 context(s), 1 cluster(s), 2 user(s); current-context "alice"`,
-      `ok    context alice: cluster "fake" ${fake.url}, user "alice": client certificate (CN=alice, O=dev)`,
+      `ok    kubeconfig: ${cluster.kubeconfig}: 2 context(s), 1 cluster(s), 2 user(s); current-context "alice"`,
+      `ok    context alice: cluster "fake" ${cluster.fake.url}, user "alice": client certificate (CN=alice, O=dev)`,
       expect.stringMatching(/^ok {4}context alice: direct: GET \/version 200 v1\.33\.1 in [\d.]+ms \(TLS verified\)$/),
       expect.stringMatching(/^ok {4}context alice: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/),
-      `ok    context tina: cluster "fake" ${fake.url}, user "tina": bearer token (inline)`,
+      `ok    context tina: cluster "fake" ${cluster.fake.url}, user "tina": bearer token (inline)`,
       expect.stringMatching(/^ok {4}context tina: direct: GET \/version 200 v1\.33\.1 in [\d.]+ms \(TLS verified\)$/),
       expect.stringMatching(/^ok {4}context tina: through kubetrail: GET \/version 200 in [\d.]+ms, as direct$/),
       expect.stringMatching(
-        new RegExp(`^ok {4}otlp: ${receiver.url} accepted an empty OTLP/HTTP export \\(200\\) in \\d+ms$`),
+        new RegExp(`^ok {4}otlp: ${cluster.receiver.url} accepted an empty OTLP/HTTP export \\(200\\) in \\d+ms$`),
       ),
       `ok    jaeger: trace links point at ${jaegerUrl}/trace/<id>; it answers 200`,
       `ok    listen: 127.0.0.1:${listenPort} is free`,
@@ -137,12 +131,12 @@ describe('kubetrail doctor', () => {
 
     // The apiserver saw each user twice, direct and through kubetrail, each time with the user's own
     // credential: kubetrail matched alice's certificate and presented her key pair upstream.
-    const seen = fake.requests
+    const seen = cluster.fake.requests
       .slice(mark)
       .filter((q) => q.path === '/version')
       .map((q) => q.user);
     expect(seen.sort()).toEqual(['alice', 'alice', 'tina', 'tina']);
-    expect(receiver.raw).toContain('{"resourceSpans":[]}');
+    expect(cluster.receiver.raw).toContain('{"resourceSpans":[]}');
     expect(out).not.toContain('tina-secret-token');
     expect(out).not.toContain('PRIVATE KEY');
     // Read-only: the real state dir is as it was (the in-process kubetrail used a throwaway CA).
@@ -152,22 +146,24 @@ describe('kubetrail doctor', () => {
   it('a broken setup: each problem found, with what to do; exit 1; no secret printed', async () => {
     const home = freshHome();
     const stateDir = join(home, 'kubetrail-state');
-    expect((await runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig], { env: kubetrailEnv(home) })).code).toBe(0);
+    expect(
+      (await runKubetrail(['kubeconfig', '--kubeconfig', cluster.kubeconfig], { env: kubetrailEnv(home) })).code,
+    ).toBe(0);
     // State dir too open, and one rewritten kubeconfig (it holds credentials) readable by everyone.
     chmodSync(stateDir, 0o755);
     const written = join(stateDir, 'kubeconfigs', readdirSync(join(stateDir, 'kubeconfigs'))[0] ?? '');
     chmodSync(written, 0o644);
 
     // One kubeconfig, one problem per context, next to a context that works.
-    const base = parse(readFileSync(kubeconfig, 'utf8')) as {
+    const base = parse(readFileSync(cluster.kubeconfig, 'utf8')) as {
       clusters: { name: string; cluster: Record<string, unknown> }[];
       users: { name: string; user: Record<string, unknown> }[];
     };
     const good = base.clusters[0]?.cluster ?? {};
-    const otherCa = join(dir, 'other-ca.crt');
-    writeFileSync(otherCa, fake.ca.certPem); // the client CA: it did not sign the serving certificate
+    const otherCa = join(cluster.dir, 'other-ca.crt');
+    writeFileSync(otherCa, cluster.fake.ca.certPem); // the client CA: it did not sign the serving certificate
     const down = await refusedPort();
-    const broken = join(dir, 'broken.kubeconfig');
+    const broken = join(cluster.dir, 'broken.kubeconfig');
     writeFileSync(
       broken,
       stringify({
@@ -177,7 +173,7 @@ describe('kubetrail doctor', () => {
           { name: 'good', cluster: good },
           { name: 'wrong-ca', cluster: { ...good, 'certificate-authority': otherCa } },
           { name: 'down', cluster: { ...good, server: `https://127.0.0.1:${down}` } },
-          { name: 'plain', cluster: { server: `http://127.0.0.1:${fake.port}` } },
+          { name: 'plain', cluster: { server: `http://127.0.0.1:${cluster.fake.port}` } },
         ],
         users: [...base.users, { name: 'bad-token', user: { token: 'expired-secret-token' } }],
         contexts: [
@@ -246,7 +242,7 @@ describe('kubetrail doctor', () => {
     // Wrong CA: a TLS failure, said as such, both ways.
     has(
       new RegExp(
-        `^fail  context wrongca: direct: TLS verification of ${esc(fake.url)} failed: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY) \\(.+\\)\\n {6}fix: the apiserver's certificate does not verify against cluster "wrong-ca"'s certificate-authority; .*kubectl --context wrongca get --raw /version`,
+        `^fail  context wrongca: direct: TLS verification of ${esc(cluster.fake.url)} failed: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY) \\(.+\\)\\n {6}fix: the apiserver's certificate does not verify against cluster "wrong-ca"'s certificate-authority; .*kubectl --context wrongca get --raw /version`,
         'm',
       ),
     );
@@ -305,14 +301,14 @@ describe('kubetrail doctor', () => {
   });
 
   it('a malformed kubeconfig: the one-line error with file and line, and the other checks still run', async () => {
-    const bad = join(dir, 'malformed.kubeconfig');
+    const bad = join(cluster.dir, 'malformed.kubeconfig');
     writeFileSync(bad, 'apiVersion: v1\nclusters:\n  - name: x\n    cluster: {server: https://a\n', { mode: 0o600 });
     const r = await doctor(
       [
         '--kubeconfig',
         bad,
         '--otlp-endpoint',
-        receiver.url,
+        cluster.receiver.url,
         '--jaeger-url',
         jaegerUrl,
         '--listen',
@@ -336,9 +332,9 @@ describe('kubetrail doctor', () => {
     const home = freshHome();
     const args = [
       '--kubeconfig',
-      kubeconfig,
+      cluster.kubeconfig,
       '--otlp-endpoint',
-      receiver.url,
+      cluster.receiver.url,
       '--jaeger-url',
       jaegerUrl,
       '--listen',

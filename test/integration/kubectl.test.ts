@@ -2,59 +2,45 @@
  * The transparency promise, with the real kubectl: the same command direct and through kubetrail prints
  * the same bytes and exits with the same code. Against the in-repo stand-in apiserver (real TLS, port 0).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { compare, proxied, startProxied, type CompareOptions } from '../helpers/compare.ts';
-import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makeConfigMap, makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, startKubectl, type KubectlVersion } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { httpVersionOf, PROTOCOLS, protocolEnv, withoutH2Notice } from '../helpers/protocols.ts';
-
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let dir: string;
-let kubeconfig: string;
 
 const TOKEN = 'tina-token-3f9a1c';
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-kubectl-'));
-  receiver = await startOtlpReceiver();
-  fake = await startFakeApiserver({
+const cluster = withFakeCluster({
+  prefix: 'kt-kubectl-',
+  apiserver: {
     tokens: { [TOKEN]: { user: 'tina', groups: ['dev'] }, 'tom-token-77': { user: 'tom', groups: [] } },
     // mallory and tom may only read the non-resource paths (discovery, /version), as with no RBAC bindings.
     authorize: (user, attrs) => !['mallory', 'tom'].includes(user.name) || !attrs.isResourceRequest,
     logFollow: { intervalMs: 20, count: 5 },
-  });
-  const alice = await fake.issueUser('alice', ['dev']);
-  const mallory = await fake.issueUser('mallory');
-  kubeconfig = await fake.writeKubeconfig(dir, {
+  },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev'] } },
       { name: 'tina', token: TOKEN },
-      { name: 'mallory', cert: mallory },
+      { name: 'mallory', cert: {} },
       { name: 'tom', token: 'tom-token-77' },
       { name: 'nobody', token: 'wrong-token' },
     ],
-  });
-  for (let i = 0; i < 3; i++) fake.create(makePod(`web-${i}`, { ageSeconds: 86_400 * 3, restarts: i }));
-  fake.create(makePod('pending-0', { phase: 'Pending', ageSeconds: 86_400 * 3 }));
-  fake.create(makeConfigMap('settings', { mode: 'fast', level: '3' }));
-  for (let i = 0; i < 600; i++)
-    fake.create(makePod(`batch-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 86_400 * 5 }));
-  fake.setLogs('default', 'web-0', ['line one', 'line two', 'line three']);
-});
-
-afterAll(async () => {
-  await fake.close();
-  await receiver.close();
-  rmSync(dir, { recursive: true, force: true });
+  },
+  seed: (fake) => {
+    for (let i = 0; i < 3; i++) fake.create(makePod(`web-${i}`, { ageSeconds: 86_400 * 3, restarts: i }));
+    fake.create(makePod('pending-0', { phase: 'Pending', ageSeconds: 86_400 * 3 }));
+    fake.create(makeConfigMap('settings', { mode: 'fast', level: '3' }));
+    for (let i = 0; i < 600; i++)
+      fake.create(makePod(`batch-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 86_400 * 5 }));
+    fake.setLogs('default', 'web-0', ['line one', 'line two', 'line three']);
+  },
+  otlp: true,
 });
 
 function optsFor(version: KubectlVersion = '1.33', extra: Partial<CompareOptions> = {}): CompareOptions {
-  return { kubeconfig, version, otlpEndpoint: receiver.url, ...extra };
+  return { kubeconfig: cluster.kubeconfig, version, otlpEndpoint: cluster.receiver.url, ...extra };
 }
 
 /** klog's line header (`E1124 08:30:46.743330   23489 `) differs run to run by nature: time and pid. */
@@ -66,14 +52,14 @@ function klogless(stderr: string): string {
  * every comparison checks that both sides spoke the protocol of its run. */
 const versionsSince = (mark: number): Set<string> =>
   new Set(
-    fake.requests
+    cluster.fake.requests
       .slice(mark)
       .filter((r) => !r.upgrade)
       .map((r) => r.httpVersion),
   );
 
 async function expectSame(args: string[], o: CompareOptions): Promise<void> {
-  const mark = fake.requests.length;
+  const mark = cluster.fake.requests.length;
   const { direct, proxied: via } = await compare(args, o);
   // Both sides spoke the protocol this run is about: the parametrisation is real, and kubetrail mirrored it.
   expect(versionsSince(mark), `HTTP versions the apiserver saw for kubectl ${args.join(' ')}`).toEqual(
@@ -109,7 +95,7 @@ describe.each((['1.32', '1.33'] as const).flatMap((v) => PROTOCOLS.map((p) => [v
 
     it('a 600-pod list arrives in pages of 500 and prints the same', async () => {
       await expectSame(['--context', 'alice', 'get', 'pods', '-n', 'big'], opts(version));
-      const pages = fake.requests.filter(
+      const pages = cluster.fake.requests.filter(
         (r) => r.path === '/api/v1/namespaces/big/pods' && r.query.limit?.[0] === '500',
       );
       expect(pages.some((r) => r.query.continue !== undefined)).toBe(true);
@@ -138,12 +124,12 @@ describe.each(PROTOCOLS)('kubectl 1.33 over %s, mutations and streams', (protoco
   const expected = new Set([httpVersionOf(protocol)]);
 
   it('create, apply and delete print the same', async () => {
-    const mark = fake.requests.length;
+    const mark = cluster.fake.requests.length;
     for (const side of ['direct', 'proxied'] as const) {
       const name = `cm-${side}-${protocol === 'h2' ? 'h2' : 'h1'}`;
       const run = (args: string[], stdin?: string) =>
         side === 'direct'
-          ? kubectl(args, { kubeconfig, stdin, env, timeoutMs: 30_000 }).then((r) => ({
+          ? kubectl(args, { kubeconfig: cluster.kubeconfig, stdin, env, timeoutMs: 30_000 }).then((r) => ({
               out: r.stdout.toString() + withoutH2Notice(r.stderr),
               code: r.code,
             }))
@@ -171,7 +157,7 @@ describe.each(PROTOCOLS)('kubectl 1.33 over %s, mutations and streams', (protoco
         code: 0,
       });
     }
-    const deletes = fake.requests
+    const deletes = cluster.fake.requests
       .slice(mark)
       .filter((r) => r.method === 'DELETE' && r.path.endsWith('/pods/pod-proxied'));
     expect(deletes.length).toBe(1);
@@ -179,22 +165,24 @@ describe.each(PROTOCOLS)('kubectl 1.33 over %s, mutations and streams', (protoco
   });
 
   it('get pods -w shows a pod created during the watch, then exits 0 when the server ends the stream', async () => {
-    const mark = fake.requests.length;
+    const mark = cluster.fake.requests.length;
     const outputs: string[] = [];
     for (const side of ['direct', 'proxied'] as const) {
       const args = ['--context', 'alice', 'get', 'pods', '-w', '-o', 'name'];
       const p =
-        side === 'direct' ? startKubectl(args, { kubeconfig, env, timeoutMs: 30_000 }) : startProxied(args, opts());
+        side === 'direct'
+          ? startKubectl(args, { kubeconfig: cluster.kubeconfig, env, timeoutMs: 30_000 })
+          : startProxied(args, opts());
       const wait = (re: RegExp) =>
         'waitForStdout' in p ? p.waitForStdout(re, 15_000).then(() => undefined) : p.waitFor(re);
       await wait(/pod\/web-2\n/);
-      fake.create(makePod(`watched-${side}`, { ageSeconds: 1 }));
+      cluster.fake.create(makePod(`watched-${side}`, { ageSeconds: 1 }));
       await wait(new RegExp(`pod/watched-${side}\\n`));
-      fake.endWatches();
+      cluster.fake.endWatches();
       const code = 'waitForStdout' in p ? (await p.result).code : (await p.done).code;
       expect(code).toBe(0);
       outputs.push(p.stdout().replace(`watched-${side}`, 'watched-X'));
-      fake.remove('pods', 'default', `watched-${side}`);
+      cluster.fake.remove('pods', 'default', `watched-${side}`);
     }
     expect(outputs[1]).toBe(outputs[0]);
     expect(versionsSince(mark)).toEqual(expected);

@@ -6,39 +6,28 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runKubetrail } from '../helpers/run-kubetrail.ts';
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let kubeconfig: string;
+const cluster = withFakeCluster({
+  prefix: 'kt-show-',
+  apiserver: { tokens: { 'tina-secret-token-0123456789': { user: 'tina' } } },
+  kubeconfig: { users: [{ name: 'tina', token: 'tina-secret-token-0123456789' }] },
+  seed: (fake) => void fake.create(makePod('web-0', { ageSeconds: 60 })),
+  otlp: true,
+});
 const REFUSED = 'http://127.0.0.1:9';
-
-beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kt-show-'));
-  fake = await startFakeApiserver({ tokens: { 'tina-secret-token-0123456789': { user: 'tina' } } });
-  kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'tina', token: 'tina-secret-token-0123456789' }] });
-  fake.create(makePod('web-0', { ageSeconds: 60 }));
-  receiver = await startOtlpReceiver();
-});
-
-afterAll(async () => {
-  await fake.close();
-  await receiver.close();
-});
 
 async function wrappedGetPods(home: string, otlp: string): Promise<string> {
   const r = await runKubetrail(
     [
       '--kubeconfig',
-      kubeconfig,
+      cluster.kubeconfig,
       '--listen',
       '127.0.0.1:0',
       '--otlp-endpoint',
@@ -102,10 +91,12 @@ describe('kubetrail show', () => {
 
   it('with a reachable Jaeger, prints the whole trace from its API, the apiserver’s spans under kubetrail’s', async () => {
     const home = freshHome();
-    const stderr = await wrappedGetPods(home, receiver.url);
+    const stderr = await wrappedGetPods(home, cluster.receiver.url);
     const traceId = /^trace: \S+\/trace\/([0-9a-f]{32})$/m.exec(stderr)?.[1] ?? '';
     await expect
-      .poll(() => receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), { timeout: 5000 })
+      .poll(() => cluster.receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), {
+        timeout: 5000,
+      })
       .toBe(true);
     const jaeger = await standInJaeger(traceId);
     try {
@@ -151,7 +142,7 @@ describe('kubetrail show', () => {
 async function standInJaeger(traceId: string): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     const id = /^\/api\/v3\/traces\/([0-9a-f]{32})$/.exec(req.url ?? '')?.[1];
-    const payloads = receiver.raw.map(
+    const payloads = cluster.receiver.raw.map(
       (b) =>
         JSON.parse(b) as {
           resourceSpans: {

@@ -2,12 +2,11 @@
  * The telemetry contract, end to end: real kubectl through the real kubetrail CLI, spans received over
  * real OTLP/HTTP on a port-0 receiver, and a collector that is down, hung or failing.
  */
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv, startProxied } from '../helpers/compare.ts';
-import { makeConfigMap, makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makeConfigMap, makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
@@ -16,44 +15,31 @@ const TOKEN = 'tkn-SECRET-5b1f0c9e7d';
 const BASIC_PASSWORD = 'pw-SECRET-83a1';
 const SECRET_VALUE = 'c2VjcmV0LWJvZHktdmFsdWUtOTk='; // a value only a response body carries
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let dir: string;
-let kubeconfig: string;
-let aliceKeyPem: string;
-const terminal: string[] = [];
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-tel-'));
-  receiver = await startOtlpReceiver();
-  fake = await startFakeApiserver({
+const cluster = withFakeCluster({
+  prefix: 'kt-tel-',
+  apiserver: {
     tokens: { [TOKEN]: { user: 'tina', groups: ['dev'] } },
     basicAuth: { bob: { password: BASIC_PASSWORD } },
     authorize: (user, attrs) => user.name !== 'mallory' || !attrs.isResourceRequest,
-  });
-  const alice = await fake.issueUser('alice', ['dev', 'ops']);
-  aliceKeyPem = alice.keyPem;
-  const mallory = await fake.issueUser('mallory');
-  kubeconfig = await fake.writeKubeconfig(dir, {
+  },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev', 'ops'] } },
       { name: 'tina', token: TOKEN },
-      { name: 'mallory', cert: mallory },
+      { name: 'mallory', cert: {} },
       { name: 'bob', username: 'bob', password: BASIC_PASSWORD },
     ],
-  });
-  for (let i = 0; i < 600; i++)
-    fake.create(makePod(`p-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 3600 }));
-  fake.create(makePod('web-0', { ageSeconds: 3600 }));
-  // The stand-in serves no Secrets; a ConfigMap's data is a response body all the same.
-  fake.create(makeConfigMap('db', { password: SECRET_VALUE }));
+  },
+  seed: (fake) => {
+    for (let i = 0; i < 600; i++)
+      fake.create(makePod(`p-${String(i).padStart(3, '0')}`, { namespace: 'big', ageSeconds: 3600 }));
+    fake.create(makePod('web-0', { ageSeconds: 3600 }));
+    // The stand-in serves no Secrets; a ConfigMap's data is a response body all the same.
+    fake.create(makeConfigMap('db', { password: SECRET_VALUE }));
+  },
+  otlp: true,
 });
-
-afterAll(async () => {
-  await fake.close();
-  await receiver.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const terminal: string[] = [];
 
 async function traced(
   args: string[],
@@ -62,11 +48,11 @@ async function traced(
   const r = await runKubetrail(
     [
       '--kubeconfig',
-      kubeconfig,
+      cluster.kubeconfig,
       '--listen',
       '127.0.0.1:0',
       '--otlp-endpoint',
-      opts.endpoint ?? receiver.url,
+      opts.endpoint ?? cluster.receiver.url,
       '--',
       kubectlPath('1.33'),
       ...args,
@@ -79,17 +65,17 @@ async function traced(
 
 async function spansOf(traceId: string, minimum = 1): Promise<ReceivedSpan[]> {
   await expect
-    .poll(() => receiver.spans.filter((s) => s.traceId === traceId).length, { timeout: 10_000 })
+    .poll(() => cluster.receiver.spans.filter((s) => s.traceId === traceId).length, { timeout: 10_000 })
     .toBeGreaterThanOrEqual(minimum);
   // The batch may still be arriving: wait until two reads agree.
   let n = -1;
   for (;;) {
-    const now = receiver.spans.filter((s) => s.traceId === traceId).length;
+    const now = cluster.receiver.spans.filter((s) => s.traceId === traceId).length;
     if (now === n) break;
     n = now;
     await new Promise((r) => setTimeout(r, 150));
   }
-  return receiver.spans.filter((s) => s.traceId === traceId);
+  return cluster.receiver.spans.filter((s) => s.traceId === traceId);
 }
 
 const SERVER = 2;
@@ -134,7 +120,7 @@ describe('one trace per kubectl command', () => {
       'url.query': 'limit=500',
       'http.response.status_code': 200,
       'server.address': '127.0.0.1',
-      'server.port': fake.port,
+      'server.port': cluster.fake.port,
       'k8s.namespace.name': 'default',
       'kube.verb': 'list',
       'kube.resource': 'pods',
@@ -142,8 +128,8 @@ describe('one trace per kubectl command', () => {
       'kube.discovery': false,
       'kubectl.command': 'kubectl get',
       'kube.audit_id': r.traceId,
-      'kube.apf.flow_schema_uid': fake.apf.globalDefault.flowSchemaUid,
-      'kube.apf.priority_level_uid': fake.apf.globalDefault.priorityLevelUid,
+      'kube.apf.flow_schema_uid': cluster.fake.apf.globalDefault.flowSchemaUid,
+      'kube.apf.priority_level_uid': cluster.fake.apf.globalDefault.priorityLevelUid,
     });
     expect(list.attributes['kubectl.session']).toMatch(/^[0-9a-f-]{36}$/);
     expect(list.attributes['user_agent.original']).toMatch(/^kubectl\.1\.33\/v1\.33/);
@@ -160,7 +146,7 @@ describe('one trace per kubectl command', () => {
     expect(decode?.attributes).toMatchObject({ 'decode.kind': 'Table', 'decode.items': 1 });
 
     // The apiserver saw our trace context and Audit-ID.
-    const seen = fake.requests.find(
+    const seen = cluster.fake.requests.find(
       (q) => q.path === '/api/v1/namespaces/default/pods' && q.headers['audit-id'] === r.traceId,
     );
     expect(seen?.headers.traceparent).toMatch(new RegExp(`^00-${r.traceId}-${upstream?.spanId}-01$`));
@@ -201,11 +187,11 @@ describe('one trace per kubectl command', () => {
       });
     }
     // A NotFound read nothing; nor did kubectl's check that the namespace exists (a GET it sends after one).
-    const mark = fake.requests.length;
+    const mark = cluster.fake.requests.length;
     // (kubectl 1.33 checks a namespace other than `default`, and finds this one.)
     const none = await traced(['--context', 'tina', 'get', 'configmap', 'nope', '-n', 'kube-system']);
     expect(none.code).toBe(1);
-    expect(fake.requests.slice(mark).map((q) => [q.path, q.status])).toContainEqual([
+    expect(cluster.fake.requests.slice(mark).map((q) => [q.path, q.status])).toContainEqual([
       '/api/v1/namespaces/kube-system',
       200,
     ]);
@@ -245,7 +231,7 @@ describe('one trace per kubectl command', () => {
   it('a 300 ms delay before the response headers shows in upstream.ttfb_ms and the span duration', async () => {
     const home = freshHome();
     await traced(['--context', 'alice', 'get', 'pods'], { home }); // warm the discovery cache
-    fake.setFault({ path: /^\/api\/v1\/namespaces\/default\/pods/, delayHeadersMs: 300 });
+    cluster.fake.setFault({ path: /^\/api\/v1\/namespaces\/default\/pods/, delayHeadersMs: 300 });
     try {
       const r = await traced(['--context', 'alice', 'get', 'pods'], { home });
       const spans = await spansOf(r.traceId, 5);
@@ -258,23 +244,23 @@ describe('one trace per kubectl command', () => {
       expect(durationMs).toBeGreaterThanOrEqual(300);
       expect(durationMs).toBeLessThan(300 + 100);
     } finally {
-      fake.setFault(null);
+      cluster.fake.setFault(null);
     }
   });
 
   it('a watch shows its event counts and one span event per watch event', async () => {
     const w = startProxied(['--context', 'alice', 'get', 'pods', '-w', '-o', 'name'], {
-      kubeconfig,
-      otlpEndpoint: receiver.url,
+      kubeconfig: cluster.kubeconfig,
+      otlpEndpoint: cluster.receiver.url,
       kubetrailArgs: [],
     });
     await w.waitFor(/pod\/web-0\n/);
-    fake.create(makePod('watched-1', { ageSeconds: 1 }));
-    fake.create(makePod('watched-2', { ageSeconds: 1 }));
+    cluster.fake.create(makePod('watched-1', { ageSeconds: 1 }));
+    cluster.fake.create(makePod('watched-2', { ageSeconds: 1 }));
     await w.waitFor(/pod\/watched-2\n/);
-    fake.remove('pods', 'default', 'watched-1');
+    cluster.fake.remove('pods', 'default', 'watched-1');
     await w.waitFor(/pod\/watched-1\n[\s\S]*pod\/watched-1\n/);
-    fake.endWatches();
+    cluster.fake.endWatches();
     expect((await w.done).code).toBe(0);
     const traceId = /\/trace\/([0-9a-f]{32})/.exec(w.stderr())?.[1] ?? '';
     const spans = await spansOf(traceId, 5);
@@ -293,13 +279,13 @@ describe('one trace per kubectl command', () => {
       ['ADDED', 'watched-2'],
       ['DELETED', 'watched-1'],
     ]);
-    fake.remove('pods', 'default', 'watched-2');
+    cluster.fake.remove('pods', 'default', 'watched-2');
   });
 });
 
 describe('upgrades', () => {
   it('exec refused by the apiserver: the upgrade span decodes its Status; a 101 tunnel is counted', async () => {
-    fake.create(makePod('pending-0', { phase: 'Pending' }));
+    cluster.fake.create(makePod('pending-0', { phase: 'Pending' }));
     const refused = await traced(['--context', 'alice', 'exec', 'pending-0', '--', 'true']);
     expect(refused.code).toBe(1);
     const spans = await spansOf(refused.traceId, 5);
@@ -320,7 +306,7 @@ describe('upgrades', () => {
     expect(ok.stdout.toString()).toBe('hi\n');
     // The tunnel span ends last: wait for it and its decode child, not just for any five spans.
     await expect
-      .poll(() => receiver.spans.some((s) => s.traceId === ok.traceId && s.name === 'get pods/exec'), {
+      .poll(() => cluster.receiver.spans.some((s) => s.traceId === ok.traceId && s.name === 'get pods/exec'), {
         timeout: 10_000,
       })
       .toBe(true);
@@ -337,7 +323,7 @@ describe('secrets never leave kubetrail', () => {
   it('no exported span, nor kubetrail output, carries a token, password, key or body', async () => {
     await traced(['--context', 'bob', 'get', 'pods']);
     await traced(['--context', 'tina', 'get', 'configmap', 'db', '-o', 'yaml']);
-    const keyBody = aliceKeyPem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+    const keyBody = cluster.certs.alice!.keyPem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
     const needles = [
       TOKEN,
       BASIC_PASSWORD,
@@ -346,8 +332,8 @@ describe('secrets never leave kubetrail', () => {
       keyBody.slice(0, 40),
       keyBody.slice(-40),
     ];
-    await expect.poll(() => receiver.raw.join('').includes('"auth.user"'), { timeout: 10_000 }).toBe(true);
-    const exported = receiver.raw.join('\n');
+    await expect.poll(() => cluster.receiver.raw.join('').includes('"auth.user"'), { timeout: 10_000 }).toBe(true);
+    const exported = cluster.receiver.raw.join('\n');
     // The proxied commands did carry them (so the scan can find them if they leaked)...
     expect(terminal.join('')).toContain(SECRET_VALUE);
     const kubetrailOutput = terminal.filter((_, i) => i % 2 === 1).join('\n');
@@ -367,7 +353,18 @@ describe('telemetry never slows kubectl', () => {
   ): Promise<{ stdout: string; code: number; afterExitMs: number; stderr: string }> {
     const script = `${kubectlPath('1.33')} --context alice get pods -o name; code=$?; echo "KUBECTL_EXITED_AT=$(date +%s%3N)" >&2; exit $code`;
     const r = await runKubetrail(
-      ['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', endpoint, '--', 'sh', '-c', script],
+      [
+        '--kubeconfig',
+        cluster.kubeconfig,
+        '--listen',
+        '127.0.0.1:0',
+        '--otlp-endpoint',
+        endpoint,
+        '--',
+        'sh',
+        '-c',
+        script,
+      ],
       { env: kubetrailEnv(freshHome()), timeoutMs: 30_000 },
     );
     const exitedAt = Number(EXIT_MARK.exec(r.stderr)?.[1]);
@@ -377,7 +374,9 @@ describe('telemetry never slows kubectl', () => {
   it.each(['refused', 'hung', '500'] as const)(
     'a collector that is %s: same output and exit code, back within 3 s of kubectl, one warning',
     async (mode) => {
-      const direct = await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], { kubeconfig });
+      const direct = await kubectl(['--context', 'alice', 'get', 'pods', '-o', 'name'], {
+        kubeconfig: cluster.kubeconfig,
+      });
       let endpoint = 'http://127.0.0.1:9/v1/traces';
       let bad: OtlpReceiver | undefined;
       if (mode !== 'refused') {
@@ -416,24 +415,24 @@ describe('standard OTEL_* variables', () => {
   });
 
   it('OTEL_SDK_DISABLED=true exports nothing; the waterfall still prints, saying why there is no link', async () => {
-    const before = receiver.raw.length;
+    const before = cluster.receiver.raw.length;
     const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_SDK_DISABLED: 'true' } });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^trace not sent: export disabled by OTEL_SDK_DISABLED$/m);
     expect(r.stderr).not.toMatch(/\/trace\/[0-9a-f]{32}/);
     await new Promise((res) => setTimeout(res, 700));
-    expect(receiver.raw.length).toBe(before);
+    expect(cluster.receiver.raw.length).toBe(before);
   });
 
   it('OTEL_TRACES_SAMPLER=always_off samples nothing and says so upstream (traceparent flags 00)', async () => {
-    const before = receiver.raw.length;
-    const mark = fake.requests.length;
+    const before = cluster.receiver.raw.length;
+    const mark = cluster.fake.requests.length;
     const r = await traced(['--context', 'alice', 'get', 'pods'], { env: { OTEL_TRACES_SAMPLER: 'always_off' } });
     expect(r.code).toBe(0);
-    const sent = fake.requests.slice(mark).find((q) => q.path === '/api/v1/namespaces/default/pods');
+    const sent = cluster.fake.requests.slice(mark).find((q) => q.path === '/api/v1/namespaces/default/pods');
     expect(sent?.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
     await new Promise((res) => setTimeout(res, 700));
-    expect(receiver.raw.length).toBe(before);
+    expect(cluster.receiver.raw.length).toBe(before);
   });
 });
 
@@ -441,7 +440,7 @@ describe('documentation', () => {
   it('every attribute kubetrail exported in this file is in the telemetry contract (docs/telemetry.md)', () => {
     const readme = readFileSync(new URL('../../docs/telemetry.md', import.meta.url), 'utf8');
     const keys = new Set<string>();
-    for (const s of receiver.spans) {
+    for (const s of cluster.receiver.spans) {
       for (const k of Object.keys(s.attributes)) keys.add(k);
       for (const e of s.events) for (const k of Object.keys(e.attributes)) keys.add(k);
     }

@@ -6,40 +6,28 @@
  * the span must name: the stand-in's 101s lack the header as the real apiserver's do (checked by hand
  * against kube-apiserver v1.33 with kwok: `kubectl exec -v=9`; test/e2e/nodes.test.ts checks it there).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
+import type { ReceivedSpan } from '../helpers/otlp-receiver.ts';
 import { runKubetrail } from '../helpers/run-kubetrail.ts';
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let dir: string;
-let kubeconfig: string;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-upgrade-audit-'));
-  receiver = await startOtlpReceiver();
-  fake = await startFakeApiserver();
-  kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'alice', cert: await fake.issueUser('alice') }] });
-  fake.create(makePod('web-0', { ageSeconds: 60 }));
-});
-
-afterAll(async () => {
-  await fake?.close();
-  await receiver?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+const cluster = withFakeCluster({
+  prefix: 'kt-upgrade-audit-',
+  kubeconfig: { users: [{ name: 'alice', cert: {} }] },
+  seed: (fake) => void fake.create(makePod('web-0', { ageSeconds: 60 })),
+  otlp: true,
 });
 
 async function spansOf(traceId: string): Promise<ReceivedSpan[]> {
   await expect
-    .poll(() => receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), { timeout: 10_000 })
+    .poll(() => cluster.receiver.spans.some((s) => s.traceId === traceId && s.parentSpanId === undefined), {
+      timeout: 10_000,
+    })
     .toBe(true);
-  return receiver.spans.filter((s) => s.traceId === traceId);
+  return cluster.receiver.spans.filter((s) => s.traceId === traceId);
 }
 
 describe.each([
@@ -50,11 +38,11 @@ describe.each([
     const r = await runKubetrail(
       [
         '--kubeconfig',
-        kubeconfig,
+        cluster.kubeconfig,
         '--listen',
         '127.0.0.1:0',
         '--otlp-endpoint',
-        receiver.url,
+        cluster.receiver.url,
         '--',
         kubectlPath('1.33'),
         '--context',
@@ -70,7 +58,7 @@ describe.each([
     expect(r.code, r.stderr).toBe(0);
     const traceId = /\/trace\/([0-9a-f]{32})/.exec(r.stderr)?.[1] ?? '';
     // This command's upgrade, as the apiserver received it: the audit ID it kept is the one sent.
-    const upgraded = fake.requests.filter(
+    const upgraded = cluster.fake.requests.filter(
       (q) => q.path === '/api/v1/namespaces/default/pods/web-0/exec' && q.status === 101 && q.auditId === traceId,
     );
     expect(upgraded).toHaveLength(1);

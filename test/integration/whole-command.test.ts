@@ -3,43 +3,26 @@
  * rewritten kubeconfig, and client-side throttling is inferred from the request times. Real kubectl, the
  * real kubetrail CLI, spans over real OTLP/HTTP.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { KUBECTL_DIR, kubectl, kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
+import type { ReceivedSpan } from '../helpers/otlp-receiver.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 
 const PLUGIN_TOKEN = 'plugin-SECRET-token-4e1d9a';
 const PLUGIN_ARG = 'plugin-SECRET-arg-77c2';
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let dir: string;
-let kubeconfig: string;
-/** PATH with the plugin's directory on it: the kubeconfig names the plugin by its bare name, as gcloud and aws write it. */
-let pluginPath: string;
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-whole-'));
-  receiver = await startOtlpReceiver();
-  fake = await startFakeApiserver({ tokens: { [PLUGIN_TOKEN]: { user: 'pat', groups: ['dev'] } } });
-  const alice = await fake.issueUser('alice', ['dev']);
-  // An exec credential plugin that takes 300 ms, as gke-gcloud-auth-plugin and friends do (and more).
-  const plugin = join(dir, 'slow-auth-plugin');
-  writeFileSync(
-    plugin,
-    `#!/bin/sh\n[ "$1" = "${PLUGIN_ARG}" ] || exit 3\nsleep 0.3\necho ran >> "$0.ran"\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$PLUGIN_TOKEN_VALUE"\n`,
-  );
-  chmodSync(plugin, 0o700);
-  pluginPath = `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`;
-  kubeconfig = await fake.writeKubeconfig(dir, {
+const cluster = withFakeCluster({
+  prefix: 'kt-whole-',
+  apiserver: { tokens: { [PLUGIN_TOKEN]: { user: 'pat', groups: ['dev'] } } },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev'] } },
       {
         name: 'pat',
         exec: {
@@ -49,21 +32,36 @@ beforeAll(async () => {
         },
       },
     ],
-  });
-  for (let i = 0; i < 30; i++) fake.create(makePod(`p${i}`));
+  },
+  seed: (fake, dir) => {
+    // An exec credential plugin that takes 300 ms, as gke-gcloud-auth-plugin and friends do (and more).
+    const plugin = join(dir, 'slow-auth-plugin');
+    writeFileSync(
+      plugin,
+      `#!/bin/sh\n[ "$1" = "${PLUGIN_ARG}" ] || exit 3\nsleep 0.3\necho ran >> "$0.ran"\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$PLUGIN_TOKEN_VALUE"\n`,
+    );
+    chmodSync(plugin, 0o700);
+    for (let i = 0; i < 30; i++) fake.create(makePod(`p${i}`));
+  },
+  otlp: true,
 });
-
-afterAll(async () => {
-  await fake.close();
-  await receiver.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+/** PATH with the plugin's directory on it: the kubeconfig names the plugin by its bare name, as gcloud and aws write it. */
+const pluginPath = (): string => `${cluster.dir}:${process.env.PATH ?? '/usr/bin:/bin'}`;
 
 async function traced(argv: string[], env: Record<string, string> = {}): Promise<RunResult & { traceId: string }> {
   const r = await runKubetrail(
-    ['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url, '--', ...argv],
+    [
+      '--kubeconfig',
+      cluster.kubeconfig,
+      '--listen',
+      '127.0.0.1:0',
+      '--otlp-endpoint',
+      cluster.receiver.url,
+      '--',
+      ...argv,
+    ],
     {
-      env: kubetrailEnv(freshHome(), { PATH: pluginPath, ...env }),
+      env: kubetrailEnv(freshHome(), { PATH: pluginPath(), ...env }),
       timeoutMs: 60_000,
     },
   );
@@ -72,11 +70,11 @@ async function traced(argv: string[], env: Record<string, string> = {}): Promise
 
 async function spansOf(traceId: string): Promise<ReceivedSpan[]> {
   await expect
-    .poll(() => receiver.spans.filter((s) => s.traceId === traceId && s.parentSpanId === undefined).length, {
+    .poll(() => cluster.receiver.spans.filter((s) => s.traceId === traceId && s.parentSpanId === undefined).length, {
       timeout: 10_000,
     })
     .toBe(1);
-  return receiver.spans.filter((s) => s.traceId === traceId);
+  return cluster.receiver.spans.filter((s) => s.traceId === traceId);
 }
 
 const ms = (ns: bigint): number => Number(ns) / 1e6;
@@ -102,7 +100,7 @@ const requestSpans = (spans: ReceivedSpan[], root: ReceivedSpan): ReceivedSpan[]
 describe("the root span is kubectl's life", () => {
   it("lasts at least 90% of kubectl's own wall time, with `kubectl start` and `kubectl output` around the requests and the exit code", async () => {
     // kubectl's wall time measured apart from kubetrail: a shell notes the time around it.
-    const marks = join(dir, 'marks');
+    const marks = join(cluster.dir, 'marks');
     const script = `date +%s%N > ${marks}; ${kubectlPath('1.33')} --context alice get pods; rc=$?; date +%s%N >> ${marks}; exit $rc`;
     const r = await traced(['sh', '-c', script]);
     expect(r.code).toBe(0);
@@ -139,7 +137,7 @@ describe("the root span is kubectl's life", () => {
 
 describe('exec credential plugins, timed by the shim', () => {
   it('shows a 300 ms plugin as a `kubectl credential` span inside the root, before the first request, and exports nothing of its arguments or output', async () => {
-    const ran = join(dir, 'slow-auth-plugin.ran');
+    const ran = join(cluster.dir, 'slow-auth-plugin.ran');
     rmSync(ran, { force: true });
     const r = await traced([kubectlPath('1.33'), '--context', 'pat', 'get', 'pods', 'p1']);
     expect(r.code, r.stderr).toBe(0);
@@ -168,23 +166,23 @@ describe('exec credential plugins, timed by the shim', () => {
     }
     expect(r.stderr).toMatch(/^credential plugin: slow-auth-plugin \d+ms/m);
     const exported = JSON.stringify(spans.map((s) => [s.name, s.attributes, s.events]));
-    for (const secret of [PLUGIN_TOKEN, PLUGIN_ARG, dir]) expect(exported).not.toContain(secret);
+    for (const secret of [PLUGIN_TOKEN, PLUGIN_ARG, cluster.dir]) expect(exported).not.toContain(secret);
     expect(r.stderr).not.toContain(PLUGIN_TOKEN);
   });
 
   it.each([
     ['by its bare name, found on PATH', 'slow-auth-plugin'],
-    ['by path', () => join(dir, 'slow-auth-plugin')],
+    ['by path', () => join(cluster.dir, 'slow-auth-plugin')],
   ] as const)(
     'a failing plugin named %s: kubectl prints what it prints without kubetrail and exits the same',
     async (_, command) => {
       // The plugin exits 3 when its argument is wrong. client-go names the command in its error
       // ("exec: executable slow-auth-plugin failed with exit code 3"): the shim must not show there.
       const cmd = typeof command === 'string' ? command : command();
-      const bad = await fake.writeKubeconfig(join(dir, `bad-${cmd.includes('/') ? 'path' : 'name'}`), {
+      const bad = await cluster.fake.writeKubeconfig(join(cluster.dir, `bad-${cmd.includes('/') ? 'path' : 'name'}`), {
         users: [{ name: 'pat', exec: { command: cmd, args: ['wrong'] } }],
       });
-      const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
+      const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath() } });
       const through = await runKubetrail(
         [
           '--kubeconfig',
@@ -192,7 +190,7 @@ describe('exec credential plugins, timed by the shim', () => {
           '--listen',
           '127.0.0.1:0',
           '--otlp-endpoint',
-          receiver.url,
+          cluster.receiver.url,
           '--quiet',
           '--',
           kubectlPath('1.33'),
@@ -200,7 +198,7 @@ describe('exec credential plugins, timed by the shim', () => {
           'pods',
         ],
         {
-          env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+          env: kubetrailEnv(freshHome(), { PATH: pluginPath() }),
           timeoutMs: 60_000,
         },
       );
@@ -218,7 +216,7 @@ describe('exec credential plugins, timed by the shim', () => {
 
   it('still times a failing plugin named by its bare name; one given by path runs as it is, untimed', async () => {
     const failing = (command: string): Promise<string> =>
-      fake.writeKubeconfig(join(dir, `failing-${command.includes('/') ? 'path' : 'name'}`), {
+      cluster.fake.writeKubeconfig(join(cluster.dir, `failing-${command.includes('/') ? 'path' : 'name'}`), {
         users: [{ name: 'pat', exec: { command, args: ['wrong'] } }],
       });
     const byName = await runKubetrail(
@@ -228,14 +226,14 @@ describe('exec credential plugins, timed by the shim', () => {
         '--listen',
         '127.0.0.1:0',
         '--otlp-endpoint',
-        receiver.url,
+        cluster.receiver.url,
         '--',
         kubectlPath('1.33'),
         'get',
         'pods',
       ],
       {
-        env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+        env: kubetrailEnv(freshHome(), { PATH: pluginPath() }),
         timeoutMs: 60_000,
       },
     );
@@ -244,18 +242,18 @@ describe('exec credential plugins, timed by the shim', () => {
     const byPath = await runKubetrail(
       [
         '--kubeconfig',
-        await failing(join(dir, 'slow-auth-plugin')),
+        await failing(join(cluster.dir, 'slow-auth-plugin')),
         '--listen',
         '127.0.0.1:0',
         '--otlp-endpoint',
-        receiver.url,
+        cluster.receiver.url,
         '--',
         kubectlPath('1.33'),
         'get',
         'pods',
       ],
       {
-        env: kubetrailEnv(freshHome(), { PATH: pluginPath }),
+        env: kubetrailEnv(freshHome(), { PATH: pluginPath() }),
         timeoutMs: 60_000,
       },
     );
@@ -268,7 +266,7 @@ describe('exec credential plugins through a background kubetrail (wrap mode at a
   it("times a plugin named by its bare name, and a failing one's stderr and exit code are kubectl's own", async () => {
     const home = freshHome();
     const port = await unusedPort();
-    const env = kubetrailEnv(home, { PATH: pluginPath, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url });
+    const env = kubetrailEnv(home, { PATH: pluginPath(), OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url });
     const wrapped = (
       kc: string,
       args: string[],
@@ -280,14 +278,14 @@ describe('exec credential plugins through a background kubetrail (wrap mode at a
         { env: { ...env, ...more }, timeoutMs: 60_000 },
       );
     try {
-      const ok = await wrapped(kubeconfig, ['--context', 'pat', 'get', 'pods', 'p1']);
+      const ok = await wrapped(cluster.kubeconfig, ['--context', 'pat', 'get', 'pods', 'p1']);
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stderr).toMatch(/^kubetrail: started a background kubetrail/m);
       expect(ok.stderr).toMatch(/^credential plugin: slow-auth-plugin \d+ms/m);
-      const bad = await fake.writeKubeconfig(join(dir, 'bad-background'), {
+      const bad = await cluster.fake.writeKubeconfig(join(cluster.dir, 'bad-background'), {
         users: [{ name: 'pat', exec: { command: 'slow-auth-plugin', args: ['wrong'] } }],
       });
-      const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath } });
+      const direct = await kubectl(['get', 'pods'], { kubeconfig: bad, env: { PATH: pluginPath() } });
       // A discovery cache of its own, as direct has: the first command filled HOME's for this server URL.
       const through = await wrapped(bad, ['get', 'pods'], ['--quiet'], { KUBECACHEDIR: join(home, 'cache-for-bad') });
       expect(through.code).toBe(direct.code);
@@ -373,7 +371,7 @@ describe('client-side throttling, inferred', () => {
 
 describe("the server's side", () => {
   it("groups 429s with Retry-After and kubectl's retries into one `apf rejected` finding; APF headers are on the request span", async () => {
-    fake.setFault({ path: /\/namespaces\/default\/pods\?/, status: 429, retryAfter: 1, times: 2 });
+    cluster.fake.setFault({ path: /\/namespaces\/default\/pods\?/, status: 429, retryAfter: 1, times: 2 });
     try {
       const r = await traced([kubectlPath('1.33'), '--context', 'alice', 'get', 'pods']);
       expect(r.code).toBe(0);
@@ -383,16 +381,16 @@ describe("the server's side", () => {
       expect(lists.map((s) => s.attributes['http.response.status_code'])).toEqual([429, 429, 200]);
       expect(lists[2]?.attributes['kube.apf.flow_schema_uid']).toEqual(expect.any(String));
     } finally {
-      fake.setFault(null);
+      cluster.fake.setFault(null);
     }
   });
 });
 
 describe('pod phases', () => {
   it('counts what the server sent, per phase, summed over pages, on each decode span and the root', async () => {
-    for (let i = 0; i < 520; i++) fake.create(makePod(`run-${i}`, { namespace: 'phases' }));
-    for (let i = 0; i < 7; i++) fake.create(makePod(`wait-${i}`, { namespace: 'phases', phase: 'Pending' }));
-    for (let i = 0; i < 3; i++) fake.create(makePod(`done-${i}`, { namespace: 'phases', phase: 'Succeeded' }));
+    for (let i = 0; i < 520; i++) cluster.fake.create(makePod(`run-${i}`, { namespace: 'phases' }));
+    for (let i = 0; i < 7; i++) cluster.fake.create(makePod(`wait-${i}`, { namespace: 'phases', phase: 'Pending' }));
+    for (let i = 0; i < 3; i++) cluster.fake.create(makePod(`done-${i}`, { namespace: 'phases', phase: 'Succeeded' }));
     const r = await traced([kubectlPath('1.33'), '--context', 'alice', 'get', 'pods', '-n', 'phases']);
     expect(r.code).toBe(0);
     const spans = await spansOf(r.traceId);
