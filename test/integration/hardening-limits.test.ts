@@ -6,10 +6,8 @@
  * and one line says so. Real TLS with per-run certificates, the stand-in apiserver, an in-process proxy.
  * The flood with its RSS figures is hardening-flood.test.ts.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as h2Connect } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,15 +16,20 @@ import { buildRoutes } from '../../src/kubeconfig/rewrite.ts';
 import { ensureLocalPki } from '../../src/pki/local-ca.ts';
 import { SNI_SUFFIX, type Routes } from '../../src/proxy/routing.ts';
 import { startProxy, type ConnectionLimits, type RunningProxy } from '../../src/proxy/server.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 
 const TOKEN = 'kt-limits-token';
 const LIMITS: ConnectionLimits = { maxConnections: 8, handshakeMs: 400, firstRequestMs: 600, idleMs: 800 };
 /** Longer than every limit above, with room for a loaded machine. */
 const LONGER = 2500;
 
-let dir: string;
-let fake: FakeApiserver;
+const cluster = withFakeCluster({
+  prefix: 'kt-limits-',
+  apiserver: { tokens: { [TOKEN]: { user: 'limits' } } },
+  kubeconfig: { users: [{ name: 'u', token: TOKEN }] },
+  seed: (fake) => void fake.create(makePod('web-0')),
+});
 let routes: Routes;
 let proxy: RunningProxy;
 let caPem: string;
@@ -35,12 +38,8 @@ const notices: string[] = [];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kt-limits-'));
-  fake = await startFakeApiserver({ tokens: { [TOKEN]: { user: 'limits' } } });
-  fake.create(makePod('web-0'));
-  const kubeconfig = await fake.writeKubeconfig(join(dir, 'kc'), { users: [{ name: 'u', token: TOKEN }] });
-  routes = buildRoutes(loadKubeconfig({ explicitPath: kubeconfig, env: {} }));
-  const pki = await ensureLocalPki(join(dir, 'state'));
+  routes = buildRoutes(loadKubeconfig({ explicitPath: cluster.kubeconfig, env: {} }));
+  const pki = await ensureLocalPki(join(cluster.dir, 'state'));
   caPem = pki.caPem;
   proxy = await startProxy({
     routes,
@@ -54,8 +53,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy.close();
-  await fake.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function routeId(): string {
@@ -206,7 +203,7 @@ describe('what a connection can hold, and for how long (item 8)', () => {
     expect(gotEx()).toMatch(/^HTTP\/1\.1 101 /);
     expect(w1.closed || ex.closed || session.closed).toBe(false);
     expect(gotEx()).not.toContain('408');
-    fake.create(makePod('web-late'));
+    cluster.fake.create(makePod('web-late'));
     expect(await until(() => got1().includes('web-late') && got2.includes('web-late'))).toBe(true);
     w1.destroy();
     ex.destroy();

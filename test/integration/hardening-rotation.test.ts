@@ -4,47 +4,43 @@
  * must present the matching key pair upstream, not answer "You must be logged in". Real kubectl, real TLS,
  * certificates made per run by the stand-in apiserver's client CA.
  */
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKubetrailProcess, type KubetrailProcess } from '../../scripts/soak.ts';
 import { issueCert, type KeyPairPem } from '../../src/pki/certs.ts';
 import { freshHome } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 
 describe('a client certificate rotated while kubetrail runs (item 7)', () => {
-  let dir: string;
-  let fake: FakeApiserver;
-  let kubeconfig: string;
+  const cluster = withFakeCluster({
+    prefix: 'kt-rotate-',
+    kubeconfig: { users: [{ name: 'alice', cert: {} }] },
+    seed: (fake) => void fake.create(makePod('web-0')),
+  });
   let kt: KubetrailProcess | undefined;
-  const certFile = (): string => join(dir, 'alice.crt');
-  const keyFile = (): string => join(dir, 'alice.key');
+  const certFile = (): string => join(cluster.dir, 'alice.crt');
+  const keyFile = (): string => join(cluster.dir, 'alice.key');
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kt-rotate-'));
-    fake = await startFakeApiserver();
-    fake.create(makePod('web-0'));
-    kubeconfig = await fake.writeKubeconfig(dir, { users: [{ name: 'alice', cert: await fake.issueUser('alice') }] });
-    kt = await startKubetrailProcess({ kubeconfig, home: freshHome(), args: ['--quiet'] });
+    kt = await startKubetrailProcess({ kubeconfig: cluster.kubeconfig, home: freshHome(), args: ['--quiet'] });
   });
   afterAll(async () => {
     await kt?.stop();
-    await fake.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   /** `kubectl get pods` through the running kubetrail, and which certificate the apiserver saw. */
   async function getPods(): Promise<{ code: number; stderr: string; cns: (string | undefined)[] }> {
     if (!kt) throw new Error('no kubetrail');
-    const mark = fake.requests.length;
+    const mark = cluster.fake.requests.length;
     const r = await kubectl(['get', 'pods', '-o', 'name'], {
       kubeconfig: kt.kubeconfig,
       home: freshHome(),
       timeoutMs: 30_000,
     });
-    return { code: r.code, stderr: r.stderr, cns: fake.requests.slice(mark).map((q) => q.clientCertCN) };
+    return { code: r.code, stderr: r.stderr, cns: cluster.fake.requests.slice(mark).map((q) => q.clientCertCN) };
   }
 
   function install(pair: KeyPairPem, how: 'in place' | 'renamed'): void {
@@ -65,7 +61,7 @@ describe('a client certificate rotated while kubetrail runs (item 7)', () => {
     expect(before.code, before.stderr).toBe(0);
     expect(before.cns).toContain('alice');
 
-    const sameKey = await issueCert(fake.ca, {
+    const sameKey = await issueCert(cluster.fake.ca, {
       commonName: 'alice',
       usage: 'client',
       keyPem: readFileSync(keyFile(), 'utf8'),
@@ -79,7 +75,7 @@ describe('a client certificate rotated while kubetrail runs (item 7)', () => {
       JSON.stringify(afterSameKey.cns),
     ).toBe(true);
 
-    install(await fake.issueUser('alice'), 'renamed');
+    install(await cluster.fake.issueUser('alice'), 'renamed');
     const afterNewKey = await getPods();
     expect(afterNewKey.code, afterNewKey.stderr).toBe(0);
     expect(

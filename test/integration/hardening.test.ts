@@ -34,6 +34,7 @@ import { parse, stringify } from 'yaml';
 import { startKubetrailProcess, type KubetrailProcess } from '../../scripts/soak.ts';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { alive } from '../helpers/global-tmp.ts';
 import { kubectlPath } from '../helpers/kubectl.ts';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
@@ -252,22 +253,18 @@ function startWrapped(
 }
 
 describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
-  let fake: FakeApiserver;
-  let kubeconfig: string;
-  beforeAll(async () => {
-    fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-    kubeconfig = await fake.writeKubeconfig(join(dir, 'busy'), { users: [{ name: 'tina', token: 'tina-token' }] });
-    fake.create(makePod('web-0'));
-  });
-  afterAll(async () => {
-    await fake.close();
+  const cluster = withFakeCluster({
+    prefix: 'kt-hard-busy-',
+    apiserver: { tokens: { 'tina-token': { user: 'tina' } } },
+    kubeconfig: { users: [{ name: 'tina', token: 'tina-token' }] },
+    seed: (fake) => void fake.create(makePod('web-0')),
   });
 
   it("start refuses to stop it while another terminal's watch runs; `kubetrail stop` does, and the cut watch exits non-zero, saying so", async () => {
     const home = freshHome();
     const env = kubetrailEnv(home, { OTEL_SDK_DISABLED: 'true' });
     const port = await unusedPort();
-    const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
+    const common = ['--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${port}`];
     const watch = startWrapped(
       [...common, '--quiet', '--', kubectlPath('1.33'), 'get', 'pods', '-w', '-o', 'name'],
       env,
@@ -284,7 +281,7 @@ describe('a busy background kubetrail and `kubetrail start` (item 6)', () => {
       );
       expect(alive(state.pid)).toBe(true);
       // The watch still sees changes.
-      fake.create(makePod('web-1'));
+      cluster.fake.create(makePod('web-1'));
       await expect.poll(watch.stdout, { timeout: 10_000 }).toBe('pod/web-0\npod/web-1\n');
 
       // The user says so: the watch is cut, and does not end like a complete one.
@@ -375,17 +372,11 @@ describe('a start lock held by a live pid (item 9)', () => {
 });
 
 describe('a running kubetrail with other telemetry settings (item 5)', () => {
-  let fake: FakeApiserver;
-  let kubeconfig: string;
-  beforeAll(async () => {
-    fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-    kubeconfig = await fake.writeKubeconfig(join(dir, 'collectors'), {
-      users: [{ name: 'tina', token: 'tina-token' }],
-    });
-    fake.create(makePod('web-0'));
-  });
-  afterAll(async () => {
-    await fake.close();
+  const cluster = withFakeCluster({
+    prefix: 'kt-hard-collectors-',
+    apiserver: { tokens: { 'tina-token': { user: 'tina' } } },
+    kubeconfig: { users: [{ name: 'tina', token: 'tina-token' }] },
+    seed: (fake) => void fake.create(makePod('web-0')),
   });
 
   it.each([
@@ -398,7 +389,7 @@ describe('a running kubetrail with other telemetry settings (item 5)', () => {
       const home = freshHome();
       const env = kubetrailEnv(home);
       const port = await unusedPort();
-      const common = ['--kubeconfig', kubeconfig, '--listen', `127.0.0.1:${port}`];
+      const common = ['--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${port}`];
       let start: ReturnType<typeof startWrapped> | undefined;
       try {
         if (kind === 'background') {

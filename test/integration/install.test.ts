@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshHome } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
 import { MIN_NODE_MAJOR } from '../../src/cli/node-version.ts';
 
@@ -56,11 +56,14 @@ function oldNode(): string | undefined {
   return undefined;
 }
 
+const cluster = withFakeCluster({
+  prefix: 'kt-install-kube-',
+  kubeconfig: { users: [{ name: 'alice', cert: { groups: ['dev'] } }] },
+  seed: (fake) => void fake.create(makePod('web-0', { ageSeconds: 86_400 })),
+  otlp: true,
+});
 let work: string;
 let prefix: string;
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let kubeconfig: string;
 let packed: RunResult;
 let installed: RunResult;
 
@@ -83,11 +86,6 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'kt-install-'));
   chmodSync(work, 0o755);
   prefix = join(work, 'prefix');
-  fake = await startFakeApiserver();
-  const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(join(work, 'kube'), { users: [{ name: 'alice', cert: alice }] });
-  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
-  receiver = await startOtlpReceiver();
 
   const npmEnv: NodeJS.ProcessEnv = {
     // npm and this Node 24 from the clone's toolchain, as after `npm ci`.
@@ -107,9 +105,7 @@ beforeAll(async () => {
   installed = packed.code === 0 ? await sh(INSTALL_LINES.install, npmEnv, work) : packed;
 }, 240_000);
 
-afterAll(async () => {
-  await fake?.close();
-  await receiver?.close();
+afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -141,11 +137,11 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
     const env: NodeJS.ProcessEnv = {
       PATH: userPath(process.execPath),
       HOME: home,
-      KUBECONFIG: kubeconfig,
+      KUBECONFIG: cluster.kubeconfig,
       KUBETRAIL_STATE_DIR: join(home, 'state'),
       KUBETRAIL_LISTEN: '127.0.0.1:0',
       KUBETRAIL_LINGER: '0',
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url,
       NO_COLOR: '1',
     };
     const version = await sh('kubetrail --version', env, cwd, 30_000);
@@ -156,7 +152,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
     expect(doctor.stdout.toString() + doctor.stderr).toMatch(/through kubetrail/i);
     expect(doctor.code, doctor.stdout.toString() + doctor.stderr).toBe(0);
 
-    const direct = await kubectl(['get', 'pods'], { kubeconfig });
+    const direct = await kubectl(['get', 'pods'], { kubeconfig: cluster.kubeconfig });
     const wrapped = await sh(INSTALL_LINES.wrap, env, cwd, 60_000);
     expect(wrapped.code, wrapped.stderr).toBe(direct.code);
     expect(wrapped.stdout.toString()).toBe(direct.stdout.toString());
@@ -172,7 +168,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
       const env: NodeJS.ProcessEnv = {
         PATH: userPath(oldNode() ?? ''),
         HOME: home,
-        KUBECONFIG: kubeconfig,
+        KUBECONFIG: cluster.kubeconfig,
         KUBETRAIL_STATE_DIR: join(home, 'state'),
       };
       const r = await sh(INSTALL_LINES.wrap, env, mkdtempSync(join(work, 'old-')), 30_000);

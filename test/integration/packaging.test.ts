@@ -35,17 +35,30 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { freshHome } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 import { runProcess } from '../helpers/run-kubetrail.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const KUBECTL_TRAIL_SRC = join(REPO, 'src', 'bin', 'kubectl-trail.ts');
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
+const cluster = withFakeCluster({
+  prefix: 'kt-pkg-kube-',
+  apiserver: { tokens: { 'tina-token': { user: 'tina' } } },
+  kubeconfig: {
+    users: [
+      { name: 'alice', cert: { groups: ['dev'] } },
+      { name: 'tina', token: 'tina-token' },
+    ],
+  },
+  seed: (fake) => {
+    fake.create(makePod('web-0', { ageSeconds: 86_400 }));
+    fake.create(makePod('web-1', { ageSeconds: 3_600 }));
+  },
+  otlp: true,
+});
 let work: string;
 /** A self-contained kubeconfig (certificates inline), as `kubectl config view --raw --flatten` writes it. */
 let flat: string;
@@ -53,30 +66,17 @@ let flat: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'kt-pkg-'));
   chmodSync(work, 0o755);
-  fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-  const alice = await fake.issueUser('alice', ['dev']);
-  const kc = await fake.writeKubeconfig(join(work, 'kube'), {
-    users: [
-      { name: 'alice', cert: alice },
-      { name: 'tina', token: 'tina-token' },
-    ],
-  });
-  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
-  fake.create(makePod('web-1', { ageSeconds: 3_600 }));
   // The docs tell Docker users to mount a flattened kubeconfig: make it the way they will.
   const view = await runProcess(kubectlPath('1.33'), ['config', 'view', '--raw', '--flatten'], {
-    env: { PATH: process.env.PATH ?? '', HOME: freshHome(), KUBECONFIG: kc },
+    env: { PATH: process.env.PATH ?? '', HOME: freshHome(), KUBECONFIG: cluster.kubeconfig },
   });
   expect(view.code, view.stderr).toBe(0);
   flat = join(work, 'flat.kubeconfig');
   writeFileSync(flat, view.stdout, { mode: 0o600 });
   expect(view.stdout.toString()).toContain('client-certificate-data:');
-  receiver = await startOtlpReceiver();
 });
 
-afterAll(async () => {
-  await fake?.close();
-  await receiver?.close();
+afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -103,7 +103,7 @@ async function pluginRun(bin: string): Promise<{
     // kubetrail's own options reach the plugin through the environment (every argument is kubectl's).
     KUBETRAIL_STATE_DIR: join(home, 'state'),
     KUBETRAIL_LISTEN: '127.0.0.1:0',
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url,
     NO_COLOR: '1',
   };
   const list = await runProcess(join(bin, 'kubectl'), ['plugin', 'list'], { env });
@@ -421,7 +421,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
       ...Object.fromEntries(
         Object.entries(svc?.environment ?? {}).map(([k, v]) => [
           k,
-          v.replace('http://jaeger:4318', receiver.url.replace(/\/v1\/traces$/, '')),
+          v.replace('http://jaeger:4318', cluster.receiver.url.replace(/\/v1\/traces$/, '')),
         ]),
       ),
       ...extra,
@@ -480,11 +480,11 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
       expect(rewritten.clusters[0]?.cluster.server).toMatch(new RegExp(`^https://127\\.0\\.0\\.1:${port}/c/`));
 
       const direct = await kubectl(['get', 'pods'], { kubeconfig: flat });
-      const mark = fake.requests.length;
+      const mark = cluster.fake.requests.length;
       const viaImage = await kubectl(['get', 'pods'], { kubeconfig: hostKubeconfig });
       expect(viaImage.code, viaImage.stderr).toBe(0);
       expect(viaImage.stdout.toString()).toBe(direct.stdout.toString());
-      expect(fake.requests.slice(mark).map((r) => r.user)).toContain('alice');
+      expect(cluster.fake.requests.slice(mark).map((r) => r.user)).toContain('alice');
 
       // `start` logs one line per request, then the command's Jaeger link (compose's KUBETRAIL_JAEGER_URL).
       await expect
@@ -526,7 +526,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
       // docker stop: SIGTERM; spans flushed to the collector on the way out.
       server.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(receiver.spans.some((s) => s.traceId === traceId && s.name === 'kubectl get')).toBe(true);
+      expect(cluster.receiver.spans.some((s) => s.traceId === traceId && s.name === 'kubectl get')).toBe(true);
       expect(err).not.toMatch(/error|cannot export/i);
     } finally {
       server.kill('SIGKILL');

@@ -27,9 +27,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { OPTIONS, type OptionDef } from '../../src/config/schema.ts';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
-import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { makePod } from '../helpers/fake-apiserver.ts';
+import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
-import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { KUBETRAIL_BIN, runKubetrail, runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { isBuilt } from '../e2e/stack/build.ts';
@@ -239,22 +239,12 @@ describe('every documented command is exercised', () => {
 
 // ---- the stand-in cluster, and an environment in which README lines run as written -------------------
 
-let fake: FakeApiserver;
-let receiver: OtlpReceiver;
-let jaeger: HttpServer;
-let jaegerUrl: string;
-let work: string;
-let kubeconfig: string;
-/** First on PATH: `kubectl` (the real 1.33), `node` (Node 24), and `npx` running this checkout's kubetrail. */
-let bin: string;
-
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'kt-readme-'));
-  fake = await startFakeApiserver({ tokens: { 'tina-token': { user: 'tina' } } });
-  const alice = await fake.issueUser('alice', ['dev']);
-  kubeconfig = await fake.writeKubeconfig(join(work, 'kube'), {
+const cluster = withFakeCluster({
+  prefix: 'kt-readme-kube-',
+  apiserver: { tokens: { 'tina-token': { user: 'tina' } } },
+  kubeconfig: {
     users: [
-      { name: 'alice', cert: alice },
+      { name: 'alice', cert: { groups: ['dev'] } },
       { name: 'tina', token: 'tina-token' },
     ],
     contexts: [
@@ -262,10 +252,21 @@ beforeAll(async () => {
       { name: 'tina', user: 'tina' },
       { name: 'staging', user: 'tina', namespace: 'kube-system' },
     ],
-  });
-  fake.create(makePod('web-0', { ageSeconds: 86_400 }));
-  fake.create(makePod('dns-0', { namespace: 'kube-system', ageSeconds: 7_200 }));
-  receiver = await startOtlpReceiver();
+  },
+  seed: (fake) => {
+    fake.create(makePod('web-0', { ageSeconds: 86_400 }));
+    fake.create(makePod('dns-0', { namespace: 'kube-system', ageSeconds: 7_200 }));
+  },
+  otlp: true,
+});
+let jaeger: HttpServer;
+let jaegerUrl: string;
+let work: string;
+/** First on PATH: `kubectl` (the real 1.33), `node` (Node 24), and `npx` running this checkout's kubetrail. */
+let bin: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'kt-readme-'));
   jaeger = createHttpServer((_q, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end('<title>Jaeger UI</title>');
@@ -285,8 +286,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await fake?.close();
-  await receiver?.close();
   await new Promise((r) => jaeger?.close(r));
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -296,8 +295,8 @@ function userEnv(home: string, extra: Record<string, string> = {}): NodeJS.Proce
   return {
     PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
     HOME: home,
-    KUBECONFIG: kubeconfig,
-    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, ''),
+    KUBECONFIG: cluster.kubeconfig,
+    OTEL_EXPORTER_OTLP_ENDPOINT: cluster.receiver.url.replace(/\/v1\/traces$/, ''),
     KUBETRAIL_JAEGER_URL: jaegerUrl,
     NO_COLOR: '1',
     ...extra,
@@ -309,7 +308,7 @@ function sh(line: string, env: NodeJS.ProcessEnv, cwd = REPO): Promise<RunResult
 }
 
 async function direct(args: string[]): Promise<string> {
-  const r = await kubectl(args, { kubeconfig });
+  const r = await kubectl(args, { kubeconfig: cluster.kubeconfig });
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.toString();
 }
@@ -339,14 +338,14 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
   it('npx kubetrail --context staging --quiet -- kubectl get pods -A; npx kubetrail kubeconfig', async () => {
     const home = freshHome();
     const env = userEnv(home, { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` });
-    const before = receiver.spans.length;
+    const before = cluster.receiver.spans.length;
     const r = await run('npx kubetrail --context staging --quiet -- kubectl get pods -A', env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout.toString()).toBe(await direct(['--context', 'staging', 'get', 'pods', '-A']));
     expect(r.stdout.toString()).toMatch(/^NAMESPACE +NAME .*\ndefault +web-0 .*\nkube-system +dns-0 /);
     // quiet on the terminal, but the trace is exported
-    expect(receiver.spans.slice(before).some((s) => s.name === 'kubectl get')).toBe(true);
+    expect(cluster.receiver.spans.slice(before).some((s) => s.name === 'kubectl get')).toBe(true);
 
     const k = await run('npx kubetrail kubeconfig', env);
     expect(k.code, k.stderr).toBe(0);
@@ -377,13 +376,13 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
     // The state file \`npm run stack -- up\` leaves (one of an older version: its env has no
     // KUBETRAIL_JAEGER_URL), with the stand-in apiserver, collector and Jaeger as the stack's.
     const runDir = mkdtempSync(join(work, 'stack-'));
-    const otlpHttpEndpoint = receiver.url.replace(/\/v1\/traces$/, '');
+    const otlpHttpEndpoint = cluster.receiver.url.replace(/\/v1\/traces$/, '');
     const info = {
       runDir,
-      kubeconfig,
+      kubeconfig: cluster.kubeconfig,
       otlpHttpEndpoint,
       jaegerUrl,
-      env: { KUBECONFIG: kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: otlpHttpEndpoint, JAEGER_URL: jaegerUrl },
+      env: { KUBECONFIG: cluster.kubeconfig, OTEL_EXPORTER_OTLP_ENDPOINT: otlpHttpEndpoint, JAEGER_URL: jaegerUrl },
     };
     writeFileSync(join(runDir, 'state.json'), JSON.stringify({ info, procs: [] }));
     const env = {
@@ -427,7 +426,7 @@ describe('the flag table (docs/reference.md)', () => {
     const dir = freshHome();
     return {
       dir,
-      env: { ...kubetrailEnv(dir), OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, '') },
+      env: { ...kubetrailEnv(dir), OTEL_EXPORTER_OTLP_ENDPOINT: cluster.receiver.url.replace(/\/v1\/traces$/, '') },
     };
   };
   const rewritten = async (
@@ -444,7 +443,7 @@ describe('the flag table (docs/reference.md)', () => {
   };
   const wrapped = (args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> =>
     runKubetrail([...args, '--', kubectlPath('1.33'), 'get', 'pods', '-o', 'name'], {
-      env: { ...env, KUBECONFIG: kubeconfig },
+      env: { ...env, KUBECONFIG: cluster.kubeconfig },
     });
 
   const FLAGS: Record<string, { env: string[]; run: () => Promise<void> }> = {
@@ -464,19 +463,21 @@ describe('the flag table (docs/reference.md)', () => {
       env: ['KUBECONFIG'],
       async run() {
         const h = home();
-        expect((await rewritten(['--kubeconfig', kubeconfig], h.env)).doc.clusters.map((c) => c.name)).toEqual([
+        expect((await rewritten(['--kubeconfig', cluster.kubeconfig], h.env)).doc.clusters.map((c) => c.name)).toEqual([
           'fake',
         ]);
-        expect((await rewritten([], { ...h.env, KUBECONFIG: kubeconfig })).doc.clusters.map((c) => c.name)).toEqual([
-          'fake',
-        ]);
+        expect(
+          (await rewritten([], { ...h.env, KUBECONFIG: cluster.kubeconfig })).doc.clusters.map((c) => c.name),
+        ).toEqual(['fake']);
       },
     },
     context: {
       env: [],
       async run() {
         expect(
-          (await rewritten(['--kubeconfig', kubeconfig, '--context', 'tina'], home().env)).doc['current-context'],
+          (await rewritten(['--kubeconfig', cluster.kubeconfig, '--context', 'tina'], home().env)).doc[
+            'current-context'
+          ],
         ).toBe('tina');
       },
     },
@@ -485,11 +486,11 @@ describe('the flag table (docs/reference.md)', () => {
       async run() {
         const h = home();
         expect(
-          (await rewritten(['--kubeconfig', kubeconfig, '--listen', '127.0.0.1:23456'], h.env)).doc.clusters[0]?.cluster
-            .server,
+          (await rewritten(['--kubeconfig', cluster.kubeconfig, '--listen', '127.0.0.1:23456'], h.env)).doc.clusters[0]
+            ?.cluster.server,
         ).toMatch(/^https:\/\/127\.0\.0\.1:23456\/c\//);
         expect(
-          (await rewritten(['--kubeconfig', kubeconfig], { ...h.env, KUBETRAIL_LISTEN: '127.0.0.1:23457' })).doc
+          (await rewritten(['--kubeconfig', cluster.kubeconfig], { ...h.env, KUBETRAIL_LISTEN: '127.0.0.1:23457' })).doc
             .clusters[0]?.cluster.server,
         ).toMatch(/^https:\/\/127\.0\.0\.1:23457\/c\//);
       },
@@ -498,14 +499,21 @@ describe('the flag table (docs/reference.md)', () => {
       env: [],
       async run() {
         const h = home();
-        const refused = await runKubetrail(['kubeconfig', '--kubeconfig', kubeconfig, '--listen', '0.0.0.0:23456'], {
-          env: h.env,
-        });
+        const refused = await runKubetrail(
+          ['kubeconfig', '--kubeconfig', cluster.kubeconfig, '--listen', '0.0.0.0:23456'],
+          {
+            env: h.env,
+          },
+        );
         expect(refused.code).toBe(2);
         expect(refused.stderr).toMatch(/is not a loopback address: .*add --allow-non-loopback if you mean it/);
         expect(
-          (await rewritten(['--kubeconfig', kubeconfig, '--listen', '0.0.0.0:23456', '--allow-non-loopback'], h.env))
-            .doc.clusters[0]?.cluster.server,
+          (
+            await rewritten(
+              ['--kubeconfig', cluster.kubeconfig, '--listen', '0.0.0.0:23456', '--allow-non-loopback'],
+              h.env,
+            )
+          ).doc.clusters[0]?.cluster.server,
         ).toMatch(/^https:\/\/0\.0\.0\.0:23456\/c\//);
       },
     },
@@ -515,7 +523,7 @@ describe('the flag table (docs/reference.md)', () => {
         const h = home();
         const dir = join(h.dir, 'elsewhere');
         expect(
-          (await rewritten(['--kubeconfig', kubeconfig, '--state-dir', dir], h.env)).path.startsWith(
+          (await rewritten(['--kubeconfig', cluster.kubeconfig, '--state-dir', dir], h.env)).path.startsWith(
             `${dir}/kubeconfigs/`,
           ),
         ).toBe(true);
@@ -523,9 +531,9 @@ describe('the flag table (docs/reference.md)', () => {
         expect(statSync(join(dir, 'ca.pem')).mode & 0o777).toBe(0o600);
         const other = join(h.dir, 'from-env');
         expect(
-          (await rewritten(['--kubeconfig', kubeconfig], { ...h.env, KUBETRAIL_STATE_DIR: other })).path.startsWith(
-            `${other}/kubeconfigs/`,
-          ),
+          (
+            await rewritten(['--kubeconfig', cluster.kubeconfig], { ...h.env, KUBETRAIL_STATE_DIR: other })
+          ).path.startsWith(`${other}/kubeconfigs/`),
         ).toBe(true);
       },
     },
@@ -536,17 +544,22 @@ describe('the flag table (docs/reference.md)', () => {
         const exported = async (r: RunResult): Promise<void> => {
           const id = traceLink.exec(r.stderr)?.[2];
           await expect
-            .poll(() => receiver.spans.some((s) => s.traceId === id && s.name === 'kubectl get'), { timeout: 5000 })
+            .poll(() => cluster.receiver.spans.some((s) => s.traceId === id && s.name === 'kubectl get'), {
+              timeout: 5000,
+            })
             .toBe(true);
         };
-        await exported(await wrapped(['--listen', '127.0.0.1:0', '--otlp-endpoint', receiver.url], env));
+        await exported(await wrapped(['--listen', '127.0.0.1:0', '--otlp-endpoint', cluster.receiver.url], env));
         await exported(
-          await wrapped(['--listen', '127.0.0.1:0'], { ...env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.url }),
+          await wrapped(['--listen', '127.0.0.1:0'], {
+            ...env,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url,
+          }),
         );
         await exported(
           await wrapped(['--listen', '127.0.0.1:0'], {
             ...env,
-            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url.replace(/\/v1\/traces$/, ''),
+            OTEL_EXPORTER_OTLP_ENDPOINT: cluster.receiver.url.replace(/\/v1\/traces$/, ''),
           }),
         );
       },
@@ -628,7 +641,16 @@ describe('the flag table (docs/reference.md)', () => {
         const h = home();
         const child = spawn(
           process.execPath,
-          [KUBETRAIL_BIN, 'start', '--kubeconfig', kubeconfig, '--listen', '127.0.0.1:0', '--session-idle-ms', '200'],
+          [
+            KUBETRAIL_BIN,
+            'start',
+            '--kubeconfig',
+            cluster.kubeconfig,
+            '--listen',
+            '127.0.0.1:0',
+            '--session-idle-ms',
+            '200',
+          ],
           { env: h.env, stdio: ['ignore', 'pipe', 'pipe'] },
         );
         let out = '';
