@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makePod, startFakeApiserver, type FakeApiserver } from '../helpers/fake-apiserver.ts';
+import { expectLifecycle, recordLifecycle } from '../helpers/lifecycle.ts';
 import { loadKubeconfig } from '../../src/kubeconfig/load.ts';
 import { buildRoutes } from '../../src/kubeconfig/rewrite.ts';
 import { ensureLocalPki } from '../../src/pki/local-ca.ts';
@@ -38,17 +39,18 @@ it("close() resolves only once a large answer's end, decoded, is published", asy
   const id = [...routes.clusters.keys()][0] ?? '';
   const pki = await ensureLocalPki(join(dir, 'pki'));
   const ends: RequestEnd[] = [];
+  const lifecycle = recordLifecycle();
   const proxy = await startProxy({
     routes,
     pki,
     host: '127.0.0.1',
     port: 0,
-    observer: {
+    observer: lifecycle.observer({
       onRequestStart: () => undefined,
       onUpstreamConnected: () => undefined,
       onResponseStart: () => undefined,
       onRequestEnd: (_id, ev) => void ends.push(ev),
-    },
+    }),
   });
   // The whole list (identity: several MB, far above what is decoded inline at the end), read to its last
   // byte, then the connection closed at once, as kubectl does when it exits.
@@ -72,4 +74,5 @@ it("close() resolves only once a large answer's end, decoded, is published", asy
   await proxy.close();
   expect(ends).toHaveLength(1);
   expect(ends[0]).toMatchObject({ outcome: 'complete', decode: { kind: 'PodList', items: PODS } });
+  expectLifecycle(lifecycle.events);
 });
