@@ -5,8 +5,9 @@
  *
  * The seams (docs/lifecycle.md): routing.ts (which cluster), identity.ts (as whom), exchange.ts (one
  * request's state and stage events), forward.ts with forward-http1.ts and forward-h2.ts (plain requests),
- * tunnel.ts (upgrades), control.ts (kubetrail's own endpoints), upstream.ts (connections to apiservers).
- * This file listens and closes. The core publishes stage events (events.ts) and never imports telemetry.
+ * tunnel.ts (upgrades), control.ts (kubetrail's own endpoints), upstream.ts (connections to apiservers),
+ * limits.ts (what a connection can hold, and for how long). This file listens and closes. The core
+ * publishes stage events (events.ts) and never imports telemetry.
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttp2Server, type ServerHttp2Session } from 'node:http2';
@@ -22,6 +23,7 @@ import { OwnUpstreams, SharedUpstreams } from './connection.ts';
 import { isH2Request, type DownstreamRequest, type DownstreamResponse } from './exchange.ts';
 import { forwardRequest, type ForwardContext } from './forward.ts';
 import { PeerIdentities } from './identity.ts';
+import { capConnections, closeWhenIdle, DEFAULT_LIMITS, type ConnectionLimits } from './limits.ts';
 import { uniqueRouteAddresses, usesRouteAddresses, type Routes } from './routing.ts';
 import { sendStatus } from './status.ts';
 import { decodesSettled } from './tap.ts';
@@ -32,6 +34,8 @@ import {
   MAX_RESPONSE_HEAD_BYTES,
   UpstreamPool,
 } from './upstream.ts';
+
+export type { ConnectionLimits } from './limits.ts';
 
 export interface ProxyOptions {
   routes: Routes;
@@ -51,41 +55,11 @@ export interface ProxyOptions {
    * Off by default: each kubectl connection gets its own, so connect and TLS are what kubectl would pay.
    */
   reuseUpstream?: boolean | undefined;
-  /** Bounds on connections (defaults: DEFAULT_LIMITS); tests shorten them. */
+  /** Bounds on connections (defaults: limits.ts DEFAULT_LIMITS); tests shorten them. */
   limits?: Partial<ConnectionLimits> | undefined;
   /** A line for the user (the connection cap reached); never a secret. */
   onNotice?: (line: string) => void;
 }
-
-/**
- * What one kubectl connection (or anything else that connects) can hold, and for how long
- * (docs/security.md "Limits"). Without them a flood of connections that never finish TLS, never send a
- * request or sit idle held ~45-70 kB each for ever. Open requests are never timed out: a watch, a
- * `logs -f` or an exec tunnel stays open as long as both ends want it.
- */
-export interface ConnectionLimits {
-  /** Connections open at once; new ones are closed while the listener is at the cap, never an open one. */
-  maxConnections: number;
-  /** The TLS handshake must finish within this. */
-  handshakeMs: number;
-  /** A connection's first request head must be complete within this (the kube-apiserver's ReadHeaderTimeout: 32 s). */
-  firstRequestMs: number;
-  /** A connection with no request open is closed after this (HTTP/1.1 keep-alive; an HTTP/2 connection with no stream). */
-  idleMs: number;
-}
-
-export const DEFAULT_LIMITS: ConnectionLimits = {
-  maxConnections: 1024,
-  handshakeMs: 10_000,
-  firstRequestMs: 32_000,
-  idleMs: 60_000,
-};
-
-/** How long a connection closed for idleness may take to say goodbye before its socket is destroyed. */
-const CLOSE_GRACE_MS = 1_000;
-
-/** How often the cap line may be repeated while connections keep being closed at the cap. */
-const CAP_NOTICE_EVERY_MS = 10_000;
 
 export interface RunningProxy {
   server: Server;
@@ -232,7 +206,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       socket.on('error', () => socket.destroy());
       if (socket.alpnProtocol === 'h2') {
         // The HTTP/2 server makes the session synchronously, in this emit; closeWhenIdle needs the TLS
-        // socket itself (session.socket is a proxy that cannot destroy it).
+        // socket itself.
         const onSession = (session: ServerHttp2Session): void => closeWhenIdle(session, socket, limits);
         h2.once('session', onSession);
         h2.emit('connection', socket);
@@ -250,9 +224,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   // A failed or timed-out handshake: with a listener here Node leaves closing the socket to it (a socket
   // left open this way held its memory for as long as the client kept it).
   server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
-  const dropped = capNotice(limits.maxConnections, opts.onNotice ?? (() => undefined));
-  server.on('drop', dropped);
-  const cap = sharedCap(server, limits.maxConnections, dropped);
+  const cap = capConnections(server, limits.maxConnections, opts.onNotice ?? (() => undefined));
 
   const addresses = usesRouteAddresses(opts.host)
     ? [...new Set(uniqueRouteAddresses(opts.routes.clusters.keys()).values())]
@@ -331,80 +303,6 @@ async function listenOnRouteAddresses(
     throw new Error(`cannot listen on a cluster's loopback address: ${describeError(err)}`);
   }
   return listeners;
-}
-
-/**
- * One connection cap over the TLS server's own listener and the route addresses' (which hand their
- * connections over with emit('connection'), past Node's check): the own listener's maxConnections is
- * what the others leave; the others check the total themselves.
- */
-function sharedCap(server: Server, max: number, dropped: () => void): { accept(socket: Socket): void } {
-  let open = 0;
-  let handedOver = 0;
-  server.maxConnections = max;
-  server.on('connection', (socket: Socket) => {
-    open++;
-    socket.once('close', () => open--);
-  });
-  return {
-    accept(socket) {
-      if (open >= max) {
-        socket.destroy();
-        dropped();
-        return;
-      }
-      handedOver++;
-      server.maxConnections = max - handedOver;
-      socket.once('close', () => {
-        handedOver--;
-        server.maxConnections = max - handedOver;
-      });
-      server.emit('connection', socket);
-    },
-  };
-}
-
-/**
- * An HTTP/2 connection is closed (GOAWAY, then the socket) when no stream has been open for
- * `firstRequestMs` since it started or `idleMs` since its last stream ended. A connection carrying a
- * stream, a quiet watch included, is never idle.
- */
-function closeWhenIdle(session: ServerHttp2Session, socket: Duplex, limits: ConnectionLimits): void {
-  let open = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const arm = (ms: number): void => {
-    timer = setTimeout(() => {
-      if (session.closed || session.destroyed) return;
-      session.close();
-      // close() sends GOAWAY and a FIN, then waits for the client's: one that never reads keeps it open.
-      setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
-    }, ms);
-    timer.unref();
-  };
-  arm(limits.firstRequestMs);
-  session.on('stream', (stream: Duplex) => {
-    open++;
-    clearTimeout(timer);
-    stream.once('close', () => {
-      if (--open === 0 && !session.closed) arm(limits.idleMs);
-    });
-  });
-  session.once('close', () => clearTimeout(timer));
-}
-
-/** One line when the cap is reached, repeated at most every CAP_NOTICE_EVERY_MS while it still closes connections. */
-function capNotice(max: number, notice: (line: string) => void): () => void {
-  let closed = 0;
-  let saidAt = -Infinity;
-  return () => {
-    closed++;
-    const now = Date.now();
-    if (now - saidAt < CAP_NOTICE_EVERY_MS) return;
-    saidAt = now;
-    notice(
-      `kubetrail: ${max} connections open, its limit: new connections are closed until some end (${closed} so far); open ones are kept`,
-    );
-  };
 }
 
 const clientErrorsAnswered = new WeakSet<Duplex>();
