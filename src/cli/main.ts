@@ -16,37 +16,23 @@ import { reportFailure, runWrap, USAGE_EXIT } from './wrap-argv.ts';
 
 export { USAGE_EXIT };
 
+/** What prepare() reads (cli/setup.ts): the kubeconfig and its context, kubetrail's address, the state dir. */
+const PREPARE_OPTIONS = ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir'] as const;
+
+/** Where traces are sent, and where they are looked at. */
+const TRACE_OPTIONS = ['otlp-endpoint', 'jaeger-url'] as const;
+
 /**
  * The options each command reads, so its --help lists those and no other (the wrapped command, the root,
  * reads them all). A config file may still set any key: a command ignores those it does not read.
  */
 const COMMAND_OPTIONS = {
-  start: [
-    'config',
-    'kubeconfig',
-    'context',
-    'listen',
-    'allow-non-loopback',
-    'state-dir',
-    'otlp-endpoint',
-    'jaeger-url',
-    'quiet',
-    'reuse-upstream',
-    'session-idle-ms',
-  ],
-  kubeconfig: ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir'],
+  start: [...PREPARE_OPTIONS, ...TRACE_OPTIONS, 'quiet', 'reuse-upstream', 'session-idle-ms'],
+  kubeconfig: PREPARE_OPTIONS,
   stop: ['config', 'state-dir'],
   show: ['config', 'state-dir', 'jaeger-url'],
-  doctor: [
-    'config',
-    'kubeconfig',
-    'context',
-    'listen',
-    'allow-non-loopback',
-    'state-dir',
-    'otlp-endpoint',
-    'jaeger-url',
-  ],
+  // What start would use, without what only shapes serving.
+  doctor: [...PREPARE_OPTIONS, ...TRACE_OPTIONS],
 } as const satisfies Record<string, readonly OptionDef['key'][]>;
 
 /** Examples under each command's --help. */
