@@ -7,7 +7,8 @@
 import { chmodSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server } from 'node:net';
-import { isCommandTag } from '../command-tag.ts';
+import { isCommandTag, randomTag } from '../command-tag.ts';
+import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { removeQuietly } from '../fs/private.ts';
 import type { ControlHandler } from '../proxy/control.ts';
@@ -23,6 +24,7 @@ import {
   type ControlMessage,
   type StatusBody,
 } from './protocol.ts';
+import { fingerprint, telemetryKey } from './state.ts';
 import { tokenMatches } from './token.ts';
 
 /** Who answers: what a status call reports besides its pid and load. */
@@ -36,6 +38,18 @@ export interface Identity {
   routeIds: string[];
   lingerMs: number;
   startedAt: number;
+}
+
+/** A new process's identity, from the configuration it serves (the same for both kinds of kubetrail). */
+export function newIdentity(config: Config, env: NodeJS.ProcessEnv, routeIds: string[], lingerMs: number): Identity {
+  return {
+    instance: randomTag(),
+    fingerprint: fingerprint(config, env),
+    telemetryKey: telemetryKey(config, env),
+    routeIds,
+    lingerMs,
+    startedAt: Date.now(),
+  };
 }
 
 /** What ends a tagged command's trace and renders its waterfall (the telemetry of this kubetrail). */

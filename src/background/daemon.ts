@@ -6,7 +6,6 @@
  * start` does the same (foreground.ts), so wrapped commands with the same configuration use it the same way.
  */
 import { closeSync, writeSync } from 'node:fs';
-import { randomTag } from '../command-tag.ts';
 import { lingerMs as parseLinger } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, isKtError } from '../errors.ts';
@@ -17,11 +16,11 @@ import { redactUrl } from '../redact.ts';
 import { refusesConnections } from '../telemetry/sdk.ts';
 import { errLine } from '../cli/output.ts';
 import { listenUrl, prepare, type Prepared } from '../cli/setup.ts';
-import { controlHandler, listenControlSocket, type ControlDeps } from './control.ts';
+import { controlHandler, listenControlSocket, newIdentity, type ControlDeps } from './control.ts';
 import { backgroundPaths, cutMarker, type BackgroundPaths } from './paths.ts';
 import { BACKGROUND_CONFIG_ENV, type Busy } from './protocol.ts';
 import { digestsBefore, liveWrappers, publish, tagAliveIn, unpublish } from './publish.ts';
-import { fingerprint, readState, replacePrivate, telemetryKey, writePrivate, type BackgroundState } from './state.ts';
+import { readState, replacePrivate, writePrivate, type BackgroundState } from './state.ts';
 import { ensureToken } from './token.ts';
 
 /**
@@ -134,7 +133,6 @@ export async function runBackground(): Promise<number> {
   }
   const paths = backgroundPaths(config.stateDir, prepared.listen.host, prepared.listen.port);
   const token = ensureToken(paths.token);
-  const fp = fingerprint(config, env);
   const activity = activityObserver();
   const warnings = warningRelay(config, env, log);
   const { instrument } = await import('../cli/telemetry-setup.ts');
@@ -151,19 +149,12 @@ export async function runBackground(): Promise<number> {
   });
   let stopRequested: (why: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
-  const startedAt = Date.now();
-  const instance = randomTag();
+  const identity = newIdentity(config, env, [...prepared.routes.clusters.keys()], linger);
+  const { instance } = identity;
   const busy = (): Busy => ({ open: activity.open(), wrappers: liveWrappers(paths.commands, paths.key) });
   const deps: ControlDeps = {
     token,
-    identity: {
-      instance,
-      fingerprint: fp,
-      telemetryKey: telemetryKey(config, env),
-      routeIds: [...prepared.routes.clusters.keys()],
-      lingerMs: linger,
-      startedAt,
-    },
+    identity,
     busy,
     finisher: telemetry,
     takeWarnings: warnings.take,
@@ -225,11 +216,9 @@ export async function runBackground(): Promise<number> {
       prepared,
       proxy,
       paths,
-      fingerprint: fp,
-      lingerMs: linger,
+      identity,
       log: paths.log,
       socket: socket ? paths.socket : undefined,
-      instance,
       before,
     });
   } catch (err) {

@@ -4,7 +4,6 @@
  * it has no idle clock and no stop call (control.ts Lingering).
  */
 import type { Server } from 'node:net';
-import { randomTag } from '../command-tag.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { ensurePrivateDir } from '../fs/private.ts';
@@ -12,10 +11,10 @@ import type { ControlHandler } from '../proxy/control.ts';
 import type { RunningProxy } from '../proxy/server.ts';
 import { errLine } from '../cli/output.ts';
 import type { Prepared } from '../cli/setup.ts';
-import { controlHandler, listenControlSocket, type ControlDeps, type Finisher } from './control.ts';
+import { controlHandler, listenControlSocket, newIdentity, type ControlDeps, type Finisher } from './control.ts';
 import { backgroundPaths, type BackgroundPaths } from './paths.ts';
 import { liveWrappers, publish, unpublish } from './publish.ts';
-import { fingerprint, telemetryKey, type BackgroundState } from './state.ts';
+import type { BackgroundState } from './state.ts';
 import { ensureToken } from './token.ts';
 
 export interface ForegroundControl {
@@ -42,18 +41,10 @@ export function foregroundControl(
   } catch {
     return undefined;
   }
-  const fp = fingerprint(config, env);
-  const instance = randomTag();
+  const identity = newIdentity(config, env, routeIds, 0);
   const deps: ControlDeps = {
     token,
-    identity: {
-      instance,
-      fingerprint: fp,
-      telemetryKey: telemetryKey(config, env),
-      routeIds,
-      lingerMs: 0,
-      startedAt: Date.now(),
-    },
+    identity,
     // Never stopped by a wrapper, so only reported (status); its requests are in its own log.
     busy: () => ({ open: 0, wrappers: paths ? liveWrappers(paths.commands, paths.key) : 0 }),
     finisher,
@@ -73,11 +64,9 @@ export function foregroundControl(
           prepared,
           proxy,
           paths,
-          fingerprint: fp,
-          lingerMs: 0,
+          identity,
           log: undefined,
           socket: socket ? paths.socket : undefined,
-          instance,
         });
       } catch (err) {
         errLine(`kubetrail: wrapped commands will not find this kubetrail: ${describeError(err)}`);

@@ -15,6 +15,7 @@ import { writeKubeconfig } from '../kubeconfig/write.ts';
 import type { RunningProxy } from '../proxy/server.ts';
 import type { Prepared } from '../cli/setup.ts';
 import { recordAddress } from './addresses.ts';
+import type { Identity } from './control.ts';
 import { parseMarker, templatePath, type BackgroundPaths } from './paths.ts';
 import { pidAlive, procStartTime } from './process.ts';
 import { fileDigest, kubeconfigCandidates, readState, replacePrivate, type BackgroundState } from './state.ts';
@@ -59,18 +60,17 @@ export function publish(opts: {
   prepared: Prepared;
   proxy: RunningProxy;
   paths: BackgroundPaths;
-  fingerprint: string;
-  lingerMs: number;
+  /** The identity its control calls answer with: the state file records the same. */
+  identity: Identity;
   log: string | undefined;
   socket: string | undefined;
-  instance: string;
   before?: Map<string, string | null>;
 }): BackgroundState {
-  const { config, prepared, paths } = opts;
+  const { config, prepared, paths, identity } = opts;
   ensurePrivateDir(paths.dir);
   ensurePrivateDir(paths.commands);
   const placeholder = randomTag();
-  const template = templatePath(paths, opts.instance);
+  const template = templatePath(paths, identity.instance);
   // Templates of this address's earlier instances: this process holds the port, so they serve nobody.
   for (const name of safeReaddir(paths.dir)) {
     if (name.startsWith(`${paths.key}.`) && name.endsWith('.kubeconfig') && join(paths.dir, name) !== template)
@@ -95,18 +95,18 @@ export function publish(opts: {
   );
   const state: BackgroundState = {
     v: 1,
-    instance: opts.instance,
+    instance: identity.instance,
     procStart: procStartTime(process.pid) ?? null,
     kind: opts.kind,
     pid: process.pid,
     host: prepared.listen.host,
     port: opts.proxy.port,
-    fingerprint: opts.fingerprint,
+    fingerprint: identity.fingerprint,
     files: dependedFiles(config, opts.env, prepared, opts.before),
     template,
     placeholder,
     socket: opts.socket,
-    lingerMs: opts.lingerMs,
+    lingerMs: identity.lingerMs,
     log: opts.log,
     startedAt: Date.now(),
   };
