@@ -9,17 +9,17 @@ import { closeSync, writeSync } from 'node:fs';
 import { lingerMs as parseLinger } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, isKtError } from '../errors.ts';
-import { ensurePrivateDir, removeQuietly } from '../fs/private.ts';
+import { removeQuietly } from '../fs/private.ts';
 import type { StageObserver } from '../proxy/events.ts';
 import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import { redactUrl } from '../redact.ts';
 import { refusesConnections } from '../telemetry/sdk.ts';
 import { errLine } from '../cli/output.ts';
 import { listenUrl, prepare, type Prepared } from '../cli/setup.ts';
-import { controlHandler, listenControlSocket, newIdentity, type ControlDeps } from './control.ts';
+import { controlHandler, newIdentity, type ControlDeps } from './control.ts';
 import { backgroundPaths, cutMarker, type BackgroundPaths } from './paths.ts';
 import { BACKGROUND_CONFIG_ENV, type Busy } from './protocol.ts';
-import { digestsBefore, liveWrappers, publish, tagAliveIn, unpublish } from './publish.ts';
+import { digestsBefore, liveWrappers, publication, tagAliveIn } from './publish.ts';
 import { readState, replacePrivate, writePrivate, type BackgroundState } from './state.ts';
 import { ensureToken } from './token.ts';
 
@@ -186,7 +186,7 @@ export async function runBackground(): Promise<number> {
     });
     return 2;
   }
-  let state: BackgroundState | undefined;
+  const published = publication(deps, { config, env, say: log, logFile: paths.log, before });
   const isBusy = (): boolean => {
     const b = busy();
     return b.open > 0 || b.wrappers > 0;
@@ -197,6 +197,7 @@ export async function runBackground(): Promise<number> {
    * not use this kubetrail) or it is counted here, and then the state is put back.
    */
   const withdraw = (): boolean => {
+    const state = published.state;
     if (isBusy()) return false;
     if (!state) return true;
     const removed = readState(paths.state)?.instance === instance;
@@ -205,24 +206,10 @@ export async function runBackground(): Promise<number> {
     if (removed) replacePrivate(paths.state, `${JSON.stringify(state)}\n`);
     return false;
   };
-  // Holding the port makes this the address's kubetrail: a socket left by a killed one is replaced.
-  ensurePrivateDir(paths.dir);
-  const socket = await listenControlSocket(paths.socket, deps, log);
+  let state: BackgroundState;
   try {
-    state = publish({
-      kind: 'linger',
-      config,
-      env,
-      prepared,
-      proxy,
-      paths,
-      identity,
-      log: paths.log,
-      socket: socket ? paths.socket : undefined,
-      before,
-    });
+    state = await published.publish(prepared, proxy);
   } catch (err) {
-    socket?.close();
     await proxy.close();
     report({ ok: false, code: isKtError(err) ? err.code : 'KT_ERR_STATE_DIR', message: describeError(err) });
     return 2;
@@ -259,8 +246,7 @@ export async function runBackground(): Promise<number> {
   log(`stopping: ${why}`);
   // Before any connection is closed: a wrapped command whose stream is cut must not end as if complete.
   markCut(paths, activity.openTags(), why);
-  unpublish(paths, state);
-  socket?.close();
+  published.unpublish();
   await proxy.close();
   await telemetry.finish();
   return 0;

@@ -3,18 +3,15 @@
  * kubetrail would (the same control calls, its own state file and template), but is never stopped by them:
  * it has no idle clock and no stop call (control.ts Lingering).
  */
-import type { Server } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
-import { ensurePrivateDir } from '../fs/private.ts';
 import type { ControlHandler } from '../proxy/control.ts';
 import type { RunningProxy } from '../proxy/server.ts';
 import { errLine } from '../cli/output.ts';
 import type { Prepared } from '../cli/setup.ts';
-import { controlHandler, listenControlSocket, newIdentity, type ControlDeps, type Finisher } from './control.ts';
-import { backgroundPaths, type BackgroundPaths } from './paths.ts';
-import { liveWrappers, publish, unpublish } from './publish.ts';
-import type { BackgroundState } from './state.ts';
+import { controlHandler, newIdentity, type ControlDeps, type Finisher } from './control.ts';
+import { backgroundPaths } from './paths.ts';
+import { liveWrappers, publication } from './publish.ts';
 import { ensureToken } from './token.ts';
 
 export interface ForegroundControl {
@@ -32,49 +29,33 @@ export function foregroundControl(
   routeIds: string[],
   finisher: Finisher,
 ): ForegroundControl | undefined {
-  let paths: BackgroundPaths | undefined;
-  let socket: Server | undefined;
-  let state: BackgroundState | undefined;
   let token: string;
   try {
     token = ensureToken(backgroundPaths(config.stateDir, '', 0).token);
   } catch {
     return undefined;
   }
-  const identity = newIdentity(config, env, routeIds, 0);
   const deps: ControlDeps = {
     token,
-    identity,
+    identity: newIdentity(config, env, routeIds, 0),
     // Never stopped by a wrapper, so only reported (status); its requests are in its own log.
-    busy: () => ({ open: 0, wrappers: paths ? liveWrappers(paths.commands, paths.key) : 0 }),
+    busy: () => {
+      const paths = published.paths;
+      return { open: 0, wrappers: paths ? liveWrappers(paths.commands, paths.key) : 0 };
+    },
     finisher,
   };
+  const published = publication(deps, { config, env, say: errLine });
   return {
     onControl: controlHandler(deps),
     async publish(prepared, proxy) {
       if (proxy.port === 0) return;
-      paths = backgroundPaths(config.stateDir, prepared.listen.host, proxy.port);
       try {
-        ensurePrivateDir(paths.dir);
-        socket = await listenControlSocket(paths.socket, deps, errLine);
-        state = publish({
-          kind: 'start',
-          config,
-          env,
-          prepared,
-          proxy,
-          paths,
-          identity,
-          log: undefined,
-          socket: socket ? paths.socket : undefined,
-        });
+        await published.publish(prepared, proxy);
       } catch (err) {
         errLine(`kubetrail: wrapped commands will not find this kubetrail: ${describeError(err)}`);
       }
     },
-    unpublish() {
-      socket?.close();
-      if (paths && state) unpublish(paths, state);
-    },
+    unpublish: () => published.unpublish(),
   };
 }

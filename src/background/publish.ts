@@ -1,9 +1,11 @@
 /**
- * What makes a running kubetrail usable by wrapped commands: its state file and kubeconfig template
- * (paths.ts), written when it serves and removed when it stops; and what it reads back from the wrappers'
- * markers (which commands are alive).
+ * What makes a running kubetrail usable by wrapped commands: its control socket (control.ts), state file and
+ * kubeconfig template (paths.ts), opened and written when it serves and removed when it stops, the same for
+ * both kinds (daemon.ts, foreground.ts); and what it reads back from the wrappers' markers (which commands
+ * are alive).
  */
 import { readdirSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { randomTag } from '../command-tag.ts';
 import type { Config } from '../config/schema.ts';
@@ -15,8 +17,8 @@ import { writeKubeconfig } from '../kubeconfig/write.ts';
 import type { RunningProxy } from '../proxy/server.ts';
 import type { Prepared } from '../cli/setup.ts';
 import { recordAddress } from './addresses.ts';
-import type { Identity } from './control.ts';
-import { parseMarker, templatePath, type BackgroundPaths } from './paths.ts';
+import { listenControlSocket, type ControlDeps, type Identity } from './control.ts';
+import { backgroundPaths, parseMarker, templatePath, type BackgroundPaths } from './paths.ts';
 import { pidAlive, procStartTime } from './process.ts';
 import { fileDigest, kubeconfigCandidates, readState, replacePrivate, type BackgroundState } from './state.ts';
 
@@ -52,8 +54,81 @@ export function dependedFiles(
   return [...paths].map((path) => ({ path, sha256: before.has(path) ? (before.get(path) ?? null) : fileDigest(path) }));
 }
 
+/** Once a kubetrail listens, what makes it usable by wrapped commands; taken down when it stops. */
+export interface Publication {
+  /** Where (set by publish()): a foreground kubetrail counts wrapped commands only from then on. */
+  readonly paths: BackgroundPaths | undefined;
+  /** What the state file says, once written. */
+  readonly state: BackgroundState | undefined;
+  /**
+   * The control socket, then the template and the state file that name it (wrapped commands read the state
+   * file first). Throws when they cannot be written, the socket closed again.
+   */
+  publish(prepared: Prepared, proxy: RunningProxy): Promise<BackgroundState>;
+  /** The state file (if it is still this instance's), the template and the socket removed. */
+  unpublish(): void;
+}
+
+/**
+ * The publication of a kubetrail whose control calls `deps` answers: a background one (`deps.lingering`)
+ * records its log file and the kubeconfig digests taken before it read them; a foreground one neither.
+ */
+export function publication(
+  deps: ControlDeps,
+  opts: {
+    config: Config;
+    env: NodeJS.ProcessEnv;
+    /** For the control socket's failures. */
+    say: (line: string) => void;
+    logFile?: string;
+    before?: Map<string, string | null>;
+  },
+): Publication {
+  let paths: BackgroundPaths | undefined;
+  let state: BackgroundState | undefined;
+  let socket: Server | undefined;
+  return {
+    get paths() {
+      return paths;
+    },
+    get state() {
+      return state;
+    },
+    async publish(prepared, proxy) {
+      const where = backgroundPaths(opts.config.stateDir, prepared.listen.host, proxy.port);
+      paths = where;
+      // Holding the port makes this the address's kubetrail: a socket left by a killed one is replaced.
+      ensurePrivateDir(where.dir);
+      socket = await listenControlSocket(where.socket, deps, opts.say);
+      try {
+        state = writeState({
+          kind: deps.lingering ? 'linger' : 'start',
+          config: opts.config,
+          env: opts.env,
+          prepared,
+          proxy,
+          paths: where,
+          identity: deps.identity,
+          log: opts.logFile,
+          socket: socket ? where.socket : undefined,
+          before: opts.before,
+        });
+      } catch (err) {
+        socket?.close();
+        socket = undefined;
+        throw err;
+      }
+      return state;
+    },
+    unpublish() {
+      if (paths && state) removeState(paths, state);
+      socket?.close();
+    },
+  };
+}
+
 /** Write the kubeconfig template and the state file that let wrapped commands use this kubetrail. */
-export function publish(opts: {
+function writeState(opts: {
   kind: BackgroundState['kind'];
   config: Config;
   env: NodeJS.ProcessEnv;
@@ -128,7 +203,7 @@ function safeReaddir(dir: string): string[] {
  * Remove the state file if it is still this instance's (or already gone: this process took it down itself
  * and still holds the port, so the socket is its own too); the instance's template always.
  */
-export function unpublish(paths: BackgroundPaths, state: BackgroundState): void {
+function removeState(paths: BackgroundPaths, state: BackgroundState): void {
   const current = readState(paths.state);
   if (current === undefined || current.instance === state.instance) {
     if (current) removeQuietly(paths.state);
