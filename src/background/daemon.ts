@@ -15,7 +15,7 @@ import { startProxy, type RunningProxy } from '../proxy/server.ts';
 import { redactUrl } from '../redact.ts';
 import { refusesConnections } from '../telemetry/sdk.ts';
 import { errLine } from '../cli/output.ts';
-import { listenUrl, prepare, type Prepared } from '../cli/setup.ts';
+import { listenUrl, prepare, servingProxyOptions, type Prepared } from '../cli/setup.ts';
 import { controlHandler, newIdentity, type ControlDeps } from './control.ts';
 import { backgroundPaths, cutMarker, type BackgroundPaths } from './paths.ts';
 import { BACKGROUND_CONFIG_ENV, type Busy } from './protocol.ts';
@@ -166,17 +166,13 @@ export async function runBackground(): Promise<number> {
   };
   let proxy: RunningProxy;
   try {
-    proxy = await startProxy({
-      routes: prepared.routes,
-      pki: prepared.pki,
-      host: prepared.listen.host,
-      port: prepared.listen.port,
-      observer: telemetry.observer,
-      onInternalError: (e) => log(`kubetrail: internal error: ${describeError(e)}`),
-      onNotice: log,
-      onControl: controlHandler(deps),
-      reuseUpstream: config.reuseUpstream,
-    });
+    proxy = await startProxy(
+      servingProxyOptions(config, prepared, {
+        observer: telemetry.observer,
+        say: log,
+        onControl: controlHandler(deps),
+      }),
+    );
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     report({

@@ -106,7 +106,7 @@ async function giveWay(
 async function runStart(given: Config): Promise<number> {
   const [
     { startProxy },
-    { exposureWarning, listenUrl, prepare },
+    { exposureWarning, listenUrl, prepare, servingProxyOptions },
     { instrument },
     { foregroundControl },
     { tagAliveIn },
@@ -134,17 +134,7 @@ async function runStart(given: Config): Promise<number> {
   // Wrapped commands with the same configuration use this kubetrail as they would a background one.
   const control = foregroundControl(config, env, [...prepared.routes.clusters.keys()], telemetry);
   const listen = (): ReturnType<typeof startProxy> =>
-    startProxy({
-      routes: prepared.routes,
-      pki: prepared.pki,
-      host: prepared.listen.host,
-      port: prepared.listen.port,
-      observer,
-      onInternalError: (e) => errLine(`kubetrail: internal error: ${describeError(e)}`),
-      onNotice: errLine,
-      onControl: control?.onControl,
-      reuseUpstream: config.reuseUpstream,
-    });
+    startProxy(servingProxyOptions(config, prepared, { observer, say: errLine, onControl: control?.onControl }));
   let proxy;
   try {
     try {

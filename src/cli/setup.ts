@@ -6,11 +6,15 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { parseListen, type ListenAddress } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { describeError } from '../errors.ts';
 import { installShim, type ShimMode } from '../kubeconfig/credential-shim.ts';
 import { untaggedTimingFile } from '../kubeconfig/timing.ts';
 import { loadKubeconfig, type LoadedKubeconfig } from '../kubeconfig/load.ts';
 import { buildRoutes, rewriteKubeconfig } from '../kubeconfig/rewrite.ts';
+import type { ControlHandler } from '../proxy/control.ts';
+import type { StageObserver } from '../proxy/events.ts';
 import type { Routes } from '../proxy/routing.ts';
+import type { ProxyOptions } from '../proxy/server.ts';
 import { ensurePrivateDir } from '../fs/private.ts';
 import { hostForUrl } from '../net/host.ts';
 import { writeKubeconfig } from '../kubeconfig/write.ts';
@@ -37,6 +41,29 @@ export function listenUrl(listen: ListenAddress): string {
 /** What binding beyond loopback exposes, said whenever kubetrail is about to do it. */
 export function exposureWarning(url: string): string {
   return `kubetrail: listening on ${url}, beyond loopback: anyone who can reach it can use kubetrail to reach your clusters with the credentials they send, and read its request log`;
+}
+
+/**
+ * The proxy a kubetrail that serves wrapped commands starts (`kubetrail start`, the background one) for
+ * what prepare() found: on the prepared address, with its routes and CA, its internal errors and the
+ * connection cap's notice as lines through `say`.
+ */
+export function servingProxyOptions(
+  config: Config,
+  prepared: Prepared,
+  serving: { observer: StageObserver | undefined; say: (line: string) => void; onControl: ControlHandler | undefined },
+): ProxyOptions {
+  return {
+    routes: prepared.routes,
+    pki: prepared.pki,
+    host: prepared.listen.host,
+    port: prepared.listen.port,
+    observer: serving.observer,
+    onInternalError: (e) => serving.say(`kubetrail: internal error: ${describeError(e)}`),
+    onNotice: serving.say,
+    onControl: serving.onControl,
+    reuseUpstream: config.reuseUpstream,
+  };
 }
 
 export async function prepare(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Prepared> {
