@@ -16,11 +16,21 @@ import { reportFailure, runWrap, USAGE_EXIT } from './wrap-argv.ts';
 
 export { USAGE_EXIT };
 
+/** A key of the option registry: a misspelt one in the lists below fails the type check. */
+type OptionKey = (typeof OPTIONS)[number]['key'];
+
 /** What prepare() reads (cli/setup.ts): the kubeconfig and its context, kubetrail's address, the state dir. */
-const PREPARE_OPTIONS = ['config', 'kubeconfig', 'context', 'listen', 'allow-non-loopback', 'state-dir'] as const;
+const PREPARE_OPTIONS = [
+  'config',
+  'kubeconfig',
+  'context',
+  'listen',
+  'allow-non-loopback',
+  'state-dir',
+] as const satisfies readonly OptionKey[];
 
 /** Where traces are sent, and where they are looked at. */
-const TRACE_OPTIONS = ['otlp-endpoint', 'jaeger-url'] as const;
+const TRACE_OPTIONS = ['otlp-endpoint', 'jaeger-url'] as const satisfies readonly OptionKey[];
 
 /**
  * The options each command reads, so its --help lists those and no other (the wrapped command, the root,
@@ -33,7 +43,7 @@ const COMMAND_OPTIONS = {
   show: ['config', 'state-dir', 'jaeger-url'],
   // What start would use, without what only shapes serving.
   doctor: [...PREPARE_OPTIONS, ...TRACE_OPTIONS],
-} as const satisfies Record<string, readonly OptionDef['key'][]>;
+} as const satisfies Record<string, readonly OptionKey[]>;
 
 /** Examples under each command's --help. */
 const EXAMPLES: Record<'wrap' | keyof typeof COMMAND_OPTIONS, string[]> = {
