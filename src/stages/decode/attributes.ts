@@ -1,8 +1,9 @@
 /**
  * DecodeResult → span attributes, and watch event records → span events. Pure functions.
  *
- * The names are ours (there is no OTel semantic convention for them); they belong in docs/telemetry.md's
- * attribute table and, once telemetry/semconv.ts exists, can be re-exported from there.
+ * The names are ours (there is no OTel semantic convention for them) and stay here with their stage, as
+ * every stage's do (telemetry/semconv.ts holds only the names that are no stage's); docs/telemetry.md's
+ * attribute table lists each one.
  */
 import { setAttr, type Attributes } from '../attributes.ts';
 import type { DecodeResult, WatchEventRecord } from './types.ts';
