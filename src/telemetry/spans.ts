@@ -1,7 +1,7 @@
 /**
  * Stage events → OpenTelemetry traces, one per kubectl command: which command each request belongs to
- * (its Kubectl-Session; a wrapped command's tag; a client that sends none, by process: commands.ts
- * ClientGroups), and when a command ends (kubectl exited, or it went idle). The spans themselves are built
+ * (its Kubectl-Session; a wrapped command's tag; a client that sends none, by process: command-table.ts),
+ * and when a command ends (kubectl exited, or it went idle: command-table.ts). The spans themselves are built
  * by request-spans.ts (a SERVER span per request, and under it `auth`, `upstream`, `rbac`, `decode`) and
  * root-span.ts (the command's root and what happened outside the requests); no other file starts or ends
  * spans.
@@ -10,28 +10,13 @@ import { ROOT_CONTEXT, trace, type Tracer } from '@opentelemetry/api';
 import type { RequestEnd, RequestStart, StageObserver } from '../proxy/events.ts';
 import type { CredentialRun, Timing } from '../kubeconfig/timing.ts';
 import { spanName } from '../stages/request-info.ts';
-import { ClientGroups, programOf, type CommandSummary, type KubectlLife, type TimedFrom } from './commands.ts';
+import { CommandTable, type GroupedCommand } from './command-table.ts';
+import { programOf, type CommandSummary, type KubectlLife, type TimedFrom } from './commands.ts';
 import { endRequestSpans, startRequestSpans, traceHeaders, type RequestSpans } from './request-spans.ts';
 import { closeRoot, openRoot, type CommandRoot } from './root-span.ts';
 import * as sc from './semconv.ts';
 
-interface Command extends CommandRoot {
-  key: string;
-  /** Requests of the command that have not ended. */
-  open: number;
-  /**
-   * Armed when the command went idle and left armed while requests come and go (re-arming a timer per
-   * request costs more than the request's spans): when it fires, it ends the command if it is still idle
-   * and has been for the idle time since `idleSince`, or waits for the rest of it.
-   */
-  idleTimer: NodeJS.Timeout | undefined;
-  /** performance.now() when `open` last went to 0. */
-  idleSince: number;
-  /** Set by finishCommand() while it waits for the command's open requests to end. */
-  onIdle: (() => void) | undefined;
-  /** Session-less, from a kubectl program (the dispatcher's probe): a session may adopt it. */
-  kubectlProbe: boolean;
-}
+interface Command extends CommandRoot, GroupedCommand {}
 
 interface Pending extends RequestSpans {
   command: Command;
@@ -53,7 +38,7 @@ export interface SpanObserverOptions {
   tagAlive?: (tag: string) => boolean;
   /**
    * Start mode: a request without Kubectl-Session joins the session that follows it from the same client
-   * identity within this long (default ADOPT_WINDOW_MS). See adoptable().
+   * identity within this long (default ADOPT_WINDOW_MS, command-table.ts). See CommandTable.find().
    */
   adoptWindowMs?: number;
   onCommandFinished?: (summary: CommandSummary) => void;
@@ -77,20 +62,6 @@ export interface SpanObserver extends StageObserver {
 }
 
 /**
- * A tagged command is ended by its wrapper; idle only ends one whose wrapper vanished. Finished tagged
- * commands are kept for their wrappers this long, at most RECENT_MAX of them.
- */
-const TAGGED_IDLE_MS = 60_000;
-const RECENT_MS = 60_000;
-const RECENT_MAX = 64;
-
-/**
- * How soon after a session-less request a session of the same client identity must start to join its
- * trace: the gcloud kubectl dispatcher's `/version` probe, then the kubectl it picked, a new process.
- */
-export const ADOPT_WINDOW_MS = 1500;
-
-/**
  * A command without a tag (start mode) claims the credential plugin runs that ended at most this long
  * before its first request: kubectl runs its plugin just before it needs the token.
  */
@@ -100,36 +71,14 @@ const CLOCK_SLACK_MS = 5;
 
 export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   const { tracer } = opts;
-  const commands = new Map<string, Command>();
   const pending = new Map<string, Pending>();
-
-  const recent = new Map<string, { summary: CommandSummary; at: number }>();
-  const adoptWindow = opts.adoptWindowMs ?? ADOPT_WINDOW_MS;
-  /** Start mode: the commands of clients that send no Kubectl-Session (helm, client-go programs: #19). */
-  const groups = new ClientGroups();
-  /**
-   * Session-less commands a session may still adopt, by client identity (the last one each). Only a
-   * kubectl program's discovery is adopted (the gcloud dispatcher's `/version`, User-Agent
-   * `kubectl-dispatcher/…`): helm's first requests are discovery too, and a kubectl started beside it
-   * must not take them.
-   */
-  const unclaimed = new Map<string, { cmd: Command; until: number }>();
-
-  /** The session-less command of this client identity that a new session joins, if any. */
-  function adoptable(start: RequestStart): Command | undefined {
-    if (!start.kubectlSession || start.clientIdentity === undefined) return undefined;
-    const u = unclaimed.get(start.clientIdentity);
-    if (!u) return undefined;
-    unclaimed.delete(start.clientIdentity);
-    const live = commands.get(u.cmd.key) === u.cmd && (u.cmd.open > 0 || performance.now() <= u.until);
-    return live && u.cmd.requests.every((r) => r.discovery) && u.cmd.kubectlProbe ? u.cmd : undefined;
-  }
-
-  function remember(key: string, summary: CommandSummary): void {
-    const now = Date.now();
-    for (const [k, v] of recent) if (recent.size >= RECENT_MAX || now - v.at > RECENT_MS) recent.delete(k);
-    recent.set(key, { summary, at: now });
-  }
+  const commands: CommandTable<Command> = new CommandTable<Command>({
+    idleMs: opts.idleMs,
+    singleCommand: opts.singleCommand,
+    tagAlive: opts.tagAlive,
+    adoptWindowMs: opts.adoptWindowMs,
+    onIdle: (cmd) => endCommand(cmd),
+  });
 
   /** Credential runs already given to a command without a tag (start mode), by id. */
   const claimed = new Map<string, number>();
@@ -156,11 +105,7 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
   }
 
   function endCommand(cmd: Command, life?: KubectlLife): void {
-    if (!commands.delete(cmd.key)) return;
-    groups.ended(cmd.key);
-    for (const [identity, u] of unclaimed) if (u.cmd === cmd) unclaimed.delete(identity);
-    if (cmd.idleTimer) clearTimeout(cmd.idleTimer);
-    cmd.onIdle = undefined;
+    if (!commands.remove(cmd)) return;
     const tag = cmd.key.startsWith('tag:') ? cmd.key.slice('tag:'.length) : undefined;
     // Plugins may run again mid-command (a token refreshed after a 401).
     const later = kubectlCommand(cmd.key) ? opts.timing?.(tag, true) : undefined;
@@ -170,20 +115,8 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       if (!known.has(c.id)) cmd.credentials.push(c);
     }
     const summary = closeRoot(tracer, cmd, endAt, life);
-    if (cmd.key.startsWith('tag:')) remember(cmd.key, summary);
+    if (cmd.key.startsWith('tag:')) commands.remember(cmd.key, summary);
     opts.onCommandFinished?.(summary);
-  }
-
-  function keyOf(start: RequestStart): string {
-    return start.commandTag
-      ? `tag:${start.commandTag}`
-      : opts.singleCommand
-        ? 'wrapped'
-        : start.kubectlSession
-          ? `session:${start.kubectlSession}`
-          : start.clientIdentity !== undefined
-            ? groups.keyFor(start.clientIdentity, start.userAgent, start.clientConnection)
-            : `request:${start.id}`;
   }
 
   /**
@@ -233,24 +166,13 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
         start?.kubectlSession === undefined &&
         (programOf(start?.userAgent)?.startsWith('kubectl') ?? false),
     };
-    commands.set(key, cmd);
+    commands.add(cmd);
     return cmd;
   }
 
   function commandFor(start: RequestStart, name: string): Command {
-    const key = keyOf(start);
-    let cmd = commands.get(key);
-    if (!cmd && !opts.singleCommand && !start.commandTag) {
-      cmd = adoptable(start);
-      if (cmd) {
-        commands.delete(cmd.key);
-        groups.ended(cmd.key);
-        cmd.key = key;
-        // A session's now: no other session may take it.
-        cmd.kubectlProbe = false;
-        commands.set(key, cmd);
-      }
-    }
+    const key = commands.keyOf(start);
+    let cmd = commands.find(start, key);
     if (cmd && cmd.command !== start.kubectlCommand && cmd.session === undefined && start.kubectlCommand) {
       // The first request had no Kubectl-Command (dispatcher probe): name the trace after kubectl's command.
       cmd.command = start.kubectlCommand;
@@ -262,30 +184,6 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
     cmd ??= openCommand(key, name, start.startedAt, start);
     cmd.open++;
     return cmd;
-  }
-
-  function idleDelay(cmd: Command): number {
-    if (cmd.key.startsWith('tag:')) return Math.max(opts.idleMs, TAGGED_IDLE_MS);
-    // A kubectl program's session-less probe stays open for a session to adopt it.
-    if (cmd.kubectlProbe) return Math.max(opts.idleMs, adoptWindow);
-    return opts.idleMs;
-  }
-
-  function armIdle(cmd: Command, ms: number): void {
-    cmd.idleTimer = setTimeout(() => onIdleTimer(cmd), ms);
-    cmd.idleTimer.unref();
-  }
-
-  function onIdleTimer(cmd: Command): void {
-    cmd.idleTimer = undefined;
-    // Busy again: the end of its last open request arms the timer anew.
-    if (cmd.open > 0 || cmd.onIdle) return;
-    const left = cmd.idleSince + idleDelay(cmd) - performance.now();
-    // Timers fire up to a millisecond early or late; within that, the command has been idle long enough.
-    if (left >= 1) armIdle(cmd, left);
-    else if (cmd.key.startsWith('tag:') && opts.tagAlive?.(cmd.key.slice('tag:'.length)) === true)
-      armIdle(cmd, idleDelay(cmd));
-    else endCommand(cmd);
   }
 
   /**
@@ -333,36 +231,28 @@ export function createSpanObserver(opts: SpanObserverOptions): SpanObserver {
       command.requests.push(summary);
       const endAt = summary.startedAt + summary.durationMs;
       command.lastEnd = Math.max(command.lastEnd, endAt);
-      command.open--;
-      if (command.kubectlProbe && start.clientIdentity !== undefined)
-        unclaimed.set(start.clientIdentity, { cmd: command, until: performance.now() + adoptWindow });
-      if (command.open === 0 && command.onIdle) {
-        command.onIdle();
-      } else if (command.open === 0 && opts.idleMs > 0) {
-        command.idleSince = performance.now();
-        if (!command.idleTimer) armIdle(command, idleDelay(command));
-      }
+      commands.requestEnded(command, start);
     },
 
     onConnectionClosed(connection) {
-      groups.closed(connection);
+      commands.connectionClosed(connection);
     },
 
     finishAll(life) {
       if (life && opts.singleCommand && !commands.has('wrapped')) commandWithoutRequests('wrapped', life);
-      for (const cmd of [...commands.values()]) endCommand(cmd, cmd.key === 'wrapped' ? life : undefined);
+      for (const cmd of commands.all()) endCommand(cmd, cmd.key === 'wrapped' ? life : undefined);
     },
 
     finishCommand(tag, waitMs, life) {
       const key = `tag:${tag}`;
       let cmd = commands.get(key);
-      if (!cmd && life && !recent.has(key)) cmd = commandWithoutRequests(key, life);
-      if (!cmd) return Promise.resolve(recent.get(key)?.summary);
+      if (!cmd && life && !commands.hasRecent(key)) cmd = commandWithoutRequests(key, life);
+      if (!cmd) return Promise.resolve(commands.recent(key));
       return new Promise((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
           endCommand(cmd, life);
-          resolve(recent.get(key)?.summary);
+          resolve(commands.recent(key));
         };
         const timer = setTimeout(done, cmd.open === 0 ? 0 : waitMs);
         cmd.onIdle = done;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { commandLineName } from '../../../src/kubeconfig/timing.ts';
-import { ClientGroups, programOf } from '../../../src/telemetry/commands.ts';
+import { ClientGroups } from '../../../src/telemetry/command-table.ts';
+import { programOf } from '../../../src/telemetry/commands.ts';
 
 describe('root names of programs that send no Kubectl-Command (#19 item 1)', () => {
   it('from a User-Agent: its program, lower-cased, and nothing else', () => {
