@@ -142,7 +142,7 @@ function writeState(opts: {
   before?: Map<string, string | null>;
 }): BackgroundState {
   const { config, prepared, paths, identity } = opts;
-  ensurePrivateDir(paths.dir);
+  // paths.dir: made by publish(), before the control socket in it.
   ensurePrivateDir(paths.commands);
   const placeholder = randomTag();
   const template = templatePath(paths, identity.instance);
