@@ -105,9 +105,12 @@ export function createResponseTap(
     deferredBytes -= chunk.length;
     decoder.write(chunk);
   };
-  const drain = (): void => {
+  const stopTimer = (): void => {
     if (timer) clearTimeout(timer);
     timer = undefined;
+  };
+  const drain = (): void => {
+    stopTimer();
     while (queue.length > 0) decodeOne();
   };
 
@@ -137,8 +140,7 @@ export function createResponseTap(
     },
     pending: () => queuedBytes,
     settle(done) {
-      if (timer) clearTimeout(timer);
-      timer = undefined;
+      stopTimer();
       settling++;
       const slice = (): void => {
         const until = performance.now() + sliceMs;
