@@ -19,6 +19,7 @@ const FAST_PATH = [
   'cli/output.ts',
   'cli/child.ts',
   'cli/node-flags.ts',
+  'cli/allocator.ts',
   'config/load.ts',
   'config/schema.ts',
   'errors.ts',

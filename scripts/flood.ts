@@ -87,6 +87,8 @@ export interface PhaseReport {
 }
 
 export interface FloodReport {
+  /** The malloc kubetrail runs on: mimalloc when the system has it (src/cli/allocator.ts), else glibc's. */
+  allocator: 'mimalloc' | 'glibc';
   idleMb: number;
   peakMb: number;
   /** Each round's peak. */
@@ -244,7 +246,8 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     const idleKb = rss();
     const idleFds = processStats(k.pid).fds;
     const idleMap = memoryMap(k.pid);
-    log(`idle: ${showMap(idleMap)}, ${idleFds} descriptors`);
+    const allocator = readFileSync(`/proc/${k.pid}/maps`, 'utf8').includes('libmimalloc') ? 'mimalloc' : 'glibc';
+    log(`idle: ${showMap(idleMap)}, ${idleFds} descriptors; malloc: ${allocator}`);
     let heldMap = idleMap;
     const sampler = rssSampler(k.pid);
     const phases: PhaseReport[] = [];
@@ -333,6 +336,7 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     );
     for (const l of capLines) log(`kubetrail said: ${l}`);
     return {
+      allocator,
       idleMb: mb(idleKb),
       peakMb: mb(peakKb),
       roundPeaksMb,

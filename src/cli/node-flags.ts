@@ -7,6 +7,8 @@
  * re-executes itself with them (withNodeFlags). Not in the bin's shebang: `env -S` is missing from
  * BusyBox, older coreutils and the BSDs, and the bin must start everywhere.
  */
+import { allocatorSetting, chosenAllocator, MIMALLOC_PATHS, PRELOADED_ENV, withAllocator } from './allocator.ts';
+
 export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
@@ -19,17 +21,32 @@ type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
  * costs one more Node start (~30-40 ms) on a command that then runs for hours. Only `start` given first
  * (as the docs write it): short commands and wrap mode must not pay a second start. Where Node has no
  * execve (Node < 22.15, Windows), or it fails, kubetrail runs on with Node's defaults.
+ *
+ * The same re-exec preloads mimalloc when the system has it (cli/allocator.ts), also for a `start` that was
+ * given NODE_FLAGS by hand (the image's ENTRYPOINT). Returns the one line that says KUBETRAIL_ALLOCATOR is
+ * wrong (the bin prints it and exits 2), else undefined.
  */
 export function withNodeFlags(
   argv: readonly string[],
   proc: { execArgv: string[]; argv: string[]; execPath: string; env: NodeJS.ProcessEnv; execve?: Execve } = process,
-): void {
-  if (argv[0] !== 'start') return;
-  if (NODE_FLAGS.every((f) => proc.execArgv.includes(f))) return;
-  if (typeof proc.execve !== 'function') return;
+  platform: NodeJS.Platform = process.platform,
+  candidates: readonly string[] = MIMALLOC_PATHS,
+): string | undefined {
+  if (argv[0] !== 'start') return undefined;
+  const setting = allocatorSetting(proc.env);
+  if (typeof setting === 'object') return setting.problem;
+  const flagsMissing = !NODE_FLAGS.every((f) => proc.execArgv.includes(f));
+  const lib = proc.env[PRELOADED_ENV] === undefined ? chosenAllocator(proc.env, platform, candidates) : undefined;
+  if ((!flagsMissing && lib === undefined) || typeof proc.execve !== 'function') return undefined;
+  const flags = flagsMissing ? NODE_FLAGS : [];
   try {
-    proc.execve(proc.execPath, [proc.execPath, ...NODE_FLAGS, ...proc.execArgv, ...proc.argv.slice(1)], proc.env);
+    proc.execve(
+      proc.execPath,
+      [proc.execPath, ...flags, ...proc.execArgv, ...proc.argv.slice(1)],
+      withAllocator(proc.env, lib),
+    );
   } catch {
     // Could not replace the process: go on as we are.
   }
+  return undefined;
 }

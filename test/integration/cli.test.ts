@@ -18,6 +18,7 @@ import { kubectl, kubectlPath } from '../helpers/kubectl.ts';
 import { alive as pidAlive, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
 import { KUBECTL_TRAIL_BIN, KUBETRAIL_BIN, runKubetrail, runProcess } from '../helpers/run-kubetrail.ts';
 import { unusedPort } from '../helpers/ports.ts';
+import { findMimalloc } from '../../src/cli/allocator.ts';
 import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 
 const cluster = withFakeCluster({
@@ -44,11 +45,12 @@ async function withStart<T>(
   port: number,
   home: string,
   fn: (log: () => string, pid: number) => Promise<T>,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<T> {
   const start = spawn(
     process.execPath,
     [KUBETRAIL_BIN, 'start', '--kubeconfig', cluster.kubeconfig, '--listen', `127.0.0.1:${port}`],
-    { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...kubetrailEnv(home), OTEL_SDK_DISABLED: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
   start.stdout.on('data', (c: Buffer) => (log += c.toString()));
@@ -165,6 +167,42 @@ describe('`kubetrail start` as a user runs it (#18)', () => {
       expect(children).toEqual([]);
       return Promise.resolve();
     });
+  });
+
+  it("runs on mimalloc when the system has it (.ci/run installs it), with the user's LD_PRELOAD kept; KUBETRAIL_ALLOCATOR=system keeps glibc's", async () => {
+    const lib = findMimalloc();
+    const theirs = join(freshHome(), 'theirs.so'); // not there: ld.so says so on stderr and goes on
+    const mapped = (pid: number): boolean => readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libmimalloc');
+    await withStart(
+      await unusedPort(),
+      freshHome(),
+      (_log, pid) => {
+        expect(mapped(pid)).toBe(lib !== undefined);
+        const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+        expect(environ).toContain(lib !== undefined ? `LD_PRELOAD=${lib}:${theirs}` : `LD_PRELOAD=${theirs}`);
+        return Promise.resolve();
+      },
+      { LD_PRELOAD: theirs },
+    );
+    await withStart(
+      await unusedPort(),
+      freshHome(),
+      (_log, pid) => {
+        expect(mapped(pid)).toBe(false);
+        return Promise.resolve();
+      },
+      { KUBETRAIL_ALLOCATOR: 'system' },
+    );
+  });
+
+  it('refuses a KUBETRAIL_ALLOCATOR it does not know, in one line, exit 2', async () => {
+    const r = await runKubetrail(['start', '--kubeconfig', cluster.kubeconfig, '--listen', '127.0.0.1:0'], {
+      env: { ...kubetrailEnv(freshHome()), KUBETRAIL_ALLOCATOR: 'jemalloc' },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      'kubetrail: KUBETRAIL_ALLOCATOR=jemalloc: expected auto (mimalloc when the system has it) or system\n',
+    );
   });
 });
 

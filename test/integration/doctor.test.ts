@@ -13,6 +13,7 @@ import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { runKubetrail, type RunResult } from '../helpers/run-kubetrail.ts';
 import { refusedPort, unusedPort } from '../helpers/ports.ts';
+import { findMimalloc } from '../../src/cli/allocator.ts';
 
 const cluster = withFakeCluster({
   prefix: 'kt-doctor-',
@@ -126,6 +127,9 @@ describe('kubetrail doctor', () => {
       ),
       `ok    jaeger: trace links point at ${jaegerUrl}/trace/<id>; it answers 200`,
       `ok    listen: 127.0.0.1:${listenPort} is free`,
+      findMimalloc() !== undefined
+        ? `ok    memory: mimalloc (${findMimalloc()}) for \`start\` and the background kubetrail: memory goes back after a flood of connections`
+        : "ok    memory: glibc's malloc: after a flood of connections RSS stays near its peak until kubetrail restarts; with mimalloc installed (Debian, Ubuntu: apt install libmimalloc2.0) it goes back",
       'doctor: all checks passed',
     ]);
 

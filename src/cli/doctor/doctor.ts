@@ -9,7 +9,8 @@
  *   kubetrail on 127.0.0.1:0 using the route of the rewritten kubeconfig, and whether the two agree;
  * - the OTLP endpoint accepts an empty export, and the Jaeger UI answers;
  * - the state dir is 0700 and its files 0600;
- * - the --listen address is free, or held by a kubetrail.
+ * - the --listen address is free, or held by a kubetrail;
+ * - which malloc a long-running kubetrail gets (mimalloc when the system has it: cli/allocator.ts).
  *
  * Read-only: the in-process kubetrail uses a temporary state dir (removed afterwards), never the real one.
  * Never prints a credential: tokens, keys and passwords are only ever described by kind.
@@ -33,6 +34,7 @@ import { formatFindings, type Finding } from './format.ts';
 import { checkJaeger } from './jaeger.ts';
 import { checkKubeconfig } from './kubeconfig.ts';
 import { checkListen } from './listen.ts';
+import { checkMemory } from './memory.ts';
 import { checkOtlp } from './otlp.ts';
 import { checkStateDir } from './state-dir.ts';
 
@@ -101,7 +103,7 @@ export async function doctor(flags: RawValues, env: NodeJS.ProcessEnv = process.
       checkListen(config),
     ]);
     for (const fs of perContext) findings.push(...fs);
-    findings.push(otlp, jaeger, listen);
+    findings.push(otlp, jaeger, listen, checkMemory(env));
   } finally {
     await proxy?.close();
     rmSync(tmpState, { recursive: true, force: true });
