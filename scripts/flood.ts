@@ -48,35 +48,39 @@ export interface MemoryMap {
   rssMb: number;
   /** The brk heap: glibc malloc's main arena, where OpenSSL's and Node's native per-connection memory lives. */
   mallocHeapMb: number;
-  /** Anonymous mappings: V8's heap pages, thread stacks and arenas, large mmap'd allocations. */
+  /** Anonymous mappings of 256 KiB: V8's heap pages. */
+  v8PagesMb: number;
+  /** Other anonymous mappings: mimalloc's segments, thread stacks and arenas, large mmap'd allocations, V8's large objects. */
   anonMb: number;
   /** Mapped files: the node binary and libraries. */
   filesMb: number;
 }
 
 export function memoryMap(pid: number): MemoryMap {
-  const kb = { heap: 0, anon: 0, files: 0 };
+  const kb = { heap: 0, anon: 0, files: 0, v8: 0 };
   let kind: keyof typeof kb = 'anon';
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
     if (head) {
-      const name = head[1] ?? '';
-      kind = name === '[heap]' ? 'heap' : name.startsWith('/') ? 'files' : 'anon';
+      const name = head[3] ?? '';
+      const size = parseInt(head[2] ?? '0', 16) - parseInt(head[1] ?? '0', 16);
+      kind = name === '[heap]' ? 'heap' : name.startsWith('/') ? 'files' : size === 256 * 1024 ? 'v8' : 'anon';
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
     if (rss) kb[kind] += Number(rss[1]);
   }
   return {
-    rssMb: mb(kb.heap + kb.anon + kb.files),
+    rssMb: mb(kb.heap + kb.anon + kb.files + kb.v8),
     mallocHeapMb: mb(kb.heap),
+    v8PagesMb: mb(kb.v8),
     anonMb: mb(kb.anon),
     filesMb: mb(kb.files),
   };
 }
 
 const showMap = (m: MemoryMap): string =>
-  `RSS ${m.rssMb} MB (malloc heap ${m.mallocHeapMb}, anonymous ${m.anonMb}, files ${m.filesMb})`;
+  `RSS ${m.rssMb} MB (malloc heap ${m.mallocHeapMb}, V8 pages ${m.v8PagesMb}, other anonymous ${m.anonMb}, files ${m.filesMb})`;
 
 export interface PhaseReport {
   name: string;

@@ -128,7 +128,7 @@ describe('kubetrail doctor', () => {
       `ok    jaeger: trace links point at ${jaegerUrl}/trace/<id>; it answers 200`,
       `ok    listen: 127.0.0.1:${listenPort} is free`,
       findMimalloc() !== undefined
-        ? `ok    memory: mimalloc (${findMimalloc()}) for \`start\` and the background kubetrail: memory goes back after a flood of connections`
+        ? `ok    memory: mimalloc (${findMimalloc()}) for \`start\` and the background kubetrail: much of a flood of connections' memory goes back`
         : "ok    memory: glibc's malloc: after a flood of connections RSS stays near its peak until kubetrail restarts; with mimalloc installed (Debian, Ubuntu: apt install libmimalloc2.0) it goes back",
       'doctor: all checks passed',
     ]);

@@ -24,7 +24,7 @@ export function checkMemory(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = 
     return {
       level: 'ok',
       subject,
-      message: `mimalloc (${lib}) for \`start\` and the background kubetrail: memory goes back after a flood of connections`,
+      message: `mimalloc (${lib}) for \`start\` and the background kubetrail: much of a flood of connections' memory goes back`,
     };
   return {
     level: 'ok',
