@@ -24,6 +24,7 @@ import { isH2Request, type DownstreamRequest, type DownstreamResponse } from './
 import { forwardRequest, type ForwardContext } from './forward.ts';
 import { PeerIdentities } from './identity.ts';
 import { capConnections, closeWhenIdle, DEFAULT_LIMITS, type ConnectionLimits } from './limits.ts';
+import { reclaimAfterBursts } from './reclaim.ts';
 import { uniqueRouteAddresses, usesRouteAddresses, type Routes } from './routing.ts';
 import { sendStatus } from './status.ts';
 import { decodesSettled } from './tap.ts';
@@ -225,6 +226,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   // left open this way held its memory for as long as the client kept it).
   server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
   const cap = capConnections(server, limits.maxConnections, opts.onNotice ?? (() => undefined));
+  // After a flood of connections ends, one full GC frees what they held natively (reclaim.ts).
+  const bursts = reclaimAfterBursts(server);
 
   const addresses = usesRouteAddresses(opts.host)
     ? [...new Set(uniqueRouteAddresses(opts.routes.clusters.keys()).values())]
@@ -256,6 +259,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     close: async () => {
       const closed = [server, ...routeListeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
       for (const c of live) closed.push(new Promise<void>((resolve) => c.once('close', () => resolve())));
+      bursts?.stop();
       h1.closeAllConnections();
       // Neither inner server listens; closing them stops the HTTP server's connection-checking timer.
       h1.close();

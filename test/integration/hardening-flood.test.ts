@@ -43,11 +43,12 @@ describe('a connection flood (item 8)', () => {
     // Memory is reused, not leaked: the second round adds less than half of what the first grew.
     const [first = 0, second = Infinity] = r.roundPeaksMb;
     expect(second - first).toBeLessThan((first - r.idleMb) / 2);
-    // And given back, in part: on mimalloc (the system's, which kubetrail preloads; .ci/run installs it) RSS
-    // 10 s after keeps less than 85% of what the flood grew (measured: 33-75% kept over 9 runs of this
-    // flood; glibc's malloc keeps ~97%, and there RSS stays near the peak: docs/security.md "Limits").
+    // And given back, in part: on mimalloc (the system's, which kubetrail preloads; .ci/run installs it), with
+    // the two GCs kubetrail runs once connections stop coming and going (proxy/reclaim.ts), RSS 10 s after
+    // keeps less than 70% of what the flood grew (measured: 23-50% kept; 49-75% without the GCs; glibc's
+    // malloc keeps ~97-100%, and there RSS stays near the peak: docs/security.md "Limits").
     expect(r.allocator).toBe(findMimalloc() !== undefined ? 'mimalloc' : 'glibc');
-    if (r.allocator === 'mimalloc') expect(r.afterMb - r.idleMb).toBeLessThan((r.peakMb - r.idleMb) * 0.85);
+    if (r.allocator === 'mimalloc') expect(r.afterMb - r.idleMb).toBeLessThan((r.peakMb - r.idleMb) * 0.7);
     expect(r.afterMb).toBeLessThanOrEqual(r.peakMb + 10);
   }, 300_000);
 });
