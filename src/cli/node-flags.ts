@@ -13,7 +13,7 @@
  * `start`'s peak after a c=16 burst and a 28 MB list 166.8 -> 143.1 MB, for w2 req/s 0.95x, w1 p50 +0.02 ms
  * and a 20,000-pod gzip list's TTLB +11% (more full GCs while it is decoded). docs/decisions.md.
  *
- * `--expose-gc`: the proxy runs one full GC after a flood of connections has ended (proxy/reclaim.ts).
+ * `--expose-gc`: the proxy runs two full GCs once a flood of connections is over (proxy/reclaim.ts).
  */
 import { allocatorSetting, chosenAllocator, MIMALLOC_PATHS, PRELOADED_ENV, withAllocator } from './allocator.ts';
 

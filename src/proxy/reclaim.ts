@@ -1,12 +1,12 @@
 /**
  * Memory back after a burst (#15 item 8): when the process has grown by GROWTH_BYTES or more since it last
- * was small (a flood of connections, a large list) and no connection has opened or closed for QUIET_MS,
- * a full garbage collection, and a second one QUIET_MS later. Why: what a flood's connections held natively (socket and TLS buffers,
- * OpenSSL's objects) is owned by JavaScript objects that had lived long enough to reach V8's old
- * generation, and is freed only when a full GC finds them dead; a process that goes quiet after a flood
- * may run none for a long time, so the memory stayed allocated. Measured (scripts/flood.ts, the test's
- * flood, on mimalloc, 10 s after): 138 MB with the two GCs, 160-167 with one, 157-188 with none (idle
- * 114-117, peak 194-217).
+ * was small (a flood of connections, a large list) and no connection has opened or closed for QUIET_MS, a
+ * full garbage collection, and a second one QUIET_MS later. Why: what a flood's connections held natively
+ * (socket and TLS buffers, OpenSSL's objects) is owned by JavaScript objects that had lived long enough to
+ * reach V8's old generation, and is freed only when a full GC finds them dead; a process that goes quiet
+ * after a flood may run none for a long time, so the memory stayed allocated. Measured (scripts/flood.ts,
+ * the test's flood, on mimalloc, 10 s after; idle 114-117, peak 177-220): 128-166 MB with the two GCs
+ * (23-50% of the growth kept), 160-167 with one, 157-188 with none (49-75% kept).
  *
  * The GC is V8's own (`gc`, there when Node was started with --expose-gc: NODE_FLAGS, so the background
  * kubetrail, `start` and the image); without it nothing happens. Each pauses the event loop (~10-30 ms),
@@ -35,8 +35,8 @@ export interface BurstWatch {
 }
 
 /**
- * Runs `gc` twice once the process has grown by `growth` bytes over the smallest RSS it has seen since its last GC
- * and connections have stopped coming and going for `quietMs`. No sockets here: the caller says when a
+ * Runs `gc` twice once the process has grown by `growth` bytes over the smallest RSS it has seen since its
+ * last GCs and connections have stopped coming and going for `quietMs`. No sockets here: the caller says when a
  * connection opened or closed (server.ts's listener), and tests drive it with fake timers and a fake RSS.
  */
 export function watchBursts(
@@ -64,9 +64,8 @@ export function watchBursts(
     const before = rss();
     gc();
     // The first GC's finalizers free native objects (TLS sockets' OpenSSL state, Buffers' backing stores)
-    // whose own garbage the second one collects: 160-167 MB 10 s after the test's flood with one, 138 MB
-    // with two (idle 114). What is freed may reach the system only later (mimalloc returns it as it goes):
-    // the floor follows it down (grown()).
+    // whose own garbage the second one collects (above: one GC 160-167 MB, two 128-166). What is freed may
+    // reach the system only later (mimalloc returns it as it goes): the floor follows it down (grown()).
     timer = setTimeout(() => {
       timer = undefined;
       gc();
