@@ -46,5 +46,5 @@ USER node
 EXPOSE 17443
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
   CMD ["node", "-e", "const fs=require('node:fs'),d=process.env.KUBETRAIL_STATE_DIR;require('node:https').get({host:'127.0.0.1',port:17443,path:'/.kubetrail/v1/status',servername:'localhost',ca:fs.readFileSync(d+'/ca.crt'),headers:{'x-kubetrail-token':fs.readFileSync(d+'/control-token','utf8').trim()}},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "--expose-gc", "/app/dist/bin/kubetrail.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--expose-gc", "/app/dist/bin/kubetrail.js"]
 CMD ["start", "--listen", "0.0.0.0:17443", "--allow-non-loopback"]

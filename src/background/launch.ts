@@ -12,7 +12,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/schema.ts';
 import { openPrivateAppend } from '../fs/private.ts';
-import { allocatorSetting, chosenAllocator, withAllocator } from '../cli/allocator.ts';
+import { chooseAllocator, withAllocator } from '../cli/allocator.ts';
 import { NODE_FLAGS } from '../cli/node-flags.ts';
 import { privateDir, type BackgroundPaths } from './paths.ts';
 import { pidAlive } from './process.ts';
@@ -31,8 +31,8 @@ export async function spawnBackground(
   env: NodeJS.ProcessEnv,
   paths: BackgroundPaths,
 ): Promise<Started> {
-  const allocator = allocatorSetting(env);
-  if (typeof allocator === 'object') return { ok: false, code: 'KT_ERR_CONFIG_INVALID', message: allocator.problem };
+  const allocator = chooseAllocator(env);
+  if ('problem' in allocator) return { ok: false, code: 'KT_ERR_CONFIG_INVALID', message: allocator.problem };
   privateDir(paths.stateDir, paths.dir);
   let size = 0;
   try {
@@ -48,8 +48,8 @@ export async function spawnBackground(
     detached: true,
     cwd: '/',
     stdio: ['ignore', logFd, logFd, 'pipe'],
-    // mimalloc when the system has it: a flood's memory goes back (cli/allocator.ts).
-    env: withAllocator({ ...env, [BACKGROUND_CONFIG_ENV]: JSON.stringify(config) }, chosenAllocator(env)),
+    // mimalloc when KUBETRAIL_ALLOCATOR asks for it (cli/allocator.ts).
+    env: withAllocator({ ...env, [BACKGROUND_CONFIG_ENV]: JSON.stringify(config) }, allocator.lib),
   });
   closeSync(logFd);
   const pipe = child.stdio[3] as Socket;

@@ -1,17 +1,17 @@
 /**
- * The malloc of a long-running kubetrail (`start`, the background kubetrail): mimalloc when the system has
- * it, loaded with LD_PRELOAD into the process kubetrail starts itself with (the background spawn, and the
- * re-exec of `start` in node-flags.ts). Why: after a connection flood glibc's malloc keeps the freed memory
- * (its main arena returns only its top; OpenSSL's and Node's per-connection allocations lie between
- * longer-lived ones), so RSS stayed near the flood's peak until kubetrail restarted; mimalloc gives freed
- * pages back on its own (measured with scripts/flood.ts: 60 s after, 398 MB with glibc, 177 MB with
- * mimalloc, idle 115; docs/decisions.md "Memory after a connection flood").
+ * The malloc of a long-running kubetrail (`start`, the background kubetrail), when the user asks for
+ * mimalloc (`KUBETRAIL_ALLOCATOR=mimalloc`): loaded with LD_PRELOAD into the process kubetrail starts itself
+ * with (the background spawn, and the re-exec of `start` in node-flags.ts). Why one would: after a flood of
+ * connections glibc's malloc keeps the freed memory (its main arena returns only its top; OpenSSL's and
+ * Node's per-connection allocations lie between longer-lived ones), so RSS stays near the flood's peak until
+ * kubetrail restarts; mimalloc gives much of it back (scripts/flood.ts: 60 s after, 398 MB on glibc, 177-228
+ * MB on mimalloc, idle 115). Why it is not the default: it costs the relay ~10% more CPU per request and
+ * large lists a quarter more time (docs/decisions.md "Memory after a connection flood").
  *
- * Linux only (macOS's malloc returns memory itself), and only a library the system owns: a regular file,
- * and its directory, owned by root and writable by nobody else, at one of the distributions' paths (Debian
- * and Ubuntu's libmimalloc2.0, Fedora's and Arch's mimalloc). `KUBETRAIL_ALLOCATOR=system` keeps glibc's.
- * The user's own LD_PRELOAD is kept (after ours), and given back to the environment of the process once it
- * runs (settleAllocatorEnv), so that nothing kubetrail might start inherits mimalloc.
+ * Linux only, and only a library the system owns: a regular file, and its directory, owned by root and
+ * writable by nobody else, at one of the distributions' paths (Debian and Ubuntu's libmimalloc2.0, Fedora's
+ * and Arch's mimalloc). The user's own LD_PRELOAD is kept (after ours), and given back to the environment of
+ * the process once it runs (settleAllocatorEnv), so that nothing kubetrail might start inherits mimalloc.
  *
  * On the wrapper's fast path (eslint.config.js): Node built-ins only.
  */
@@ -29,16 +29,6 @@ export const MIMALLOC_PATHS: readonly string[] = [
   '/usr/lib64/libmimalloc.so.2',
   '/usr/lib/libmimalloc.so.2',
 ];
-
-/** What `KUBETRAIL_ALLOCATOR` asks for, or the one line that says it is wrong. */
-export function allocatorSetting(env: NodeJS.ProcessEnv): 'auto' | 'system' | { problem: string } {
-  const v = (env[ALLOCATOR_ENV] ?? '').trim().toLowerCase();
-  if (v === '' || v === 'auto' || v === 'mimalloc') return 'auto';
-  if (v === 'system' || v === 'glibc') return 'system';
-  return {
-    problem: `${ALLOCATOR_ENV}=${env[ALLOCATOR_ENV] ?? ''}: expected auto (mimalloc when the system has it) or system`,
-  };
-}
 
 /** Owned by root and writable by no one else: the system's, as the C library itself is. */
 function systemOwned(path: string): boolean {
@@ -59,14 +49,26 @@ export function findMimalloc(candidates: readonly string[] = MIMALLOC_PATHS): st
   return undefined;
 }
 
-/** The library to preload for a long-running kubetrail in this environment, if any. */
-export function chosenAllocator(
+/** The library to preload for a long-running kubetrail (none: glibc's malloc), or what is wrong with the setting. */
+export type AllocatorChoice = { lib: string | undefined } | { problem: string };
+
+/** What `KUBETRAIL_ALLOCATOR` asks for: `system` (the default) or `mimalloc`, which must then be there. */
+export function chooseAllocator(
   env: NodeJS.ProcessEnv,
   platform: NodeJS.Platform = process.platform,
   candidates: readonly string[] = MIMALLOC_PATHS,
-): string | undefined {
-  if (platform !== 'linux' || allocatorSetting(env) !== 'auto') return undefined;
-  return findMimalloc(candidates);
+): AllocatorChoice {
+  const raw = env[ALLOCATOR_ENV] ?? '';
+  const v = raw.trim().toLowerCase();
+  if (v === '' || v === 'system' || v === 'glibc') return { lib: undefined };
+  if (v !== 'mimalloc') return { problem: `${ALLOCATOR_ENV}=${raw}: expected system (the default) or mimalloc` };
+  if (platform !== 'linux') return { problem: `${ALLOCATOR_ENV}=mimalloc: Linux only (it is loaded with LD_PRELOAD)` };
+  const lib = findMimalloc(candidates);
+  if (lib === undefined)
+    return {
+      problem: `${ALLOCATOR_ENV}=mimalloc: no mimalloc owned by root at ${candidates.join(', ')} (Debian, Ubuntu: apt install libmimalloc2.0)`,
+    };
+  return { lib };
 }
 
 /** `env` for a long-running kubetrail: mimalloc first in LD_PRELOAD when chosen, the user's own kept after it. */

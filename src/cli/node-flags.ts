@@ -7,17 +7,11 @@
  * re-executes itself with them (withNodeFlags). Not in the bin's shebang: `env -S` is missing from
  * BusyBox, older coreutils and the BSDs, and the bin must start everywhere.
  *
- * `--heap-growing-percent=20`: after each full GC V8 lets the old generation grow to 1.2x what survived,
- * instead of up to 4x on a fast-allocating process; a burst of requests (each leaves a little garbage
- * behind) then peaks lower. Measured (bench/lib/ab.ts --user-flags --entry dist, 5 interleaved rounds):
- * `start`'s peak after a c=16 burst and a 28 MB list 166.8 -> 143.1 MB, for w2 req/s 0.95x, w1 p50 +0.02 ms
- * and a 20,000-pod gzip list's TTLB +11% (more full GCs while it is decoded). docs/decisions.md.
- *
  * `--expose-gc`: the proxy runs two full GCs once a flood of connections is over (proxy/reclaim.ts).
  */
-import { allocatorSetting, chosenAllocator, MIMALLOC_PATHS, PRELOADED_ENV, withAllocator } from './allocator.ts';
+import { chooseAllocator, MIMALLOC_PATHS, PRELOADED_ENV, withAllocator } from './allocator.ts';
 
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--heap-growing-percent=20', '--expose-gc'];
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--expose-gc'];
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
 
@@ -30,9 +24,9 @@ type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
  * (as the docs write it): short commands and wrap mode must not pay a second start. Where Node has no
  * execve (Node < 22.15, Windows), or it fails, kubetrail runs on with Node's defaults.
  *
- * The same re-exec preloads mimalloc when the system has it (cli/allocator.ts), also for a `start` that was
- * given NODE_FLAGS by hand (the image's ENTRYPOINT). Returns the one line that says KUBETRAIL_ALLOCATOR is
- * wrong (the bin prints it and exits 2), else undefined.
+ * The same re-exec preloads mimalloc when KUBETRAIL_ALLOCATOR=mimalloc asks for it (cli/allocator.ts), also
+ * for a `start` that was given NODE_FLAGS by hand (the image's ENTRYPOINT). Returns the one line that says
+ * KUBETRAIL_ALLOCATOR is wrong (the bin prints it and exits 2), else undefined.
  */
 export function withNodeFlags(
   argv: readonly string[],
@@ -41,10 +35,10 @@ export function withNodeFlags(
   candidates: readonly string[] = MIMALLOC_PATHS,
 ): string | undefined {
   if (argv[0] !== 'start') return undefined;
-  const setting = allocatorSetting(proc.env);
-  if (typeof setting === 'object') return setting.problem;
+  const choice = chooseAllocator(proc.env, platform, candidates);
+  if ('problem' in choice) return choice.problem;
   const flagsMissing = !NODE_FLAGS.every((f) => proc.execArgv.includes(f));
-  const lib = proc.env[PRELOADED_ENV] === undefined ? chosenAllocator(proc.env, platform, candidates) : undefined;
+  const lib = proc.env[PRELOADED_ENV] === undefined ? choice.lib : undefined;
   if ((!flagsMissing && lib === undefined) || typeof proc.execve !== 'function') return undefined;
   const flags = flagsMissing ? NODE_FLAGS : [];
   try {

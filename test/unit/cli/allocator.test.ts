@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  allocatorSetting,
-  chosenAllocator,
+  chooseAllocator,
   findMimalloc,
   PRELOADED_ENV,
   settleAllocatorEnv,
@@ -74,19 +73,24 @@ describe('which mimalloc is trusted', () => {
 });
 
 describe('KUBETRAIL_ALLOCATOR', () => {
-  it('auto (the default) chooses mimalloc on Linux only; system never', () => {
+  it('system (the default) never preloads; mimalloc preloads the one found, on Linux only', () => {
     const candidates = asRoot ? [lib('setting')] : [];
-    expect(allocatorSetting({})).toBe('auto');
-    expect(allocatorSetting({ KUBETRAIL_ALLOCATOR: 'mimalloc' })).toBe('auto');
-    expect(allocatorSetting({ KUBETRAIL_ALLOCATOR: 'System' })).toBe('system');
-    expect(chosenAllocator({ KUBETRAIL_ALLOCATOR: 'system' }, 'linux', candidates)).toBeUndefined();
-    expect(chosenAllocator({}, 'darwin', candidates)).toBeUndefined();
-    if (asRoot) expect(chosenAllocator({}, 'linux', candidates)).toBe(candidates[0]);
+    expect(chooseAllocator({}, 'linux', candidates)).toEqual({ lib: undefined });
+    expect(chooseAllocator({ KUBETRAIL_ALLOCATOR: 'System' }, 'linux', candidates)).toEqual({ lib: undefined });
+    if (asRoot)
+      expect(chooseAllocator({ KUBETRAIL_ALLOCATOR: 'mimalloc' }, 'linux', candidates)).toEqual({ lib: candidates[0] });
+    expect(chooseAllocator({ KUBETRAIL_ALLOCATOR: 'mimalloc' }, 'darwin', candidates)).toEqual({
+      problem: 'KUBETRAIL_ALLOCATOR=mimalloc: Linux only (it is loaded with LD_PRELOAD)',
+    });
   });
 
-  it('anything else is one line naming the variable', () => {
-    expect(allocatorSetting({ KUBETRAIL_ALLOCATOR: 'jemalloc' })).toEqual({
-      problem: 'KUBETRAIL_ALLOCATOR=jemalloc: expected auto (mimalloc when the system has it) or system',
+  it('anything else, or mimalloc asked for and not there, is one line naming the variable', () => {
+    expect(chooseAllocator({ KUBETRAIL_ALLOCATOR: 'jemalloc' })).toEqual({
+      problem: 'KUBETRAIL_ALLOCATOR=jemalloc: expected system (the default) or mimalloc',
+    });
+    expect(chooseAllocator({ KUBETRAIL_ALLOCATOR: 'mimalloc' }, 'linux', ['/nonexistent/libmimalloc.so.2'])).toEqual({
+      problem:
+        'KUBETRAIL_ALLOCATOR=mimalloc: no mimalloc owned by root at /nonexistent/libmimalloc.so.2 (Debian, Ubuntu: apt install libmimalloc2.0)',
     });
   });
 });
@@ -149,21 +153,23 @@ describe('`kubetrail start` re-executes itself with the flags and the allocator,
     expect(other.calls).toEqual([]);
   });
 
-  it.runIf(asRoot)(
-    'preloads mimalloc for a start given the flags by hand (the image), and not again once preloaded',
-    () => {
-      const candidate = lib('reexec');
-      const flagged = proc([...NODE_FLAGS], {});
-      withNodeFlags(['start'], flagged.p, 'linux', [candidate]);
-      expect(flagged.calls).toHaveLength(1);
-      expect(flagged.calls[0]?.args).toEqual(['/node', ...NODE_FLAGS, '/kt.js', 'start']);
-      expect(flagged.calls[0]?.env).toEqual({ LD_PRELOAD: candidate, [PRELOADED_ENV]: candidate });
+  it.runIf(asRoot)('preloads mimalloc when asked, also for a start given the flags by hand (the image), once', () => {
+    const candidate = lib('reexec');
+    const ask = { KUBETRAIL_ALLOCATOR: 'mimalloc' };
+    const flagged = proc([...NODE_FLAGS], ask);
+    withNodeFlags(['start'], flagged.p, 'linux', [candidate]);
+    expect(flagged.calls).toHaveLength(1);
+    expect(flagged.calls[0]?.args).toEqual(['/node', ...NODE_FLAGS, '/kt.js', 'start']);
+    expect(flagged.calls[0]?.env).toEqual({ ...ask, LD_PRELOAD: candidate, [PRELOADED_ENV]: candidate });
 
-      const again = proc([...NODE_FLAGS], { LD_PRELOAD: candidate, [PRELOADED_ENV]: candidate });
-      withNodeFlags(['start'], again.p, 'linux', [candidate]);
-      expect(again.calls).toEqual([]);
-    },
-  );
+    const again = proc([...NODE_FLAGS], { ...ask, LD_PRELOAD: candidate, [PRELOADED_ENV]: candidate });
+    withNodeFlags(['start'], again.p, 'linux', [candidate]);
+    expect(again.calls).toEqual([]);
+
+    const notAsked = proc([...NODE_FLAGS], {});
+    withNodeFlags(['start'], notAsked.p, 'linux', [candidate]);
+    expect(notAsked.calls).toEqual([]);
+  });
 
   it('says what is wrong with KUBETRAIL_ALLOCATOR instead of starting', () => {
     const bad = proc([], { KUBETRAIL_ALLOCATOR: 'tcmalloc' });
@@ -173,15 +179,15 @@ describe('`kubetrail start` re-executes itself with the flags and the allocator,
 });
 
 describe('`kubetrail doctor` says which malloc a long-running kubetrail gets', () => {
-  it('names the setting that is wrong (a failure), glibc when asked, and nothing Linux-only elsewhere', () => {
+  it('names the setting that is wrong (a failure), glibc by default, and nothing Linux-only elsewhere', () => {
     expect(checkMemory({ KUBETRAIL_ALLOCATOR: 'x' }, 'linux')).toEqual({
       level: 'fail',
       subject: 'memory',
-      message: 'KUBETRAIL_ALLOCATOR=x: expected auto (mimalloc when the system has it) or system',
-      fix: 'set KUBETRAIL_ALLOCATOR to auto or system, or unset it',
+      message: 'KUBETRAIL_ALLOCATOR=x: expected system (the default) or mimalloc',
+      fix: 'install mimalloc, or set KUBETRAIL_ALLOCATOR to system (or unset it)',
     });
-    expect(checkMemory({ KUBETRAIL_ALLOCATOR: 'system' }, 'linux').message).toMatch(
-      /^glibc's malloc \(KUBETRAIL_ALLOCATOR=system\): after a flood of connections RSS stays near its peak/,
+    expect(checkMemory({}, 'linux').message).toMatch(
+      /^glibc's malloc: after a flood of connections RSS stays near its peak until kubetrail restarts \(KUBETRAIL_ALLOCATOR=mimalloc/,
     );
     expect(checkMemory({}, 'darwin')).toEqual({ level: 'ok', subject: 'memory', message: "the system's malloc" });
   });
