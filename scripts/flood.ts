@@ -91,7 +91,7 @@ export interface PhaseReport {
 }
 
 export interface FloodReport {
-  /** The malloc kubetrail runs on: mimalloc when the system has it (src/cli/allocator.ts), else glibc's. */
+  /** The malloc kubetrail ran on: glibc's, or mimalloc when KUBETRAIL_ALLOCATOR=mimalloc (src/cli/allocator.ts). */
   allocator: 'mimalloc' | 'glibc';
   idleMb: number;
   peakMb: number;

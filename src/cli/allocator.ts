@@ -83,7 +83,10 @@ export function settleAllocatorEnv(env: NodeJS.ProcessEnv = process.env): void {
   const lib = env[PRELOADED_ENV];
   if (lib === undefined) return;
   delete env[PRELOADED_ENV];
-  const rest = (env.LD_PRELOAD ?? '').split(':').filter((p, i) => !(i === 0 && p === lib));
-  if (rest.length > 0 && rest.join('') !== '') env.LD_PRELOAD = rest.join(':');
+  const theirs = (env.LD_PRELOAD ?? '')
+    .split(':')
+    .filter((p, i) => !(i === 0 && p === lib))
+    .join(':');
+  if (theirs !== '') env.LD_PRELOAD = theirs;
   else delete env.LD_PRELOAD;
 }
