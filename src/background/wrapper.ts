@@ -17,7 +17,7 @@ import { randomTag } from '../command-tag.ts';
 import { lingerMs, parseListen } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
-import { readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
+import { ensurePrivateDir, readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
 import { commandLineName, timingDir } from '../kubeconfig/timing.ts';
 import { hostForUrl } from '../net/host.ts';
@@ -80,6 +80,10 @@ async function findOrStart(
   fp: string,
 ): Promise<Found | Busied | undefined> {
   const paths = backgroundPaths(config.stateDir, host, port);
+  // Every directory this command's files go into is the user's alone, also one that was made private and
+  // opened to others since (a kubeconfig swapped there before kubectl reads it runs another user's plugin).
+  privateDir(paths.stateDir, paths.dir);
+  ensurePrivateDir(paths.commands);
   let replaced: string | undefined;
   let closedSince: number | undefined;
   let heldSince: number | undefined;

@@ -183,6 +183,37 @@ describe.skipIf(!root)('a state dir someone else controls is refused, as ssh doe
   });
 });
 
+describe('a state dir opened to others after the background kubetrail made it private (item 2)', () => {
+  it('its commands directory, where each command\'s kubeconfig goes: the next wrapped command is refused', async () => {
+    const home = freshHome();
+    const stateDir = join(home, 'kubetrail-state');
+    const port = await unusedPort();
+    const env = kubetrailEnv(home);
+    const argv = (marker: string): string[] => [
+      '--kubeconfig',
+      kubeconfigOf(1),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--',
+      'touch',
+      marker,
+    ];
+    try {
+      const first = await runKubetrail(argv(join(home, 'first')), { env });
+      expect(first.code, first.stderr).toBe(0);
+      const commands = join(stateDir, 'background', 'commands');
+      chmodSync(commands, 0o777);
+      const r = await runKubetrail(argv(join(home, 'second')), { env });
+      expect(r.code).toBe(2);
+      expect(oneLine(r)).toContain(`refusing the state dir: ${commands} is 0777: others can write to it`);
+      expect(existsSync(join(home, 'second'))).toBe(false);
+      chmodSync(commands, 0o700);
+    } finally {
+      await runKubetrail(['stop'], { env });
+    }
+  });
+});
+
 describe('symlinks in the state dir are never followed (item 3)', () => {
   it('a background/<addr>.log symlink: the file it points at is neither truncated nor re-moded, and the command is refused', async () => {
     const home = freshHome();
