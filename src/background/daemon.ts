@@ -17,6 +17,7 @@ import { refusesConnections } from '../telemetry/sdk.ts';
 import { errLine } from '../cli/output.ts';
 import { listenUrl, prepare, servingProxyOptions, type Prepared } from '../cli/setup.ts';
 import { controlHandler, newIdentity, type ControlDeps } from './control.ts';
+import { findEnvBin, listenLauncher } from './launcher.ts';
 import { backgroundPaths, cutMarker, type BackgroundPaths } from './paths.ts';
 import { BACKGROUND_CONFIG_ENV, type Busy } from './protocol.ts';
 import { digestsBefore, liveWrappers, publication, tagAliveIn } from './publish.ts';
@@ -210,6 +211,8 @@ export async function runBackground(): Promise<number> {
     report({ ok: false, code: isKtError(err) ? err.code : 'KT_ERR_STATE_DIR', message: describeError(err) });
     return 2;
   }
+  // The launcher's channel (bin/kubetrail): wrapped commands this kubetrail serves then start no Node.
+  const launcher = listenLauncher({ paths, state, deps, envBin: findEnvBin() }, log);
   log(
     `serving ${listenUrl(prepared.listen)} for ${prepared.routes.clusters.size} cluster(s); exits after ${config.linger} idle`,
   );
@@ -242,6 +245,7 @@ export async function runBackground(): Promise<number> {
   log(`stopping: ${why}`);
   // Before any connection is closed: a wrapped command whose stream is cut must not end as if complete.
   markCut(paths, activity.openTags(), why);
+  launcher?.close();
   published.unpublish();
   await proxy.close();
   await telemetry.finish();

@@ -9,8 +9,11 @@
  *                                 carrying a placeholder tag
  *   background/<addr>.log         the background kubetrail's stdout and stderr
  *   background/<addr>.sock        control calls without TLS (control.ts)
+ *   background/<addr>.fifo        the launcher's requests (bin/kubetrail, launcher.ts): a line each
  *   background/commands/<addr>.<pid>-<tag>.yaml   one wrapped command's kubeconfig (its marker: written before
  *                                 its last look at the state file), removed when it ends
+ *   background/commands/<addr>.<pid>-<tag>.req   a launched command's argv and environment (launcher.ts)
+ *   background/commands/<addr>.<pid>-<tag>.fifo  the launcher's end of that command's answers
  *   control-token                 authorizes control calls (finish a command, stop): token.ts
  *
  * Imported by the wrapper's fast path (eslint.config.js lists it): Node built-ins only.
@@ -28,6 +31,8 @@ export interface BackgroundPaths {
   template: string;
   log: string;
   socket: string;
+  /** The launcher's request FIFO (launcher.ts). */
+  fifo: string;
   commands: string;
   token: string;
 }
@@ -44,6 +49,7 @@ export function backgroundPaths(stateDir: string, host: string, port: number): B
     template: join(dir, `${key}.kubeconfig`),
     log: join(dir, `${key}.log`),
     socket: join(dir, `${key}.sock`),
+    fifo: join(dir, `${key}.fifo`),
     commands: join(dir, 'commands'),
     token: join(stateDir, 'control-token'),
   };
@@ -57,6 +63,12 @@ export function templatePath(paths: BackgroundPaths, instance: string): string {
 /** A wrapped command's kubeconfig, which also tells the address's kubetrail that the command is alive. */
 export function markerName(key: string, pid: number, tag: string): string {
   return `${key}.${pid}-${tag}.yaml`;
+}
+
+/** A launched command's request file and answer FIFO (bin/kubetrail makes both; launcher.ts reads them). */
+export function launchFiles(paths: BackgroundPaths, pid: number, tag: string): { request: string; answers: string } {
+  const base = join(paths.commands, `${paths.key}.${pid}-${tag}`);
+  return { request: `${base}.req`, answers: `${base}.fifo` };
 }
 
 /**

@@ -10,7 +10,16 @@
  * cache holds the dependencies (CI runs `npm ci` first).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +28,7 @@ import { freshHome } from '../helpers/compare.ts';
 import { makePod } from '../helpers/fake-apiserver.ts';
 import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
+import { unusedPort } from '../helpers/ports.ts';
 import { runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
 import { MIN_NODE_MAJOR } from '../../src/cli/node-version.ts';
 
@@ -116,6 +126,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
       .stdout.split('\n')
       .filter(Boolean);
     expect(files).toContain('package/dist/bin/kubetrail.js');
+    expect(files).toContain('package/bin/kubetrail');
     expect(files).toContain('package/dist/bin/kubectl-trail.js');
     expect(files).toContain('package/LICENSE');
     expect(
@@ -158,6 +169,41 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
     expect(wrapped.stdout.toString()).toBe(direct.stdout.toString());
     expect(wrapped.stdout.toString()).toContain('web-0');
     expect(wrapped.stderr).toMatch(/kubectl get .*requests?/);
+  });
+
+  it('the installed launcher serves the next wrapped command with no Node process', async () => {
+    expect(installed.code).toBe(0);
+    const home = freshHome();
+    const cwd = mkdtempSync(join(work, 'launched-'));
+    // `node` on PATH records each run, then runs this Node.
+    const nodeLog = join(home, 'node-runs');
+    writeFileSync(nodeLog, '');
+    const bin = mkdtempSync(join(work, 'loggedbin-'));
+    writeFileSync(join(bin, 'node'), `#!/bin/sh\necho node >> '${nodeLog}'\nexec '${process.execPath}' "$@"\n`);
+    chmodSync(join(bin, 'node'), 0o755);
+    const env: NodeJS.ProcessEnv = {
+      PATH: `${bin}:${userPath(process.execPath)}`,
+      HOME: home,
+      KUBECONFIG: cluster.kubeconfig,
+      KUBETRAIL_STATE_DIR: join(home, 'state'),
+      KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}`,
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url,
+      NO_COLOR: '1',
+    };
+    const runs = (): number => readFileSync(nodeLog, 'utf8').split('\n').filter(Boolean).length;
+    try {
+      const first = await sh(INSTALL_LINES.wrap, env, cwd, 60_000);
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stderr).toMatch(/^kubetrail: started a background kubetrail on /m);
+      expect(runs()).toBe(1);
+      const next = await sh(INSTALL_LINES.wrap, env, cwd, 60_000);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stdout.toString()).toBe(first.stdout.toString());
+      expect(next.stderr).toMatch(/^kubectl get · \d+ requests? · /m);
+      expect(runs()).toBe(1);
+    } finally {
+      await sh('kubetrail stop', env, cwd, 30_000);
+    }
   });
 
   it.skipIf(oldNode() === undefined)(
