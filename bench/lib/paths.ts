@@ -15,6 +15,8 @@ import type { Target } from './target.ts';
 
 export const KUBETRAIL_SRC = fileURLToPath(new URL('../../src/bin/kubetrail.ts', import.meta.url));
 export const KUBETRAIL_DIST = fileURLToPath(new URL('../../dist/bin/kubetrail.js', import.meta.url));
+/** The installed `kubetrail` command: the launcher, with dist/ behind it (it runs `node` from PATH). */
+export const KUBETRAIL_LAUNCHER = fileURLToPath(new URL('../../bin/kubetrail', import.meta.url));
 const PROXY_CORE = fileURLToPath(new URL('./proxy-core.ts', import.meta.url));
 
 /** Which kubetrail entry point the paths run: the TypeScript source (type stripping) or the built dist/. */

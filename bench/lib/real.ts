@@ -6,13 +6,13 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { connect } from 'node:tls';
 import { parse } from 'yaml';
 import { startOtlpReceiver } from '../../test/helpers/otlp-receiver.ts';
 import { startStack, type Stack } from '../../test/e2e/stack/stack.ts';
 import { summarizeProfile, type ProfileSummary } from './cpuprofile.ts';
-import { distFresh, KUBETRAIL_BIN, KUBETRAIL_DIST, startPath, type UpstreamSpec } from './paths.ts';
+import { distFresh, KUBETRAIL_BIN, KUBETRAIL_DIST, KUBETRAIL_LAUNCHER, startPath, type UpstreamSpec } from './paths.ts';
 import { freePort, run } from './proc.ts';
 import { podManifest } from './pods.ts';
 import { kubeconfigYaml, KUBECTL, writeFile, type Bench } from './setup.ts';
@@ -154,7 +154,8 @@ async function variantPorts(): Promise<Record<string, number>> {
 function w5Setup(bench: Bench, real: Real, ports: Record<string, number>): W5Setup {
   const home = join(bench.workDir, 'kubectl-home');
   mkdirSync(home, { recursive: true });
-  const env = { ...bench.env.env, HOME: home };
+  // The launcher runs `node` from PATH for the commands it does not serve itself: this Node.
+  const env = { ...bench.env.env, HOME: home, PATH: `${dirname(process.execPath)}:${bench.env.env.PATH ?? ''}` };
   const stateDir = join(bench.workDir, 'wrap-state');
   const kubectl = [KUBECTL, 'get', 'pods'];
   return {
@@ -163,8 +164,9 @@ function w5Setup(bench: Bench, real: Real, ports: Record<string, number>): W5Set
       if (v === 'direct') return [KUBECTL, '--kubeconfig', real.spec.kubeconfig, 'get', 'pods'];
       const otlp = v === 'wrapped-refused' ? bench.env.otlpRefused : real.jaegerOtlp;
       return [
-        process.execPath,
-        v === 'wrapped-dist' ? KUBETRAIL_DIST : KUBETRAIL_BIN,
+        // What users run: the launcher (bin/kubetrail), which serves a command with no Node process when the
+        // background kubetrail can; the other variants run the Node CLI itself.
+        ...(v === 'wrapped-dist' ? [KUBETRAIL_LAUNCHER] : [process.execPath, KUBETRAIL_BIN]),
         '--kubeconfig',
         real.spec.kubeconfig,
         '--listen',

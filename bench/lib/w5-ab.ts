@@ -6,10 +6,14 @@
  * With `perf` on PATH each run's CPU time (task-clock: kubetrail's wrapper and kubectl, all threads) is
  * reported too: on a loaded machine it varies far less than wall time.
  *
- *   node bench/lib/w5-ab.ts --before /other/checkout [--after .] [--runs 20] [--entry dist|src] [--otlp live|refused]
+ *   node bench/lib/w5-ab.ts --before /other/checkout [--after .] [--runs 20] [--entry dist|src|launcher]
+ *                           [--after-entry dist|src|launcher] [--otlp live|refused]
+ *
+ * `launcher` runs the checkout's bin/kubetrail (the installed command since the launcher, with dist/
+ * behind it); `--after-entry` defaults to `--entry`.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startFakeApiserver, makePod } from '../../test/helpers/fake-apiserver.ts';
 import { freePort, run } from './proc.ts';
@@ -23,13 +27,22 @@ const { values: args } = parseArgs({
     after: { type: 'string', default: '.' },
     runs: { type: 'string', default: '20' },
     entry: { type: 'string', default: 'dist' },
+    'after-entry': { type: 'string' },
     otlp: { type: 'string', default: 'live' },
   },
 });
 if (!args.before) throw new Error('w5-ab: --before <checkout> is required');
 const RUNS = Number(args.runs);
-const bin = (dir: string): string =>
-  join(resolve(dir), args.entry === 'src' ? 'src/bin/kubetrail.ts' : 'dist/bin/kubetrail.js');
+const entryOf = (v: 'before' | 'after'): string =>
+  (v === 'after' ? args['after-entry'] : undefined) ?? args.entry ?? 'dist';
+const bin = (v: 'before' | 'after'): string =>
+  join(
+    resolve(v === 'before' ? (args.before ?? '') : args.after),
+    { src: 'src/bin/kubetrail.ts', launcher: 'bin/kubetrail' }[entryOf(v)] ?? 'dist/bin/kubetrail.js',
+  );
+/** The command that runs kubetrail: the launcher is run itself, the Node entries by this Node. */
+const kubetrail = (v: 'before' | 'after'): string[] =>
+  entryOf(v) === 'launcher' ? [bin(v)] : [process.execPath, bin(v)];
 
 const bench = await setupBench();
 const api = await startFakeApiserver();
@@ -40,7 +53,8 @@ const kubeconfig = await api.writeKubeconfig(join(bench.workDir, 'kc'), {
 });
 const home = join(bench.workDir, 'kubectl-home');
 mkdirSync(home, { recursive: true });
-const env = { ...bench.env.env, HOME: home };
+// The launcher runs `node` from PATH for what it does not serve itself: this Node.
+const env = { ...bench.env.env, HOME: home, PATH: `${dirname(process.execPath)}:${bench.env.env.PATH ?? ''}` };
 
 type Variant = 'direct' | 'before' | 'after';
 const ports: Record<Variant, number> = { direct: 0, before: await freePort(), after: await freePort() };
@@ -48,8 +62,7 @@ const argv = (v: Variant): string[] =>
   v === 'direct'
     ? [KUBECTL, '--kubeconfig', kubeconfig, 'get', 'pods']
     : [
-        process.execPath,
-        bin(v === 'before' ? (args.before ?? '') : args.after),
+        ...kubetrail(v),
         '--kubeconfig',
         kubeconfig,
         '--listen',
@@ -95,19 +108,10 @@ try {
       if (perf) cpus[v].push(cpuOf());
     }
 } finally {
-  for (const v of ['before', 'after'] as const)
-    await run(
-      process.execPath,
-      [
-        bin(v === 'before' ? (args.before ?? '') : args.after),
-        'stop',
-        '--state-dir',
-        join(bench.workDir, `state-${v}`),
-      ],
-      {
-        env,
-      },
-    ).catch(() => undefined);
+  for (const v of ['before', 'after'] as const) {
+    const [cmd = '', ...rest] = [...kubetrail(v), 'stop', '--state-dir', join(bench.workDir, `state-${v}`)];
+    await run(cmd, rest, { env }).catch(() => undefined);
+  }
   await api.close();
   await bench.cleanup();
 }
