@@ -184,7 +184,7 @@ describe.skipIf(!root)('a state dir someone else controls is refused, as ssh doe
 });
 
 describe('a state dir opened to others after the background kubetrail made it private (item 2)', () => {
-  it('its commands directory, where each command\'s kubeconfig goes: the next wrapped command is refused', async () => {
+  it("its commands directory, where each command's kubeconfig goes: the next wrapped command is refused", async () => {
     const home = freshHome();
     const stateDir = join(home, 'kubetrail-state');
     const port = await unusedPort();
