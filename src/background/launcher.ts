@@ -26,7 +26,16 @@
  * refused here, by the Node CLI's rule and words.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { closeSync, constants as C, existsSync, fstatSync, openSync, readdirSync } from 'node:fs';
+import {
+  closeSync,
+  constants as C,
+  existsSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { Socket } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { isCommandTag, randomTag } from '../command-tag.ts';
@@ -94,23 +103,55 @@ function no(why: string): BeginAnswer {
   return { ok: false, why };
 }
 
+/** The config file resolveConfig would read (flags, KUBETRAIL_CONFIG, else the default if it exists). */
+function configFileOf(req: LaunchRequest, flags: RawValues): string | undefined {
+  const given = (flags.config as string | undefined) ?? req.env.KUBETRAIL_CONFIG;
+  if (given !== undefined) return given;
+  const base = req.env.XDG_CONFIG_HOME || join(req.env.HOME ?? '', '.config');
+  const file = join(base, 'kubetrail', 'config.yaml');
+  return existsSync(file) ? file : undefined;
+}
+
+/** A path this process may read for a launcher: an absolute regular file (not a FIFO, not /dev/fd/N). */
+function readableFile(path: string): boolean {
+  if (!isAbsolute(path)) return false;
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The command's configuration as the Node wrapper would resolve it, with relative paths made absolute from
- * the launcher's directory (this process runs from `/`); undefined when that cannot be done here.
+ * the launcher's directory as the kernel sees it (its realpath: `..` after a symlinked directory is the
+ * physical parent, as for kubectl and the Node CLI), since this process runs from `/`.
  */
-function configOf(req: LaunchRequest, flags: RawValues): { config: Config; why?: never } | { why: string } {
-  const configFile = (flags.config as string | undefined) ?? req.env.KUBETRAIL_CONFIG;
-  // resolveConfig reads it: from here, a relative path would name another file.
-  if (configFile !== undefined && configFile !== '' && !isAbsolute(configFile)) return { why: 'a relative --config' };
-  if (req.env.HOME !== undefined && !isAbsolute(req.env.HOME)) return { why: 'a relative HOME' };
+function configOf(req: LaunchRequest, flags: RawValues): { config: Config; cwd: string } | { why: string } {
+  for (const name of ['HOME', 'XDG_CONFIG_HOME', 'XDG_STATE_HOME'] as const) {
+    const v = req.env[name];
+    if (v !== undefined && v !== '' && !isAbsolute(v)) return { why: `a relative ${name}` };
+  }
+  const configFile = configFileOf(req, flags);
+  // resolveConfig reads it in this process: only a regular file (a FIFO or /dev/fd/N would hang it, and
+  // a relative path would name another file from here).
+  if (configFile !== undefined && configFile !== '' && !readableFile(configFile))
+    return { why: 'a config file that is not an absolute path to a regular file' };
+  let cwd: string;
+  try {
+    cwd = realpathSync(req.cwd);
+  } catch (err) {
+    return { why: describeError(err) };
+  }
   let config: Config;
   try {
     config = resolveConfig(flags, req.env);
   } catch (err) {
     return { why: describeError(err) };
   }
-  const abs = (p: string): string => resolve(req.cwd, p);
+  const abs = (p: string): string => resolve(cwd, p);
   return {
+    cwd,
     config: {
       ...config,
       stateDir: abs(config.stateDir),
@@ -139,10 +180,11 @@ export function beginAnswer(ctx: LauncherContext, req: LaunchRequest, pid: numbe
   const allocator = req.env.KUBETRAIL_ALLOCATOR;
   if (allocator !== undefined && allocator !== '' && allocator !== 'system') return no('KUBETRAIL_ALLOCATOR');
   const c = configOf(req, parsed.flags);
-  if (c.why !== undefined) return no(c.why);
-  const config = c.config;
-  if (lingerMs(config.linger) === 0) return no('--linger 0');
+  if ('why' in c) return no(c.why);
+  const { config, cwd } = c;
+  // A bad value is the Node CLI's to report (one line, exit 2), never this process's to die of.
   try {
+    if (lingerMs(config.linger) === 0) return no('--linger 0');
     const listen = parseListen(config.listen, config.allowNonLoopback);
     if (listen.port === 0 || !listen.loopback) return no('not a background address');
   } catch (err) {
@@ -151,7 +193,7 @@ export function beginAnswer(ctx: LauncherContext, req: LaunchRequest, pid: numbe
   const env = { ...req.env };
   if (env.KUBECONFIG)
     env.KUBECONFIG = env.KUBECONFIG.split(delimiter)
-      .map((p) => (p ? resolve(req.cwd, p) : p))
+      .map((p) => (p ? resolve(cwd, p) : p))
       .join(delimiter);
   const resolved = resolveForBackground(config, env);
   if (fingerprint(resolved.config, resolved.env) !== ctx.deps.identity.fingerprint) return no('another configuration');
@@ -429,7 +471,16 @@ function privateDirsProblem(paths: BackgroundPaths): string | undefined {
   }
 }
 
+/** One request line, answered; nothing it meets (a bad value, a file that cannot be read) escapes it. */
 async function serve(ctx: LauncherContext, slots: Slots, line: string, log: (line: string) => void): Promise<void> {
+  try {
+    await serveLine(ctx, slots, line, log);
+  } catch (err) {
+    log(`kubetrail: launcher request: ${describeError(err)}`);
+  }
+}
+
+async function serveLine(ctx: LauncherContext, slots: Slots, line: string, log: (line: string) => void): Promise<void> {
   const req = parseLine(line);
   if (!req) return;
   const files = launchFiles(ctx.paths, req.pid, req.tag);
@@ -450,7 +501,12 @@ async function serve(ctx: LauncherContext, slots: Slots, line: string, log: (lin
     const text = readPrivateTextQuietly(files.request);
     removeQuietly(files.request);
     const parsed = text !== undefined ? parseRequest(text) : undefined;
-    const a = parsed ? beginAnswer(ctx, parsed, req.pid, req.tag) : no('no request');
+    let a: BeginAnswer;
+    try {
+      a = parsed ? beginAnswer(ctx, parsed, req.pid, req.tag) : no('no request');
+    } catch (err) {
+      a = no(describeError(err));
+    }
     answer(answers, a.ok ? a.lines : [`no ${a.why.replace(/[\n\r]/g, ' ')}`]);
     if (req.slot !== undefined) slots.fillSoon();
     return;

@@ -7,8 +7,21 @@
  *
  * Which one ran is seen through PATH: `node` there is a script that records each run, then runs Node.
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -94,22 +107,22 @@ async function watchThenSignal(
   argv: string[],
   env: NodeJS.ProcessEnv,
   signal: 'SIGTERM' | 'SIGINT',
-): Promise<{ code: number | null; out: string; err: string }> {
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string }> {
   const [cmd = '', ...args] = argv;
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const closed = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+  const closed = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('close', (c, sig) => r([c, sig])));
   await expect.poll(() => out, { timeout: 15_000 }).toContain('web-0');
   // kubectl prints the list before it sets up its signal handling for the watch: a signal in between ends
   // it as the default action would (143 instead of 1), direct as well.
   await new Promise((r) => setTimeout(r, 700));
   if (signal === 'SIGTERM') process.kill(child.pid ?? 0, 'SIGTERM');
   else process.kill(-(child.pid ?? 0), 'SIGINT');
-  const code = await closed;
-  return { code, out, err };
+  const [code, sig] = await closed;
+  return { code, signal: sig, out, err };
 }
 
 async function stop(s: Setup): Promise<void> {
@@ -178,11 +191,46 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped comman
         const before = nodeRuns(s);
         const direct = await watchThenSignal([kubectlPath('1.33'), 'get', 'pods', '-w'], s.env, signal);
         const r = await watchThenSignal([LAUNCHER, '--', kubectlPath('1.33'), 'get', 'pods', '-w'], s.env, signal);
-        expect(r.code, `${signal}: ${r.err}`).toBe(direct.code);
+        expect([r.code, r.signal], `${signal}: ${r.err}`).toEqual([direct.code, direct.signal]);
         expect(r.out).toBe(direct.out);
         expect(r.err).toMatch(/^kubectl get · \d+ requests? · /m);
         expect(nodeRuns(s)).toBe(before);
       }
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it("gives the command the user's environment and umask, and shows no token even with SHELLOPTS=xtrace", async () => {
+    const s = await setup();
+    try {
+      await first(s);
+      // Names a launcher could use for itself, exported by the user: they reach the command unchanged.
+      const mine = { token: 'mine', state: 'mine', line: 'mine', key: 'mine', tag: 'mine' };
+      const before = nodeRuns(s);
+      const r = await runProcess(LAUNCHER, ['--', 'sh', '-c', 'umask; env'], {
+        env: { ...s.env, ...mine },
+        timeoutMs: 40_000,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(nodeRuns(s)).toBe(before);
+      const [umask = '', ...envLines] = r.stdout.toString().trim().split('\n');
+      expect(umask).toBe(execFileSync('sh', ['-c', 'umask'], { encoding: 'utf8' }).trim());
+      const env = Object.fromEntries(envLines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      for (const [k, v] of Object.entries(mine)) expect(env[k], k).toBe(v);
+      expect(Object.keys(env).filter((k) => k.startsWith('_kt_'))).toEqual([]);
+      expect(env.KUBECONFIG).toMatch(/\/background\/commands\/127\.0\.0\.1-\d+\.\d+-[0-9a-z]{10}\.yaml$/);
+      // An exported SHELLOPTS=xtrace traces what bash runs: not the token's line, and a bash run by the
+      // command does not get the launcher's noclobber.
+      const token = readFileSync(join(s.stateDir, 'control-token'), 'utf8').trim();
+      const traced = await runProcess(LAUNCHER, ['--', 'bash', '-c', 'case $- in *C*) echo noclobber;; esac'], {
+        env: { ...s.env, SHELLOPTS: 'xtrace' },
+        timeoutMs: 40_000,
+      });
+      expect(traced.code, traced.stderr).toBe(0);
+      expect(nodeRuns(s)).toBe(before);
+      expect(traced.stdout.toString()).toBe('');
+      expect(traced.stderr).not.toContain(token);
     } finally {
       await stop(s);
     }
@@ -258,6 +306,40 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher hands everything else t
       await stop(s);
     }
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "another user's FIFO in the kubetrail's place gets no token: the Node CLI serves the command",
+    async () => {
+      const s = await setup();
+      try {
+        await first(s);
+        const fifo = join(s.stateDir, 'background', `127.0.0.1-${s.port}.fifo`);
+        rmSync(fifo);
+        execFileSync('mkfifo', ['-m', '666', fifo]);
+        chownSync(fifo, 65534, 65534);
+        // What the other user would read from it.
+        const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+        try {
+          const r = await launched(s, ['get', 'pods', '-o', 'name']);
+          expect(r.code, r.stderr).toBe(0);
+          expect(r.stdout.toString()).toBe('pod/web-0\n');
+          expect(nodeRuns(s)).toBe(2);
+          const buf = Buffer.alloc(4096);
+          let n = 0;
+          try {
+            n = readSync(fd, buf);
+          } catch (err) {
+            expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
+          }
+          expect(n).toBe(0);
+        } finally {
+          closeSync(fd);
+        }
+      } finally {
+        await stop(s);
+      }
+    },
+  );
 
   it('a kubetrail that no longer reads its FIFO (killed) costs one Node run, not a hang', async () => {
     const s = await setup();

@@ -3,7 +3,17 @@
  * request file and a request line may hold, which wrapped commands it serves itself and which it hands to
  * the Node CLI (the same decisions as wrapViaBackground's), and the spare answer FIFOs.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -207,6 +217,36 @@ describe('which commands the background kubetrail serves for the launcher', () =
     });
     expect(existsSync(join(p.paths.commands, markerName(p.paths.key, 7, 'tag0000004')))).toBe(false);
     expect(p.touched()).toBe(0);
+  });
+
+  it('what could make it die or hang is refused, not read: a bad --linger, a FIFO as config, relative XDG dirs', () => {
+    const p = published({});
+    const fifo = join(p.home, 'cfg.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const cases: [string, LaunchRequest][] = [
+      ['--linger 10min', p.req(['--linger', '10min', '--', 'kubectl', 'get', 'pods'])],
+      ['KUBETRAIL_LINGER=soon', p.req(['--', 'kubectl', 'get', 'pods'], { KUBETRAIL_LINGER: 'soon' })],
+      ['--config <a FIFO>', p.req(['--config', fifo, '--', 'kubectl', 'get', 'pods'])],
+      ['--config /dev/fd/0', p.req(['--config', '/dev/fd/0', '--', 'kubectl', 'get', 'pods'])],
+      ['KUBETRAIL_CONFIG=<a FIFO>', p.req(['--', 'kubectl', 'get', 'pods'], { KUBETRAIL_CONFIG: fifo })],
+      ['XDG_CONFIG_HOME=rel', p.req(['--', 'kubectl', 'get', 'pods'], { XDG_CONFIG_HOME: 'rel' })],
+      ['a directory that is gone', p.req(['--', 'kubectl', 'get', 'pods'], {}, join(p.home, 'gone'))],
+    ];
+    for (const [what, r] of cases) expect(beginAnswer(p.ctx, r, 7, 'tag0000006').ok, what).toBe(false);
+  });
+
+  it('relative paths are resolved from the physical directory, as the kernel resolves `..`', () => {
+    const p = published({});
+    // home/phys/sub, reached as home/link: `../kc` from there is home/phys/kc for kubectl, not home/kc.
+    mkdirSync(join(p.home, 'phys', 'sub'), { recursive: true });
+    symlinkSync(join(p.home, 'phys', 'sub'), join(p.home, 'link'));
+    writeFileSync(join(p.home, 'phys', 'kc'), 'apiVersion: v1\nkind: Config\n');
+    const viaLink = p.req(['--', 'kubectl', 'get', 'pods'], { KUBECONFIG: '../kc' }, join(p.home, 'link'));
+    expect(beginAnswer(p.ctx, viaLink, 8, 'tag0000007')).toEqual({ ok: false, why: 'another configuration' });
+    // From home itself, `kc` is the served kubeconfig.
+    expect(beginAnswer(p.ctx, p.req(['--', 'kubectl', 'get', 'pods'], { KUBECONFIG: 'kc' }), 8, 'tag0000008').ok).toBe(
+      true,
+    );
   });
 
   it('no env(1) that restores SIGINT here: every command is the Node CLI’s', () => {
