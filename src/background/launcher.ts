@@ -34,7 +34,6 @@ import {
   openSync,
   readdirSync,
   realpathSync,
-  statSync,
 } from 'node:fs';
 import { Socket } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
@@ -103,25 +102,6 @@ function no(why: string): BeginAnswer {
   return { ok: false, why };
 }
 
-/** The config file resolveConfig would read (flags, KUBETRAIL_CONFIG, else the default if it exists). */
-function configFileOf(req: LaunchRequest, flags: RawValues): string | undefined {
-  const given = (flags.config as string | undefined) ?? req.env.KUBETRAIL_CONFIG;
-  if (given !== undefined) return given;
-  const base = req.env.XDG_CONFIG_HOME || join(req.env.HOME ?? '', '.config');
-  const file = join(base, 'kubetrail', 'config.yaml');
-  return existsSync(file) ? file : undefined;
-}
-
-/** A path this process may read for a launcher: an absolute regular file (not a FIFO, not /dev/fd/N). */
-function readableFile(path: string): boolean {
-  if (!isAbsolute(path)) return false;
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The command's configuration as the Node wrapper would resolve it, with relative paths made absolute from
  * the launcher's directory as the kernel sees it (its realpath: `..` after a symlinked directory is the
@@ -132,11 +112,10 @@ function configOf(req: LaunchRequest, flags: RawValues): { config: Config; cwd: 
     const v = req.env[name];
     if (v !== undefined && v !== '' && !isAbsolute(v)) return { why: `a relative ${name}` };
   }
-  const configFile = configFileOf(req, flags);
-  // resolveConfig reads it in this process: only a regular file (a FIFO or /dev/fd/N would hang it, and
-  // a relative path would name another file from here).
-  if (configFile !== undefined && configFile !== '' && !readableFile(configFile))
-    return { why: 'a config file that is not an absolute path to a regular file' };
+  // resolveConfig reads it in this process (without blocking: config/load.ts), where a relative path would
+  // name another file.
+  const configFile = (flags.config as string | undefined) ?? req.env.KUBETRAIL_CONFIG;
+  if (configFile !== undefined && configFile !== '' && !isAbsolute(configFile)) return { why: 'a relative --config' };
   let cwd: string;
   try {
     cwd = realpathSync(req.cwd);

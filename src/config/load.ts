@@ -2,17 +2,20 @@
  * Resolve the Config once: defaults < config file < environment < flags. Unknown keys and wrong types are
  * rejected with the file and line; the result is frozen.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, constants as fsConstants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type * as Yaml from 'yaml';
 import type { Pair } from 'yaml';
-import { KtError } from '../errors.ts';
+import { isKtError, KtError } from '../errors.ts';
 import { camel, OPTIONS, type Config, type OptionDef } from './schema.ts';
 
 export type RawValues = Record<string, string | boolean | number | undefined>;
+
+/** A config file is a few lines of YAML: one this large is not one. */
+const CONFIG_MAX_BYTES = 1024 * 1024;
 
 function coerce(def: OptionDef, value: unknown, where: string): string | boolean | number {
   if (def.type === 'boolean') {
@@ -40,14 +43,24 @@ function defaultConfigFile(env: NodeJS.ProcessEnv): string | undefined {
 
 function readConfigFile(file: string): RawValues {
   let text: string;
+  let fd: number | undefined;
   try {
-    text = readFileSync(file, 'utf8');
+    // Without blocking: a FIFO or a device named here (`--config /dev/stdin`) is refused, never waited on.
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: not a regular file`);
+    if (st.size > CONFIG_MAX_BYTES)
+      throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: larger than ${CONFIG_MAX_BYTES} bytes`);
+    text = readFileSync(fd, 'utf8');
   } catch (err) {
+    if (isKtError(err)) throw err;
     throw new KtError(
       'KT_ERR_CONFIG_INVALID',
       `config ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
       { cause: err },
     );
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   // Loaded only when there is a config file: a wrapped command without one never pays for the YAML parser.
   const { isMap, isScalar, parseDocument } = createRequire(import.meta.url)('yaml') as typeof Yaml;

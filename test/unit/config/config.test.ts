@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +60,13 @@ describe('resolveConfig', () => {
     expect(() => resolveConfig({ config: join(dir, 'missing.yaml') }, { HOME: dir })).toThrow(
       `config ${join(dir, 'missing.yaml')}: cannot read (ENOENT)`,
     );
+  });
+
+  it('refuses a config that is not a regular file without waiting on it (a FIFO, a directory)', () => {
+    const fifo = join(dir, 'k.fifo');
+    execFileSync('mkfifo', [fifo]);
+    expect(() => resolveConfig({ config: fifo }, { HOME: dir })).toThrow(`config ${fifo}: not a regular file`);
+    expect(() => resolveConfig({ config: dir }, { HOME: dir })).toThrow(`config ${dir}: not a regular file`);
   });
 
   it('config/kubetrail.yaml documents every option with its default, and loads as it is', () => {
