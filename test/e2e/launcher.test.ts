@@ -4,11 +4,11 @@
  * process, print what kubectl prints direct (bytes, exit code, kubectl's stderr) and each gets its own
  * trace in Jaeger, with the telemetry contract's shape.
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshHome } from '../helpers/compare.ts';
+import { nodeRecorder, type NodeRecorder } from '../helpers/node-recorder.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
 import {
@@ -29,7 +29,7 @@ const NS = 'kt-launcher';
 let stack: Stack;
 let admin: AdminClient;
 let env: NodeJS.ProcessEnv;
-let nodeLog: string;
+let node: NodeRecorder;
 
 beforeAll(async () => {
   stack = await startStack();
@@ -37,14 +37,9 @@ beforeAll(async () => {
   await createNamespace(admin, NS);
   await createPods(admin, NS, ['web-0', 'web-1']);
   const home = freshHome();
-  const bin = join(home, 'bin');
-  mkdirSync(bin);
-  nodeLog = join(home, 'node-runs');
-  writeFileSync(nodeLog, '');
-  writeFileSync(join(bin, 'node'), `#!/bin/sh\necho node >> '${nodeLog}'\nexec '${process.execPath}' "$@"\n`);
-  chmodSync(join(bin, 'node'), 0o755);
+  node = nodeRecorder(home);
   env = {
-    PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+    PATH: `${node.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
     HOME: home,
     KUBECONFIG: stack.kubeconfig,
     KUBETRAIL_STATE_DIR: join(home, 'state'),
@@ -62,7 +57,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const nodeRuns = (): number => readFileSync(nodeLog, 'utf8').split('\n').filter(Boolean).length;
+const nodeRuns = (): number => node.runs();
 const kubectlArgs = (args: string[]): string[] => ['--context', 'alice', '-n', NS, ...args];
 const direct = (args: string[]): Promise<RunResult> =>
   runProcess(kubectlBinary('1.33'), kubectlArgs(args), { env, timeoutMs: 60_000 });

@@ -10,16 +10,7 @@
  * cache holds the dependencies (CI runs `npm ci` first).
  */
 import { spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +19,7 @@ import { freshHome } from '../helpers/compare.ts';
 import { makePod } from '../helpers/fake-apiserver.ts';
 import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
+import { nodeRecorder } from '../helpers/node-recorder.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
 import { MIN_NODE_MAJOR } from '../../src/cli/node-version.ts';
@@ -176,13 +168,9 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
     const home = freshHome();
     const cwd = mkdtempSync(join(work, 'launched-'));
     // `node` on PATH records each run, then runs this Node.
-    const nodeLog = join(home, 'node-runs');
-    writeFileSync(nodeLog, '');
-    const bin = mkdtempSync(join(work, 'loggedbin-'));
-    writeFileSync(join(bin, 'node'), `#!/bin/sh\necho node >> '${nodeLog}'\nexec '${process.execPath}' "$@"\n`);
-    chmodSync(join(bin, 'node'), 0o755);
+    const node = nodeRecorder(mkdtempSync(join(work, 'recorded-')));
     const env: NodeJS.ProcessEnv = {
-      PATH: `${bin}:${userPath(process.execPath)}`,
+      PATH: `${node.bin}:${userPath(process.execPath)}`,
       HOME: home,
       KUBECONFIG: cluster.kubeconfig,
       KUBETRAIL_STATE_DIR: join(home, 'state'),
@@ -190,7 +178,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cluster.receiver.url,
       NO_COLOR: '1',
     };
-    const runs = (): number => readFileSync(nodeLog, 'utf8').split('\n').filter(Boolean).length;
+    const runs = node.runs;
     try {
       const first = await sh(INSTALL_LINES.wrap, env, cwd, 60_000);
       expect(first.code, first.stderr).toBe(0);

@@ -9,12 +9,13 @@
  * nothing else runs.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freshHome } from '../helpers/compare.ts';
+import { nodeRecorder } from '../helpers/node-recorder.ts';
 import { runProcess } from '../helpers/run-kubetrail.ts';
 
 const LAUNCHER = fileURLToPath(new URL('../../bin/kubetrail', import.meta.url));
@@ -48,12 +49,7 @@ function stand(answer: Answer, stateDirAs?: (state: string) => string): Stand {
   writeFileSync(join(state, 'control-token'), `${TOKEN}\n`, { mode: 0o600 });
   const fifo = join(state, 'background', `${KEY}.fifo`);
   execFileSync('mkfifo', ['-m', '600', fifo]);
-  const bin = join(home, 'bin');
-  mkdirSync(bin);
-  const nodeLog = join(home, 'node-runs');
-  writeFileSync(nodeLog, '');
-  writeFileSync(join(bin, 'node'), `#!/bin/sh\necho node >> '${nodeLog}'\nexit 42\n`);
-  chmodSync(join(bin, 'node'), 0o755);
+  const node = nodeRecorder(home, { exitCode: 42 });
   const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
   const sock = new Socket({ fd, readable: true, writable: false });
   const lines: Line[] = [];
@@ -79,12 +75,12 @@ function stand(answer: Answer, stateDirAs?: (state: string) => string): Stand {
     state,
     lines,
     env: {
-      PATH: `${bin}:/usr/bin:/bin`,
+      PATH: `${node.bin}:/usr/bin:/bin`,
       HOME: home,
       KUBETRAIL_STATE_DIR: stateDirAs ? stateDirAs(state) : state,
       KUBETRAIL_LISTEN: `127.0.0.1:${PORT}`,
     },
-    nodeRuns: () => readFileSync(nodeLog, 'utf8').split('\n').filter(Boolean).length,
+    nodeRuns: node.runs,
     close: () => sock.destroy(),
   };
   open.push(s);
@@ -157,7 +153,7 @@ function readdirNames(dir: string): string[] {
 
 describe('when there is no waterfall, the launcher says why, and kubectl’s exit code stands', () => {
   it.each([
-    ['a failed finish', (() => ['fail answered 500']), 'answered 500'],
+    ['a failed finish', () => ['fail answered 500'], 'answered 500'],
     ['no answer', () => undefined, 'timed out'],
   ])('%s', async (_what, finish, why) => {
     const s = stand((l, p) => (l.op === 'begin' ? ok(l, p) : finish()));

@@ -14,13 +14,11 @@ import {
   closeSync,
   constants,
   existsSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
   rmSync,
-  writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +28,7 @@ import { makeConfigMap, makePod } from '../helpers/fake-apiserver.ts';
 import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
 import { alive, stopBackgroundKubetrails } from '../helpers/global-tmp.ts';
+import { nodeRecorder, type NodeRecorder } from '../helpers/node-recorder.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { KUBETRAIL_BIN, runKubetrail, runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
 
@@ -49,27 +48,22 @@ interface Setup {
   home: string;
   port: number;
   stateDir: string;
-  /** Each line: one run of the Node CLI. */
-  nodeLog: string;
+  /** Counts the Node CLI's runs. */
+  node: NodeRecorder;
   env: NodeJS.ProcessEnv;
 }
 
 async function setup(): Promise<Setup> {
   const home = freshHome();
   const port = await unusedPort();
-  const bin = join(home, 'bin');
-  mkdirSync(bin);
-  const nodeLog = join(home, 'node-runs');
-  writeFileSync(nodeLog, '');
-  writeFileSync(join(bin, 'node'), `#!/bin/sh\necho node >> '${nodeLog}'\nexec '${process.execPath}' "$@"\n`);
-  chmodSync(join(bin, 'node'), 0o755);
+  const node = nodeRecorder(home);
   return {
     home,
     port,
     stateDir: join(home, 'kubetrail-state'),
-    nodeLog,
+    node,
     env: kubetrailEnv(home, {
-      PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+      PATH: `${node.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
       KUBECONFIG: cluster.kubeconfig,
       KUBETRAIL_LISTEN: `127.0.0.1:${port}`,
       KUBETRAIL_ENTRY: KUBETRAIL_BIN,
@@ -78,7 +72,7 @@ async function setup(): Promise<Setup> {
   };
 }
 
-const nodeRuns = (s: Setup): number => readFileSync(s.nodeLog, 'utf8').split('\n').filter(Boolean).length;
+const nodeRuns = (s: Setup): number => s.node.runs();
 
 function launched(s: Setup, args: string[], opts: { flags?: string[]; input?: string; env?: NodeJS.ProcessEnv } = {}) {
   return runProcess(LAUNCHER, [...(opts.flags ?? []), '--', kubectlPath('1.33'), ...args], {
@@ -130,6 +124,17 @@ async function stop(s: Setup): Promise<void> {
   await stopBackgroundKubetrails(s.stateDir);
 }
 
+/** A test's own background kubetrail, started as a user's first command starts it, and stopped after. */
+async function withBackground(body: (s: Setup) => Promise<void>): Promise<void> {
+  const s = await setup();
+  try {
+    await first(s);
+    await body(s);
+  } finally {
+    await stop(s);
+  }
+}
+
 /** Start the background kubetrail the way a user's first command does (through the Node CLI). */
 async function first(s: Setup): Promise<void> {
   const r = await launched(s, ['get', 'pods', '-o', 'name']);
@@ -140,9 +145,7 @@ async function first(s: Setup): Promise<void> {
 
 describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped command without Node', () => {
   it("prints kubectl's bytes and exit codes as direct, reads its stdin, and gives each command its trace", async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       for (const args of [
         ['get', 'pods'],
         ['get', 'configmap', 'settings', '-o', 'json'],
@@ -178,15 +181,11 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped comman
       const left = readdirSync(join(s.stateDir, 'background', 'commands'));
       expect(left.filter((f) => !/^127\.0\.0\.1-\d+\.slot-[0-9a-z]{10}\.fifo$/.test(f))).toEqual([]);
       expect(left.length).toBeLessThanOrEqual(8);
-    } finally {
-      await stop(s);
-    }
+    });
   });
 
   it('passes SIGTERM on to kubectl and lets ^C reach it, as direct, then still finishes its trace', async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       for (const signal of ['SIGTERM', 'SIGINT'] as const) {
         const before = nodeRuns(s);
         const direct = await watchThenSignal([kubectlPath('1.33'), 'get', 'pods', '-w'], s.env, signal);
@@ -196,15 +195,11 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped comman
         expect(r.err).toMatch(/^kubectl get · \d+ requests? · /m);
         expect(nodeRuns(s)).toBe(before);
       }
-    } finally {
-      await stop(s);
-    }
+    });
   });
 
   it("gives the command the user's environment and umask, and shows no token even with SHELLOPTS=xtrace", async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       // Names a launcher could use for itself, exported by the user: they reach the command unchanged.
       const mine = { token: 'mine', state: 'mine', line: 'mine', key: 'mine', tag: 'mine' };
       const before = nodeRuns(s);
@@ -231,15 +226,11 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped comman
       expect(nodeRuns(s)).toBe(before);
       expect(traced.stdout.toString()).toBe('');
       expect(traced.stderr).not.toContain(token);
-    } finally {
-      await stop(s);
-    }
+    });
   });
 
   it('a stream cut by a stopping kubetrail ends non-zero and says so, never as if complete', async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       const child = spawn(LAUNCHER, ['--', kubectlPath('1.33'), 'get', 'pods', '-w'], {
         env: s.env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -257,17 +248,13 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped comman
       expect(err).toMatch(
         /^kubetrail: the background kubetrail on 127\.0\.0\.1:\d+ stopped while this command had a request open \(.+\): its output was cut short$/m,
       );
-    } finally {
-      await stop(s);
-    }
+    });
   });
 });
 
 describe.skipIf(!kubectlAvailable('1.33'))('the launcher hands everything else to the Node CLI', () => {
   it('with no kubetrail running, another collector, or kubectl --kubeconfig: Node decides, as before', async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       // Another configuration (telemetry elsewhere): the Node CLI replaces the idle background kubetrail.
       const other = await launched(s, ['get', 'pods', '-o', 'name'], {
         env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:9/v1/traces' },
@@ -287,32 +274,24 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher hands everything else t
       expect(missing.stderr).toMatch(
         /^kubetrail: cannot run no-such-kubectl-here: not found on PATH; give its full path$/m,
       );
-    } finally {
-      await stop(s);
-    }
+    });
   });
 
   it('never uses a state dir others can write to: the Node CLI refuses it', async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       chmodSync(join(s.stateDir, 'background', 'commands'), 0o777);
       const r = await launched(s, ['get', 'pods', '-o', 'name']);
       expect(nodeRuns(s)).toBe(2);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/refusing the state dir: .*commands is 0777: others can write to it/);
       chmodSync(join(s.stateDir, 'background', 'commands'), 0o700);
-    } finally {
-      await stop(s);
-    }
+    });
   });
 
   it.skipIf(process.getuid?.() !== 0)(
     "another user's FIFO in the kubetrail's place gets no token: the Node CLI serves the command",
     async () => {
-      const s = await setup();
-      try {
-        await first(s);
+      await withBackground(async (s) => {
         const fifo = join(s.stateDir, 'background', `127.0.0.1-${s.port}.fifo`);
         rmSync(fifo);
         execFileSync('mkfifo', ['-m', '666', fifo]);
@@ -335,16 +314,12 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher hands everything else t
         } finally {
           closeSync(fd);
         }
-      } finally {
-        await stop(s);
-      }
+      });
     },
   );
 
   it('a kubetrail that no longer reads its FIFO (killed) costs one Node run, not a hang', async () => {
-    const s = await setup();
-    try {
-      await first(s);
+    await withBackground(async (s) => {
       const state = JSON.parse(readFileSync(join(s.stateDir, 'background', `127.0.0.1-${s.port}.json`), 'utf8')) as {
         pid: number;
       };
@@ -359,8 +334,6 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher hands everything else t
       // And the next command is served by the kubetrail that one started, without Node.
       const next = await fast(s, ['get', 'pods', '-o', 'name']);
       expect(next.stdout.toString()).toBe('pod/web-0\n');
-    } finally {
-      await stop(s);
-    }
+    });
   });
 });
