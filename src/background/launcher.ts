@@ -26,15 +26,7 @@
  * refused here, by the Node CLI's rule and words.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import {
-  closeSync,
-  constants as C,
-  existsSync,
-  fstatSync,
-  openSync,
-  readdirSync,
-  realpathSync,
-} from 'node:fs';
+import { closeSync, constants as C, existsSync, fstatSync, openSync, readdirSync, realpathSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { isCommandTag, randomTag } from '../command-tag.ts';
