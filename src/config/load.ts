@@ -48,7 +48,9 @@ function readConfigFile(file: string): RawValues {
     // Without blocking: a FIFO or a device named here (`--config /dev/stdin`) is refused, never waited on.
     fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: not a regular file`);
+    // A directory fails the read below (EISDIR), as it always has.
+    if (!st.isFile() && !st.isDirectory())
+      throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: not a regular file`);
     if (st.size > CONFIG_MAX_BYTES)
       throw new KtError('KT_ERR_CONFIG_INVALID', `config ${file}: larger than ${CONFIG_MAX_BYTES} bytes`);
     text = readFileSync(fd, 'utf8');

@@ -119,6 +119,7 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
       .filter(Boolean);
     expect(files).toContain('package/dist/bin/kubetrail.js');
     expect(files).toContain('package/bin/kubetrail');
+    expect(files).toContain('package/bin/kubectl-trail');
     expect(files).toContain('package/dist/bin/kubectl-trail.js');
     expect(files).toContain('package/LICENSE');
     expect(

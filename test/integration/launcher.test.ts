@@ -14,11 +14,13 @@ import {
   closeSync,
   constants,
   existsSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
   rmSync,
+  symlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -226,6 +228,29 @@ describe.skipIf(!kubectlAvailable('1.33'))('the launcher serves a wrapped comman
       expect(nodeRuns(s)).toBe(before);
       expect(traced.stdout.toString()).toBe('');
       expect(traced.stderr).not.toContain(token);
+    });
+  });
+
+  it('`kubectl trail get pods` (the plugin, found by the real kubectl) is served the same way', async () => {
+    await withBackground(async (s) => {
+      const bin = join(s.home, 'plugin-bin');
+      mkdirSync(bin);
+      symlinkSync(fileURLToPath(new URL('../../bin/kubectl-trail', import.meta.url)), join(bin, 'kubectl-trail'));
+      symlinkSync(kubectlPath('1.33'), join(bin, 'kubectl'));
+      const env = { ...s.env, PATH: `${bin}:${s.env.PATH ?? ''}` };
+      const before = nodeRuns(s);
+      const r = await runProcess(join(bin, 'kubectl'), ['trail', 'get', 'pods', '-o', 'name'], {
+        env,
+        timeoutMs: 40_000,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('pod/web-0\n');
+      expect(r.stderr).toMatch(/^kubectl get · \d+ requests? · /m);
+      expect(nodeRuns(s)).toBe(before);
+      // Its own help is the Node plugin's.
+      const help = await runProcess(join(bin, 'kubectl'), ['trail', '--help'], { env });
+      expect(help.code).toBe(0);
+      expect(help.stdout.toString()).toMatch(/^kubectl trail \S+: run kubectl through kubetrail/);
     });
   });
 

@@ -42,7 +42,8 @@ import { NODE_FLAGS } from '../../src/cli/node-flags.ts';
 import { runProcess } from '../helpers/run-kubetrail.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const KUBECTL_TRAIL_SRC = join(REPO, 'src', 'bin', 'kubectl-trail.ts');
+const KUBETRAIL_SRC = join(REPO, 'src', 'bin', 'kubetrail.ts');
+const KUBECTL_TRAIL_LAUNCHER = join(REPO, 'bin', 'kubectl-trail');
 
 const cluster = withFakeCluster({
   prefix: 'kt-pkg-kube-',
@@ -115,9 +116,12 @@ async function pluginRun(bin: string): Promise<{
 
 describe.skipIf(!kubectlAvailable('1.33'))('kubectl plugin', () => {
   it('`kubectl trail get pods` through the real plugin mechanism prints what `kubectl get pods` prints', async () => {
-    // What `npm install` puts on PATH is a script with a `#!/usr/bin/env node` line; here, the source.
+    // What `npm install` puts on PATH is bin/kubectl-trail (bash: the launcher, then the Node CLI); here
+    // with the Node CLI run from the source.
     const shim = join(mkdtempSync(join(work, 'shim-')), 'kubectl-trail');
-    writeFileSync(shim, `#!/bin/sh\nexec "${process.execPath}" "${KUBECTL_TRAIL_SRC}" "$@"\n`, { mode: 0o755 });
+    writeFileSync(shim, `#!/bin/sh\nKUBETRAIL_ENTRY='${KUBETRAIL_SRC}' exec '${KUBECTL_TRAIL_LAUNCHER}' "$@"\n`, {
+      mode: 0o755,
+    });
     const bin = pluginPath(shim);
     const { direct, plugin, list } = await pluginRun(bin);
     expect(list.stdout.toString()).toContain(join(bin, 'kubectl-trail'));

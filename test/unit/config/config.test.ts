@@ -62,11 +62,11 @@ describe('resolveConfig', () => {
     );
   });
 
-  it('refuses a config that is not a regular file without waiting on it (a FIFO, a directory)', () => {
+  it('refuses a config that is not a regular file without waiting on it (a FIFO; a directory as before)', () => {
     const fifo = join(dir, 'k.fifo');
     execFileSync('mkfifo', [fifo]);
     expect(() => resolveConfig({ config: fifo }, { HOME: dir })).toThrow(`config ${fifo}: not a regular file`);
-    expect(() => resolveConfig({ config: dir }, { HOME: dir })).toThrow(`config ${dir}: not a regular file`);
+    expect(() => resolveConfig({ config: dir }, { HOME: dir })).toThrow(`config ${dir}: cannot read (EISDIR)`);
   });
 
   it('config/kubetrail.yaml documents every option with its default, and loads as it is', () => {
