@@ -211,12 +211,14 @@ export async function runBackground(): Promise<number> {
     report({ ok: false, code: isKtError(err) ? err.code : 'KT_ERR_STATE_DIR', message: describeError(err) });
     return 2;
   }
-  // The launcher's channel (bin/kubetrail): wrapped commands this kubetrail serves then start no Node.
-  const launcher = listenLauncher({ paths, state, deps, envBin: findEnvBin() }, log);
   log(
     `serving ${listenUrl(prepared.listen)} for ${prepared.routes.clusters.size} cluster(s); exits after ${config.linger} idle`,
   );
   report({ ok: true, pid: process.pid, port: state.port });
+  // The launcher's channel (bin/kubetrail): wrapped commands this kubetrail serves then start no Node.
+  // After the report: its two processes (mkfifo, the env check) must not delay the first command, which
+  // the Node CLI serves.
+  const launcher = listenLauncher({ paths, state, deps, envBin: findEnvBin() }, log);
 
   // The idle clock, and a check that this process is still the one wrapped commands find.
   let timer: NodeJS.Timeout | undefined;

@@ -26,7 +26,7 @@
  * refused here, by the Node CLI's rule and words.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { closeSync, constants as C, existsSync, fstatSync, openSync, readdirSync, realpathSync } from 'node:fs';
+import { closeSync, constants as C, existsSync, fstatSync, openSync, realpathSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { isCommandTag, randomTag } from '../command-tag.ts';
@@ -35,7 +35,7 @@ import type { Config } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
 import { ensurePrivateDir, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
-import { commandLineName, timingDir } from '../kubeconfig/timing.ts';
+import { spawnRecord, timingDir } from '../kubeconfig/timing.ts';
 import { epochNow, takeKubeconfigArg } from '../cli/child.ts';
 import { parseWrapArgv } from '../cli/wrap-argv.ts';
 import { control, type ControlDeps } from './control.ts';
@@ -43,7 +43,9 @@ import { launchFiles, markerName, type BackgroundPaths } from './paths.ts';
 import { pidAlive } from './process.ts';
 import { validLife } from './protocol.ts';
 import { tokenMatches } from './token.ts';
+import { safeReaddir } from './publish.ts';
 import {
+  commandKubeconfig,
   fingerprint,
   filesUnchanged,
   readState,
@@ -131,6 +133,11 @@ function configOf(req: LaunchRequest, flags: RawValues): { config: Config; cwd: 
   };
 }
 
+/** A text as one line of an answer. */
+function oneLine(x: unknown): string {
+  return String(x).replace(/[\n\r]/g, ' ');
+}
+
 /** A value the launcher sets for kubectl: one line. */
 function setLine(name: string, value: string): string | undefined {
   return /[\n\r\0]/.test(value) ? undefined : `set ${name}=${value}`;
@@ -170,9 +177,8 @@ export function beginAnswer(ctx: LauncherContext, req: LaunchRequest, pid: numbe
   if (fingerprint(resolved.config, resolved.env) !== ctx.deps.identity.fingerprint) return no('another configuration');
   if (!filesUnchanged(state.files)) return no('a file it read changed');
   if (!sameInstance(readState(paths.state), state)) return no('stopping');
-  const template = readPrivateTextQuietly(state.template);
-  if (template === undefined || !template.includes(state.placeholder)) return no('no template');
-  const kubeconfig = template.replaceAll(state.placeholder, tag);
+  const kubeconfig = commandKubeconfig(state, tag);
+  if (kubeconfig === undefined) return no('no template');
   const marker = join(paths.commands, markerName(paths.key, pid, tag));
   const childPath = shimPathEnv(req.env, resolved.config.stateDir, kubeconfig).PATH;
   const lines = [
@@ -190,14 +196,9 @@ export function beginAnswer(ctx: LauncherContext, req: LaunchRequest, pid: numbe
     return no(describeError(err));
   }
   try {
-    const name = commandLineName(parsed.command);
     // The trace begins now (the launcher spawns kubectl as soon as it reads the answer); the finish line
     // brings the exact spawn and exit times.
-    writePrivate(
-      join(timingDir(resolved.config.stateDir), tag),
-      `spawn ${epochNow()}\n${name !== undefined ? `name ${name}\n` : ''}`,
-      true,
-    );
+    writePrivate(join(timingDir(resolved.config.stateDir), tag), spawnRecord(epochNow(), parsed.command), true);
   } catch {
     // the trace then begins at the first request
   }
@@ -248,14 +249,6 @@ function answer(path: string, lines: string[]): void {
 }
 
 const LINE_MAX = 1024;
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
 /** A launcher's request file and own answer FIFO, left by a launcher that died before its `begin`. */
 export function removeOrphans(paths: BackgroundPaths, names: string[]): void {
   const prefix = `${paths.key}.`;
@@ -466,7 +459,7 @@ async function serveLine(ctx: LauncherContext, slots: Slots, line: string, log: 
   if (req.op === 'begin') {
     const problem = privateDirsProblem(ctx.paths);
     if (problem !== undefined) {
-      answer(answers, [`no ${problem.replace(/[\n\r]/g, ' ')}`]);
+      answer(answers, [`no ${oneLine(problem)}`]);
       return;
     }
     const text = readPrivateTextQuietly(files.request);
@@ -478,7 +471,7 @@ async function serveLine(ctx: LauncherContext, slots: Slots, line: string, log: 
     } catch (err) {
       a = no(describeError(err));
     }
-    answer(answers, a.ok ? a.lines : [`no ${a.why.replace(/[\n\r]/g, ' ')}`]);
+    answer(answers, a.ok ? a.lines : [`no ${oneLine(a.why)}`]);
     if (req.slot !== undefined) slots.fillSoon();
     return;
   }
@@ -498,14 +491,13 @@ async function serveLine(ctx: LauncherContext, slots: Slots, line: string, log: 
       answer(answers, [`fail answered ${a.status}`]);
       return;
     }
-    const oneLine = (x: unknown): string => String(x).replace(/[\n\r]/g, ' ');
     answer(answers, [
       ...(Array.isArray(body.warnings) ? body.warnings : []).map((w) => `warn ${oneLine(w)}`),
       ...(Array.isArray(body.lines) ? body.lines : []).map((l) => `line ${oneLine(l)}`),
     ]);
   } catch (err) {
     log(`kubetrail: launcher finish: ${describeError(err)}`);
-    answer(answers, [`fail ${describeError(err).replace(/[\n\r]/g, ' ')}`]);
+    answer(answers, [`fail ${oneLine(describeError(err))}`]);
   } finally {
     // The launcher has it open; nothing else uses the name.
     if (req.slot !== undefined) slots.done(req.slot);

@@ -191,7 +191,7 @@ function writeState(opts: {
   return state;
 }
 
-function safeReaddir(dir: string): string[] {
+export function safeReaddir(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch {

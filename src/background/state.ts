@@ -146,6 +146,13 @@ export function readState(path: string): BackgroundState | undefined {
   }
 }
 
+/** A wrapped command's kubeconfig: the instance's template with this command's tag; undefined when the
+ * template is gone or not this instance's (no placeholder). */
+export function commandKubeconfig(st: BackgroundState, tag: string): string | undefined {
+  const template = readPrivateTextQuietly(st.template);
+  return template?.includes(st.placeholder) ? template.replaceAll(st.placeholder, tag) : undefined;
+}
+
 /** Same kubetrail process, same state (a replacement's state names another instance). */
 export function sameInstance(a: BackgroundState | undefined, b: BackgroundState): boolean {
   return a !== undefined && a.pid === b.pid && a.instance === b.instance && a.startedAt === b.startedAt;

@@ -17,9 +17,9 @@ import { randomTag } from '../command-tag.ts';
 import { lingerMs, parseListen } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeError, KtError, type ErrorCode } from '../errors.ts';
-import { ensurePrivateDir, readPrivateText, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
+import { ensurePrivateDir, readPrivateTextQuietly, removeQuietly } from '../fs/private.ts';
 import { shimPathEnv } from '../kubeconfig/credential-shim.ts';
-import { commandLineName, timingDir } from '../kubeconfig/timing.ts';
+import { spawnRecord, timingDir } from '../kubeconfig/timing.ts';
 import { hostForUrl } from '../net/host.ts';
 import { tcpProbe } from '../net/tcp-probe.ts';
 import { epochNow, runChild, takeKubeconfigArg } from '../cli/child.ts';
@@ -30,6 +30,7 @@ import { releaseLock, tryLock } from './lock.ts';
 import { backgroundPaths, cutMarker, markerName, privateDir, type BackgroundPaths } from './paths.ts';
 import { busyText, FINISH_DEADLINE_MS, type Busy } from './protocol.ts';
 import {
+  commandKubeconfig,
   filesUnchanged,
   fingerprint,
   readState,
@@ -123,7 +124,6 @@ async function findOrStart(
           : "it had other settings (kubeconfig, --context, --otlp-endpoint, --jaeger-url, OTEL_*, or another kubetrail's code)";
       continue;
     }
-    privateDir(paths.stateDir, paths.dir);
     const taken = tryLock(paths.lock, START_WAIT_MS + STOP_WAIT_MS);
     if (!('mine' in taken)) {
       // Another wrapper is starting one: wait for it, and say so when it takes a while (not silently).
@@ -179,22 +179,16 @@ async function findOrStart(
  */
 function claim(paths: BackgroundPaths, st: BackgroundState, tag: string): string | undefined {
   const path = join(paths.commands, markerName(paths.key, process.pid, tag));
+  // The commands directory exists: findOrStart made sure of it (private) before it found this kubetrail.
   try {
-    try {
-      writePrivate(path, '', true);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      privateDir(paths.stateDir, paths.commands);
-      writePrivate(path, '', true);
-    }
+    writePrivate(path, '', true);
   } catch {
     return undefined;
   }
   try {
-    const template = readPrivateText(st.template);
-    if (template === undefined || !template.includes(st.placeholder)) return fail();
-    if (!sameInstance(readState(paths.state), st)) return fail();
-    writePrivate(path, template.replaceAll(st.placeholder, tag), false);
+    const kubeconfig = commandKubeconfig(st, tag);
+    if (kubeconfig === undefined || !sameInstance(readState(paths.state), st)) return fail();
+    writePrivate(path, kubeconfig, false);
     return path;
   } catch {
     return fail();
@@ -306,8 +300,7 @@ async function runThrough(
   const spawnedAt = epochNow();
   const timingFile = join(timingDir(config.stateDir), tag);
   try {
-    const name = commandLineName(childArgv);
-    writePrivate(timingFile, `spawn ${spawnedAt}\n${name !== undefined ? `name ${name}\n` : ''}`, true);
+    writePrivate(timingFile, spawnRecord(spawnedAt, childArgv), true);
   } catch {
     // an older kubetrail's state dir: the trace begins at the first request
   }

@@ -68,6 +68,12 @@ export function commandLineName(argv: readonly string[]): string | undefined {
   return first !== undefined && SUBCOMMAND.test(first) ? `${program} ${first}` : program;
 }
 
+/** A wrapped command's timing file as its wrapper writes it: when kubectl was started, and its name. */
+export function spawnRecord(spawnedAt: number, argv: readonly string[]): string {
+  const name = commandLineName(argv);
+  return `spawn ${spawnedAt}\n${name !== undefined ? `name ${name}\n` : ''}`;
+}
+
 /** Parse a timing file; lines that are not ours (or cut short) are ignored. */
 export function parseTiming(text: string): Timing {
   const out: Timing = { credentials: [] };
