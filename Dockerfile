@@ -19,11 +19,16 @@
 # Checked without a container engine by test/integration/packaging.test.ts, which replays these steps.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
+# The build stage is the full image (the same Debian), for its C compiler: native/build.sh builds the
+# malloc_trim addon that gives a flood of connections' memory back (src/proxy/reclaim.ts).
+ARG NODE_BUILD_IMAGE=node:24-bookworm
 
-FROM ${NODE_IMAGE} AS build
+FROM ${NODE_BUILD_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY native/build.sh native/trim.c ./native/
+RUN sh native/build.sh && test -f native/build/trim.node
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN node_modules/.bin/tsc -p tsconfig.build.json \
@@ -37,6 +42,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/native/build ./native/build
 COPY package.json ./
 COPY config ./config
 # `kubetrail` on PATH for `docker exec` (kubeconfig, doctor); /state for any uid (each makes its own 0700 dir).

@@ -93,6 +93,8 @@ export interface PhaseReport {
 export interface FloodReport {
   /** The malloc kubetrail ran on: glibc's, or mimalloc when KUBETRAIL_ALLOCATOR=mimalloc (src/cli/allocator.ts). */
   allocator: 'mimalloc' | 'glibc';
+  /** kubetrail loaded native/build/trim.node (malloc_trim after a burst: src/proxy/reclaim.ts). */
+  trim: boolean;
   idleMb: number;
   peakMb: number;
   /** Each round's peak. */
@@ -250,8 +252,12 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     const idleKb = rss();
     const idleFds = processStats(k.pid).fds;
     const idleMap = memoryMap(k.pid);
-    const allocator = readFileSync(`/proc/${k.pid}/maps`, 'utf8').includes('libmimalloc') ? 'mimalloc' : 'glibc';
-    log(`idle: ${showMap(idleMap)}, ${idleFds} descriptors; malloc: ${allocator}`);
+    const maps = readFileSync(`/proc/${k.pid}/maps`, 'utf8');
+    const allocator = maps.includes('libmimalloc') ? 'mimalloc' : 'glibc';
+    const trim = maps.includes('/trim.node');
+    log(
+      `idle: ${showMap(idleMap)}, ${idleFds} descriptors; malloc: ${allocator}${trim ? ', malloc_trim after a burst' : ''}`,
+    );
     let heldMap = idleMap;
     const sampler = rssSampler(k.pid);
     const phases: PhaseReport[] = [];
@@ -341,6 +347,7 @@ export async function runFlood(opts: FloodOptions): Promise<FloodReport> {
     for (const l of capLines) log(`kubetrail said: ${l}`);
     return {
       allocator,
+      trim,
       idleMb: mb(idleKb),
       peakMb: mb(peakKb),
       roundPeaksMb,

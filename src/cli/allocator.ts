@@ -3,10 +3,11 @@
  * mimalloc (`KUBETRAIL_ALLOCATOR=mimalloc`): loaded with LD_PRELOAD into the process kubetrail starts itself
  * with (the background spawn, and the re-exec of `start` in node-flags.ts). Why one would: after a flood of
  * connections glibc's malloc keeps the freed memory (its main arena returns only its top; OpenSSL's and
- * Node's per-connection allocations lie between longer-lived ones), so RSS stays near the flood's peak until
- * kubetrail restarts; mimalloc gives much of it back (scripts/flood.ts: 60 s after, 398 MB on glibc, 177-228
- * MB on mimalloc, idle 115). Why it is not the default: it costs the relay ~10% more CPU per request and
- * large lists a quarter more time (docs/decisions.md "Memory after a connection flood").
+ * Node's per-connection allocations lie between longer-lived ones), and mimalloc gives much of it back on its
+ * own (scripts/flood.ts: 60 s after, 398 MB on glibc, 177-228 MB on mimalloc, idle 115). Since malloc_trim
+ * (native/trim.c, proxy/reclaim.ts) gives it back on glibc too, that matters only where no C compiler built
+ * the trim at install. Why it is not the default: it costs the relay ~10% more CPU per request and large
+ * lists a quarter more time (docs/decisions.md "Memory after a connection flood").
  *
  * Linux only, and only a library the system owns: a regular file, and its directory, owned by root and
  * writable by nobody else, at one of the distributions' paths (Debian and Ubuntu's libmimalloc2.0, Fedora's

@@ -19,6 +19,7 @@ import { freshHome } from '../helpers/compare.ts';
 import { makePod } from '../helpers/fake-apiserver.ts';
 import { withFakeCluster } from '../helpers/fake-cluster.ts';
 import { kubectl, kubectlAvailable, kubectlPath } from '../helpers/kubectl.ts';
+import { canBuildNative } from '../helpers/native.ts';
 import { nodeRecorder } from '../helpers/node-recorder.ts';
 import { unusedPort } from '../helpers/ports.ts';
 import { runProcess, type RunResult } from '../helpers/run-kubetrail.ts';
@@ -122,6 +123,10 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
     expect(files).toContain('package/bin/kubectl-trail');
     expect(files).toContain('package/dist/bin/kubectl-trail.js');
     expect(files).toContain('package/LICENSE');
+    // malloc_trim's addon travels as source, built where it is installed (package.json "install").
+    expect(files).toContain('package/native/trim.c');
+    expect(files).toContain('package/native/build.sh');
+    expect(files.filter((f) => f.includes('native/build/'))).toEqual([]);
     expect(
       files.filter(
         (f) => /\.ts$|\/test\/|\.(pem|key|crt)$|\/(\.?kube)?config$|\.tgz$/i.test(f) && !f.endsWith('.d.ts'),
@@ -132,6 +137,9 @@ describe.skipIf(!kubectlAvailable('1.33'))('npm pack, npm install -g, then kubet
   it('installs into an empty prefix and puts kubetrail and kubectl-trail on PATH', () => {
     expect(installed.code, installed.stderr).toBe(0);
     expect(readdirSync(join(prefix, 'bin')).sort()).toEqual(['kubectl-trail', 'kubetrail']);
+    // npm ran the package's install script, which built the addon with this machine's C compiler.
+    if (canBuildNative())
+      expect(existsSync(join(prefix, 'lib', 'node_modules', 'kubetrail', 'native', 'build', 'trim.node'))).toBe(true);
   });
 
   it('`kubetrail --version` and `kubetrail -- kubectl get pods` run from outside the repository', async () => {

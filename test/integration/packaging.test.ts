@@ -466,6 +466,9 @@ describe.skipIf(!kubectlAvailable('1.33'))('the Dockerfile, replayed without a c
       expect(out).toMatch(new RegExp(`^export KUBECONFIG=${root}/state/kubetrail/kubeconfigs/[0-9a-f]+\\.yaml$`, 'm'));
       expect(statSync(join(root, 'state', 'kubetrail')).mode & 0o777).toBe(0o700);
       if (asUser.uid !== undefined) expect(statSync(join(root, 'state', 'kubetrail')).uid).toBe(1000);
+      // The image's kubetrail gives a flood's memory back: the build stage built malloc_trim's addon and the
+      // proxy loaded it (src/proxy/reclaim.ts).
+      expect(readFileSync(`/proc/${server.pid}/maps`, 'utf8')).toContain(join(appDir, 'native', 'build', 'trim.node'));
 
       // The host's kubeconfig, written by the command docker-compose.yml documents (`docker compose exec`:
       // same container, user and environment), for the published port.

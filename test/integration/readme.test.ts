@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { OPTIONS, type OptionDef } from '../../src/config/schema.ts';
+import { TRIM_ADDON } from '../../src/proxy/reclaim.ts';
 import { freshHome, kubetrailEnv } from '../helpers/compare.ts';
 import { makePod } from '../helpers/fake-apiserver.ts';
 import { withFakeCluster } from '../helpers/fake-cluster.ts';
@@ -326,7 +327,12 @@ describe.skipIf(!kubectlAvailable('1.33'))('README commands, run as written', ()
     const env = userEnv(freshHome(), { KUBETRAIL_LISTEN: `127.0.0.1:${await unusedPort()}` });
     const doc = await run('npx kubetrail doctor', env);
     expect(doc.code, doc.stdout.toString()).toBe(0);
-    expect(doc.stdout.toString()).toMatch(/\ndoctor: all checks passed\n$/);
+    // All pass; where no C compiler built native/build/trim.node at `npm ci`, its one warning (doctor.test.ts).
+    expect(doc.stdout.toString()).toMatch(
+      existsSync(TRIM_ADDON)
+        ? /\ndoctor: all checks passed\n$/
+        : /\nwarn {2}memory: [^\n]*\n[^\n]*\ndoctor: 0 failed, 1 warning\(s\)\n$/,
+    );
     const r = await run('npx kubetrail -- kubectl get pods', env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.toString()).toBe(await direct(['get', 'pods']));

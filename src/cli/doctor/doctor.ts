@@ -10,7 +10,8 @@
  * - the OTLP endpoint accepts an empty export, and the Jaeger UI answers;
  * - the state dir is 0700 and its files 0600;
  * - the --listen address is free, or held by a kubetrail;
- * - which malloc a long-running kubetrail gets (glibc's, or mimalloc when asked for: cli/allocator.ts).
+ * - which malloc a long-running kubetrail gets (glibc's, or mimalloc when asked for: cli/allocator.ts), and on
+ *   glibc whether the malloc_trim that gives a flood's memory back was built (proxy/reclaim.ts).
  *
  * Read-only: the in-process kubetrail uses a temporary state dir (removed afterwards), never the real one.
  * Never prints a credential: tokens, keys and passwords are only ever described by kind.

@@ -1,11 +1,12 @@
 /**
- * Two full GCs once the process has grown and connections have stopped coming and going
- * (src/proxy/reclaim.ts), driven without sockets: fake timers and a fake RSS.
+ * Memory back after a burst (src/proxy/reclaim.ts): V8's last-resort GC, then malloc_trim, once the process
+ * has grown and connections have stopped coming and going; driven without sockets: fake timers, a fake RSS.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { exposedGc, watchBursts } from '../../../src/proxy/reclaim.ts';
+import { exposedGc, watchBursts, type Trim } from '../../../src/proxy/reclaim.ts';
 
 const MB = 1024 * 1024;
+const QUIET = 30_000;
 beforeEach(() => {
   vi.useFakeTimers();
 });
@@ -13,8 +14,11 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-/** A process whose RSS the test sets; its GC gives `freed` MB back. */
-function setup(freed = 50): {
+/** A process whose RSS the test sets; its GC gives `freed` MB back; `trim`, when given, runs after it. */
+function setup(
+  freed = 50,
+  trim?: Trim,
+): {
   gc: ReturnType<typeof vi.fn>;
   w: ReturnType<typeof watchBursts>;
   setRss: (mb: number) => void;
@@ -27,31 +31,29 @@ function setup(freed = 50): {
   const reclaimed: [number, number][] = [];
   const w = watchBursts(gc, () => rss, {
     growth: 32 * MB,
-    quietMs: 2000,
+    quietMs: QUIET,
+    trim,
     onReclaim: (b, a) => reclaimed.push([b / MB, a / MB]),
   });
   return { gc, w, setRss: (mb) => (rss = mb * MB), reclaimed };
 }
 
-describe('two GCs after the process grew', () => {
-  it('runs once connections have stopped coming and going for QUIET_MS, not before', () => {
+describe('a reclaim after the process grew', () => {
+  it('runs once connections have stopped coming and going for QUIET_MS, not before, and once', () => {
     const { gc, w, setRss, reclaimed } = setup();
     setRss(200);
-    w.closed(); // grown by 100 MB: armed
-    vi.advanceTimersByTime(1500);
+    w.closed(); // grown by 100 MB: waiting
+    vi.advanceTimersByTime(QUIET - 500);
     w.opened(); // still coming: the wait starts again
-    vi.advanceTimersByTime(1500);
-    w.closed();
-    vi.advanceTimersByTime(1999);
+    vi.advanceTimersByTime(QUIET - 500);
+    w.closed(); // and again
+    vi.advanceTimersByTime(QUIET - 1);
     expect(gc).not.toHaveBeenCalled();
     vi.advanceTimersByTime(1);
     expect(gc).toHaveBeenCalledTimes(1);
-    // And once more, for what the first one's finalizers freed.
-    vi.advanceTimersByTime(2000);
-    expect(gc).toHaveBeenCalledTimes(2);
-    expect(reclaimed).toEqual([[200, 100]]);
-    vi.advanceTimersByTime(60_000);
-    expect(gc).toHaveBeenCalledTimes(2);
+    expect(reclaimed).toEqual([[200, 150]]);
+    vi.advanceTimersByTime(10 * QUIET);
+    expect(gc).toHaveBeenCalledTimes(1);
   });
 
   it('never while the process stays within GROWTH of its smallest size, however connections come and go', () => {
@@ -60,28 +62,28 @@ describe('two GCs after the process grew', () => {
       setRss(100 + (i % 31));
       w.opened();
       w.closed();
-      vi.advanceTimersByTime(3000);
+      vi.advanceTimersByTime(QUIET + 1000);
     }
     expect(gc).not.toHaveBeenCalled();
   });
 
-  it('measures growth from the smallest size since the last GC: a GC that gave nothing back is not repeated', () => {
-    const { gc, w, setRss } = setup(0); // glibc keeps what it is given back
+  it('measures growth from the smallest size since the last reclaim: one that gave nothing back is not repeated', () => {
+    const { gc, w, setRss } = setup(0); // a GC that gives nothing back (no trim here)
     setRss(200);
     w.closed();
-    vi.advanceTimersByTime(4000);
-    expect(gc).toHaveBeenCalledTimes(2);
+    vi.advanceTimersByTime(QUIET);
+    expect(gc).toHaveBeenCalledTimes(1);
     // Still 200 MB: connections closing now are no reason for another.
     for (let i = 0; i < 10; i++) w.closed();
-    vi.advanceTimersByTime(10_000);
-    expect(gc).toHaveBeenCalledTimes(2);
+    vi.advanceTimersByTime(3 * QUIET);
+    expect(gc).toHaveBeenCalledTimes(1);
     // Memory given back later lowers the floor; the next growth over it counts.
     setRss(120);
     w.closed();
     setRss(160);
     w.closed();
-    vi.advanceTimersByTime(4000);
-    expect(gc).toHaveBeenCalledTimes(4);
+    vi.advanceTimersByTime(QUIET);
+    expect(gc).toHaveBeenCalledTimes(2);
   });
 
   it('not when the growth is gone by the time the wait is over, nor after stop()', () => {
@@ -89,23 +91,74 @@ describe('two GCs after the process grew', () => {
     setRss(200);
     w.closed();
     setRss(110);
-    vi.advanceTimersByTime(2000);
+    vi.advanceTimersByTime(QUIET);
     expect(gc).not.toHaveBeenCalled();
     setRss(200);
     w.closed();
     w.stop();
-    vi.advanceTimersByTime(5000);
+    vi.advanceTimersByTime(3 * QUIET);
     expect(gc).not.toHaveBeenCalled();
   });
 
-  it("uses V8's gc only where Node exposes it (--expose-gc: NODE_FLAGS)", () => {
+  it('then trims: what the GC freed to malloc goes to the system, and the floor is what is left after it', async () => {
+    let finish: (released: boolean) => void = () => undefined;
+    let setRss: (mb: number) => void = () => undefined;
+    const trim = vi.fn(
+      () =>
+        new Promise<boolean>((resolve) => {
+          finish = (released) => {
+            if (released) setRss(110);
+            resolve(released);
+          };
+        }),
+    );
+    const s = setup(0, trim); // glibc: the GC frees to malloc, RSS does not move
+    setRss = s.setRss;
+    s.setRss(200);
+    s.w.closed();
+    vi.advanceTimersByTime(QUIET);
+    expect(s.gc).toHaveBeenCalledTimes(1);
+    expect(trim).toHaveBeenCalledTimes(1);
+    // While it runs (on the thread pool), connections coming and going start nothing new.
+    s.w.opened();
+    s.w.closed();
+    vi.advanceTimersByTime(3 * QUIET);
+    expect(s.gc).toHaveBeenCalledTimes(1);
+    expect(trim).toHaveBeenCalledTimes(1);
+    expect(s.reclaimed).toEqual([]);
+    finish(true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.reclaimed).toEqual([[200, 110]]);
+    // The floor is 110 MB now: growing 40 MB over it is a burst again.
+    s.setRss(150);
+    s.w.closed();
+    await vi.advanceTimersByTimeAsync(QUIET);
+    expect(trim).toHaveBeenCalledTimes(2);
+    finish(false);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.reclaimed).toEqual([
+      [200, 110],
+      [150, 150],
+    ]);
+  });
+
+  it('a trim that fails is as one that gave nothing back', async () => {
+    const s = setup(0, () => Promise.reject(new Error('no')));
+    s.setRss(200);
+    s.w.closed();
+    await vi.advanceTimersByTimeAsync(QUIET);
+    expect(s.reclaimed).toEqual([[200, 200]]);
+  });
+
+  it("uses V8's last-resort GC, only where Node exposes gc (--expose-gc: NODE_FLAGS)", () => {
     const had = (globalThis as { gc?: unknown }).gc;
     try {
       (globalThis as { gc?: unknown }).gc = undefined;
       expect(exposedGc()).toBeUndefined();
-      const f = (): void => undefined;
-      (globalThis as { gc?: unknown }).gc = f;
-      expect(exposedGc()).toBe(f);
+      const v8gc = vi.fn();
+      (globalThis as { gc?: unknown }).gc = v8gc;
+      exposedGc()?.();
+      expect(v8gc.mock.calls).toEqual([[{ type: 'major', execution: 'sync', flavor: 'last-resort' }]]);
     } finally {
       (globalThis as { gc?: unknown }).gc = had;
     }
