@@ -7,7 +7,7 @@
  * re-executes itself with them (withNodeFlags). Not in the bin's shebang: `env -S` is missing from
  * BusyBox, older coreutils and the BSDs, and the bin must start everywhere.
  *
- * `--expose-gc`: the proxy runs two full GCs once a flood of connections is over (proxy/reclaim.ts).
+ * `--expose-gc`: the proxy runs V8's last-resort GC once a flood of connections is over (proxy/reclaim.ts).
  */
 import { chooseAllocator, MIMALLOC_PATHS, PRELOADED_ENV, withAllocator } from './allocator.ts';
 

@@ -226,7 +226,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   // left open this way held its memory for as long as the client kept it).
   server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
   const cap = capConnections(server, limits.maxConnections, opts.onNotice ?? (() => undefined));
-  // Once a flood of connections is over, two full GCs free what they held natively (reclaim.ts).
+  // Once a flood of connections is over, a last-resort GC and malloc_trim give its memory back (reclaim.ts).
   const bursts = reclaimAfterBursts(server);
 
   const addresses = usesRouteAddresses(opts.host)
