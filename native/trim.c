@@ -1,13 +1,15 @@
 /*
- * kubetrail's one native function: malloc_trim(0), run after the garbage collections that follow a flood
- * of connections (src/proxy/reclaim.ts). glibc's malloc returns only the top of its heap to the system on
- * its own; what a flood's connections held natively (OpenSSL's objects and record buffers, socket read
- * buffers) is freed between longer-lived chunks and stays resident until malloc_trim gives the free pages
- * back (MADV_DONTNEED). Ruby's GC does the same after a full collection. docs/decisions.md has the figures.
+ * kubetrail's one native function: malloc_trim(0), run after the last-resort garbage collection that
+ * follows a flood of connections (src/proxy/reclaim.ts). glibc's malloc returns only the top of its heap to
+ * the system on its own; what a flood's connections held natively (OpenSSL's objects and record buffers,
+ * socket read buffers) is freed between longer-lived chunks and stays resident until malloc_trim gives the
+ * free pages back (MADV_DONTNEED). Ruby's GC does the same after a full collection. docs/decisions.md has
+ * the figures.
  *
  * trim() returns a promise and runs malloc_trim on libuv's thread pool: over a heap a flood has cut into
- * tens of thousands of free chunks it takes 100-300 ms, which the event loop must not wait for. (malloc_trim
- * locks one arena at a time; the main thread's own allocations wait only while the main arena's turn lasts.)
+ * tens of thousands of free chunks it took 90-460 ms (measured), which the event loop must not wait for.
+ * (malloc_trim locks one arena at a time; the main thread's own allocations wait only while the main
+ * arena's turn lasts.)
  *
  * Built at install time where there is a C compiler (native/build.sh), never shipped built. It needs no
  * header from Node: Node-API is a stable C ABI, and the functions used here are declared below as Node's
